@@ -1,0 +1,180 @@
+"""Kernels of the harmonic reducer and the load: a compliant two-inertia system.
+
+Motor side (rotor + wave generator, J_m) and load side (output flange + link, J_L) are joined by the
+flexspline. With the kinematic error KE(theta_m) = sum A_k sin(k theta_m + phi_k) (output radians, k = 2
+dominant: twice per wave-generator turn) the twist is
+
+    phi = theta_m / N + KE(theta_m) - theta_L,      dphi/dt = w_m (1/N + KE'(theta_m)) - w_L
+
+and the flexspline torque tau_fs = K(phi) + tau_h + c dphi/dt, with K the catalogue piecewise-linear
+curve (HD CHA manual eq. 68.1-68.3, odd-symmetric) or a cubic k1 phi + k3 phi^3, tau_h a Dahl hysteresis
+state, c a structural damping. The motor side sees tau_fs through the same transmission (1/N + KE'), so
+the kinematic error does no net work over a closed path.
+
+Friction at the input is LuGre with a Stribeck curve g(w) = Fc + (Fs - Fc) exp(-|w/ws|^delta); the mesh
+loss is a load-dependent Coulomb term (1/eta - 1)|tau_fs (1/N + KE')| added to g, which gives forward
+efficiency eta and back-driving efficiency 2 - 1/eta: driving and back-driving differ, as they do.
+
+Integration (reference section 8): semi-implicit Euler, velocities first then angles with the new
+velocities; the viscous terms acting on one body alone (input viscous friction, load damping) are
+implicit; the Dahl and LuGre states use their implicit updates
+    tau_h+ = (tau_h + sigma dphi) / (1 + sigma |dphi| / tau_hmax),  z+ = (z + h w) / (1 + h sigma0 |w| / g).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from actuator.model.layout import (
+    MAX_HARMONICS,
+    P_B,
+    P_B_L,
+    P_CK1,
+    P_CK3,
+    P_CUBIC,
+    P_DELTA,
+    P_DT,
+    P_EFF,
+    P_FC,
+    P_FS,
+    P_FS_DAMP,
+    P_HYS_SIGMA,
+    P_HYS_T,
+    P_J_L,
+    P_J_M,
+    P_K1,
+    P_K2,
+    P_K3,
+    P_KE_A,
+    P_KE_PH,
+    P_MGL,
+    P_RATIO,
+    P_SIGMA0,
+    P_SIGMA1,
+    P_T1,
+    P_T2,
+    P_WS,
+    X_HYS,
+    X_PHI,
+    X_TAU_F,
+    X_TAU_FS,
+    X_THL,
+    X_THM,
+    X_WL,
+    X_WM,
+    X_Z,
+)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def spring_torque(p, phi):
+    """Catalogue stiffness curve K(phi), odd-symmetric."""
+    if p[P_CUBIC] != 0.0:
+        return p[P_CK1] * phi + p[P_CK3] * phi * phi * phi
+    a = abs(phi)
+    phi1 = p[P_T1] / p[P_K1]
+    phi2 = phi1 + (p[P_T2] - p[P_T1]) / p[P_K2]
+    if a <= phi1:
+        t = p[P_K1] * a
+    elif a <= phi2:
+        t = p[P_T1] + p[P_K2] * (a - phi1)
+    else:
+        t = p[P_T2] + p[P_K3] * (a - phi2)
+    return t if phi >= 0.0 else -t
+
+
+@njit(cache=True, nogil=True, inline="always")
+def catalogue_twist(p, torque_nm):
+    """The catalogue's twist for an output torque (eq. 68.1-68.3), the inverse of ``spring_torque``."""
+    t = abs(torque_nm)
+    if t <= p[P_T1]:
+        phi = t / p[P_K1]
+    elif t <= p[P_T2]:
+        phi = p[P_T1] / p[P_K1] + (t - p[P_T1]) / p[P_K2]
+    else:
+        phi = p[P_T1] / p[P_K1] + (p[P_T2] - p[P_T1]) / p[P_K2] + (t - p[P_T2]) / p[P_K3]
+    return phi if torque_nm >= 0.0 else -phi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def kinematic_error(p, theta_m):
+    """KE(theta_m) and its derivative d KE / d theta_m, in output radians."""
+    ke = 0.0
+    dke = 0.0
+    for k in range(MAX_HARMONICS):
+        a = p[P_KE_A + k]
+        if a != 0.0:
+            arg = (k + 1) * theta_m + p[P_KE_PH + k]
+            ke += a * math.sin(arg)
+            dke += a * (k + 1) * math.cos(arg)
+    return ke, dke
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dahl_update(p, tau_h, dphi):
+    tmax = p[P_HYS_T]
+    if tmax <= 0.0:
+        return 0.0
+    sigma = p[P_HYS_SIGMA]
+    return (tau_h + sigma * dphi) / (1.0 + sigma * abs(dphi) / tmax)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def stribeck_level(p, w, scale):
+    """g(w): the Coulomb-Stribeck friction level at input speed w."""
+    fc = p[P_FC] * scale
+    fs = p[P_FS] * scale
+    if fs == fc:
+        return fc
+    r = abs(w) / p[P_WS]
+    # the common Gaussian Stribeck shape (delta = 2) without a pow call: this runs every model step
+    e = r * r if p[P_DELTA] == 2.0 else r ** p[P_DELTA]
+    if e > 40.0:  # exp(-40) < 1e-17: skip libm's slow underflow path at speed
+        return fc
+    return fc + (fs - fc) * math.exp(-e)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def lugre_update(p, z, w, g):
+    """Implicit LuGre bristle update; returns the new z and the friction torque without viscous part."""
+    dt = p[P_DT]
+    if g <= 0.0:
+        return 0.0, 0.0
+    z_new = (z + dt * w) / (1.0 + dt * p[P_SIGMA0] * abs(w) / g)
+    return z_new, p[P_SIGMA0] * z_new + p[P_SIGMA1] * (z_new - z) / dt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
+    """Advance the two-inertia mechanics by one step (semi-implicit Euler)."""
+    dt = p[P_DT]
+    thm = x[X_THM]
+    wm = x[X_WM]
+    thl = x[X_THL]
+    wl = x[X_WL]
+    ke, dke = kinematic_error(p, thm)
+    trans = 1.0 / p[P_RATIO] + dke
+    phi = thm / p[P_RATIO] + ke - thl
+    dphi_dt = wm * trans - wl
+    tau_h = dahl_update(p, x[X_HYS], phi - x[X_PHI])
+    tau_fs = spring_torque(p, phi) * stiffness_scale + tau_h + p[P_FS_DAMP] * dphi_dt
+    # mesh loss as load-dependent Coulomb friction at the input (see module docstring)
+    g = stribeck_level(p, wm, friction_scale) + (1.0 / p[P_EFF] - 1.0) * abs(tau_fs * trans)
+    z, tau_f = lugre_update(p, x[X_Z], wm, g)
+    b = p[P_B] * friction_scale
+    jm = p[P_J_M]
+    jl = p[P_J_L]
+    wm_new = (wm + dt / jm * (tau_motor - tau_fs * trans - tau_f)) / (1.0 + dt * b / jm)
+    tau_load = tau_fs - p[P_MGL] * math.sin(thl) + tau_ext
+    wl_new = (wl + dt / jl * tau_load) / (1.0 + dt * p[P_B_L] / jl)
+    x[X_WM] = wm_new
+    x[X_WL] = wl_new
+    x[X_THM] = thm + dt * wm_new
+    x[X_THL] = thl + dt * wl_new
+    x[X_PHI] = phi
+    x[X_HYS] = tau_h
+    x[X_Z] = z
+    x[X_TAU_FS] = tau_fs
+    x[X_TAU_F] = tau_f + b * wm_new

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``jointkit bench``: each returns a dict of figures measured in one run."""

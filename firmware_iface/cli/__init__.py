@@ -1,0 +1,44 @@
+"""The ``jointkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
+
+Errors of the JointkitError family print ``error: ...`` and exit 2 (1 is kept for a failed verdict);
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from actuator.errors import JointkitError
+from firmware_iface.cli import bench, demo, sim
+
+COMMANDS = (sim, bench, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jointkit", description="Control, tune and test integrated joint actuators.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except JointkitError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

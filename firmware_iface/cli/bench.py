@@ -1,0 +1,32 @@
+"""``jointkit bench TARGET``: benchmarks that print their figures (``--json`` for machines).
+
+Speed is measured here, never in timed tests; ratios are taken within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from firmware_iface.cli.common import print_json, print_summary
+
+TARGETS = ("sim",)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: sim")
+    p.add_argument("target", choices=TARGETS, help="what to measure")
+    p.add_argument("--preset", default="knee", help="joint preset (default knee)")
+    p.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisier figures)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware_iface.bench import sim
+
+    figures = sim.run(args.preset, quick=args.quick)
+    if args.json:
+        print_json(figures)
+    else:
+        print_summary(f"jointkit bench {args.target}", figures)
+    return 0

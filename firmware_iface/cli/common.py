@@ -1,0 +1,35 @@
+"""Helpers shared by the CLI subcommands: JSON output and rich tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(obj: dict[str, Any]) -> None:
+    print(json.dumps(_clean(obj), indent=2))
+
+
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        text = f"{value:.6g}" if isinstance(value, float) else (", ".join(value) or "none"
+                                                                if isinstance(value, list) else str(value))
+        table.add_row(key, text)
+    Console().print(table)
