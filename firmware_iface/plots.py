@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from actuator.simulation import Trace  # noqa: E402
+from actuator.simulation import Trace
 
 PANELS = (
     ("position_rad", "position [rad]"),

@@ -6,9 +6,10 @@ Motor: amplitude-invariant dq model (bgkatz/motorcontrol ``foc.c`` convention)
     tau = 1.5 p [lambda i_q + (L_d - L_q) i_d i_q] (1 + r6 sin 6 theta_e) + sum A_k sin(k N_c theta_m + phi_k)
 discretised exactly for the RL part over one step with the speed voltages held (zero-order hold).
 
-Drive: PI per axis, kp = L w_c and ki = R w_c (pole-zero cancellation gives a first-order closed loop at
-w_c), evaluated on the currents sampled at the start of a step; its output is applied one step later
-(the averaged inverter with a one-sample computation delay). The voltage vector is limited to
+Drive: PI per axis, kp = L w_c and ki = R w_c (pole-zero cancellation), evaluated on the currents
+sampled at the start of a step; its output is applied one step later (the averaged inverter with a
+one-sample computation delay). w_c is chosen in ``layout.current_loop_design`` so that this sampled,
+delayed loop has its -3 dB point at the configured bandwidth. The voltage vector is limited to
 min(motor limit, modulation V_bus / sqrt 3) with d-axis priority and the integrators clamped to that limit
 (anti-windup as in Katz's firmware).
 

@@ -2,8 +2,8 @@
 
 One model step (one current-loop period, 25-50 us) in this order:
   1. supply and encoder checks -> fault bits; the drive stops driving current on a fatal fault;
-  2. the voltage computed on the previous step is applied (one-sample delay) and the RL circuit steps;
-  3. the current PI runs on the new currents, its output is held for the next step;
+  2. the current PI runs on the sampled currents, its output is held for the next step;
+  3. the voltage computed on the previous step is applied (one-sample delay) and the RL circuit steps;
   4. electromagnetic torque, cogging and ripple -> the two-inertia mechanics step;
   5. copper losses -> thermal step and derating; encoders sampled; the F/T sensor on its own rate.
 Faults latch in ``x[X_FAULTS]`` until the caller clears them; kernels return the fault bits as status.
@@ -100,13 +100,17 @@ def joint_step(p, x, env, iq_cmd, id_cmd, ext_torque_nm, noise):
     x[X_ID_REF] = id_ref
     x[X_IQ_REF] = iq_ref
 
+    # the PI runs on the currents sampled now; the inverter applies its result on the next step, and
+    # applies now what was computed one step ago (the one-sample computation delay of a real drive)
+    vd_applied = x[X_VD]
+    vq_applied = x[X_VQ]
+    current_loop(p, x, id_ref, iq_ref, voltage_limit(p, bus_v))
     r_ohm = winding_resistance(p, x[X_TW], env[E_RESISTANCE_SCALE])
-    rl_step(p, x, x[X_VD], x[X_VQ], x[X_WM], r_ohm)
+    rl_step(p, x, vd_applied, vq_applied, x[X_WM], r_ohm)
     i_d = x[X_ID]
     i_q = x[X_IQ]
     if math.sqrt(i_d * i_d + i_q * i_q) > p[P_OC_TRIP]:
         bits |= FAULT_OVERCURRENT
-    current_loop(p, x, id_ref, iq_ref, voltage_limit(p, bus_v))
 
     tau_em = motor_torque(p, i_d, i_q, x[X_THM])
     x[X_TAU_EM] = tau_em

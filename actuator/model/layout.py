@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 from scipy.linalg import expm
+from scipy.optimize import brentq
 
 from actuator.params import JointParams
 
@@ -115,6 +116,28 @@ def thermal_matrices(p: JointParams, dt_s: float) -> tuple[np.ndarray, np.ndarra
     return e[:2, :2], e[:2, 2:]
 
 
+def current_loop_response(r_ohm: float, l_h: float, dt_s: float, wc: float, f_hz: np.ndarray) -> np.ndarray:
+    """|T| of the sampled current loop: PI kp = L wc, ki = R wc, one-sample delay, exact RL plant."""
+    a = math.exp(-r_ohm * dt_s / l_h)
+    b = (1 - a) / r_ohm
+    z = np.exp(2j * np.pi * np.asarray(f_hz) * dt_s)
+    c = l_h * wc + r_ohm * wc * dt_s * z / (z - 1)
+    loop = c * b / (z * (z - a))
+    return np.abs(loop / (1 + loop))
+
+
+def current_loop_design(r_ohm: float, l_h: float, dt_s: float, bandwidth_hz: float) -> float:
+    """The w_c of the pole-zero-cancelling PI (kp = L w_c, ki = R w_c: ODrive, SimpleFOC) for which the
+    sampled loop, with its one-sample delay, has its -3 dB point at ``bandwidth_hz``.
+
+    Without the correction the delay's phase lag peaks the response and moves the -3 dB point 10-20 %
+    above w_c / 2 pi at a 1 kHz loop sampled at 40 kHz.
+    """
+    target = 2 * math.pi * bandwidth_hz
+    gap = lambda wc: current_loop_response(r_ohm, l_h, dt_s, wc, bandwidth_hz) - 1 / math.sqrt(2)  # noqa: E731
+    return float(brentq(gap, 0.2 * target, 1.5 * target, xtol=1e-9 * target))
+
+
 def _put_harmonics(vec: np.ndarray, at: int, values: tuple[float, ...]) -> None:
     vec[at:at + len(values)] = values
 
@@ -124,15 +147,15 @@ def compile_params(p: JointParams, dt_s: float | None = None) -> np.ndarray:
     dt = p.dt_s if dt_s is None else dt_s
     m, d, r, th, ld = p.motor, p.drive, p.reducer, p.thermal, p.load
     v = np.zeros(N_PARAMS)
-    wc = 2 * math.pi * d.current_loop_bandwidth_hz
+    wc_d = current_loop_design(m.phase_resistance_ohm, m.d_inductance_h, dt, d.current_loop_bandwidth_hz)
+    wc_q = current_loop_design(m.phase_resistance_ohm, m.q_inductance_h, dt, d.current_loop_bandwidth_hz)
     v[[P_DT, P_POLE_PAIRS, P_R0, P_LD, P_LQ, P_LAMBDA]] = (
         dt, m.pole_pairs, m.phase_resistance_ohm, m.d_inductance_h, m.q_inductance_h, m.flux_linkage_wb)
     v[[P_J_M, P_I_LIMIT, P_V_MOTOR_LIMIT, P_MODULATION, P_COG_PERIODS, P_RIPPLE, P_ALPHA_CU, P_T_REF_C]] = (
         p.motor_side_inertia_kg_m2, m.current_limit_a, m.voltage_limit_v, d.max_modulation,
         m.cogging_periods_per_rev, m.ripple_6th_fraction, m.copper_temp_coeff_per_k, m.resistance_ref_temp_c)
-    # pole-zero cancellation (ODrive, SimpleFOC): kp = L wc, ki = R wc gives a first-order loop at wc
     v[[P_KP_D, P_KI_D, P_KP_Q, P_KI_Q]] = (
-        m.d_inductance_h * wc, m.phase_resistance_ohm * wc, m.q_inductance_h * wc, m.phase_resistance_ohm * wc)
+        m.d_inductance_h * wc_d, m.phase_resistance_ohm * wc_d, m.q_inductance_h * wc_q, m.phase_resistance_ohm * wc_q)
     v[[P_OC_TRIP, P_UV_TRIP, P_OV_TRIP]] = d.overcurrent_trip_a, d.undervoltage_trip_v, d.overvoltage_trip_v
     v[[P_RATIO, P_CUBIC, P_T1, P_T2, P_K1, P_K2, P_K3, P_CK1, P_CK3]] = (
         r.ratio, float(r.stiffness_model == "cubic"), r.t1_nm, r.t2_nm, r.k1_nm_per_rad, r.k2_nm_per_rad,

@@ -1,7 +1,7 @@
 """The ``jointkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
 Errors of the JointkitError family print ``error: ...`` and exit 2 (1 is kept for a failed verdict);
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback as well.
 """
 
 from __future__ import annotations
