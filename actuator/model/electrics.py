@@ -73,17 +73,17 @@ from actuator.model.layout import (
 SQRT3 = math.sqrt(3.0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def winding_resistance(p, temp_c, scale):
     return p[P_R0] * (1.0 + p[P_ALPHA_CU] * (temp_c - p[P_T_REF_C])) * scale
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def voltage_limit(p, bus_v):
     return min(p[P_V_MOTOR_LIMIT], p[P_MODULATION] * bus_v / SQRT3)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def current_loop(p, x, id_ref, iq_ref, v_max):
     """One PI evaluation on the sampled currents; stores the voltage to apply on the next step."""
     dt = p[P_DT]
@@ -100,7 +100,7 @@ def current_loop(p, x, id_ref, iq_ref, v_max):
     x[X_VQ] = vq
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def rl_step(p, x, vd, vq, omega_m, r_ohm):
     """Exact step of the dq RL circuit with the applied voltages and speed voltages held."""
     dt = p[P_DT]
@@ -120,7 +120,7 @@ def rl_step(p, x, vd, vq, omega_m, r_ohm):
     x[X_IQ] = aq * iq0 + (1.0 - aq) * uq / r_ohm
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def motor_torque(p, i_d, i_q, theta_m):
     """Electromagnetic torque with 6th-harmonic ripple, plus cogging, at the motor shaft."""
     pp = p[P_POLE_PAIRS]
@@ -135,7 +135,7 @@ def motor_torque(p, i_d, i_q, theta_m):
     return tau
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def thermal_step(p, x, power_w, ambient_c):
     tw = x[X_TW]
     th = x[X_TH]
@@ -143,7 +143,7 @@ def thermal_step(p, x, power_w, ambient_c):
     x[X_TH] = p[P_TH_A10] * tw + p[P_TH_A11] * th + p[P_TH_BP1] * power_w + p[P_TH_BA1] * ambient_c
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def derate_factor(p, tw, th):
     """Fraction of I^2 allowed: 1 below the soft limits, 0 above their ends, linear between."""
     fw = (p[P_WD_END] - tw) / (p[P_WD_END] - p[P_WD_START])

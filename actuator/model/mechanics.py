@@ -68,7 +68,7 @@ from actuator.model.layout import (
 )
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def spring_torque(p, phi):
     """Catalogue stiffness curve K(phi), odd-symmetric."""
     if p[P_CUBIC] != 0.0:
@@ -85,7 +85,7 @@ def spring_torque(p, phi):
     return t if phi >= 0.0 else -t
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def catalogue_twist(p, torque_nm):
     """The catalogue's twist for an output torque (eq. 68.1-68.3), the inverse of ``spring_torque``."""
     t = abs(torque_nm)
@@ -98,7 +98,7 @@ def catalogue_twist(p, torque_nm):
     return phi if torque_nm >= 0.0 else -phi
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def kinematic_error(p, theta_m):
     """KE(theta_m) and its derivative d KE / d theta_m, in output radians."""
     ke = 0.0
@@ -112,7 +112,7 @@ def kinematic_error(p, theta_m):
     return ke, dke
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def dahl_update(p, tau_h, dphi):
     tmax = p[P_HYS_T]
     if tmax <= 0.0:
@@ -121,7 +121,7 @@ def dahl_update(p, tau_h, dphi):
     return (tau_h + sigma * dphi) / (1.0 + sigma * abs(dphi) / tmax)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def stribeck_level(p, w, scale):
     """g(w): the Coulomb-Stribeck friction level at input speed w."""
     fc = p[P_FC] * scale
@@ -136,7 +136,7 @@ def stribeck_level(p, w, scale):
     return fc + (fs - fc) * math.exp(-e)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def lugre_update(p, z, w, g):
     """Implicit LuGre bristle update; returns the new z and the friction torque without viscous part."""
     dt = p[P_DT]
@@ -146,7 +146,7 @@ def lugre_update(p, z, w, g):
     return z_new, p[P_SIGMA0] * z_new + p[P_SIGMA1] * (z_new - z) / dt
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
     """Advance the two-inertia mechanics by one step (semi-implicit Euler)."""
     dt = p[P_DT]

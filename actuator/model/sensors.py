@@ -53,17 +53,17 @@ from actuator.model.layout import (
 )
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def quantise(angle_rad, lsb_rad):
     return lsb_rad * math.floor(angle_rad / lsb_rad)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def encoder_reading(angle_rad, inl_rad, offset_rad, lsb_rad):
     return quantise(angle_rad + inl_rad * math.sin(angle_rad) + offset_rad, lsb_rad)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def prime_encoders(p, x, motor_offset_rad, output_offset_rad):
     """Fill the latency buffers with the present readings (a joint powered up at rest)."""
     rm = encoder_reading(x[X_THM], p[P_ENC_M_INL], motor_offset_rad, p[P_ENC_M_Q])
@@ -75,7 +75,7 @@ def prime_encoders(p, x, motor_offset_rad, output_offset_rad):
     x[X_ENC_O] = ro
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def encoders_step(p, x, motor_dropout, output_dropout, motor_offset_rad, output_offset_rad):
     """Sample both encoders into their latency buffers; returns fault bits."""
     head = (int(x[X_ENC_HEAD]) + 1) % ENC_BUF
@@ -96,7 +96,7 @@ def encoders_step(p, x, motor_dropout, output_dropout, motor_offset_rad, output_
     return bits
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def ft_sample(p, x, env, noise):
     """One F/T sample from the present link angle; returns fault bits."""
     noise_scale = env[E_FT_NOISE_SCALE]
@@ -124,7 +124,7 @@ def ft_sample(p, x, env, noise):
     return FAULT_FT_SATURATION if saturated != 0.0 else 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def wrench_joint_torque(dist_m, env, at):
     """Torque about the joint axis of the wrench ``env[at:at+6]`` applied at the sensor, r = (d, 0, 0):
     Mz + d Fy."""
