@@ -1,0 +1,195 @@
+"""Frequency-response identification from input/output records, excitation signals and loop margins.
+
+This module owns how jointkit estimates a frequency response and what it calls bandwidth and margins:
+
+* ``frequency_response``: the H1 estimate ``H = S_uy / S_uu`` with Welch averaging (Hann window, 50 %
+  overlap, constant detrend, the same settings for both spectra). SciPy's ``csd(u, y)`` is
+  ``conj(U) * Y``, so the phase has the usual sign (a lag is negative). The coherence is
+  ``scipy.signal.coherence`` with the same settings. The DC bin is dropped (detrending removes it).
+* ``chirp`` (logarithmic sweep) and ``prbs`` (maximum-length sequence, each bit held for some samples)
+  excitation generators.
+* ``bandwidth_hz``: the first frequency where the magnitude falls 3 dB below its low-frequency gain (the
+  gain of the lowest coherent bin, standing in for the DC gain), interpolated linearly in log-frequency.
+* ``margins``: gain margin at the phase crossover (phase = -180 deg modulo 360) and phase margin at the gain
+  crossover (|L| = 0 dB) of a loop-gain measurement L(jw), each interpolated linearly in log-frequency.
+
+Only bins whose coherence exceeds ``min_coherence`` are used by ``bandwidth_hz`` and ``margins``; a value
+that cannot be measured from those bins is NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import signal
+
+from actuator.errors import ConfigError
+
+#: averages the default Welch segment length aims at (Hann window, 50 % overlap)
+TARGET_AVERAGES = 8
+MIN_SAMPLES = 64
+WINDOW = "hann"
+
+
+@dataclass(frozen=True)
+class FrequencyResponse:
+    """An estimated frequency response: one entry per frequency bin (DC excluded)."""
+
+    freq_hz: NDArray[np.float64]
+    h: NDArray[np.complex128]
+    magnitude_db: NDArray[np.float64]
+    phase_deg: NDArray[np.float64]  # unwrapped over all bins
+    coherence: NDArray[np.float64]
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={value!r} is not allowed; it must be a finite number > 0")
+    return float(value)
+
+
+def _signal(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    try:
+        a = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a 1-D array of numbers, got {values!r:.80}") from exc
+    if a.ndim != 1 or a.size < MIN_SAMPLES:
+        raise ConfigError(f"{name} has shape {a.shape}; it must be 1-D with at least {MIN_SAMPLES} samples")
+    if not np.all(np.isfinite(a)):
+        raise ConfigError(f"{name} contains NaN or inf; only finite values are allowed")
+    return a
+
+
+def default_nperseg(n_samples: int) -> int:
+    """The largest power of two giving at least ~8 Hann-windowed, 50 %-overlapped averages of n samples."""
+    return max(16, 2 ** math.floor(math.log2(2 * n_samples / (TARGET_AVERAGES + 1))))
+
+
+def frequency_response(u: ArrayLike, y: ArrayLike, fs_hz: float, *, nperseg: int | None = None) -> FrequencyResponse:
+    """H1 estimate of the response from ``u`` to ``y`` sampled at ``fs_hz``; see the module docstring."""
+    uv = _signal("u", u)
+    yv = _signal("y", y)
+    if uv.size != yv.size:
+        raise ConfigError(f"u has {uv.size} samples and y has {yv.size}; they must have the same length")
+    fs = _positive("fs_hz", fs_hz)
+    if nperseg is None:
+        nperseg = default_nperseg(uv.size)
+    elif isinstance(nperseg, bool) or not isinstance(nperseg, int | np.integer) or not 8 <= nperseg <= uv.size:
+        raise ConfigError(f"nperseg={nperseg!r} is not allowed; it must be an integer in [8, {uv.size}]")
+    nperseg = int(nperseg)
+    if np.ptp(uv) == 0.0:
+        raise ConfigError("u is constant; the input must excite the system")
+    opts = dict(fs=fs, window=WINDOW, nperseg=nperseg, detrend="constant")
+    f, s_uu = signal.welch(uv, **opts)
+    _, s_uy = signal.csd(uv, yv, **opts)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant y has zero power: coherence NaN -> 0
+        _, coh = signal.coherence(uv, yv, **opts)
+    keep = f > 0
+    f, s_uu, s_uy, coh = f[keep], s_uu[keep], s_uy[keep], coh[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(s_uu > 0, s_uy / np.where(s_uu > 0, s_uu, 1.0), np.nan + 0j)
+        mag_db = 20.0 * np.log10(np.abs(h))
+    phase = np.angle(h)
+    finite = np.isfinite(phase)
+    phase[finite] = np.unwrap(phase[finite])
+    return FrequencyResponse(freq_hz=f, h=h, magnitude_db=mag_db, phase_deg=np.degrees(phase),
+                             coherence=np.nan_to_num(coh))
+
+
+def chirp(f0_hz: float, f1_hz: float, duration_s: float, fs_hz: float,
+          amplitude: float = 1.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A logarithmic sweep from ``f0_hz`` to ``f1_hz`` over ``duration_s``; returns ``(t_s, u)``."""
+    fs = _positive("fs_hz", fs_hz)
+    f0 = _positive("f0_hz", f0_hz)
+    f1 = _positive("f1_hz", f1_hz)
+    duration = _positive("duration_s", duration_s)
+    amp = _positive("amplitude", amplitude)
+    if not f0 < f1 <= fs / 2:
+        raise ConfigError(f"f0_hz={f0_hz!r}, f1_hz={f1_hz!r} are not allowed; they need "
+                          f"0 < f0_hz < f1_hz <= fs_hz/2 = {fs / 2}")
+    n = round(duration * fs)
+    if n < 2:
+        raise ConfigError(f"duration_s={duration_s!r} gives {n} samples at fs_hz={fs_hz!r}; at least 2 needed")
+    t = np.arange(n) / fs
+    return t, amp * signal.chirp(t, f0=f0, t1=t[-1], f1=f1, method="logarithmic", phi=-90.0)
+
+
+def prbs(n_bits: int, fs_hz: float, amplitude: float = 1.0, *, hold_samples: int = 1, periods: int = 1,
+         seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A +-amplitude maximum-length sequence of ``2**n_bits - 1`` bits, each held ``hold_samples`` samples.
+
+    Holding shapes the band: the power is nearly flat up to about ``fs_hz / (2.3 * hold_samples)`` (-3 dB)
+    and has its first null at ``fs_hz / hold_samples``. The sequence repeats ``periods`` times; ``seed``
+    picks the initial register state. Returns ``(t_s, u)``.
+    """
+    fs = _positive("fs_hz", fs_hz)
+    amp = _positive("amplitude", amplitude)
+    for name, value, low, high in (("n_bits", n_bits, 2, 32), ("hold_samples", hold_samples, 1, 10**6),
+                                   ("periods", periods, 1, 10**6)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{name}={value!r} is not allowed; it must be an integer in [{low}, {high}]")
+    state = np.random.default_rng(seed).integers(0, 2, n_bits)
+    if not state.any():
+        state[0] = 1
+    bits, _ = signal.max_len_seq(n_bits, state=state)
+    u = amp * (2.0 * bits - 1.0)
+    u = np.tile(np.repeat(u, hold_samples), periods)
+    return np.arange(u.size) / fs, u
+
+
+def _coherent(fr: FrequencyResponse, min_coherence: float) -> tuple[NDArray, NDArray, NDArray]:
+    if not isinstance(fr, FrequencyResponse):
+        raise ConfigError(f"expected a FrequencyResponse, got {type(fr).__name__}")
+    if isinstance(min_coherence, bool) or not isinstance(min_coherence, int | float) or not 0 <= min_coherence < 1:
+        raise ConfigError(f"min_coherence={min_coherence!r} is not allowed; it must be in [0, 1)")
+    ok = (fr.coherence > min_coherence) & np.isfinite(fr.magnitude_db) & (fr.freq_hz > 0)
+    phase = np.degrees(np.unwrap(np.radians(fr.phase_deg[ok]))) if ok.any() else fr.phase_deg[ok]
+    return np.log10(fr.freq_hz[ok]), fr.magnitude_db[ok], phase
+
+
+def _crossing(logf: NDArray, x: NDArray, level: float, i: int) -> float:
+    """Log10-frequency where ``x`` crosses ``level`` between points i-1 and i (linear in log-frequency)."""
+    frac = (level - x[i - 1]) / (x[i] - x[i - 1])
+    return float(logf[i - 1] + frac * (logf[i] - logf[i - 1]))
+
+
+def bandwidth_hz(fr: FrequencyResponse, min_coherence: float = 0.9) -> float:
+    """The first frequency (Hz) 3 dB below the low-frequency gain; NaN if not reached in coherent bins."""
+    logf, mag, _ = _coherent(fr, min_coherence)
+    if logf.size < 2:
+        return math.nan
+    level = mag[0] - 3.0
+    below = np.flatnonzero(mag < level)
+    if below.size == 0:
+        return math.nan
+    return 10.0 ** _crossing(logf, mag, level, int(below[0]))
+
+
+def margins(fr_loop: FrequencyResponse, min_coherence: float = 0.9) -> tuple[float, float, float, float]:
+    """``(gain_margin_db, phase_margin_deg, crossover_hz, phase_crossover_hz)`` of a loop gain L(jw).
+
+    The phase margin is ``180 + phase`` at the first |L| = 0 dB crossing (wrapped into (-180, 180]); the
+    gain margin is ``-|L|_dB`` at the first crossing of -180 deg (modulo 360). NaN where not measurable.
+    """
+    logf, mag, phase = _coherent(fr_loop, min_coherence)
+    pm = wc = gm = wpc = math.nan
+    if logf.size >= 2:
+        down = np.flatnonzero((mag[:-1] >= 0.0) & (mag[1:] < 0.0))
+        if down.size:
+            i = int(down[0]) + 1
+            lf = _crossing(logf, mag, 0.0, i)
+            wc = 10.0**lf
+            ph = float(np.interp(lf, logf[i - 1:i + 1], phase[i - 1:i + 1]))
+            pm = 180.0 - ((-ph) % 360.0)  # 180 + ph wrapped into (-180, 180]
+        turns = np.floor((phase + 180.0) / 360.0)  # changes where the phase crosses -180 + 360 m
+        cross = np.flatnonzero(np.diff(turns) != 0)
+        if cross.size:
+            i = int(cross[0]) + 1
+            level = -180.0 + 360.0 * max(turns[i - 1], turns[i])
+            lf = _crossing(logf, phase, level, i)
+            wpc = 10.0**lf
+            gm = -float(np.interp(lf, logf[i - 1:i + 1], mag[i - 1:i + 1]))
+    return gm, pm, wc, wpc
