@@ -1,0 +1,1 @@
+"""Control-side signal processing: discrete filters and reference trajectories."""
