@@ -1,1 +1,1 @@
-"""Control-side signal processing: discrete filters and reference trajectories."""
+"""Control kernels shared by firmware, host and batch loops: PID, discrete filters, reference trajectories."""
