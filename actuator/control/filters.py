@@ -56,7 +56,7 @@ def filter_array(coef, x):
     return y
 
 
-def _check_positive(name: str, value: float) -> float:
+def check_positive(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0.0):
         raise ConfigError(f"{name} = {value!r} is out of range: allowed (0, inf)")
@@ -74,8 +74,8 @@ def _check_below_nyquist(name: str, value_hz: float, dt_s: float) -> float:
 
 def lowpass1_design(cutoff_hz: float, dt_s: float) -> float:
     """The coefficient ``alpha`` of the first-order low-pass with -3 dB at ``cutoff_hz`` (analog prototype)."""
-    dt_s = _check_positive("dt_s", dt_s)
-    cutoff_hz = _check_positive("cutoff_hz", cutoff_hz)
+    dt_s = check_positive("dt_s", dt_s)
+    cutoff_hz = check_positive("cutoff_hz", cutoff_hz)
     tau_s = 1.0 / (2.0 * math.pi * cutoff_hz)
     # expm1 keeps alpha accurate when dt << tau, which is the usual case at kHz loop rates
     return -math.expm1(-dt_s / tau_s)
@@ -92,9 +92,9 @@ def _normalised(b: tuple[float, float, float], a: tuple[float, float, float]) ->
 
 def biquad_lowpass(cutoff_hz: float, q: float, dt_s: float) -> np.ndarray:
     """Second-order low-pass [b0, b1, b2, a1, a2]; q = 1/sqrt(2) is Butterworth (-3 dB at ``cutoff_hz``)."""
-    dt_s = _check_positive("dt_s", dt_s)
+    dt_s = check_positive("dt_s", dt_s)
     cutoff_hz = _check_below_nyquist("cutoff_hz", cutoff_hz, dt_s)
-    q = _check_positive("q", q)
+    q = check_positive("q", q)
     cos_w0, alpha = _prewarped(cutoff_hz, q, dt_s)
     b1 = 1.0 - cos_w0
     return _normalised((0.5 * b1, b1, 0.5 * b1), (1.0 + alpha, -2.0 * cos_w0, 1.0 - alpha))
@@ -107,10 +107,10 @@ def notch(center_hz: float, q: float, dt_s: float, depth_db: float | None = None
     -depth_db. The partial notch keeps the poles of the full one and moves the zeros off the unit circle
     (zero damping = pole damping * 10^(-depth_db/20)), so both share the same width q.
     """
-    dt_s = _check_positive("dt_s", dt_s)
+    dt_s = check_positive("dt_s", dt_s)
     center_hz = _check_below_nyquist("center_hz", center_hz, dt_s)
-    q = _check_positive("q", q)
-    gain = 0.0 if depth_db is None else 10.0 ** (-_check_positive("depth_db", depth_db) / 20.0)
+    q = check_positive("q", q)
+    gain = 0.0 if depth_db is None else 10.0 ** (-check_positive("depth_db", depth_db) / 20.0)
     cos_w0, alpha = _prewarped(center_hz, q, dt_s)
     return _normalised((1.0 + alpha * gain, -2.0 * cos_w0, 1.0 - alpha * gain),
                        (1.0 + alpha, -2.0 * cos_w0, 1.0 - alpha))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from actuator.control.filters import check_positive
 from actuator.errors import ConfigError
 
 KINDS = ("trapezoid", "scurve", "min_jerk")
@@ -158,13 +159,6 @@ def min_jerk_duration(dq_rad: float, v_max: float, a_max: float, j_max: float | 
     return t
 
 
-def _check_limit(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ConfigError(f"{name} = {value!r} is out of range: allowed (0, inf)")
-    return value
-
-
 def plan(kind: str, q0_rad: float, q1_rad: float, v_max_rad_s: float, a_max_rad_s2: float,
          j_max_rad_s3: float | None = None, dt_s: float = 1e-3) -> Trajectory:
     """Plan and sample a rest-to-rest move from ``q0_rad`` to ``q1_rad``.
@@ -177,12 +171,12 @@ def plan(kind: str, q0_rad: float, q1_rad: float, v_max_rad_s: float, a_max_rad_
     for name, value in (("q0_rad", q0_rad), ("q1_rad", q1_rad)):
         if not math.isfinite(float(value)):
             raise ConfigError(f"{name} = {value!r} is not finite: allowed (-inf, inf)")
-    v_max = _check_limit("v_max_rad_s", v_max_rad_s)
-    a_max = _check_limit("a_max_rad_s2", a_max_rad_s2)
-    dt_s = _check_limit("dt_s", dt_s)
+    v_max = check_positive("v_max_rad_s", v_max_rad_s)
+    a_max = check_positive("a_max_rad_s2", a_max_rad_s2)
+    dt_s = check_positive("dt_s", dt_s)
     if kind == "scurve" and j_max_rad_s3 is None:
         raise ConfigError("j_max_rad_s3 = None is out of range: the scurve needs a value in (0, inf)")
-    j_max = None if j_max_rad_s3 is None else _check_limit("j_max_rad_s3", j_max_rad_s3)
+    j_max = None if j_max_rad_s3 is None else check_positive("j_max_rad_s3", j_max_rad_s3)
     q0 = float(q0_rad)
     dq_signed = float(q1_rad) - q0
     dq = abs(dq_signed)
