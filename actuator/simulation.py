@@ -192,8 +192,11 @@ def simulate(params: JointParams | str | Path, *, duration_s: float, torque_nm: 
     model = JointModel(params, seed=seed, position_rad=position_rad)
     n = _steps(duration_s, model.dt_s, record_every)
     u = _inputs(model.params, n, torque_nm, current_a, external_torque_nm)
-    cuts = sorted((min(max(round(inj.at_s / model.dt_s), 0), n), inj) for inj in injections
-                  if _check_time(inj, duration_s))
+    for inj in injections:
+        if not (math.isfinite(inj.at_s) and 0.0 <= inj.at_s <= duration_s):
+            raise SimulationError(f"injection {inj.name} at_s = {inj.at_s!r}: allowed [0, {duration_s:g}] s")
+    # sorted by step only: two injections at one step keep their given order
+    cuts = sorted(((round(inj.at_s / model.dt_s), inj) for inj in injections), key=lambda cut: cut[0])
     pieces, start = [], 0
     for k, inj in [*cuts, (n, None)]:
         if k > start:
@@ -204,12 +207,6 @@ def simulate(params: JointParams | str | Path, *, duration_s: float, torque_nm: 
             model.inject(inj.name, inj.value)
     pieces.append(rows[-1:])
     return Trace(np.concatenate(pieces), {"preset": model.params.name, "dt_s": model.dt_s, "seed": seed})
-
-
-def _check_time(inj: Injection, duration_s: float) -> bool:
-    if not (math.isfinite(inj.at_s) and 0.0 <= inj.at_s <= duration_s):
-        raise SimulationError(f"injection {inj.name} at_s = {inj.at_s!r}: allowed [0, {duration_s:g}] s")
-    return True
 
 
 def simulate_batch(params: Sequence[JointParams | str | Path], *, duration_s: float, torque_nm: Any = None,
@@ -227,14 +224,18 @@ def simulate_batch(params: Sequence[JointParams | str | Path], *, duration_s: fl
     if len(dts) != 1:
         raise SimulationError(f"parameter sets have different model steps {sorted(dts)} s: use one current-loop rate")
     n = _steps(duration_s, models[0].dt_s, record_every)
-    U = np.stack([_inputs(m.params, n, torque_nm, current_a, 0.0) for m in models])
-    P = np.stack([m.p for m in models])
-    X = np.stack([m.x for m in models])
-    ENV = np.stack([m.env for m in models])
-    NOISE = np.stack([m.noise(n) for m in models])
-    OUT = np.empty((len(models), trace_rows(n, record_every), L.N_TRACE))
-    status = np.zeros(len(models), dtype=np.int64)
-    kernel = run_batch_parallel if parallel else run_batch_serial
-    kernel(P, X, ENV, U, NOISE, L.TRACE_SOURCE, OUT, record_every, status)
-    return [Trace(OUT[j], {"preset": m.params.name, "dt_s": m.dt_s, "seed": seed + j})
+    args = batch_arguments(models, [_inputs(m.params, n, torque_nm, current_a, 0.0) for m in models], record_every)
+    (run_batch_parallel if parallel else run_batch_serial)(*args)
+    out = args[6]
+    return [Trace(out[j], {"preset": m.params.name, "dt_s": m.dt_s, "seed": seed + j})
             for j, m in enumerate(models)]
+
+
+def batch_arguments(models: Sequence[JointModel], inputs: Sequence[np.ndarray], record_every: int) -> tuple:
+    """The argument tuple of ``run_batch_*`` for these joints: stacked parameters, states, environments,
+    inputs and fresh noise, the trace source map, preallocated traces, record_every and a status array."""
+    n = inputs[0].shape[0]
+    return (np.stack([m.p for m in models]), np.stack([m.x for m in models]), np.stack([m.env for m in models]),
+            np.stack(inputs), np.stack([m.noise(n) for m in models]), L.TRACE_SOURCE,
+            np.empty((len(models), trace_rows(n, record_every), L.N_TRACE)), record_every,
+            np.zeros(len(models), dtype=np.int64))

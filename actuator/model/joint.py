@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from actuator.model.electrics import (
@@ -79,7 +78,7 @@ from actuator.model.sensors import encoders_step, ft_sample, wrench_joint_torque
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _limit_refs(p, x, env, iq_cmd, id_cmd):
+def _limit_refs(p, x, iq_cmd, id_cmd):
     """Current references after fault handling, the current limit and thermal derating."""
     if int(x[X_FAULTS]) & FATAL_FAULTS:
         return 0.0, 0.0
@@ -99,7 +98,7 @@ def joint_step(p, x, env, iq_cmd, id_cmd, ext_torque_nm, noise):
     elif bus_v > p[P_OV_TRIP]:
         bits |= FAULT_OVERVOLTAGE
     x[X_FAULTS] = float(int(x[X_FAULTS]) | bits)
-    id_ref, iq_ref = _limit_refs(p, x, env, iq_cmd, id_cmd)
+    id_ref, iq_ref = _limit_refs(p, x, iq_cmd, id_cmd)
     x[X_ID_REF] = id_ref
     x[X_IQ_REF] = iq_ref
 
@@ -176,7 +175,3 @@ run_batch_serial = njit(cache=True, nogil=True, error_model="numpy")(_run_batch)
 
 def trace_rows(n_steps: int, record_every: int) -> int:
     return n_steps // record_every + 1
-
-
-def empty_noise(rows: int = 1) -> np.ndarray:
-    return np.zeros((rows, 12))

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from actuator.model import layout as L
-from actuator.model.joint import run_batch_parallel, trace_rows
-from actuator.simulation import JointModel
+from actuator.model.joint import run_batch_parallel
+from actuator.simulation import JointModel, batch_arguments
 
 RECORD_EVERY = 40  # 1 kHz trace rows at the 40 kHz step, as the simulate users record
 
@@ -50,17 +50,10 @@ def python_rate(preset: str, n_steps: int) -> float:
 
 def batch_rate(preset: str, n_joints: int, n_steps: int) -> float:
     models = [JointModel(preset, seed=j) for j in range(n_joints)]
-    P = np.stack([m.p for m in models])
-    ENV = np.stack([m.env for m in models])
-    U = np.stack([_inputs(n_steps)] * n_joints)
-    NOISE = np.stack([m.noise(n_steps) for m in models])
-    OUT = np.empty((n_joints, trace_rows(n_steps, RECORD_EVERY), L.N_TRACE))
-    status = np.zeros(n_joints, dtype=np.int64)
-    X = np.stack([m.x for m in models])
-    run_batch_parallel(P[:1], X[:1].copy(), ENV[:1], U[:1, :100], NOISE[:1], L.TRACE_SOURCE, OUT[:1], RECORD_EVERY,
-                       status[:1])
+    run_batch_parallel(*batch_arguments(models[:1], [_inputs(100)], RECORD_EVERY))  # compile outside the timing
+    args = batch_arguments(models, [_inputs(n_steps)] * n_joints, RECORD_EVERY)
     t0 = time.perf_counter()
-    run_batch_parallel(P, X, ENV, U, NOISE, L.TRACE_SOURCE, OUT, RECORD_EVERY, status)
+    run_batch_parallel(*args)
     return n_joints * n_steps / (time.perf_counter() - t0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,8 +112,6 @@ def test_encoders_in_the_model_quantise_and_delay_by_their_latency(knee):
 
 
 def _no_inl(enc):
-    from dataclasses import replace
-
     return replace(enc, nonlinearity_rad=0.0)
 
 
@@ -203,3 +202,10 @@ def test_trace_has_named_si_fields(knee):
     assert set(L.TRACE_FIELDS) <= set(tr.fields)
     with pytest.raises(AttributeError, match="no trace field"):
         _ = tr.not_a_field
+
+
+def test_two_injections_at_one_time_apply_in_order(knee):
+    """Injections at the same step are applied in the order given (the later one wins)."""
+    tr = simulate(knee, current_a=2.0, duration_s=0.004,
+                  injections=[Injection(0.002, "bus_voltage_v", 15.0), Injection(0.002, "bus_voltage_v", 48.0)])
+    assert tr.summary()["faults"] == []
