@@ -44,6 +44,10 @@ def _nonneg(unit: str = "", **kw: Any):
     return _num(0.0, INF, unit=unit, **kw)
 
 
+# public names for the other validated file formats (controller gains, sequences)
+num_field, pos_field, nonneg_field = _num, _pos, _nonneg
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MotorParams:
     pole_pairs: int = _num(1, 100)
@@ -260,7 +264,7 @@ def _build(cls: type, data: Any, path: str, source: str | None) -> Any:
     for f in fields(cls):
         sub = f"{path}.{f.name}" if path else f.name
         if f.name not in data:
-            if f.default is not MISSING:
+            if f.default is not MISSING or f.default_factory is not MISSING:
                 continue
             kind = "section" if is_dataclass(hints[f.name]) else "key"
             raise ConfigError(f"{_where(source)}{sub}: missing {kind}")
@@ -270,6 +274,12 @@ def _build(cls: type, data: Any, path: str, source: str | None) -> Any:
         else:
             kwargs[f.name] = _check_value(data[f.name], hint, dict(f.metadata), sub, source)
     return cls(**kwargs)
+
+
+def build_dataclass(cls: type, data: Any, source: str | None = None, path: str = "") -> Any:
+    """Build a dataclass of ``_num``-annotated fields from a TOML-shaped dict, with the checks and error
+    messages of the parameter files (other file formats of jointkit reuse it)."""
+    return _build(cls, data, path, source)
 
 
 def _fail(source: str | None, path: str, value: Any, why: str) -> None:

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from actuator.control.cascade import CONTROL_FIELDS, CONTROL_SOURCE, N_REF, run_closed_loop
+from actuator.control.config import ControllerConfig, compile_controller, load_gains, new_controller_state
+from actuator.control.reference import Reference, reference_rows
 from actuator.errors import SimulationError
 from actuator.model import layout as L
 from actuator.model.joint import run_batch_parallel, run_batch_serial, run_joint, trace_rows
@@ -37,6 +40,7 @@ INJECTIONS: dict[str, tuple[int, int, float, float, str]] = {
     "resistance_scale": (L.E_RESISTANCE_SCALE, 1, 0.1, 10.0, "factor on the winding resistance"),
     "ft_noise_scale": (L.E_FT_NOISE_SCALE, 1, 0.0, 1000.0, "factor on the F/T sensor noise"),
 }
+_CONTROL_SOURCE = np.array(CONTROL_SOURCE, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class JointModel:
         self.x = L.initial_state(self.params, position_rad)
         self.env = L.default_env(self.params)
         self.rng = np.random.default_rng(seed)
+        self.controller: ControllerConfig | None = None
         prime_encoders(self.p, self.x, 0.0, 0.0)
 
     @property
@@ -90,25 +95,59 @@ class JointModel:
         rows = n_steps // int(self.p[L.P_FT_DECIM]) + 2
         return self.rng.standard_normal((rows, L.N_NOISE))
 
-    def run(self, u: np.ndarray, record_every: int = 1) -> tuple[np.ndarray, int]:
-        """Advance through ``u`` (n, 3: iq_cmd_a, id_cmd_a, external torque N·m); returns (rows, fault bits)."""
-        u = np.ascontiguousarray(u, dtype=np.float64)
-        if u.ndim != 2 or u.shape[1] != L.N_INPUTS:
-            raise SimulationError(f"inputs have shape {u.shape}: expected (n_steps, {L.N_INPUTS})")
-        if not np.all(np.isfinite(u)):
-            raise SimulationError("inputs contain NaN or infinity")
-        out = np.empty((trace_rows(u.shape[0], record_every), L.N_TRACE))
+    def run(self, u: np.ndarray, record_every: int = 1, ref: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Advance through ``u`` (n, 3: iq_cmd_a, id_cmd_a, external torque N·m); returns (rows, fault bits).
+
+        With a controller attached (``attach``) ``ref`` (n, N_REF) is its reference and the q-axis
+        current of ``u`` is added to the controller's as a disturbance.
+        """
+        u = _checked("inputs", u, L.N_INPUTS)
         self.x[L.X_FT_NOISE_IDX] = 0.0
-        bits = run_joint(self.p, self.x, self.env, u, self.noise(u.shape[0]), L.TRACE_SOURCE, out, record_every)
+        noise = self.noise(u.shape[0])
+        if self.controller is None:
+            out = np.empty((trace_rows(u.shape[0], record_every), L.N_TRACE))
+            bits = run_joint(self.p, self.x, self.env, u, noise, L.TRACE_SOURCE, out, record_every)
+            return out, int(bits)
+        ref = _checked("reference", ref, N_REF)
+        if ref.shape[0] != u.shape[0]:
+            raise SimulationError(f"reference has {ref.shape[0]} rows, inputs {u.shape[0]}: they must match")
+        out = np.empty((trace_rows(u.shape[0], record_every), L.N_TRACE + len(CONTROL_FIELDS)))
+        bits = run_closed_loop(self.p, self.x, self.env, self.c, self.k, ref, u, noise, L.TRACE_SOURCE,
+                               _CONTROL_SOURCE, out, record_every)
         return out, int(bits)
+
+    def attach(self, controller: ControllerConfig) -> None:
+        """Run under ``controller`` from now on (compiled for this joint; fresh controller state)."""
+        self.controller = controller
+        self.c = compile_controller(controller, self.params)
+        self.k = new_controller_state()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return L.TRACE_FIELDS if self.controller is None else L.TRACE_FIELDS + CONTROL_FIELDS
+
+
+def _checked(what: str, a: np.ndarray | None, width: int) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != width:
+        raise SimulationError(f"{what} have shape {a.shape}: expected (n_steps, {width})")
+    if not np.all(np.isfinite(a)):
+        raise SimulationError(f"{what} contain NaN or infinity")
+    return a
 
 
 class Trace:
-    """A recorded run: named numpy columns in SI units (``trace.position_rad``, ``trace["t_s"]``)."""
+    """A recorded run: named numpy columns in SI units (``trace.position_rad``, ``trace["t_s"]``).
 
-    def __init__(self, data: np.ndarray, meta: dict[str, Any] | None = None) -> None:
+    A closed-loop run adds the controller's columns (``actuator.control.cascade.CONTROL_FIELDS``).
+    """
+
+    def __init__(self, data: np.ndarray, meta: dict[str, Any] | None = None,
+                 fields: Sequence[str] = L.TRACE_FIELDS) -> None:
+        if data.ndim != 2 or data.shape[1] != len(fields):
+            raise SimulationError(f"trace data has shape {data.shape}: expected (rows, {len(fields)})")
         self.data = data
-        self.fields = L.TRACE_FIELDS
+        self.fields = tuple(fields)
         self.meta = meta or {}
         self._index = {name: i for i, name in enumerate(self.fields)}
 
@@ -183,14 +222,27 @@ def _steps(duration_s: float, dt_s: float, record_every: int) -> int:
 
 def simulate(params: JointParams | str | Path, *, duration_s: float, torque_nm: Any = None,
              current_a: Any = None, external_torque_nm: Any = 0.0, injections: Sequence[Injection] = (),
-             seed: int = 0, record_every: int = 1, position_rad: float = 0.0) -> Trace:
-    """Run one joint open loop from rest and return its trace.
+             seed: int = 0, record_every: int = 1, position_rad: float = 0.0,
+             controller: ControllerConfig | str | Path | None = None, reference: Reference | None = None) -> Trace:
+    """Run one joint from rest and return its trace.
 
-    ``torque_nm`` (output torque through the ideal ratio) or ``current_a`` (q-axis current) is a scalar
-    step at t = 0 or one value per model step; ``injections`` change faults or the environment mid-run.
+    Open loop: ``torque_nm`` (output torque through the ideal ratio) or ``current_a`` (q-axis current)
+    is a scalar step at t = 0 or one value per model step. Closed loop: ``controller`` (a configuration
+    or a gains file) follows ``reference`` (a Step, Chirp, Prbs, Trajectory, scalar or per-step array,
+    relative to ``position_rad`` in the position-like modes); ``current_a`` is then a q-axis current
+    disturbance added to the controller's output. ``injections`` change faults or the environment mid-run.
     """
     model = JointModel(params, seed=seed, position_rad=position_rad)
     n = _steps(duration_s, model.dt_s, record_every)
+    ref = None
+    if controller is not None:
+        if torque_nm is not None:
+            raise SimulationError("torque_nm is an open-loop input: with a controller give a reference")
+        cfg = controller if isinstance(controller, ControllerConfig) else load_gains(controller)
+        model.attach(cfg)
+        ref = reference_rows(0.0 if reference is None else reference, n, model.dt_s, cfg.mode, position_rad)
+    elif reference is not None:
+        raise SimulationError("a reference needs a controller (controller=...)")
     u = _inputs(model.params, n, torque_nm, current_a, external_torque_nm)
     for inj in injections:
         if not (math.isfinite(inj.at_s) and 0.0 <= inj.at_s <= duration_s):
@@ -200,13 +252,15 @@ def simulate(params: JointParams | str | Path, *, duration_s: float, torque_nm: 
     pieces, start = [], 0
     for k, inj in [*cuts, (n, None)]:
         if k > start:
-            rows, _ = model.run(u[start:k], record_every)
+            rows, _ = model.run(u[start:k], record_every, None if ref is None else ref[start:k])
             pieces.append(rows[:-1])
             start = k
         if inj is not None:
             model.inject(inj.name, inj.value)
     pieces.append(rows[-1:])
-    return Trace(np.concatenate(pieces), {"preset": model.params.name, "dt_s": model.dt_s, "seed": seed})
+    meta = {"preset": model.params.name, "dt_s": model.dt_s, "seed": seed,
+            "mode": None if controller is None else model.controller.mode}
+    return Trace(np.concatenate(pieces), meta, model.fields)
 
 
 def simulate_batch(params: Sequence[JointParams | str | Path], *, duration_s: float, torque_nm: Any = None,

@@ -1,0 +1,274 @@
+"""The joint controller that runs in the (virtual) firmware above the drive's current loop, and the
+closed-loop run kernel that couples it to the simulated joint.
+
+One controller, five modes (``MODE_*``), all producing an output-side torque command (N·m) that the
+safety limiter bounds and that is turned into a q-axis current reference for the drive:
+
+* torque: tau = tau_ref + gravity feedforward;
+* velocity: PI(D) on the velocity estimate -> tau;
+* position: cascade, position PID on the output encoder -> velocity reference (+ feedforward) -> velocity
+  PI(D) on the motor-side velocity estimate -> tau. Dual feedback as usual for harmonic-drive joints:
+  position where it matters (after the flexspline), velocity where the loop is collocated (the motor);
+* impedance (MIT style): tau = Kp (q_des - q) + Kd (qd_des - qd) + tau_ff, with optional friction
+  feedforward (Coulomb through a smooth sign, viscous) and the reducer efficiency in the conversion;
+* admittance: the gravity-compensated, low-pass-filtered F/T joint torque drives a virtual
+  mass-damper-spring whose displacement offsets the position reference of the cascade.
+
+Rates: the estimator runs every model step; the velocity loop (and torque, impedance) every
+``C_VEL_DIV`` model steps; the position loop and the admittance every ``C_POS_DIV`` steps, a multiple of
+``C_VEL_DIV``. Between ticks the last current reference is held, as a firmware's would be.
+
+Velocity estimate (motor encoder / ratio): a filtered difference (first-order low-pass of the
+per-step difference) or a tracking observer (PLL: theta+ = theta + h (w + kp e), w+ = w + h ki e, with
+kp = 2 w_o, ki = w_o^2, critically damped at bandwidth w_o).
+
+Safety limiter, on the output torque command (soft zones, continuous everywhere):
+* torque: |tau| <= tau_max;
+* position: within ``zone`` of a limit the torque towards the limit is capped at tau_max (distance / zone),
+  which turns negative past the limit: a soft wall of stiffness tau_max / zone pushes back;
+* velocity: above (1 - zone fraction) v_max the torque along the motion is capped the same way and turns
+  into braking above v_max;
+* current: |iq| <= i_max.
+The active limits are kept as bits in the controller state (``LIM_*``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+from actuator.control.filters import biquad_step
+from actuator.control.pid import N_PID_PARAMS, N_PID_STATE, pid_step
+from actuator.model.joint import joint_step, record_row
+from actuator.model.layout import (
+    U_EXT_TORQUE,
+    U_ID_CMD,
+    U_IQ_CMD,
+    X_ENC_M,
+    X_ENC_O,
+    X_FT_MEAS,
+)
+
+MODE_TORQUE, MODE_VELOCITY, MODE_POSITION, MODE_IMPEDANCE, MODE_ADMITTANCE = 0, 1, 2, 3, 4
+MODES = {"torque": MODE_TORQUE, "velocity": MODE_VELOCITY, "position": MODE_POSITION,
+         "impedance": MODE_IMPEDANCE, "admittance": MODE_ADMITTANCE}
+EST_DIFFERENCE, EST_OBSERVER = 0, 1
+
+# --- controller parameter vector --------------------------------------------------------------------------
+(C_MODE, C_DT, C_VEL_DIV, C_POS_DIV, C_EST_KIND, C_EST_ALPHA, C_EST_KP, C_EST_KI, C_RATIO, C_TORQUE_PER_A,
+ C_EFF, C_IMP_KP, C_IMP_KD, C_FRIC_FC, C_FRIC_B, C_FRIC_VEPS, C_MGL,
+ C_ADM_M, C_ADM_D, C_ADM_K, C_FORCE_ALPHA, C_TOOL_WEIGHT, C_FT_DIST,
+ C_NOTCH_ON, C_LIM_QMIN, C_LIM_QMAX, C_LIM_QZONE, C_LIM_VMAX, C_LIM_VZONE, C_LIM_TMAX, C_LIM_IMAX) = range(31)
+C_NOTCH = 31                      # 5 biquad coefficients at the velocity-loop rate
+C_POS_PID = C_NOTCH + 5           # position PID parameters (rad -> rad/s)
+C_VEL_PID = C_POS_PID + N_PID_PARAMS  # velocity PID parameters (rad/s -> N·m)
+N_CTRL = C_VEL_PID + N_PID_PARAMS
+
+# --- controller state vector ------------------------------------------------------------------------------
+(K_VEL_CD, K_POS_CD, K_STARTED, K_THETA_M, K_W_M, K_PREV_ENC, K_VEL, K_POS, K_VEL_REF, K_TAU, K_IQ,
+ K_FORCE, K_ADM_X, K_ADM_V, K_LIMITS, K_REF) = range(16)
+K_NOTCH = 16                     # 2
+K_POS_PID = K_NOTCH + 2
+K_VEL_PID = K_POS_PID + N_PID_STATE
+N_CSTATE = K_VEL_PID + N_PID_STATE
+
+# --- reference columns (one row per model step) ------------------------------------------------------------
+R_POS, R_VEL, R_TORQUE = range(3)
+N_REF = 3
+
+LIM_TORQUE, LIM_POSITION, LIM_VELOCITY, LIM_CURRENT = 1, 2, 4, 8
+LIMIT_NAMES = {LIM_TORQUE: "torque", LIM_POSITION: "position", LIM_VELOCITY: "velocity", LIM_CURRENT: "current"}
+
+# columns the closed-loop trace adds to the model's, and the controller state each records
+CONTROL_FIELDS = ("reference", "velocity_reference_rad_s", "velocity_estimate_rad_s", "torque_cmd_nm",
+                  "admittance_offset_rad", "limiter")
+CONTROL_SOURCE = (K_REF, K_VEL_REF, K_VEL, K_TAU, K_ADM_X, K_LIMITS)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def estimate_velocity(c, k, motor_enc_rad):
+    """Update the motor-side angle/velocity estimate from one encoder sample; returns output rad/s."""
+    h = c[C_DT]
+    if k[K_STARTED] == 0.0:
+        k[K_THETA_M] = motor_enc_rad
+        k[K_PREV_ENC] = motor_enc_rad
+        k[K_STARTED] = 1.0
+    if c[C_EST_KIND] == EST_OBSERVER:
+        e = motor_enc_rad - k[K_THETA_M]
+        k[K_THETA_M] += h * (k[K_W_M] + c[C_EST_KP] * e)
+        k[K_W_M] += h * c[C_EST_KI] * e
+    else:
+        raw = (motor_enc_rad - k[K_PREV_ENC]) / h
+        k[K_W_M] += c[C_EST_ALPHA] * (raw - k[K_W_M])
+        k[K_PREV_ENC] = motor_enc_rad
+    return k[K_W_M] / c[C_RATIO]
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _soft_cap(limit, distance, zone):
+    """The largest torque allowed towards a limit ``distance`` away: ``limit`` outside the zone, falling
+    linearly through zero at the limit, and at least -``limit`` beyond it."""
+    if distance >= zone:
+        return limit
+    return max(limit * distance / zone, -limit)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def limit_torque(c, q, qd, tau):
+    """The safety limiter on the output torque command; returns (torque, active limit bits)."""
+    tmax = c[C_LIM_TMAX]
+    bits = 0
+    hi = tmax
+    lo = -tmax
+    cap = _soft_cap(tmax, c[C_LIM_QMAX] - q, c[C_LIM_QZONE])
+    if cap < hi:
+        hi = cap
+        bits |= LIM_POSITION
+    cap = _soft_cap(tmax, q - c[C_LIM_QMIN], c[C_LIM_QZONE])
+    if -cap > lo:
+        lo = -cap
+        bits |= LIM_POSITION
+    vmax = c[C_LIM_VMAX]
+    vzone = vmax * c[C_LIM_VZONE]
+    if qd > 0.0:
+        cap = _soft_cap(tmax, vmax - qd, vzone)
+        if cap < hi:
+            hi = cap
+            bits |= LIM_VELOCITY
+    else:
+        cap = _soft_cap(tmax, vmax + qd, vzone)
+        if -cap > lo:
+            lo = -cap
+            bits |= LIM_VELOCITY
+    if lo > hi:  # a position wall and a velocity cap disagree: the wall wins
+        lo = hi = 0.5 * (lo + hi)
+    out = min(max(tau, lo), hi)
+    if out != tau and bits == 0:
+        bits = LIM_TORQUE
+    return out, bits
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def torque_to_current(c, tau, qd, with_efficiency):
+    """q-axis current for an output torque; with the efficiency the mesh loss is compensated: 1/eta when
+    driving, 2 - 1/eta when back-driven, blended through a smooth sign of the power flow."""
+    scale = 1.0
+    if with_efficiency:
+        s = math.tanh(qd / c[C_FRIC_VEPS]) if tau >= 0.0 else -math.tanh(qd / c[C_FRIC_VEPS])
+        scale = 1.0 + (1.0 / c[C_EFF] - 1.0) * s
+    return tau * scale / c[C_TORQUE_PER_A]
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _ft_joint_torque(c, x, q):
+    """Joint torque from the F/T reading (Mz + d Fy) with the tool's weight removed."""
+    return x[X_FT_MEAS + 5] + c[C_FT_DIST] * x[X_FT_MEAS + 1] + c[C_TOOL_WEIGHT] * math.sin(q)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _position_tick(c, k, x, q, q_ref, qd_ref):
+    h = c[C_DT] * c[C_POS_DIV]
+    if c[C_MODE] == MODE_ADMITTANCE:
+        k[K_FORCE] += c[C_FORCE_ALPHA] * (_ft_joint_torque(c, x, q) - k[K_FORCE])
+        acc = (k[K_FORCE] - c[C_ADM_D] * k[K_ADM_V] - c[C_ADM_K] * k[K_ADM_X]) / c[C_ADM_M]
+        k[K_ADM_V] += h * acc
+        k[K_ADM_X] += h * k[K_ADM_V]
+        q_ref += k[K_ADM_X]
+        qd_ref += k[K_ADM_V]
+    k[K_REF] = q_ref
+    k[K_VEL_REF] = pid_step(c[C_POS_PID:C_POS_PID + N_PID_PARAMS], k[K_POS_PID:K_POS_PID + N_PID_STATE],
+                            q_ref, q, qd_ref)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau):
+    mode = c[C_MODE]
+    tau_ff = ref_tau + c[C_MGL] * math.sin(q)
+    with_eff = False
+    if mode == MODE_TORQUE:
+        k[K_REF] = ref_tau
+        tau = tau_ff
+    elif mode == MODE_IMPEDANCE:
+        k[K_REF] = ref_pos
+        k[K_VEL_REF] = ref_vel
+        tau = c[C_IMP_KP] * (ref_pos - q) + c[C_IMP_KD] * (ref_vel - qd) + tau_ff
+        tau += c[C_FRIC_FC] * math.tanh(qd / c[C_FRIC_VEPS]) + c[C_FRIC_B] * qd
+        with_eff = True
+    else:
+        if mode == MODE_VELOCITY:
+            k[K_REF] = ref_vel
+            k[K_VEL_REF] = ref_vel
+        tau = pid_step(c[C_VEL_PID:C_VEL_PID + N_PID_PARAMS], k[K_VEL_PID:K_VEL_PID + N_PID_STATE],
+                       k[K_VEL_REF], qd, tau_ff)
+    if c[C_NOTCH_ON] != 0.0:
+        tau = biquad_step(c[C_NOTCH:C_NOTCH + 5], k[K_NOTCH:K_NOTCH + 2], tau)
+    tau, bits = limit_torque(c, q, qd, tau)
+    iq = torque_to_current(c, tau, qd, with_eff)
+    imax = c[C_LIM_IMAX]
+    if abs(iq) > imax:
+        iq = imax if iq > 0.0 else -imax
+        tau = iq * c[C_TORQUE_PER_A]
+        bits |= LIM_CURRENT
+    k[K_TAU] = tau
+    k[K_IQ] = iq
+    k[K_LIMITS] = bits
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def controller_step(c, k, x, ref_pos, ref_vel, ref_tau):
+    """One model step of the controller: returns the q-axis current reference to hold for this step."""
+    q = x[X_ENC_O]
+    qd = estimate_velocity(c, k, x[X_ENC_M])
+    k[K_POS] = q
+    k[K_VEL] = qd
+    vel_tick = k[K_VEL_CD] <= 0.0
+    if vel_tick:
+        k[K_VEL_CD] = c[C_VEL_DIV]
+        mode = c[C_MODE]
+        if mode in (MODE_POSITION, MODE_ADMITTANCE) and k[K_POS_CD] <= 0.0:
+            k[K_POS_CD] = c[C_POS_DIV]
+            _position_tick(c, k, x, q, ref_pos, ref_vel)
+        k[K_POS_CD] -= c[C_VEL_DIV]
+        _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau)
+    k[K_VEL_CD] -= 1.0
+    return k[K_IQ]
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _record(x, k, source, csource, row):
+    n = source.shape[0]
+    record_row(x, source, row)
+    for i in range(csource.shape[0]):
+        row[n + i] = k[csource[i]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_closed_loop(p, x, env, c, k, ref, u, noise, source, csource, out, record_every):
+    """Step the joint under the controller through ``ref`` (n, N_REF); ``u`` (n, N_INPUTS) adds a q-axis
+    current disturbance, a d-axis current and the external torque. Rows as ``run_joint``; returns the
+    OR of the fault bits raised."""
+    n = ref.shape[0]
+    bits = 0
+    r = 0
+    countdown = 0
+    for i in range(n):
+        if countdown == 0:
+            _record(x, k, source, csource, out[r])
+            r += 1
+            countdown = record_every
+        countdown -= 1
+        iq = controller_step(c, k, x, ref[i, R_POS], ref[i, R_VEL], ref[i, R_TORQUE])
+        bits |= joint_step(p, x, env, iq + u[i, U_IQ_CMD], u[i, U_ID_CMD], u[i, U_EXT_TORQUE], noise)
+    if r < out.shape[0]:
+        _record(x, k, source, csource, out[r])
+    return bits
+
+
+def _run_batch_closed(P, X, ENV, C, K, REF, U, NOISE, source, csource, OUT, record_every, status):
+    for j in prange(P.shape[0]):
+        status[j] = run_closed_loop(P[j], X[j], ENV[j], C[j], K[j], REF[j], U[j], NOISE[j], source, csource,
+                                    OUT[j], record_every)
+
+
+run_closed_batch_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_run_batch_closed)
