@@ -29,6 +29,56 @@ def plot_trace(trace: Trace, path: str | Path, title: str) -> Path:
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlabel("time [s]")
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_step(trace: Trace, loop: str, path: str | Path, title: str, metrics: dict) -> Path:
+    """A step response: output against reference, with the metrics in the legend; torque and current below."""
+    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7), constrained_layout=True)
+    t = trace.t_s
+    out, ref, unit = ((trace.velocity_rad_s, trace.velocity_reference_rad_s, "rad/s") if loop == "velocity"
+                      else (trace.position_rad, trace.reference, "rad"))
+    axes[0].plot(t, ref, "k--", lw=1.0, label="reference")
+    text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+    axes[0].plot(t, out, lw=1.4, label=f"{loop} output\n{text}")
+    axes[0].set_ylabel(f"{loop} [{unit}]")
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[1].plot(t, trace.transmitted_torque_nm, lw=1.0, label="transmitted")
+    axes[1].plot(t, trace.torque_cmd_nm, lw=1.0, alpha=0.7, label="commanded")
+    axes[1].set_ylabel("torque [N·m]")
+    axes[1].legend(fontsize=7)
+    axes[2].plot(t, trace.iq_a, lw=1.0)
+    axes[2].set_ylabel("i_q [A]")
+    axes[2].set_xlabel("time [s]")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_bode(freq_hz, magnitude_db, phase_deg, path: str | Path, title: str, bandwidth_hz: float,
+              predicted: tuple | None = None) -> Path:
+    """Magnitude and phase against log frequency, the -3 dB bandwidth marked; optionally a model overlay."""
+    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(8, 6), constrained_layout=True)
+    axes[0].semilogx(freq_hz, magnitude_db, lw=1.4, label="measured (simulation)")
+    axes[1].semilogx(freq_hz, phase_deg, lw=1.4)
+    if predicted is not None:
+        axes[0].semilogx(predicted[0], predicted[1], "k--", lw=1.0, label="linear model")
+        axes[1].semilogx(predicted[0], predicted[2], "k--", lw=1.0)
+    axes[0].axhline(-3.0, color="r", lw=0.8, ls=":")
+    if bandwidth_hz == bandwidth_hz:
+        axes[0].axvline(bandwidth_hz, color="r", lw=0.8, ls=":", label=f"-3 dB at {bandwidth_hz:.3g} Hz")
+    axes[0].set_ylabel("magnitude [dB]")
+    axes[0].legend(fontsize=8)
+    axes[1].set_ylabel("phase [deg]")
+    axes[1].set_xlabel("frequency [Hz]")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -193,3 +193,25 @@ def margins(fr_loop: FrequencyResponse, min_coherence: float = 0.9) -> tuple[flo
             wpc = 10.0**lf
             gm = -float(np.interp(lf, logf[i - 1:i + 1], mag[i - 1:i + 1]))
     return gm, pm, wc, wpc
+
+
+def _sub(fr: FrequencyResponse, start: int) -> FrequencyResponse:
+    keep = slice(start, None)
+    return FrequencyResponse(fr.freq_hz[keep], fr.h[keep], fr.magnitude_db[keep], fr.phase_deg[keep],
+                             fr.coherence[keep])
+
+
+def margins_above_crossover(fr_loop: FrequencyResponse, min_coherence: float = 0.9) -> tuple[float, float]:
+    """``(gain_margin_db, phase_margin_deg)`` of a conditionally stable loop such as a position cascade,
+    whose phase passes -180 deg at low frequency where |L| >> 1 (there a lower gain, not a higher one,
+    would destabilise it). The phase margin is taken at the last 0 dB crossing going down, the gain
+    margin at the first -180 deg crossing after it."""
+    ok = fr_loop.coherence > min_coherence
+    above = np.flatnonzero(ok & (fr_loop.magnitude_db >= 0.0))
+    if above.size == 0:
+        return math.nan, math.nan
+    _, pm, _, _ = margins(_sub(fr_loop, int(above[-1])), min_coherence)
+    crossover = int(above[-1]) + 1
+    gm, _, _, _ = margins(_sub(fr_loop, crossover), min_coherence) if crossover < fr_loop.freq_hz.size else (
+        math.nan, 0, 0, 0)
+    return gm, pm

@@ -12,7 +12,9 @@ safety limiter bounds and that is turned into a q-axis current reference for the
 * impedance (MIT style): tau = Kp (q_des - q) + Kd (qd_des - qd) + tau_ff, with optional friction
   feedforward (Coulomb through a smooth sign, viscous) and the reducer efficiency in the conversion;
 * admittance: the gravity-compensated, low-pass-filtered F/T joint torque drives a virtual
-  mass-damper-spring whose displacement offsets the position reference of the cascade.
+  mass-damper-spring whose displacement offsets the position reference of the cascade;
+* relay: the position PID replaced by a relay (+-h rad/s velocity reference, hysteresis eps on the
+  position error) for relay-feedback auto-tuning.
 
 Rates: the estimator runs every model step; the velocity loop (and torque, impedance) every
 ``C_VEL_DIV`` model steps; the position loop and the admittance every ``C_POS_DIV`` steps, a multiple of
@@ -50,25 +52,26 @@ from actuator.model.layout import (
     X_FT_MEAS,
 )
 
-MODE_TORQUE, MODE_VELOCITY, MODE_POSITION, MODE_IMPEDANCE, MODE_ADMITTANCE = 0, 1, 2, 3, 4
+MODE_TORQUE, MODE_VELOCITY, MODE_POSITION, MODE_IMPEDANCE, MODE_ADMITTANCE, MODE_RELAY = 0, 1, 2, 3, 4, 5
 MODES = {"torque": MODE_TORQUE, "velocity": MODE_VELOCITY, "position": MODE_POSITION,
-         "impedance": MODE_IMPEDANCE, "admittance": MODE_ADMITTANCE}
+         "impedance": MODE_IMPEDANCE, "admittance": MODE_ADMITTANCE, "relay": MODE_RELAY}
 EST_DIFFERENCE, EST_OBSERVER = 0, 1
 
 # --- controller parameter vector --------------------------------------------------------------------------
 (C_MODE, C_DT, C_VEL_DIV, C_POS_DIV, C_EST_KIND, C_EST_ALPHA, C_EST_KP, C_EST_KI, C_RATIO, C_TORQUE_PER_A,
  C_EFF, C_IMP_KP, C_IMP_KD, C_FRIC_FC, C_FRIC_B, C_FRIC_VEPS, C_MGL,
  C_ADM_M, C_ADM_D, C_ADM_K, C_FORCE_ALPHA, C_TOOL_WEIGHT, C_FT_DIST,
- C_NOTCH_ON, C_LIM_QMIN, C_LIM_QMAX, C_LIM_QZONE, C_LIM_VMAX, C_LIM_VZONE, C_LIM_TMAX, C_LIM_IMAX) = range(31)
-C_NOTCH = 31                      # 5 biquad coefficients at the velocity-loop rate
+ C_NOTCH_ON, C_LIM_QMIN, C_LIM_QMAX, C_LIM_QZONE, C_LIM_VMAX, C_LIM_VZONE, C_LIM_TMAX, C_LIM_IMAX,
+ C_RELAY_H, C_RELAY_EPS) = range(33)
+C_NOTCH = 33                      # 5 biquad coefficients at the velocity-loop rate
 C_POS_PID = C_NOTCH + 5           # position PID parameters (rad -> rad/s)
 C_VEL_PID = C_POS_PID + N_PID_PARAMS  # velocity PID parameters (rad/s -> N·m)
 N_CTRL = C_VEL_PID + N_PID_PARAMS
 
 # --- controller state vector ------------------------------------------------------------------------------
 (K_VEL_CD, K_POS_CD, K_STARTED, K_THETA_M, K_W_M, K_PREV_ENC, K_VEL, K_POS, K_VEL_REF, K_TAU, K_IQ,
- K_FORCE, K_ADM_X, K_ADM_V, K_LIMITS, K_REF) = range(16)
-K_NOTCH = 16                     # 2
+ K_FORCE, K_ADM_X, K_ADM_V, K_LIMITS, K_REF, K_RELAY) = range(17)
+K_NOTCH = 17                     # 2
 K_POS_PID = K_NOTCH + 2
 K_VEL_PID = K_POS_PID + N_PID_STATE
 N_CSTATE = K_VEL_PID + N_PID_STATE
@@ -144,8 +147,8 @@ def limit_torque(c, q, qd, tau):
     if lo > hi:  # a position wall and a velocity cap disagree: the wall wins
         lo = hi = 0.5 * (lo + hi)
     out = min(max(tau, lo), hi)
-    if out != tau and bits == 0:
-        bits = LIM_TORQUE
+    if abs(out) >= tmax:  # at the torque limit, whether the limiter or a saturated PID put it there
+        bits |= LIM_TORQUE
     return out, bits
 
 
@@ -177,6 +180,12 @@ def _position_tick(c, k, x, q, q_ref, qd_ref):
         q_ref += k[K_ADM_X]
         qd_ref += k[K_ADM_V]
     k[K_REF] = q_ref
+    if c[C_MODE] == MODE_RELAY:
+        e = q_ref - q
+        if k[K_RELAY] == 0.0 or e * k[K_RELAY] < -c[C_RELAY_EPS]:  # switch once the error passes -+eps
+            k[K_RELAY] = 1.0 if e >= 0.0 else -1.0
+        k[K_VEL_REF] = c[C_RELAY_H] * k[K_RELAY]
+        return
     k[K_VEL_REF] = pid_step(c[C_POS_PID:C_POS_PID + N_PID_PARAMS], k[K_POS_PID:K_POS_PID + N_PID_STATE],
                             q_ref, q, qd_ref)
 
@@ -226,7 +235,7 @@ def controller_step(c, k, x, ref_pos, ref_vel, ref_tau):
     if vel_tick:
         k[K_VEL_CD] = c[C_VEL_DIV]
         mode = c[C_MODE]
-        if mode in (MODE_POSITION, MODE_ADMITTANCE) and k[K_POS_CD] <= 0.0:
+        if mode in (MODE_POSITION, MODE_ADMITTANCE, MODE_RELAY) and k[K_POS_CD] <= 0.0:
             k[K_POS_CD] = c[C_POS_DIV]
             _position_tick(c, k, x, q, ref_pos, ref_vel)
         k[K_POS_CD] -= c[C_VEL_DIV]

@@ -2,7 +2,7 @@
 
 A gains file is TOML with the sections of ``ControllerConfig`` (every key optional; defaults below):
 
-    mode = "position"                  # torque | velocity | position | impedance | admittance
+    mode = "position"                  # torque | velocity | position | impedance | admittance | relay
     velocity_loop_rate_hz = 10000.0    # integer divisors of the joint's current-loop rate
     position_loop_rate_hz = 2000.0
     estimator = "observer"             # or "filtered_difference"
@@ -13,6 +13,7 @@ A gains file is TOML with the sections of ``ControllerConfig`` (every key option
     [impedance] kp_nm_per_rad, kd_nm_s_per_rad, friction_coulomb_nm, friction_viscous_nm_s_per_rad, ...
     [admittance] mass_kg_m2, damping_nm_s_per_rad, stiffness_nm_per_rad, force_filter_hz, ...
     [notch]     center_hz = 0 (off), q, depth_db (0: full notch)
+    [relay]     amplitude_rad_s, hysteresis_rad (relay auto-tuning)
     [limits]    soft-zone widths; position, velocity, torque and current limits (0: the joint's own)
 
 Default gains of a preset live in ``seeds/gains/NAME.toml`` (``default_controller``). ``compile`` turns
@@ -94,6 +95,12 @@ class NotchConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RelayConfig:
+    amplitude_rad_s: float = pos_field("rad/s", default=0.25)  # the velocity reference it switches
+    hysteresis_rad: float = nonneg_field("rad", default=1e-5)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SafetyLimits:
     position_min_rad: float = num_field(unit="rad", default=0.0)  # min = max = 0: the joint's limits
     position_max_rad: float = num_field(unit="rad", default=0.0)
@@ -118,6 +125,7 @@ class ControllerConfig:
     admittance: AdmittanceGains = field(default_factory=AdmittanceGains)
     notch: NotchConfig = field(default_factory=NotchConfig)
     limits: SafetyLimits = field(default_factory=SafetyLimits)
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
     def with_mode(self, mode: str) -> ControllerConfig:
         if mode not in C.MODES:
@@ -202,6 +210,7 @@ def compile_controller(cfg: ControllerConfig, params: JointParams) -> np.ndarray
     v[[C.C_LIM_QMIN, C.C_LIM_QMAX, C.C_LIM_QZONE, C.C_LIM_VMAX, C.C_LIM_VZONE, C.C_LIM_TMAX, C.C_LIM_IMAX]] = (
         lim.position_min_rad, lim.position_max_rad, lim.position_zone_rad, lim.velocity_max_rad_s,
         lim.velocity_zone_fraction, lim.torque_max_nm, lim.current_max_a)
+    v[[C.C_RELAY_H, C.C_RELAY_EPS]] = cfg.relay.amplitude_rad_s, cfg.relay.hysteresis_rad
     v[C.C_POS_PID:C.C_POS_PID + 11] = cfg.position.pid(lim.velocity_max_rad_s).compile(dt * pos_div)
     v[C.C_VEL_PID:C.C_VEL_PID + 11] = cfg.velocity.pid(lim.torque_max_nm).compile(dt * vel_div)
     return v

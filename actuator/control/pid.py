@@ -54,7 +54,9 @@ def pid_step(g, s, r, y, u_ff):
         step = g[PID_RATE] * h
         u = min(max(u, s[S_U_PREV] - step), s[S_U_PREV] + step)
     mode = g[PID_AW]
-    if mode == AW_BACKCALC:
+    if g[PID_KI] == 0.0:
+        pass  # no integral action: nothing to wind up, and back-calculation must not create an offset
+    elif mode == AW_BACKCALC:
         s[S_I] += g[PID_KI] * h * e + h / g[PID_TT] * (u - v)
     elif mode == AW_CLAMP and u != v and e * (v - u) > 0.0:
         pass  # saturated and the error pushes further out: freeze the integral

@@ -26,11 +26,13 @@ class Step:
 
 @dataclass(frozen=True)
 class Chirp:
-    """A logarithmic sweep ``amplitude`` sin(...) from ``f0_hz`` to ``f1_hz`` over the run."""
+    """A logarithmic sweep ``amplitude`` sin(...) from ``f0_hz`` to ``f1_hz`` over the run, or repeated
+    every ``period_s`` (a periodic excitation: each Welch segment of one period then sees the whole band)."""
 
     amplitude: float
     f0_hz: float
     f1_hz: float
+    period_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ def _signal(reference: Reference, n: int, dt_s: float) -> tuple[np.ndarray, np.n
     if isinstance(reference, Step):
         return np.where(t >= reference.at_s, float(reference.amplitude), 0.0), None
     if isinstance(reference, Chirp):
-        _, u = chirp(reference.f0_hz, reference.f1_hz, n * dt_s, 1.0 / dt_s, reference.amplitude)
+        sweep_s = reference.period_s or n * dt_s
+        _, u = chirp(reference.f0_hz, reference.f1_hz, sweep_s, 1.0 / dt_s, reference.amplitude)
         return np.resize(u, n), None
     if isinstance(reference, Prbs):
         hold = max(1, round(reference.hold_s / dt_s))

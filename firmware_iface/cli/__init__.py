@@ -11,9 +11,9 @@ import sys
 import traceback
 
 from actuator.errors import JointkitError
-from firmware_iface.cli import bench, demo, sim
+from firmware_iface.cli import bench, bode, demo, sim, step, tune
 
-COMMANDS = (sim, bench, demo)
+COMMANDS = (sim, step, bode, tune, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

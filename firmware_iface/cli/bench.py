@@ -6,14 +6,15 @@ Speed is measured here, never in timed tests; ratios are taken within one run.
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from firmware_iface.cli.common import print_json, print_summary
 
-TARGETS = ("sim",)
+TARGETS = ("sim", "control")  # each a module of firmware_iface.bench with run(preset, quick) -> dict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: sim")
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(TARGETS))
     p.add_argument("target", choices=TARGETS, help="what to measure")
     p.add_argument("--preset", default="knee", help="joint preset (default knee)")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisier figures)")
@@ -22,9 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_iface.bench import sim
-
-    figures = sim.run(args.preset, quick=args.quick)
+    bench = importlib.import_module(f"firmware_iface.bench.{args.target}")
+    figures = bench.run(args.preset, quick=args.quick)
     if args.json:
         print_json(figures)
     else:

@@ -1,0 +1,155 @@
+"""The linear model of a joint under the cascade, in the frequency domain: what model-based tuning designs
+on and what it predicts.
+
+Plant: two inertias, output-referred (motor side J1 = J_m N², load J2), joined by the flexspline's
+small-torque stiffness k1 and damping c, with input viscous friction (b_in N²) and load damping. Coulomb
+friction, gravity (cancelled by the feedforward) and the catalogue's stiffening are left out.
+
+    [J1 s² + (c + b1) s + k,  -(c s + k)] [θm]   [τ]
+    [-(c s + k),  J2 s² + (c + b2) s + k] [θL] = [0]
+
+Loop elements at s = jw, with exact delays (no Padé): the drive's current loop as a first-order lag at
+its bandwidth; the torque held for a velocity period (ZOH, T_v / 2) and two model steps of encoder and
+computation latency; the position sample held for a position period (T_p / 2); the velocity observer
+ki / (s² + kp s + ki) (the estimate is the observer's integrator), or the first-order filter of the
+filtered difference; the PIDs
+C_r = kp b + ki / s and C_y = kp + ki / s + kd s / (1 + s T_f) on reference and measurement.
+
+Closed loops (output θL, reference r):
+    τ = A (C_vr D_p (C_pr r - C_py θL) - C_vy O s θm)
+    T_pos = G_L A C_vr D_p C_pr / (1 + A (C_vr D_p C_py G_L + C_vy O s G_m))
+    T_vel = s G_L A C_vr / (1 + A C_vy O s G_m)        (output: the load velocity)
+and L, the loop gain broken at the torque input, is the term added to 1 in the denominator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, margins_above_crossover
+from actuator.analysis.step import StepMetrics, step_metrics
+from actuator.control.config import ControllerConfig, LoopGains
+from actuator.params import JointParams
+
+
+@dataclass(frozen=True)
+class TwoMass:
+    """Output-referred linear plant of a joint."""
+
+    motor_inertia_kg_m2: float
+    load_inertia_kg_m2: float
+    stiffness_nm_per_rad: float
+    flex_damping_nm_s_per_rad: float
+    motor_viscous_nm_s_per_rad: float
+    load_viscous_nm_s_per_rad: float
+    current_bandwidth_hz: float
+    model_step_s: float
+
+    @classmethod
+    def from_params(cls, p: JointParams) -> TwoMass:
+        n2 = p.reducer.ratio ** 2
+        return cls(p.motor_side_inertia_kg_m2 * n2, p.load.inertia_kg_m2, p.reducer.k1_nm_per_rad,
+                   p.reducer.flexspline_damping_nm_s_per_rad, p.reducer.viscous_friction_nm_s_per_rad * n2,
+                   p.load.damping_nm_s_per_rad, p.drive.current_loop_bandwidth_hz, p.dt_s)
+
+    @property
+    def total_inertia_kg_m2(self) -> float:
+        return self.motor_inertia_kg_m2 + self.load_inertia_kg_m2
+
+    @property
+    def resonance_hz(self) -> float:
+        j1, j2 = self.motor_inertia_kg_m2, self.load_inertia_kg_m2
+        return math.sqrt(self.stiffness_nm_per_rad * (j1 + j2) / (j1 * j2)) / (2 * math.pi)
+
+    def plant(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(θm / τ, θL / τ) at the complex frequencies ``s``."""
+        k, c = self.stiffness_nm_per_rad, self.flex_damping_nm_s_per_rad
+        a11 = self.motor_inertia_kg_m2 * s * s + (c + self.motor_viscous_nm_s_per_rad) * s + k
+        a22 = self.load_inertia_kg_m2 * s * s + (c + self.load_viscous_nm_s_per_rad) * s + k
+        a12 = c * s + k
+        det = a11 * a22 - a12 * a12
+        return a22 / det, a12 / det
+
+
+def _pid(g: LoopGains, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C_r, C_y) of a PID with set-point weight and filtered derivative."""
+    integ = g.ki / s
+    deriv = 0.0
+    if g.kd > 0.0:
+        tf = g.kd / (g.kp * g.derivative_filter_n) if g.kp > 0 else 0.0
+        deriv = g.kd * s / (1.0 + s * tf)
+    return g.kp * g.setpoint_weight + integ, g.kp + integ + deriv
+
+
+@dataclass(frozen=True)
+class LoopResponse:
+    freq_hz: np.ndarray
+    closed: np.ndarray  # T(jw)
+    loop: np.ndarray    # L(jw) at the torque input
+
+
+def loop_response(model: TwoMass, cfg: ControllerConfig, freq_hz: np.ndarray, loop: str = "position") -> LoopResponse:
+    """T and L of the cascade (``loop`` position or velocity) on ``model`` at ``freq_hz``."""
+    f = np.asarray(freq_hz, dtype=float)
+    s = 2j * math.pi * f
+    dt = model.model_step_s
+    t_v = 1.0 / cfg.velocity_loop_rate_hz
+    t_p = 1.0 / cfg.position_loop_rate_hz
+    g_m, g_l = model.plant(s)
+    a = np.exp(-s * (0.5 * t_v + 2 * dt)) / (1.0 + s / (2 * math.pi * model.current_bandwidth_hz))
+    w_o = 2 * math.pi * cfg.estimator_bandwidth_hz
+    observer = cfg.estimator == "observer"
+    obs = w_o * w_o / (s * s + 2 * w_o * s + w_o * w_o) if observer else 1.0 / (1.0 + s / w_o)
+    cvr, cvy = _pid(cfg.velocity, s)
+    inner = cvy * obs * s * g_m
+    if loop == "velocity":
+        lgain = a * inner
+        closed = s * g_l * a * cvr / (1.0 + lgain)
+    else:
+        d_p = np.exp(-s * (0.5 * t_p + dt))
+        cpr, cpy = _pid(cfg.position, s)
+        lgain = a * (cvr * d_p * cpy * g_l + inner)
+        closed = g_l * a * cvr * d_p * cpr / (1.0 + lgain)
+    return LoopResponse(f, closed, lgain)
+
+
+def _as_frf(f: np.ndarray, h: np.ndarray) -> FrequencyResponse:
+    return FrequencyResponse(freq_hz=f, h=h, magnitude_db=20 * np.log10(np.abs(h)),
+                             phase_deg=np.degrees(np.unwrap(np.angle(h))), coherence=np.ones(f.size))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    bandwidth_hz: float
+    gain_margin_db: float
+    phase_margin_deg: float
+    step: StepMetrics
+    peak_db: float
+
+
+def predict(model: TwoMass, cfg: ControllerConfig, loop: str = "position", f_max_hz: float = 2000.0) -> Prediction:
+    """Bandwidth, margins and the small-step response the linear model predicts for ``cfg``."""
+    f = np.geomspace(0.05, f_max_hz, 3000)
+    r = loop_response(model, cfg, f, loop)
+    gm, pm = margins_above_crossover(_as_frf(f, r.loop))
+    mag_db = 20 * np.log10(np.abs(r.closed))
+    return Prediction(bandwidth_hz(_as_frf(f, r.closed)), gm, pm, predicted_step(model, cfg, loop),
+                      float(mag_db.max() - mag_db[0]))
+
+
+def predicted_step(model: TwoMass, cfg: ControllerConfig, loop: str = "position", duration_s: float = 4.0,
+                   fs_hz: float = 8000.0) -> StepMetrics:
+    """Unit-step metrics from the impulse response (the inverse FFT of T on a fine grid)."""
+    n = int(2 ** math.ceil(math.log2(duration_s * fs_hz)))
+    f = np.fft.rfftfreq(n, 1.0 / fs_hz)
+    f[0] = 1e-9  # T(0) by continuity
+    h = loop_response(model, cfg, f, loop).closed
+    impulse = np.fft.irfft(h, n)
+    y = np.cumsum(impulse)[: n // 2]
+    t = np.arange(y.size) / fs_hz
+    ref = np.ones(y.size)
+    ref[0] = 0.0
+    return step_metrics(t, y, ref)

@@ -1,0 +1,230 @@
+"""Auto-tuning of the position cascade: model-based (design on the linear model, then verify and correct
+in simulation) and relay feedback (Åström-Hägglund), the model-free alternative.
+
+Model-based design for a requested position bandwidth f_b and damping zeta:
+* velocity PI by pole placement on the rigid inertia J (output side): J s² + kp s + ki with natural
+  frequency w_v = ``velocity_ratio`` 2 pi f_b and damping zeta: kp = 2 zeta J w_v, ki = J w_v²;
+* the velocity estimator's bandwidth at ``estimator_ratio`` w_v (it must not dominate the inner loop);
+* the position P gain solved (brentq) so that the linear two-mass model of ``actuator.analysis.linear``
+  (delays, current loop and estimator included) has its -3 dB point at f_b;
+* verification: a periodic-chirp Bode test and a small step in simulation; if the measured bandwidth is
+  off by more than ``tolerance`` the position gain is scaled by the ratio (bandwidth is close to
+  proportional to it) and the test repeated, at most ``max_iterations`` times. The result carries both
+  the predicted and the measured figures, and is never returned unverified.
+
+Relay (Åström & Hägglund 1984): the position controller is replaced by a relay of amplitude h (a velocity
+reference, with hysteresis eps) around the closed velocity loop; the limit cycle's amplitude a and period
+T_u give the ultimate gain K_u = 4 h / (pi sqrt(a² - eps²)) and w_u = 2 pi / T_u. The position gain is
+then K_u / A_m for a gain margin A_m (default 2.5, about 8 dB). It needs no model, and no bandwidth can
+be requested: the bandwidth it achieves is measured and reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.optimize import brentq
+
+from actuator.analysis.experiments import BodeResult, StepResult, bode_test, step_test
+from actuator.analysis.linear import Prediction, TwoMass, loop_response, predict
+from actuator.control.config import ControllerConfig
+from actuator.errors import ConfigError
+from actuator.params import JointParams
+from actuator.simulation import simulate
+
+VERIFY_STEP_FRACTION = 0.2  # the verification step: the Bode test's linear amplitude, times this ratio
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    config: ControllerConfig
+    requested_bandwidth_hz: float
+    predicted: Prediction | None
+    measured_bandwidth_hz: float = math.nan
+    measured_step: StepResult | None = None
+    bode: BodeResult | None = None
+    iterations: int = 0
+    method: str = "model"
+    notes: list[str] = field(default_factory=list)
+
+    def figures(self) -> dict:
+        cfg = self.config
+        out = {"method": self.method, "loop": "position", "requested_bandwidth_hz": self.requested_bandwidth_hz,
+               "gains": {"position": {"kp": cfg.position.kp, "ki": cfg.position.ki, "kd": cfg.position.kd},
+                         "velocity": {"kp": cfg.velocity.kp, "ki": cfg.velocity.ki},
+                         "estimator_bandwidth_hz": cfg.estimator_bandwidth_hz},
+               "achieved_bandwidth_hz": self.measured_bandwidth_hz, "iterations": self.iterations}
+        if self.measured_step is not None:
+            out["overshoot_pct"] = self.measured_step.metrics.overshoot_pct
+            out["measured"] = {"bandwidth_hz": self.measured_bandwidth_hz, **self.measured_step.figures(),
+                               **(self.bode.figures() if self.bode else {})}
+        if self.predicted is not None:
+            pr = self.predicted
+            out["predicted"] = {"bandwidth_hz": pr.bandwidth_hz, "overshoot_pct": pr.step.overshoot_pct,
+                                "rise_time_s": pr.step.rise_time_s, "settling_time_s": pr.step.settling_time_s,
+                                "gain_margin_db": pr.gain_margin_db, "phase_margin_deg": pr.phase_margin_deg}
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _check(name: str, value: float, lo: float, hi: float) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and lo < value <= hi):
+        raise ConfigError(f"{name} = {value!r} is out of range: allowed ({lo:g}, {hi:g}]")
+    return float(value)
+
+
+def _velocity_design(model: TwoMass, cfg: ControllerConfig, w_v: float, zeta: float,
+                     estimator_ratio: float) -> ControllerConfig:
+    j = model.total_inertia_kg_m2
+    vel = replace(cfg.velocity, kp=2 * zeta * j * w_v, ki=j * w_v * w_v, kd=0.0)
+    est_hz = min(estimator_ratio * w_v / (2 * math.pi), 0.15 * cfg.velocity_loop_rate_hz)
+    return replace(cfg, velocity=vel, estimator="observer", estimator_bandwidth_hz=est_hz)
+
+
+def _with_position_gain(cfg: ControllerConfig, kp: float) -> ControllerConfig:
+    return replace(cfg, position=replace(cfg.position, kp=kp, ki=0.0, kd=0.0))
+
+
+def _position_gain_for(model: TwoMass, cfg: ControllerConfig, bandwidth_hz: float) -> float:
+    """The position P gain for which the model's closed loop is -3 dB at ``bandwidth_hz``."""
+    def gap(kp: float) -> float:
+        t = loop_response(model, _with_position_gain(cfg, kp), np.array([bandwidth_hz])).closed[0]
+        return 20 * math.log10(abs(t)) + 3.0103
+    w = 2 * math.pi * bandwidth_hz
+    lo, hi = 0.05 * w, 5.0 * w
+    if gap(lo) > 0 or gap(hi) < 0:
+        raise ConfigError(f"bandwidth_hz = {bandwidth_hz!r} cannot be reached by the position gain with this "
+                          "velocity loop: lower the bandwidth or raise velocity_ratio")
+    return float(brentq(gap, lo, hi, xtol=1e-6 * w))
+
+
+VELOCITY_RATIOS = (2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
+
+
+def _robustness(pr: Prediction) -> float:
+    """A design's score: its worst margin relative to 6 dB and 45 deg, minus penalties for a resonance
+    peak above 3 dB or a predicted overshoot above 5 %."""
+    gm = pr.gain_margin_db if math.isfinite(pr.gain_margin_db) else 20.0
+    pm = pr.phase_margin_deg if math.isfinite(pr.phase_margin_deg) else 90.0
+    score = min(gm / 6.0, pm / 45.0)
+    return score - max(pr.peak_db - 3.0, 0.0) - max(pr.step.overshoot_pct - 5.0, 0.0) / 5.0
+
+
+def design_cascade(params: JointParams, bandwidth_hz: float | None = None, *, zeta: float = 1.0,
+                   velocity_ratio: float | None = None, estimator_ratio: float = 10.0,
+                   base: ControllerConfig | None = None) -> TuneResult:
+    """Gains from the linear model only (no simulation): the design step of ``tune_model``.
+
+    Without ``velocity_ratio`` every ratio of ``VELOCITY_RATIOS`` is designed and the most robust one
+    kept (``_robustness``). The default bandwidth is a tenth of the reducer resonance's.
+    """
+    model = TwoMass.from_params(params)
+    f_b = bandwidth_hz or round(0.1 * model.resonance_hz, 1)
+    _check("bandwidth_hz", f_b, 0.0, 0.5 * model.resonance_hz)
+    _check("zeta", zeta, 0.0, 3.0)
+    mgl = params.load.mass_kg * params.load.gravity_m_s2 * params.load.com_distance_m
+    start = (base or ControllerConfig(gravity_feedforward_nm=mgl)).with_mode("position")
+    best = None
+    for ratio in (velocity_ratio,) if velocity_ratio else VELOCITY_RATIOS:
+        cfg = _velocity_design(model, start, ratio * 2 * math.pi * f_b, zeta, estimator_ratio)
+        try:
+            cfg = _with_position_gain(cfg, _position_gain_for(model, cfg, f_b))
+        except ConfigError:
+            if velocity_ratio:
+                raise
+            continue
+        pr = predict(model, cfg)
+        if best is None or _robustness(pr) > best[0]:
+            best = (_robustness(pr), cfg, pr, ratio)
+    if best is None:
+        raise ConfigError(f"bandwidth_hz = {f_b!r} cannot be reached with any velocity-loop ratio {VELOCITY_RATIOS}")
+    _, cfg, pr, ratio = best
+    return TuneResult(cfg, f_b, pr, notes=[f"velocity loop at {ratio:g} x the position bandwidth (zeta {zeta:g})"])
+
+
+def verify(params: JointParams, cfg: ControllerConfig, bandwidth_hz: float) -> tuple[BodeResult, StepResult]:
+    """Bode (0.1 f_b .. 3 f_b) and a small step (linear range) of ``cfg`` in simulation."""
+    bode = bode_test(params, cfg, "position", 0.1 * bandwidth_hz, 3.0 * bandwidth_hz, with_margins=True)
+    amp = float(np.max(np.abs(bode.trace.reference - bode.trace.reference[0]))) * VERIFY_STEP_FRACTION * 10
+    step = step_test(params, cfg, "position", amp, duration_s=max(0.5, 12.0 / bandwidth_hz))
+    return bode, step
+
+
+def _next_gain(history: list[tuple[float, float]], target_hz: float) -> float:
+    """The next position gain: proportional at first, then a secant on log(bandwidth) over log(kp) (the
+    measured bandwidth grows more slowly than the gain when friction stiffens the small-signal response);
+    steps are bounded to a factor of 3."""
+    log_kp, log_bw = history[-1]
+    slope = 1.0
+    if len(history) >= 2 and history[-1][0] != history[-2][0]:
+        slope = (history[-1][1] - history[-2][1]) / (history[-1][0] - history[-2][0])
+        slope = min(max(slope, 0.2), 2.0)
+    step = (math.log(target_hz) - log_bw) / slope
+    return math.exp(log_kp + min(max(step, -math.log(3.0)), math.log(3.0)))
+
+
+def tune_model(params: JointParams, bandwidth_hz: float, *, zeta: float = 1.0, velocity_ratio: float | None = None,
+               tolerance: float = 0.05, max_iterations: int = 6, base: ControllerConfig | None = None) -> TuneResult:
+    """Model-based tuning verified (and corrected) in simulation; see the module docstring."""
+    design = design_cascade(params, bandwidth_hz, zeta=zeta, velocity_ratio=velocity_ratio, base=base)
+    cfg = design.config
+    notes: list[str] = list(design.notes)
+    history: list[tuple[float, float]] = []
+    best = None
+    for it in range(1, max_iterations + 1):
+        bode, step = verify(params, cfg, bandwidth_hz)
+        measured = bode.bandwidth_hz
+        if not math.isfinite(measured):
+            raise ConfigError(f"the tuned loop's bandwidth could not be measured (kp = {cfg.position.kp:.4g})")
+        error = abs(measured / bandwidth_hz - 1)
+        if best is None or error < best[0]:
+            best = (error, cfg, measured, step, bode, it)
+        if error <= tolerance or it == max_iterations:
+            break
+        history.append((math.log(cfg.position.kp), math.log(measured)))
+        kp_next = _next_gain(history, bandwidth_hz)
+        notes.append(f"iteration {it}: measured {measured:.4g} Hz, position kp x {kp_next / cfg.position.kp:.3f}")
+        cfg = _with_position_gain(cfg, kp_next)
+    _, cfg, measured, step, bode, it = best
+    notes.append(f"kept iteration {it} (closest to the request); "
+                 "the linear model has no Coulomb friction, which lowers the measured small-signal bandwidth")
+    return TuneResult(cfg, bandwidth_hz, predict(TwoMass.from_params(params), cfg), measured, step, bode, it,
+                      "model", notes)
+
+
+def relay_test(params: JointParams, cfg: ControllerConfig, relay_rad_s: float, hysteresis_rad: float = 1e-5,
+               duration_s: float = 3.0) -> tuple[float, float]:
+    """(K_u, f_u) from the relay's limit cycle in closed loop with the simulated joint, measured over the
+    last half of the record (the cycle settled): a from the position's peak-to-peak, T_u from the mean
+    spacing of the relay's switches."""
+    cfg = replace(cfg, mode="relay", relay=replace(cfg.relay, amplitude_rad_s=relay_rad_s,
+                                                   hysteresis_rad=hysteresis_rad))
+    trace = simulate(params, duration_s=duration_s, controller=cfg, record_every=4)
+    half = trace.t_s >= 0.5 * duration_s
+    q = trace.position_rad[half]
+    v_ref = trace.velocity_reference_rad_s[half]
+    switches = trace.t_s[half][1:][np.diff(np.sign(v_ref)) != 0]
+    if switches.size < 4:
+        raise ConfigError(f"relay test: no sustained limit cycle in {duration_s:g} s "
+                          f"({switches.size} switches); raise relay_rad_s = {relay_rad_s!r}")
+    a = 0.5 * (q.max() - q.min())
+    t_u = 2.0 * float(np.mean(np.diff(switches)))
+    ku = 4.0 * relay_rad_s / (math.pi * math.sqrt(max(a * a - hysteresis_rad ** 2, 1e-30)))
+    return ku, 1.0 / t_u
+
+
+def tune_relay(params: JointParams, *, gain_margin: float = 2.5, relay_rad_s: float | None = None,
+               base: ControllerConfig | None = None) -> TuneResult:
+    """Relay auto-tune of the position gain around the velocity loop of ``base`` (default: the model-free
+    part of the default design, i.e. the velocity loop of ``design_cascade``)."""
+    cfg = base or design_cascade(params).config
+    h = relay_rad_s or 0.05 * params.limits.velocity_max_rad_s
+    ku, fu = relay_test(params, cfg, h)
+    cfg = _with_position_gain(cfg, ku / _check("gain_margin", gain_margin, 1.0, 10.0))
+    f_guess = max(fu / 4, 0.5)
+    bode, step = verify(params, cfg, f_guess)
+    notes = [f"relay: K_u = {ku:.4g} (rad/s)/rad, f_u = {fu:.4g} Hz; kp = K_u / {gain_margin:g}"]
+    return TuneResult(cfg, math.nan, predict(TwoMass.from_params(params), cfg), bode.bandwidth_hz, step, bode, 1,
+                      "relay", notes)

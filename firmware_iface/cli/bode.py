@@ -1,0 +1,71 @@
+"""``jointkit bode``: closed-loop frequency response of the position or velocity loop (simulated joint),
+its -3 dB bandwidth and, where measurable, the gain and phase margins; the linear model's prediction
+beside it."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from actuator.analysis.experiments import bode_test
+from actuator.analysis.linear import TwoMass, loop_response, predict
+from firmware_iface.cli.common import print_json, print_summary
+from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bode", help="frequency response of a control loop (simulated joint)")
+    add_joint_options(p)
+    p.add_argument("--loop", choices=("position", "velocity"), default="position", help="loop under test")
+    p.add_argument("--f0-hz", type=float, help="lowest frequency (default: a tenth of the predicted bandwidth)")
+    p.add_argument("--f1-hz", type=float, help="highest frequency (default: 3x the predicted bandwidth)")
+    p.add_argument("--amplitude", type=float, help="chirp amplitude, rad or rad/s (default: sized to the joint)")
+    p.add_argument("--out", type=Path, help="write the response as CSV here, and a PNG Bode plot next to it")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    params, cfg = joint_and_gains(args)
+    model = TwoMass.from_params(params)
+    cfg_loop = cfg.with_mode(args.loop)
+    pred = predict(model, cfg_loop, args.loop)
+    f_b = pred.bandwidth_hz if math.isfinite(pred.bandwidth_hz) else 10.0
+    f0 = args.f0_hz or 0.1 * f_b
+    f1 = args.f1_hz or 3.0 * f_b
+    res = bode_test(params, cfg, args.loop, f0, f1, args.amplitude, with_margins=args.loop == "position")
+    fr = res.response
+    figures = {"preset": params.name, "loop": args.loop, "f0_hz": f0, "f1_hz": f1, **res.figures(),
+               "predicted": {"bandwidth_hz": pred.bandwidth_hz, "gain_margin_db": pred.gain_margin_db,
+                             "phase_margin_deg": pred.phase_margin_deg}}
+    if not math.isfinite(res.gain_margin_db):
+        figures["margins_note"] = ("not measurable: the loop-gain measurement needs the joint moving (static "
+                                   "friction held it); the predicted margins are the linear model's")
+    if args.out:
+        from firmware_iface.plots import plot_bode
+
+        band = (fr.freq_hz >= f0) & (fr.freq_hz <= f1)
+        write_frf(args.out, fr, band)
+        model_h = loop_response(model, cfg_loop, fr.freq_hz[band], args.loop).closed
+        png = plot_bode(fr.freq_hz[band], fr.magnitude_db[band], fr.phase_deg[band], png_next_to(args.out),
+                        f"{params.name}: {args.loop} loop", res.bandwidth_hz,
+                        (fr.freq_hz[band], 20 * np.log10(np.abs(model_h)), np.degrees(np.unwrap(np.angle(model_h)))))
+        figures.update(response_csv=str(args.out), plot_png=str(png))
+    if args.json:
+        print_json(figures)
+    else:
+        print_summary(f"jointkit bode: {params.name} {args.loop}", {k: v for k, v in figures.items()
+                                                                     if not isinstance(v, dict)})
+    return 0
+
+
+def write_frf(path: Path, fr, band) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["freq_hz", "magnitude_db", "phase_deg", "coherence"])
+        w.writerows(zip(fr.freq_hz[band].tolist(), fr.magnitude_db[band].tolist(), fr.phase_deg[band].tolist(),
+                        fr.coherence[band].tolist(), strict=True))
