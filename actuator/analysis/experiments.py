@@ -26,6 +26,7 @@ from actuator.analysis.frequency import (
     frequency_response,
     margins_above_crossover,
 )
+from actuator.analysis.identify import RigidBodyId, excitation_torque, identify_rigid_body
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.control.config import ControllerConfig
 from actuator.control.reference import Chirp, Step, reference_rows
@@ -156,3 +157,17 @@ def _loop_gain(params: JointParams, cfg: ControllerConfig, f0_hz: float, f1_hz: 
     tau_c = tau_c[: d_rows.size]
     seg = round(period_s / (params.dt_s * RECORD_EVERY))
     return _scaled(_periodic_frf(tau_c + d_rows, -tau_c, seg), params.dt_s * RECORD_EVERY)
+
+
+def identification_test(params: JointParams, duration_s: float = 20.0, seed: int = 0) -> RigidBodyId:
+    """Open-loop identification of the rigid body (inertia, Coulomb and viscous friction, m g l): a
+    Schroeder multisine torque at twice the output breakaway torque (so the joint slides most of the time),
+    0.2-1.5 Hz, torque taken as Kt N i_q and position from the output encoder. Speeds where the kinematic
+    error rings the flexspline (above 0.8 sqrt(k1 / J_L) / 2N, twice per motor turn) are left out."""
+    r = params.reducer
+    peak_nm = max(2.0 * r.static_friction_nm * r.ratio, 0.05 * params.limits.torque_max_nm)
+    torque = excitation_torque(duration_s, params.dt_s, peak_nm, 0.2, 1.5, seed=seed)
+    trace = simulate(params, duration_s=duration_s, torque_nm=torque, seed=seed, record_every=RECORD_EVERY)
+    ring_speed = 0.8 * math.sqrt(r.k1_nm_per_rad / params.load.inertia_kg_m2) / (2.0 * r.ratio)
+    return identify_rigid_body(trace.t_s, params.torque_constant_nm_per_a * r.ratio * trace.iq_a,
+                               trace.output_encoder_rad, max_speed_rad_s=ring_speed)

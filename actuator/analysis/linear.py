@@ -55,6 +55,19 @@ class TwoMass:
                    p.reducer.flexspline_damping_nm_s_per_rad, p.reducer.viscous_friction_nm_s_per_rad * n2,
                    p.load.damping_nm_s_per_rad, p.drive.current_loop_bandwidth_hz, p.dt_s)
 
+    def with_rigid_body(self, inertia_kg_m2: float, viscous_nm_s_per_rad: float) -> TwoMass:
+        """The model rescaled to an identified total inertia and viscous friction (the split between motor
+        and load side, which a rigid-body identification cannot see, is kept)."""
+        from dataclasses import replace
+
+        j = inertia_kg_m2 / self.total_inertia_kg_m2
+        b_total = self.motor_viscous_nm_s_per_rad + self.load_viscous_nm_s_per_rad
+        b = viscous_nm_s_per_rad / b_total if b_total > 0 else 1.0
+        return replace(self, motor_inertia_kg_m2=self.motor_inertia_kg_m2 * j,
+                       load_inertia_kg_m2=self.load_inertia_kg_m2 * j,
+                       motor_viscous_nm_s_per_rad=self.motor_viscous_nm_s_per_rad * b,
+                       load_viscous_nm_s_per_rad=self.load_viscous_nm_s_per_rad * b)
+
     @property
     def total_inertia_kg_m2(self) -> float:
         return self.motor_inertia_kg_m2 + self.load_inertia_kg_m2

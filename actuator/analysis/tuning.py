@@ -1,7 +1,9 @@
 """Auto-tuning of the position cascade: model-based (design on the linear model, then verify and correct
 in simulation) and relay feedback (Åström-Hägglund), the model-free alternative.
 
-Model-based design for a requested position bandwidth f_b and damping zeta:
+Model-based design for a requested position bandwidth f_b and damping zeta (``tune_model`` first
+identifies the rigid body in simulation, ``actuator.analysis.experiments.identification_test``, and
+rescales the model's inertia and viscous friction to it):
 * velocity PI by pole placement on the rigid inertia J (output side): J s² + kp s + ki with natural
   frequency w_v = ``velocity_ratio`` 2 pi f_b and damping zeta: kp = 2 zeta J w_v, ki = J w_v²;
 * the velocity estimator's bandwidth at ``estimator_ratio`` w_v (it must not dominate the inner loop);
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import brentq
 
-from actuator.analysis.experiments import BodeResult, StepResult, bode_test, step_test
+from actuator.analysis.experiments import BodeResult, StepResult, bode_test, identification_test, step_test
+from actuator.analysis.identify import RigidBodyId
 from actuator.analysis.linear import Prediction, TwoMass, loop_response, predict
 from actuator.control.config import ControllerConfig
 from actuator.errors import ConfigError
@@ -48,6 +51,7 @@ class TuneResult:
     iterations: int = 0
     method: str = "model"
     notes: list[str] = field(default_factory=list)
+    identified: RigidBodyId | None = None
 
     def figures(self) -> dict:
         cfg = self.config
@@ -65,6 +69,11 @@ class TuneResult:
             out["predicted"] = {"bandwidth_hz": pr.bandwidth_hz, "overshoot_pct": pr.step.overshoot_pct,
                                 "rise_time_s": pr.step.rise_time_s, "settling_time_s": pr.step.settling_time_s,
                                 "gain_margin_db": pr.gain_margin_db, "phase_margin_deg": pr.phase_margin_deg}
+        if self.identified is not None:
+            ident = self.identified
+            out["identified"] = {name: {"value": e.value, "std": e.std} for name, e in (
+                ("inertia_kg_m2", ident.inertia_kg_m2), ("coulomb_nm", ident.coulomb_nm),
+                ("viscous_nm_s_per_rad", ident.viscous_nm_s_per_rad))}
         out["notes"] = list(self.notes)
         return out
 
@@ -114,13 +123,14 @@ def _robustness(pr: Prediction) -> float:
 
 def design_cascade(params: JointParams, bandwidth_hz: float | None = None, *, zeta: float = 1.0,
                    velocity_ratio: float | None = None, estimator_ratio: float = 10.0,
-                   base: ControllerConfig | None = None) -> TuneResult:
+                   base: ControllerConfig | None = None, model: TwoMass | None = None) -> TuneResult:
     """Gains from the linear model only (no simulation): the design step of ``tune_model``.
 
     Without ``velocity_ratio`` every ratio of ``VELOCITY_RATIOS`` is designed and the most robust one
-    kept (``_robustness``). The default bandwidth is a tenth of the reducer resonance's.
+    kept (``_robustness``). The default bandwidth is a tenth of the reducer resonance's. ``model`` (default:
+    from the parameters) is the plant designed on, e.g. one rescaled to an identification.
     """
-    model = TwoMass.from_params(params)
+    model = model or TwoMass.from_params(params)
     f_b = bandwidth_hz or round(0.1 * model.resonance_hz, 1)
     _check("bandwidth_hz", f_b, 0.0, 0.5 * model.resonance_hz)
     _check("zeta", zeta, 0.0, 3.0)
@@ -166,11 +176,20 @@ def _next_gain(history: list[tuple[float, float]], target_hz: float) -> float:
 
 
 def tune_model(params: JointParams, bandwidth_hz: float, *, zeta: float = 1.0, velocity_ratio: float | None = None,
-               tolerance: float = 0.05, max_iterations: int = 6, base: ControllerConfig | None = None) -> TuneResult:
+               tolerance: float = 0.05, max_iterations: int = 6, base: ControllerConfig | None = None,
+               identify: bool = True) -> TuneResult:
     """Model-based tuning verified (and corrected) in simulation; see the module docstring."""
-    design = design_cascade(params, bandwidth_hz, zeta=zeta, velocity_ratio=velocity_ratio, base=base)
+    model = TwoMass.from_params(params)
+    notes: list[str] = []
+    identified = None
+    if identify:
+        identified = identification_test(params)
+        model = model.with_rigid_body(identified.inertia_kg_m2.value, identified.viscous_nm_s_per_rad.value)
+        notes.append(f"identified in simulation: J {identified.inertia_kg_m2} kg·m², "
+                     f"B {identified.viscous_nm_s_per_rad} N·m·s/rad, Fc {identified.coulomb_nm} N·m")
+    design = design_cascade(params, bandwidth_hz, zeta=zeta, velocity_ratio=velocity_ratio, base=base, model=model)
     cfg = design.config
-    notes: list[str] = list(design.notes)
+    notes += design.notes
     history: list[tuple[float, float]] = []
     best = None
     for it in range(1, max_iterations + 1):
@@ -190,8 +209,7 @@ def tune_model(params: JointParams, bandwidth_hz: float, *, zeta: float = 1.0, v
     _, cfg, measured, step, bode, it = best
     notes.append(f"kept iteration {it} (closest to the request); "
                  "the linear model has no Coulomb friction, which lowers the measured small-signal bandwidth")
-    return TuneResult(cfg, bandwidth_hz, predict(TwoMass.from_params(params), cfg), measured, step, bode, it,
-                      "model", notes)
+    return TuneResult(cfg, bandwidth_hz, predict(model, cfg), measured, step, bode, it, "model", notes, identified)
 
 
 def relay_test(params: JointParams, cfg: ControllerConfig, relay_rad_s: float, hysteresis_rad: float = 1e-5,
