@@ -153,14 +153,11 @@ def limit_torque(c, q, qd, tau):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def torque_to_current(c, tau, qd, with_efficiency):
-    """q-axis current for an output torque; with the efficiency the mesh loss is compensated: 1/eta when
-    driving, 2 - 1/eta when back-driven, blended through a smooth sign of the power flow."""
-    scale = 1.0
-    if with_efficiency:
-        s = math.tanh(qd / c[C_FRIC_VEPS]) if tau >= 0.0 else -math.tanh(qd / c[C_FRIC_VEPS])
-        scale = 1.0 + (1.0 / c[C_EFF] - 1.0) * s
-    return tau * scale / c[C_TORQUE_PER_A]
+def mesh_loss_factor(c, tau, qd):
+    """The factor on an output torque that compensates the mesh loss: 1/eta when driving, 2 - 1/eta when
+    back-driven (the model's mesh friction (1/eta - 1)|tau|), blended through a smooth sign of the power flow."""
+    s = math.tanh(qd / c[C_FRIC_VEPS]) if tau >= 0.0 else -math.tanh(qd / c[C_FRIC_VEPS])
+    return 1.0 + (1.0 / c[C_EFF] - 1.0) * s
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -194,7 +191,6 @@ def _position_tick(c, k, x, q, q_ref, qd_ref):
 def _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau):
     mode = c[C_MODE]
     tau_ff = ref_tau + c[C_MGL] * math.sin(q)
-    with_eff = False
     if mode == MODE_TORQUE:
         k[K_REF] = ref_tau
         tau = tau_ff
@@ -202,8 +198,9 @@ def _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau):
         k[K_REF] = ref_pos
         k[K_VEL_REF] = ref_vel
         tau = c[C_IMP_KP] * (ref_pos - q) + c[C_IMP_KD] * (ref_vel - qd) + tau_ff
+        # the mesh loss scales the torque carried through the flexspline; input friction does not
+        tau = tau * mesh_loss_factor(c, tau, qd)
         tau += c[C_FRIC_FC] * math.tanh(qd / c[C_FRIC_VEPS]) + c[C_FRIC_B] * qd
-        with_eff = True
     else:
         if mode == MODE_VELOCITY:
             k[K_REF] = ref_vel
@@ -213,7 +210,7 @@ def _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau):
     if c[C_NOTCH_ON] != 0.0:
         tau = biquad_step(c[C_NOTCH:C_NOTCH + 5], k[K_NOTCH:K_NOTCH + 2], tau)
     tau, bits = limit_torque(c, q, qd, tau)
-    iq = torque_to_current(c, tau, qd, with_eff)
+    iq = tau / c[C_TORQUE_PER_A]
     imax = c[C_LIM_IMAX]
     if abs(iq) > imax:
         iq = imax if iq > 0.0 else -imax
