@@ -132,6 +132,8 @@ def limit_torque(c, q, qd, tau):
     if -cap > lo:
         lo = -cap
         bits |= LIM_POSITION
+    pos_lo = lo
+    pos_hi = hi
     vmax = c[C_LIM_VMAX]
     vzone = vmax * c[C_LIM_VZONE]
     if qd > 0.0:
@@ -145,7 +147,10 @@ def limit_torque(c, q, qd, tau):
             lo = -cap
             bits |= LIM_VELOCITY
     if lo > hi:  # a position wall and a velocity cap disagree: the wall wins
-        lo = hi = 0.5 * (lo + hi)
+        lo = pos_lo
+        hi = pos_hi
+        if lo > hi:  # both walls at once (a range narrower than two zones): hold the middle
+            lo = hi = 0.5 * (lo + hi)
     out = min(max(tau, lo), hi)
     if abs(out) >= tmax:  # at the torque limit, whether the limiter or a saturated PID put it there
         bits |= LIM_TORQUE

@@ -3,7 +3,8 @@ per-model-step rows (position, velocity feedforward, torque) that ``run_closed_l
 
 The scalar signal of a reference goes to the column of the controller's mode: position (position,
 impedance, admittance; relative to the start position), velocity (velocity mode, with no position) or
-torque (torque mode). A trajectory also supplies its velocity as feedforward.
+torque (torque mode). A trajectory also supplies its velocity as feedforward; in velocity mode its
+velocity profile is the reference, and it cannot drive torque mode.
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ def reference_rows(reference: Reference, n: int, dt_s: float, mode: str, start_p
     rows = np.zeros((n, C.N_REF))
     rows[:, C.R_TORQUE] = torque_ff_nm
     if mode == "torque":
+        if vel is not None:
+            raise ConfigError("a trajectory is a position reference: it cannot drive a controller in torque mode")
         rows[:, C.R_TORQUE] += sig
     elif mode == "velocity":
-        rows[:, C.R_VEL] = sig
+        rows[:, C.R_VEL] = sig if vel is None else vel  # a trajectory gives its velocity profile
     else:
         rows[:, C.R_POS] = start_position_rad + sig
         if vel is not None:
