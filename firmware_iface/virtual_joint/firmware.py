@@ -1,0 +1,250 @@
+"""The firmware of the virtual joint, apart from the bus: state machine, modes, watchdog, limits, faults,
+gains and parameters with a flash file, and the chunked advance of the simulated joint under its
+controller. The bus node (``node.py``) turns frames into calls of this class and telemetry into frames.
+
+States: ``idle`` (drive off), ``calibrating`` (a short encoder alignment, then idle), ``closed_loop`` (the
+controller runs in the selected mode), ``fault`` (drive off; leaves only by ``clear_faults``).
+
+Safety, as every jointkit joint must behave (ARCHITECTURE.md):
+* watchdog: in closed loop, no valid command for ``watchdog_timeout_s`` -> a damped stop (velocity 0 for
+  ``STOP_TIME_S``, or until still), then the drive off and the ``watchdog`` fault latched;
+* commands are clamped to the joint's limits (and counted); the controller's safety limiter bounds torque;
+* model faults (over-current, voltages, over-temperature, encoder, F/T saturation) latch; a fatal one
+  turns the drive off; e-stop is one call: drive off, ``estop`` latched;
+* a tracking error beyond ``tracking_limit_rad`` in position mode latches ``tracking_error``.
+
+The joint advances in chunks: ``advance(duration_s)`` runs whole chunks of ``chunk_steps`` model steps
+(1 ms at 40 kHz by default), each one compiled call, and checks the watchdog between chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+
+from actuator.control import cascade as C
+from actuator.control.config import ControllerConfig, config_from_dict, config_to_dict, default_controller
+from actuator.control.pid import N_PID_STATE
+from actuator.errors import ConfigError, FaultError
+from actuator.model import layout as L
+from actuator.params import JointParams, load_preset
+from actuator.simulation import JointModel
+
+STATES = ("idle", "calibrating", "closed_loop", "fault")
+FAULT_WATCHDOG = 64
+FAULT_ESTOP = 128
+FAULT_TRACKING = 256
+FAULT_NAMES = {**L.FAULT_NAMES, FAULT_WATCHDOG: "watchdog", FAULT_ESTOP: "estop", FAULT_TRACKING: "tracking_error"}
+LATCHING = ~(L.FAULT_FT_SATURATION) & 0xFFFF  # F/T saturation is reported while present, the rest latch
+STOP_TIME_S = 0.2
+CALIBRATION_S = 0.05
+# gains writable by id: (section, field)
+GAINS = {0: ("position", "kp"), 1: ("position", "ki"), 2: ("position", "kd"), 3: ("velocity", "kp"),
+         4: ("velocity", "ki"), 5: ("velocity", "kd"), 6: ("impedance", "kp_nm_per_rad"),
+         7: ("impedance", "kd_nm_s_per_rad")}
+
+
+def fault_names(bits: int) -> list[str]:
+    return [name for bit, name in FAULT_NAMES.items() if int(bits) & bit]
+
+
+class JointFirmware:
+    """One simulated joint with its firmware; time advances only through ``advance``."""
+
+    def __init__(self, params: JointParams | str = "knee", gains: ControllerConfig | None = None, *,
+                 watchdog_timeout_s: float = 0.1, flash_path: str | Path | None = None, seed: int = 0,
+                 chunk_steps: int = 40, tracking_limit_rad: float = 0.5) -> None:
+        self.params = params if isinstance(params, JointParams) else load_preset(params)
+        self.flash_path = Path(flash_path) if flash_path else None
+        self.gains = self._load_flash() or gains or default_controller(self.params)
+        self.model = JointModel(self.params, seed=seed)
+        self.model.attach(self.gains)
+        if not (math.isfinite(watchdog_timeout_s) and watchdog_timeout_s > 0):
+            raise ConfigError(f"watchdog_timeout_s = {watchdog_timeout_s!r}: must be > 0")
+        self.watchdog_timeout_s = watchdog_timeout_s
+        self.chunk_steps = chunk_steps
+        self.tracking_limit_rad = tracking_limit_rad
+        self.state = "idle"
+        self.mode = self.gains.mode
+        self.faults = 0
+        self.ref = np.zeros(C.N_REF)
+        self.last_command_t = 0.0
+        self.stop_until_t = -1.0
+        self.calibrate_until_t = -1.0
+        self.counters = {"commands": 0, "clamped": 0, "rejected": 0, "watchdog_trips": 0, "chunks": 0}
+        self._apply_drive()
+
+    # --- time -------------------------------------------------------------------------------------------
+    @property
+    def t_s(self) -> float:
+        return float(self.model.x[L.X_TIME])
+
+    def advance(self, duration_s: float) -> None:
+        """Run the joint for ``duration_s`` (rounded to whole chunks, at least one)."""
+        chunk_s = self.chunk_steps * self.model.dt_s
+        for _ in range(max(1, round(duration_s / chunk_s))):
+            self._supervise()
+            ref = np.broadcast_to(self.ref, (self.chunk_steps, C.N_REF))
+            u = np.zeros((self.chunk_steps, L.N_INPUTS))
+            _, bits = self.model.run(u, self.chunk_steps, ref)
+            self.counters["chunks"] += 1
+            if bits:
+                self._raise_faults(bits)
+            self._check_tracking()
+
+    def _supervise(self) -> None:
+        t = self.t_s
+        if self.state == "calibrating" and t >= self.calibrate_until_t:
+            self.state = "idle"
+        if self.state != "closed_loop":
+            return
+        if self.stop_until_t >= 0.0:
+            if t >= self.stop_until_t or abs(self.model.k[C.K_VEL]) < 1e-3:
+                self.stop_until_t = -1.0
+                self._raise_faults(FAULT_WATCHDOG)
+            return
+        if t - self.last_command_t > self.watchdog_timeout_s:
+            # damped stop: hold zero velocity through the velocity loop, then drive off and latch
+            self.counters["watchdog_trips"] += 1
+            self.stop_until_t = t + STOP_TIME_S
+            self._set_controller_mode("velocity")
+            self.ref[:] = 0.0
+
+    def _check_tracking(self) -> None:
+        tracking = self.state == "closed_loop" and self.mode == "position" and self.stop_until_t < 0
+        if tracking and abs(self.ref[C.R_POS] - self.model.x[L.X_ENC_O]) > self.tracking_limit_rad:
+            self._raise_faults(FAULT_TRACKING)
+
+    # --- faults and states ---------------------------------------------------------------------------------
+    def _raise_faults(self, bits: int) -> None:
+        self.faults |= int(bits)
+        if int(bits) & (L.FATAL_FAULTS | FAULT_WATCHDOG | FAULT_ESTOP | FAULT_TRACKING):
+            self.state = "fault"
+            self._apply_drive()
+
+    def estop(self) -> None:
+        self._raise_faults(FAULT_ESTOP)
+
+    def clear_faults(self) -> None:
+        self.faults = 0
+        self.model.clear_faults()
+        if self.state == "fault":
+            self.state = "idle"
+            self._apply_drive()
+
+    def set_state(self, state: str) -> None:
+        if state not in STATES or state == "fault":
+            raise ConfigError(f"state {state!r} cannot be requested: choose idle, calibrating or closed_loop")
+        if self.state == "fault" and state != "idle":
+            raise FaultError(f"joint in fault ({', '.join(fault_names(self.faults))}): clear faults first",
+                             faults=tuple(fault_names(self.faults)))
+        self.state = state
+        if state == "calibrating":
+            self.calibrate_until_t = self.t_s + CALIBRATION_S
+        if state == "closed_loop":
+            # fresh loops: integrators from before the drive was off must not kick the joint
+            self.model.k[C.K_POS_PID:C.K_VEL_PID + N_PID_STATE] = 0.0
+            self.last_command_t = self.t_s
+            self.ref[:] = 0.0
+            self.ref[C.R_POS] = self.model.x[L.X_ENC_O]  # hold where it is
+        self._apply_drive()
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in C.MODES or mode == "relay":
+            raise ConfigError(f"mode {mode!r} is not allowed: choose one of torque, velocity, position, "
+                              "impedance, admittance")
+        self.mode = mode
+        self.ref[:] = 0.0
+        self.ref[C.R_POS] = self.model.x[L.X_ENC_O]
+        self._apply_drive()
+
+    def _apply_drive(self) -> None:
+        """Controller mode and references for the state: only closed loop drives current."""
+        if self.state == "closed_loop":
+            self._set_controller_mode(self.mode)
+        else:
+            self._set_controller_mode("torque")
+            self.model.c[C.C_MGL] = 0.0
+            self.ref[:] = 0.0
+
+    def _set_controller_mode(self, mode: str) -> None:
+        self.model.c[C.C_MODE] = C.MODES[mode]
+        self.model.c[C.C_MGL] = self.gains.gravity_feedforward_nm
+
+    # --- commands ------------------------------------------------------------------------------------------
+    def command(self, mode: str, position_rad: float = 0.0, velocity_rad_s: float = 0.0,
+                torque_nm: float = 0.0) -> bool:
+        """A set-point for ``mode`` (it must be the active one); clamped to the joint's limits. Feeds the
+        watchdog. Returns False (and counts it) when the joint is not in closed loop in that mode."""
+        if self.state != "closed_loop" or mode != self.mode or self.stop_until_t >= 0.0:
+            self.counters["rejected"] += 1
+            return False
+        lim = self.params.limits
+        values = (min(max(position_rad, lim.position_min_rad), lim.position_max_rad),
+                  min(max(velocity_rad_s, -lim.velocity_max_rad_s), lim.velocity_max_rad_s),
+                  min(max(torque_nm, -lim.torque_max_nm), lim.torque_max_nm))
+        if values != (position_rad, velocity_rad_s, torque_nm):
+            self.counters["clamped"] += 1
+        self.ref[C.R_POS], self.ref[C.R_VEL], self.ref[C.R_TORQUE] = values
+        self.last_command_t = self.t_s
+        self.counters["commands"] += 1
+        return True
+
+    def impedance(self, position_rad: float, velocity_rad_s: float, kp: float, kd: float, torque_nm: float) -> bool:
+        if self.mode == "impedance" and (kp, kd) != (self.gains.impedance.kp_nm_per_rad,
+                                                       self.gains.impedance.kd_nm_s_per_rad):
+            self.model.c[C.C_IMP_KP] = kp
+            self.model.c[C.C_IMP_KD] = kd
+        return self.command("impedance", position_rad, velocity_rad_s, torque_nm)
+
+    def write_gain(self, gain_id: int, value: float) -> None:
+        """Apply a gain live (bumpless for the PIDs' integral) and keep it in the gains set."""
+        if gain_id not in GAINS:
+            raise ConfigError(f"gain id {gain_id} is unknown: allowed {sorted(GAINS)}")
+        section, name = GAINS[gain_id]
+        self.gains = self.gains.replace(section, **{name: float(value)})
+        mode = self.model.c[C.C_MODE]
+        mgl = self.model.c[C.C_MGL]
+        self.model.c[:] = self.gains.compile(self.params)
+        self.model.c[C.C_MODE] = mode
+        self.model.c[C.C_MGL] = mgl
+
+    def read_gain(self, gain_id: int) -> float:
+        if gain_id not in GAINS:
+            raise ConfigError(f"gain id {gain_id} is unknown: allowed {sorted(GAINS)}")
+        section, name = GAINS[gain_id]
+        return float(getattr(getattr(self.gains, section), name))
+
+    # --- flash ----------------------------------------------------------------------------------------------
+    def save_to_flash(self) -> Path:
+        if self.flash_path is None:
+            raise ConfigError("this joint has no flash file (flash_path)")
+        self.flash_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.flash_path.with_suffix(".tmp")
+        tmp.write_text(tomli_w.dumps(config_to_dict(replace(self.gains, mode=self.mode))), encoding="utf-8")
+        tmp.replace(self.flash_path)  # atomic: a power cut never leaves half a flash
+        return self.flash_path
+
+    def _load_flash(self) -> ControllerConfig | None:
+        if self.flash_path is None or not self.flash_path.exists():
+            return None
+        data = tomllib.loads(self.flash_path.read_text(encoding="utf-8"))
+        return config_from_dict(data, str(self.flash_path))
+
+    # --- telemetry -------------------------------------------------------------------------------------------
+    def telemetry(self) -> dict[str, float | str | list[str]]:
+        x, k = self.model.x, self.model.k
+        kt_n = self.params.torque_constant_nm_per_a * self.params.reducer.ratio
+        return {
+            "t_s": self.t_s, "state": self.state, "mode": self.mode, "faults": fault_names(self.faults),
+            "fault_bits": self.faults, "position_rad": float(x[L.X_ENC_O]), "velocity_rad_s": float(k[C.K_VEL]),
+            "torque_nm": float(x[L.X_IQ] * kt_n), "iq_a": float(x[L.X_IQ]), "id_a": float(x[L.X_ID]),
+            "bus_voltage_v": float(self.model.env[L.E_BUS_V]), "winding_temp_c": float(x[L.X_TW]),
+            "housing_temp_c": float(x[L.X_TH]),
+            "wrench": [float(v) for v in x[L.X_FT_MEAS:L.X_FT_MEAS + 6]],
+        }
