@@ -1,0 +1,9 @@
+"""The protocol layer: a profile (DBC + sidecar TOML) that encodes and decodes frames of one node, its checker, and a
+compiled batch codec for high-rate telemetry. cantools is the reference codec; nothing here opens a bus.
+"""
+
+from __future__ import annotations
+
+from firmware_iface.protocol.profile import Decoded, Profile, SemanticSignal, load_native
+
+__all__ = ["Decoded", "Profile", "SemanticSignal", "load_native"]

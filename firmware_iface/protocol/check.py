@@ -1,0 +1,232 @@
+"""Validation of a protocol profile (DBC + sidecar): the checks behind ``jointkit dbc check`` and ``Profile.load``.
+
+This module owns the list of things a profile must not do: signals overlapping inside a message (bit sets computed
+for little- and big-endian layouts), signals beyond the message length, [min|max] beyond what a signal can encode,
+frame ids that do not fit the command bits or collide once node ids are added, sidecar names of missing messages or
+signals, units that differ from the DBC's, sidecar ranges a signal cannot carry, modes naming unknown commands, and
+a bitrate that differs from the DBC's. Each problem names the file, message, signal and numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+from cantools.database.can import Message, Signal
+
+from firmware_iface.protocol.profile import (
+    MAX_EXTENDED_ID,
+    MAX_STANDARD_ID,
+    Profile,
+    allowed_range,
+    inside,
+    representable_range,
+)
+
+MAX_CLASSIC_DLC = 8
+MAX_FD_DLC = 64
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    message: str | None
+    signal: str | None
+    text: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.message:
+            where += f": {self.message}" + (f".{self.signal}" if self.signal else "")
+        return f"{where}: {self.text}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"file": self.file, "message": self.message, "signal": self.signal, "text": self.text}
+
+
+def signal_bits(signal: Signal) -> list[int]:
+    """Bits the signal occupies, numbered ``8 * byte + bit`` (bit 0 the least significant bit of a byte)."""
+    if signal.byte_order == "little_endian":
+        return list(range(signal.start, signal.start + signal.length))
+    bits, pos = [], signal.start  # Motorola: start is the MSB, walk down a byte then on to the next byte's bit 7
+    for _ in range(signal.length):
+        bits.append(pos)
+        pos = pos + 15 if pos % 8 == 0 else pos - 1
+    return bits
+
+
+def _spans(bits: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3..5, 9"``."""
+    out, ordered = [], sorted(bits)
+    lo = prev = ordered[0]
+    for b in [*ordered[1:], None]:
+        if b is not None and b == prev + 1:
+            prev = b
+            continue
+        out.append(f"{lo}..{prev}" if prev > lo else f"{lo}")
+        if b is not None:
+            lo = prev = b
+    return ", ".join(out)
+
+
+def _layout(signal: Signal) -> str:
+    order = 1 if signal.byte_order == "little_endian" else 0
+    kind = "float" if signal.is_float else ("-" if signal.is_signed else "+")
+    return f"{signal.start}|{signal.length}@{order}{kind}"
+
+
+def _may_share_bits(a: Signal, b: Signal) -> bool:
+    """Multiplexed signals of different multiplexer values may use the same bits."""
+    if a.multiplexer_ids and b.multiplexer_ids and a.multiplexer_signal == b.multiplexer_signal:
+        return not set(a.multiplexer_ids) & set(b.multiplexer_ids)
+    return False
+
+
+def _signal_problems(file: str, message: Message, fd: bool) -> list[Problem]:
+    out: list[Problem] = []
+    n_bits = 8 * message.length
+    for s in message.signals:
+        bits = signal_bits(s)
+        outside = [b for b in bits if not 0 <= b < n_bits]
+        if outside:
+            out.append(Problem(file, message.name, s.name, f"{_layout(s)} needs bits {_spans(outside)}, beyond the "
+                                                           f"{message.length}-byte message (bits 0..{n_bits - 1})"))
+        if s.is_float and s.length not in (32, 64):
+            out.append(Problem(file, message.name, s.name, f"a float signal must be 32 or 64 bits, not {s.length}"))
+        lo, hi = representable_range(s)
+        for what, v in (("minimum", s.minimum), ("maximum", s.maximum)):
+            if v is not None and not inside(v, lo, hi, s):
+                out.append(Problem(file, message.name, s.name, f"DBC {what} {v:g} cannot be encoded: {_layout(s)} "
+                                   f"with scale {s.scale:g}, offset {s.offset:g} carries [{lo:.12g}, {hi:.12g}]"))
+    for a, b in combinations(message.signals, 2):
+        common = set(signal_bits(a)) & set(signal_bits(b))
+        if common and not _may_share_bits(a, b):
+            out.append(Problem(file, message.name, f"{a.name}+{b.name}",
+                               f"signals {a.name} ({_layout(a)}) and {b.name} ({_layout(b)}) overlap at bits "
+                               f"{_spans(sorted(common))}"))
+    limit = MAX_FD_DLC if fd else MAX_CLASSIC_DLC
+    if message.length > limit:
+        out.append(Problem(file, message.name, None, f"length {message.length} bytes exceeds {limit} "
+                                                     f"({'CAN-FD' if fd else 'classic CAN'})"))
+    return out
+
+
+def _addressing_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
+    sc, out = profile.sidecar, []
+    if not 0 <= sc.node_shift <= 28 or not 0 <= sc.node_min <= sc.node_max:
+        return [Problem(side, None, None, f"[addressing] node_shift = {sc.node_shift}, nodes {sc.node_min}.."
+                                          f"{sc.node_max}: need 0 <= node_shift <= 28 and 0 <= node_min <= node_max")]
+    seen: dict[int, tuple[str, int]] = {}
+    for m in profile.db.messages:
+        if sc.node_shift and m.frame_id >> sc.node_shift:
+            out.append(Problem(dbc, m.name, None, f"frame id 0x{m.frame_id:x} does not fit in the {sc.node_shift} "
+                                                  f"command bits (max 0x{(1 << sc.node_shift) - 1:x})"))
+        limit = MAX_EXTENDED_ID if m.is_extended_frame else MAX_STANDARD_ID
+        reported = False
+        for node in range(sc.node_min, sc.node_max + 1):
+            arb = node << sc.node_shift | m.frame_id
+            if arb > limit and not reported:
+                out.append(Problem(dbc, m.name, None, f"at node {node} the id 0x{arb:x} exceeds 0x{limit:x}"))
+                reported = True
+            key = arb | (1 << 29 if m.is_extended_frame else 0)
+            other = seen.setdefault(key, (m.name, node))
+            if other != (m.name, node):
+                out.append(Problem(dbc, m.name, None, f"id 0x{arb:x} of {m.name} at node {node} collides with "
+                                                      f"{other[0]} at node {other[1]}"))
+                break
+    return out
+
+
+def _semantic_problems(profile: Profile, side: str) -> list[Problem]:
+    out: list[Problem] = []
+    by_name = {m.name: m for m in profile.db.messages}
+    for sem in profile.sidecar.semantic.values():
+        where = f"[semantic] {sem.name}"
+        message = by_name.get(sem.message)
+        if message is None:
+            out.append(Problem(side, sem.message, None, f"{where} names message {sem.message!r}, not in the DBC"))
+            continue
+        signal = next((s for s in message.signals if s.name == sem.signal), None)
+        if signal is None:
+            out.append(Problem(side, sem.message, sem.signal, f"{where} names signal {sem.signal!r}, not in message "
+                               f"{sem.message} ({', '.join(s.name for s in message.signals) or 'no signals'})"))
+            continue
+        if sem.unit is not None and sem.unit != (signal.unit or ""):
+            out.append(Problem(side, sem.message, sem.signal, f"{where} has unit {sem.unit!r}, the DBC "
+                                                              f"{signal.unit or ''!r}"))
+        if sem.range_ is not None:
+            lo, hi = allowed_range(signal)
+            if not (inside(sem.range_[0], lo, hi, signal) and inside(sem.range_[1], lo, hi, signal)):
+                out.append(Problem(side, sem.message, sem.signal,
+                                   f"{where} range [{sem.range_[0]:g}, {sem.range_[1]:g}] is more than the signal "
+                                   f"can carry: [{lo:.12g}, {hi:.12g}] ({_layout(signal)}, scale {signal.scale:g}, "
+                                   f"offset {signal.offset:g}, DBC [{signal.minimum}|{signal.maximum}])"))
+    return out
+
+
+def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
+    sc, names, out = profile.sidecar, set(profile.messages), []
+    for message, rate in sc.rates_hz.items():
+        if message not in names:
+            out.append(Problem(side, message, None, f"[rates_hz] names message {message!r}, not in the DBC"))
+        elif not rate > 0:
+            out.append(Problem(side, message, None, f"[rates_hz] {message} = {rate:g} Hz must be > 0"))
+    for mode, commands in [*sc.modes.items(), ("[commands] always", sc.always)]:
+        for command in commands:
+            if command not in names:
+                where = mode if mode.startswith("[") else f"[modes] {mode}"
+                out.append(Problem(side, None, None, f"{where} names command {command!r}, not a message of the DBC"))
+    mode_signal = _mapped_signal(profile, "status.mode")
+    if mode_signal is not None and mode_signal.choices:
+        table = {str(v) for v in mode_signal.choices.values()}
+        for mode in sc.modes:
+            if mode not in table:
+                out.append(Problem(side, None, None, f"[modes] {mode} is not a value of status.mode "
+                                                     f"({', '.join(sorted(table))})"))
+    out += _fault_problems(profile, side)
+    baud = profile.db.dbc.attributes.get("Baudrate") if profile.db.dbc else None
+    if baud is not None and baud.value != sc.bitrate:
+        out.append(Problem(side, None, None, f"[profile] bitrate = {sc.bitrate}, but {dbc} says Baudrate "
+                                             f"{baud.value}"))
+    return out
+
+
+def _mapped_signal(profile: Profile, name: str) -> Signal | None:
+    sem = profile.sidecar.semantic.get(name)
+    message = next((m for m in profile.db.messages if m.name == sem.message), None) if sem else None
+    return next((s for s in message.signals if s.name == sem.signal), None) if message else None
+
+
+def _fault_problems(profile: Profile, side: str) -> list[Problem]:
+    out, signal = [], _mapped_signal(profile, "status.faults")
+    for name, bit in profile.sidecar.faults.items():
+        if bit <= 0 or bit & (bit - 1):
+            out.append(Problem(side, None, None, f"[faults] {name} = {bit} is not a single bit"))
+        elif signal is not None and bit.bit_length() > signal.length:
+            out.append(Problem(side, None, None, f"[faults] {name} = {bit} does not fit the {signal.length}-bit "
+                                                 "status.faults signal"))
+    return out
+
+
+def check_profile(profile: Profile) -> list[Problem]:
+    """Every problem of a loaded profile (empty when clean)."""
+    dbc = str(profile.dbc_path) if profile.dbc_path else "<dbc>"
+    side = str(profile.sidecar.path) if profile.sidecar.path else "<no sidecar>"
+    out: list[Problem] = []
+    ids: dict[tuple[int, bool], str] = {}
+    for m in profile.db.messages:
+        out += _signal_problems(dbc, m, profile.sidecar.fd)
+        first = ids.setdefault((m.frame_id, m.is_extended_frame), m.name)
+        if first != m.name:
+            out.append(Problem(dbc, m.name, None, f"frame id 0x{m.frame_id:x} is also the id of {first}"))
+    out += _addressing_problems(profile, dbc, side)
+    out += _semantic_problems(profile, side)
+    out += _sidecar_problems(profile, dbc, side)
+    return out
+
+
+def check_files(dbc_path: str | Path, sidecar_path: str | Path | None = None) -> tuple[Profile, list[Problem]]:
+    """Load a profile without validating it, then check it; unreadable files raise ``ConfigError``."""
+    profile = Profile.load(dbc_path, sidecar_path, validate=False)
+    return profile, check_profile(profile)
