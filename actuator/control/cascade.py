@@ -276,10 +276,9 @@ def run_closed_loop(p, x, env, c, k, ref, u, noise, source, csource, out, record
     return bits
 
 
-def _run_batch_closed(P, X, ENV, C, K, REF, U, NOISE, source, csource, OUT, record_every, status):
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def run_closed_batch_parallel(P, X, ENV, C, K, REF, U, NOISE, source, csource, OUT, record_every, status):
+    """Many joints under their controllers, spread over all cores (one compiled call)."""
     for j in prange(P.shape[0]):
         status[j] = run_closed_loop(P[j], X[j], ENV[j], C[j], K[j], REF[j], U[j], NOISE[j], source, csource,
                                     OUT[j], record_every)
-
-
-run_closed_batch_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_run_batch_closed)

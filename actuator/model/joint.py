@@ -164,13 +164,19 @@ def run_joint(p, x, env, u, noise, source, out, record_every):
     return bits
 
 
-def _run_batch(P, X, ENV, U, NOISE, source, OUT, record_every, status):
+# Two functions of identical body, not one compiled twice: Numba's on-disk cache keys an entry by the
+# function's name and source, not by ``parallel=``, so a serial and a parallel build of one function
+# would share a cache entry and one of them would silently load the other's code.
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def run_batch_parallel(P, X, ENV, U, NOISE, source, OUT, record_every, status):
     for j in prange(P.shape[0]):
         status[j] = run_joint(P[j], X[j], ENV[j], U[j], NOISE[j], source, OUT[j], record_every)
 
 
-run_batch_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_run_batch)
-run_batch_serial = njit(cache=True, nogil=True, error_model="numpy")(_run_batch)
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_batch_serial(P, X, ENV, U, NOISE, source, OUT, record_every, status):
+    for j in range(P.shape[0]):
+        status[j] = run_joint(P[j], X[j], ENV[j], U[j], NOISE[j], source, OUT[j], record_every)
 
 
 def trace_rows(n_steps: int, record_every: int) -> int:
