@@ -54,6 +54,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage, signal
 
+from actuator.analysis.step import as_1d
 from actuator.errors import ConfigError
 
 #: polynomial order of the Savitzky-Golay smoother (cubic: flat pass band, little loss at peaks)
@@ -117,20 +118,6 @@ class _Fit:
 
 
 # --- validation ------------------------------------------------------------------------------------------
-
-
-def _array(name: str, values: ArrayLike, n: int | None = None, n_name: str = "") -> NDArray[np.float64]:
-    try:
-        a = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a 1-D array of numbers, got {values!r:.80}") from exc
-    if a.ndim != 1:
-        raise ConfigError(f"{name} must be a 1-D array, got shape {a.shape}")
-    if n is not None and a.size != n:
-        raise ConfigError(f"{name} has {a.size} samples; it must have as many as {n_name} ({n})")
-    if not np.all(np.isfinite(a)):
-        raise ConfigError(f"{name} contains NaN or inf; only finite values are allowed")
-    return a
 
 
 def _is_number(value: object) -> bool:
@@ -250,9 +237,9 @@ def identify_rigid_body(t_s: ArrayLike, torque_nm: ArrayLike, position_rad: Arra
     ConfigError for bad arrays or settings, too few moving samples, or data that move one way only or do
     not separate the parameters.
     """
-    t = _array("t_s", t_s)
-    tau = _array("torque_nm", torque_nm, t.size, "t_s")
-    q = _array("position_rad", position_rad, t.size, "t_s")
+    t = as_1d("t_s", t_s)
+    tau = as_1d("torque_nm", torque_nm, t.size, "t_s")
+    q = as_1d("position_rad", position_rad, t.size, "t_s")
     min_speed = _positive("min_speed_rad_s", min_speed_rad_s, zero_ok=True)
     if not (_is_number(max_speed_rad_s) and max_speed_rad_s > min_speed):
         raise ConfigError(f"max_speed_rad_s={max_speed_rad_s!r} is not allowed; it must be a number (inf allowed) "
@@ -280,8 +267,8 @@ def identify_rigid_body(t_s: ArrayLike, torque_nm: ArrayLike, position_rad: Arra
 def twist_from_encoders(motor_encoder_rad: ArrayLike, output_encoder_rad: ArrayLike,
                         ratio: float) -> NDArray[np.float64]:
     """The reducer's twist at the output, ``motor_encoder / ratio - output_encoder`` (rad)."""
-    m = _array("motor_encoder_rad", motor_encoder_rad)
-    o = _array("output_encoder_rad", output_encoder_rad, m.size, "motor_encoder_rad")
+    m = as_1d("motor_encoder_rad", motor_encoder_rad)
+    o = as_1d("output_encoder_rad", output_encoder_rad, m.size, "motor_encoder_rad")
     return m / _positive("ratio", ratio) - o
 
 
@@ -294,8 +281,8 @@ def identify_stiffness(twist_rad: ArrayLike, torque_nm: ArrayLike, *,
     monotonic ramp) for the stiffness of the curve itself. Raises ConfigError for bad arrays or band, or
     fewer than ``2 * SAMPLES_PER_PARAMETER`` samples in the band.
     """
-    phi = _array("twist_rad", twist_rad)
-    tau = _array("torque_nm", torque_nm, phi.size, "twist_rad")
+    phi = as_1d("twist_rad", twist_rad)
+    tau = as_1d("torque_nm", torque_nm, phi.size, "twist_rad")
     try:
         lo, hi = (float(b) for b in torque_band_nm)
     except (TypeError, ValueError) as exc:

@@ -56,7 +56,8 @@ class StepMetrics:
         return asdict(self)
 
 
-def _as_1d(name: str, values: ArrayLike, n: int | None = None) -> NDArray[np.float64]:
+def as_1d(name: str, values: ArrayLike, n: int | None = None, n_name: str = "t_s") -> NDArray[np.float64]:
+    """``values`` as a finite 1-D float array (of ``n`` samples, as many as ``n_name``), or ConfigError."""
     try:
         a = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -64,7 +65,7 @@ def _as_1d(name: str, values: ArrayLike, n: int | None = None) -> NDArray[np.flo
     if a.ndim != 1:
         raise ConfigError(f"{name} must be a 1-D array, got shape {a.shape}")
     if n is not None and a.size != n:
-        raise ConfigError(f"{name} has {a.size} samples; it must have as many as t_s ({n})")
+        raise ConfigError(f"{name} has {a.size} samples; it must have as many as {n_name} ({n})")
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"{name} contains NaN or inf; only finite values are allowed")
     return a
@@ -85,7 +86,7 @@ def _first_crossing(t: NDArray[np.float64], s: NDArray[np.float64], start: int, 
 def _peak_abs(name: str, values: ArrayLike | None, n: int) -> float | None:
     if values is None:
         return None
-    return float(np.max(np.abs(_as_1d(name, values, n))))
+    return float(np.max(np.abs(as_1d(name, values, n))))
 
 
 def step_metrics(
@@ -105,14 +106,14 @@ def step_metrics(
     in (0, 1). Raises ConfigError for mismatched lengths, fewer than 3 samples, non-finite values, times
     that do not increase strictly, or a reference that never changes.
     """
-    t = _as_1d("t_s", t_s)
+    t = as_1d("t_s", t_s)
     n = t.size
     if n < 3:
         raise ConfigError(f"t_s has {n} samples; a step response needs at least 3")
     if not np.all(np.diff(t) > 0):
         raise ConfigError("t_s must increase strictly from sample to sample")
-    yv = _as_1d("y", y, n)
-    ref = _as_1d("reference", reference, n)
+    yv = as_1d("y", y, n)
+    ref = as_1d("reference", reference, n)
     if not (isinstance(settle_band, int | float) and 0.0 < settle_band < 1.0):
         raise ConfigError(f"settle_band={settle_band!r} is not allowed; it must be a fraction in (0, 1)")
 
