@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 from actuator.simulation import Trace
 
@@ -57,15 +58,16 @@ def plot_step(trace: Trace, loop: str, path: str | Path, title: str, metrics: di
     return _save(fig, path)
 
 
-def plot_bode(freq_hz, magnitude_db, phase_deg, path: str | Path, title: str, bandwidth_hz: float,
-              predicted: tuple | None = None) -> Path:
-    """Magnitude and phase against log frequency, the -3 dB bandwidth marked; optionally a model overlay."""
+def plot_bode(fr, band, path: str | Path, title: str, bandwidth_hz: float, model_h=None) -> Path:
+    """Magnitude and phase of the measured response ``fr`` (bins ``band``) against log frequency, the -3 dB
+    bandwidth marked, and the linear model's response ``model_h`` on the same bins as a dashed overlay."""
+    f = fr.freq_hz[band]
     fig, axes = plt.subplots(2, 1, sharex=True, figsize=(8, 6), constrained_layout=True)
-    axes[0].semilogx(freq_hz, magnitude_db, lw=1.4, label="measured (simulation)")
-    axes[1].semilogx(freq_hz, phase_deg, lw=1.4)
-    if predicted is not None:
-        axes[0].semilogx(predicted[0], predicted[1], "k--", lw=1.0, label="linear model")
-        axes[1].semilogx(predicted[0], predicted[2], "k--", lw=1.0)
+    axes[0].semilogx(f, fr.magnitude_db[band], lw=1.4, label="measured (simulation)")
+    axes[1].semilogx(f, fr.phase_deg[band], lw=1.4)
+    if model_h is not None:
+        axes[0].semilogx(f, 20 * np.log10(np.abs(model_h)), "k--", lw=1.0, label="linear model")
+        axes[1].semilogx(f, np.degrees(np.unwrap(np.angle(model_h))), "k--", lw=1.0)
     axes[0].axhline(-3.0, color="r", lw=0.8, ls=":")
     if bandwidth_hz == bandwidth_hz:
         axes[0].axvline(bandwidth_hz, color="r", lw=0.8, ls=":", label=f"-3 dB at {bandwidth_hz:.3g} Hz")

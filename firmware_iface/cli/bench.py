@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from firmware_iface.cli.common import print_json, print_summary
+from firmware_iface.cli.common import emit
 
 TARGETS = ("sim", "control", "codec")  # each a module of firmware_iface.bench with run(preset, quick) -> dict
 
@@ -25,8 +25,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     bench = importlib.import_module(f"firmware_iface.bench.{args.target}")
     figures = bench.run(args.preset, quick=args.quick)
-    if args.json:
-        print_json(figures)
-    else:
-        print_summary(f"jointkit bench {args.target}", figures)
+    emit(figures, args.json, f"jointkit bench {args.target}")
     return 0

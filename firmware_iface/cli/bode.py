@@ -9,11 +9,9 @@ import csv
 import math
 from pathlib import Path
 
-import numpy as np
-
 from actuator.analysis.experiments import bode_test
 from actuator.analysis.linear import TwoMass, loop_response, predict
-from firmware_iface.cli.common import print_json, print_summary
+from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
 
@@ -50,15 +48,10 @@ def run(args: argparse.Namespace) -> int:
         band = (fr.freq_hz >= f0) & (fr.freq_hz <= f1)
         write_frf(args.out, fr, band)
         model_h = loop_response(model, cfg_loop, fr.freq_hz[band], args.loop).closed
-        png = plot_bode(fr.freq_hz[band], fr.magnitude_db[band], fr.phase_deg[band], png_next_to(args.out),
-                        f"{params.name}: {args.loop} loop", res.bandwidth_hz,
-                        (fr.freq_hz[band], 20 * np.log10(np.abs(model_h)), np.degrees(np.unwrap(np.angle(model_h)))))
+        png = plot_bode(fr, band, png_next_to(args.out), f"{params.name}: {args.loop} loop", res.bandwidth_hz,
+                        model_h)
         figures.update(response_csv=str(args.out), plot_png=str(png))
-    if args.json:
-        print_json(figures)
-    else:
-        print_summary(f"jointkit bode: {params.name} {args.loop}", {k: v for k, v in figures.items()
-                                                                     if not isinstance(v, dict)})
+    emit(figures, args.json, f"jointkit bode: {params.name} {args.loop}")
     return 0
 
 

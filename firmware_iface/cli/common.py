@@ -24,6 +24,14 @@ def print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(_clean(obj), indent=2))
 
 
+def emit(figures: dict[str, Any], as_json: bool, title: str) -> None:
+    """The figures as JSON, or as a table for people (nested tables are left to the JSON)."""
+    if as_json:
+        print_json(figures)
+    else:
+        print_summary(title, {k: v for k, v in figures.items() if not isinstance(v, dict)})
+
+
 def print_summary(title: str, summary: dict[str, Any]) -> None:
     table = Table(title=title)
     table.add_column("figure")

@@ -8,7 +8,7 @@ from pathlib import Path
 from actuator.errors import SimulationError
 from actuator.params import load_preset
 from actuator.simulation import simulate
-from firmware_iface.cli.common import print_json, print_summary
+from firmware_iface.cli.common import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +39,5 @@ def run(args: argparse.Namespace) -> int:
         trace.to_csv(args.out)
         png = plot_trace(trace, args.out.with_suffix(".png"), f"{params.name}: open-loop step")
         summary.update(trace_csv=str(args.out), plot_png=str(png))
-    if args.json:
-        print_json(summary)
-    else:
-        print_summary(f"jointkit sim: {params.name}", summary)
+    emit(summary, args.json, f"jointkit sim: {params.name}")
     return 0

@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 
 from actuator.analysis.experiments import LOOPS, step_test
-from firmware_iface.cli.common import print_json, print_summary
+from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
 CSV_COLUMNS = (("t_s", "t_s"), ("reference", "reference"), ("position_rad", "position_rad"),
@@ -49,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
         png = plot_step(tr, args.loop, png_next_to(args.out), f"{params.name}: {args.loop} step {args.amplitude:g}",
                         result.figures())
         figures.update(trace_csv=str(args.out), plot_png=str(png))
-    if args.json:
-        print_json(figures)
-    else:
-        print_summary(f"jointkit step: {params.name} {args.loop}", figures)
+    emit(figures, args.json, f"jointkit step: {params.name} {args.loop}")
     return 0
 
 

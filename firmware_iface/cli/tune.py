@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from actuator.analysis.linear import TwoMass, loop_response
 from actuator.analysis.tuning import tune_model, tune_relay
 from actuator.control.config import save_gains
-from firmware_iface.cli.common import print_json, print_summary
+from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
 
@@ -44,12 +42,8 @@ def run(args: argparse.Namespace) -> int:
         fr = result.bode.response
         band = fr.coherence > 0.9
         h = loop_response(TwoMass.from_params(params), result.config, fr.freq_hz[band]).closed
-        png = plot_bode(fr.freq_hz[band], fr.magnitude_db[band], fr.phase_deg[band], png_next_to(args.out),
-                        f"{params.name}: tuned position loop ({args.method})", result.measured_bandwidth_hz,
-                        (fr.freq_hz[band], 20 * np.log10(np.abs(h)), np.degrees(np.unwrap(np.angle(h)))))
+        png = plot_bode(fr, band, png_next_to(args.out), f"{params.name}: tuned position loop ({args.method})",
+                        result.measured_bandwidth_hz, h)
         figures.update(gains_toml=str(args.out), plot_png=str(png))
-    if args.json:
-        print_json(figures)
-    else:
-        print_summary(f"jointkit tune: {params.name}", {k: v for k, v in figures.items() if not isinstance(v, dict)})
+    emit(figures, args.json, f"jointkit tune: {params.name}")
     return 0

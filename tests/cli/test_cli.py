@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cliutil import run_cli, run_json
 
 from firmware_iface.cli import main
 
@@ -24,16 +25,6 @@ AMBIENT_C = 25.0
 SUMMARY_KEYS = {"final_position_rad", "final_velocity_rad_s", "peak_current_a", "winding_temp_c", "faults"}
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
-    code, out, err = run_cli(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_sim_torque_below_static_friction_holds(capsys):

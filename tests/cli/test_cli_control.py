@@ -5,31 +5,20 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import math
 from pathlib import Path
 
 import pytest
+from cliutil import run_cli, run_json
 
 from actuator.analysis.linear import TwoMass, predict
 from actuator.control.config import default_controller, load_gains
 from actuator.params import load_preset
-from firmware_iface.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEP_FIGURES = ("rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error", "peak_current_a")
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
-    code, out, err = run_cli(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def finite(value) -> bool:

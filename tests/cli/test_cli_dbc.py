@@ -7,15 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cliutil import run_cli
 
-from firmware_iface.cli import main
 from firmware_iface.protocol.profile import NATIVE_DBC, NATIVE_SIDECAR
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def broken_copy(tmp_path: Path, old: str, new: str, *, sidecar: bool = False) -> Path:
