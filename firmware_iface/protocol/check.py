@@ -209,6 +209,19 @@ def _fault_problems(profile: Profile, side: str) -> list[Problem]:
     return out
 
 
+def _param_problems(profile: Profile, side: str) -> list[Problem]:
+    out, seen = [], {}
+    signal = _mapped_signal(profile, "command.param_id")
+    for name, pid in profile.sidecar.params.items():
+        first = seen.setdefault(pid, name)
+        if first != name:
+            out.append(Problem(side, None, None, f"[params] {name} = {pid} is also the id of {first}"))
+        if pid < 0 or (signal is not None and pid.bit_length() > signal.length):
+            out.append(Problem(side, None, None, f"[params] {name} = {pid} does not fit the "
+                                                 f"{signal.length if signal else '?'}-bit command.param_id signal"))
+    return out
+
+
 def check_profile(profile: Profile) -> list[Problem]:
     """Every problem of a loaded profile (empty when clean)."""
     dbc = str(profile.dbc_path) if profile.dbc_path else "<dbc>"
@@ -223,6 +236,7 @@ def check_profile(profile: Profile) -> list[Problem]:
     out += _addressing_problems(profile, dbc, side)
     out += _semantic_problems(profile, side)
     out += _sidecar_problems(profile, dbc, side)
+    out += _param_problems(profile, side)
     return out
 
 

@@ -61,6 +61,7 @@ class Sidecar:
     modes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     always: tuple[str, ...] = ()
     faults: dict[str, int] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
     semantic: dict[str, SemanticSignal] = field(default_factory=dict)
 
 
@@ -132,7 +133,8 @@ def read_sidecar(path: str | Path) -> Sidecar:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the sidecar: {e}") from e
-    prof, addr, rates, faults = (_section(doc, k, path) for k in ("profile", "addressing", "rates_hz", "faults"))
+    prof, addr, rates, faults, params = (_section(doc, k, path)
+                                         for k in ("profile", "addressing", "rates_hz", "faults", "params"))
     where_prof, where_addr = f"{path} [profile]", f"{path} [addressing]"
     return Sidecar(
         path=path,
@@ -147,6 +149,7 @@ def read_sidecar(path: str | Path) -> Sidecar:
         modes={k: _str_list(v, f"{path} [modes] {k}") for k, v in _section(doc, "modes", path).items()},
         always=_str_list(_section(doc, "commands", path).get("always", []), f"{path} [commands] always"),
         faults={k: _field(faults, k, int, f"{path} [faults]") for k in faults},
+        params={k: _field(params, k, int, f"{path} [params]") for k in params},
         semantic={k: _semantic_entry(k, v, f"{path} [semantic]") for k, v in _section(doc, "semantic", path).items()},
     )
 
@@ -367,6 +370,20 @@ class Profile:
         if mode not in self.sidecar.modes:
             raise ProtocolError(f"profile {self.name}: no mode {mode!r}; modes: {', '.join(self.sidecar.modes)}")
         return command in self.sidecar.always or command in self.sidecar.modes[mode]
+
+    def param_id(self, name: str) -> int:
+        """The protocol id of the joint parameter ``name`` (the sidecar's [params])."""
+        try:
+            return self.sidecar.params[name]
+        except KeyError:
+            raise ProtocolError(f"profile {self.name}: no parameter {name!r}; parameters: "
+                                f"{', '.join(self.sidecar.params) or 'none'}") from None
+
+    def param_name(self, param_id: int) -> str | None:
+        for name, pid in self.sidecar.params.items():
+            if pid == param_id:
+                return name
+        return None
 
     def fault_names(self, bits: int) -> list[str]:
         """Names of the fault bits set in ``bits`` (the sidecar's [faults])."""

@@ -28,7 +28,13 @@ import numpy as np
 import tomli_w
 
 from actuator.control import cascade as C
-from actuator.control.config import ControllerConfig, config_from_dict, config_to_dict, default_controller
+from actuator.control.config import (
+    ControllerConfig,
+    config_from_dict,
+    config_to_dict,
+    default_controller,
+    resolved_limits,
+)
 from actuator.control.pid import N_PID_STATE
 from actuator.errors import ConfigError, FaultError
 from actuator.model import layout as L
@@ -37,16 +43,44 @@ from actuator.simulation import JointModel
 
 STATES = ("idle", "calibrating", "closed_loop", "fault")
 FAULT_WATCHDOG = 64
-FAULT_ESTOP = 128
-FAULT_TRACKING = 256
-FAULT_NAMES = {**L.FAULT_NAMES, FAULT_WATCHDOG: "watchdog", FAULT_ESTOP: "estop", FAULT_TRACKING: "tracking_error"}
+FAULT_TRACKING = 128
+FAULT_ESTOP = 256
+FAULT_NAMES = {**L.FAULT_NAMES, FAULT_WATCHDOG: "watchdog", FAULT_TRACKING: "tracking_error", FAULT_ESTOP: "estop"}
 LATCHING = ~(L.FAULT_FT_SATURATION) & 0xFFFF  # F/T saturation is reported while present, the rest latch
 STOP_TIME_S = 0.2
 CALIBRATION_S = 0.05
-# gains writable by id: (section, field)
-GAINS = {0: ("position", "kp"), 1: ("position", "ki"), 2: ("position", "kd"), 3: ("velocity", "kp"),
-         4: ("velocity", "ki"), 5: ("velocity", "kd"), 6: ("impedance", "kp_nm_per_rad"),
-         7: ("impedance", "kd_nm_s_per_rad")}
+PROFILE_VERSION = 1.0
+# gains writable live by name: (section of ControllerConfig or "" for a top-level field, field)
+GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
+         "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd"),
+         "impedance_kp": ("impedance", "kp_nm_per_rad"), "impedance_kd": ("impedance", "kd_nm_s_per_rad"),
+         "gravity_feedforward": ("", "gravity_feedforward_nm")}
+GAIN_RANGE = (-1e6, 1e6)
+# telemetry rates, Hz, by parameter name -> the messages they pace
+RATES = {"rate_joint_state_hz": ("joint_state",), "rate_wrench_hz": ("wrench_force", "wrench_torque"),
+         "rate_motor_telemetry_hz": ("motor_telemetry",), "rate_heartbeat_hz": ("heartbeat",),
+         "rate_diagnostics_hz": ("diagnostics",)}
+DEFAULT_RATES_HZ = {"rate_joint_state_hz": 1000.0, "rate_wrench_hz": 500.0, "rate_motor_telemetry_hz": 100.0,
+                    "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0}
+MAX_RATE_HZ = 1000.0
+
+
+LIMIT_PARAMS = ("position_min_rad", "position_max_rad", "velocity_max_rad_s", "torque_max_nm")
+
+
+class ParamError(ConfigError):
+    """A parameter or gain write the joint refuses; ``status`` is the protocol's reply status."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _in_range(name: str, value: float, lo: float, hi: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ParamError("out_of_range", f"{name} = {value!r} is out of range: allowed [{lo:g}, {hi:g}]")
+    return value
 
 
 def fault_names(bits: int) -> list[str]:
@@ -61,7 +95,9 @@ class JointFirmware:
                  chunk_steps: int = 40, tracking_limit_rad: float = 0.5) -> None:
         self.params = params if isinstance(params, JointParams) else load_preset(params)
         self.flash_path = Path(flash_path) if flash_path else None
-        self.gains = self._load_flash() or gains or default_controller(self.params)
+        flash = self._load_flash()
+        self.gains = flash[0] if flash else gains or default_controller(self.params)
+        self.limits = resolved_limits(self.gains, self.params)
         self.model = JointModel(self.params, seed=seed)
         self.model.attach(self.gains)
         if not (math.isfinite(watchdog_timeout_s) and watchdog_timeout_s > 0):
@@ -69,6 +105,9 @@ class JointFirmware:
         self.watchdog_timeout_s = watchdog_timeout_s
         self.chunk_steps = chunk_steps
         self.tracking_limit_rad = tracking_limit_rad
+        self.rates_hz = dict(DEFAULT_RATES_HZ)
+        for name, value in (flash[1] if flash else {}).items():
+            self.write_param(name, value)
         self.state = "idle"
         self.mode = self.gains.mode
         self.faults = 0
@@ -184,7 +223,7 @@ class JointFirmware:
         if self.state != "closed_loop" or mode != self.mode or self.stop_until_t >= 0.0:
             self.counters["rejected"] += 1
             return False
-        lim = self.params.limits
+        lim = self.limits
         values = (min(max(position_rad, lim.position_min_rad), lim.position_max_rad),
                   min(max(velocity_rad_s, -lim.velocity_max_rad_s), lim.velocity_max_rad_s),
                   min(max(torque_nm, -lim.torque_max_nm), lim.torque_max_nm))
@@ -202,23 +241,74 @@ class JointFirmware:
             self.model.c[C.C_IMP_KD] = kd
         return self.command("impedance", position_rad, velocity_rad_s, torque_nm)
 
-    def write_gain(self, gain_id: int, value: float) -> None:
+    def write_gain(self, name: str, value: float) -> None:
         """Apply a gain live (bumpless for the PIDs' integral) and keep it in the gains set."""
-        if gain_id not in GAINS:
-            raise ConfigError(f"gain id {gain_id} is unknown: allowed {sorted(GAINS)}")
-        section, name = GAINS[gain_id]
-        self.gains = self.gains.replace(section, **{name: float(value)})
-        mode = self.model.c[C.C_MODE]
-        mgl = self.model.c[C.C_MGL]
-        self.model.c[:] = self.gains.compile(self.params)
-        self.model.c[C.C_MODE] = mode
-        self.model.c[C.C_MGL] = mgl
+        if name not in GAINS:
+            raise ParamError("unknown_param", f"gain {name!r} is unknown: allowed {', '.join(GAINS)}")
+        section, field_name = GAINS[name]
+        self._replace_gains(section, **{field_name: _in_range(f"gain {name}", value, *GAIN_RANGE)})
 
-    def read_gain(self, gain_id: int) -> float:
-        if gain_id not in GAINS:
-            raise ConfigError(f"gain id {gain_id} is unknown: allowed {sorted(GAINS)}")
-        section, name = GAINS[gain_id]
-        return float(getattr(getattr(self.gains, section), name))
+    def read_gain(self, name: str) -> float:
+        if name not in GAINS:
+            raise ParamError("unknown_param", f"gain {name!r} is unknown: allowed {', '.join(GAINS)}")
+        section, field_name = GAINS[name]
+        return float(getattr(getattr(self.gains, section) if section else self.gains, field_name))
+
+    def _replace_gains(self, section: str, **values: float) -> None:
+        """Swap in a new gains set, compiled and checked before anything changes (a bad value changes nothing)."""
+        try:
+            gains = self.gains.replace(section, **values) if section else replace(self.gains, **values)
+            vector = gains.compile(self.params)
+            limits = resolved_limits(gains, self.params)
+        except ConfigError as e:
+            raise ParamError("out_of_range", str(e)) from e
+        mode, mgl = self.model.c[C.C_MODE], self.model.c[C.C_MGL]
+        self.gains, self.limits = gains, limits
+        self.model.c[:] = vector
+        self.model.c[C.C_MODE] = mode
+        self.model.c[C.C_MGL] = gains.gravity_feedforward_nm if mgl else 0.0
+
+    # --- parameters ------------------------------------------------------------------------------------------
+    def param_names(self) -> tuple[str, ...]:
+        return ("profile_version", "watchdog_timeout_s", "tracking_limit_rad", *LIMIT_PARAMS, *self.rates_hz,
+                *(f"gain.{g}" for g in GAINS))
+
+    def read_param(self, name: str) -> float:
+        if name.startswith("gain."):
+            return self.read_gain(name[5:])
+        if name == "profile_version":
+            return PROFILE_VERSION
+        if name in ("watchdog_timeout_s", "tracking_limit_rad"):
+            return float(getattr(self, name))
+        if name in LIMIT_PARAMS:
+            return float(getattr(self.limits, name))
+        if name in self.rates_hz:
+            return self.rates_hz[name]
+        raise ParamError("unknown_param", f"parameter {name!r} is unknown: allowed {', '.join(self.param_names())}")
+
+    def write_param(self, name: str, value: float) -> None:
+        """Set a parameter (``ParamError`` with the protocol's status when unknown, read-only or out of range)."""
+        if name.startswith("gain."):
+            return self.write_gain(name[5:], value)
+        if name == "profile_version":
+            raise ParamError("read_only", "parameter profile_version is read-only")
+        if name == "watchdog_timeout_s":
+            self.watchdog_timeout_s = _in_range(name, value, 0.005, 10.0)
+        elif name == "tracking_limit_rad":
+            self.tracking_limit_rad = _in_range(name, value, 1e-3, 10.0)
+        elif name in self.rates_hz:
+            self.rates_hz[name] = _in_range(name, value, 0.0, MAX_RATE_HZ)
+        elif name in LIMIT_PARAMS:
+            lim = self.limits
+            pos = {"position_min_rad": lim.position_min_rad, "position_max_rad": lim.position_max_rad}
+            jl = self.params.limits
+            if name in pos:
+                pos[name] = _in_range(name, value, jl.position_min_rad, jl.position_max_rad)
+                self._replace_gains("limits", **pos)
+            else:
+                self._replace_gains("limits", **{name: _in_range(name, value, 1e-6, getattr(jl, name))})
+        else:
+            self.read_param(name)  # raises unknown_param
 
     # --- flash ----------------------------------------------------------------------------------------------
     def save_to_flash(self) -> Path:
@@ -226,15 +316,28 @@ class JointFirmware:
             raise ConfigError("this joint has no flash file (flash_path)")
         self.flash_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.flash_path.with_suffix(".tmp")
-        tmp.write_text(tomli_w.dumps(config_to_dict(replace(self.gains, mode=self.mode))), encoding="utf-8")
+        doc = {"firmware": {"watchdog_timeout_s": self.watchdog_timeout_s,
+                            "tracking_limit_rad": self.tracking_limit_rad, **self.rates_hz},
+               "gains": config_to_dict(replace(self.gains, mode=self.mode))}
+        tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
         tmp.replace(self.flash_path)  # atomic: a power cut never leaves half a flash
         return self.flash_path
 
-    def _load_flash(self) -> ControllerConfig | None:
+    def _load_flash(self) -> tuple[ControllerConfig, dict[str, float]] | None:
         if self.flash_path is None or not self.flash_path.exists():
             return None
-        data = tomllib.loads(self.flash_path.read_text(encoding="utf-8"))
-        return config_from_dict(data, str(self.flash_path))
+        where = str(self.flash_path)
+        try:
+            data = tomllib.loads(self.flash_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{where}: cannot read the flash file: {e}") from e
+        firmware = data.get("firmware", {})
+        allowed = {"watchdog_timeout_s", "tracking_limit_rad", *DEFAULT_RATES_HZ}
+        unknown = sorted(set(firmware) - allowed)
+        if unknown or not isinstance(data.get("gains"), dict):
+            raise ConfigError(f"{where}: not a jointkit flash file (needs [gains]; [firmware] keys allowed: "
+                              f"{', '.join(sorted(allowed))}; got {', '.join(unknown) or 'no [gains]'})")
+        return config_from_dict(data["gains"], f"{where} [gains]"), {k: float(v) for k, v in firmware.items()}
 
     # --- telemetry -------------------------------------------------------------------------------------------
     def telemetry(self) -> dict[str, float | str | list[str]]:

@@ -7,7 +7,7 @@ import pytest
 
 from actuator.errors import ConfigError, FaultError
 from actuator.params import load_preset
-from firmware_iface.virtual_joint.firmware import FAULT_WATCHDOG, JointFirmware
+from firmware_iface.virtual_joint.firmware import FAULT_WATCHDOG, JointFirmware, ParamError
 
 CHUNK_S = 0.001  # 40 model steps at 40 kHz
 
@@ -78,10 +78,32 @@ def test_estop_latches_until_cleared():
 def test_gains_live_and_flash_survives_restart(tmp_path):
     flash = tmp_path / "node1.toml"
     fw = JointFirmware("knee", flash_path=flash)
-    fw.write_gain(0, 42.0)
-    assert fw.read_gain(0) == 42.0
+    fw.write_gain("position_kp", 42.0)
+    assert fw.read_gain("position_kp") == 42.0
     fw.save_to_flash()
     again = JointFirmware("knee", flash_path=flash)
-    assert again.read_gain(0) == 42.0
-    with pytest.raises(ConfigError, match="gain id 99"):
-        fw.write_gain(99, 1.0)
+    assert again.read_gain("position_kp") == 42.0
+    with pytest.raises(ConfigError, match="no_such_gain"):
+        fw.write_gain("no_such_gain", 1.0)
+
+
+def test_params_checked_and_kept_in_flash(tmp_path):
+    flash = tmp_path / "node1.toml"
+    fw = JointFirmware("knee", flash_path=flash)
+    fw.write_param("watchdog_timeout_s", 0.25)
+    fw.write_param("rate_joint_state_hz", 200.0)
+    fw.write_param("torque_max_nm", 40.0)
+    fw.write_param("gain.velocity_ki", 3.5)
+    for name, status in (("profile_version", "read_only"), ("no_such", "unknown_param"),
+                         ("torque_max_nm", "out_of_range"), ("watchdog_timeout_s", "out_of_range")):
+        with pytest.raises(ParamError) as err:
+            fw.write_param(name, 1e5)
+        assert err.value.status == status
+    assert fw.read_param("torque_max_nm") == 40.0  # the refused write changed nothing
+    fw.save_to_flash()
+    again = JointFirmware("knee", flash_path=flash)
+    assert [again.read_param(n) for n in ("watchdog_timeout_s", "rate_joint_state_hz", "torque_max_nm",
+                                          "gain.velocity_ki")] == [0.25, 200.0, 40.0, 3.5]
+    _closed(again, "torque")
+    again.command("torque", torque_nm=100.0)
+    assert again.ref[2] == 40.0 and again.counters["clamped"] == 1  # the lowered limit clamps
