@@ -115,7 +115,8 @@ class JointFirmware:
         self.last_command_t = 0.0
         self.stop_until_t = -1.0
         self.calibrate_until_t = -1.0
-        self.counters = {"commands": 0, "clamped": 0, "rejected": 0, "watchdog_trips": 0, "chunks": 0}
+        self.counters = {"commands": 0, "clamped": 0, "rejected": 0, "watchdog_trips": 0, "chunks": 0,
+                         "flash_saves": 0}
         self._apply_drive()
 
     # --- time -------------------------------------------------------------------------------------------
@@ -270,14 +271,16 @@ class JointFirmware:
 
     # --- parameters ------------------------------------------------------------------------------------------
     def param_names(self) -> tuple[str, ...]:
-        return ("profile_version", "watchdog_timeout_s", "tracking_limit_rad", *LIMIT_PARAMS, *self.rates_hz,
-                *(f"gain.{g}" for g in GAINS))
+        return ("profile_version", "flash_saves", "watchdog_timeout_s", "tracking_limit_rad", *LIMIT_PARAMS,
+                *self.rates_hz, *(f"gain.{g}" for g in GAINS))
 
     def read_param(self, name: str) -> float:
         if name.startswith("gain."):
             return self.read_gain(name[5:])
         if name == "profile_version":
             return PROFILE_VERSION
+        if name == "flash_saves":
+            return float(self.counters["flash_saves"])
         if name in ("watchdog_timeout_s", "tracking_limit_rad"):
             return float(getattr(self, name))
         if name in LIMIT_PARAMS:
@@ -290,8 +293,8 @@ class JointFirmware:
         """Set a parameter (``ParamError`` with the protocol's status when unknown, read-only or out of range)."""
         if name.startswith("gain."):
             return self.write_gain(name[5:], value)
-        if name == "profile_version":
-            raise ParamError("read_only", "parameter profile_version is read-only")
+        if name in ("profile_version", "flash_saves"):
+            raise ParamError("read_only", f"parameter {name} is read-only")
         if name == "watchdog_timeout_s":
             self.watchdog_timeout_s = _in_range(name, value, 0.005, 10.0)
         elif name == "tracking_limit_rad":
@@ -321,6 +324,7 @@ class JointFirmware:
                "gains": config_to_dict(replace(self.gains, mode=self.mode))}
         tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
         tmp.replace(self.flash_path)  # atomic: a power cut never leaves half a flash
+        self.counters["flash_saves"] += 1
         return self.flash_path
 
     def _load_flash(self) -> tuple[ControllerConfig, dict[str, float]] | None:
@@ -350,4 +354,6 @@ class JointFirmware:
             "bus_voltage_v": float(self.model.env[L.E_BUS_V]), "winding_temp_c": float(x[L.X_TW]),
             "housing_temp_c": float(x[L.X_TH]),
             "wrench": [float(v) for v in x[L.X_FT_MEAS:L.X_FT_MEAS + 6]],
+            "ft_saturated": int(x[L.X_FT_SAT]),
+            "limits_active": int(k[C.K_LIMITS]) if self.state == "closed_loop" else 0,
         }

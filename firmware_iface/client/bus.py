@@ -1,0 +1,45 @@
+"""Buses: opened from python-can's own arguments and configuration, plus the CLI's shared bus options.
+
+``open_bus`` passes interface, channel and bitrate (and any other keyword) to ``can.Bus``; what is not given
+comes from python-can's configuration (environment, ``can.ini``), so every adapter python-can supports works.
+Failures raise ``BusError`` naming the interface and channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import can
+
+from actuator.errors import BusError
+
+DEFAULT_BITRATE = 1_000_000
+
+
+def open_bus(interface: str | None = None, channel: str | int | None = None, bitrate: int | None = None,
+             **kwargs: Any) -> can.BusABC:
+    """A python-can bus; arguments left ``None`` come from python-can's configuration."""
+    config = {k: v for k, v in (("interface", interface), ("channel", channel), ("bitrate", bitrate)) if v is not None}
+    config.update(kwargs)
+    if interface == "remote":
+        config.pop("bitrate", None)  # the server's bus has its own; python-can-remote forwards only what it knows
+    try:
+        return can.Bus(**config)
+    except Exception as e:  # python-can raises CanError, ValueError, ImportError, OSError by backend
+        raise BusError(f"cannot open bus interface={interface or '(config)'} channel={channel or '(config)'}: "
+                       f"{e}") from e
+
+
+def add_bus_options(parser: argparse.ArgumentParser) -> None:
+    """``--interface/--channel/--bitrate``: the same on every command that talks to a bus."""
+    group = parser.add_argument_group("bus (python-can)")
+    group.add_argument("--interface", help="python-can interface: socketcan, pcan, kvaser, remote, virtual, ... "
+                                           "(default: python-can's configuration)")
+    group.add_argument("--channel", help="channel of the interface, e.g. can0, PCAN_USBBUS1, ws://127.0.0.1:54701/")
+    group.add_argument("--bitrate", type=int, default=None,
+                       help=f"bit/s (default: the configuration, or {DEFAULT_BITRATE} for adapters that need one)")
+
+
+def bus_from_args(args: argparse.Namespace) -> can.BusABC:
+    return open_bus(args.interface, args.channel, args.bitrate)

@@ -1,0 +1,143 @@
+"""One reader per bus: ``BusHub`` receives every frame once and hands it to the client of its node.
+
+Several ``JointClient`` objects (one per joint) share a bus; python-can buses have one receive queue, so two
+readers would steal frames from each other. ``BusHub.of(bus)`` returns the bus's hub (made on first use).
+The hub reads in a daemon thread (``start``), or in the caller's thread with ``poll`` (for lock-step tests
+against a free-running virtual joint). It also remembers every node whose heartbeat it has seen (``scan``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import can
+
+from actuator.errors import BusError, ProtocolError
+from firmware_iface.protocol.profile import Decoded, Profile, load_native
+
+Handler = Callable[[Decoded, float], None]
+_HUBS: dict[int, BusHub] = {}
+_HUBS_LOCK = threading.Lock()
+
+
+class BusHub:
+    """The single reader of a bus, dispatching decoded frames by node id."""
+
+    def __init__(self, bus: can.BusABC, profile: Profile | None = None) -> None:
+        self.bus = bus
+        self.profile = profile or load_native()
+        self.handlers: dict[int, Handler] = {}
+        self.heartbeats: dict[int, tuple[float, dict]] = {}  # node -> (receive time, signals)
+        self.counters = Counter(rx=0, tx=0, rx_errors=0, bus_errors=0, foreign=0)
+        self.last_error = ""
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, bus: can.BusABC, profile: Profile | None = None, *, start: bool = True) -> BusHub:
+        """The hub of ``bus``, made on first use (and its reader thread started if ``start``)."""
+        with _HUBS_LOCK:
+            hub = _HUBS.get(id(bus))
+            if hub is None or hub.bus is not bus:
+                hub = _HUBS[id(bus)] = cls(bus, profile)
+            if start:
+                hub.start()
+            return hub
+
+    def register(self, node_id: int, handler: Handler) -> None:
+        self.handlers[self.profile.check_node(node_id)] = handler
+
+    def unregister(self, node_id: int) -> None:
+        self.handlers.pop(node_id, None)
+
+    # --- reading -----------------------------------------------------------------------------------------
+    def start(self) -> BusHub:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="bus-hub", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        self._thread = None
+
+    def close(self) -> None:
+        """Stop reading and forget this hub (the bus stays open: its owner shuts it down)."""
+        self.stop()
+        with _HUBS_LOCK:
+            if _HUBS.get(id(self.bus)) is self:
+                del _HUBS[id(self.bus)]
+
+    @property
+    def threaded(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._receive_one(0.05)
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Receive in this thread until the bus is quiet for ``timeout_s``; the number of frames handled."""
+        n = 0
+        while self._receive_one(timeout_s):
+            n += 1
+        return n
+
+    def _receive_one(self, timeout_s: float) -> bool:
+        try:
+            msg = self.bus.recv(timeout_s)
+        except (can.CanError, OSError, ValueError) as e:
+            self.counters["bus_errors"] += 1
+            self.last_error = f"bus receive: {e}"
+            if getattr(self.bus, "_is_shutdown", False):
+                self._stop.set()
+            self._stop.wait(0.05)  # a dead bus must not spin the reader
+            return False
+        if msg is None:
+            return False
+        self.dispatch(msg, time.perf_counter())
+        return True
+
+    def dispatch(self, msg: can.Message, t: float) -> None:
+        """Decode one frame and hand it to its node's client; undecodable frames are counted, never raised."""
+        if msg.is_error_frame:
+            self.counters["error_frames"] += 1
+            return
+        try:
+            decoded = self.profile.decode(msg)
+        except ProtocolError as e:
+            self.counters["rx_errors"] += 1
+            self.last_error = str(e)
+            return
+        self.counters["rx"] += 1
+        if decoded.name == "heartbeat":
+            self.heartbeats[decoded.node_id] = (t, decoded.signals)
+        handler = self.handlers.get(decoded.node_id)
+        if handler is None:
+            self.counters["foreign"] += 1
+            return
+        handler(decoded, t)
+
+    # --- writing -----------------------------------------------------------------------------------------
+    def send(self, msg: can.Message) -> float:
+        """Send a frame (serialised between threads); returns the send time (``time.perf_counter``)."""
+        with self._send_lock:
+            t = time.perf_counter()
+            try:
+                self.bus.send(msg)
+            except (can.CanError, OSError, ValueError) as e:
+                raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {self.bus.channel_info}: {e}") from e
+            self.counters["tx"] += 1
+            return t
+
+    def nodes(self, max_age_s: float = 1.0) -> dict[int, dict]:
+        """Nodes whose heartbeat arrived in the last ``max_age_s``: node -> heartbeat signals."""
+        now = time.perf_counter()
+        return {n: sig for n, (t, sig) in sorted(self.heartbeats.items()) if now - t <= max_age_s}

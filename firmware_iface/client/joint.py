@@ -1,0 +1,292 @@
+"""``JointClient``: the host's handle on one joint over CAN, real or simulated, through a protocol profile.
+
+Commands are built from the profile's semantic names and clamped to the ranges the sidecar gives them (a
+``ClampWarning`` once per signal, and a count). Telemetry lands in preallocated ring buffers with receive
+times (``time.perf_counter``); counters in frames give sequence-gap counts. Heartbeats are supervised: the
+joint is lost after ``missed_heartbeats`` periods without one. A joint reporting faults makes the motion
+commands and ``check`` raise ``FaultError`` with the fault names; an unanswered request raises
+``TimeoutError``; a parameter the joint refuses raises ``ConfigError`` with its reply status.
+
+Round trip: the time from a command to the first joint-state frame received after it (so it includes up to
+one telemetry period of the joint's own cycle), kept in ``rtt``.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import can
+
+from actuator.errors import ConfigError, FaultError, TimeoutError
+from firmware_iface.client.hub import BusHub
+from firmware_iface.client.rings import Ring
+from firmware_iface.protocol.profile import Decoded, Profile, allowed_range
+
+FAULT_STATES = ("fault", "estop")
+
+
+class ClampWarning(UserWarning):
+    """A command was clamped to the profile's range before sending."""
+
+
+class JointClient:
+    """One joint on a bus. ``threaded=False`` leaves reception to ``hub.poll()`` in the caller's thread."""
+
+    def __init__(self, bus: can.BusABC, node_id: int, profile: Profile | None = None, *, capacity: int = 30000,
+                 missed_heartbeats: int = 3, heartbeat_period_s: float | None = None, threaded: bool = True) -> None:
+        self.hub = BusHub.of(bus, profile, start=threaded)
+        self.profile = self.hub.profile
+        self.node_id = self.profile.check_node(node_id)
+        rate = self.profile.telemetry.get(self.profile.semantic("status.state")[0], 10.0)
+        self.heartbeat_period_s = heartbeat_period_s or 1.0 / rate
+        self.missed_heartbeats = missed_heartbeats
+        self.rings: dict[str, Ring] = {}
+        for name in self.profile.telemetry:
+            signals = self.profile.message(name).signals
+            if not any(s.choices for s in signals):
+                self.rings[name] = Ring(tuple(s.name for s in signals), capacity)
+        self._by_semantic = {k: (v.message, v.signal) for k, v in self.profile.sidecar.semantic.items()}
+        self.state_message = self._by_semantic["telemetry.position_rad"][0]
+        self.status: dict[str, Any] = {}
+        self.heartbeat_t: float | None = None
+        self.gaps: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(commands=0, clamped=0)
+        self.rtt = Ring(("rtt_s",), 100_000)
+        self._last_seq: dict[str, int] = {}
+        self._pending_command_t: float | None = None
+        self._replies: queue.Queue[dict] = queue.Queue()
+        self._warned: set[str] = set()
+        self.hub.register(self.node_id, self._on_frame)
+
+    def close(self) -> None:
+        self.hub.unregister(self.node_id)
+
+    # --- reception (hub thread) ------------------------------------------------------------------------------
+    def _on_frame(self, d: Decoded, t: float) -> None:
+        sig = d.signals
+        if "counter" in sig:
+            self._count_gap(d.name, int(sig["counter"]))
+        if d.name == self._by_semantic["status.state"][0]:
+            status = dict(sig)
+            status["fault_names"] = self.profile.fault_names(int(sig[self._by_semantic["status.faults"][1]]))
+            self.status, self.heartbeat_t = status, t
+        elif d.name == self._by_semantic["reply.param_value"][0]:
+            self._replies.put(sig)
+        ring = self.rings.get(d.name)
+        if ring is not None:
+            ring.append(t, [float(sig[f]) for f in ring.fields[1:]])
+        if d.name == self.state_message and self._pending_command_t is not None:
+            self.rtt.append(t, [t - self._pending_command_t])
+            self._pending_command_t = None
+
+    def _count_gap(self, name: str, counter: int) -> None:
+        bits = self.profile.signal(name, "counter").length
+        last = self._last_seq.get(name)
+        if last is not None:
+            self.gaps[name] += (counter - last - 1) % (1 << bits)
+        self._last_seq[name] = counter
+
+    # --- supervision ---------------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        if self.heartbeat_t is None:
+            return False
+        return time.perf_counter() - self.heartbeat_t <= self.missed_heartbeats * self.heartbeat_period_s
+
+    @property
+    def state(self) -> str | None:
+        return self.status.get(self._by_semantic["status.state"][1])
+
+    @property
+    def mode(self) -> str | None:
+        return self.status.get(self._by_semantic["status.mode"][1])
+
+    @property
+    def faults(self) -> list[str]:
+        return list(self.status.get("fault_names", []))
+
+    def check(self) -> None:
+        """Raise ``FaultError`` if the joint reports faults, ``TimeoutError`` if its heartbeat was lost."""
+        if self.heartbeat_t is not None and not self.alive:
+            age = time.perf_counter() - self.heartbeat_t
+            raise TimeoutError(f"node {self.node_id}: joint lost, no heartbeat for {age * 1e3:.0f} ms "
+                               f"(limit {self.missed_heartbeats} x {self.heartbeat_period_s * 1e3:.0f} ms)")
+        if self.state in FAULT_STATES or self.faults:
+            names = self.faults or [str(self.state)]
+            raise FaultError(f"node {self.node_id}: joint in {self.state} with fault(s) {', '.join(names)}",
+                             faults=tuple(names))
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Wait (polling the hub if it has no thread) until ``predicate()``; ``TimeoutError`` naming ``what``."""
+        end = time.perf_counter() + timeout_s
+        while not predicate():
+            if time.perf_counter() > end:
+                raise TimeoutError(f"node {self.node_id}: no {what} within {timeout_s:g} s")
+            if self.hub.threaded:
+                time.sleep(0.001)
+            else:
+                self.hub.poll(0.001)
+
+    def wait_alive(self, timeout_s: float = 1.0) -> dict[str, Any]:
+        """Wait for a heartbeat; the joint's status."""
+        self.wait_for(lambda: self.heartbeat_t is not None, timeout_s, "heartbeat")
+        return self.status
+
+    def wait_state(self, state: str, timeout_s: float = 1.0) -> None:
+        """Wait until the heartbeat reports ``state``; a fault on the way raises ``FaultError``."""
+        def reached() -> bool:
+            if self.state != state and self.state in FAULT_STATES:
+                self.check()
+            return self.state == state
+        self.wait_for(reached, timeout_s, f"heartbeat in state {state}")
+
+    # --- state and mode -------------------------------------------------------------------------------------------
+    def _send(self, name: str, **signals: Any) -> float:
+        return self.hub.send(self.profile.encode(name, self.node_id, **signals))
+
+    def _send_semantic(self, values: dict[str, Any]) -> float:
+        """Send the message carrying these semantic names (all of one message)."""
+        messages = {self._by_semantic[k][0] for k in values}
+        if len(messages) != 1:
+            raise ConfigError(f"semantic names {sorted(values)} are not all in one message: {sorted(messages)}")
+        return self._send(messages.pop(), **{self._by_semantic[k][1]: v for k, v in values.items()})
+
+    def set_mode(self, mode: str) -> None:
+        self._send_semantic({"command.mode": mode})
+
+    def set_state(self, state: str) -> None:
+        self._send_semantic({"command.state": state})
+
+    def enable(self, mode: str | None = None, *, wait: bool = True, timeout_s: float = 1.0) -> None:
+        """Select ``mode`` (if given) and enter closed loop; with ``wait`` until the heartbeat says so."""
+        if mode is not None:
+            self.set_mode(mode)
+        self.set_state("closed_loop")
+        if wait:
+            self.wait_state("closed_loop", timeout_s)
+            if mode is not None:
+                self.wait_for(lambda: self.mode == mode, timeout_s, f"heartbeat in mode {mode}")
+
+    def disable(self) -> None:
+        self.set_state("idle")
+
+    def clear_faults(self) -> None:
+        self._send("clear_faults")
+
+    def estop(self) -> None:
+        """One frame, no handshake, no checks: always sent."""
+        self._send("estop")
+
+    # --- set-points --------------------------------------------------------------------------------------------
+    def _clamp(self, semantic: str, value: float) -> float:
+        info = self.profile.semantic_info(semantic)
+        lo, hi = info.range_ or allowed_range(self.profile.signal(info.message, info.signal))
+        if not math.isfinite(value):
+            raise ConfigError(f"{semantic} = {value!r} is not a finite number")
+        if lo <= value <= hi:
+            return value
+        self.counters["clamped"] += 1
+        if semantic not in self._warned:
+            self._warned.add(semantic)
+            warnings.warn(f"node {self.node_id}: {semantic} clamped to the profile's range [{lo:g}, {hi:g}]",
+                          ClampWarning, stacklevel=3)
+        return min(max(value, lo), hi)
+
+    def _command(self, values: dict[str, float]) -> float:
+        self.check()
+        t = self._send_semantic({k: self._clamp(k, float(v)) for k, v in values.items()})
+        self.counters["commands"] += 1
+        if self._pending_command_t is None:
+            self._pending_command_t = t
+        return t
+
+    def position(self, position_rad: float, velocity_ff_rad_s: float = 0.0, torque_ff_nm: float = 0.0) -> float:
+        """Position set-point (position and admittance modes); returns the send time."""
+        return self._command({"command.position_rad": position_rad,
+                              "command.position_velocity_ff_rad_s": velocity_ff_rad_s,
+                              "command.position_torque_ff_nm": torque_ff_nm})
+
+    def velocity(self, velocity_rad_s: float, torque_ff_nm: float = 0.0) -> float:
+        return self._command({"command.velocity_rad_s": velocity_rad_s, "command.velocity_torque_ff_nm": torque_ff_nm})
+
+    def torque(self, torque_nm: float) -> float:
+        return self._command({"command.torque_nm": torque_nm})
+
+    def impedance(self, position_rad: float, velocity_rad_s: float, kp_nm_per_rad: float, kd_nm_s_per_rad: float,
+                  torque_ff_nm: float = 0.0) -> float:
+        return self._command({"command.impedance_position_rad": position_rad,
+                              "command.impedance_velocity_rad_s": velocity_rad_s,
+                              "command.impedance_kp_nm_per_rad": kp_nm_per_rad,
+                              "command.impedance_kd_nm_s_per_rad": kd_nm_s_per_rad,
+                              "command.impedance_torque_ff_nm": torque_ff_nm})
+
+    # --- gains and parameters ----------------------------------------------------------------------------------
+    def write_gain(self, name: str, value: float) -> None:
+        """Write one gain live (no reply in the protocol: read it back with ``read_gain``)."""
+        self._send_semantic({"command.gain_id": name, "command.gain_value": float(value)})
+
+    def read_gain(self, name: str, timeout_s: float = 0.5) -> float:
+        return self.read_param(f"gain.{name}", timeout_s)
+
+    def read_param(self, name: str, timeout_s: float = 0.5) -> float:
+        pid = self.profile.param_id(name)
+        return self._request(name, pid, lambda: self._send_semantic({"command.param_read_id": pid}), timeout_s)
+
+    def write_param(self, name: str, value: float, timeout_s: float = 0.5) -> float:
+        """Write a parameter; the value the joint now holds (``ConfigError`` if it refuses)."""
+        pid = self.profile.param_id(name)
+        send = lambda: self._send_semantic({"command.param_id": pid, "command.param_value": float(value)})  # noqa: E731
+        return self._request(name, pid, send, timeout_s, value)
+
+    def save(self, timeout_s: float = 2.0) -> int:
+        """Store the joint's parameters and gains in its flash (idle only); the number of saves since boot."""
+        pid = self.profile.param_id("flash_saves")
+        return int(self._request("save_to_flash", pid, lambda: self._send("save_to_flash"), timeout_s))
+
+    def _request(self, name: str, pid: int, send: Callable[[], float], timeout_s: float, value: Any = None) -> float:
+        while not self._replies.empty():  # a late answer to an earlier request is not this one's
+            self._replies.get_nowait()
+        send()
+        id_sig, status_sig, value_sig = (self._by_semantic[f"reply.param_{k}"][1] for k in ("id", "status", "value"))
+        end = time.perf_counter() + timeout_s
+        while True:
+            remaining = end - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"node {self.node_id}: no reply to {name} within {timeout_s:g} s")
+            try:
+                reply = self._replies.get(timeout=min(remaining, 0.01))
+            except queue.Empty:
+                if not self.hub.threaded:
+                    self.hub.poll(0.0)
+                continue
+            if int(reply[id_sig]) != pid:
+                continue
+            status = reply[status_sig]
+            if status != "ok":
+                shown = "" if value is None else f" = {value!r}"
+                raise ConfigError(f"node {self.node_id}: {name}{shown} refused by the joint: {status}")
+            return float(reply[value_sig])
+
+    # --- telemetry ----------------------------------------------------------------------------------------------
+    def latest(self) -> dict[str, float]:
+        """The newest value of every semantic telemetry name received so far."""
+        out = {}
+        for sem, (message, signal) in self._by_semantic.items():
+            ring = self.rings.get(message)
+            row = ring.last() if ring is not None else None
+            if row is not None and sem.startswith(("telemetry.", "diagnostics.")):
+                out[sem] = float(row[ring.index[signal]])
+        return out
+
+    def series(self, semantic: str, since_t: float = -math.inf) -> tuple[Any, Any]:
+        """(receive times, values) of one semantic telemetry name received at or after ``since_t``."""
+        message, signal = self._by_semantic[semantic]
+        ring = self.rings[message]
+        rows = ring.since(since_t)
+        return rows[:, 0], rows[:, ring.index[signal]]

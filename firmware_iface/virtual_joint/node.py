@@ -1,0 +1,450 @@
+"""The virtual joint as a CAN bus node: ``JointFirmware`` behind a protocol profile on any python-can bus.
+
+The node owns the joint's side of the wire. Between chunks of joint time (1 ms by default) it takes the frames
+addressed to it, turns them into firmware calls, and sends the telemetry that is due at the firmware's rates.
+Everything goes through the profile: commands are decoded and telemetry encoded by the DBC through the
+sidecar's semantic names, so the node knows messages only by what they mean.
+
+Frames for this node that cannot be decoded (wrong length, out-of-range value, unknown command id, garbage)
+are counted in ``counters["rx_errors"]`` with the last reason in ``last_error``; they never stop the node.
+Frames for other nodes, and other nodes' telemetry, are ignored.
+
+Time: ``run_for(duration_s)`` advances the joint as fast as it can in the caller's thread (free-running, what
+CI and in-process tests use); ``start()`` runs a thread that is paced to wall time (``paced=True``) or free-
+running. A paced node that falls behind by more than ``MAX_LAG_S`` resynchronises and counts an overrun.
+
+Fault injection (``inject``): the joint model's own injections (``actuator.simulation.INJECTIONS``) and the
+node's: ``over_temperature`` (winding this many degrees over its limit), ``encoder_loss``, ``ft_saturation``
+(a wrench this many times the sensor's range), ``bus_silence`` (send nothing for this many seconds of joint
+time), ``drop_frames`` (drop each sent frame with this probability), ``delay_frames`` (send each frame this
+many seconds late).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import can
+import numpy as np
+from cantools.database.can import Message as DbcMessage
+
+from actuator.errors import ConfigError, FaultError, ProtocolError
+from actuator.model import layout as L
+from actuator.simulation import INJECTIONS
+from firmware_iface.protocol.profile import Profile, load_native
+from firmware_iface.virtual_joint.firmware import FAULT_ESTOP, RATES, JointFirmware, ParamError
+
+MAX_LAG_S = 0.05
+# firmware state -> the heartbeat's state value
+STATE_VALUES = {"idle": "idle", "calibrating": "calibrate", "closed_loop": "closed_loop", "fault": "fault"}
+REQUESTS = {"idle": "idle", "closed_loop": "closed_loop", "calibrate": "calibrating"}
+PARAM_STATUS = ("ok", "unknown_param", "read_only", "out_of_range")
+NODE_INJECTIONS = {
+    "over_temperature": (0.0, 200.0, 5.0, "winding temperature this many °C above its limit"),
+    "encoder_loss": (0.0, 1.0, 1.0, "1: both encoders stop updating, 0: restored"),
+    "ft_saturation": (0.0, 100.0, 2.0, "an external wrench this many times the sensor's range, 0: removed"),
+    "bus_silence": (0.0, math.inf, math.inf, "send nothing for this many seconds of joint time"),
+    "drop_frames": (0.0, 1.0, 0.5, "probability of dropping each sent frame"),
+    "delay_frames": (0.0, 1.0, 0.005, "send every frame this many seconds late"),
+}
+
+
+@dataclass
+class _Telemetry:
+    """One telemetry message compiled once: its DBC message, bus id, and per signal (name, semantic, lo, hi)."""
+
+    name: str
+    message: DbcMessage
+    arbitration_id: int
+    signals: list[tuple[str, str | None, float, float, dict[str, int]]]
+    period_s: float = 0.0
+    due_s: float = 0.0
+
+
+class VirtualJointNode:
+    """A simulated joint on a python-can bus, speaking ``profile`` (the native one by default)."""
+
+    def __init__(self, bus: can.BusABC, node_id: int, firmware: JointFirmware | None = None, *,
+                 profile: Profile | None = None, preset: str = "knee", paced: bool = True, seed: int = 0,
+                 **firmware_options: object) -> None:
+        self.profile = profile or load_native()
+        self.node_id = self.profile.check_node(node_id)
+        self.fw = firmware or JointFirmware(preset, seed=seed, **firmware_options)
+        self.bus = bus
+        self.paced = paced
+        self.counters = collections.Counter(rx=0, tx=0, rx_errors=0, tx_errors=0, rejected=0, dropped=0,
+                                            delayed=0, overruns=0)
+        self.last_error = ""
+        self._rng = np.random.default_rng(seed + 7919)
+        self._lock = threading.RLock()
+        self._delayed: collections.deque[tuple[float, can.Message]] = collections.deque()
+        self._silent_until_s = -1.0
+        self._drop_p = 0.0
+        self._delay_s = 0.0
+        self._loop_us: list[float] = []
+        self._seq: collections.Counter[str] = collections.Counter()
+        self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values())
+        self._commands = self._command_semantics()
+        self._telemetry = self._compile_telemetry()
+
+    # --- compiled protocol tables ------------------------------------------------------------------------
+    def _command_semantics(self) -> dict[str, list[tuple[str, str]]]:
+        """message -> [(semantic suffix, signal)] for every command the profile maps."""
+        out: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+        for name, sem in self.profile.sidecar.semantic.items():
+            if name.startswith("command."):
+                out[sem.message].append((name[len("command."):], sem.signal))
+        return out
+
+    def _compile_telemetry(self) -> list[_Telemetry]:
+        by_signal = {(s.message, s.signal): name for name, s in self.profile.sidecar.semantic.items()}
+        out = []
+        for name in self.profile.telemetry:
+            message = self.profile.message(name)
+            signals = []
+            for s in message.signals:
+                sem = by_signal.get((name, s.name))
+                lo = s.minimum if s.minimum is not None else -math.inf
+                hi = s.maximum if s.maximum is not None else math.inf
+                choices = {str(v): k for k, v in s.choices.items()} if s.choices else {}
+                signals.append((s.name, sem, lo, hi, choices))
+            out.append(_Telemetry(name, message, self.profile.arbitration_id(name, self.node_id), signals))
+        return out
+
+    def run_for(self, duration_s: float) -> None:
+        """Advance ``duration_s`` of joint time in this thread, as fast as possible, handling frames between chunks."""
+        NodeRunner(self.bus, [self]).run_for(duration_s)
+
+    def start(self, paced: bool | None = None) -> NodeRunner:
+        """Run this node alone on its bus in a daemon thread; ``stop()`` the returned runner (or use ``with``)."""
+        return NodeRunner(self.bus, [self], paced=self.paced if paced is None else paced).start()
+
+    # --- frames in ----------------------------------------------------------------------------------------------
+    def handle(self, msg: can.Message) -> None:
+        """Act on one received frame (ignored unless it is a command for this node)."""
+        if msg.is_error_frame:
+            return
+        node, _ = self.profile.split_id(msg.arbitration_id)
+        if node != self.node_id:
+            return
+        try:
+            decoded = self.profile.decode(msg)
+        except ProtocolError as e:
+            self._rx_error(str(e))
+            return
+        if decoded.name not in self._rx_names:
+            return  # our own telemetry id seen through a bus that echoes
+        self.counters["rx"] += 1
+        values = {sem: decoded.signals[sig] for sem, sig in self._commands.get(decoded.name, ())}
+        with self._lock:
+            try:
+                self._dispatch(decoded.name, values)
+            except (ConfigError, FaultError) as e:
+                self.counters["rejected"] += 1
+                self.last_error = f"{decoded.name}: {e}"
+
+    def _rx_error(self, reason: str) -> None:
+        self.counters["rx_errors"] += 1
+        self.last_error = reason
+
+    def _dispatch(self, name: str, v: dict) -> None:
+        fw = self.fw
+        if name == "estop":
+            fw.estop()
+        elif name == "clear_faults":
+            fw.clear_faults()
+        elif "state" in v:
+            fw.set_state(REQUESTS[v["state"]])
+        elif "mode" in v:
+            fw.set_mode(v["mode"])
+        elif "impedance_position_rad" in v:
+            self._accepted(name, fw.impedance(v["impedance_position_rad"], v["impedance_velocity_rad_s"],
+                                              v["impedance_kp_nm_per_rad"], v["impedance_kd_nm_s_per_rad"],
+                                              v["impedance_torque_ff_nm"]))
+        elif "position_rad" in v:
+            self._accepted(name, fw.command(fw.mode, v["position_rad"], v["position_velocity_ff_rad_s"],
+                                            v["position_torque_ff_nm"]))
+        elif "velocity_rad_s" in v:
+            self._accepted(name, fw.command(fw.mode, 0.0, v["velocity_rad_s"], v["velocity_torque_ff_nm"]))
+        elif "torque_nm" in v:
+            self._accepted(name, fw.command(fw.mode, 0.0, 0.0, v["torque_nm"]))
+        elif "gain_id" in v:
+            fw.write_gain(str(v["gain_id"]), float(v["gain_value"]))
+        elif "param_value" in v:
+            self._param(int(v["param_id"]), float(v["param_value"]))
+        elif "param_read_id" in v:
+            self._param(int(v["param_read_id"]), None)
+        elif name == "save_to_flash":
+            self._save()
+
+    def _accepted(self, name: str, ok: bool) -> None:
+        if ok and not self.profile.accepts(self.fw.mode, name):
+            self.counters["rejected"] += 1
+
+    def _param(self, param_id: int, value: float | None) -> None:
+        name = self.profile.param_name(param_id)
+        status = "ok"
+        try:
+            if name is None:
+                raise ParamError("unknown_param", f"param id {param_id} is unknown")
+            if value is not None:
+                self.fw.write_param(name, value)
+            now = self.fw.read_param(name)
+        except ParamError as e:
+            status, now = e.status, 0.0
+            self.last_error = str(e)
+        self._reply(param_id, status, now)
+
+    def _save(self) -> None:
+        status = "ok"
+        if self.fw.state != "idle" or self.fw.flash_path is None:
+            status = "read_only"
+        else:
+            self.fw.save_to_flash()
+        self._reply(self.profile.param_id("flash_saves"), status, self.fw.read_param("flash_saves"))
+
+    def _reply(self, param_id: int, status: str, value: float) -> None:
+        msg_name, _ = self.profile.semantic("reply.param_value")
+        id_sig = self.profile.semantic("reply.param_id")[1]
+        status_sig = self.profile.semantic("reply.param_status")[1]
+        value_sig = self.profile.semantic("reply.param_value")[1]
+        value = float(np.clip(value, *self._range(msg_name, value_sig)))
+        self.send(self.profile.encode(msg_name, self.node_id, **{id_sig: param_id, status_sig: status,
+                                                                  value_sig: value}))
+
+    def _range(self, message: str, signal: str) -> tuple[float, float]:
+        s = self.profile.signal(message, signal)
+        return (s.minimum if s.minimum is not None else -3e38), (s.maximum if s.maximum is not None else 3e38)
+
+    # --- frames out -----------------------------------------------------------------------------------------------
+    def send(self, msg: can.Message) -> None:
+        """Send through the active bus faults (silence, drop, delay); bus errors are counted, never raised."""
+        if self.fw.t_s < self._silent_until_s:
+            self.counters["silenced"] += 1
+            return
+        if self._drop_p and self._rng.random() < self._drop_p:
+            self.counters["dropped"] += 1
+            return
+        if self._delay_s:
+            self.counters["delayed"] += 1
+            self._delayed.append((self.fw.t_s + self._delay_s, msg))
+            return
+        self._transmit(msg)
+
+    def _transmit(self, msg: can.Message) -> None:
+        try:
+            self.bus.send(msg)
+            self.counters["tx"] += 1
+        except (can.CanError, OSError, ValueError) as e:
+            self.counters["tx_errors"] += 1
+            self.last_error = f"bus send: {e}"
+
+    def tick(self) -> None:
+        """One chunk of joint time, then the telemetry that is due."""
+        with self._lock:
+            t0 = time.perf_counter()
+            self.fw.advance(self.fw.chunk_steps * self.fw.model.dt_s)
+            self._loop_us.append((time.perf_counter() - t0) * 1e6 / self.fw.chunk_steps)
+            while self._delayed and self._delayed[0][0] <= self.fw.t_s:
+                self._transmit(self._delayed.popleft()[1])
+            self._send_due()
+
+    def _send_due(self) -> None:
+        t = self.fw.t_s
+        values: dict | None = None
+        for tm in self._telemetry:
+            rate = self._rate(tm.name)
+            if rate <= 0 or t + 1e-9 < tm.due_s:
+                continue
+            period = 1.0 / rate
+            tm.due_s = tm.due_s + period if tm.due_s + period > t else t + period
+            values = values or self.semantic_values()
+            self.send(self._encode(tm, values))
+
+    def _rate(self, message: str) -> float:
+        for param, messages in RATES.items():
+            if message in messages:
+                return self.fw.rates_hz[param]
+        return self.profile.telemetry.get(message, 0.0)
+
+    def _encode(self, tm: _Telemetry, values: dict) -> can.Message:
+        data = {}
+        for signal, sem, lo, hi, choices in tm.signals:
+            if (signal == "counter" and sem is None) or sem == "status.counter":
+                data[signal] = self._seq[tm.name] % (1 << tm.message.get_signal_by_name(signal).length)
+                continue
+            value = values.get(sem, 0.0)
+            if choices:
+                value = choices.get(str(value), 0)
+            data[signal] = min(max(float(value), lo), hi)  # a real firmware saturates what its field cannot carry
+        self._seq[tm.name] += 1
+        payload = tm.message.encode(data, scaling=True, padding=False, strict=False)
+        return can.Message(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False,
+                           is_fd=self.profile.sidecar.fd)
+
+    def semantic_values(self) -> dict[str, float | str]:
+        """The joint's telemetry under the profile's semantic names."""
+        tel = self.fw.telemetry()
+        state = STATE_VALUES[tel["state"]]
+        if tel["fault_bits"] & FAULT_ESTOP:
+            state = "estop"
+        wrench = tel["wrench"]
+        loop = self._loop_us or [0.0]
+        out = {"status.state": state, "status.mode": tel["mode"], "status.faults": tel["fault_bits"] & 0xFFFF,
+               "status.limits_active": tel["limits_active"], "telemetry.ft_saturated": tel["ft_saturated"],
+               "telemetry.ft_temp_c": tel["housing_temp_c"],
+               "diagnostics.rx_errors": min(self.counters["rx_errors"], 255),
+               "diagnostics.tx_errors": min(self.counters["tx_errors"], 255),
+               "diagnostics.watchdog_misses": self.fw.counters["watchdog_trips"],
+               "diagnostics.loop_time_us": float(np.mean(loop)), "diagnostics.loop_time_max_us": max(loop)}
+        if len(self._loop_us) > 2000:
+            del self._loop_us[:-1000]
+        for key in ("position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v",
+                    "winding_temp_c", "housing_temp_c"):
+            out[f"telemetry.{key}"] = tel[key]
+        for i, key in enumerate(("force_x_n", "force_y_n", "force_z_n", "torque_x_nm", "torque_y_nm", "torque_z_nm")):
+            out[f"telemetry.{key}"] = wrench[i]
+        return out
+
+    # --- fault injection -----------------------------------------------------------------------------------------
+    def inject(self, name: str, value: float | None = None) -> None:
+        """Apply a fault injection now (see the module docstring); ``ConfigError`` names what is allowed."""
+        with self._lock:
+            if name in INJECTIONS:
+                if value is None:
+                    raise ConfigError(f"injection {name} needs a value ({INJECTIONS[name][4]})")
+                self.fw.model.inject(name, value)
+                return
+            if name not in NODE_INJECTIONS:
+                raise ConfigError(f"unknown injection {name!r}: allowed {', '.join([*NODE_INJECTIONS, *INJECTIONS])}")
+            lo, hi, default, what = NODE_INJECTIONS[name]
+            value = default if value is None else float(value)
+            if not lo <= value <= hi:
+                raise ConfigError(f"injection {name} = {value!r} is out of range: allowed [{lo:g}, {hi:g}] ({what})")
+            self._inject_node(name, value)
+
+    def _inject_node(self, name: str, value: float) -> None:
+        model = self.fw.model
+        if name == "over_temperature":
+            model.x[L.X_TW] = model.p[L.P_TH_LIMIT] + value
+        elif name == "encoder_loss":
+            model.inject("encoder_dropout", 1.0 if value else 0.0)
+            model.inject("output_encoder_dropout", 1.0 if value else 0.0)
+        elif name == "ft_saturation":
+            ft = self.fw.params.ft_sensor
+            model.inject("external_wrench", [value * r for r in (*ft.range_force_n, *ft.range_torque_nm)])
+        elif name == "bus_silence":
+            self._silent_until_s = self.fw.t_s + value
+        elif name == "drop_frames":
+            self._drop_p = value
+        elif name == "delay_frames":
+            self._delay_s = value
+
+
+class NodeRunner:
+    """Runs virtual joint nodes that share one bus, in one thread: frames to their node, then a chunk of each.
+
+    One bus for all the nodes of a process keeps a python-can ``virtual`` channel at two endpoints (joints and
+    host), so every frame is copied once, not once per node.
+    """
+
+    def __init__(self, bus: can.BusABC, nodes: list[VirtualJointNode], *, paced: bool = True) -> None:
+        if not nodes:
+            raise ConfigError("a node runner needs at least one node")
+        ids = [n.node_id for n in nodes]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"node ids must differ on one bus: {ids}")
+        self.bus, self.nodes, self.paced = bus, {n.node_id: n for n in nodes}, paced
+        self.profile = nodes[0].profile
+        self.counters = collections.Counter(overruns=0, bus_errors=0, tick_errors=0, foreign=0)
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def chunk_s(self) -> float:
+        fw = next(iter(self.nodes.values())).fw
+        return fw.chunk_steps * fw.model.dt_s
+
+    def start(self) -> NodeRunner:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=f"virtual-joints-{'-'.join(map(str, self.nodes))}",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def __enter__(self) -> NodeRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run_for(self, duration_s: float) -> None:
+        """Advance ``duration_s`` of joint time in this thread, as fast as possible, handling frames between chunks."""
+        for _ in range(max(1, round(duration_s / self.chunk_s))):
+            self._receive(0.0)
+            self._tick()
+
+    def _tick(self) -> None:
+        for node in self.nodes.values():
+            try:
+                node.tick()
+            except Exception as e:  # a model error must not take the other joints or the bus down
+                self.last_error = f"node {node.node_id} tick: {e!r}"
+                self.counters["tick_errors"] += 1
+
+    def _run(self) -> None:
+        wall0, ticks = time.perf_counter(), 0
+        while not self._stop.is_set():
+            if self.paced:
+                deadline = wall0 + ticks * self.chunk_s
+                self._receive_until(deadline)
+                lag = time.perf_counter() - deadline
+                if lag > MAX_LAG_S:  # the machine stalled us: resynchronise instead of racing to catch up
+                    wall0 += lag
+                    self.counters["overruns"] += 1
+            else:
+                self._receive(0.0)
+            self._tick()
+            ticks += 1
+
+    def _receive_until(self, deadline: float) -> None:
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                self._receive(0.0)
+                return
+            if not self._receive_one(remaining):
+                return
+
+    def _receive(self, timeout_s: float) -> None:
+        while self._receive_one(timeout_s):
+            pass
+
+    def _receive_one(self, timeout_s: float) -> bool:
+        try:
+            msg = self.bus.recv(timeout_s)
+        except (can.CanError, OSError, ValueError) as e:
+            self.last_error = f"bus receive: {e}"
+            self.counters["bus_errors"] += 1
+            self._stop.wait(0.01)  # a broken bus must not spin this thread
+            return False
+        if msg is None:
+            return False
+        node = self.nodes.get(self.profile.split_id(msg.arbitration_id)[0])
+        if node is None:
+            self.counters["foreign"] += 1
+        else:
+            node.handle(msg)
+        return True
