@@ -85,11 +85,16 @@ class VirtualJointNode:
         self._silent_until_s = -1.0
         self._drop_p = 0.0
         self._delay_s = 0.0
-        self._loop_us: list[float] = []
+        self._loop_us = [0.0, 0, 0.0]  # sum, count, max of the control-loop time per model step since diagnostics
         self._seq: collections.Counter[str] = collections.Counter()
         self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values())
         self._commands = self._command_semantics()
         self._telemetry = self._compile_telemetry()
+        self._diagnostics = self.profile.semantic("diagnostics.loop_time_us")[0]
+        status_message = self.profile.semantic("status.state")[0]
+        self._heartbeat = next(tm for tm in self._telemetry if tm.name == status_message)
+        self._status_requests = {self.profile.semantic("command.state")[0], self.profile.semantic("command.mode")[0],
+                                 "estop", "clear_faults"}
 
     # --- compiled protocol tables ------------------------------------------------------------------------
     def _command_semantics(self) -> dict[str, list[tuple[str, str]]]:
@@ -146,6 +151,8 @@ class VirtualJointNode:
             except (ConfigError, FaultError) as e:
                 self.counters["rejected"] += 1
                 self.last_error = f"{decoded.name}: {e}"
+            if decoded.name in self._status_requests:
+                self._send_heartbeat()  # answer a state change at once, as drives do, not at the next 10 Hz beat
 
     def _rx_error(self, reason: str) -> None:
         self.counters["rx_errors"] += 1
@@ -248,7 +255,11 @@ class VirtualJointNode:
         with self._lock:
             t0 = time.perf_counter()
             self.fw.advance(self.fw.chunk_steps * self.fw.model.dt_s)
-            self._loop_us.append((time.perf_counter() - t0) * 1e6 / self.fw.chunk_steps)
+            step_us = (time.perf_counter() - t0) * 1e6 / self.fw.chunk_steps
+            loop = self._loop_us
+            loop[0] += step_us
+            loop[1] += 1
+            loop[2] = max(loop[2], step_us)
             while self._delayed and self._delayed[0][0] <= self.fw.t_s:
                 self._transmit(self._delayed.popleft()[1])
             self._send_due()
@@ -264,6 +275,11 @@ class VirtualJointNode:
             tm.due_s = tm.due_s + period if tm.due_s + period > t else t + period
             values = values or self.semantic_values()
             self.send(self._encode(tm, values))
+            if tm.name == self._diagnostics:
+                self._loop_us = [0.0, 0, 0.0]
+
+    def _send_heartbeat(self) -> None:
+        self.send(self._encode(self._heartbeat, self.semantic_values()))
 
     def _rate(self, message: str) -> float:
         for param, messages in RATES.items():
@@ -293,16 +309,14 @@ class VirtualJointNode:
         if tel["fault_bits"] & FAULT_ESTOP:
             state = "estop"
         wrench = tel["wrench"]
-        loop = self._loop_us or [0.0]
+        total, n, worst = self._loop_us
         out = {"status.state": state, "status.mode": tel["mode"], "status.faults": tel["fault_bits"] & 0xFFFF,
                "status.limits_active": tel["limits_active"], "telemetry.ft_saturated": tel["ft_saturated"],
                "telemetry.ft_temp_c": tel["housing_temp_c"],
                "diagnostics.rx_errors": min(self.counters["rx_errors"], 255),
                "diagnostics.tx_errors": min(self.counters["tx_errors"], 255),
                "diagnostics.watchdog_misses": self.fw.counters["watchdog_trips"],
-               "diagnostics.loop_time_us": float(np.mean(loop)), "diagnostics.loop_time_max_us": max(loop)}
-        if len(self._loop_us) > 2000:
-            del self._loop_us[:-1000]
+               "diagnostics.loop_time_us": total / n if n else 0.0, "diagnostics.loop_time_max_us": worst}
         for key in ("position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v",
                     "winding_temp_c", "housing_temp_c"):
             out[f"telemetry.{key}"] = tel[key]

@@ -1,0 +1,101 @@
+"""A fixed-rate host loop: a callback (Python, or a Python wrapper around a Numba kernel) at e.g. 1 kHz.
+
+Scheduling is by absolute deadlines (``t0 + k * period``), so errors do not accumulate: the loop sleeps
+until ``spin_s`` before a deadline and then yields (``time.sleep(0)``, which releases the GIL for the bus
+threads) until it. A tick that starts more than one period late is counted as an overrun and the schedule
+skips ahead rather than bursting.
+
+Figures (``figures()``): the achieved ``rate_hz`` and the period jitter, |actual period - nominal period|
+between consecutive callback starts, as p50 and p99 in microseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from actuator.errors import ConfigError
+
+Callback = Callable[[int, float], Any]  # (tick index, seconds since the loop started)
+
+
+def percentiles_us(samples_s: np.ndarray, qs: tuple[float, ...] = (50.0, 99.0)) -> list[float]:
+    if samples_s.size == 0:
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.percentile(samples_s * 1e6, qs)]
+
+
+class HostLoop:
+    """Run ``callback(k, t_s)`` every ``1 / rate_hz`` seconds; ``run`` in this thread or ``start`` a thread."""
+
+    def __init__(self, rate_hz: float, callback: Callback, *, spin_s: float = 2e-4, max_ticks: int = 1_000_000) -> None:
+        if not 0 < rate_hz <= 20_000:
+            raise ConfigError(f"host loop rate_hz = {rate_hz!r} is not allowed: must be in (0, 20000]")
+        self.period_s = 1.0 / rate_hz
+        self.callback = callback
+        self.spin_s = min(spin_s, self.period_s / 2)
+        self.starts = np.zeros(max_ticks)
+        self.ticks = 0
+        self.overruns = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self, duration_s: float) -> dict[str, float]:
+        """Loop for ``duration_s`` in this thread (exceptions of the callback propagate); the figures."""
+        self._loop(lambda k: k * self.period_s >= duration_s)
+        return self.figures()
+
+    def start(self) -> HostLoop:
+        def target() -> None:
+            try:
+                self._loop(lambda k: self._stop.is_set())
+            except BaseException as e:  # kept for the owner: a thread has nobody else to tell
+                self.error = e
+        self._stop.clear()
+        self._thread = threading.Thread(target=target, name="host-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+        return self.figures()
+
+    def _loop(self, done: Callable[[int], bool]) -> None:
+        period, spin = self.period_s, self.spin_s
+        t0 = time.perf_counter()
+        k = 0
+        while not done(k) and self.ticks < self.starts.size:
+            deadline = t0 + k * period
+            remaining = deadline - time.perf_counter()
+            if remaining > spin:
+                time.sleep(remaining - spin)
+            while time.perf_counter() < deadline:
+                time.sleep(0)
+            now = time.perf_counter()
+            self.starts[self.ticks] = now
+            self.ticks += 1
+            self.callback(k, now - t0)
+            k += 1
+            late = time.perf_counter() - (t0 + k * period)
+            if late > period:  # skip the ticks we cannot make instead of bursting through them
+                skipped = int(late // period)
+                self.overruns += skipped
+                k += skipped
+
+    def figures(self) -> dict[str, float]:
+        starts = self.starts[:self.ticks]
+        if starts.size < 2:
+            return {"rate_hz": float("nan"), "jitter_p50_us": float("nan"), "jitter_p99_us": float("nan"),
+                    "ticks": int(starts.size), "overruns": self.overruns}
+        periods = np.diff(starts)
+        p50, p99 = percentiles_us(np.abs(periods - self.period_s))
+        return {"rate_hz": float((starts.size - 1) / (starts[-1] - starts[0])), "jitter_p50_us": p50,
+                "jitter_p99_us": p99, "ticks": int(starts.size), "overruns": self.overruns}
