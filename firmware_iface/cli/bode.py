@@ -12,6 +12,7 @@ from pathlib import Path
 from actuator.analysis.experiments import bode_test
 from actuator.analysis.linear import TwoMass, loop_response, predict
 from firmware_iface.cli.common import emit
+from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
 
@@ -23,10 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--f1-hz", type=float, help="highest frequency (default: 3x the predicted bandwidth)")
     p.add_argument("--amplitude", type=float, help="chirp amplitude, rad or rad/s (default: sized to the joint)")
     p.add_argument("--out", type=Path, help="write the response as CSV here, and a PNG Bode plot next to it")
+    add_node_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if on_node(args, run_bus) is not None:
+        return 0
     params, cfg = joint_and_gains(args)
     model = TwoMass.from_params(params)
     cfg_loop = cfg.with_mode(args.loop)
@@ -62,3 +66,18 @@ def write_frf(path: Path, fr, band) -> None:
         w.writerow(["freq_hz", "magnitude_db", "phase_deg", "coherence"])
         w.writerows(zip(fr.freq_hz[band].tolist(), fr.magnitude_db[band].tolist(), fr.phase_deg[band].tolist(),
                         fr.coherence[band].tolist(), strict=True))
+
+
+def run_bus(args: argparse.Namespace, client) -> dict:
+    """The Bode test on joint ``--node``: reference -> output only (the host cannot inject at the drive)."""
+    from firmware_iface.client.experiments import bus_bode_test
+
+    f0, f1 = args.f0_hz or 1.0, args.f1_hz or 20.0
+    fr, bw, run = bus_bode_test(client, args.loop, f0, f1, args.amplitude or 0.002)
+    figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "loop": args.loop, "f0_hz": f0,
+               "f1_hz": f1, "amplitude": args.amplitude or 0.002, "bandwidth_hz": bw, "host_loop": run.loop}
+    if args.out:
+        write_frf(args.out, fr, (fr.freq_hz >= f0) & (fr.freq_hz <= f1))
+        figures["response_csv"] = str(args.out)
+    emit(figures, args.json, f"jointkit bode: node {client.node_id} {args.loop}")
+    return figures

@@ -1,31 +1,52 @@
-"""``jointkit sim``: run the simulated joint open loop on a torque or q-axis current step."""
+"""``jointkit sim``: run the simulated joint open loop on a torque or q-axis current step; ``jointkit sim serve``:
+virtual joints on a bus served to other processes with python-can-remote until Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import time
 from pathlib import Path
 
-from actuator.errors import SimulationError
+from actuator.errors import ConfigError, SimulationError
 from actuator.params import load_preset
 from actuator.simulation import simulate
 from firmware_iface.cli.common import emit
+from firmware_iface.virtual_joint.serve import DEFAULT_PORT, LOOPBACK, JointServer, parse_nodes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="simulate the joint open loop on a torque or current step")
     p.add_argument("--preset", default="knee", help="preset name (knee, wrist) or path to a joint TOML")
-    cmd = p.add_mutually_exclusive_group(required=True)
+    cmd = p.add_mutually_exclusive_group()
     cmd.add_argument("--torque-nm", type=float, help="output torque step, N·m (through the ideal ratio)")
     cmd.add_argument("--current-a", type=float, help="q-axis current step, A")
-    p.add_argument("--duration-s", type=float, required=True, help="simulated time, s")
+    p.add_argument("--duration-s", type=float, help="simulated time, s")
     p.add_argument("--seed", type=int, default=0, help="noise seed (runs are reproducible)")
     p.add_argument("--record-every", type=int, default=1, help="record one trace row every N model steps")
     p.add_argument("--out", type=Path, help="write the trace as CSV here, and a PNG plot next to it")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="sim_action", metavar="ACTION")
+    serve = actions.add_parser("serve", help="run virtual joints as bus nodes, served on ws://127.0.0.1:PORT/")
+    serve.add_argument("--nodes", default="1", help="node ids, e.g. 1,2,3 or 1-6 (default 1)")
+    serve.add_argument("--preset", dest="serve_preset", default="knee", help="joint preset of every node")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    serve.add_argument("--host", default=LOOPBACK, help="address to bind (default 127.0.0.1; 0.0.0.0 only if you "
+                                                        "mean to expose the joints to the network)")
+    serve.add_argument("--free-running", action="store_true", help="as fast as possible instead of wall time")
+    serve.add_argument("--watchdog-s", type=float, default=0.1, help="watchdog timeout of every joint, s")
+    serve.add_argument("--flash-dir", type=Path, help="directory of the joints' flash files (nodeN.toml)")
+    serve.add_argument("--inject", action="append", default=[], metavar="NAME[=VALUE][@NODE]",
+                       help="fault injection at start (repeatable), e.g. drop_frames=0.1@2")
+    serve.add_argument("--duration-s", dest="serve_duration_s", type=float,
+                       help="stop after this many seconds (default: until Ctrl-C)")
+    serve.set_defaults(func=run_serve)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.torque_nm is None and args.current_a is None:
+        raise SimulationError("jointkit sim needs --torque-nm or --current-a (or the action: jointkit sim serve)")
     if args.duration_s is None or not args.duration_s > 0:
         raise SimulationError(f"--duration-s {args.duration_s}: must be > 0")
     params = load_preset(args.preset)
@@ -40,4 +61,41 @@ def run(args: argparse.Namespace) -> int:
         png = plot_trace(trace, args.out.with_suffix(".png"), f"{params.name}: open-loop step")
         summary.update(trace_csv=str(args.out), plot_png=str(png))
     emit(summary, args.json, f"jointkit sim: {params.name}")
+    return 0
+
+
+def _injection(text: str) -> tuple[str, float | None, int | None]:
+    spec, _, node = text.partition("@")
+    name, _, value = spec.partition("=")
+    try:
+        return name.strip(), float(value) if value else None, int(node) if node else None
+    except ValueError:
+        raise ConfigError(f"--inject {text!r}: expected NAME[=VALUE][@NODE], e.g. drop_frames=0.1@2") from None
+
+
+def _stop_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt  # a rig's supervisor stops us with SIGTERM: the same clean stop as Ctrl-C
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    server = JointServer(parse_nodes(args.nodes), preset=args.serve_preset, port=args.port, host=args.host,
+                         paced=not args.free_running, flash_dir=args.flash_dir, watchdog_timeout_s=args.watchdog_s)
+    try:
+        for text in args.inject:
+            name, value, node = _injection(text)
+            for n in server.nodes:
+                if node is None or n.node_id == node:
+                    n.inject(name, value)
+        server.start()
+        ids = ",".join(str(n.node_id) for n in server.nodes)
+        print(f"serving virtual joints {ids} ({args.serve_preset}) on {server.url} "
+              f"(--interface remote --channel {server.url}); Ctrl-C stops", flush=True)
+        deadline = None if args.serve_duration_s is None else time.monotonic() + args.serve_duration_s
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0

@@ -1,4 +1,5 @@
-"""``jointkit step``: a step test of the position, velocity or impedance loop on the simulated joint."""
+"""``jointkit step``: a step test of the position, velocity or impedance loop, on the simulated joint in-process
+or on joint ``--node N`` over a bus (real or simulated)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from actuator.analysis.experiments import LOOPS, step_test
 from firmware_iface.cli.common import emit
+from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
 CSV_COLUMNS = (("t_s", "t_s"), ("reference", "reference"), ("position_rad", "position_rad"),
@@ -24,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amplitude", type=float, default=0.1, help="step size: rad (position, impedance) or rad/s")
     p.add_argument("--duration-s", type=float, default=1.0, help="simulated time, s (the step is at 0.05 s)")
     p.add_argument("--out", type=Path, help="write the trace as CSV here, and a PNG plot next to it")
+    add_node_options(p)
     p.set_defaults(func=run)
 
 
@@ -37,6 +40,8 @@ def write_csv(trace, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if on_node(args, run_bus) is not None:
+        return 0
     params, cfg = joint_and_gains(args)
     result = step_test(params, cfg, args.loop, args.amplitude, duration_s=args.duration_s)
     figures = {"preset": params.name, "loop": args.loop, "amplitude": args.amplitude, **result.figures()}
@@ -57,3 +62,25 @@ def _limit_names() -> dict[int, str]:
     from actuator.control.cascade import LIMIT_NAMES
 
     return LIMIT_NAMES
+
+
+def run_bus(args: argparse.Namespace, client) -> dict:
+    """The step on joint ``--node`` with its own gains (``--preset``/``--gains`` describe in-process joints only)."""
+    from firmware_iface.client.experiments import bus_step_test
+
+    m, run = bus_step_test(client, args.loop, args.amplitude, duration_s=args.duration_s)
+    figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "loop": args.loop,
+               "amplitude": args.amplitude, "rise_time_s": m.rise_time_s, "overshoot_pct": m.overshoot_pct,
+               "settling_time_s": m.settling_time_s, "steady_state_error": m.steady_state_error,
+               "peak_current_a": m.peak_abs_current_a, "peak_torque_nm": m.peak_abs_torque_nm,
+               "host_loop": run.loop, "telemetry_gaps": dict(client.gaps)}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["t_s", "position_rad", "velocity_rad_s", "torque_nm", "iq_a"])
+            w.writerows(zip(run.t_s.tolist(), run.position_rad.tolist(), run.velocity_rad_s.tolist(),
+                            run.torque_nm.tolist(), run.iq_a.tolist(), strict=True))
+        figures["trace_csv"] = str(args.out)
+    emit(figures, args.json, f"jointkit step: node {client.node_id} {args.loop}")
+    return figures

@@ -9,7 +9,11 @@ from actuator.analysis.linear import TwoMass, loop_response
 from actuator.analysis.tuning import tune_model, tune_relay
 from actuator.control.config import save_gains
 from firmware_iface.cli.common import emit
+from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
+
+BUS_GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
+             "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,18 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zeta", type=float, default=1.0, help="damping of the velocity loop's poles (model method)")
     p.add_argument("--method", choices=("model", "relay"), default="model", help="tuning method")
     p.add_argument("--out", type=Path, help="write the tuned gains file (TOML) here, and a PNG plot next to it")
+    add_node_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     params, cfg = joint_and_gains(args)
-    if args.method == "relay":
-        result = tune_relay(params, base=cfg)
-    else:
-        from actuator.analysis.tuning import design_cascade
+    result = _tune(args, params, cfg)
+    if on_node(args, lambda a, client: run_bus(a, client, params, result)) is not None:
+        return 0
+    return _report(args, params, result)
 
-        bw = args.bandwidth_hz or design_cascade(params).requested_bandwidth_hz
-        result = tune_model(params, bw, zeta=args.zeta, base=cfg)
+
+def _tune(args: argparse.Namespace, params, cfg):
+    if args.method == "relay":
+        return tune_relay(params, base=cfg)
+    from actuator.analysis.tuning import design_cascade
+
+    bw = args.bandwidth_hz or design_cascade(params).requested_bandwidth_hz
+    return tune_model(params, bw, zeta=args.zeta, base=cfg)
+
+
+def _report(args, params, result) -> int:
     figures = {"preset": params.name, **result.figures()}
     if args.out:
         from firmware_iface.plots import plot_bode
@@ -47,3 +61,31 @@ def run(args: argparse.Namespace) -> int:
         figures.update(gains_toml=str(args.out), plot_png=str(png))
     emit(figures, args.json, f"jointkit tune: {params.name}")
     return 0
+
+
+def run_bus(args: argparse.Namespace, client, params, result) -> dict:
+    """Gains designed and verified on the ``--preset`` model, written live to joint ``--node`` (not saved: ``jointkit
+    param save`` keeps them), then measured on the joint by a Bode and a step test over the bus."""
+    from firmware_iface.client.experiments import bus_bode_test, bus_step_test
+
+    for name, (section, field) in BUS_GAINS.items():
+        client.write_gain(name, getattr(getattr(result.config, section), field))
+    written = {name: client.read_gain(name) for name in BUS_GAINS}
+    target = result.requested_bandwidth_hz
+    f0, f1 = 0.1 * target, min(250.0, 3.0 * target)  # the band of the in-simulation verification
+    _, bw, _ = bus_bode_test(client, "position", f0, f1, amplitude=_bus_chirp_amplitude(params, f1))
+    m, _ = bus_step_test(client, "position", 0.05, duration_s=1.0)
+    figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "method": result.method,
+               "requested_bandwidth_hz": target, "simulated_bandwidth_hz": result.measured_bandwidth_hz,
+               "joint_bandwidth_hz": bw, "joint_overshoot_pct": m.overshoot_pct,
+               "joint_settling_time_s": m.settling_time_s, "gains_written": written,
+               "predicted": result.figures().get("predicted")}
+    emit(figures, args.json, f"jointkit tune: node {client.node_id}")
+    return figures
+
+
+def _bus_chirp_amplitude(params, f1_hz: float) -> float:
+    """The in-process test's sizing: J (2 pi f1)^2 A at half the torque limit, from the preset's inertia."""
+    from actuator.analysis.experiments import chirp_amplitude
+
+    return chirp_amplitude(params, f1_hz, "position")

@@ -18,7 +18,7 @@ import can
 from actuator.errors import BusError, ProtocolError
 from firmware_iface.protocol.profile import Decoded, Profile, load_native
 
-Handler = Callable[[Decoded, float], None]
+Handler = Callable[[Decoded, float, float], None]  # (frame, receive time perf_counter, bus timestamp)
 _HUBS: dict[int, BusHub] = {}
 _HUBS_LOCK = threading.Lock()
 
@@ -123,7 +123,7 @@ class BusHub:
         if handler is None:
             self.counters["foreign"] += 1
             return
-        handler(decoded, t)
+        handler(decoded, t, msg.timestamp)
 
     # --- writing -----------------------------------------------------------------------------------------
     def send(self, msg: can.Message) -> float:

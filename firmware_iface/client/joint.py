@@ -2,7 +2,8 @@
 
 Commands are built from the profile's semantic names and clamped to the ranges the sidecar gives them (a
 ``ClampWarning`` once per signal, and a count). Telemetry lands in preallocated ring buffers with receive
-times (``time.perf_counter``); counters in frames give sequence-gap counts. Heartbeats are supervised: the
+times (``time.perf_counter``) and the bus's own timestamps (``bus_t_s``: the adapter's, or the sender's clock on
+virtual and remote buses); counters in frames give sequence-gap counts. Heartbeats are supervised: the
 joint is lost after ``missed_heartbeats`` periods without one. A joint reporting faults makes the motion
 commands and ``check`` raise ``FaultError`` with the fault names; an unanswered request raises
 ``TimeoutError``; a parameter the joint refuses raises ``ConfigError`` with its reply status.
@@ -50,7 +51,7 @@ class JointClient:
         for name in self.profile.telemetry:
             signals = self.profile.message(name).signals
             if not any(s.choices for s in signals):
-                self.rings[name] = Ring(tuple(s.name for s in signals), capacity)
+                self.rings[name] = Ring(("bus_t_s", *(s.name for s in signals)), capacity)
         self._by_semantic = {k: (v.message, v.signal) for k, v in self.profile.sidecar.semantic.items()}
         self.state_message = self._by_semantic["telemetry.position_rad"][0]
         self.status: dict[str, Any] = {}
@@ -68,7 +69,7 @@ class JointClient:
         self.hub.unregister(self.node_id)
 
     # --- reception (hub thread) ------------------------------------------------------------------------------
-    def _on_frame(self, d: Decoded, t: float) -> None:
+    def _on_frame(self, d: Decoded, t: float, bus_t: float) -> None:
         sig = d.signals
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))
@@ -80,7 +81,7 @@ class JointClient:
             self._replies.put(sig)
         ring = self.rings.get(d.name)
         if ring is not None:
-            ring.append(t, [float(sig[f]) for f in ring.fields[1:]])
+            ring.append(t, [bus_t, *(float(sig[f]) for f in ring.fields[2:])])
         if d.name == self.state_message and self._pending_command_t is not None:
             self.rtt.append(t, [t - self._pending_command_t])
             self._pending_command_t = None

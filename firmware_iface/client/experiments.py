@@ -1,0 +1,171 @@
+"""Tests of a joint over its bus (real or simulated): the step test and the closed-loop Bode test of
+``actuator.analysis.experiments``, run through ``JointClient`` by a 1 kHz host loop instead of in-process.
+
+The set-points go out as commands, the response comes back as joint-state telemetry; its time axis is the bus
+timestamps moved onto the host clock (see ``_dejittered``); the metrics are the same functions the in-process
+tests use. The step time is the send time
+of the first stepped command, so the figures include the bus latency and the joint's command pick-up (below
+a millisecond here), as they would on hardware. The joint is enabled in the loop's mode, moved to the test's
+start and held still, then tested, and left idle at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
+from actuator.analysis.step import StepMetrics, step_metrics
+from actuator.errors import ConfigError
+from firmware_iface.client.joint import JointClient
+from firmware_iface.client.loop import HostLoop
+
+BUS_LOOPS = ("position", "velocity", "impedance")
+RATE_HZ = 1000.0
+MOVE_RAD_S = 0.5  # speed of the move to the start position before a test
+HOLD_S = 0.3  # still at the start before the test: the move's transient has died out (knee settles in 0.16 s)
+
+
+@dataclass(frozen=True)
+class BusRun:
+    """What one host-loop experiment sent and received: command times and references, and telemetry rows."""
+
+    command_t_s: np.ndarray
+    reference: np.ndarray
+    t_s: np.ndarray
+    position_rad: np.ndarray
+    velocity_rad_s: np.ndarray
+    torque_nm: np.ndarray
+    iq_a: np.ndarray
+    loop: dict[str, float]
+
+
+def _sender(client: JointClient, mode: str) -> Any:
+    if mode == "position":
+        return lambda r: client.position(r)
+    if mode == "velocity":
+        return lambda r: client.velocity(r)
+    kp, kd = client.read_gain("impedance_kp"), client.read_gain("impedance_kd")
+    return lambda r: client.impedance(r, 0.0, kp, kd)
+
+
+def run_reference(client: JointClient, mode: str, reference: Any, duration_s: float,
+                  rate_hz: float = RATE_HZ) -> BusRun:
+    """Enable ``mode``, send ``reference(t_s)`` at ``rate_hz`` for ``duration_s``, disable; what came back."""
+    send = _sender(client, mode)
+    client.wait_alive()
+    client.enable(mode)
+    n = round(duration_s * rate_hz) + 1
+    cmd_t, refs = np.full(n, np.nan), np.full(n, np.nan)
+    t_start = None
+
+    def tick(k: int, t: float) -> None:
+        nonlocal t_start
+        if k >= n:
+            return
+        r = float(reference(t))
+        cmd_t[k] = send(r)
+        refs[k] = r
+        if t_start is None:
+            t_start = cmd_t[k]
+
+    try:
+        figures = HostLoop(rate_hz, tick).run(duration_s)
+    finally:
+        client.disable()
+    keep = np.isfinite(cmd_t)
+    ring = client.rings[client.state_message]
+    rows = ring.since(t_start)
+    t_rows = _dejittered(rows, ring)
+    motor = client.rings[client.profile.semantic("telemetry.iq_a")[0]]
+    m_rows = motor.since(t_start)
+    iq_col = m_rows[:, motor.index[client.profile.semantic("telemetry.iq_a")[1]]]
+    iq = np.interp(t_rows, _dejittered(m_rows, motor), iq_col) if len(m_rows) else np.full(len(t_rows), np.nan)
+    col = {s: rows[:, ring.index[client.profile.semantic(f"telemetry.{s}")[1]]]
+           for s in ("position_rad", "velocity_rad_s", "torque_nm")}
+    return BusRun(cmd_t[keep] - t_start, refs[keep], t_rows - t_start, col["position_rad"], col["velocity_rad_s"],
+                  col["torque_nm"], iq, figures)
+
+
+def _dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
+    """Receive times without the host's delivery jitter: the bus timestamps moved onto the host clock by the
+    smallest observed delay (the frame that came through fastest), so bursts in delivery do not bend the
+    time axis. Falls back to the receive times when the bus gives no timestamps."""
+    rx, bus_t = rows[:, 0], rows[:, ring.index["bus_t_s"]]
+    if len(rows) < 2 or not np.all(np.isfinite(bus_t)) or np.ptp(bus_t) <= 0:
+        return rx
+    return bus_t + float(np.min(rx - bus_t))
+
+
+def _move_then(start: float, target: float, then: Any) -> tuple[Any, float]:
+    """A reference that moves from ``start`` to ``target`` on a cosine ramp, holds ``HOLD_S``, then follows
+    ``then(t)`` (t from the end of the hold); and the time that phase begins."""
+    move_s = max(0.3, abs(target - start) / MOVE_RAD_S)
+    t0 = move_s + HOLD_S
+
+    def reference(t: float) -> float:
+        if t < move_s:
+            return start + (target - start) * 0.5 * (1.0 - math.cos(math.pi * t / move_s))
+        return target if t < t0 else then(t - t0)
+    return reference, t0
+
+
+def bus_step_test(client: JointClient, loop: str = "position", amplitude: float = 0.1, duration_s: float = 1.0,
+                  at_s: float = 0.05, start_rad: float = 0.0) -> tuple[StepMetrics, BusRun]:
+    """A step of ``amplitude`` (rad, or rad/s for velocity) ``at_s`` into ``duration_s``. Position and impedance
+    steps first move the joint to ``start_rad`` (where the in-process test starts) and hold it still."""
+    if loop not in BUS_LOOPS:
+        raise ConfigError(f"loop = {loop!r} is not allowed on a bus: choose one of {', '.join(BUS_LOOPS)}")
+    if not (math.isfinite(amplitude) and amplitude != 0.0):
+        raise ConfigError(f"amplitude = {amplitude!r} is not allowed: a finite, non-zero step")
+    client.wait_alive()
+    if loop == "velocity":
+        reference, t0, start = (lambda t: amplitude if t >= at_s else 0.0), 0.0, 0.0
+    else:
+        here = client.latest().get("telemetry.position_rad", start_rad)
+        start = start_rad
+        reference, t0 = _move_then(here, start, lambda t: start + (amplitude if t >= at_s else 0.0))
+    run = run_reference(client, loop, reference, t0 + duration_s)
+    stepped = (run.command_t_s >= t0) & (run.reference == start + amplitude)
+    step_t = run.command_t_s[np.argmax(stepped)]
+    t, keep = np.unique(run.t_s, return_index=True)
+    window = t >= t0
+    t, keep = t[window], keep[window]
+    ref = np.where(t >= step_t, start + amplitude, start)
+    y = (run.velocity_rad_s if loop == "velocity" else run.position_rad)[keep]
+    metrics = step_metrics(t - t0, y, ref, torque=run.torque_nm[keep], current=run.iq_a[keep])
+    return metrics, run
+
+
+def bus_bode_test(client: JointClient, loop: str = "position", f0_hz: float = 1.0, f1_hz: float = 20.0,
+                  amplitude: float = 0.002, periods: int = 4) -> tuple[FrequencyResponse, float, BusRun]:
+    """Closed-loop response (commanded reference -> measured output) by a periodic chirp sent at 1 kHz:
+    ``periods`` sweeps, the first discarded as transient; (response, -3 dB bandwidth, run).
+
+    The host does not know the joint's inertia, so the amplitude is the caller's: keep J (2 pi f1)^2 A well
+    under the torque limit (0.002 rad to 20 Hz needs about 45 N·m on the knee, a third of its limit).
+    """
+    if loop not in ("position", "velocity"):
+        raise ConfigError(f"loop = {loop!r} is not allowed for a Bode test: choose position or velocity")
+    if not 0 < f0_hz < f1_hz <= RATE_HZ / 4:
+        raise ConfigError(f"f0_hz = {f0_hz!r}, f1_hz = {f1_hz!r}: need 0 < f0_hz < f1_hz <= {RATE_HZ / 4:g}")
+    period_s = max(2.0 / f0_hz, 1.0)
+    k = math.log(f1_hz / f0_hz) / period_s
+    start = 0.0 if loop == "velocity" else client.latest().get("telemetry.position_rad", 0.0)
+
+    def chirp(t: float) -> float:  # exponential sweep restarted every period: periodic, so Welch segments agree
+        tau = t % period_s
+        return start + amplitude * math.sin(2 * math.pi * f0_hz * (math.exp(k * tau) - 1.0) / k)
+
+    run = run_reference(client, loop, chirp, periods * period_s)
+    # both signals on the command grid: the output interpolated at the command times
+    t, keep = np.unique(run.t_s, return_index=True)
+    y = np.interp(run.command_t_s, t, (run.velocity_rad_s if loop == "velocity" else run.position_rad)[keep])
+    seg = round(period_s * RATE_HZ)
+    u, y = run.reference[seg:] - start, y[seg:] - (0.0 if loop == "velocity" else start)
+    usable = (len(u) // seg) * seg
+    fr = frequency_response(u[:usable], y[:usable], RATE_HZ, nperseg=seg)
+    return fr, bandwidth_hz(fr), run

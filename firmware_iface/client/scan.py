@@ -1,0 +1,92 @@
+"""Finding the joints on a bus: listen for heartbeats, then ask every joint heard for its protocol version.
+
+``listen`` returns the nodes whose heartbeat arrived while it listened; ``scan`` adds each node's state, mode,
+fault names (from its last heartbeat) and ``profile_version`` (read with ``param_read``; ``None`` when the node
+does not answer within the timeout, refuses, or the profile has no such parameter). Both read through the bus's
+``BusHub`` (made and started on first use, and left running for the bus's owner to close), so they can be called
+on a bus that ``JointClient`` objects already use.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import can
+import numpy as np
+
+from actuator.errors import ConfigError, TimeoutError
+from firmware_iface.client.hub import BusHub
+from firmware_iface.client.joint import JointClient
+from firmware_iface.protocol.profile import Profile
+
+# Heartbeats come at 10 Hz by default (the native sidecar's rates_hz.heartbeat): 0.35 s spans 3.5 periods, so the
+# heartbeat of every live node lands at least 3 times whatever its phase, and a node is still found when two of
+# its three beats are lost. Slower heartbeats (rate_heartbeat_hz) need a longer listen.
+LISTEN_S = 0.35
+# A joint answers param_read within its next control chunk (1 ms on the virtual joint); 0.2 s is generous for a
+# loaded bus and a busy host, and the nodes are asked in parallel, so a silent one costs the scan 0.2 s at most.
+VERSION_TIMEOUT_S = 0.2
+VERSION_PARAM = "profile_version"
+
+
+def wire_value(profile: Profile, value: float) -> float:
+    """A parameter value as the reply's signal carries it: float32 values as their shortest decimal (0.1, not
+    0.10000000149011612); values of other signal types unchanged."""
+    signal = profile.signal(*profile.semantic("reply.param_value"))
+    if signal.is_float and signal.length == 32 and math.isfinite(value):
+        return float(str(np.float32(value)))
+    return float(value)
+
+
+def listen(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S) -> dict[int, dict[str, Any]]:
+    """The nodes whose heartbeat arrived during the next ``listen_s`` seconds: node id -> its last heartbeat's
+    signals (sorted by node id). ``profile`` is used only if the bus has no hub yet."""
+    if not (isinstance(listen_s, int | float) and math.isfinite(listen_s) and listen_s > 0):
+        raise ConfigError(f"listen_s = {listen_s!r}: must be a positive number of seconds")
+    hub = BusHub.of(bus, profile)
+    t0 = time.perf_counter()
+    time.sleep(listen_s)
+    return hub.nodes(time.perf_counter() - t0)
+
+
+def _read_version(client: JointClient, timeout_s: float) -> float | None:
+    try:
+        return wire_value(client.profile, client.read_param(VERSION_PARAM, timeout_s))
+    except (TimeoutError, ConfigError):  # silent, or refused (unknown_param): listed, version unknown
+        return None
+
+
+def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S, *,
+         timeout_s: float = VERSION_TIMEOUT_S) -> list[dict[str, Any]]:
+    """The joints on ``bus``: ``[{"node_id", "state", "mode", "faults", "profile_version"}]`` by node id.
+
+    ``faults`` are the names of the heartbeat's fault bits; ``profile_version`` is ``None`` for a node that does
+    not answer ``param_read`` within ``timeout_s``. An empty list when no heartbeat arrives in ``listen_s``.
+    """
+    hub = BusHub.of(bus, profile)
+    profile = hub.profile
+    found = listen(bus, profile, listen_s)
+    state_sig, mode_sig, faults_sig = (profile.semantic(f"status.{k}")[1] for k in ("state", "mode", "faults"))
+    nodes = [{"node_id": node_id, "state": sig.get(state_sig), "mode": sig.get(mode_sig),
+              "faults": profile.fault_names(int(sig.get(faults_sig, 0))), "profile_version": None}
+             for node_id, sig in found.items()]
+    if not nodes or VERSION_PARAM not in profile.sidecar.params:
+        return nodes
+    previous = {n["node_id"]: hub.handlers.get(n["node_id"]) for n in nodes}
+    # capacity 2: these clients only wait for one reply, their telemetry rings are never read
+    clients = [JointClient(bus, n["node_id"], profile, capacity=2) for n in nodes]
+    try:
+        with ThreadPoolExecutor(max_workers=min(len(clients), 16), thread_name_prefix="scan") as pool:
+            versions = list(pool.map(lambda c: _read_version(c, timeout_s), clients))
+    finally:
+        for client in clients:
+            client.close()
+            handler = previous[client.node_id]
+            if handler is not None:  # a client of the caller's had this node: give it back its frames
+                hub.register(client.node_id, handler)
+    for node, version in zip(nodes, versions, strict=True):
+        node["profile_version"] = version
+    return nodes

@@ -1,0 +1,101 @@
+"""Virtual joints served to other processes: nodes on a python-can ``virtual`` channel, and a python-can-remote
+server on that channel, bound to 127.0.0.1 unless the caller asks otherwise.
+
+Other processes connect with ``--interface remote --channel ws://127.0.0.1:PORT/``; each connection gets its own
+bus on the channel in this process, so every client sees the joints' frames and the joints see every client's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import can
+
+from actuator.errors import BusError, ConfigError
+from firmware_iface.protocol.profile import Profile, load_native
+from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+
+DEFAULT_PORT = 54701
+LOOPBACK = "127.0.0.1"
+
+
+def parse_nodes(text: str, profile: Profile | None = None) -> list[int]:
+    """``"1,2,3"`` or ``"1-3"`` -> [1, 2, 3], each checked against the profile's node range."""
+    profile = profile or load_native()
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            ids += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ConfigError(f"--nodes {text!r}: expected node ids like 1,2,3 or 1-3") from None
+    if not ids or len(set(ids)) != len(ids):
+        raise ConfigError(f"--nodes {text!r}: node ids must be given once each")
+    for i in ids:
+        if not profile.sidecar.node_min <= i <= profile.sidecar.node_max:
+            raise ConfigError(f"--nodes {text!r}: node id {i} is outside {profile.sidecar.node_min}.."
+                              f"{profile.sidecar.node_max}")
+    return ids
+
+
+class JointServer:
+    """Virtual joints ``node_ids`` on a virtual channel, optionally served over python-can-remote on ``port``."""
+
+    def __init__(self, node_ids: Sequence[int], *, preset: str = "knee", port: int | None = DEFAULT_PORT,
+                 host: str = LOOPBACK, paced: bool = True, flash_dir: str | Path | None = None,
+                 watchdog_timeout_s: float = 0.1, profile: Profile | None = None, seed: int = 0) -> None:
+        self.profile = profile or load_native()
+        self.channel = f"jointkit-serve-{port or id(self)}"
+        self.port, self.host = port, host
+        self.bus = can.Bus(interface="virtual", channel=self.channel)
+        flash = Path(flash_dir) if flash_dir else None
+        self.nodes = [VirtualJointNode(self.bus, n, profile=self.profile, preset=preset, seed=seed + n,
+                                       watchdog_timeout_s=watchdog_timeout_s,
+                                       flash_path=flash / f"node{n}.toml" if flash else None) for n in node_ids]
+        self.runner = NodeRunner(self.bus, self.nodes, paced=paced)
+        self._server = None
+        self._server_thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str | None:
+        return f"ws://{self.host}:{self.port}/" if self.port else None
+
+    def node(self, node_id: int) -> VirtualJointNode:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def start(self) -> JointServer:
+        self.runner.start()
+        if self.port:
+            self._start_remote()
+        return self
+
+    def _start_remote(self) -> None:
+        try:
+            from can_remote import RemoteServer
+        except ImportError as e:
+            raise BusError("python-can-remote is not installed (pip install python-can-remote)") from e
+        logging.getLogger("can_remote").setLevel(logging.WARNING)
+        try:
+            self._server = RemoteServer(self.host, self.port, interface="virtual", channel=self.channel)
+        except OSError as e:
+            self.runner.stop()
+            raise BusError(f"cannot serve on {self.host}:{self.port}: {e}") from e
+        self._server_thread = threading.Thread(target=self._server.serve_forever, name="can-remote", daemon=True)
+        self._server_thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.runner.stop()
+        self.bus.shutdown()
+
+    def __enter__(self) -> JointServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
