@@ -87,6 +87,11 @@ class VirtualJointNode:
         self._delay_s = 0.0
         self._loop_us = [0.0, 0, 0.0]  # sum, count, max of the control-loop time per model step since diagnostics
         self._seq: collections.Counter[str] = collections.Counter()
+        # wall-clock time of joint time 0: frames carry origin + joint time as their timestamp, the instant they
+        # would have been on the bus had the simulation kept wall time (a bus created with
+        # preserve_timestamps=True passes it on), so a host measures in the joint's time even when a loaded
+        # machine makes the simulation stutter
+        self.time_origin = time.time() - self.fw.t_s
         self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values())
         self._commands = self._command_semantics()
         self._telemetry = self._compile_telemetry()
@@ -243,6 +248,7 @@ class VirtualJointNode:
         self._transmit(msg)
 
     def _transmit(self, msg: can.Message) -> None:
+        msg.timestamp = self.time_origin + self.fw.t_s
         try:
             self.bus.send(msg)
             self.counters["tx"] += 1
@@ -420,6 +426,8 @@ class NodeRunner:
 
     def _run(self) -> None:
         wall0, ticks = time.perf_counter(), 0
+        for node in self.nodes.values():
+            node.time_origin = time.time() - node.fw.t_s
         while not self._stop.is_set():
             if self.paced:
                 deadline = wall0 + ticks * self.chunk_s
@@ -428,6 +436,8 @@ class NodeRunner:
                 if lag > MAX_LAG_S:  # the machine stalled us: resynchronise instead of racing to catch up
                     wall0 += lag
                     self.counters["overruns"] += 1
+                    for node in self.nodes.values():
+                        node.time_origin += lag
             else:
                 self._receive(0.0)
             self._tick()

@@ -50,7 +50,8 @@ class JointServer:
         self.profile = profile or load_native()
         self.channel = f"jointkit-serve-{port or id(self)}"
         self.port, self.host = port, host
-        self.bus = can.Bus(interface="virtual", channel=self.channel)
+        # the joints stamp their frames with their own time (see VirtualJointNode.time_origin)
+        self.bus = can.Bus(interface="virtual", channel=self.channel, preserve_timestamps=True)
         flash = Path(flash_dir) if flash_dir else None
         self.nodes = [VirtualJointNode(self.bus, n, profile=self.profile, preset=preset, seed=seed + n,
                                        watchdog_timeout_s=watchdog_timeout_s,
