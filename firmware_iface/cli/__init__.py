@@ -11,9 +11,9 @@ import sys
 import traceback
 
 from actuator.errors import JointkitError
-from firmware_iface.cli import bench, bode, dbc, demo, sim, step, tune
+from firmware_iface.cli import bench, bode, dbc, demo, monitor, param, scan, sim, step, tune
 
-COMMANDS = (sim, step, bode, tune, bench, dbc, demo)
+COMMANDS = (sim, step, bode, tune, bench, dbc, demo, scan, monitor, param)
 
 
 def build_parser() -> argparse.ArgumentParser:

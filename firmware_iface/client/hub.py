@@ -30,6 +30,7 @@ class BusHub:
         self.bus = bus
         self.profile = profile or load_native()
         self.handlers: dict[int, Handler] = {}
+        self._status_message = self.profile.semantic("status.state")[0]
         self.heartbeats: dict[int, tuple[float, dict]] = {}  # node -> (receive time, signals)
         self.counters = Counter(rx=0, tx=0, rx_errors=0, bus_errors=0, foreign=0)
         self.last_error = ""
@@ -117,7 +118,7 @@ class BusHub:
             self.last_error = str(e)
             return
         self.counters["rx"] += 1
-        if decoded.name == "heartbeat":
+        if decoded.name == self._status_message:
             self.heartbeats[decoded.node_id] = (t, decoded.signals)
         handler = self.handlers.get(decoded.node_id)
         if handler is None:

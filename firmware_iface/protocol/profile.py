@@ -175,9 +175,13 @@ def allowed_range(signal: Signal) -> tuple[float, float]:
     return lo, hi
 
 
+def _tolerance(lo: float, hi: float, signal: Signal) -> float:
+    return 1e-9 * max(1.0, abs(lo), abs(hi)) + (0.0 if signal.is_float else 1e-6 * abs(signal.scale))
+
+
 def inside(value: float, lo: float, hi: float, signal: Signal) -> bool:
     """``lo <= value <= hi`` up to rounding: raw * scale + offset may land a hair outside a decimal [min|max]."""
-    tol = 1e-9 * max(1.0, abs(lo), abs(hi)) + (0.0 if signal.is_float else 1e-6 * abs(signal.scale))
+    tol = _tolerance(lo, hi, signal)
     return lo - tol <= value <= hi + tol
 
 
@@ -198,6 +202,13 @@ class Profile:
         self.dbc_path = dbc_path
         self._by_name = {m.name: m for m in db.messages}
         self._by_command = {m.frame_id: m for m in db.messages}
+        # each signal's allowed range widened by the rounding tolerance, computed once: decode runs per frame
+        self._bounds = {}
+        for m in db.messages:
+            for sig in m.signals:
+                lo, hi = allowed_range(sig)
+                tol = _tolerance(lo, hi, sig)
+                self._bounds[id(sig)] = (lo, hi, lo - tol, hi + tol)
 
     @classmethod
     def load(cls, dbc_path: str | Path, sidecar_path: str | Path | None = None, *, validate: bool = True) -> Profile:
@@ -303,8 +314,8 @@ class Profile:
             raise ProtocolError(f"{where} = {value!r} is not a number")
         if not math.isfinite(value):
             raise ProtocolError(f"{where} = {value!r} is not finite")
-        lo, hi = allowed_range(signal)
-        if not inside(value, lo, hi, signal):
+        lo, hi, lo_tol, hi_tol = self._bounds[id(signal)]
+        if not lo_tol <= value <= hi_tol:
             unit = f" {signal.unit}" if signal.unit else ""
             raise ProtocolError(f"{where} = {_fmt(value)}{unit} is outside the allowed range "
                                 f"[{_fmt(lo)}, {_fmt(hi)}]{unit}")
@@ -342,17 +353,18 @@ class Profile:
         return Decoded(node_id, message.name, values)
 
     def _checked_value(self, message: Message, signal: Signal, value: int | float, choices: bool) -> SignalValue:
-        where = f"{message.name}: signal {signal.name}"
         if signal.choices:
             if value not in signal.choices:
-                raise ProtocolError(f"{where} = {value} is not in its value table ({_choices_text(signal)})")
+                raise ProtocolError(f"{message.name}: signal {signal.name} = {value} is not in its value table "
+                                    f"({_choices_text(signal)})")
             return str(signal.choices[value]) if choices else value
+        lo, hi, lo_tol, hi_tol = self._bounds[id(signal)]
+        if lo_tol <= value <= hi_tol:  # NaN fails this too
+            return value
+        where = f"{message.name}: signal {signal.name}"
         if not math.isfinite(value):
             raise ProtocolError(f"{where} = {value} is not finite")
-        lo, hi = allowed_range(signal)
-        if not inside(value, lo, hi, signal):
-            raise ProtocolError(f"{where} = {_fmt(value)} is outside the allowed range [{_fmt(lo)}, {_fmt(hi)}]")
-        return value
+        raise ProtocolError(f"{where} = {_fmt(value)} is outside the allowed range [{_fmt(lo)}, {_fmt(hi)}]")
 
     def semantic(self, name: str) -> tuple[str, str]:
         """(message, signal) carrying the toolkit's semantic name, e.g. ``telemetry.position_rad``."""

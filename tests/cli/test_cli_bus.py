@@ -1,0 +1,201 @@
+"""``jointkit scan``, ``monitor`` and ``param`` through argv against virtual joints on a python-can ``virtual`` channel.
+
+Each test runs its joints on a channel of its own; the CLI opens its own bus on that channel (virtual channels are
+shared within one process), so it sees the joints as it would see real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import can
+import pytest
+from cliutil import run_cli, run_json
+
+from firmware_iface.cli import monitor
+from firmware_iface.protocol.profile import load_native
+from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+
+# The native sidecar's default rates: joint_state 1000 + wrench 2 x 500 + motor 100 + heartbeat 10 + diagnostics 1
+FRAMES_PER_S = 2111
+
+
+@dataclass
+class Joints:
+    channel: str
+    nodes: dict[int, VirtualJointNode]
+    flash: Path
+    runner: NodeRunner
+
+    @property
+    def bus(self) -> tuple[str, ...]:
+        return ("--interface", "virtual", "--channel", self.channel)
+
+
+def unique_channel() -> str:
+    return f"jointkit-test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def joints(tmp_path: Path) -> Iterator[Joints]:
+    """Knee joints 1 (with a flash file) and 2 (without), paced to wall time on a channel of their own."""
+    channel = unique_channel()
+    bus = can.Bus(interface="virtual", channel=channel)
+    flash = tmp_path / "n1.toml"
+    nodes = [VirtualJointNode(bus, 1, flash_path=flash), VirtualJointNode(bus, 2)]
+    runner = NodeRunner(bus, nodes, paced=True).start()
+    try:
+        # up before the test's clock starts: the first chunk loads the compiled model, which can take longer than a
+        # scan listens on a loaded machine
+        deadline = time.monotonic() + 10.0
+        while not all(n.counters["tx"] for n in nodes):
+            assert time.monotonic() < deadline, f"virtual joints silent: {runner.last_error or runner.counters}"
+            time.sleep(0.01)
+        yield Joints(channel, {n.node_id: n for n in nodes}, flash, runner)
+    finally:
+        runner.stop()
+        bus.shutdown()
+
+
+def no_hub_threads() -> bool:
+    return not any(t.name == "bus-hub" and t.is_alive() for t in threading.enumerate())
+
+
+# --- scan ---------------------------------------------------------------------------------------------------------
+def test_scan_lists_both_joints(capsys, joints):
+    report = run_json(capsys, "scan", *joints.bus)
+    assert [n["node_id"] for n in report["nodes"]] == [1, 2]
+    for n in report["nodes"]:
+        assert n["state"] == "idle" and n["faults"] == [] and n["profile_version"] == 1.0
+        assert n["mode"] == "position"
+    assert report["bus"] == f"Virtual bus channel {joints.channel}"
+    assert no_hub_threads()
+
+
+def test_scan_table(capsys, joints):
+    code, out, _ = run_cli(capsys, "scan", *joints.bus)
+    assert code == 0
+    rows = [line for line in out.splitlines() if "idle" in line]
+    assert len(rows) == 2 and all("1.0" in row and "none" in row for row in rows)
+
+
+def test_scan_of_an_empty_channel(capsys):
+    bus = ("--interface", "virtual", "--channel", unique_channel())
+    assert run_json(capsys, "scan", *bus, "--listen-s", "0.1")["nodes"] == []
+    code, out, _ = run_cli(capsys, "scan", *bus, "--listen-s", "0.1")
+    assert code == 0 and out.startswith("no joints found on Virtual bus channel jointkit-test-")
+
+
+def test_scan_rejects_a_bad_listen_time(capsys):
+    code, _, err = run_cli(capsys, "scan", "--interface", "virtual", "--channel", unique_channel(),
+                           "--listen-s", "0")
+    assert code == 2 and "listen_s = 0.0: must be a positive number" in err
+
+
+# --- param --------------------------------------------------------------------------------------------------------
+def test_param_get_set_get(capsys, joints):
+    get = ("param", "get", "watchdog_timeout_s", "--node", "1", *joints.bus)
+    assert run_json(capsys, *get)["value"] == 0.1  # the float32 on the wire shown as its shortest decimal
+    written = run_json(capsys, "param", "set", "watchdog_timeout_s", "0.25", "--node", "1", *joints.bus)
+    assert written["value"] == 0.25 and written["requested"] == 0.25 and written["id"] == 2
+    assert run_json(capsys, *get)["value"] == 0.25
+    assert joints.nodes[1].fw.watchdog_timeout_s == 0.25 and joints.nodes[2].fw.watchdog_timeout_s == 0.1
+    code, out, _ = run_cli(capsys, *get)  # the table form
+    assert code == 0 and "watchdog_timeout_s" in out and "0.25" in out
+
+
+def test_param_set_refused_names_param_value_and_status(capsys, joints):
+    code, out, err = run_cli(capsys, "param", "set", "torque_max_nm", "1e5", "--node", "1", *joints.bus)
+    assert code == 2 and out == ""
+    assert err.startswith("error: node 1: torque_max_nm = 100000.0 refused by the joint: out_of_range")
+
+
+def test_param_get_unknown_name_lists_the_allowed(capsys, joints):
+    code, _, err = run_cli(capsys, "param", "get", "no_such", "--node", "1", *joints.bus)
+    assert code == 2 and "no parameter 'no_such'" in err and "watchdog_timeout_s" in err and "gain.position_kp" in err
+
+
+def test_param_get_of_a_silent_node_times_out(capsys, joints):
+    code, _, err = run_cli(capsys, "param", "get", "watchdog_timeout_s", "--node", "5", "--timeout-s", "0.2",
+                           *joints.bus)
+    assert code == 2 and "error: node 5: no reply to watchdog_timeout_s within 0.2 s" in err
+    assert no_hub_threads()
+
+
+def test_param_save_writes_the_flash(capsys, joints):
+    assert not joints.flash.exists()
+    report = run_json(capsys, "param", "save", "--node", "1", *joints.bus)
+    assert report == {"node": 1, "flash_saves": 1}
+    assert joints.flash.is_file() and "watchdog_timeout_s" in joints.flash.read_text()
+
+
+def test_param_save_refused_without_a_flash(capsys, joints):
+    code, _, err = run_cli(capsys, "param", "save", "--node", "2", *joints.bus)
+    assert code == 2 and "save_to_flash refused by the joint: read_only" in err and "state idle" in err
+
+
+def test_param_list_needs_no_bus(capsys):
+    report = run_json(capsys, "param", "list")
+    assert report["profile"] == "jointkit_native" and report["params"] == load_native().sidecar.params
+    code, out, _ = run_cli(capsys, "param", "list")
+    assert code == 0 and "watchdog_timeout_s" in out and "gain.velocity_ki" in out
+
+
+# --- monitor ------------------------------------------------------------------------------------------------------
+def test_monitor_json_snapshot(capsys, joints):
+    assert sum(load_native().telemetry.values()) == FRAMES_PER_S
+    overruns = joints.runner.counters["overruns"]
+    report = run_json(capsys, "monitor", *joints.bus, "--duration-s", "0.5")
+    overruns = joints.runner.counters["overruns"] - overruns
+    assert sorted(report["nodes"]) == ["1", "2"]
+    for snap in report["nodes"].values():
+        assert math.isfinite(snap["telemetry.position_rad"]) and math.isfinite(snap["telemetry.winding_temp_c"])
+        assert snap["state"] == "idle" and snap["faults"] == [] and snap["gaps"] == 0
+        assert 0 <= snap["heartbeat_age_s"] < 0.2
+        # 20 %: the slow messages add at most a frame each in 0.5 s (< 5 frames/s); the rest is room for a loaded
+        # test machine, where a paced runner stalled by more than 50 ms resynchronises and skips that stretch
+        # (a 50 ms stall in the 0.5 s window costs 10 %), and the monitor's window may start or end mid-burst
+        assert snap["frames_per_s"] == pytest.approx(FRAMES_PER_S, rel=0.2), \
+            f"the paced runner fell behind wall time {overruns} time(s) during the run (an overloaded machine)"
+    assert no_hub_threads()
+
+
+def test_monitor_given_nodes_only(capsys, joints):
+    report = run_json(capsys, "monitor", *joints.bus, "--nodes", "2", "--duration-s", "0.2", "--rate-hz", "20")
+    assert list(report["nodes"]) == ["2"]
+
+
+def test_monitor_live_table(capsys, joints, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # rich sizes the table to the terminal: 80 columns when not a terminal
+    code, out, _ = run_cli(capsys, "monitor", *joints.bus, "--duration-s", "0.3")
+    assert code == 0
+    assert "jointkit monitor" in out and "frames/s" in out and "idle" in out
+
+
+def test_monitor_json_needs_a_duration(capsys, joints):
+    code, _, err = run_cli(capsys, "monitor", *joints.bus, "--json")
+    assert code == 2 and "monitor --json needs --duration-s" in err
+
+
+def test_monitor_without_joints_exits_2(capsys):
+    code, _, err = run_cli(capsys, "monitor", "--interface", "virtual", "--channel", unique_channel(),
+                           "--duration-s", "0.1")
+    assert code == 2 and "no joints found on Virtual bus channel" in err and "--nodes" in err
+
+
+def test_monitor_ctrl_c_exits_0_and_closes_the_bus(capsys, joints, monkeypatch):
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(monitor, "_pause", interrupted)
+    code, out, err = run_cli(capsys, "monitor", *joints.bus, "--nodes", "1", "--duration-s", "5", "--json")
+    assert code == 0 and err == ""
+    assert list(json.loads(out)["nodes"]) == ["1"]  # the snapshot of the time it ran
+    assert no_hub_threads()
