@@ -8,8 +8,10 @@ joint is lost after ``missed_heartbeats`` periods without one. A joint reporting
 commands and ``check`` raise ``FaultError`` with the fault names; an unanswered request raises
 ``TimeoutError``; a parameter the joint refuses raises ``ConfigError`` with its reply status.
 
-Round trip: the time from a command to the first joint-state frame received after it (so it includes up to
-one telemetry period of the joint's own cycle), kept in ``rtt``.
+Round trip (``rtt``): the time from a command to the first joint-state frame stamped after it was sent, i.e.
+sampled by the joint after the command could reach it (up to one telemetry period of the joint's cycle
+included). This needs bus timestamps on the host's wall clock, as the virtual and remote buses give; where
+an adapter stamps with its own clock the first joint-state frame received after the command is taken.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class JointClient:
         self.counters: Counter[str] = Counter(commands=0, clamped=0)
         self.rtt = Ring(("rtt_s",), 100_000)
         self._last_seq: dict[str, int] = {}
-        self._pending_command_t: float | None = None
+        self._pending_command_t: tuple[float, float] | None = None  # (perf_counter, wall clock) of the send
         self._replies: queue.Queue[dict] = queue.Queue()
         self._warned: set[str] = set()
         self.hub.register(self.node_id, self._on_frame)
@@ -83,8 +85,11 @@ class JointClient:
         if ring is not None:
             ring.append(t, [bus_t, *(float(sig[f]) for f in ring.fields[2:])])
         if d.name == self.state_message and self._pending_command_t is not None:
-            self.rtt.append(t, [t - self._pending_command_t])
-            self._pending_command_t = None
+            sent, sent_wall = self._pending_command_t
+            wall_clocked = abs(bus_t - sent_wall) < 1.0
+            if not wall_clocked or bus_t >= sent_wall:
+                self.rtt.append(t, [t - sent])
+                self._pending_command_t = None
 
     def _count_gap(self, name: str, counter: int) -> None:
         bits = self.profile.signal(name, "counter").length
@@ -204,7 +209,7 @@ class JointClient:
         t = self._send_semantic({k: self._clamp(k, float(v)) for k, v in values.items()})
         self.counters["commands"] += 1
         if self._pending_command_t is None:
-            self._pending_command_t = t
+            self._pending_command_t = (t, time.time())
         return t
 
     def position(self, position_rad: float, velocity_ff_rad_s: float = 0.0, torque_ff_nm: float = 0.0) -> float:

@@ -9,8 +9,9 @@ Safety, as every jointkit joint must behave (ARCHITECTURE.md):
 * watchdog: in closed loop, no valid command for ``watchdog_timeout_s`` -> a damped stop (velocity 0 for
   ``STOP_TIME_S``, or until still), then the drive off and the ``watchdog`` fault latched;
 * commands are clamped to the joint's limits (and counted); the controller's safety limiter bounds torque;
-* model faults (over-current, voltages, over-temperature, encoder, F/T saturation) latch; a fatal one
-  turns the drive off; e-stop is one call: drive off, ``estop`` latched;
+* model faults (over-current, voltages, over-temperature, encoder) latch and turn the drive off; F/T
+  saturation is reported while the sensor is saturated (a measurement state, not a drive fault); e-stop is
+  one call: drive off, ``estop`` latched;
 * a tracking error beyond ``tracking_limit_rad`` in position mode latches ``tracking_error``.
 
 The joint advances in chunks: ``advance(duration_s)`` runs whole chunks of ``chunk_steps`` model steps
@@ -133,8 +134,10 @@ class JointFirmware:
             u = np.zeros((self.chunk_steps, L.N_INPUTS))
             _, bits = self.model.run(u, self.chunk_steps, ref)
             self.counters["chunks"] += 1
-            if bits:
-                self._raise_faults(bits)
+            saturated = self.model.x[L.X_FT_SAT] != 0.0
+            self.faults = (self.faults & LATCHING) | (L.FAULT_FT_SATURATION if saturated else 0)
+            if bits & LATCHING:
+                self._raise_faults(bits & LATCHING)
             self._check_tracking()
 
     def _supervise(self) -> None:

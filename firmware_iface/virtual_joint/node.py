@@ -9,6 +9,9 @@ Frames for this node that cannot be decoded (wrong length, out-of-range value, u
 are counted in ``counters["rx_errors"]`` with the last reason in ``last_error``; they never stop the node.
 Frames for other nodes, and other nodes' telemetry, are ignored.
 
+Frames carry the joint's own time stamp (``time_origin`` + joint time); open the node's ``virtual`` bus with
+``preserve_timestamps=True`` so that it reaches the host (``JointClient.rtt`` and the bus tests use it).
+
 Time: ``run_for(duration_s)`` advances the joint as fast as it can in the caller's thread (free-running, what
 CI and in-process tests use); ``start()`` runs a thread that is paced to wall time (``paced=True``) or free-
 running. A paced node that falls behind by more than ``MAX_LAG_S`` resynchronises and counts an overrun.
@@ -96,6 +99,7 @@ class VirtualJointNode:
         self._commands = self._command_semantics()
         self._telemetry = self._compile_telemetry()
         self._diagnostics = self.profile.semantic("diagnostics.loop_time_us")[0]
+        self._setpoints = set().union(*self.profile.sidecar.modes.values())
         status_message = self.profile.semantic("status.state")[0]
         self._heartbeat = next(tm for tm in self._telemetry if tm.name == status_message)
         self._status_requests = {self.profile.semantic("command.state")[0], self.profile.semantic("command.mode")[0],
@@ -173,17 +177,10 @@ class VirtualJointNode:
             fw.set_state(REQUESTS[v["state"]])
         elif "mode" in v:
             fw.set_mode(v["mode"])
-        elif "impedance_position_rad" in v:
-            self._accepted(name, fw.impedance(v["impedance_position_rad"], v["impedance_velocity_rad_s"],
-                                              v["impedance_kp_nm_per_rad"], v["impedance_kd_nm_s_per_rad"],
-                                              v["impedance_torque_ff_nm"]))
-        elif "position_rad" in v:
-            self._accepted(name, fw.command(fw.mode, v["position_rad"], v["position_velocity_ff_rad_s"],
-                                            v["position_torque_ff_nm"]))
-        elif "velocity_rad_s" in v:
-            self._accepted(name, fw.command(fw.mode, 0.0, v["velocity_rad_s"], v["velocity_torque_ff_nm"]))
-        elif "torque_nm" in v:
-            self._accepted(name, fw.command(fw.mode, 0.0, 0.0, v["torque_nm"]))
+        elif name in self._setpoints:
+            if not self.profile.accepts(fw.mode, name):  # a set-point of another mode must not move the joint
+                raise ConfigError(f"{name} is not accepted in mode {fw.mode}")
+            self._setpoint(v)
         elif "gain_id" in v:
             fw.write_gain(str(v["gain_id"]), float(v["gain_value"]))
         elif "param_value" in v:
@@ -193,8 +190,18 @@ class VirtualJointNode:
         elif name == "save_to_flash":
             self._save()
 
-    def _accepted(self, name: str, ok: bool) -> None:
-        if ok and not self.profile.accepts(self.fw.mode, name):
+    def _setpoint(self, v: dict) -> None:
+        fw = self.fw
+        if "impedance_position_rad" in v:
+            ok = fw.impedance(v["impedance_position_rad"], v["impedance_velocity_rad_s"],
+                              v["impedance_kp_nm_per_rad"], v["impedance_kd_nm_s_per_rad"], v["impedance_torque_ff_nm"])
+        elif "position_rad" in v:
+            ok = fw.command(fw.mode, v["position_rad"], v["position_velocity_ff_rad_s"], v["position_torque_ff_nm"])
+        elif "velocity_rad_s" in v:
+            ok = fw.command(fw.mode, 0.0, v["velocity_rad_s"], v["velocity_torque_ff_nm"])
+        else:
+            ok = fw.command(fw.mode, 0.0, 0.0, v["torque_nm"])
+        if not ok:  # the firmware refused it (not in closed loop, or stopping)
             self.counters["rejected"] += 1
 
     def _param(self, param_id: int, value: float | None) -> None:
@@ -234,7 +241,9 @@ class VirtualJointNode:
 
     # --- frames out -----------------------------------------------------------------------------------------------
     def send(self, msg: can.Message) -> None:
-        """Send through the active bus faults (silence, drop, delay); bus errors are counted, never raised."""
+        """Send through the active bus faults (silence, drop, delay); bus errors are counted, never raised.
+        The frame is stamped when it is made: a delayed frame keeps the time its data was sampled."""
+        msg.timestamp = self.time_origin + self.fw.t_s
         if self.fw.t_s < self._silent_until_s:
             self.counters["silenced"] += 1
             return
@@ -248,7 +257,6 @@ class VirtualJointNode:
         self._transmit(msg)
 
     def _transmit(self, msg: can.Message) -> None:
-        msg.timestamp = self.time_origin + self.fw.t_s
         try:
             self.bus.send(msg)
             self.counters["tx"] += 1
@@ -355,8 +363,11 @@ class VirtualJointNode:
             model.inject("encoder_dropout", 1.0 if value else 0.0)
             model.inject("output_encoder_dropout", 1.0 if value else 0.0)
         elif name == "ft_saturation":
+            # along the sensor's z (axial force and torque about x): saturates it without torque about the joint
+            # axis (Mz + d Fy), so the joint does not run away and trip over-current instead
             ft = self.fw.params.ft_sensor
-            model.inject("external_wrench", [value * r for r in (*ft.range_force_n, *ft.range_torque_nm)])
+            model.inject("external_wrench", [0.0, 0.0, value * ft.range_force_n[2], value * ft.range_torque_nm[0],
+                                             0.0, 0.0])
         elif name == "bus_silence":
             self._silent_until_s = self.fw.t_s + value
         elif name == "drop_frames":
