@@ -56,6 +56,8 @@ class JointClient:
                 self.rings[name] = Ring(("bus_t_s", *(s.name for s in signals)), capacity)
         self._by_semantic = {k: (v.message, v.signal) for k, v in self.profile.sidecar.semantic.items()}
         self.state_message = self._by_semantic["telemetry.position_rad"][0]
+        self._latest_names = [(k, v) for k, v in self._by_semantic.items()
+                              if k.startswith(("telemetry.", "diagnostics.")) and v[0] in self.rings]
         self.status: dict[str, Any] = {}
         self.heartbeat_t: float | None = None
         self.gaps: Counter[str] = Counter()
@@ -282,12 +284,12 @@ class JointClient:
     # --- telemetry ----------------------------------------------------------------------------------------------
     def latest(self) -> dict[str, float]:
         """The newest value of every semantic telemetry name received so far."""
+        rows = {name: ring.last() for name, ring in self.rings.items()}
         out = {}
-        for sem, (message, signal) in self._by_semantic.items():
-            ring = self.rings.get(message)
-            row = ring.last() if ring is not None else None
-            if row is not None and sem.startswith(("telemetry.", "diagnostics.")):
-                out[sem] = float(row[ring.index[signal]])
+        for sem, (message, signal) in self._latest_names:
+            row = rows.get(message)
+            if row is not None:
+                out[sem] = float(row[self.rings[message].index[signal]])
         return out
 
     def series(self, semantic: str, since_t: float = -math.inf) -> tuple[Any, Any]:

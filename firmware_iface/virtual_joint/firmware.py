@@ -105,6 +105,8 @@ class JointFirmware:
             raise ConfigError(f"watchdog_timeout_s = {watchdog_timeout_s!r}: must be > 0")
         self.watchdog_timeout_s = watchdog_timeout_s
         self.chunk_steps = chunk_steps
+        self._chunk_u = np.zeros((chunk_steps, L.N_INPUTS))  # no external input: the drive is the controller's
+        self._chunk_ref = np.zeros((chunk_steps, C.N_REF))
         self.tracking_limit_rad = tracking_limit_rad
         self.rates_hz = dict(DEFAULT_RATES_HZ)
         for name, value in (flash[1] if flash else {}).items():
@@ -130,9 +132,8 @@ class JointFirmware:
         chunk_s = self.chunk_steps * self.model.dt_s
         for _ in range(max(1, round(duration_s / chunk_s))):
             self._supervise()
-            ref = np.broadcast_to(self.ref, (self.chunk_steps, C.N_REF))
-            u = np.zeros((self.chunk_steps, L.N_INPUTS))
-            _, bits = self.model.run(u, self.chunk_steps, ref)
+            self._chunk_ref[:] = self.ref
+            _, bits = self.model.run(self._chunk_u, self.chunk_steps, self._chunk_ref)
             self.counters["chunks"] += 1
             saturated = self.model.x[L.X_FT_SAT] != 0.0
             self.faults = (self.faults & LATCHING) | (L.FAULT_FT_SATURATION if saturated else 0)

@@ -98,6 +98,7 @@ class VirtualJointNode:
         self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values())
         self._commands = self._command_semantics()
         self._telemetry = self._compile_telemetry()
+        self._rate_params = {m: param for param, messages in RATES.items() for m in messages}
         self._diagnostics = self.profile.semantic("diagnostics.loop_time_us")[0]
         self._setpoints = set().union(*self.profile.sidecar.modes.values())
         status_message = self.profile.semantic("status.state")[0]
@@ -296,10 +297,8 @@ class VirtualJointNode:
         self.send(self._encode(self._heartbeat, self.semantic_values()))
 
     def _rate(self, message: str) -> float:
-        for param, messages in RATES.items():
-            if message in messages:
-                return self.fw.rates_hz[param]
-        return self.profile.telemetry.get(message, 0.0)
+        param = self._rate_params.get(message)
+        return self.fw.rates_hz[param] if param else self.profile.telemetry.get(message, 0.0)
 
     def _encode(self, tm: _Telemetry, values: dict) -> can.Message:
         data = {}
