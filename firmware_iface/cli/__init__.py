@@ -7,6 +7,7 @@ Errors of the JointkitError family print ``error: ...`` and exit 2 (1 is kept fo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say, and nobody to say it to
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit, so the final flush is silent
+        return 0
 
 
 if __name__ == "__main__":
