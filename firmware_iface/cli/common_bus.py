@@ -1,13 +1,61 @@
-"""Options and helpers of the commands that can run on a joint over a bus (``--node N`` and the bus options)."""
+"""Options and helpers of the commands that talk to joints over a bus: the bus options, the protocol profile
+(``--profile``/``--sidecar``), ``bus_session`` (the bus and its hub, both closed on the way out, also on errors
+and Ctrl-C) and ``--node N`` for the tests that run on a joint over a bus instead of in-process."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from firmware_iface.client import JointClient, add_bus_options, bus_from_args
+import can
+
+from actuator.errors import ConfigError
+from firmware_iface.client import BusHub, JointClient, add_bus_options, bus_from_args
+from firmware_iface.protocol.profile import Profile, load_native
+
+
+def add_profile_options(parser: argparse.ArgumentParser) -> None:
+    """``--profile DBC [--sidecar TOML]``: the protocol the joints speak (default: the native profile)."""
+    group = parser.add_argument_group("protocol profile")
+    group.add_argument("--profile", type=Path, metavar="DBC", help="the DBC of the joints' protocol "
+                                                                   "(default: the bundled jointkit_native profile)")
+    group.add_argument("--sidecar", type=Path, metavar="TOML",
+                       help="its sidecar TOML (default: DBC with .toml, when it exists)")
+
+
+def profile_from_args(args: argparse.Namespace) -> Profile:
+    if args.profile is None:
+        if args.sidecar is not None:
+            raise ConfigError(f"--sidecar {args.sidecar} needs --profile (the DBC it describes)")
+        return load_native()
+    sidecar = args.sidecar
+    if sidecar is None and args.profile.with_suffix(".toml").is_file():
+        sidecar = args.profile.with_suffix(".toml")
+    return Profile.load(args.profile, sidecar)
+
+
+@contextmanager
+def bus_session(args: argparse.Namespace, profile: Profile) -> Iterator[tuple[can.BusABC, BusHub]]:
+    """The bus of the command's options and its hub (reading with ``profile``); the hub's reader is stopped and the
+    bus shut down on the way out, also on errors and Ctrl-C."""
+    bus = bus_from_args(args)
+    hub = None
+    try:
+        hub = BusHub.of(bus, profile)
+        yield bus, hub
+    finally:
+        if hub is not None:
+            hub.close()
+        bus.shutdown()
+
+
+def add_bus_command_options(parser: argparse.ArgumentParser) -> None:
+    add_bus_options(parser)
+    add_profile_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
@@ -17,17 +65,11 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
-    """A client of ``--node`` on the bus of the options; the hub and the bus are closed afterwards."""
-    bus = bus_from_args(args)
-    client = None
-    try:
-        client = JointClient(bus, args.node)
+    """A client of ``--node`` (native profile) on the bus of the options, closed with its bus afterwards."""
+    with bus_session(args, load_native()) as (bus, hub):
+        client = JointClient(bus, args.node, hub.profile)
         client.wait_alive(timeout_s=1.0)
         yield client
-    finally:
-        if client is not None:
-            client.hub.close()
-        bus.shutdown()
 
 
 def on_node(args: argparse.Namespace, run_bus: Callable[[argparse.Namespace, JointClient], Any]) -> Any | None:

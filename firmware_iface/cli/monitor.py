@@ -22,10 +22,11 @@ from rich.table import Table
 
 from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.cli.common import print_json
-from firmware_iface.cli.scan import add_bus_command_options, bus_session, profile_from_args
+from firmware_iface.cli.common_bus import add_bus_command_options, bus_session, profile_from_args
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.scan import LISTEN_S, listen
 from firmware_iface.protocol.profile import Profile
+from firmware_iface.virtual_joint.serve import parse_nodes
 
 FPS_WINDOW_S = 1.0
 FORCE = ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry.force_z_n")
@@ -37,25 +38,17 @@ COLUMNS = (("pos rad", "telemetry.position_rad", "{:+.4f}"), ("vel rad/s", "tele
 
 
 class JointView:
-    """One monitored joint: its client, a count of every frame it sends, and the frame rate over a window."""
+    """One monitored joint: its client and the rate of the frames it sends over a window."""
 
     def __init__(self, bus: can.BusABC, node_id: int, profile: Profile) -> None:
         # capacity 2: the monitor reads only the newest row of each telemetry message
         self.client = JointClient(bus, node_id, profile, capacity=2)
         self.node_id = self.client.node_id
-        self.frames = 0
-        hub, handler = self.client.hub, self.client.hub.handlers[self.node_id]
-
-        def counted(*frame: Any) -> None:  # hub thread: count, then the client's own handling of the frame
-            self.frames += 1
-            handler(*frame)
-
-        hub.register(self.node_id, counted)
         self._samples: deque[tuple[float, int]] = deque([(time.perf_counter(), 0)])
 
     def sample(self) -> None:
         now = time.perf_counter()
-        self._samples.append((now, self.frames))
+        self._samples.append((now, self.client.counters["frames"]))
         while len(self._samples) > 2 and now - self._samples[1][0] >= FPS_WINDOW_S:
             self._samples.popleft()  # keep the oldest sample at least one window back, once there is one
 
@@ -77,20 +70,10 @@ class JointView:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="live telemetry of the joints on a bus (Ctrl-C to stop)")
     add_bus_command_options(p)
-    p.add_argument("--nodes", help="node ids to monitor, e.g. 1,2 (default: the joints a short scan finds)")
+    p.add_argument("--nodes", help="node ids to monitor, e.g. 1,2 or 1-6 (default: the joints a short scan finds)")
     p.add_argument("--duration-s", type=float, help="stop after this many seconds (default: at Ctrl-C)")
     p.add_argument("--rate-hz", type=float, default=10.0, help="refresh rate of the view, Hz (default 10)")
     p.set_defaults(func=run)
-
-
-def parse_nodes(text: str) -> list[int]:
-    try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--nodes {text!r}: must be node ids separated by commas, e.g. 1,2") from None
-    if not ids:
-        raise ConfigError(f"--nodes {text!r}: no node id given")
-    return list(dict.fromkeys(ids))
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -157,7 +140,7 @@ def _monitor(args: argparse.Namespace, profile: Profile) -> int:
     with bus_session(args, profile) as (bus, hub):
         channel = bus.channel_info
         if args.nodes:
-            ids = parse_nodes(args.nodes)
+            ids = parse_nodes(args.nodes, hub.profile)
         else:
             ids = list(listen(bus, hub.profile, LISTEN_S))
             if not ids:

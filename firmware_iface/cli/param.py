@@ -16,7 +16,7 @@ from rich.table import Table
 
 from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.cli.common import emit, print_json
-from firmware_iface.cli.scan import add_bus_command_options, add_profile_options, bus_session, profile_from_args
+from firmware_iface.cli.common_bus import add_bus_command_options, add_profile_options, bus_session, profile_from_args
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.scan import wire_value
 

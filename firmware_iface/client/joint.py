@@ -61,7 +61,7 @@ class JointClient:
         self.status: dict[str, Any] = {}
         self.heartbeat_t: float | None = None
         self.gaps: Counter[str] = Counter()
-        self.counters: Counter[str] = Counter(commands=0, clamped=0)
+        self.counters: Counter[str] = Counter(commands=0, clamped=0, frames=0)
         self.rtt = Ring(("rtt_s",), 100_000)
         self._last_seq: dict[str, int] = {}
         self._pending_command_t: tuple[float, float] | None = None  # (perf_counter, wall clock) of the send
@@ -74,6 +74,7 @@ class JointClient:
 
     # --- reception (hub thread) ------------------------------------------------------------------------------
     def _on_frame(self, d: Decoded, t: float, bus_t: float) -> None:
+        self.counters["frames"] += 1
         sig = d.signals
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))

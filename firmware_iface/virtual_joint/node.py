@@ -58,12 +58,13 @@ NODE_INJECTIONS = {
 
 @dataclass
 class _Telemetry:
-    """One telemetry message compiled once: its DBC message, bus id, and per signal (name, semantic, lo, hi)."""
+    """One telemetry message compiled once: its DBC message, bus id, and per signal (name, semantic, lo, hi,
+    value table, counter modulus or 0)."""
 
     name: str
     message: DbcMessage
     arbitration_id: int
-    signals: list[tuple[str, str | None, float, float, dict[str, int]]]
+    signals: list[tuple[str, str | None, float, float, dict[str, int], int]]
     period_s: float = 0.0
     due_s: float = 0.0
 
@@ -126,7 +127,8 @@ class VirtualJointNode:
                 lo = s.minimum if s.minimum is not None else -math.inf
                 hi = s.maximum if s.maximum is not None else math.inf
                 choices = {str(v): k for k, v in s.choices.items()} if s.choices else {}
-                signals.append((s.name, sem, lo, hi, choices))
+                counter = (s.name == "counter" and sem is None) or sem == "status.counter"
+                signals.append((s.name, sem, lo, hi, choices, 1 << s.length if counter else 0))
             out.append(_Telemetry(name, message, self.profile.arbitration_id(name, self.node_id), signals))
         return out
 
@@ -302,9 +304,9 @@ class VirtualJointNode:
 
     def _encode(self, tm: _Telemetry, values: dict) -> can.Message:
         data = {}
-        for signal, sem, lo, hi, choices in tm.signals:
-            if (signal == "counter" and sem is None) or sem == "status.counter":
-                data[signal] = self._seq[tm.name] % (1 << tm.message.get_signal_by_name(signal).length)
+        for signal, sem, lo, hi, choices, modulus in tm.signals:
+            if modulus:
+                data[signal] = self._seq[tm.name] % modulus
                 continue
             value = values.get(sem, 0.0)
             if choices:
