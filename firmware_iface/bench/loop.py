@@ -16,9 +16,10 @@ Each tick sends every joint ``JointClient.position`` of a slow sinusoid (``AMPLI
 reads ``JointClient.latest()`` of every joint. The loop runs ``WARMUP_S`` first, unmeasured (a separate loop whose
 figures are discarded), then ``DURATION_S`` (``--quick``: ``QUICK_DURATION_S``) measured. Per configuration:
 
-* ``rate_hz``, ``jitter_p50_us``, ``jitter_p99_us``, ``ticks``, ``overruns``: ``HostLoop.figures()`` of the
-  measured loop: achieved callback rate, |actual - nominal period| between consecutive callback starts, ticks
-  run, ticks skipped because a tick started more than a period late.
+* ``rate_hz``, ``jitter_p50_us``, ``jitter_p99_us``, ``ticks``, ``overruns``, ``nice``: ``HostLoop.figures()``
+  of the measured loop: achieved callback rate, |actual - nominal period| between consecutive callback starts,
+  ticks run, ticks skipped because a tick started more than a period late, and the thread priority the loop ran
+  at (``HOST_LOOP_NICE`` when the OS granted it, else null: the default priority).
 * ``rtt_p50_us``, ``rtt_p99_us``, ``rtt_samples``: the clients' ``rtt`` rings over the measured loop, all joints
   pooled: from a command's send to the receipt of the first joint_state frame the joint stamped after that send
   (so up to one joint_state period, one 1 ms joint chunk, and any lag of the simulation behind wall time are
@@ -69,6 +70,7 @@ from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 RATE_HZ = 1000
+HOST_LOOP_NICE = -10  # the host loop thread's priority, as a control loop asks; figures["nice"]: granted or not
 JITTER_P99_US_MAX = 200
 RATE_TOLERANCE = 0.01  # the achieved rate must be within 1 % of RATE_HZ to meet the target
 WARMUP_S = 0.5
@@ -170,7 +172,7 @@ def measure(n_joints: int, rates_hz: dict[str, float], duration_s: float, preset
         runner_overruns0 = runner.counters["overruns"]
         errors = _Errors()
         tick = _position_ticks(clients, t_ref0, errors)
-        loop = HostLoop(RATE_HZ, tick)
+        loop = HostLoop(RATE_HZ, tick, nice=HOST_LOOP_NICE)
         t_start = time.perf_counter()
         figures = loop.run(duration_s)
         wall_s = time.perf_counter() - t_start
