@@ -4,6 +4,11 @@ Several ``JointClient`` objects (one per joint) share a bus; python-can buses ha
 readers would steal frames from each other. ``BusHub.of(bus)`` returns the bus's hub (made on first use).
 The hub reads in a daemon thread (``start``), or in the caller's thread with ``poll`` (for lock-step tests
 against a free-running virtual joint). It also remembers every node whose heartbeat it has seen (``scan``).
+
+Recorders are python-can listeners (``add_listener``): every frame the hub receives, and every frame it sends
+(``is_rx=False``, time stamped at the send on the wall clock), is passed to each listener's ``on_message_received``
+with the decoded frame (``Decoded`` or None) as ``listener.on_decoded`` when the listener has that method.
+A listener that raises is removed and its error kept in ``last_error``: a recording must not stop the bus.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class BusHub:
         self.counters = Counter(rx=0, tx=0, rx_errors=0, bus_errors=0, foreign=0)
         self.last_error = ""
         self._send_lock = threading.Lock()
+        self.listeners: list[can.Listener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -54,6 +60,25 @@ class BusHub:
 
     def unregister(self, node_id: int) -> None:
         self.handlers.pop(node_id, None)
+
+    def add_listener(self, listener: can.Listener) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: can.Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def _notify(self, msg: can.Message, decoded: Decoded | None) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener.on_message_received(msg)
+                on_decoded = getattr(listener, "on_decoded", None)
+                if on_decoded is not None and decoded is not None:
+                    on_decoded(decoded, msg.timestamp)
+            except Exception as e:  # a failing recorder is dropped; the bus and the other listeners go on
+                self.remove_listener(listener)
+                self.last_error = f"listener {type(listener).__name__} removed: {e!r}"
+                self.counters["listener_errors"] += 1
 
     # --- reading -----------------------------------------------------------------------------------------
     def start(self) -> BusHub:
@@ -110,14 +135,20 @@ class BusHub:
         """Decode one frame and hand it to its node's client; undecodable frames are counted, never raised."""
         if msg.is_error_frame:
             self.counters["error_frames"] += 1
+            if self.listeners:
+                self._notify(msg, None)
             return
         try:
             decoded = self.profile.decode(msg)
         except ProtocolError as e:
             self.counters["rx_errors"] += 1
             self.last_error = str(e)
+            if self.listeners:
+                self._notify(msg, None)
             return
         self.counters["rx"] += 1
+        if self.listeners:
+            self._notify(msg, decoded)
         if decoded.name == self._status_message:
             self.heartbeats[decoded.node_id] = (t, decoded.signals)
         handler = self.handlers.get(decoded.node_id)
@@ -136,7 +167,17 @@ class BusHub:
             except (can.CanError, OSError, ValueError) as e:
                 raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {self.bus.channel_info}: {e}") from e
             self.counters["tx"] += 1
-            return t
+        if self.listeners:
+            sent = can.Message(timestamp=time.time(), arbitration_id=msg.arbitration_id, data=msg.data,
+                               is_extended_id=msg.is_extended_id, is_fd=msg.is_fd, is_rx=False, dlc=msg.dlc)
+            self._notify(sent, self._decoded_or_none(sent))
+        return t
+
+    def _decoded_or_none(self, msg: can.Message) -> Decoded | None:
+        try:
+            return self.profile.decode(msg)
+        except ProtocolError:
+            return None
 
     def nodes(self, max_age_s: float = 1.0) -> dict[int, dict]:
         """Nodes whose heartbeat arrived in the last ``max_age_s``: node -> heartbeat signals."""

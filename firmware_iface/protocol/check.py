@@ -170,8 +170,8 @@ def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
     for message, rate in sc.rates_hz.items():
         if message not in names:
             out.append(Problem(side, message, None, f"[rates_hz] names message {message!r}, not in the DBC"))
-        elif not rate > 0:
-            out.append(Problem(side, message, None, f"[rates_hz] {message} = {rate:g} Hz must be > 0"))
+        elif not rate >= 0:
+            out.append(Problem(side, message, None, f"[rates_hz] {message} = {rate:g} Hz must be >= 0 (0: off)"))
     for mode, commands in [*sc.modes.items(), ("[commands] always", sc.always)]:
         for command in commands:
             if command not in names:

@@ -60,9 +60,9 @@ GAIN_RANGE = (-1e6, 1e6)
 # telemetry rates, Hz, by parameter name -> the messages they pace
 RATES = {"rate_joint_state_hz": ("joint_state",), "rate_wrench_hz": ("wrench_force", "wrench_torque"),
          "rate_motor_telemetry_hz": ("motor_telemetry",), "rate_heartbeat_hz": ("heartbeat",),
-         "rate_diagnostics_hz": ("diagnostics",)}
+         "rate_diagnostics_hz": ("diagnostics",), "rate_encoders_hz": ("encoder_state",)}
 DEFAULT_RATES_HZ = {"rate_joint_state_hz": 1000.0, "rate_wrench_hz": 500.0, "rate_motor_telemetry_hz": 100.0,
-                    "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0}
+                    "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0, "rate_encoders_hz": 0.0}
 MAX_RATE_HZ = 1000.0
 
 
@@ -356,6 +356,7 @@ class JointFirmware:
             "fault_bits": self.faults, "position_rad": float(x[L.X_ENC_O]), "velocity_rad_s": float(k[C.K_VEL]),
             "torque_nm": float(x[L.X_IQ] * kt_n), "iq_a": float(x[L.X_IQ]), "id_a": float(x[L.X_ID]),
             "bus_voltage_v": float(self.model.env[L.E_BUS_V]), "winding_temp_c": float(x[L.X_TW]),
+            "motor_encoder_rad": float(x[L.X_ENC_M]), "output_encoder_rad": float(x[L.X_ENC_O]),
             "housing_temp_c": float(x[L.X_TH]),
             "wrench": [float(v) for v in x[L.X_FT_MEAS:L.X_FT_MEAS + 6]],
             "ft_saturated": int(x[L.X_FT_SAT]),
