@@ -12,9 +12,24 @@ import sys
 import traceback
 
 from actuator.errors import JointkitError
-from firmware_iface.cli import bench, bode, dbc, demo, monitor, param, scan, sim, step, tune
+from firmware_iface.cli import (
+    bench,
+    bode,
+    dbc,
+    demo,
+    monitor,
+    param,
+    record,
+    replay,
+    results,
+    run,
+    scan,
+    sim,
+    step,
+    tune,
+)
 
-COMMANDS = (sim, step, bode, tune, bench, dbc, demo, scan, monitor, param)
+COMMANDS = (sim, step, bode, tune, bench, dbc, demo, scan, monitor, param, run, record, replay, results)
 
 
 def build_parser() -> argparse.ArgumentParser:

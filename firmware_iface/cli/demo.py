@@ -9,24 +9,38 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from actuator.params import load_preset
+from actuator.params import SEEDS_DIR, load_preset
 from actuator.simulation import simulate
 from firmware_iface.cli.common import print_json
 from firmware_iface.plots import plot_trace
 
+DEMO_SEQUENCE = SEEDS_DIR / "sequences" / "demo.toml"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="torque step on the simulated joint: table, CSV and PNG")
+    p = sub.add_parser("demo", help="the demo sequence on a simulated joint over its bus: report and recordings")
+    p.add_argument("--open-loop", action="store_true", help="instead: an open-loop torque step in-process (CSV, PNG)")
     p.add_argument("--preset", default="knee", help="preset name or path (default knee)")
     p.add_argument("--torque-nm", type=float, default=30.0, help="output torque step, N·m (default 30)")
     p.add_argument("--duration-s", type=float, default=0.8, help="simulated time, s (default 0.8)")
     p.add_argument("--rows", type=int, default=9, help="rows of the printed table")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    p.add_argument("--sequence", type=Path, default=DEMO_SEQUENCE, help="sequence to run (default the demo's)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.open_loop:
+        from firmware_iface.cli import build_parser
+
+        argv = ["run", str(args.sequence), "--sim", "--serial", "DEMO", "--out", str(args.out)]
+        rig_args = build_parser().parse_args([*argv, *(["--json"] if args.json else [])])
+        return rig_args.func(rig_args)
+    return _open_loop(args)
+
+
+def _open_loop(args: argparse.Namespace) -> int:
     params = load_preset(args.preset)
     # record at 1 kHz: the table and plot need no more, the model still steps at the current-loop rate
     record_every = max(1, round(1e-3 / params.dt_s))

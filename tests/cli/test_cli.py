@@ -131,7 +131,7 @@ def test_nonpositive_duration_is_an_error(capsys, duration):
 
 def test_demo_writes_csv_and_png(capsys, tmp_path):
     folder = tmp_path / "demo"
-    code, out, err = run_cli(capsys, "demo", "--out", str(folder), "--duration-s", "0.3")
+    code, out, err = run_cli(capsys, "demo", "--open-loop", "--out", str(folder), "--duration-s", "0.3")
     assert code == 0, err
     csv_path, png = folder / "torque_step.csv", folder / "torque_step.png"
     assert csv_path.is_file()
@@ -141,7 +141,7 @@ def test_demo_writes_csv_and_png(capsys, tmp_path):
 
 def test_demo_json(capsys, tmp_path):
     folder = tmp_path / "demo"
-    s = run_json(capsys, "demo", "--out", str(folder), "--duration-s", "0.3")
+    s = run_json(capsys, "demo", "--open-loop", "--out", str(folder), "--duration-s", "0.3")
     assert s.keys() >= SUMMARY_KEYS
     assert s["torque_nm"] == 30.0
     assert s["duration_s"] == pytest.approx(0.3, rel=1e-6)

@@ -1,0 +1,164 @@
+"""``jointkit results summary|list|add``: the production results database (see firmware_iface/rig/results_db.py).
+
+``summary`` prints the yield and, per check, n, mean, std, the limits, Cpk and the fails, per sequence name;
+``list`` prints the runs (the last 20 unless told); ``add`` appends results.json files written earlier, all in
+one transaction (a bad file adds none, so the batch can be rerun once fixed; runs already present are skipped).
+A missing database, or a file that is not one, is ``error: ...`` naming the path (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from actuator.errors import ConfigError
+from firmware_iface.cli.common import print_json
+from firmware_iface.rig import results_db
+
+LIST_LAST = 20  # a line's database holds thousands of runs: a screenful unless asked for more
+CPK_GOOD, CPK_MARGINAL = 1.33, 1.0  # the usual automotive thresholds (AIAG): >= 1.33 capable, < 1.0 not
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("results", help="production results database: summary (yield, Cpk), list and add runs")
+    rsub = p.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+
+    s = rsub.add_parser("summary", help="yield and per-check statistics with Cpk")
+    s.add_argument("db", type=Path, help="results database (SQLite)")
+    _filter_options(s)
+    s.add_argument("--last", type=int, default=None, help="only the N most recent runs (default: all)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=run_summary)
+
+    ls = rsub.add_parser("list", help="the runs: id, serial, time, verdict, failed checks")
+    ls.add_argument("db", type=Path, help="results database (SQLite)")
+    _filter_options(ls)
+    ls.add_argument("--last", type=int, default=LIST_LAST,
+                    help=f"the N most recent runs (default {LIST_LAST}; 0 for all)")
+    ls.add_argument("--json", action="store_true", help="print one JSON object")
+    ls.set_defaults(func=run_list)
+
+    a = rsub.add_parser("add", help="append results.json files to the database (created on first use)")
+    a.add_argument("db", type=Path, help="results database (SQLite)")
+    a.add_argument("files", type=Path, nargs="+", metavar="RESULTS_JSON", help="results.json files of rig runs")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=run_add)
+
+
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sequence", default=None, help="only runs of this sequence name")
+    parser.add_argument("--serial-prefix", default=None, help="only joints whose serial starts with this")
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args.func(args) or 0)
+
+
+def _num(value: float | None, fmt: str = ".4g") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def _cpk_cell(check: dict[str, Any]) -> str:
+    cpk = check["cpk"]
+    if cpk is None:
+        return f"[dim]— ({check['cpk_reason']})[/dim]"
+    style = "green" if cpk >= CPK_GOOD else "yellow" if cpk >= CPK_MARGINAL else "red"
+    return f"[{style}]{cpk:.2f}[/{style}]"
+
+
+def _yield_line(group: dict[str, Any]) -> str:
+    v = group["verdicts"]
+    runs = f"{group['runs']} run" + ("" if group["runs"] == 1 else "s")
+    counts = f"{runs}: {v['pass']} pass, {v['fail']} fail, {v['error']} error, {v['incomplete']} incomplete"
+    if group["yield"] is None:
+        return f"{counts}; yield — ({group['yield_reason']})"
+    return f"{counts}; yield {group['yield']:.1%} ({v['pass']}/{v['pass'] + v['fail']})"
+
+
+def _print_group(console: Console, group: dict[str, Any]) -> None:
+    versions, v = len(group["sequence_sha256"]), group["verdicts"]
+    note = f" ({versions} versions of the sequence file)" if versions > 1 else ""
+    console.print(f"[bold]{group['sequence']}[/bold]{note}: {_yield_line(group)}")
+    table = Table()
+    for column in ("check", "unit", "n", "mean", "std", "LSL", "USL", "Cpk", "fails"):
+        table.add_column(column, justify="left" if column in ("check", "unit") else "right",
+                         overflow="fold" if column == "check" else "ellipsis")
+    for c in group["checks"]:
+        limits_note = " *" if c["limits_changed"] else ""
+        table.add_row(c["name"] + limits_note, c["unit"] or "", str(c["n"]), _num(c["mean"]), _num(c["std"]),
+                      _num(c["lsl"]), _num(c["usl"]), _cpk_cell(c), str(c["fails"]))
+    console.print(table)
+    if v["error"] or v["incomplete"]:
+        console.print("yield = pass / (pass + fail): runs ending in error or incomplete did not judge the joint")
+    if any(c["limits_changed"] for c in group["checks"]):
+        console.print("* limits changed between runs: LSL/USL and Cpk are the most recent run's")
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    s = results_db.summary(args.db, sequence=args.sequence, serial_prefix=args.serial_prefix, last=args.last)
+    if args.json:
+        print_json(s)
+        return 0
+    console = Console()
+    console.print(f"[bold]jointkit results summary: {args.db}[/bold]")
+    if not s["sequences"]:
+        console.print("no runs match")
+    for group in s["sequences"]:
+        _print_group(console, group)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    if args.last < 0:
+        raise ConfigError(f"--last {args.last}: allowed an integer >= 1, or 0 for every run")
+    runs = results_db.list_runs(args.db, sequence=args.sequence, serial_prefix=args.serial_prefix,
+                                last=args.last or None)
+    if args.json:
+        print_json({"db": str(args.db), "runs": runs})
+        return 0
+    table = Table(title=f"jointkit results list: {args.db}")
+    for column in ("id", "serial", "started (UTC)", "sequence", "verdict", "failed checks"):
+        table.add_column(column, justify="right" if column == "id" else "left")
+    for r in runs:
+        style = {"pass": "green", "fail": "red"}.get(r["verdict"], "yellow")
+        failed = ", ".join(r["failed_checks"]) or (r["error"] or "")
+        started = r["started_utc"][:19].replace("T", " ")  # to the second: the fraction only crowds the table
+        table.add_row(str(r["id"]), r["serial"] or "—", started, r["sequence"],
+                      f"[{style}]{r['verdict']}[/{style}]", failed)
+    Console().print(table)
+    return 0
+
+
+def _read_results(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a results JSON file ({e})") from e
+
+
+def run_add(args: argparse.Namespace) -> int:
+    runs = []
+    for path in args.files:
+        data = _read_results(path)
+        try:
+            results_db.validate(data)  # here as well as in append_many, so that the error names the file
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        runs.append(data)
+    appended = results_db.append_many(args.db, runs)
+    rows = [{"file": str(f), "run_id": a.run_id, "added": a.added} for f, a in zip(args.files, appended, strict=True)]
+    added = sum(a.added for a in appended)
+    if args.json:
+        print_json({"db": str(args.db), "added": added, "already_present": len(appended) - added, "runs": rows})
+        return 0
+    for row in rows:
+        print(f"{row['file']}: run {row['run_id']}" + ("" if row["added"] else " (already present)"))
+    print(f"added {added} run(s) to {args.db}, {len(appended) - added} already present")
+    return 0

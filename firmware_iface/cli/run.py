@@ -1,0 +1,111 @@
+"""``jointkit run SEQUENCE.toml``: run a rig sequence on simulated joints (default) or on a bus; exit 0 pass,
+1 fail, 2 error or incomplete. ``--population N`` runs a production batch in the batch simulation instead."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from rich.console import Console
+
+from actuator.errors import ConfigError
+from firmware_iface.cli.common import print_json
+from firmware_iface.cli.common_bus import add_profile_options, profile_from_args
+from firmware_iface.client.bus import add_bus_options, bus_from_args
+from firmware_iface.rig.rig import bus_rig, parse_injection, sim_rig
+from firmware_iface.rig.runner import EXIT_CODES, run_sequence
+from firmware_iface.rig.sequence import Sequence, load_sequence
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a rig sequence (TOML): results.json, report.html, frames, MF4, database")
+    p.add_argument("sequence", type=Path, help="sequence file, e.g. seeds/sequences/eol.toml")
+    p.add_argument("--sim", action="store_true", help="simulated joints on an in-process bus (default without "
+                                                       "--interface)")
+    p.add_argument("--preset", help="joint preset of --sim (default: the sequence's)")
+    p.add_argument("--inject", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="simulated defect: friction, stiffness, ft_noise, encoder_offset, resistance, ... (repeatable)")
+    p.add_argument("--node", type=int, help="run every step on joint N (default: the sequence's nodes)")
+    p.add_argument("--serial", help="serial number of the unit under test")
+    p.add_argument("--out", type=Path, help="output folder (default out/run-SERIAL or out/run-TIME)")
+    p.add_argument("--db", type=Path, help="results database (default: results.db next to the output folder)")
+    p.add_argument("--no-db", action="store_true", help="do not append the run to a database")
+    p.add_argument("--population", type=int, help="simulate N joints from --spread in the batch simulation")
+    p.add_argument("--spread", type=Path, help="manufacturing spread for --population (default seeds/spread.toml)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_bus_options(p)
+    add_profile_options(p)
+    p.set_defaults(func=run)
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    if args.out:
+        return args.out
+    from datetime import datetime
+
+    return Path("out") / f"run-{args.serial or datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _with_node(seq: Sequence, node: int | None) -> Sequence:
+    if node is None:
+        return seq
+    from dataclasses import replace
+
+    return replace(seq, node=node, steps=tuple(replace(s, node=node) for s in seq.steps))
+
+
+def run(args: argparse.Namespace) -> int:
+    seq = _with_node(load_sequence(args.sequence), args.node)
+    sim = args.sim or args.interface is None
+    injections = [parse_injection(t) for t in args.inject]
+    if injections and not sim:
+        raise ConfigError("--inject simulates a defect: it needs --sim")
+    if args.population is not None:
+        from firmware_iface.rig.batch_run import run_population
+
+        return run_population(args, seq, injections)
+    profile = profile_from_args(args)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    out_dir = _out_dir(args)
+    if sim:
+        rig = sim_rig(seq.nodes, args.preset or seq.preset, injections, profile=profile, seed=args.seed)
+    else:
+        rig = bus_rig(bus_from_args(args), seq.nodes, profile)
+    try:
+        results = run_sequence(seq, rig, out_dir, serial=args.serial)
+    finally:
+        rig.close()
+    if not args.no_db:
+        from firmware_iface.rig.results_db import append
+
+        db = args.db or out_dir.parent / "results.db"
+        append(db, results)
+        results["outputs"]["database"] = str(db)
+    return _emit(args, results, out_dir)
+
+
+def _emit(args: argparse.Namespace, results: dict, out_dir: Path) -> int:
+    from firmware_iface.rig.runner import clean
+
+    results = clean(results)
+    results["out_dir"] = str(out_dir)
+    if args.json:
+        print_json(results)
+    else:
+        console = Console()
+        colour = {"pass": "green", "fail": "red"}.get(results["verdict"], "yellow")
+        console.print(f"[bold {colour}]{results['verdict'].upper()}[/] {results['sequence']['name']} "
+                      f"{results['serial'] or ''} in {results.get('duration_s', 0):.1f} s")
+        for c in results["failed_checks"]:
+            console.print(f"  failed: {c}")
+        for s in results["steps"]:
+            if s["error"]:
+                console.print(f"  {s['name']}: {s['error']}")
+        console.print(f"report: {out_dir / 'report.html'}")
+    return EXIT_CODES[results["verdict"]]

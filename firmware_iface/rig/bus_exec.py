@@ -1,0 +1,150 @@
+"""Execution of test protocols (``firmware_iface.rig.protocols``) on one joint over its bus.
+
+A 1 kHz host loop (``HostLoop``) walks through the segments: on entering a segment it changes the joint's state or
+mode (frames, no waiting: the joint handles them in order before the set-point that follows), every tick it sends
+the segment's set-point and sets the fixture's load, and afterwards the telemetry the client received is put on
+the loop's grid by sample-and-hold (the value the joint last reported at each tick, on the joint's time stamps
+moved onto the host clock). Commands stop when the protocol ends; the joint is left as the last segment left it.
+
+The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
+``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance
+from the axis, which the sensor measures as it would a real load).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Protocol as TypingProtocol
+
+import numpy as np
+
+from actuator.errors import ConfigError
+from firmware_iface.client.experiments import _dejittered
+from firmware_iface.client.joint import JointClient
+from firmware_iface.client.loop import HostLoop
+from firmware_iface.rig.protocols import RATE_HZ, Segment, Signals
+from firmware_iface.virtual_joint.node import VirtualJointNode
+
+# grid signal -> semantic telemetry name(s)
+_SCALARS = {"position_rad": "telemetry.position_rad", "velocity_rad_s": "telemetry.velocity_rad_s",
+            "torque_nm": "telemetry.torque_nm", "winding_temp_c": "telemetry.winding_temp_c",
+            "motor_encoder_rad": "telemetry.motor_encoder_rad", "output_encoder_rad": "telemetry.output_encoder_rad"}
+_VECTORS = {"force_n": ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry.force_z_n"),
+            "moment_nm": ("telemetry.torque_x_nm", "telemetry.torque_y_nm", "telemetry.torque_z_nm")}
+
+
+class Fixture(TypingProtocol):
+    def apply(self, load_nm: float) -> None: ...
+
+
+class SimFixture:
+    """Loads a simulated joint's output with ``load_nm`` about its axis, through the F/T sensor's tool."""
+
+    def __init__(self, node: VirtualJointNode) -> None:
+        self.node = node
+        self.distance_m = node.fw.params.ft_sensor.distance_from_axis_m
+        self.load_nm = 0.0
+
+    def apply(self, load_nm: float) -> None:
+        if load_nm != self.load_nm:
+            self.node.inject("external_wrench", [0.0, load_nm / self.distance_m, 0.0, 0.0, 0.0, 0.0])
+            self.load_nm = load_nm
+
+
+class _Walker:
+    """The host loop's callback: segment changes, set-points and fixture loads, with what was sent."""
+
+    def __init__(self, client: JointClient, segments: list[Segment], fixture: Fixture | None) -> None:
+        self.client, self.segments, self.fixture = client, segments, fixture
+        ends = np.cumsum([s.duration_s for s in segments])
+        self.ends = ends
+        n = math.ceil(ends[-1] * RATE_HZ) + 1
+        self.n = n
+        self.t_cmd = np.full(n, np.nan)
+        self.segment = np.zeros(n, dtype=np.int64)
+        self.reference = np.full(n, np.nan)
+        self.load = np.zeros(n)
+        self.current = -1
+        self.q0 = 0.0
+        self.mode: str | None = client.mode if client.state == "closed_loop" else None
+
+    def _enter(self, i: int) -> None:
+        seg, c = self.segments[i], self.client
+        self.q0 = c.latest().get("telemetry.position_rad", 0.0)
+        if seg.mode is None:
+            if self.mode is not None:
+                c.disable()
+        elif self.mode is None:
+            c.enable(seg.mode, wait=False)
+        elif seg.mode != self.mode:
+            c.set_mode(seg.mode)
+        self.mode = seg.mode
+        self.current = i
+
+    def _send(self, value: float) -> float:
+        c = self.client
+        if self.mode == "position":
+            return c.position(value)
+        if self.mode == "velocity":
+            return c.velocity(value)
+        return c.torque(value)
+
+    def __call__(self, k: int, t: float) -> None:
+        if k >= self.n:
+            return
+        ts = k / RATE_HZ
+        i = min(int(np.searchsorted(self.ends, ts, side="right")), len(self.segments) - 1)
+        if i != self.current:
+            self._enter(i)
+        seg = self.segments[i]
+        t_in = ts - (self.ends[i] - seg.duration_s)
+        load = seg.load_nm(t_in) if callable(seg.load_nm) else float(seg.load_nm)
+        if self.fixture is not None:
+            self.fixture.apply(load)
+        self.segment[k], self.load[k] = i, load
+        if seg.mode is not None and seg.reference is not None:
+            r = float(seg.reference(t_in, self.q0))
+            self.t_cmd[k] = self._send(r)
+            self.reference[k] = r
+        else:
+            self.t_cmd[k] = time.perf_counter()
+
+
+def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture | None = None) -> Signals:
+    """Run the protocol on ``client``'s joint; the signals on the 1 kHz grid (see the protocols module)."""
+    if any(s.load_nm != 0.0 for s in segments) and fixture is None:
+        raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
+    walker = _Walker(client, segments, fixture)
+    try:
+        HostLoop(RATE_HZ, walker).run(walker.ends[-1])
+    finally:
+        if fixture is not None:
+            fixture.apply(0.0)
+    done = np.isfinite(walker.t_cmd)
+    grid = walker.t_cmd[done]
+    signals: Signals = {"t_s": grid - grid[0], "segment": walker.segment[done], "reference": walker.reference[done],
+                        "load_nm": walker.load[done]}
+    for name, semantic in _SCALARS.items():
+        signals[name] = _held(client, semantic, grid)
+    for name, semantics in _VECTORS.items():
+        signals[name] = np.column_stack([_held(client, s, grid) for s in semantics])
+    return signals
+
+
+def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
+    """The value of ``semantic`` the joint last reported at each grid time (NaN before its first report)."""
+    message, signal = client.profile.semantic(semantic)
+    ring = client.rings.get(message)
+    if ring is None:
+        return np.full(grid.size, np.nan)
+    rows = ring.since(grid[0] - 0.05)
+    if len(rows) == 0:
+        return np.full(grid.size, np.nan)
+    t = _dejittered(rows, ring)
+    order = np.argsort(t, kind="stable")
+    t, values = t[order], rows[order, ring.index[signal]]
+    idx = np.searchsorted(t, grid, side="right") - 1
+    out = values[np.clip(idx, 0, None)]
+    out[idx < 0] = np.nan
+    return out

@@ -1,0 +1,275 @@
+"""Test protocols of the rig's measuring steps: what a step makes the joint do, and how its figures are computed.
+
+A protocol is a list of ``Segment``: a time span with a control mode (or the drive idle), a set-point function and
+a fixture load. The same segments are executed over a bus by ``firmware_iface.rig.bus_exec`` (one joint, its
+telemetry) and in the batch simulation by ``firmware_iface.rig.population`` (many joints at once), and the same
+``analyze`` function turns the recorded signals into figures, so a production batch and one joint on the bus are
+judged by one definition.
+
+Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
+``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
+``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``winding_temp_c``, ``force_n`` (n, 3),
+``moment_nm`` (n, 3), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``.
+
+Step types and figures (units in the names):
+* ``friction``: velocity mode, +v then -v over the same travel; friction_torque_nm = (mean torque forward - mean
+  torque backward) / 2 (gravity, symmetric over the same positions, cancels); encoder_mismatch_rad = mean of
+  motor / ratio - output over both plateaus (the twist from friction changes sign with the direction and cancels,
+  the motor encoder's once-per-turn error averages out over the turns): a mis-mounted or mis-calibrated encoder.
+* ``backdrive``: drive idle, the fixture ramps a torque on the output; backdrive_torque_nm = the load when the
+  output first moves faster than ``moving_rad_s``.
+* ``stiffness``: position hold, fixture load levels approached in one direction (the reducer's hysteresis then
+  adds one offset, not a loop); stiffness_nm_per_rad = least-squares slope of load against twist (sign: a positive
+  load gives a positive stiffness).
+* ``step``: position step; rise_time_s, overshoot_pct, settling_time_s, steady_state_error_rad (step_metrics).
+* ``bode``: periodic position chirp, first sweep discarded; bandwidth_hz (-3 dB of reference -> position).
+* ``ft_zero``: position hold with no load; ft_force_offset_n, ft_moment_offset_nm (largest |mean - expected| over
+  the axes; expected is the tool's known static load), ft_force_noise_n, ft_moment_noise_nm (largest std).
+* ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
+  at the start (means over ``average_s``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from actuator.analysis.frequency import bandwidth_hz, frequency_response
+from actuator.analysis.step import step_metrics
+from firmware_iface.rig.report import Panel, Series
+
+RATE_HZ = 1000.0
+Signals = dict[str, np.ndarray]
+Reference = Callable[[float, float], float]  # (seconds into the segment, position at its start) -> set-point
+
+
+@dataclass(frozen=True)
+class Segment:
+    duration_s: float
+    mode: str | None                       # control mode; None: drive idle (no current)
+    reference: Reference | None = None     # set-point of the mode (rad, rad/s or N·m)
+    load_nm: Callable[[float], float] | float = 0.0  # fixture torque about the joint axis, seconds into the segment
+    tag: str = ""                          # the analysis picks its samples by tag
+
+
+@dataclass
+class Outcome:
+    figures: dict[str, Any]
+    panels: list[Panel] = field(default_factory=list)
+
+
+def hold(q: float) -> Reference:
+    return lambda t, q0: q
+
+
+def move_to(q1: float, duration_s: float) -> Reference:
+    """A cosine ramp from wherever the segment starts to ``q1``."""
+    return lambda t, q0: q0 + (q1 - q0) * 0.5 * (1.0 - math.cos(math.pi * min(t / duration_s, 1.0)))
+
+
+def ramp(v0: float, v1: float, duration_s: float) -> Reference:
+    return lambda t, q0: v0 + (v1 - v0) * min(t / duration_s, 1.0)
+
+
+def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3) -> list[Segment]:
+    return [Segment(move_s, "position", move_to(home_rad, move_s)), Segment(settle_s, "position", hold(home_rad))]
+
+
+# --- protocols ----------------------------------------------------------------------------------------------------
+def friction_segments(c: dict) -> list[Segment]:
+    v, travel, ramp_s = c["velocity_rad_s"], c["travel_rad"], c["ramp_s"]
+    plateau_s = travel / v
+    return [*_go_home(c["home_rad"]),
+            Segment(ramp_s, "velocity", ramp(0.0, v, ramp_s)),
+            Segment(plateau_s, "velocity", ramp(v, v, 1.0), tag="forward"),
+            Segment(2 * ramp_s, "velocity", ramp(v, -v, 2 * ramp_s)),
+            Segment(plateau_s, "velocity", ramp(-v, -v, 1.0), tag="backward"),
+            Segment(ramp_s, "velocity", ramp(-v, 0.0, ramp_s))]
+
+
+def backdrive_segments(c: dict) -> list[Segment]:
+    rate, top = c["load_rate_nm_s"], c["max_load_nm"]
+    up_s = top / rate
+    return [*_go_home(c["home_rad"]),
+            Segment(0.2, None),
+            Segment(up_s, None, load_nm=lambda t: rate * t, tag="ramp"),
+            Segment(0.5, None, load_nm=lambda t: top * max(0.0, 1.0 - t / 0.5))]
+
+
+def stiffness_segments(c: dict) -> list[Segment]:
+    segs = _go_home(c["home_rad"])
+    previous = 0.0
+    for i, load in enumerate(c["loads_nm"]):
+        start, settle = previous, c["settle_s"]
+        segs.append(Segment(settle, "position", hold(c["home_rad"]),
+                            load_nm=lambda t, a=start, b=load, s=settle: a + (b - a) * min(t / (0.5 * s), 1.0)))
+        segs.append(Segment(c["average_s"], "position", hold(c["home_rad"]), load_nm=load, tag=f"level{i}"))
+        previous = load
+    segs.append(Segment(0.3, "position", hold(c["home_rad"]), load_nm=lambda t, a=previous: a * max(0.0, 1 - t / 0.3)))
+    return segs
+
+
+def step_segments(c: dict) -> list[Segment]:
+    home, amp = c["home_rad"], c["amplitude_rad"]
+    return [*_go_home(home), Segment(c["pre_s"], "position", hold(home), tag="step"),
+            Segment(c["duration_s"], "position", hold(home + amp), tag="step")]
+
+
+def bode_segments(c: dict) -> list[Segment]:
+    f0, f1, amp, home = c["f0_hz"], c["f1_hz"], c["amplitude_rad"], c["home_rad"]
+    period_s = max(2.0 / f0, 1.0)
+    k = math.log(f1 / f0) / period_s
+
+    def chirp(t: float, q0: float) -> float:  # restarted every period: periodic, so Welch segments agree
+        tau = t % period_s
+        return home + amp * math.sin(2 * math.pi * f0 * (math.exp(k * tau) - 1.0) / k)
+    return [*_go_home(home), Segment(c["periods"] * period_s, "position", chirp, tag="chirp")]
+
+
+def ft_zero_segments(c: dict) -> list[Segment]:
+    return [*_go_home(c["home_rad"]), Segment(c["duration_s"], "position", hold(c["home_rad"]), tag="still")]
+
+
+def thermal_segments(c: dict) -> list[Segment]:
+    home, load, avg = c["home_rad"], c["load_nm"], c["average_s"]
+    return [*_go_home(home), Segment(avg, "position", hold(home), tag="before"),
+            Segment(0.5, "position", hold(home), load_nm=lambda t: load * min(t / 0.5, 1.0)),
+            Segment(c["duration_s"] - avg, "position", hold(home), load_nm=load),
+            Segment(avg, "position", hold(home), load_nm=load, tag="after"),
+            Segment(0.5, "position", hold(home), load_nm=lambda t: load * max(0.0, 1.0 - t / 0.5))]
+
+
+# --- analyses -----------------------------------------------------------------------------------------------------
+def _tagged(s: Signals, segments: list[Segment], tag: str) -> np.ndarray:
+    idx = [i for i, seg in enumerate(segments) if seg.tag == tag]
+    return np.isin(s["segment"], idx)
+
+
+def _mean(a: np.ndarray) -> float:
+    return float(np.mean(a)) if a.size else math.nan
+
+
+def _twist(s: Signals, ratio: float) -> np.ndarray:
+    return s["motor_encoder_rad"] / ratio - s["output_encoder_rad"]
+
+
+def _motion_panels(s: Signals, extra: list[Panel] | None = None) -> list[Panel]:
+    t = s["t_s"]
+    return [Panel("position (rad)", [Series("position", t, s["position_rad"]), Series("set-point", t, s["reference"],
+                                                                                     "--")]),
+            Panel("torque (N·m)", [Series("drive torque", t, s["torque_nm"]), Series("fixture load", t, s["load_nm"],
+                                                                                    ":")]),
+            *(extra or [])]
+
+
+def analyze_friction(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    fwd, bwd = _tagged(s, segs, "forward"), _tagged(s, segs, "backward")
+    friction = (_mean(s["torque_nm"][fwd]) - _mean(s["torque_nm"][bwd])) / 2.0
+    twist = _twist(s, c["ratio"])
+    mismatch = (_mean(twist[fwd]) + _mean(twist[bwd])) / 2.0
+    t = s["t_s"]
+    panels = _motion_panels(s, [Panel("velocity (rad/s)", [Series("velocity", t, s["velocity_rad_s"])]),
+                                Panel("motor/ratio - output (rad)", [Series("twist", t, twist)])])
+    return Outcome({"friction_torque_nm": friction, "encoder_mismatch_rad": mismatch}, panels)
+
+
+def analyze_backdrive(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    ramp_ = _tagged(s, segs, "ramp")
+    moving = ramp_ & (np.abs(s["velocity_rad_s"]) > c["moving_rad_s"])
+    torque = float(s["load_nm"][np.argmax(moving)]) if moving.any() else math.nan
+    t = s["t_s"]
+    panels = _motion_panels(s, [Panel("velocity (rad/s)", [Series("velocity", t, s["velocity_rad_s"])],
+                                      [(c["moving_rad_s"], "moving")])])
+    return Outcome({"backdrive_torque_nm": torque}, panels)
+
+
+def analyze_stiffness(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    twist = _twist(s, c["ratio"])
+    loads, twists = [], []
+    for i, load in enumerate(c["loads_nm"]):
+        sel = _tagged(s, segs, f"level{i}")
+        loads.append(load)
+        twists.append(_mean(twist[sel]))
+    x, y = np.array(twists), np.array(loads)
+    ok = np.isfinite(x)
+    # twist = motor / ratio - output falls as a load pushes the output ahead: the stiffness is minus the slope
+    slope = -float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= 2 and np.ptp(x[ok]) > 0 else math.nan
+    t = s["t_s"]
+    panels = _motion_panels(s, [Panel("twist (rad)", [Series("motor/ratio - output", t, twist)])])
+    return Outcome({"stiffness_nm_per_rad": slope, "twist_at_levels_rad": [float(v) for v in x]}, panels)
+
+
+def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    sel = _tagged(s, segs, "step")
+    t, y, r = s["t_s"][sel], s["position_rad"][sel], s["reference"][sel]
+    if t.size < 10:
+        return Outcome({"rise_time_s": math.nan}, _motion_panels(s))
+    m = step_metrics(t - t[0], y, r, torque=s["torque_nm"][sel])
+    figures = {"rise_time_s": m.rise_time_s, "overshoot_pct": m.overshoot_pct, "settling_time_s": m.settling_time_s,
+               "steady_state_error_rad": m.steady_state_error, "peak_torque_nm": m.peak_abs_torque_nm}
+    panels = [Panel("position (rad)", [Series("position", t - t[0], y), Series("set-point", t - t[0], r, "--")])]
+    return Outcome(figures, panels)
+
+
+def analyze_bode(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    sel = _tagged(s, segs, "chirp")
+    period = round(max(2.0 / c["f0_hz"], 1.0) * RATE_HZ)
+    u, y = s["reference"][sel][period:], s["position_rad"][sel][period:]
+    usable = (u.size // period) * period
+    if usable < period:
+        return Outcome({"bandwidth_hz": math.nan})
+    home = c["home_rad"]
+    fr = frequency_response(u[:usable] - home, y[:usable] - home, RATE_HZ, nperseg=period)
+    band = (fr.freq_hz >= c["f0_hz"]) & (fr.freq_hz <= c["f1_hz"])
+    panels = [Panel("|position/reference| (dB)", [Series("measured", fr.freq_hz[band], fr.magnitude_db[band], ".-")],
+                    [(-3.0, "-3 dB")])]
+    return Outcome({"bandwidth_hz": bandwidth_hz(fr)}, panels)
+
+
+def analyze_ft_zero(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    sel = _tagged(s, segs, "still")
+    f, m = s["force_n"][sel], s["moment_nm"][sel]
+    ef, em = np.asarray(c["expected_force_n"]), np.asarray(c["expected_moment_nm"])
+    figures = {"ft_force_offset_n": float(np.max(np.abs(f.mean(axis=0) - ef))),
+               "ft_moment_offset_nm": float(np.max(np.abs(m.mean(axis=0) - em))),
+               "ft_force_noise_n": float(np.max(f.std(axis=0, ddof=1))),
+               "ft_moment_noise_nm": float(np.max(m.std(axis=0, ddof=1)))}
+    t = s["t_s"][sel]
+    panels = [Panel("force (N)", [Series(a, t, f[:, i]) for i, a in enumerate("xyz")]),
+              Panel("moment (N·m)", [Series(a, t, m[:, i]) for i, a in enumerate("xyz")])]
+    return Outcome(figures, panels)
+
+
+def analyze_thermal(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    before, after = _tagged(s, segs, "before"), _tagged(s, segs, "after")
+    rise = _mean(s["winding_temp_c"][after]) - _mean(s["winding_temp_c"][before])
+    t = s["t_s"]
+    panels = _motion_panels(s, [Panel("winding (°C)", [Series("winding", t, s["winding_temp_c"])])])
+    return Outcome({"thermal_rise_k": rise}, panels)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    segments: Callable[[dict], list[Segment]]
+    analyze: Callable[[Signals, list[Segment], dict], Outcome]
+    needs_fixture: bool = False
+    needs_encoders: bool = False
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "friction": Protocol(friction_segments, analyze_friction, needs_encoders=True),
+    "backdrive": Protocol(backdrive_segments, analyze_backdrive, needs_fixture=True),
+    "stiffness": Protocol(stiffness_segments, analyze_stiffness, needs_fixture=True, needs_encoders=True),
+    "step": Protocol(step_segments, analyze_step),
+    "bode": Protocol(bode_segments, analyze_bode),
+    "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero),
+    "thermal": Protocol(thermal_segments, analyze_thermal, needs_fixture=True),
+}
+
+
+def duration_s(segments: list[Segment]) -> float:
+    return sum(seg.duration_s for seg in segments)

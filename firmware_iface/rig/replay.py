@@ -1,0 +1,210 @@
+"""Replay of raw recordings: playing the frames onto a bus in (scaled) real time, and re-analysing a step or Bode
+test from the frames alone.
+
+This module owns ``play`` (``can.MessageSync`` over the recorded timestamps, divided by ``rate``), ``node_series``
+(one node's decoded signals as arrays) and the two analyses, which take the position commands of a node as the
+reference and its ``joint_state`` positions as the output (through the profile's semantic names
+``command.position_rad`` and ``telemetry.position_rad``) and call the same metric functions as the live tests
+(``firmware_iface.client.experiments``):
+
+* ``analyze_step``: the step is the largest jump between consecutive commands. The window runs from ``pre_s``
+  before it (at most back to the previous change of the command) to one command period after the last command of
+  the constant level after it; the reference is that step sampled at the telemetry times. Rise time and overshoot
+  come from the same telemetry samples the live test used, so they agree with it (its time axis is the same bus
+  timestamps shifted by a constant); the step time may land one telemetry sample apart, because the recording stamps
+  a command after its send and the live test before.
+* ``analyze_bode``: the chirp's period is found from the commands' autocorrelation (the live test repeats the sweep
+  ``periods`` times); like the live test, the first period is dropped as the transient and the output is
+  interpolated at the command times, one Welch segment per period. Without a clear period, the whole record is
+  used with the default segment length.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import can
+import numpy as np
+
+from actuator.analysis.frequency import bandwidth_hz, frequency_response
+from actuator.analysis.step import StepMetrics, step_metrics
+from actuator.errors import BusError, ConfigError, ProtocolError
+from firmware_iface.protocol.profile import Profile
+
+MIN_PERIOD_S = 0.2  # shortest chirp period the autocorrelation looks for
+PERIODIC = 0.9  # normalised autocorrelation a lag needs to count as the chirp's period
+
+
+def play(frames: list[can.Message], bus: can.BusABC, *, rate: float = 1.0, rx_only: bool = False,
+         stop: threading.Event | None = None, on_sent: Callable[[can.Message], None] | None = None) -> dict[str, Any]:
+    """Send ``frames`` onto ``bus`` at their recorded pace sped up ``rate`` times; only the frames the recorder
+    received (not those its process sent) with ``rx_only``. Stops early at ``stop`` or Ctrl-C. Returns frames sent,
+    seconds taken and whether it was interrupted."""
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(f"rate = {rate!r}: must be a positive factor (2 plays twice as fast)")
+    chosen = [m for m in frames if (m.is_rx or not rx_only) and not m.is_error_frame]
+    if chosen:
+        t0 = chosen[0].timestamp
+        for m in chosen:
+            m.timestamp = t0 + (m.timestamp - t0) / rate
+            m.channel = None  # the recording's channel names the recorder's adapter, not this bus's
+    sent, start, interrupted = 0, time.perf_counter(), False
+    try:
+        for msg in can.MessageSync(chosen):
+            if stop is not None and stop.is_set():
+                break
+            try:
+                bus.send(msg)
+            except (can.CanError, OSError, ValueError) as e:
+                raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {bus.channel_info}: {e}") from e
+            sent += 1
+            if on_sent is not None:
+                on_sent(msg)
+    except KeyboardInterrupt:  # Ctrl-C ends a playback early; what was sent is still reported
+        interrupted = True
+    return {"frames": sent, "duration_s": time.perf_counter() - start, "rate": rate, "interrupted": interrupted}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One message of one node: frame timestamps and each signal's raw-number values."""
+
+    t_s: np.ndarray
+    signals: dict[str, np.ndarray]
+
+
+def node_series(frames: list[can.Message], profile: Profile, node_id: int) -> dict[str, Series]:
+    """Message name -> its decoded frames of ``node_id`` (value tables as numbers); undecodable frames skipped."""
+    rows: dict[str, list[tuple[float, dict]]] = {}
+    for msg in frames:
+        if msg.is_error_frame or profile.split_id(msg.arbitration_id)[0] != node_id:
+            continue
+        try:
+            d = profile.decode(msg, choices=False)
+        except ProtocolError:
+            continue
+        rows.setdefault(d.name, []).append((msg.timestamp, d.signals))
+    return {name: Series(np.array([t for t, _ in r]), {s: np.array([v[s] for _, v in r], dtype=float)
+                                                         for s in r[0][1]})
+            for name, r in rows.items()}
+
+
+def _pick(series: dict[str, Series], profile: Profile, semantic: str, role: str, source: str,
+          node_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t, values) of a semantic signal of the node, or ConfigError naming the file, the node and what is missing."""
+    message, signal = profile.semantic(semantic)
+    found = series.get(message)
+    if found is None or len(found.t_s) < 2:
+        have = ", ".join(f"{k} ({len(v.t_s)})" for k, v in sorted(series.items())) or "no frames at all"
+        raise ConfigError(f"{source}: node {node_id} has {'no' if found is None else 'too few'} {message} frames "
+                          f"({role}: {semantic}); the recording has for that node: {have}")
+    return found.t_s, found.signals[signal]
+
+
+def _step_window(tc: np.ndarray, rc: np.ndarray, pre_s: float, source: str, node_id: int
+                 ) -> tuple[float, float, float, float, float]:
+    """(window start, step time, window end, initial, final reference) of the largest command jump."""
+    jumps = np.abs(np.diff(rc))
+    k = int(np.argmax(jumps))
+    if jumps[k] == 0.0:
+        raise ConfigError(f"{source}: node {node_id}'s position commands never change: there is no step")
+    y0, r = float(rc[k]), float(rc[k + 1])
+    before = k  # back to the previous change of the command (the hold before the step)
+    while before > 0 and rc[before - 1] == y0:
+        before -= 1
+    after = k + 1  # forward to the last command at the new level
+    while after + 1 < len(rc) and rc[after + 1] == r:
+        after += 1
+    period = float(np.median(np.diff(tc))) if len(tc) > 1 else 0.0
+    step_t = float(tc[k + 1])
+    return max(float(tc[before]), step_t - pre_s), step_t, float(tc[after]) + period, y0, r
+
+
+def analyze_step(frames: list[can.Message], profile: Profile, node_id: int, *, source: str,
+                 pre_s: float = 0.05) -> StepMetrics:
+    """Step metrics of node ``node_id``'s position step in a recording (see the module docstring)."""
+    if not (math.isfinite(pre_s) and pre_s > 0):
+        raise ConfigError(f"pre_s = {pre_s!r}: must be a positive number of seconds")
+    series = node_series(frames, profile, node_id)
+    tc, rc = _pick(series, profile, "command.position_rad", "the reference", source, node_id)
+    ty, y = _pick(series, profile, "telemetry.position_rad", "the output", source, node_id)
+    start, step_t, end, y0, r = _step_window(tc, rc, pre_s, source, node_id)
+    t, keep = np.unique(ty, return_index=True)
+    inside = (t >= start) & (t <= end)
+    t, keep = t[inside], keep[inside]
+    if not np.any(t >= step_t) or not np.any(t < step_t):
+        raise ConfigError(f"{source}: node {node_id} has no joint_state frames around its step at "
+                          f"{step_t - float(tc[0]):.3f} s after its first command")
+    ref = np.where(t >= step_t, r, y0)
+    output = profile.semantic("telemetry.position_rad")[0]
+    torque = _on_output(series, profile, "telemetry.torque_nm", output, keep, t)
+    current = _on_output(series, profile, "telemetry.iq_a", output, keep, t)
+    return step_metrics(t - start, y[keep], ref, torque=torque, current=current)
+
+
+def _on_output(series: dict[str, Series], profile: Profile, semantic: str, output: str, keep: np.ndarray,
+               t: np.ndarray) -> np.ndarray | None:
+    """A semantic signal on the output's samples: the same rows when it travels in the output's message (``keep``),
+    else interpolated at the output's times ``t``; None when the recording does not have it."""
+    message, signal = profile.semantic(semantic)
+    found = series.get(message)
+    if found is None or len(found.t_s) < 2:
+        return None
+    if message == output:
+        return found.signals[signal][keep]
+    ts, order = np.unique(found.t_s, return_index=True)
+    return np.interp(t, ts, found.signals[signal][order])
+
+
+def command_rate(tc: np.ndarray) -> float:
+    """The rate of a command stream, Hz: the slope of the send times over their tick numbers (skipped ticks
+    counted), so neither a skipped tick nor the ~0.2 us steps of epoch timestamps bias it as a median would."""
+    period = float(np.median(np.diff(tc)))
+    ticks = np.round((tc - tc[0]) / period)
+    return 1.0 / float(np.polyfit(ticks, tc - tc[0], 1)[0])
+
+
+def chirp_period(u: np.ndarray, min_lag: int) -> int | None:
+    """Samples in one period of a periodic excitation: the lag in [``min_lag``, half the record] where its
+    autocorrelation (normalised, each lag over its own overlap) peaks, if that peak reaches ``PERIODIC``; else None."""
+    x = u - np.mean(u)
+    n = len(x)
+    if n // 2 <= min_lag:
+        return None
+    spectrum = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    if acf[0] <= 0:
+        return None
+    acf = acf / acf[0] * n / (n - np.arange(n))
+    lag = min_lag + int(np.argmax(acf[min_lag: n // 2]))
+    return lag if acf[lag] >= PERIODIC else None
+
+
+def analyze_bode(frames: list[can.Message], profile: Profile, node_id: int, *, source: str) -> dict[str, Any]:
+    """Closed-loop response (position command -> joint_state position) of node ``node_id`` from a recording of a
+    chirp: -3 dB bandwidth and the range of the estimate (see the module docstring)."""
+    series = node_series(frames, profile, node_id)
+    tc, rc = _pick(series, profile, "command.position_rad", "the reference", source, node_id)
+    ty, y = _pick(series, profile, "telemetry.position_rad", "the output", source, node_id)
+    if np.ptp(rc) == 0.0:
+        raise ConfigError(f"{source}: node {node_id}'s position commands never change: no excitation to analyse")
+    # a uniform grid at the command rate: ticks the host loop skipped would otherwise shift every later sample
+    fs = command_rate(tc)
+    grid = tc[0] + np.arange(int((tc[-1] - tc[0]) * fs) + 1) / fs
+    t, keep = np.unique(ty, return_index=True)
+    u, yg = np.interp(grid, tc, rc), np.interp(grid, t, y[keep])
+    seg = chirp_period(u, round(MIN_PERIOD_S * fs))
+    if seg is not None:  # whole periods after the first (the transient), one Welch segment each
+        usable = ((len(u) - seg) // seg) * seg
+        u, yg, nperseg = u[seg: seg + usable], yg[seg: seg + usable], seg
+    else:
+        nperseg = None
+    fr = frequency_response(u, yg, fs, nperseg=nperseg)
+    return {"bandwidth_hz": bandwidth_hz(fr), "fs_hz": fs, "period_s": None if seg is None else seg / fs,
+            "samples": len(u), "f_min_hz": float(fr.freq_hz[0]), "f_max_hz": float(fr.freq_hz[-1]),
+            "magnitude_db_at_f_min": float(fr.magnitude_db[0])}

@@ -1,0 +1,448 @@
+"""The production results database: rig runs (``results.json``, schema ``jointkit.results/1``) in one SQLite file.
+
+This module owns the database's schema, the validation of a results dict before it is stored, the appends
+(one transaction per call, safe from several processes at once) and the production figures read back out of it
+(:func:`summary`: yield and per-check process capability; :func:`list_runs`).
+
+Tables:
+
+- ``runs``: one row per rig run: id, serial, started_utc, finished_utc, sequence_name, sequence_sha256, verdict,
+  error, rig (JSON), results (the whole results dict, JSON), plus ``started_ts`` (Unix seconds, for ordering:
+  ISO texts with and without fractional seconds do not sort as text), ``failed_checks`` (JSON list) and
+  ``digest`` (sha256 of the canonical results JSON, unique: importing the same results.json twice adds it once).
+- ``checks``: one row per check of a step: run_id, step (the step's index), name, value, min, max, unit, verdict.
+
+The file is marked with SQLite's ``application_id`` so that a foreign SQLite file is refused rather than written
+into. The rollback journal is kept (not WAL): WAL needs shared memory and "does not work over a network
+filesystem" (sqlite.org/wal.html), and a line's database may well live on a share; concurrent appends
+serialise on SQLite's write lock with a long busy timeout, which a run every few tens of seconds never
+comes near.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from actuator.errors import ConfigError
+
+SCHEMA = "jointkit.results/1"
+APPLICATION_ID = 0x4A4B5254  # "JKRT": marks the file as a jointkit results database
+DB_VERSION = 1  # PRAGMA user_version: the version of the tables below
+BUSY_TIMEOUT_S = 30.0  # another station's append holds the write lock for milliseconds; a summary read for < 1 s
+
+RUN_VERDICTS = ("pass", "fail", "error", "incomplete")
+STEP_STATUSES = ("pass", "fail", "error", "skipped", "running")
+CHECK_VERDICTS = ("pass", "fail", "error")
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY,
+        serial TEXT,
+        started_utc TEXT NOT NULL,
+        started_ts REAL NOT NULL,
+        finished_utc TEXT,
+        sequence_name TEXT NOT NULL,
+        sequence_sha256 TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        error TEXT,
+        failed_checks TEXT NOT NULL,
+        rig TEXT NOT NULL,
+        results TEXT NOT NULL,
+        digest TEXT NOT NULL UNIQUE)""",
+    """CREATE TABLE IF NOT EXISTS checks (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        min REAL,
+        max REAL,
+        unit TEXT,
+        verdict TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS runs_sequence ON runs(sequence_name, started_ts)",
+    "CREATE INDEX IF NOT EXISTS runs_serial ON runs(serial)",
+    "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_ts)",
+    "CREATE INDEX IF NOT EXISTS checks_run ON checks(run_id)",
+    "CREATE INDEX IF NOT EXISTS checks_name ON checks(name)",
+)
+
+
+class Appended(NamedTuple):
+    run_id: int
+    added: bool  # False: the same results were already in the database (run_id is theirs)
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+
+
+def _fail(field: str, value: Any, allowed: str) -> ConfigError:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return ConfigError(f"results field {field} = {text}: allowed {allowed}")
+
+
+def _str(d: dict, key: str, path: str, *, nullable: bool = False, nonempty: bool = False) -> str | None:
+    value = d.get(key)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or (nonempty and not value):
+        raise _fail(path + key, value, ("a non-empty string" if nonempty else "a string")
+                    + (" or null" if nullable else ""))
+    return value
+
+
+def _number(d: dict, key: str, path: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    # bool is an int to Python but never a measurement; NaN/inf would poison every mean they enter
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(path + key, value, "a finite number or null")
+    return float(value)
+
+
+def _choice(d: dict, key: str, path: str, allowed: tuple[str, ...]) -> str:
+    value = d.get(key)
+    if value not in allowed:
+        raise _fail(path + key, value, "one of " + ", ".join(allowed))
+    return value
+
+
+def _time(d: dict, key: str, path: str, *, nullable: bool = False) -> datetime | None:
+    text = _str(d, key, path, nullable=nullable)
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(path + key, text, "an ISO-8601 UTC time such as 2026-11-21T13:00:00Z"
+                    + (" or null" if nullable else "")) from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)  # the field is UTC by name
+
+
+def _iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond:06d}" if t.microsecond else "") + "Z"
+
+
+def _sha256(d: dict, path: str) -> str:
+    value = d.get("sha256")
+    if not isinstance(value, str) or re.fullmatch(r"[0-9a-fA-F]{64}", value) is None:
+        raise _fail(path + "sha256", value, "the sequence file's sha256 as 64 hex digits")
+    return value.lower()
+
+
+def _dict(d: dict, key: str, path: str) -> dict:
+    value = d.get(key)
+    if not isinstance(value, dict):
+        raise _fail(path + key, value, "an object")
+    return value
+
+
+def _list(d: dict, key: str, path: str) -> list:
+    value = d.get(key)
+    if not isinstance(value, list):
+        raise _fail(path + key, value, "a list")
+    return value
+
+
+def _check_row(check: Any, step_index: int, path: str) -> tuple:
+    if not isinstance(check, dict):
+        raise _fail(path.rstrip("."), check, "an object")
+    name = _str(check, "name", path, nonempty=True)
+    value = _number(check, "value", path)
+    lo, hi = _number(check, "min", path), _number(check, "max", path)
+    unit = _str(check, "unit", path, nullable=True)
+    verdict = _choice(check, "verdict", path, CHECK_VERDICTS)
+    if value is None and verdict == "pass":
+        raise _fail(path + "verdict", verdict, "fail or error when value is null (nothing was measured)")
+    if lo is not None and hi is not None and lo > hi:
+        raise _fail(path + "min", lo, f"a lower limit <= max ({hi:g})")
+    return step_index, name, value, lo, hi, unit, verdict
+
+
+def _step_rows(steps: list) -> list[tuple]:
+    rows: list[tuple] = []
+    for i, step in enumerate(steps):
+        path = f"steps[{i}]."
+        if not isinstance(step, dict):
+            raise _fail(path.rstrip("."), step, "an object")
+        index = step.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise _fail(path + "index", index, "an integer >= 0")
+        _str(step, "name", path, nonempty=True)
+        _choice(step, "status", path, STEP_STATUSES)
+        for j, check in enumerate(_list(step, "checks", path)):
+            rows.append(_check_row(check, index, f"{path}checks[{j}]."))
+    return rows
+
+
+def validate(results: Any) -> tuple[dict, list[tuple]]:
+    """The runs row (as a dict of columns) and the checks rows of ``results``, or ConfigError naming the field."""
+    if not isinstance(results, dict):
+        raise _fail("(top level)", results, "an object of schema " + SCHEMA)
+    if results.get("schema") != SCHEMA:
+        raise _fail("schema", results.get("schema"), repr(SCHEMA))
+    sequence = _dict(results, "sequence", "")
+    started = _time(results, "started_utc", "")
+    failed = _list(results, "failed_checks", "")
+    for i, name in enumerate(failed):
+        if not isinstance(name, str):
+            raise _fail(f"failed_checks[{i}]", name, "a string")
+    run = {
+        "serial": _str(results, "serial", "", nullable=True),
+        "started_utc": _iso(started),
+        "started_ts": started.timestamp(),
+        "finished_utc": _iso(_time(results, "finished_utc", "", nullable=True)),
+        "sequence_name": _str(sequence, "name", "sequence.", nonempty=True),
+        "sequence_sha256": _sha256(sequence, "sequence."),
+        "verdict": _choice(results, "verdict", "", RUN_VERDICTS),
+        "error": _str(results, "error", "", nullable=True),
+        "failed_checks": json.dumps(failed),
+        "rig": json.dumps(_dict(results, "rig", "")),
+    }
+    rows = _step_rows(_list(results, "steps", ""))
+    canonical = json.dumps(results, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    run["results"] = canonical
+    run["digest"] = hashlib.sha256(canonical.encode()).hexdigest()
+    return run, rows
+
+
+# ---------------------------------------------------------------------------------------------------- connection
+
+
+def _claim_or_check(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
+    """Create the schema in a fresh file (``create``), or refuse a file that is not ours or is too new."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app_id == 0 and create and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        for ddl in _DDL:
+            conn.execute(ddl)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {DB_VERSION}")
+        return
+    if app_id != APPLICATION_ID:
+        raise ConfigError(f"{path}: not a jointkit results database (an SQLite file of something else)")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > DB_VERSION:
+        raise ConfigError(f"{path}: results database version {version}; this jointkit reads up to {DB_VERSION}")
+
+
+@contextlib.contextmanager
+def _transaction(db_path: str | Path, *, write: bool) -> Iterator[sqlite3.Connection]:
+    """One transaction on the database: IMMEDIATE for writes (the lock is taken before anything is read, so two
+    writers never both read an empty file and both create it), DEFERRED for reads (one consistent snapshot)."""
+    path = Path(db_path)
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target, uri = str(path), False
+    else:
+        if not path.is_file():
+            raise ConfigError(f"{path}: " + ("a directory, not a results database" if path.is_dir()
+                                             else "no such results database"))
+        target, uri = path.resolve().as_uri() + "?mode=ro", True  # a read never creates or changes the file
+    try:
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=uri)
+    except sqlite3.Error as e:
+        raise ConfigError(f"{path}: cannot open the results database ({e})") from e
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        _claim_or_check(conn, path, create=write)
+        yield conn
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            raise ConfigError(f"{path}: still locked by another process after {BUSY_TIMEOUT_S:g} s") from e
+        raise ConfigError(f"{path}: cannot use the results database ({e})") from e
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"{path}: not a jointkit results database ({e})") from e
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _insert(conn: sqlite3.Connection, run: dict, rows: list[tuple]) -> Appended:
+    found = conn.execute("SELECT id FROM runs WHERE digest = ?", (run["digest"],)).fetchone()
+    if found is not None:
+        return Appended(found[0], False)
+    columns = ", ".join(run)
+    cur = conn.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(run))})", tuple(run.values()))
+    run_id = int(cur.lastrowid)
+    conn.executemany("INSERT INTO checks (run_id, step, name, value, min, max, unit, verdict) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *row) for row in rows])
+    return Appended(run_id, True)
+
+
+def append(db_path: str | Path, results: dict) -> int:
+    """Append one run (a results dict of schema ``jointkit.results/1``) and return its id.
+
+    The database and its parent directories are created on first use. The run and its checks are written in
+    one transaction: a process killed mid-way leaves the database without the run, never with half of it.
+    Results identical to a run already stored (same canonical JSON) are not stored twice: the stored run's id is
+    returned. A dict that does not follow the schema raises ConfigError naming the field, value and what is
+    allowed, and nothing is written.
+    """
+    return append_many(db_path, [results])[0].run_id
+
+
+def append_many(db_path: str | Path, runs: Iterable[dict]) -> list[Appended]:
+    """Append several runs in one transaction: all are validated first, then all or none are stored."""
+    validated = [validate(r) for r in runs]
+    with _transaction(db_path, write=True) as conn:
+        return [_insert(conn, run, rows) for run, rows in validated]
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def _selection(sequence: str | None, serial_prefix: str | None, last: int | None) -> tuple[str, list]:
+    """A sub-select of the chosen run ids: filtered, then the ``last`` most recent by start time."""
+    if last is not None and last < 1:
+        raise ConfigError(f"last = {last}: allowed an integer >= 1 (or none for every run)")
+    where, params = [], []
+    if sequence is not None:
+        where.append("sequence_name = ?")
+        params.append(sequence)
+    if serial_prefix is not None:
+        # substr rather than LIKE: a serial may hold '%' or '_', which LIKE would take as wildcards
+        where.append("substr(serial, 1, ?) = ?")
+        params += [len(serial_prefix), serial_prefix]
+    sql = ("SELECT id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY started_ts DESC, id DESC LIMIT ?")
+    return sql, [*params, -1 if last is None else last]
+
+
+def list_runs(db_path: str | Path, *, sequence: str | None = None, serial_prefix: str | None = None,
+              last: int | None = None) -> list[dict]:
+    """The chosen runs, oldest first: id, serial, started/finished time, sequence, verdict, failed checks, error."""
+    sel, params = _selection(sequence, serial_prefix, last)
+    with _transaction(db_path, write=False) as conn:
+        rows = conn.execute(
+            "SELECT id, serial, started_utc, finished_utc, sequence_name, verdict, failed_checks, error FROM runs "
+            f"WHERE id IN ({sel}) ORDER BY started_ts, id", params).fetchall()
+    keys = ("id", "serial", "started_utc", "finished_utc", "sequence", "verdict", "failed_checks", "error")
+    return [dict(zip(keys, (*row[:6], json.loads(row[6]), row[7]), strict=True)) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+
+def capability(values: np.ndarray, lsl: float | None, usl: float | None) -> dict[str, Any]:
+    """Mean, sample std and the capability indices of one check's measured values against its limits.
+
+    - Cp  = (USL - LSL) / (6 s), only where both limits exist (it ignores where the mean sits).
+    - Cpk = min(USL - mean, mean - LSL) / (3 s); with a one-sided limit, the side that exists
+      (Cpu = (USL - mean) / 3 s or Cpl = (mean - LSL) / 3 s), as in NIST/SEMATECH e-Handbook 6.1.6.
+    - s is the sample standard deviation (ddof = 1) of every value. Runs are single units, not rational
+      subgroups, so this is the overall sigma: in AIAG's SPC manual's terms these are Pp/Ppk (performance);
+      they equal Cp/Cpk for a process in statistical control.
+
+    An index that cannot be computed is None and its reason is in ``cpk_reason`` / ``cp_reason``: n < 2 (no
+    sample std), no limits, or every value equal (std = 0: the index is infinite or undefined, and a gauge
+    that returns one value says nothing of the process spread).
+    """
+    n = int(values.size)
+    out: dict[str, Any] = {"n": n, "mean": None, "std": None, "min": None, "max": None,
+                           "cpk": None, "cpk_reason": None, "cp": None, "cp_reason": None}
+    if n:
+        out.update(mean=float(np.mean(values)), min=float(np.min(values)), max=float(np.max(values)))
+    if n >= 2:
+        out["std"] = float(np.std(values, ddof=1))
+    # std = 0 is judged on the values, not on the float: the std of equal floats can come out 1e-16 by rounding
+    spread = "n < 2" if n < 2 else "std = 0" if out["min"] == out["max"] else None
+    limits = "no limits" if lsl is None and usl is None else None
+    out["cpk_reason"] = limits or spread
+    out["cp_reason"] = limits or ("one-sided limit" if lsl is None or usl is None else None) or spread
+    if out["cpk_reason"] is not None:
+        return out
+    mean, std = out["mean"], out["std"]
+    sides = [(usl - mean) / (3 * std)] if usl is not None else []
+    sides += [(mean - lsl) / (3 * std)] if lsl is not None else []
+    out["cpk"] = float(min(sides))
+    if lsl is not None and usl is not None:
+        out["cp"] = float((usl - lsl) / (6 * std))
+    return out
+
+
+def _check_summary(name: str, rows: list[tuple]) -> dict[str, Any]:
+    """One check's figures from its rows (value, min, max, unit, verdict), ordered oldest run first."""
+    values = np.array([r[0] for r in rows if r[0] is not None], dtype=float)
+    _, lsl, usl, unit, _ = rows[-1]  # the limits in force are the most recent run's
+    stats = capability(values, lsl, usl)
+    return {"name": name, "unit": unit, **stats, "lsl": lsl, "usl": usl,
+            "limits_changed": len({(r[1], r[2]) for r in rows}) > 1,
+            "missing": sum(r[0] is None for r in rows),
+            "fails": sum(r[4] != "pass" for r in rows)}
+
+
+def _yield(verdicts: dict[str, int]) -> tuple[float | None, str | None]:
+    judged = verdicts["pass"] + verdicts["fail"]
+    if judged == 0:
+        return None, "no run finished with pass or fail"
+    return verdicts["pass"] / judged, None
+
+
+def _group_summary(name: str, runs: list[tuple], checks: list[tuple]) -> dict[str, Any]:
+    verdicts = dict.fromkeys(RUN_VERDICTS, 0)
+    for _, verdict, _ in runs:
+        verdicts[verdict] += 1
+    y, reason = _yield(verdicts)
+    by_check: dict[str, list[tuple]] = {}
+    for row in checks:
+        by_check.setdefault(row[0], []).append(row[1:])
+    return {"sequence": name, "sequence_sha256": sorted({sha for _, _, sha in runs}),
+            "runs": len(runs), "verdicts": verdicts, "yield": y, "yield_reason": reason,
+            "checks": [_check_summary(check, rows) for check, rows in by_check.items()]}
+
+
+def summary(db_path: str | Path, *, sequence: str | None = None, serial_prefix: str | None = None,
+            last: int | None = None) -> dict[str, Any]:
+    """The production figures of the chosen runs, per sequence name.
+
+    Runs are chosen by ``sequence`` (name), ``serial_prefix`` and then the ``last`` N most recent (by start
+    time) of those. The result holds the totals (``runs``, ``verdicts``) and a list ``sequences``, one entry per
+    sequence name (different sequences have different checks, so their figures are never mixed):
+
+    - ``verdicts``: runs per verdict (pass, fail, error, incomplete).
+    - ``yield`` = pass / (pass + fail). Runs ending in ``error`` (the rig or the bus failed) or ``incomplete``
+      (aborted) are left out of both terms: they did not judge the joint, so counting them as fails would blame
+      the joints for rig trouble and counting them as passes would ship untested joints. Their counts stand
+      next to the yield so rig trouble stays visible. None, with ``yield_reason``, when no run passed or failed.
+      Each run counts once: a joint re-tested after a fail counts once per run.
+    - per check (in the order first met): ``n`` measured values (every chosen run's, including runs that ended in
+      error after measuring), ``mean``, ``std`` (sample, ddof = 1), ``min``, ``max``, ``lsl``/``usl`` (the most
+      recent run's limits; ``limits_changed`` says older runs had others), ``fails`` (checks judged fail or
+      error, including the unmeasured), ``missing`` (null values, which cannot enter the statistics), ``cpk``,
+      ``cp`` and the reason either is None (see :func:`capability`).
+    """
+    sel, params = _selection(sequence, serial_prefix, last)
+    with _transaction(db_path, write=False) as conn:
+        runs = conn.execute(f"SELECT sequence_name, verdict, sequence_sha256 FROM runs WHERE id IN ({sel}) "
+                            "ORDER BY started_ts, id", params).fetchall()
+        checks = conn.execute(
+            "SELECT r.sequence_name, c.name, c.value, c.min, c.max, c.unit, c.verdict FROM checks c "
+            f"JOIN runs r ON r.id = c.run_id WHERE r.id IN ({sel}) ORDER BY r.started_ts, r.id, c.rowid",
+            params).fetchall()
+    groups: dict[str, tuple[list, list]] = {}
+    for name, verdict, sha in runs:
+        groups.setdefault(name, ([], []))[0].append((name, verdict, sha))
+    for row in checks:
+        groups[row[0]][1].append(row[1:])
+    verdicts = dict.fromkeys(RUN_VERDICTS, 0)
+    for _, verdict, _ in runs:
+        verdicts[verdict] += 1
+    return {"db": str(db_path), "filters": {"sequence": sequence, "serial_prefix": serial_prefix, "last": last},
+            "runs": len(runs), "verdicts": verdicts,
+            "sequences": [_group_summary(name, g_runs, g_checks) for name, (g_runs, g_checks) in groups.items()]}

@@ -1,0 +1,174 @@
+"""The rig a sequence runs on: a bus with joint clients, and optionally a fixture and simulated joints.
+
+``sim_rig`` builds the simulated rig: virtual joints (``VirtualJointNode``, paced to wall time) on an in-process
+python-can ``virtual`` channel, the host's clients on another endpoint of it, and a ``SimFixture`` per joint.
+``bus_rig`` opens a real bus (any python-can interface) with clients; it has no fixture, so steps that load
+the output report that they cannot run. Defect injections (``--inject NAME=VALUE``) are the model's injections,
+with the short names a production engineer uses (``friction`` for ``friction_scale``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from actuator.errors import ConfigError
+from actuator.simulation import INJECTIONS
+from firmware_iface.client import BusHub, JointClient
+from firmware_iface.protocol.profile import Profile
+from firmware_iface.rig.bus_exec import Fixture, SimFixture
+from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+
+ALIASES = {"friction": "friction_scale", "stiffness": "stiffness_scale", "ft_noise": "ft_noise_scale",
+           "resistance": "resistance_scale", "winding_resistance": "resistance_scale"}
+
+
+def parse_injection(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` (or ``NAME`` for 1.0) -> (model injection name, value); ConfigError naming what is allowed."""
+    name, _, value = text.partition("=")
+    name = ALIASES.get(name.strip(), name.strip())
+    allowed = sorted({*ALIASES, *INJECTIONS})
+    if name not in INJECTIONS or INJECTIONS[name][1] != 1:
+        raise ConfigError(f"--inject {text!r}: unknown defect {name!r}; allowed: {', '.join(allowed)} (one value each)")
+    try:
+        v = float(value) if value else 1.0
+    except ValueError:
+        raise ConfigError(f"--inject {text!r}: value {value!r} is not a number") from None
+    lo, hi = INJECTIONS[name][2], INJECTIONS[name][3]
+    if not lo <= v <= hi:
+        raise ConfigError(f"--inject {text!r}: {name} = {v:g} is out of range [{lo:g}, {hi:g}] ({INJECTIONS[name][4]})")
+    return name, v
+
+
+class KeepAlive:
+    """Between steps, joints left in closed loop are held where they are (a position, zero velocity or torque
+    command every ``period_s``), so their watchdogs do not trip while the runner writes plots and files."""
+
+    def __init__(self, clients: dict[int, JointClient], period_s: float = 0.02) -> None:
+        self.clients, self.period_s = clients, period_s
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._held: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._run, name="rig-keepalive", daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            self._active.clear()
+        try:
+            yield
+        finally:
+            self._held = {n: float(c.latest().get("telemetry.position_rad", 0.0)) for n, c in self.clients.items()}
+            self._active.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            if not self._active.is_set():
+                continue
+            with self._lock:
+                if self._active.is_set():
+                    self._hold_all()
+
+    def _hold_all(self) -> None:
+        for n, c in self.clients.items():
+            if c.state != "closed_loop":
+                continue
+            with contextlib.suppress(Exception):  # a joint in trouble is the next step's business
+                if c.mode == "position":
+                    c.position(self._held.get(n, 0.0))
+                elif c.mode == "velocity":
+                    c.velocity(0.0)
+                elif c.mode == "torque":
+                    c.torque(0.0)
+
+    def stop(self) -> None:
+        self._active.clear()
+        self._stop.set()
+        self._thread.join(1.0)
+
+
+@dataclass
+class Rig:
+    bus: can.BusABC
+    hub: BusHub
+    clients: dict[int, JointClient]
+    info: dict[str, Any]
+    fixtures: dict[int, Fixture] = field(default_factory=dict)
+    nodes: dict[int, VirtualJointNode] = field(default_factory=dict)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    keepalive: KeepAlive | None = None
+
+    def __post_init__(self) -> None:
+        self.keepalive = KeepAlive(self.clients)
+        self._stack.callback(self.keepalive.stop)
+
+    def client(self, node_id: int) -> JointClient:
+        if node_id not in self.clients:
+            raise ConfigError(f"node {node_id} is not on this rig: nodes {sorted(self.clients)}")
+        return self.clients[node_id]
+
+    def safe_stop(self) -> list[str]:
+        """Disable every joint (best effort: each failure is reported, none stops the others)."""
+        problems = []
+        if self.keepalive is not None:
+            self.keepalive.stop()
+        for node_id, c in self.clients.items():
+            try:
+                c.disable()
+            except Exception as e:  # a safe stop must try every joint
+                problems.append(f"node {node_id}: {e}")
+            with contextlib.suppress(Exception):
+                fixture = self.fixtures.get(node_id)
+                if fixture is not None:
+                    fixture.apply(0.0)
+        return problems
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]] = (), *,
+            profile: Profile | None = None, seed: int = 0) -> Rig:
+    """Simulated joints on an in-process virtual bus, paced to wall time, each with a fixture."""
+    stack = contextlib.ExitStack()
+    try:
+        channel = f"jointkit-rig-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        joint_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+        stack.callback(joint_bus.shutdown)
+        host_bus = can.Bus(interface="virtual", channel=channel)
+        stack.callback(host_bus.shutdown)
+        nodes = {n: VirtualJointNode(joint_bus, n, preset=preset, seed=seed + n, profile=profile) for n in node_ids}
+        for node in nodes.values():
+            for name, value in injections:
+                node.inject(name, value)
+        runner = NodeRunner(joint_bus, list(nodes.values()), paced=True)
+        hub = BusHub.of(host_bus, profile)
+        stack.callback(hub.close)
+        clients = {n: JointClient(host_bus, n, profile) for n in node_ids}
+        stack.callback(runner.stop)
+        runner.start()
+        info = {"sim": True, "interface": "virtual", "channel": channel, "preset": preset,
+                "injections": dict(injections), "nodes": node_ids}
+        return Rig(host_bus, hub, clients, info, {n: SimFixture(nd) for n, nd in nodes.items()}, nodes, stack)
+    except BaseException:
+        stack.close()
+        raise
+
+
+def bus_rig(bus: can.BusABC, node_ids: list[int], profile: Profile | None = None) -> Rig:
+    """Joints on an open bus (its owner shuts it down); no fixture."""
+    stack = contextlib.ExitStack()
+    hub = BusHub.of(bus, profile)
+    stack.callback(hub.close)
+    clients = {n: JointClient(bus, n, profile) for n in node_ids}
+    info = {"sim": False, "interface": type(bus).__name__, "channel": str(bus.channel_info), "nodes": node_ids}
+    return Rig(bus, hub, clients, info, {}, {}, stack)

@@ -1,0 +1,185 @@
+"""Running a sequence on a rig: step by step, with verdicts, recordings, results.json, the report and the database.
+
+``run_sequence`` writes DIR/results.json before the first step (verdict ``incomplete``) and again after every
+step, each time whole to a temporary file renamed over the old one, so a run killed at any moment leaves a
+readable results.json that says how far it got. Raw frames (DIR/frames.blf) and decoded signals (DIR/signals.mf4)
+are recorded from the rig's bus by listeners of its hub (``firmware_iface.rig.recording``).
+
+Verdicts: a step passes when all its checks (figures against the sequence's limits) pass; a check whose figure is
+missing or not finite fails. A joint fault during a step fails the step (the unit failed); the rig's own trouble
+(timeouts, bus errors, a step that cannot run here) is an ``error``. Either stops the sequence. The run's verdict
+is ``error`` if a step errored, else ``fail`` if a step failed, else ``pass``; ``incomplete`` when interrupted
+(Ctrl-C, SIGTERM) or killed. Whatever ends the run, the joints are disabled and the recordings closed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from actuator.errors import FaultError, JointkitError
+from firmware_iface.rig.protocols import Outcome
+from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
+from firmware_iface.rig.report import save_plot, write_report
+from firmware_iface.rig.rig import Rig
+from firmware_iface.rig.sequence import Sequence, Step
+from firmware_iface.rig.steps import run_step
+
+SCHEMA = "jointkit.results/1"
+FREQUENCY_PLOTS = ("bode", "tune")
+EXIT_CODES = {"pass": 0, "fail": 1, "error": 2, "incomplete": 2}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: NaN and inf become null, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(clean(data), f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def new_results(seq: Sequence, serial: str | None, rig_info: dict) -> dict:
+    return {"schema": SCHEMA,
+            "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
+            "serial": serial, "started_utc": utc_now(), "finished_utc": None, "rig": rig_info,
+            "verdict": "incomplete", "failed_checks": [], "error": None,
+            "steps": [{"index": s.index, "name": s.name, "type": s.type, "node": s.node, "status": "pending",
+                       "started_s": None, "duration_s": None, "figures": {}, "checks": [], "error": None,
+                       "plot": None} for s in seq.steps],
+            "outputs": {"results": "results.json", "report": "report.html", "frames": "frames.blf",
+                        "signals": "signals.mf4"}}
+
+
+UNITS = (("_nm_s_per_rad", "N·m·s/rad"), ("_nm_per_rad", "N·m/rad"), ("_kg_m2", "kg·m²"), ("_nm", "N·m"),
+         ("_n", "N"), ("_rad", "rad"), ("_hz", "Hz"), ("_pct", "%"), ("_k", "K"), ("_c", "°C"), ("_s", "s"))
+
+
+def unit_of(figure: str) -> str:
+    return next((unit for suffix, unit in UNITS if figure.endswith(suffix)), "")
+
+
+def checks_of(step: Step, figures: dict[str, Any]) -> list[dict]:
+    out = []
+    for fig, lim in step.limits.items():
+        value = figures.get(fig)
+        out.append({"name": f"{step.name}.{fig}", "figure": fig, "value": value, "min": lim.min, "max": lim.max,
+                    "unit": unit_of(fig), "verdict": lim.verdict(value)})
+    return out
+
+
+def _plot(out_dir: Path, step: Step, outcome: Outcome) -> str | None:
+    if not outcome.panels:
+        return None
+    rel = f"plots/{step.index:02d}-{step.name}.png"
+    freq = step.type in FREQUENCY_PLOTS
+    save_plot(out_dir / rel, f"{step.name} ({step.type}, node {step.node})", outcome.panels,
+              xlabel="frequency (Hz)" if freq else "time (s)", logx=freq)
+    return rel
+
+
+def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_run0: float) -> bool:
+    """Run one step into its results entry; False when the sequence must stop."""
+    import time
+
+    t0 = time.perf_counter()
+    entry.update(status="running", started_s=t0 - t_run0)
+    go_on = True
+    try:
+        with rig.keepalive.paused():
+            outcome = run_step(rig, seq, step)
+        entry["figures"] = outcome.figures
+        entry["checks"] = checks_of(step, outcome.figures)
+        entry["status"] = "fail" if any(c["verdict"] != "pass" for c in entry["checks"]) else "pass"
+        entry["plot"] = _plot(out_dir, step, outcome)
+    except FaultError as e:
+        entry.update(status="fail", error=str(e))
+        entry["checks"] = checks_of(step, {})
+        go_on = False
+    except JointkitError as e:
+        entry.update(status="error", error=f"{type(e).__name__}: {e}")
+        go_on = False
+    entry["duration_s"] = time.perf_counter() - t0
+    return go_on
+
+
+def _verdict(results: dict) -> str:
+    statuses = [s["status"] for s in results["steps"]]
+    if "error" in statuses:
+        return "error"
+    return "fail" if "fail" in statuses else "pass"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None = None,
+                 console: Console | None = None) -> dict:
+    """Run every step on ``rig``, writing the outputs into ``out_dir``; the results (see the module docstring)."""
+    import time
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "plots").mkdir(exist_ok=True)
+    results = new_results(seq, serial, rig.info)
+    write_json(out_dir / "results.json", results)
+    frames = FrameRecorder(out_dir / "frames.blf")
+    signals = SignalRecorder(out_dir / "signals.mf4", rig.hub.profile)
+    rig.hub.add_listener(frames)
+    rig.hub.add_listener(signals)
+    t_run0 = time.perf_counter()
+    console = console or Console(stderr=True)
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task(f"{seq.name} {serial or ''}".strip(), total=len(seq.steps))
+            for step, entry in zip(seq.steps, results["steps"], strict=True):
+                progress.update(task, description=f"{seq.name}: {step.name}")
+                go_on = _run_one(rig, seq, step, entry, out_dir, t_run0)
+                write_json(out_dir / "results.json", results)
+                progress.advance(task)
+                if not go_on:
+                    break
+        for entry in results["steps"]:
+            if entry["status"] == "pending":
+                entry["status"] = "skipped"
+        results["verdict"] = _verdict(results)
+    except KeyboardInterrupt:
+        results.update(verdict="incomplete", error="interrupted (Ctrl-C or SIGTERM): joints disabled")
+    finally:
+        problems = rig.safe_stop()
+        for listener in (frames, signals):
+            rig.hub.remove_listener(listener)
+            listener.stop()
+        if problems:
+            results["error"] = "; ".join(filter(None, [results["error"], *problems]))
+        results["failed_checks"] = [c["name"] for s in results["steps"] for c in s["checks"] if c["verdict"] != "pass"]
+        results["finished_utc"] = utc_now()
+        results["duration_s"] = time.perf_counter() - t_run0
+        write_json(out_dir / "results.json", results)
+        write_report(clean(results), out_dir)
+    return results

@@ -1,0 +1,242 @@
+"""Rig sequences: the TOML format, its validation, and the checked ``Sequence`` the runner executes.
+
+A sequence file has a ``[sequence]`` table (name, description, node, preset for ``--sim``, ratio: the reducer
+ratio of the joint type) and an array of ``[[steps]]``. Each step has a ``type``, an optional ``name`` (unique;
+default: the type, numbered when repeated), an optional ``node`` and the keys of its type (``STEP_TYPES``: each key
+with its kind, default and allowed range). Measuring steps take ``limits``: ``{ figure = { min = .., max = .. } }``
+with either bound optional, on the figures their type produces. Everything is checked before anything moves:
+an error names the file, the step (number and name), the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actuator.errors import ConfigError
+from firmware_iface.rig.protocols import PROTOCOLS
+
+INF = math.inf
+_POS = (0.0, INF)
+_Q = (-2.5, 2.5)
+MODES = ("position", "velocity", "torque", "impedance")
+
+
+def _k(kind: type | tuple, default: Any = None, lo: float = -INF, hi: float = INF, choices: tuple = ()) -> dict:
+    return {"kind": kind, "default": default, "range": (lo, hi), "choices": choices}
+
+
+_HOME = {"home_rad": _k(float, 0.0, *_Q)}
+STEP_TYPES: dict[str, dict[str, dict]] = {
+    "connect": {"timeout_s": _k(float, 5.0, 0.1, 120.0)},
+    "enable": {"mode": _k(str, "position", choices=MODES), "timeout_s": _k(float, 1.0, 0.05, 30.0)},
+    "disable": {},
+    "gains": {"file": _k(str, None), "values": _k(dict, None), "save": _k(bool, False)},
+    "move": {"position_rad": _k(float, None, *_Q), "duration_s": _k(float, 1.0, 0.05, 60.0),
+             "hold_s": _k(float, 0.2, 0.0, 60.0)},
+    "hold": {"position_rad": _k(float, None, *_Q), "duration_s": _k(float, 1.0, 0.0, 3600.0)},
+    "wait": {"duration_s": _k(float, 1.0, 0.0, 3600.0)},
+    "step": {**_HOME, "amplitude_rad": _k(float, 0.1, -1.0, 1.0), "pre_s": _k(float, 0.1, 0.0, 5.0),
+             "duration_s": _k(float, 1.0, 0.1, 30.0)},
+    "bode": {**_HOME, "f0_hz": _k(float, 1.0, 0.05, 100.0), "f1_hz": _k(float, 20.0, 0.1, 250.0),
+             "amplitude_rad": _k(float, 0.002, 1e-5, 0.2), "periods": _k(int, 4, 2, 50)},
+    "friction": {**_HOME, "velocity_rad_s": _k(float, 0.5, 0.01, 5.0), "travel_rad": _k(float, 0.6, 0.01, 4.0),
+                 "ramp_s": _k(float, 0.3, 0.01, 5.0)},
+    "backdrive": {**_HOME, "load_rate_nm_s": _k(float, 20.0, 0.1, 1000.0), "max_load_nm": _k(float, 40.0, 0.1, 500.0),
+                  "moving_rad_s": _k(float, 0.05, 1e-3, 5.0)},
+    "stiffness": {**_HOME, "loads_nm": _k(list, [-40.0, -20.0, 0.0, 20.0, 40.0]),
+                  "settle_s": _k(float, 0.4, 0.05, 10.0),
+                  "average_s": _k(float, 0.2, 0.01, 10.0)},
+    "ft_zero": {**_HOME, "duration_s": _k(float, 1.0, 0.05, 60.0), "expected_force_n": _k(list, [0.0, 0.0, 0.0]),
+                "expected_moment_nm": _k(list, [0.0, 0.0, 0.0])},
+    "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
+                     "average_s": _k(float, 0.3, 0.05, 60.0)},
+    "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
+    "identify": {**_HOME, "duration_s": _k(float, 8.0, 2.0, 120.0), "amplitude_nm": _k(float, 15.0, 0.1, 200.0),
+                 "f_low_hz": _k(float, 0.5, 0.05, 50.0), "f_high_hz": _k(float, 4.0, 0.1, 100.0)},
+    "tune": {**_HOME, "bandwidth_hz": _k(float, 5.0, 0.2, 100.0), "apply": _k(bool, True)},
+    "measure": {"duration_s": _k(float, 1.0, 0.01, 3600.0), "signals": _k(list, [])},
+}
+FIGURES: dict[str, tuple[str, ...]] = {
+    "step": ("rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error_rad", "peak_torque_nm"),
+    "bode": ("bandwidth_hz",),
+    "friction": ("friction_torque_nm", "encoder_mismatch_rad"),
+    "backdrive": ("backdrive_torque_nm",),
+    "stiffness": ("stiffness_nm_per_rad",),
+    "ft_zero": ("ft_force_offset_n", "ft_moment_offset_nm", "ft_force_noise_n", "ft_moment_noise_nm"),
+    "thermal_soak": ("thermal_rise_k", "max_winding_temp_c"),
+    "fault_reaction": ("watchdog_reaction_s",),
+    "identify": ("inertia_kg_m2", "viscous_nm_s_per_rad", "coulomb_nm", "gravity_nm"),
+    "tune": ("predicted_bandwidth_hz", "measured_bandwidth_hz"),
+}
+STATS = ("mean", "std", "min", "max", "p2p", "rms")
+PROTOCOL_OF = {"thermal_soak": "thermal"} | {t: t for t in PROTOCOLS}
+
+
+@dataclass(frozen=True)
+class Limit:
+    min: float | None
+    max: float | None
+
+    def verdict(self, value: Any) -> str:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return "fail"
+        ok = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        return "pass" if ok else "fail"
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    name: str
+    type: str
+    node: int
+    cfg: dict[str, Any]
+    limits: dict[str, Limit] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sequence:
+    path: Path
+    name: str
+    description: str
+    node: int
+    preset: str
+    ratio: float
+    steps: tuple[Step, ...]
+    sha256: str
+
+    @property
+    def nodes(self) -> list[int]:
+        return sorted({s.node for s in self.steps} | {self.node})
+
+
+def _where(path: Path, i: int | None, name: str | None, key: str | None) -> str:
+    out = str(path)
+    if i is not None:
+        out += f": step {i + 1}" + (f" ({name})" if name else "")
+    return out + (f": {key}" if key else "")
+
+
+def _fail(path: Path, i: int | None, name: str | None, key: str | None, msg: str) -> None:
+    raise ConfigError(f"{_where(path, i, name, key)}: {msg}")
+
+
+def _check_value(path: Path, i: int, name: str, key: str, value: Any, spec: dict) -> Any:
+    kind, (lo, hi), choices = spec["kind"], spec["range"], spec["choices"]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        _fail(path, i, name, key, f"{value!r} is not allowed: expected a {kind.__name__}")
+    if kind in (int, float) and not (math.isfinite(value) and lo <= value <= hi):
+        _fail(path, i, name, key, f"{value!r} is out of range: allowed [{lo:g}, {hi:g}]")
+    if choices and value not in choices:
+        _fail(path, i, name, key, f"{value!r} is not allowed: choose one of {', '.join(choices)}")
+    if kind is list and not all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in value):
+        _fail(path, i, name, key, f"{value!r}: a list of numbers (or signal names) expected")
+    return value
+
+
+def _limits(path: Path, i: int, name: str, stype: str, raw: Any, extra: tuple[str, ...]) -> dict[str, Limit]:
+    if not isinstance(raw, dict):
+        _fail(path, i, name, "limits", f"{raw!r}: a table {{ figure = {{ min = .., max = .. }} }} expected")
+    allowed = FIGURES.get(stype, ()) + extra
+    out = {}
+    for fig, lim in raw.items():
+        if fig not in allowed:
+            _fail(path, i, name, f"limits.{fig}", f"not a figure of a {stype} step: allowed "
+                  f"{', '.join(allowed) or 'none (this step measures nothing)'}")
+        if not isinstance(lim, dict) or not lim or set(lim) - {"min", "max"}:
+            _fail(path, i, name, f"limits.{fig}", f"{lim!r}: a table with min and/or max expected")
+        for b, v in lim.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                _fail(path, i, name, f"limits.{fig}.{b}", f"{v!r} is not a finite number")
+        lo, hi = lim.get("min"), lim.get("max")
+        if lo is not None and hi is not None and lo > hi:
+            _fail(path, i, name, f"limits.{fig}", f"min {lo} > max {hi}")
+        out[fig] = Limit(None if lo is None else float(lo), None if hi is None else float(hi))
+    return out
+
+
+def _measure_figures(path: Path, i: int, name: str, signals: list) -> tuple[str, ...]:
+    """The figures of a measure step: ``signals = ["std:telemetry.force_x_n", ...]`` -> ``force_x_n_std``."""
+    out = []
+    for item in signals:
+        stat, _, semantic = str(item).partition(":")
+        if stat not in STATS or not semantic.startswith("telemetry."):
+            _fail(path, i, name, "signals",
+                  f"{item!r}: expected STAT:telemetry.NAME with STAT one of {', '.join(STATS)}")
+        out.append(f"{semantic.removeprefix('telemetry.')}_{stat}")
+    return tuple(out)
+
+
+def _step(path: Path, i: int, raw: Any, default_node: int, seen: dict[str, int]) -> Step:
+    if not isinstance(raw, dict):
+        _fail(path, i, None, None, f"{raw!r}: a table expected")
+    stype = raw.get("type")
+    if stype not in STEP_TYPES:
+        _fail(path, i, raw.get("name"), "type", f"{stype!r} is not allowed: choose one of {', '.join(STEP_TYPES)}")
+    name = raw.get("name")
+    if name is None:
+        seen[stype] = seen.get(stype, 0) + 1
+        name = stype if seen[stype] == 1 else f"{stype}{seen[stype]}"
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        _fail(path, i, None, "name", f"{name!r}: letters, digits, - and _ only")
+    node = raw.get("node", default_node)
+    if isinstance(node, bool) or not isinstance(node, int) or not 1 <= node <= 63:
+        _fail(path, i, name, "node", f"{node!r} is out of range: allowed 1..63")
+    spec = STEP_TYPES[stype]
+    unknown = set(raw) - set(spec) - {"type", "name", "node", "limits"}
+    if unknown:
+        _fail(path, i, name, sorted(unknown)[0], f"not a key of a {stype} step: allowed "
+              f"{', '.join(['name', 'node', 'limits', *spec])}")
+    cfg = {k: _check_value(path, i, name, k, raw[k], s) if k in raw else s["default"] for k, s in spec.items()}
+    extra = _measure_figures(path, i, name, cfg["signals"]) if stype == "measure" else ()
+    if stype == "bode" and cfg["f0_hz"] >= cfg["f1_hz"]:
+        _fail(path, i, name, "f1_hz", f"{cfg['f1_hz']} must be above f0_hz = {cfg['f0_hz']}")
+    if stype == "gains" and (cfg["file"] is None) == (cfg["values"] is None):
+        _fail(path, i, name, "file", "give exactly one of file (a gains TOML) or values (a table of gains)")
+    return Step(i, name, stype, node, cfg, _limits(path, i, name, stype, raw.get("limits", {}), extra))
+
+
+def load_sequence(path: str | Path) -> Sequence:
+    """Read and check a sequence file (see the module docstring); ConfigError on the first problem."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+        data = tomllib.loads(blob.decode())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the sequence: {e.strerror or e}") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    unknown = set(data) - {"sequence", "steps"}
+    if unknown:
+        _fail(path, None, None, sorted(unknown)[0], "unknown table: allowed [sequence] and [[steps]]")
+    head = data.get("sequence", {})
+    allowed_head = {"name", "description", "node", "preset", "ratio"}
+    if not isinstance(head, dict) or set(head) - allowed_head:
+        _fail(path, None, None, "sequence", f"keys allowed: {', '.join(sorted(allowed_head))}")
+    node = head.get("node", 1)
+    if isinstance(node, bool) or not isinstance(node, int) or not 1 <= node <= 63:
+        _fail(path, None, None, "sequence.node", f"{node!r} is out of range: allowed 1..63")
+    ratio = head.get("ratio", 100.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio > 0:
+        _fail(path, None, None, "sequence.ratio", f"{ratio!r}: the reducer ratio, a number > 0")
+    steps_raw = data.get("steps")
+    if not isinstance(steps_raw, list) or not steps_raw:
+        _fail(path, None, None, "steps", "a sequence needs at least one [[steps]] table")
+    seen: dict[str, int] = {}
+    steps = tuple(_step(path, i, raw, node, seen) for i, raw in enumerate(steps_raw))
+    names = [s.name for s in steps]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        _fail(path, names.index(dup, names.index(dup) + 1), dup, "name", "step names must be unique")
+    for s in steps:
+        if s.type == "gains" and s.cfg["file"] and not (path.parent / s.cfg["file"]).is_file():
+            _fail(path, s.index, s.name, "file", f"{s.cfg['file']!r}: no such gains file next to the sequence")
+    return Sequence(path, str(head.get("name", path.stem)), str(head.get("description", "")), node,
+                    str(head.get("preset", "knee")), float(ratio), steps, hashlib.sha256(blob).hexdigest())

@@ -1,0 +1,223 @@
+"""What each step type of a sequence does on a rig's joint: ``run_step(rig, seq, step) -> Outcome``.
+
+Measuring steps with a protocol (``firmware_iface.rig.protocols``) run through ``bus_exec.run_segments``; the others
+are written here: connect, enable, disable, gains, move, hold, wait, fault_reaction (stop commanding and time the
+watchdog), identify (a multisine torque over the bus, ``identify_rigid_body`` on what came back), tune (design on
+the sequence's preset model, write the gains live, measure the joint's bandwidth over the bus) and measure
+(statistics of telemetry signals while the joint holds still).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from actuator.analysis.identify import excitation_torque, identify_rigid_body
+from actuator.control.config import load_gains
+from actuator.errors import ConfigError, TimeoutError
+from firmware_iface.client.joint import JointClient
+from firmware_iface.rig.bus_exec import run_segments
+from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
+from firmware_iface.rig.report import Panel, Series
+from firmware_iface.rig.rig import Rig
+from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, Step
+
+GAIN_FIELDS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
+               "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd")}
+WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reaction is seen to 1 ms
+
+
+def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    proto = PROTOCOLS[PROTOCOL_OF[step.type]]
+    cfg = {**step.cfg, "ratio": seq.ratio}
+    client = rig.client(step.node)
+    if proto.needs_encoders:
+        client.write_param("rate_encoders_hz", 1000.0)
+    try:
+        segments = proto.segments(cfg)
+        signals = run_segments(client, segments, rig.fixtures.get(step.node))
+    finally:
+        if proto.needs_encoders:
+            client.write_param("rate_encoders_hz", 0.0)
+    out = proto.analyze(signals, segments, cfg)
+    if step.type == "thermal_soak":
+        out.figures["max_winding_temp_c"] = float(np.nanmax(signals["winding_temp_c"]))
+    return out
+
+
+def _connect(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    c.wait_alive(step.cfg["timeout_s"])
+    version = c.read_param("profile_version")
+    return Outcome({"state": c.state, "profile_version": version, "faults": c.faults})
+
+
+def _enable(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    c.enable(step.cfg["mode"], timeout_s=step.cfg["timeout_s"])
+    return _keep_alive(c, 0.05, Outcome({"state": c.state, "mode": c.mode}))
+
+
+def _disable(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    c.disable()
+    c.wait_state("idle", 1.0)
+    return Outcome({"state": c.state})
+
+
+def _gains(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    if step.cfg["file"]:
+        cfg = load_gains(seq.path.parent / step.cfg["file"])
+        values = {name: float(getattr(getattr(cfg, sec), f)) for name, (sec, f) in GAIN_FIELDS.items()}
+    else:
+        values = {str(k): float(v) for k, v in step.cfg["values"].items()}
+    for name, value in values.items():
+        c.write_gain(name, value)
+    written = {name: c.read_gain(name) for name in values}
+    if step.cfg["save"]:
+        c.disable()
+        c.wait_state("idle", 1.0)
+        c.save()
+    return Outcome({"gains": written})
+
+
+def _here(c: JointClient) -> float:
+    return float(c.latest().get("telemetry.position_rad", 0.0))
+
+
+def _move(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    target = step.cfg["position_rad"] if step.cfg["position_rad"] is not None else _here(c)
+    segs = [Segment(step.cfg["duration_s"], "position", move_to(target, step.cfg["duration_s"])),
+            Segment(max(step.cfg["hold_s"], 1e-3), "position", hold(target))]
+    s = run_segments(c, segs)
+    t = s["t_s"]
+    return Outcome({"final_position_rad": float(s["position_rad"][-1])},
+                   [Panel("position (rad)", [Series("position", t, s["position_rad"]),
+                                             Series("set-point", t, s["reference"], "--")])])
+
+
+def _hold(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    q = step.cfg["position_rad"]
+    ref = hold(q) if q is not None else (lambda t, q0: q0)
+    s = run_segments(c, [Segment(max(step.cfg["duration_s"], 1e-3), "position", ref)])
+    return Outcome({"position_error_rms_rad": float(np.sqrt(np.nanmean((s["position_rad"] - s["reference"]) ** 2)))})
+
+
+def _keep_alive(c: JointClient, duration_s: float, out: Outcome) -> Outcome:
+    """Hold the present position for ``duration_s`` when the joint is in closed loop (its watchdog expects
+    commands), else just let the time pass."""
+    if c.state == "closed_loop" and c.mode == "position":
+        run_segments(c, [Segment(max(duration_s, 1e-3), "position", lambda t, q0: q0)])
+    elif duration_s > 0:
+        time.sleep(duration_s)
+    return out
+
+
+def _wait(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    return _keep_alive(rig.client(step.node), step.cfg["duration_s"], Outcome({}))
+
+
+def _fault_reaction(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    """Command, then stop: the time from the last command to the heartbeat reporting the watchdog fault."""
+    c = rig.client(step.node)
+    rate0 = c.read_param("rate_heartbeat_hz")
+    c.write_param("rate_heartbeat_hz", WATCHDOG_HEARTBEAT_HZ)
+    try:
+        home = step.cfg["home_rad"]
+        run_segments(c, [Segment(0.6, "position", move_to(home, 0.6)),
+                         Segment(step.cfg["command_s"], "position", hold(home))])
+        last = time.perf_counter()
+        end = last + step.cfg["timeout_s"]
+        while "watchdog" not in c.faults:
+            if time.perf_counter() > end:
+                raise TimeoutError(f"node {c.node_id}: no watchdog fault within {step.cfg['timeout_s']:g} s "
+                                   "of the last command")
+            time.sleep(2e-4)
+        reaction = c.heartbeat_t - last
+        faults = c.faults
+        c.clear_faults()
+        c.disable()
+        c.wait_for(lambda: not c.faults, 1.0, "faults cleared")
+    finally:
+        c.write_param("rate_heartbeat_hz", rate0)
+    return Outcome({"watchdog_reaction_s": reaction, "faults_seen": faults})
+
+
+def _identify(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    """A multisine torque (one period) in torque mode; J, B, Fc and m g l fitted to what the joint reported."""
+    c, cfg = rig.client(step.node), step.cfg
+    tau = excitation_torque(cfg["duration_s"], 1.0 / RATE_HZ, cfg["amplitude_nm"], cfg["f_low_hz"], cfg["f_high_hz"])
+    home = cfg["home_rad"]
+    segs = [Segment(0.6, "position", move_to(home, 0.6)), Segment(0.3, "position", hold(home)),
+            Segment(cfg["duration_s"], "torque", lambda t, q0: float(tau[min(int(t * RATE_HZ), tau.size - 1)]),
+                    tag="excite"),
+            Segment(0.6, "position", move_to(home, 0.6))]
+    s = run_segments(c, segs)
+    sel = s["segment"] == 2
+    ident = identify_rigid_body(s["t_s"][sel], s["torque_nm"][sel], s["position_rad"][sel])
+    figures = {"inertia_kg_m2": ident.inertia_kg_m2.value, "viscous_nm_s_per_rad": ident.viscous_nm_s_per_rad.value,
+               "coulomb_nm": ident.coulomb_nm.value,
+               "gravity_nm": ident.gravity_nm.value if ident.gravity_nm else math.nan}
+    t = s["t_s"][sel]
+    return Outcome(figures, [Panel("torque (N·m)", [Series("drive torque", t, s["torque_nm"][sel])]),
+                             Panel("position (rad)", [Series("position", t, s["position_rad"][sel])])])
+
+
+def _tune(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    """Design on the sequence's preset model (verified in simulation), write live, measure the joint's bandwidth."""
+    from actuator.analysis.tuning import tune_model
+    from actuator.params import load_preset
+
+    c = rig.client(step.node)
+    c.disable()  # the design takes seconds with no commands: idle, not a watchdog trip
+    c.wait_state("idle", 1.0)
+    params = load_preset(seq.preset)
+    result = tune_model(params, step.cfg["bandwidth_hz"])
+    if step.cfg["apply"]:
+        for name, (sec, f) in GAIN_FIELDS.items():
+            c.write_gain(name, float(getattr(getattr(result.config, sec), f)))
+    bw = step.cfg["bandwidth_hz"]
+    bode = {**PROTOCOL_DEFAULTS_BODE, "home_rad": step.cfg["home_rad"], "f1_hz": min(250.0, 3 * bw),
+            "f0_hz": max(0.5, 0.2 * bw)}
+    segs = PROTOCOLS["bode"].segments(bode)
+    measured = PROTOCOLS["bode"].analyze(run_segments(c, segs), segs, bode)
+    return Outcome({"predicted_bandwidth_hz": result.measured_bandwidth_hz,
+                    "measured_bandwidth_hz": measured.figures["bandwidth_hz"]}, measured.panels)
+
+
+PROTOCOL_DEFAULTS_BODE = {"amplitude_rad": 0.002, "periods": 3}
+
+
+def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    c = rig.client(step.node)
+    t0 = time.perf_counter()
+    _keep_alive(c, step.cfg["duration_s"], Outcome({}))
+    figures = {}
+    for item in step.cfg["signals"]:
+        stat, _, semantic = str(item).partition(":")
+        _, values = c.series(semantic, since_t=t0)
+        v = np.asarray(values, dtype=float)
+        fn: Callable[[np.ndarray], float] = {
+            "mean": np.mean, "std": lambda a: np.std(a, ddof=1), "min": np.min, "max": np.max, "p2p": np.ptp,
+            "rms": lambda a: np.sqrt(np.mean(a ** 2))}[stat]
+        figures[f"{semantic.removeprefix('telemetry.')}_{stat}"] = float(fn(v)) if v.size > 1 else math.nan
+    return Outcome(figures)
+
+
+EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
+    "connect": _connect, "enable": _enable, "disable": _disable, "gains": _gains, "move": _move, "hold": _hold,
+    "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
+    **{t: _protocol_step for t in PROTOCOL_OF},
+}
+
+
+def run_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    if step.type not in EXECUTORS:
+        raise ConfigError(f"step {step.name}: type {step.type!r} has no executor")
+    return EXECUTORS[step.type](rig, seq, step)
