@@ -135,13 +135,12 @@ def _report(frames: FrameRecorder, recorders: list[Any], profile: Profile, chann
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"jointkit record: {report['bus']}, {report['duration_s']:.1f} s")
+    table = Table(title="jointkit record", caption=f"{report['bus']}, {report['duration_s']:.1f} s")
     table.add_column("message")
     table.add_column("frames", justify="right")
     for name, n in report["messages"].items():
         table.add_row(name, str(n))
     table.add_row("total", str(report["frames"]))
-    console = Console()
-    console.print(table)
+    Console().print(table)
     for kind, path in report["files"].items():
-        console.print(f"wrote {path} ({kind})")
+        print(f"wrote {path} ({kind})")  # plain: a path must not be wrapped or styled

@@ -26,7 +26,9 @@ Step types and figures (units in the names):
 * ``ft_zero``: position hold with no load; ft_force_offset_n, ft_moment_offset_nm (largest |mean - expected| over
   the axes; expected is the tool's known static load), ft_force_noise_n, ft_moment_noise_nm (largest std).
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
-  at the start (means over ``average_s``).
+  at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
+  over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
+  much of the load friction happened to carry); max_winding_temp_c over the step.
 """
 
 from __future__ import annotations
@@ -247,9 +249,15 @@ def analyze_ft_zero(s: Signals, segs: list[Segment], c: dict) -> Outcome:
 def analyze_thermal(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     before, after = _tagged(s, segs, "before"), _tagged(s, segs, "after")
     rise = _mean(s["winding_temp_c"][after]) - _mean(s["winding_temp_c"][before])
+    # copper loss goes with the drive torque squared, and how much of the load static friction carries varies from
+    # run to run: the rise is scaled to the drive carrying exactly the load, so it follows the winding resistance
+    loaded = np.isin(s["segment"], [i for i, seg in enumerate(segs) if seg.load_nm == c["load_nm"]])
+    torque_sq = _mean(s["torque_nm"][loaded] ** 2)
+    scaled = rise * c["load_nm"] ** 2 / torque_sq if torque_sq > 0 else math.nan
     t = s["t_s"]
     panels = _motion_panels(s, [Panel("winding (°C)", [Series("winding", t, s["winding_temp_c"])])])
-    return Outcome({"thermal_rise_k": rise}, panels)
+    return Outcome({"thermal_rise_k": rise, "thermal_rise_at_load_k": scaled,
+                    "max_winding_temp_c": float(np.nanmax(s["winding_temp_c"]))}, panels)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ and killed after 2.3 s):
   with absolute timestamps up to its last flush. ``BLFReader`` tolerates a container cut short (zlib gives back
   the complete part) but raises ``struct.error`` on an object header cut short: ``read_frames`` accepts that at
   the end of the file only.
+* ASC dates: ``ASCWriter`` writes the milliseconds of its start date without zero padding (42 ms as ".42"),
+  which ``ASCReader`` reads as 420 ms: in one kill run of three, every absolute ASC timestamp was 0.5 s late. The
+  recorder's ASC writer pads them (``_ASCWriter``).
 * candump .log and ASC: the text writers go through Python's 8 KiB file buffer, so a kill leaves what the buffer
   last wrote. A line cut short is worse than a lost one: ``CanutilsLogReader`` raises ``ValueError`` on some cuts
   and, on others, silently returns the frame with fewer data bytes (a cut inside the hex data). The recorder
@@ -124,6 +127,14 @@ class _Periodic:
             self._thread.join()
 
 
+class _ASCWriter(can.ASCWriter):
+    """python-can's ASC writer with the milliseconds of its dates zero-padded: 4.6.1 writes 42 ms as ".42", which
+    its own reader (and any other) takes for 420 ms, moving every absolute timestamp by up to 0.9 s."""
+
+    def _format_header_datetime(self, when: dt.datetime) -> str:
+        return when.strftime(f"%a %b %d %H:%M:%S.{when.microsecond // 1000:03d} %Y")
+
+
 def _writer(path: Path) -> can.io.generic.MessageWriter:
     suffix = path.suffix.lower()
     try:
@@ -134,7 +145,7 @@ def _writer(path: Path) -> can.io.generic.MessageWriter:
                 raise ConfigError(f"{path}: this python-can's BLFWriter cannot be flushed (no _flush/_write_header): "
                                   "a killed recording would lose its last 128 KiB; record to .log or .asc instead")
             return writer
-        return can.CanutilsLogWriter(path) if suffix == ".log" else can.ASCWriter(path)
+        return can.CanutilsLogWriter(path) if suffix == ".log" else _ASCWriter(path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot write the recording: {e}") from e
 

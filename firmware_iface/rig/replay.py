@@ -13,10 +13,12 @@ reference and its ``joint_state`` positions as the output (through the profile's
   come from the same telemetry samples the live test used, so they agree with it (its time axis is the same bus
   timestamps shifted by a constant); the step time may land one telemetry sample apart, because the recording stamps
   a command after its send and the live test before.
-* ``analyze_bode``: the chirp's period is found from the commands' autocorrelation (the live test repeats the sweep
-  ``periods`` times); like the live test, the first period is dropped as the transient and the output is
-  interpolated at the command times, one Welch segment per period. Without a clear period, the whole record is
-  used with the default segment length.
+* ``analyze_bode`` (``bode_response``): reference and output are interpolated onto a uniform grid at the command
+  rate (fitted to the send times), so ticks the host loop skipped do not shift the later samples; the chirp's period
+  is the peak of the reference's autocorrelation (the live test repeats the sweep ``periods`` times). As in the live
+  test the first period is dropped as the transient and each Welch segment is one period. Without a clear period the
+  whole record is used with the default segment length. The live test counts samples instead of time, so when its
+  loop skips ticks the two estimates differ (the live one loses a whole period per skipped tick at the end).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import can
 import numpy as np
 
-from actuator.analysis.frequency import bandwidth_hz, frequency_response
+from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.errors import BusError, ConfigError, ProtocolError
 from firmware_iface.protocol.profile import Profile
@@ -163,10 +165,19 @@ def _on_output(series: dict[str, Series], profile: Profile, semantic: str, outpu
 
 def command_rate(tc: np.ndarray) -> float:
     """The rate of a command stream, Hz: the slope of the send times over their tick numbers (skipped ticks
-    counted), so neither a skipped tick nor the ~0.2 us steps of epoch timestamps bias it as a median would."""
+    counted). The median interval alone is off by up to 2.4e-4 (epoch timestamps come in ~0.24 us steps), enough
+    to misnumber ticks after a few thousand; so the slope is refined over a window growing fourfold, each one short
+    enough for the previous estimate to number its ticks right."""
+    x = tc - tc[0]
     period = float(np.median(np.diff(tc)))
-    ticks = np.round((tc - tc[0]) / period)
-    return 1.0 / float(np.polyfit(ticks, tc - tc[0], 1)[0])
+    m = 64
+    while True:
+        ticks = np.round(x[:m] / period)
+        if ticks[-1] > 0:
+            period = float(np.polyfit(ticks, x[:m], 1)[0])
+        if m >= len(x):
+            return 1.0 / period
+        m *= 4
 
 
 def chirp_period(u: np.ndarray, min_lag: int) -> int | None:
@@ -185,9 +196,10 @@ def chirp_period(u: np.ndarray, min_lag: int) -> int | None:
     return lag if acf[lag] >= PERIODIC else None
 
 
-def analyze_bode(frames: list[can.Message], profile: Profile, node_id: int, *, source: str) -> dict[str, Any]:
+def bode_response(frames: list[can.Message], profile: Profile, node_id: int, *, source: str
+                  ) -> tuple[FrequencyResponse, dict[str, Any]]:
     """Closed-loop response (position command -> joint_state position) of node ``node_id`` from a recording of a
-    chirp: -3 dB bandwidth and the range of the estimate (see the module docstring)."""
+    chirp, and how it was estimated (rate, period, samples); see the module docstring."""
     series = node_series(frames, profile, node_id)
     tc, rc = _pick(series, profile, "command.position_rad", "the reference", source, node_id)
     ty, y = _pick(series, profile, "telemetry.position_rad", "the output", source, node_id)
@@ -195,16 +207,27 @@ def analyze_bode(frames: list[can.Message], profile: Profile, node_id: int, *, s
         raise ConfigError(f"{source}: node {node_id}'s position commands never change: no excitation to analyse")
     # a uniform grid at the command rate: ticks the host loop skipped would otherwise shift every later sample
     fs = command_rate(tc)
-    grid = tc[0] + np.arange(int((tc[-1] - tc[0]) * fs) + 1) / fs
     t, keep = np.unique(ty, return_index=True)
-    u, yg = np.interp(grid, tc, rc), np.interp(grid, t, y[keep])
+
+    def on_grid(n: int) -> tuple[np.ndarray, np.ndarray]:  # past the last sample both hold their last value
+        grid = tc[0] + np.arange(n) / fs
+        return np.interp(grid, tc, rc), np.interp(grid, t, y[keep])
+
+    u, yg = on_grid(int((tc[-1] - tc[0]) * fs) + 1)
     seg = chirp_period(u, round(MIN_PERIOD_S * fs))
-    if seg is not None:  # whole periods after the first (the transient), one Welch segment each
-        usable = ((len(u) - seg) // seg) * seg
-        u, yg, nperseg = u[seg: seg + usable], yg[seg: seg + usable], seg
-    else:
-        nperseg = None
+    nperseg = None
+    if seg is not None and round(len(u) / seg) >= 2:
+        # whole periods after the first (the transient), one Welch segment each; a last period cut a few ticks
+        # short (the loop's final ticks skipped) is completed with the last values rather than dropped
+        periods = round(len(u) / seg)
+        u, yg = on_grid(periods * seg)
+        u, yg, nperseg = u[seg:], yg[seg:], seg
     fr = frequency_response(u, yg, fs, nperseg=nperseg)
-    return {"bandwidth_hz": bandwidth_hz(fr), "fs_hz": fs, "period_s": None if seg is None else seg / fs,
-            "samples": len(u), "f_min_hz": float(fr.freq_hz[0]), "f_max_hz": float(fr.freq_hz[-1]),
-            "magnitude_db_at_f_min": float(fr.magnitude_db[0])}
+    return fr, {"fs_hz": fs, "period_s": None if nperseg is None else seg / fs, "samples": len(u)}
+
+
+def analyze_bode(frames: list[can.Message], profile: Profile, node_id: int, *, source: str) -> dict[str, Any]:
+    """The -3 dB bandwidth of ``bode_response`` and the range of the estimate."""
+    fr, info = bode_response(frames, profile, node_id, source=source)
+    return {"bandwidth_hz": bandwidth_hz(fr), **info, "f_min_hz": float(fr.freq_hz[0]),
+            "f_max_hz": float(fr.freq_hz[-1])}

@@ -68,7 +68,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "backdrive": ("backdrive_torque_nm",),
     "stiffness": ("stiffness_nm_per_rad",),
     "ft_zero": ("ft_force_offset_n", "ft_moment_offset_nm", "ft_force_noise_n", "ft_moment_noise_nm"),
-    "thermal_soak": ("thermal_rise_k", "max_winding_temp_c"),
+    "thermal_soak": ("thermal_rise_k", "thermal_rise_at_load_k", "max_winding_temp_c"),
     "fault_reaction": ("watchdog_reaction_s",),
     "identify": ("inertia_kg_m2", "viscous_nm_s_per_rad", "coulomb_nm", "gravity_nm"),
     "tune": ("predicted_bandwidth_hz", "measured_bandwidth_hz"),

@@ -42,10 +42,7 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     finally:
         if proto.needs_encoders:
             client.write_param("rate_encoders_hz", 0.0)
-    out = proto.analyze(signals, segments, cfg)
-    if step.type == "thermal_soak":
-        out.figures["max_winding_temp_c"] = float(np.nanmax(signals["winding_temp_c"]))
-    return out
+    return proto.analyze(signals, segments, cfg)
 
 
 def _connect(rig: Rig, seq: Sequence, step: Step) -> Outcome:

@@ -1,0 +1,114 @@
+"""``jointkit run SEQUENCE --sim --population N``: a production batch of simulated joints, judged like one joint.
+
+N joints are drawn from the manufacturing spread (``seeds/spread.toml``, or ``--spread``) and the sequence's
+measuring steps (those with a test protocol: friction, back-drive, stiffness, step, Bode, F/T zero, thermal soak)
+run on all of them at once in the batch simulation (``firmware_iface.rig.population``, all cores), with the same
+protocols and analyses as over the bus, and the sequence's limits. Steps that exercise the firmware over the bus
+(connect, enable, gains, fault reaction, tune, ...) are not in the batch model and are listed as not simulated.
+
+Every joint becomes a results record (serial ``POP-0001``...) appended to DIR/results.db, so ``jointkit results
+summary DIR/results.db`` gives the same yield and Cpk; the command prints the yield, the failures per check and,
+per check, the Cpk, and writes DIR/population.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from actuator.params import SEEDS_DIR, load_preset
+from firmware_iface.cli.common import print_json
+from firmware_iface.rig.population import draw, load_spread, run_batch
+from firmware_iface.rig.results_db import append_many, summary
+from firmware_iface.rig.runner import SCHEMA, checks_of, clean, utc_now, write_json
+from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence
+
+
+def _joint_results(seq: Sequence, j: int, measured: list, outcomes: list, faults: list[str], info: dict) -> dict:
+    steps = []
+    for step, outcome in zip(measured, outcomes, strict=True):
+        figures = dict(outcome.figures)
+        checks = checks_of(step, figures)
+        steps.append({"index": step.index, "name": step.name, "type": step.type, "node": step.node,
+                      "status": "fail" if any(c["verdict"] != "pass" for c in checks) else "pass",
+                      "started_s": None, "duration_s": None, "figures": figures, "checks": checks,
+                      "error": f"faults: {', '.join(faults)}" if faults else None, "plot": None})
+    failed = [c["name"] for s in steps for c in s["checks"] if c["verdict"] != "pass"]
+    now = utc_now()
+    return clean({"schema": SCHEMA, "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
+                  "serial": f"POP-{j + 1:04d}", "started_utc": now, "finished_utc": now, "rig": info,
+                  "verdict": "fail" if failed or faults else "pass", "failed_checks": failed, "error": None,
+                  "steps": steps, "outputs": {}})
+
+
+def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tuple[str, float]]) -> int:
+    t0 = time.perf_counter()
+    n = args.population
+    if not 1 <= n <= 100_000:
+        from actuator.errors import ConfigError
+
+        raise ConfigError(f"--population {n}: allowed 1..100000 joints")
+    spread_path = args.spread or SEEDS_DIR / "spread.toml"
+    spread = load_spread(spread_path)
+    nominal = load_preset(args.preset or seq.preset)
+    measured = [s for s in seq.steps if s.type in PROTOCOL_OF]
+    steps = [(PROTOCOL_OF[s.type], {**s.cfg, "ratio": seq.ratio}) for s in measured]
+    drawn = draw(nominal, spread, n, args.seed)
+    extra = dict(injections)
+    batch = run_batch([p for p, _ in drawn], [{**inj, **extra} for _, inj in drawn], steps, seed=args.seed,
+                      firmware=nominal, panels=False)
+    info = {"sim": True, "population": n, "spread": str(spread_path), "preset": nominal.name, "seed": args.seed,
+            "injections": extra}
+    records = [_joint_results(seq, j, measured, batch[j], batch.faults[j], info) for j in range(n)]
+    out_dir = args.out or Path("out") / f"population-{seq.name}-{n}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db = args.db or out_dir / "results.db"
+    if db.exists():
+        db.unlink()  # one batch per database: its yield and Cpk are this batch's
+    append_many(db, records)
+    stats = summary(db)
+    report = _report(seq, records, stats, batch.timing, measured, time.perf_counter() - t0)
+    report.update(out_dir=str(out_dir), database=str(db),
+                  not_simulated=[s.name for s in seq.steps if s.type not in PROTOCOL_OF])
+    write_json(out_dir / "population.json", {**report, "joints": records})
+    if args.json:
+        print_json(clean(report))
+    else:
+        _print(report)
+    return 0
+
+
+def _report(seq: Sequence, records: list[dict], stats: dict, timing: dict, measured: list, wall_s: float) -> dict:
+    n = len(records)
+    passed = sum(r["verdict"] == "pass" for r in records)
+    failures: dict[str, int] = {}
+    for r in records:
+        for c in r["failed_checks"]:
+            failures[c] = failures.get(c, 0) + 1
+    group = stats["sequences"][0] if stats.get("sequences") else {}
+    checks = {c["name"]: {k: c.get(k) for k in ("n", "mean", "std", "lsl", "usl", "cp", "cpk", "fails")}
+              for c in group.get("checks", [])}
+    return {"sequence": seq.name, "joints": n, "passed": passed, "yield": passed / n,
+            "failures_by_check": dict(sorted(failures.items(), key=lambda kv: -kv[1])),
+            "faulted_joints": sum(bool(r["steps"] and r["steps"][-1]["error"]) for r in records),
+            "checks": checks, "steps_simulated": [s.name for s in measured],
+            "timing_s": {**timing, "wall_s": wall_s}}
+
+
+def _print(report: dict[str, Any]) -> None:
+    console = Console()
+    console.print(f"[bold]{report['sequence']}[/]: {report['passed']}/{report['joints']} passed, yield "
+                  f"{100 * report['yield']:.1f} % in {report['timing_s']['wall_s']:.1f} s")
+    table = Table(title="checks")
+    for col in ("check", "mean", "std", "LSL", "USL", "Cpk", "fails"):
+        table.add_column(col, justify="right" if col != "check" else "left")
+    for name, c in report["checks"].items():
+        cells = [c["mean"], c["std"], c["lsl"], c["usl"], c["cpk"]]
+        table.add_row(name, *("—" if v is None else f"{v:.4g}" for v in cells), str(c["fails"]))
+    console.print(table)
+    console.print(f"database: {report['database']}  (jointkit results summary {report['database']})")

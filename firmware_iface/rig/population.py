@@ -1,0 +1,552 @@
+"""A production batch in simulation: many joints of one type, each built within its manufacturing tolerances, put
+through the rig's measuring steps at once (``jointkit run --population N``).
+
+This module owns
+* the spread file (``seeds/spread.toml``; ``load_spread``): which parameters of a joint type vary from unit to unit
+  and how much, as normal distributions about the preset (``sd_pct`` relative or ``sd`` absolute; ``group`` makes
+  fields share one draw), plus model injections drawn per joint (``[injections]``, e.g. the motor encoder's offset);
+* ``draw``: parameter sets and injections for n joints, reproducible by seed (joint j is the same joint whatever n);
+* ``run_batch``: the protocols of ``firmware_iface.rig.protocols`` on all joints at once through the closed-loop batch
+  kernel (``run_closed_batch_parallel``: all cores), with the semantics of ``bus_exec`` on a ``JointFirmware``, minus
+  the bus: set-points evaluated per joint at 1 kHz and held for 1 ms as a joint holds a CAN set-point; idle is torque
+  mode with a zero reference and no gravity feedforward; entering closed loop resets the loop integrators and holds
+  the present output position; a mode change keeps them; commands clamped to the firmware's limits; the tracking
+  check in position mode; the fixture load per model step as an external torque. One row per 1 ms is recorded and
+  turned into the ``Signals`` of bus_exec, which the protocol's own ``analyze`` judges. Telemetry here is exact:
+  no bus latency, no sample-and-hold of slower messages, no quantisation of the frames;
+* ``population_eol``: draw, run, and return per-joint figures with the timing. Limits and verdicts are the caller's.
+
+The firmware's constants (the controller's torque per amp, the telemetry's Kt N) come from ``firmware`` when given:
+a production firmware is flashed with the type's nominal values, not the unit's own, so a weak magnet shows as more
+current for the same work, as on a real line. ``population_eol`` passes the nominal preset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import numba
+import numpy as np
+
+from actuator.control import cascade as C
+from actuator.control.config import (
+    ControllerConfig,
+    compile_controller,
+    default_controller,
+    load_gains,
+    new_controller_state,
+    resolved_limits,
+)
+from actuator.control.pid import N_PID_STATE
+from actuator.errors import ConfigError
+from actuator.model import layout as L
+from actuator.model.sensors import prime_encoders
+from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict
+from actuator.simulation import INJECTIONS, JointModel
+from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment
+
+TRACKING_LIMIT_RAD = 0.5      # JointFirmware's default tracking_limit_rad
+JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
+# recorded row: state indices, then the controller's velocity estimate (what telemetry reports)
+_SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.X_FT_MEAS + 6)], dtype=np.int64)
+_CSOURCE = np.array([C.K_VEL], dtype=np.int64)
+R_ENC_O, R_ENC_M, R_IQ, R_TW, R_FT, R_VEL = 0, 1, 2, 3, 4, 10
+N_ROW = 11
+_TOLERANCE_KEYS = {"parameter": ("sd_pct", "sd", "group"), "injection": ("sd", "mean", "group")}
+
+
+# --- the spread file -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tolerance:
+    path: str              # "reducer.coulomb_friction_nm", or the injection's name
+    sd: float = 0.0        # absolute, in the field's unit
+    sd_pct: float = 0.0    # % of the preset's value
+    group: str = ""        # joints draw one standard normal per group
+    mean: float | None = None  # injections: the centre (None: the model's healthy value)
+
+
+@dataclass(frozen=True)
+class Spread:
+    source: str
+    preset: str | None
+    parameters: tuple[Tolerance, ...]
+    injections: tuple[Tolerance, ...]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections)))
+
+
+def _leaf(path: str) -> tuple[Any, Any]:
+    """(dataclass field, type hint) of a dotted JointParams path; KeyError when there is none."""
+    cls: Any = JointParams
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        by_name = {f.name: f for f in fields(cls)}
+        hint = get_type_hints(cls)[part]
+        if i == len(parts) - 1:
+            return by_name[part], hint
+        cls = hint
+
+
+def _numeric(hint: Any) -> bool:
+    """A float or a vector of floats: what a tolerance can scale."""
+    return hint is float or (get_origin(hint) is tuple and get_args(hint)[0] is float)
+
+
+def _number(value: Any, where: str, key: str, lo: float, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < lo:
+        raise ConfigError(f"{where}.{key} = {value!r} is not allowed: {allowed}")
+    return float(value)
+
+
+def _tolerance(entry: Any, source: str, path: str, kind: str) -> Tolerance:
+    """One entry; ``path`` is the field's dotted path (parameters) or ``injections.NAME``."""
+    keys = _TOLERANCE_KEYS[kind]
+    where = f"{source}: {path}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} = {entry!r} has the wrong type: expected a table like {{ {keys[0]} = 5.0 }} "
+                          f"(keys: {', '.join(keys)})")
+    unknown = sorted(set(entry) - set(keys))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]} = {entry[unknown[0]]!r}: unknown key; allowed keys: {', '.join(keys)}")
+    spreads = [k for k in ("sd_pct", "sd") if k in entry]
+    if len(spreads) != 1:
+        raise ConfigError(f"{where} = {entry!r} is not allowed: give exactly one of "
+                          f"{' or '.join(k for k in keys if k.startswith('sd'))}")
+    sd_pct = _number(entry.get("sd_pct", 0.0), where, "sd_pct", 0.0, "a number in [0, 100] (% of the preset's value)")
+    if sd_pct > 100.0:
+        raise ConfigError(f"{where}.sd_pct = {sd_pct!r} is out of range: allowed [0, 100] (% of the preset's value)")
+    sd = _number(entry.get("sd", 0.0), where, "sd", 0.0, "a finite number >= 0 (in the field's unit)")
+    mean = entry.get("mean")
+    if mean is not None:
+        mean = _number(mean, where, "mean", -math.inf, "a finite number")
+    group = entry.get("group", path)
+    if not isinstance(group, str) or not group:
+        raise ConfigError(f"{where}.group = {group!r} is not allowed: a non-empty name of the fields drawn together")
+    return Tolerance(path.removeprefix("injections.") if kind == "injection" else path, sd, sd_pct, group, mean)
+
+
+def _parameter_tolerances(table: dict, prefix: str, cls: Any, source: str) -> list[Tolerance]:
+    hints, names = get_type_hints(cls), [f.name for f in fields(cls)]
+    out = []
+    for key, entry in table.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"{source}: {path}: unknown key; allowed keys here: {', '.join(names)}")
+        hint = hints[key]
+        if is_dataclass(hint):
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{source}: {path} = {entry!r} has the wrong type: expected a table")
+            out += _parameter_tolerances(entry, path, hint, source)
+        elif _numeric(hint):
+            out.append(_tolerance(entry, source, path, "parameter"))
+        else:
+            raise ConfigError(f"{source}: {path} cannot vary: allowed are numeric fields (a float or a vector of "
+                              "floats), not integers, names or matrices")
+    return out
+
+
+def _injection_tolerances(table: Any, source: str) -> list[Tolerance]:
+    allowed = [name for name, spec in INJECTIONS.items() if spec[1] == 1]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: injections = {table!r} has the wrong type: expected a table")
+    out = []
+    for name, entry in table.items():
+        if name not in allowed:
+            raise ConfigError(f"{source}: injections.{name}: unknown injection; allowed: {', '.join(allowed)}")
+        out.append(_tolerance(entry, source, f"injections.{name}", "injection"))
+    return out
+
+
+def _check_against_preset(spread: Spread) -> None:
+    if spread.preset is None:
+        return
+    p = load_preset(spread.preset)
+    for t in spread.parameters:
+        if t.sd_pct > 0 and not np.any(np.asarray(_value(p, t.path)) != 0.0):
+            raise ConfigError(f"{spread.source}: {t.path} = {{ sd_pct = {t.sd_pct:g} }} draws nothing: the preset "
+                              f"{spread.preset!r} has {t.path} = 0; give an absolute sd")
+
+
+def load_spread(path: str | Path) -> Spread:
+    """A spread file; errors name the file, the key, the value and what is allowed."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read spread file: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    source = str(path)
+    preset = data.pop("preset", None)
+    if preset is not None and not isinstance(preset, str):
+        raise ConfigError(f"{source}: preset = {preset!r} has the wrong type: expected a preset name or path")
+    injections = _injection_tolerances(data.pop("injections", {}), source)
+    sections = [f.name for f in fields(JointParams) if is_dataclass(get_type_hints(JointParams)[f.name])]
+    for key in data:
+        if key not in sections:
+            raise ConfigError(f"{source}: {key}: unknown key; allowed: preset, injections, {', '.join(sections)}")
+    spread = Spread(source, preset, tuple(_parameter_tolerances(data, "", JointParams, source)), tuple(injections))
+    _check_against_preset(spread)
+    return spread
+
+
+# --- drawing joints --------------------------------------------------------------------------------------------
+def _value(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    return obj
+
+
+def _put(data: dict, path: str, value: Any) -> None:
+    *head, last = path.split(".")
+    for part in head:
+        data = data[part]
+    data[last] = value
+
+
+def _clip_to_field(path: str, values: np.ndarray) -> np.ndarray:
+    meta = _leaf(path)[0].metadata
+    lo = math.nextafter(meta["lo"], math.inf) if meta.get("lo_open") else meta["lo"]
+    return np.clip(values, lo, meta["hi"])
+
+
+def _drawn(nominal: Any, t: Tolerance, z: float) -> np.ndarray:
+    base = np.asarray(nominal, dtype=float)
+    return base * (1.0 + t.sd_pct / 100.0 * z) if t.sd_pct else base + t.sd * z
+
+
+def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[JointParams, dict[str, float]]]:
+    """``n`` joints: (parameter set, model injections) each, about ``params`` within ``spread``; reproducible by
+    seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range."""
+    if not (isinstance(n, int) and n >= 1):
+        raise ConfigError(f"population size n = {n!r}: must be an integer >= 1")
+    groups = spread.groups
+    z = np.random.default_rng(seed).standard_normal((n, len(groups)))
+    col = {g: i for i, g in enumerate(groups)}
+    healthy_env = L.default_env(params)
+    out = []
+    for j in range(n):
+        data = params_to_dict(params)
+        for t in spread.parameters:
+            v = _clip_to_field(t.path, _drawn(_value(params, t.path), t, z[j, col[t.group]]))
+            _put(data, t.path, v.tolist() if v.ndim else float(v))
+        injections = {}
+        for t in spread.injections:
+            idx, _, lo, hi, _ = INJECTIONS[t.path]
+            mean = healthy_env[idx] if t.mean is None else t.mean
+            injections[t.path] = float(np.clip(_drawn(mean, t, z[j, col[t.group]]), lo, hi))
+        where = f"{spread.source}: joint {j} of seed {seed} (fields drawn apart broke a rule: share a group)"
+        out.append((params_from_dict(data, where), injections))
+    return out
+
+
+# --- the batch ---------------------------------------------------------------------------------------------------
+class BatchOutcomes(list):
+    """``run_batch``'s result: a list (joint) of lists (step) of ``Outcome``, carrying also per joint the fault
+    names that stopped it (``faults``, [] when healthy) and the index of the step it happened in (``fault_step``),
+    and ``timing`` (seconds)."""
+
+    faults: list[list[str]]
+    fault_step: list[int | None]
+    timing: dict[str, float]
+
+
+class _Batch:
+    """The stacked joints and their firmware's state (one mode for the whole batch, as all run one protocol)."""
+
+    def __init__(self, params_list: list[JointParams], injections_list: list[dict[str, float]],
+                 gains: ControllerConfig, firmware: JointParams | None, seed: int) -> None:
+        n = len(params_list)
+        models = [JointModel(p) for p in params_list]
+        for m, inj in zip(models, injections_list, strict=True):
+            for name, value in inj.items():
+                m.inject(name, value)
+            # a unit's encoder offsets are there from power-up, not a jump at t = 0
+            prime_encoders(m.p, m.x, m.env[L.E_ENC_M_OFFSET], m.env[L.E_ENC_O_OFFSET])
+        dts = {m.dt_s for m in models}
+        if len(dts) != 1:
+            raise ConfigError(f"the joints have different model steps {sorted(dts)} s: one current-loop rate per batch")
+        dt = dts.pop()
+        self.spt = round(1.0 / (RATE_HZ * dt))
+        if abs(self.spt * dt * RATE_HZ - 1.0) > 1e-9:
+            raise ConfigError(f"model step {dt!r} s does not divide the rig's 1 ms tick")
+        self.dt = dt
+        fw = [firmware or p for p in params_list]
+        self.P, self.X, self.ENV = (np.stack([getattr(m, a) for m in models]) for a in ("p", "x", "env"))
+        self.C = np.stack([compile_controller(gains, f) for f in fw] if firmware is None
+                          else [compile_controller(gains, firmware)] * n)
+        self.K = np.stack([new_controller_state() for _ in range(n)])
+        self.kt_n = np.array([f.torque_constant_nm_per_a * f.reducer.ratio for f in fw])
+        lims = [resolved_limits(gains, f) for f in fw]
+        self.lo = np.array([[lm.position_min_rad, -lm.velocity_max_rad_s, -lm.torque_max_nm] for lm in lims])
+        self.hi = np.array([[lm.position_max_rad, lm.velocity_max_rad_s, lm.torque_max_nm] for lm in lims])
+        self.gravity_ff = gains.gravity_feedforward_nm
+        self.rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+        self.ft_decim = int(self.P[:, L.P_FT_DECIM].min())
+        self.unread = [np.empty((0, L.N_NOISE))] * n
+        self.mode: str | None = None
+        self.last_ref = np.zeros((n, C.N_REF))
+        self.faulted = np.zeros(n, dtype=bool)
+        self.faults: list[list[str]] = [[] for _ in range(n)]
+        self.fault_step: list[int | None] = [None] * n
+        self.C[:, C.C_MODE] = C.MODE_TORQUE  # powered up idle: no current, no gravity feedforward
+        self.C[:, C.C_MGL] = 0.0
+
+    @property
+    def n(self) -> int:
+        return self.P.shape[0]
+
+    def enter(self, seg: Segment) -> None:
+        """The state and mode changes bus_exec sends on entering ``seg`` (JointFirmware.set_state / set_mode)."""
+        live = ~self.faulted
+        if seg.mode is None:
+            if self.mode is not None:
+                self.C[live, C.C_MODE] = C.MODE_TORQUE
+                self.C[live, C.C_MGL] = 0.0
+                self.last_ref[:] = 0.0
+        elif seg.mode != self.mode:
+            if self.mode is None:  # fresh loops: integrators from before the drive was off must not kick the joint
+                self.K[live, C.K_POS_PID:C.K_VEL_PID + N_PID_STATE] = 0.0
+            self.C[live, C.C_MODE] = C.MODES[seg.mode]
+            self.C[live, C.C_MGL] = self.gravity_ff
+            self.last_ref[:] = 0.0
+            self.last_ref[:, C.R_POS] = self.X[:, L.X_ENC_O]  # hold where it is until a set-point comes
+        self.mode = seg.mode
+
+    def noise(self, steps: int) -> np.ndarray:
+        """F/T noise rows for a call of ``steps``: first the rows the last call drew but did not reach, then fresh
+        ones, so that each joint reads its generator's stream in order however the run is cut into calls (joint j
+        of a seed is the same joint in any batch)."""
+        out = np.empty((self.n, steps // self.ft_decim + 2, L.N_NOISE))
+
+        def fill(j: int) -> None:
+            k = self.unread[j].shape[0]
+            out[j, :k] = self.unread[j]
+            self.rngs[j].standard_normal(out=out[j, k:])
+        with ThreadPoolExecutor(numba.get_num_threads()) as pool:  # numpy's generators fill without the GIL
+            list(pool.map(fill, range(self.n)))
+        return out
+
+    def advance(self, ref_ticks: np.ndarray, loads: np.ndarray, rows: np.ndarray, step_index: int) -> None:
+        """Run all joints through ``ref_ticks`` (n, m, N_REF) set-points, each held 1 ms, with the fixture's
+        ``loads`` per model step; the state at the start of each tick into ``rows`` (n, m, N_ROW)."""
+        n, m, _ = ref_ticks.shape
+        steps = m * self.spt
+        ref = np.repeat(ref_ticks, self.spt, axis=1)
+        u = np.zeros((n, steps, L.N_INPUTS))
+        u[:, :, L.U_EXT_TORQUE] = loads
+        out = np.empty((n, m + 1, N_ROW))
+        status = np.zeros(n, dtype=np.int64)
+        noise = self.noise(steps)
+        self.X[:, L.X_FT_NOISE_IDX] = 0.0
+        C.run_closed_batch_parallel(self.P, self.X, self.ENV, self.C, self.K, ref, u, noise, _SOURCE, _CSOURCE, out,
+                                    self.spt, status)
+        self.unread = [noise[j, int(i):].copy() for j, i in enumerate(self.X[:, L.X_FT_NOISE_IDX])]
+        rows[:] = out[:, :m]
+        model = status & L.FATAL_FAULTS
+        tracking = np.zeros(n, dtype=bool)
+        if self.mode == "position":  # the firmware's check after each 1 ms: set-point against the output encoder
+            tracking = np.abs(ref_ticks[:, :, C.R_POS] - out[:, 1:, R_ENC_O]).max(axis=1) > TRACKING_LIMIT_RAD
+        for j in np.flatnonzero(((model != 0) | tracking) & ~self.faulted):
+            self.fault(j, L.fault_names(int(model[j])) + (["tracking_error"] if tracking[j] else []), step_index)
+
+    def fault(self, j: int, names: list[str], step_index: int) -> None:
+        """The firmware's fault state: drive off, no more commands for this joint."""
+        self.faulted[j] = True
+        self.faults[j] = names
+        self.fault_step[j] = step_index
+        self.C[j, C.C_MODE] = C.MODE_TORQUE
+        self.C[j, C.C_MGL] = 0.0
+
+
+# --- protocols on the batch ---------------------------------------------------------------------------------------
+def _references(seg: Segment, t_in: np.ndarray, q0: np.ndarray) -> np.ndarray:
+    """The segment's set-points (joints, ticks), each joint from its own start position ``q0``. The reference is
+    called with all the q0 at once (the protocols' references are numpy-friendly), else joint by joint."""
+    out = np.empty((q0.size, t_in.size))
+    try:
+        for i, t in enumerate(t_in):
+            out[:, i] = seg.reference(float(t), q0)
+    except (TypeError, ValueError):
+        for j, q in enumerate(q0):
+            out[j] = [seg.reference(float(t), float(q)) for t in t_in]
+    return out
+
+
+def _loads(seg: Segment, t_in: np.ndarray, spt: int, dt: float) -> np.ndarray:
+    """The fixture's load at every model step of the ticks ``t_in``."""
+    if not callable(seg.load_nm):
+        return np.full(t_in.size * spt, float(seg.load_nm))
+    ts = (t_in[:, None] + dt * np.arange(spt)).ravel()
+    return np.fromiter((seg.load_nm(float(t)) for t in ts), dtype=float, count=ts.size)
+
+
+def _run_segment(b: _Batch, seg: Segment, t_in: np.ndarray, rows: np.ndarray, reference: np.ndarray,
+                 load: np.ndarray, step_index: int) -> None:
+    b.enter(seg)
+    sends = seg.mode is not None and seg.reference is not None
+    refs = _references(seg, t_in, b.X[:, L.X_ENC_O].copy()) if sends else None
+    if refs is not None:
+        reference[:] = refs
+    loads = _loads(seg, t_in, b.spt, b.dt)
+    load[:] = loads[::b.spt]
+    col = {"position": C.R_POS, "velocity": C.R_VEL}.get(seg.mode or "", C.R_TORQUE)  # bus_exec's _send
+    chunk = max(1, JOINT_STEPS_PER_CALL // (b.n * b.spt))
+    for a in range(0, t_in.size, chunk):
+        e = min(a + chunk, t_in.size)
+        ticks = np.repeat(b.last_ref[:, None, :], e - a, axis=1)
+        if refs is not None:  # JointFirmware.command: the set-point clamped to the limits, the feedforwards 0
+            ticks[:] = 0.0
+            ticks[:, :, col] = np.clip(refs[:, a:e], b.lo[:, col, None], b.hi[:, col, None])
+            b.last_ref = ticks[:, -1].copy()
+        ticks[b.faulted] = 0.0
+        b.advance(ticks, loads[a * b.spt:e * b.spt], rows[:, a:e], step_index)
+
+
+@dataclass
+class _Recorded:
+    segments: list[Segment]
+    t_s: np.ndarray
+    segment: np.ndarray
+    rows: np.ndarray        # (joints, ticks, N_ROW)
+    reference: np.ndarray   # (joints, ticks)
+    load: np.ndarray
+
+
+def _run_step(b: _Batch, index: int, segs: list[Segment]) -> _Recorded:
+    """The 1 kHz walk of bus_exec: tick k at k ms, in the segment whose span holds it (the last one at the end)."""
+    ends = np.cumsum([s.duration_s for s in segs])
+    n_ticks = math.ceil(ends[-1] * RATE_HZ) + 1
+    ts = np.arange(n_ticks) / RATE_HZ
+    seg_of = np.minimum(np.searchsorted(ends, ts, side="right"), len(segs) - 1)
+    rec = _Recorded(segs, ts, seg_of, np.empty((b.n, n_ticks, N_ROW)), np.full((b.n, n_ticks), np.nan),
+                    np.zeros(n_ticks))
+    cuts = [0, *(np.flatnonzero(np.diff(seg_of)) + 1), n_ticks]
+    for k0, k1 in itertools.pairwise(cuts):
+        i = int(seg_of[k0])
+        seg = segs[i]
+        _run_segment(b, seg, ts[k0:k1] - (ends[i] - seg.duration_s), rec.rows[:, k0:k1], rec.reference[:, k0:k1],
+                     rec.load[k0:k1], index)
+    return rec
+
+
+def _signals(rec: _Recorded, j: int, kt_n: float) -> dict[str, np.ndarray]:
+    """Joint j's rows as bus_exec's Signals (same names, units, shapes)."""
+    r = rec.rows[j]
+    return {"t_s": rec.t_s.copy(), "segment": rec.segment.copy(), "reference": rec.reference[j].copy(),
+            "load_nm": rec.load.copy(), "position_rad": r[:, R_ENC_O].copy(), "velocity_rad_s": r[:, R_VEL].copy(),
+            "torque_nm": r[:, R_IQ] * kt_n, "winding_temp_c": r[:, R_TW].copy(),
+            "force_n": r[:, R_FT:R_FT + 3].copy(), "moment_nm": r[:, R_FT + 3:R_FT + 6].copy(),
+            "motor_encoder_rad": r[:, R_ENC_M].copy(), "output_encoder_rad": r[:, R_ENC_O].copy()}
+
+
+def _nan_like(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: [math.nan] * len(v) if isinstance(v, list | tuple) else math.nan for k, v in figures.items()}
+
+
+def _analyze(b: _Batch, rec: _Recorded, name: str, cfg: dict, panels: bool) -> list[Outcome]:
+    """The protocol's own analysis for every joint still running; NaN figures (same names) for the faulted."""
+    proto = PROTOCOLS[name]
+    out: list[Outcome | None] = [None] * b.n
+    for j in np.flatnonzero(~b.faulted):
+        o = proto.analyze(_signals(rec, j, b.kt_n[j]), rec.segments, cfg)
+        out[j] = o if panels else Outcome(o.figures)
+    template = next((o.figures for o in out if o is not None), None)
+    if template is None:  # every joint faulted: the names from what joint 0 recorded, if it can be analysed
+        try:
+            template = proto.analyze(_signals(rec, 0, b.kt_n[0]), rec.segments, cfg).figures
+        except Exception:  # a faulted joint's record may be anything: its figures are NaN anyway
+            template = {}
+    return [o if o is not None else Outcome(_nan_like(template)) for o in out]
+
+
+def _controller(gains: ControllerConfig | str | Path | None, params: JointParams) -> ControllerConfig:
+    if gains is None:
+        return default_controller(params)
+    return gains if isinstance(gains, ControllerConfig) else load_gains(gains)
+
+
+def _check_steps(steps: list[tuple[str, dict]]) -> None:
+    for name, cfg in steps:
+        if name not in PROTOCOLS:
+            raise ConfigError(f"step {name!r} has no protocol: allowed {', '.join(PROTOCOLS)}")
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"step {name!r}: cfg = {cfg!r} has the wrong type: expected a dict")
+
+
+def run_batch(params_list: list[JointParams], injections_list: list[dict[str, float]], steps: list[tuple[str, dict]],
+              gains: ControllerConfig | str | Path | None = None, seed: int = 0, *,
+              firmware: JointParams | None = None, panels: bool = True) -> BatchOutcomes:
+    """Run the protocol ``steps`` (name, cfg) in order on every joint at once, the state carried from one step to
+    the next; ``result[joint][step]`` is the protocol's Outcome. A joint whose model (or tracking check) faults gets
+    NaN figures from that step on (``result.faults``, ``result.fault_step``). ``gains``: the firmware's gains
+    (default: the preset's); ``firmware``: the parameters it is configured with (default: each joint's own);
+    ``panels=False`` drops the plots (and the recorded arrays they hold) to keep a large batch small."""
+    t0 = time.perf_counter()
+    _check_steps(steps)
+    if not params_list or len(params_list) != len(injections_list):
+        raise ConfigError(f"run_batch needs one injections dict per joint: {len(params_list)} parameter sets, "
+                          f"{len(injections_list)} injection dicts")
+    b = _Batch(list(params_list), list(injections_list), _controller(gains, firmware or params_list[0]), firmware,
+               seed)
+    result = BatchOutcomes([] for _ in range(b.n))
+    timing = {"setup_s": time.perf_counter() - t0, "simulate_s": 0.0, "analyze_s": 0.0, "joint_time_s": 0.0}
+    for index, (name, cfg) in enumerate(steps):
+        t1 = time.perf_counter()
+        rec = _run_step(b, index, PROTOCOLS[name].segments(cfg))
+        t2 = time.perf_counter()
+        for j, outcome in enumerate(_analyze(b, rec, name, cfg, panels)):
+            result[j].append(outcome)
+        timing["simulate_s"] += t2 - t1
+        timing["analyze_s"] += time.perf_counter() - t2
+        timing["joint_time_s"] += rec.t_s.size / RATE_HZ
+    timing.update(total_s=time.perf_counter() - t0, joints=b.n, threads=numba.get_num_threads())
+    result.faults, result.fault_step, result.timing = b.faults, b.fault_step, timing
+    return result
+
+
+# --- the population EOL -----------------------------------------------------------------------------------------
+def _step_keys(steps: list[tuple[str, dict]]) -> list[str]:
+    """Step names, a repeated one numbered (``step``, ``step#2``)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for name, _ in steps:
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def population_eol(steps: list[tuple[str, dict]], n: int, spread: Spread | str | Path,
+                   params: JointParams | str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Draw ``n`` joints of ``params`` (default: the spread's preset) within ``spread``, run ``steps`` on them all,
+    and return per joint the figures by step, the faults and what was drawn, with the timing. No limits here."""
+    t0 = time.perf_counter()
+    spread = spread if isinstance(spread, Spread) else load_spread(spread)
+    nominal = params if isinstance(params, JointParams) else load_preset(params or spread.preset or "knee")
+    drawn = draw(nominal, spread, n, seed)
+    t_draw = time.perf_counter() - t0
+    batch = run_batch([p for p, _ in drawn], [inj for _, inj in drawn], steps, seed=seed, firmware=nominal,
+                      panels=False)
+    keys = _step_keys(steps)
+    joints = []
+    for j, ((p, inj), outcomes) in enumerate(zip(drawn, batch, strict=True)):
+        at = batch.fault_step[j]
+        joints.append({"joint": j, "figures": {k: o.figures for k, o in zip(keys, outcomes, strict=True)},
+                       "faults": batch.faults[j], "fault_step": None if at is None else keys[at],
+                       "drawn": {**{t.path: _plain(_value(p, t.path)) for t in spread.parameters}, **inj}})
+    timing = {"draw_s": t_draw, **batch.timing, "total_s": time.perf_counter() - t0}
+    return {"preset": nominal.name, "spread": spread.source, "n": n, "seed": seed, "steps": keys, "joints": joints,
+            "timing": timing}
