@@ -23,6 +23,7 @@ current for the same work, as on a real line. ``population_eol`` passes the nomi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -84,6 +85,7 @@ class Spread:
         return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections)))
 
 
+@functools.cache
 def _leaf(path: str) -> tuple[Any, Any]:
     """(dataclass field, type hint) of a dotted JointParams path; KeyError when there is none."""
     cls: Any = JointParams
@@ -293,6 +295,11 @@ class _Batch:
         self.rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
         self.ft_decim = int(self.P[:, L.P_FT_DECIM].min())
         self.unread = [np.empty((0, L.N_NOISE))] * n
+        self.chunk_ticks = max(1, JOINT_STEPS_PER_CALL // (n * self.spt))
+        steps = self.chunk_ticks * self.spt
+        self._buffers: dict[str, np.ndarray] = {}
+        self._buffer_sizes = {"ref": n * steps * C.N_REF, "u": n * steps * L.N_INPUTS,
+                              "noise": n * (steps // self.ft_decim + 2) * L.N_NOISE}
         self.mode: str | None = None
         self.last_ref = np.zeros((n, C.N_REF))
         self.faulted = np.zeros(n, dtype=bool)
@@ -322,11 +329,19 @@ class _Batch:
             self.last_ref[:, C.R_POS] = self.X[:, L.X_ENC_O]  # hold where it is until a set-point comes
         self.mode = seg.mode
 
+    def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous array of ``shape`` over a flat buffer kept for the batch (the kernel's per-step inputs are
+        large: reused, they are not paged in again on every call)."""
+        size = math.prod(shape)
+        if self._buffers.get(name, np.empty(0)).size < size:
+            self._buffers[name] = np.empty(max(size, self._buffer_sizes.get(name, 0)))
+        return self._buffers[name][:size].reshape(shape)
+
     def noise(self, steps: int) -> np.ndarray:
         """F/T noise rows for a call of ``steps``: first the rows the last call drew but did not reach, then fresh
         ones, so that each joint reads its generator's stream in order however the run is cut into calls (joint j
         of a seed is the same joint in any batch)."""
-        out = np.empty((self.n, steps // self.ft_decim + 2, L.N_NOISE))
+        out = self.buffer("noise", (self.n, steps // self.ft_decim + 2, L.N_NOISE))
 
         def fill(j: int) -> None:
             k = self.unread[j].shape[0]
@@ -341,8 +356,10 @@ class _Batch:
         ``loads`` per model step; the state at the start of each tick into ``rows`` (n, m, N_ROW)."""
         n, m, _ = ref_ticks.shape
         steps = m * self.spt
-        ref = np.repeat(ref_ticks, self.spt, axis=1)
-        u = np.zeros((n, steps, L.N_INPUTS))
+        ref = self.buffer("ref", (n, steps, C.N_REF))
+        ref.reshape(n, m, self.spt, C.N_REF)[:] = ref_ticks[:, :, None, :]
+        u = self.buffer("u", (n, steps, L.N_INPUTS))
+        u[:, :, :L.U_EXT_TORQUE] = 0.0
         u[:, :, L.U_EXT_TORQUE] = loads
         out = np.empty((n, m + 1, N_ROW))
         status = np.zeros(n, dtype=np.int64)
@@ -400,9 +417,8 @@ def _run_segment(b: _Batch, seg: Segment, t_in: np.ndarray, rows: np.ndarray, re
     loads = _loads(seg, t_in, b.spt, b.dt)
     load[:] = loads[::b.spt]
     col = {"position": C.R_POS, "velocity": C.R_VEL}.get(seg.mode or "", C.R_TORQUE)  # bus_exec's _send
-    chunk = max(1, JOINT_STEPS_PER_CALL // (b.n * b.spt))
-    for a in range(0, t_in.size, chunk):
-        e = min(a + chunk, t_in.size)
+    for a in range(0, t_in.size, b.chunk_ticks):
+        e = min(a + b.chunk_ticks, t_in.size)
         ticks = np.repeat(b.last_ref[:, None, :], e - a, axis=1)
         if refs is not None:  # JointFirmware.command: the set-point clamped to the limits, the feedforwards 0
             ticks[:] = 0.0

@@ -18,7 +18,8 @@ reference and its ``joint_state`` positions as the output (through the profile's
   is the peak of the reference's autocorrelation (the live test repeats the sweep ``periods`` times). As in the live
   test the first period is dropped as the transient and each Welch segment is one period. Without a clear period the
   whole record is used with the default segment length. The live test counts samples instead of time, so when its
-  loop skips ticks the two estimates differ (the live one loses a whole period per skipped tick at the end).
+  loop skips ticks the two estimates differ: each skipped tick moves its later segments one sample off the sweep,
+  and a single one makes it drop its last whole period.
 """
 
 from __future__ import annotations

@@ -72,6 +72,14 @@ def test_frames_round_trip(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
+def test_a_recording_without_frames_reads_as_empty_before_and_after_stop(tmp_path, suffix):
+    recorder = FrameRecorder(tmp_path / f"rec{suffix}")
+    assert read_frames(tmp_path / f"rec{suffix}") == []  # what a kill before the first frame leaves
+    recorder.stop()
+    assert read_frames(tmp_path / f"rec{suffix}") == []
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
 def test_a_frame_older_than_the_first_is_written_at_the_first_frames_time(tmp_path, suffix):
     t0 = time.time()
     first = can.Message(timestamp=t0, arbitration_id=0x29, data=b"\x01")
@@ -131,7 +139,7 @@ def test_a_blf_cut_inside_an_object_header_reads_up_to_the_cut_but_damage_inside
     path.write_bytes(whole + b"LOBJ\x20\x00")  # a container header cut short, as a kill during its write leaves
     assert_same_frames(read_frames(path), sent, ".blf")
     path.write_bytes(whole[:144] + b"XXXX" + whole[148:])  # the first container's signature destroyed
-    with pytest.raises(ConfigError, match="rec.blf: BLF damaged at byte"):
+    with pytest.raises(ConfigError, match=r"rec\.blf: BLF damaged at byte"):
         read_frames(path)
 
 
@@ -139,7 +147,7 @@ def test_a_blf_cut_inside_an_object_header_reads_up_to_the_cut_but_damage_inside
 def test_an_unknown_extension_names_the_file_and_the_allowed_ones(tmp_path, name):
     with pytest.raises(ConfigError, match=r"rec.*unknown recording format.*\.blf.*\.log.*\.asc"):
         FrameRecorder(tmp_path / name)
-    with pytest.raises(ConfigError, match="allowed: .blf"):
+    with pytest.raises(ConfigError, match=r"allowed: \.blf"):
         read_frames(tmp_path / name)
     assert not (tmp_path / name).exists()
 

@@ -1,0 +1,210 @@
+"""The production batch in simulation (firmware_iface.rig.population): the spread file, the draws, and the batch
+against one joint over the bus and against the firmware driven without a bus."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actuator.errors import ConfigError
+from actuator.model import layout as L
+from actuator.params import JointParams, load_preset
+from firmware_iface.rig.population import (
+    R_ENC_O,
+    R_IQ,
+    BatchOutcomes,
+    _Batch,
+    _references,
+    _run_step,
+    draw,
+    load_spread,
+    population_eol,
+    run_batch,
+)
+from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Segment
+from firmware_iface.virtual_joint.firmware import JointFirmware
+
+SPREAD = Path(__file__).resolve().parents[2] / "seeds" / "spread.toml"
+CFGS = {
+    "friction": {"home_rad": 0, "velocity_rad_s": 0.5, "travel_rad": 0.6, "ramp_s": 0.3, "ratio": 100},
+    "backdrive": {"home_rad": 0, "load_rate_nm_s": 20, "max_load_nm": 40, "moving_rad_s": 0.05},
+    "stiffness": {"home_rad": 0, "loads_nm": [-40, -20, 0, 20, 40], "settle_s": 0.4, "average_s": 0.2, "ratio": 100},
+    "step": {"home_rad": 0, "amplitude_rad": 0.1, "pre_s": 0.1, "duration_s": 1.0},
+    "bode": {"home_rad": 0, "f0_hz": 1, "f1_hz": 20, "amplitude_rad": 0.002, "periods": 4},
+    "ft_zero": {"home_rad": 0, "duration_s": 1, "expected_force_n": [9.81, 0, 0], "expected_moment_nm": [0, 0, 0]},
+    "thermal": {"home_rad": 0, "load_nm": 100, "duration_s": 6, "average_s": 0.3},
+}
+# One nominal knee through the seven steps in this order over the simulated bus (bus_exec), and the tolerance of the
+# batch's figure against it, with what the tolerance covers: the bus adds ~1 ms of latency and 1 ms sample-and-hold,
+# jitter of the host loop, the telemetry's quantisation (temperature 0.25 K, force 0.05 N), and its own noise draws.
+BUS = [
+    ("friction", "friction_torque_nm", 12.25, 0.12),      # plateau means: latency moves no mean; 1 %
+    ("friction", "encoder_mismatch_rad", 5.1e-5, 0.5e-5),  # INL and twist averages over both plateaus; 10 %
+    ("backdrive", "backdrive_torque_nm", 20.2, 0.1),       # 20 N·m/s ramp: 5 ms of latency and grid
+    ("stiffness", "stiffness_nm_per_rad", 4.14e4, 0.08e4),  # twists from 1 kHz encoder frames; 2 %
+    ("step", "rise_time_s", 0.0674, 0.002),               # two ticks: one on each crossing
+    ("step", "overshoot_pct", 0.03, 0.02),                # 2e-5 rad of a 0.1 rad step: encoder frames' resolution
+    ("step", "settling_time_s", 0.156, 0.003),            # from the step: the bus's 1-2 ms latency adds
+    ("bode", "bandwidth_hz", 3.50, 0.1),                  # a delay moves no magnitude; Welch over 3 periods, 3 %
+    ("ft_zero", "ft_force_noise_n", 0.195, 0.025),        # std of 1000 (batch) vs 500 (bus, 500 Hz) samples: 3 sd
+    ("thermal", "thermal_rise_k", 7.5, 0.3),              # each of the two means quantised to 0.25 K on the bus
+]
+STEP_INDEX = {name: i for i, name in enumerate(CFGS)}
+
+
+@pytest.fixture(scope="module")
+def knee() -> JointParams:
+    return load_preset("knee")
+
+
+@pytest.fixture(scope="module")
+def nominal(knee: JointParams) -> BatchOutcomes:
+    return run_batch([knee], [{}], list(CFGS.items()))
+
+
+@pytest.mark.parametrize(("step", "figure", "bus", "tol"), BUS, ids=[f"{s}.{f}" for s, f, _, _ in BUS])
+def test_nominal_joint_agrees_with_the_bus(nominal: BatchOutcomes, step: str, figure: str, bus: float,
+                                           tol: float) -> None:
+    value = nominal[0][STEP_INDEX[step]].figures[figure]
+    assert abs(abs(value) - bus) <= tol, f"{step}.{figure}: batch {value!r}, bus {bus!r} +- {tol!r}"
+    assert nominal.faults == [[]] and nominal.timing["joint_time_s"] == pytest.approx(33.3, abs=0.1)
+
+
+def _firmware_walk(fw: JointFirmware, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
+    """bus_exec's walk on a JointFirmware called directly (no bus, no latency): position and iq per tick."""
+    ends = np.cumsum([s.duration_s for s in segs])
+    n = math.ceil(ends[-1] * RATE_HZ) + 1
+    current, mode, q0 = -1, fw.mode if fw.state == "closed_loop" else None, 0.0
+    pos, iq = np.empty(n), np.empty(n)
+    for k in range(n):
+        ts = k / RATE_HZ
+        i = min(int(np.searchsorted(ends, ts, side="right")), len(segs) - 1)
+        seg = segs[i]
+        if i != current:
+            q0 = float(fw.model.x[L.X_ENC_O])
+            if seg.mode is None and mode is not None:
+                fw.set_state("idle")
+            elif seg.mode is not None and mode is None:
+                fw.set_mode(seg.mode)
+                fw.set_state("closed_loop")
+            elif seg.mode != mode:
+                fw.set_mode(seg.mode)
+            mode, current = seg.mode, i
+        pos[k], iq[k] = fw.model.x[L.X_ENC_O], fw.model.x[L.X_IQ]
+        if seg.mode is not None and seg.reference is not None:
+            r = float(seg.reference(ts - (ends[i] - seg.duration_s), q0))
+            fw.command(mode, *{"position": (r, 0.0, 0.0), "velocity": (0.0, r, 0.0)}.get(mode, (0.0, 0.0, r)))
+        fw.advance(1.0 / RATE_HZ)
+    return pos, iq
+
+
+def test_batch_is_the_firmware_without_the_bus(knee: JointParams) -> None:
+    """Step then friction (idle -> closed loop with fresh integrators, position -> velocity keeping them, set-points
+    held 1 ms): the batch's rows are the firmware's, to the last bit."""
+    fw = JointFirmware(knee)
+    batch = _Batch([knee], [{}], fw.gains, None, 0)
+    for index, name in enumerate(("step", "friction")):
+        segs = PROTOCOLS[name].segments(CFGS[name])
+        rec = _run_step(batch, index, segs)
+        pos, iq = _firmware_walk(fw, segs)
+        np.testing.assert_array_equal(rec.rows[0, :, R_ENC_O], pos)
+        np.testing.assert_array_equal(rec.rows[0, :, R_IQ], iq)
+
+
+def test_friction_scale_scales_the_input_friction(knee: JointParams) -> None:
+    """friction_scale multiplies the reducer's input friction (Coulomb, viscous at the input); the rest of the
+    measured friction (load damping, mesh loss with the gravity load) stays. At 0.5 rad/s, ratio 100:
+    N (Fc + b N v) = 100 (0.1 + 2e-4 x 50) = 11.0 N·m of the nominal 12.24."""
+    out = run_batch([knee, knee], [{}, {"friction_scale": 1.3}], [("friction", CFGS["friction"])])
+    f1, f13 = (joint[0].figures["friction_torque_nm"] for joint in out)
+    r = knee.reducer
+    scaled = r.ratio * (r.coulomb_friction_nm + r.viscous_friction_nm_s_per_rad * r.ratio * 0.5)
+    assert (f13 - f1) / (0.3 * scaled) == pytest.approx(1.0, abs=0.03)
+    assert f13 / f1 == pytest.approx((1.3 * scaled + f1 - scaled) / f1, rel=0.01)
+
+
+def test_draws_reproducible_by_seed_and_joint_j_whatever_n(knee: JointParams) -> None:
+    spread = load_spread(SPREAD)
+    a, b, c = draw(knee, spread, 5, seed=3), draw(knee, spread, 40, seed=3)[:5], draw(knee, spread, 5, seed=4)
+    assert a == b
+    assert [p for p, _ in a] != [p for p, _ in c]
+
+
+def test_sample_spread_matches_the_sd(knee: JointParams) -> None:
+    """400 joints: sample sd of relative deviations within 4 standard errors (sd / sqrt(2 (n - 1))) of the file's."""
+    n = 400
+    joints = draw(knee, load_spread(SPREAD), n, seed=11)
+    fc = np.array([p.reducer.coulomb_friction_nm for p, _ in joints]) / knee.reducer.coulomb_friction_nm - 1.0
+    offset = np.array([inj["encoder_offset"] for _, inj in joints])
+    for x, sd in ((fc, 0.08), (offset, 0.003)):
+        assert np.std(x, ddof=1) == pytest.approx(sd, abs=4 * sd / math.sqrt(2 * (n - 1)))
+        assert abs(np.mean(x)) < 4 * sd / math.sqrt(n)
+    k = np.array([[p.reducer.k1_nm_per_rad, p.reducer.k2_nm_per_rad, p.reducer.k3_nm_per_rad] for p, _ in joints])
+    k0 = np.array([knee.reducer.k1_nm_per_rad, knee.reducer.k2_nm_per_rad, knee.reducer.k3_nm_per_rad])
+    np.testing.assert_allclose(k / k0, np.repeat((k / k0)[:, :1], 3, axis=1), rtol=1e-12)  # one draw: same shape
+    assert np.std(k[:, 0] / k0[0], ddof=1) == pytest.approx(0.05, abs=4 * 0.05 / math.sqrt(2 * (n - 1)))
+    assert all(p.reducer.static_friction_nm >= p.reducer.coulomb_friction_nm for p, _ in joints)
+
+
+def _spread_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "spread.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_draws_are_clipped_into_the_allowed_range(knee: JointParams, tmp_path: Path) -> None:
+    spread = load_spread(_spread_file(tmp_path, "[reducer]\nefficiency = { sd_pct = 100 }\n"))
+    eff = np.array([p.reducer.efficiency for p, _ in draw(knee, spread, 200, seed=1)])
+    assert eff.min() > 0.5 and eff.max() == 1.0 and (eff == 1.0).sum() > 10
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ("[reducer]\ncoulomb_frictio = { sd_pct = 8 }\n", ["reducer.coulomb_frictio", "unknown key", "allowed keys here"]),
+    ("[reducer]\ncoulomb_friction_nm = { sd_pct = -1 }\n", ["reducer.coulomb_friction_nm.sd_pct = -1", "allowed"]),
+    ("[reducer]\ncoulomb_friction_nm = { sd_pct = 8, sd = 0.01 }\n", ["reducer.coulomb_friction_nm", "exactly one"]),
+    ("[reducer]\ncoulomb_friction_nm = { spread = 8 }\n", ["reducer.coulomb_friction_nm.spread", "allowed keys"]),
+    ("[reducer]\ncoulomb_friction_nm = 8\n", ["reducer.coulomb_friction_nm = 8", "expected a table"]),
+    ("[motor]\npole_pairs = { sd = 1 }\n", ["motor.pole_pairs", "numeric fields"]),
+    ("[gearbox]\nratio = { sd = 1 }\n", ["gearbox", "unknown key", "reducer"]),
+    ("[injections]\nencoder_ofset = { sd = 0.001 }\n", ["injections.encoder_ofset", "encoder_offset"]),
+    ('preset = "knee"\n[motor]\ncogging_harmonics_nm = { sd_pct = 5 }\n[load]\ndamping_nm_s_per_rad = '
+     "{ sd_pct = 5 }\n[reducer]\ncubic_k1_nm_per_rad = { sd_pct = 5 }\n", ["reducer.cubic_k1_nm_per_rad", "sd"]),
+])
+def test_bad_spread_file_is_rejected_naming_the_key(tmp_path: Path, body: str, named: list[str]) -> None:
+    path = _spread_file(tmp_path, body)
+    with pytest.raises(ConfigError) as e:
+        load_spread(path)
+    for text in [str(path), *named]:
+        assert text in str(e.value)
+
+
+def test_faulted_joint_gets_nan_figures_from_then_on(knee: JointParams) -> None:
+    out = run_batch([knee, knee], [{}, {"bus_voltage_v": 10.0}],
+                    [("ft_zero", CFGS["ft_zero"]), ("step", CFGS["step"])], panels=False)
+    assert out.faults == [[], ["under_voltage"]] and out.fault_step == [None, 0]
+    assert all(math.isfinite(v) for o in out[0] for v in o.figures.values())
+    for healthy, faulted in zip(out[0], out[1], strict=True):
+        assert set(faulted.figures) == set(healthy.figures)
+        assert all(math.isnan(v) for v in faulted.figures.values())
+
+
+def test_references_per_joint_when_not_numpy_friendly() -> None:
+    q0 = np.array([0.1, -0.2, 0.3])
+    seg = Segment(0.01, "position", lambda t, q: math.copysign(t, q) + q)  # math.* takes no array
+    np.testing.assert_allclose(_references(seg, np.array([0.0, 0.001]), q0),
+                               [[0.1, 0.101], [-0.2, -0.201], [0.3, 0.301]])
+
+
+def test_population_eol_joint_j_is_the_same_in_any_batch() -> None:
+    steps = [("step", CFGS["step"]), ("ft_zero", CFGS["ft_zero"]), ("step", {**CFGS["step"], "amplitude_rad": 0.05})]
+    one, three = (population_eol(steps, n, SPREAD, seed=5) for n in (1, 3))
+    assert three["steps"] == ["step", "ft_zero", "step#2"] and len(three["joints"]) == 3
+    assert three["joints"][0]["figures"] == one["joints"][0]["figures"]  # parameters and F/T noise alike
+    j = three["joints"][2]
+    assert j["faults"] == [] and j["fault_step"] is None
+    assert {"reducer.coulomb_friction_nm", "ft_sensor.noise_force_n", "encoder_offset"} <= set(j["drawn"])
+    assert three["joints"][1]["drawn"] != j["drawn"]
+    assert {"draw_s", "simulate_s", "analyze_s", "total_s", "joint_time_s"} <= set(three["timing"])
