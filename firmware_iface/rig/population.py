@@ -55,6 +55,7 @@ from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment
 
 TRACKING_LIMIT_RAD = 0.5      # JointFirmware's default tracking_limit_rad
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
+RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
 # recorded row: state indices, then the controller's velocity estimate (what telemetry reports)
 _SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.X_FT_MEAS + 6)], dtype=np.int64)
 _CSOURCE = np.array([C.K_VEL], dtype=np.int64)
@@ -86,16 +87,14 @@ class Spread:
 
 
 @functools.cache
-def _leaf(path: str) -> tuple[Any, Any]:
-    """(dataclass field, type hint) of a dotted JointParams path; KeyError when there is none."""
+def _field_range(path: str) -> tuple[float, float]:
+    """The allowed [lo, hi] of a dotted JointParams path (an open lower end moved just inside)."""
     cls: Any = JointParams
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        by_name = {f.name: f for f in fields(cls)}
-        hint = get_type_hints(cls)[part]
-        if i == len(parts) - 1:
-            return by_name[part], hint
-        cls = hint
+    *head, last = path.split(".")
+    for part in head:
+        cls = get_type_hints(cls)[part]
+    meta = {f.name: f for f in fields(cls)}[last].metadata
+    return (math.nextafter(meta["lo"], math.inf) if meta.get("lo_open") else meta["lo"]), meta["hi"]
 
 
 def _numeric(hint: Any) -> bool:
@@ -142,7 +141,7 @@ def _parameter_tolerances(table: dict, prefix: str, cls: Any, source: str) -> li
     for key, entry in table.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in names:
-            raise ConfigError(f"{source}: {path}: unknown key; allowed keys here: {', '.join(names)}")
+            raise ConfigError(f"{source}: {path} = {entry!r}: unknown key; allowed keys here: {', '.join(names)}")
         hint = hints[key]
         if is_dataclass(hint):
             if not isinstance(entry, dict):
@@ -151,8 +150,8 @@ def _parameter_tolerances(table: dict, prefix: str, cls: Any, source: str) -> li
         elif _numeric(hint):
             out.append(_tolerance(entry, source, path, "parameter"))
         else:
-            raise ConfigError(f"{source}: {path} cannot vary: allowed are numeric fields (a float or a vector of "
-                              "floats), not integers, names or matrices")
+            raise ConfigError(f"{source}: {path} = {entry!r}: this field cannot vary; allowed are numeric fields (a "
+                              "float or a vector of floats), not integers, names or matrices")
     return out
 
 
@@ -163,7 +162,8 @@ def _injection_tolerances(table: Any, source: str) -> list[Tolerance]:
     out = []
     for name, entry in table.items():
         if name not in allowed:
-            raise ConfigError(f"{source}: injections.{name}: unknown injection; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"{source}: injections.{name} = {entry!r}: unknown injection; allowed: "
+                              f"{', '.join(allowed)} (the model's scalar injections)")
         out.append(_tolerance(entry, source, f"injections.{name}", "injection"))
     return out
 
@@ -171,7 +171,10 @@ def _injection_tolerances(table: Any, source: str) -> list[Tolerance]:
 def _check_against_preset(spread: Spread) -> None:
     if spread.preset is None:
         return
-    p = load_preset(spread.preset)
+    try:
+        p = load_preset(spread.preset)
+    except ConfigError as e:
+        raise ConfigError(f"{spread.source}: preset = {spread.preset!r}: {e}") from None
     for t in spread.parameters:
         if t.sd_pct > 0 and not np.any(np.asarray(_value(p, t.path)) != 0.0):
             raise ConfigError(f"{spread.source}: {t.path} = {{ sd_pct = {t.sd_pct:g} }} draws nothing: the preset "
@@ -195,7 +198,8 @@ def load_spread(path: str | Path) -> Spread:
     sections = [f.name for f in fields(JointParams) if is_dataclass(get_type_hints(JointParams)[f.name])]
     for key in data:
         if key not in sections:
-            raise ConfigError(f"{source}: {key}: unknown key; allowed: preset, injections, {', '.join(sections)}")
+            raise ConfigError(f"{source}: {key} = {data[key]!r}: unknown key; allowed: preset, injections, "
+                              f"{', '.join(sections)}")
     spread = Spread(source, preset, tuple(_parameter_tolerances(data, "", JointParams, source)), tuple(injections))
     _check_against_preset(spread)
     return spread
@@ -213,12 +217,6 @@ def _put(data: dict, path: str, value: Any) -> None:
     for part in head:
         data = data[part]
     data[last] = value
-
-
-def _clip_to_field(path: str, values: np.ndarray) -> np.ndarray:
-    meta = _leaf(path)[0].metadata
-    lo = math.nextafter(meta["lo"], math.inf) if meta.get("lo_open") else meta["lo"]
-    return np.clip(values, lo, meta["hi"])
 
 
 def _drawn(nominal: Any, t: Tolerance, z: float) -> np.ndarray:
@@ -239,15 +237,19 @@ def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[J
     for j in range(n):
         data = params_to_dict(params)
         for t in spread.parameters:
-            v = _clip_to_field(t.path, _drawn(_value(params, t.path), t, z[j, col[t.group]]))
+            v = np.clip(_drawn(_value(params, t.path), t, z[j, col[t.group]]), *_field_range(t.path))
             _put(data, t.path, v.tolist() if v.ndim else float(v))
         injections = {}
         for t in spread.injections:
             idx, _, lo, hi, _ = INJECTIONS[t.path]
             mean = healthy_env[idx] if t.mean is None else t.mean
             injections[t.path] = float(np.clip(_drawn(mean, t, z[j, col[t.group]]), lo, hi))
-        where = f"{spread.source}: joint {j} of seed {seed} (fields drawn apart broke a rule: share a group)"
-        out.append((params_from_dict(data, where), injections))
+        try:
+            joint = params_from_dict(data, f"{spread.source}: joint {j} of seed {seed}")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (every drawn joint must pass the preset's rules: let fields that a rule binds "
+                              "share a group)") from None
+        out.append((joint, injections))
     return out
 
 
@@ -266,7 +268,7 @@ class _Batch:
     """The stacked joints and their firmware's state (one mode for the whole batch, as all run one protocol)."""
 
     def __init__(self, params_list: list[JointParams], injections_list: list[dict[str, float]],
-                 gains: ControllerConfig, firmware: JointParams | None, seed: int) -> None:
+                 gains: ControllerConfig, firmware: JointParams | None, seed: int, first: int = 0) -> None:
         n = len(params_list)
         models = [JointModel(p) for p in params_list]
         for m, inj in zip(models, injections_list, strict=True):
@@ -292,7 +294,8 @@ class _Batch:
         self.lo = np.array([[lm.position_min_rad, -lm.velocity_max_rad_s, -lm.torque_max_nm] for lm in lims])
         self.hi = np.array([[lm.position_max_rad, lm.velocity_max_rad_s, lm.torque_max_nm] for lm in lims])
         self.gravity_ff = gains.gravity_feedforward_nm
-        self.rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+        # joint j's noise: child j of the seed, as SeedSequence(seed).spawn would give it, whatever the grouping
+        self.rngs = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(first + j,))) for j in range(n)]
         self.ft_decim = int(self.P[:, L.P_FT_DECIM].min())
         self.unread = [np.empty((0, L.N_NOISE))] * n
         self.chunk_ticks = max(1, JOINT_STEPS_PER_CALL // (n * self.spt))
@@ -390,12 +393,15 @@ def _references(seg: Segment, t_in: np.ndarray, q0: np.ndarray) -> np.ndarray:
     """The segment's set-points (joints, ticks), each joint from its own start position ``q0``. The reference is
     called with all the q0 at once (the protocols' references are numpy-friendly), else joint by joint."""
     out = np.empty((q0.size, t_in.size))
-    try:
-        for i, t in enumerate(t_in):
-            out[:, i] = seg.reference(float(t), q0)
-    except (TypeError, ValueError):
-        for j, q in enumerate(q0):
-            out[j] = [seg.reference(float(t), float(q)) for t in t_in]
+    if q0.size > 1:
+        try:
+            for i, t in enumerate(t_in):
+                out[:, i] = seg.reference(float(t), q0)
+            return out
+        except (TypeError, ValueError):
+            pass
+    for j, q in enumerate(q0):
+        out[j] = [seg.reference(float(t), float(q)) for t in t_in]
     return out
 
 
@@ -499,6 +505,20 @@ def _check_steps(steps: list[tuple[str, dict]]) -> None:
             raise ConfigError(f"step {name!r}: cfg = {cfg!r} has the wrong type: expected a dict")
 
 
+def _run_group(b: _Batch, steps: list[tuple[str, dict]], segments: list[list[Segment]], panels: bool,
+               timing: dict[str, float]) -> list[list[Outcome]]:
+    out: list[list[Outcome]] = [[] for _ in range(b.n)]
+    for index, ((name, cfg), segs) in enumerate(zip(steps, segments, strict=True)):
+        t1 = time.perf_counter()
+        rec = _run_step(b, index, segs)
+        t2 = time.perf_counter()
+        for j, outcome in enumerate(_analyze(b, rec, name, cfg, panels)):
+            out[j].append(outcome)
+        timing["simulate_s"] += t2 - t1
+        timing["analyze_s"] += time.perf_counter() - t2
+    return out
+
+
 def run_batch(params_list: list[JointParams], injections_list: list[dict[str, float]], steps: list[tuple[str, dict]],
               gains: ControllerConfig | str | Path | None = None, seed: int = 0, *,
               firmware: JointParams | None = None, panels: bool = True) -> BatchOutcomes:
@@ -509,24 +529,29 @@ def run_batch(params_list: list[JointParams], injections_list: list[dict[str, fl
     ``panels=False`` drops the plots (and the recorded arrays they hold) to keep a large batch small."""
     t0 = time.perf_counter()
     _check_steps(steps)
-    if not params_list or len(params_list) != len(injections_list):
-        raise ConfigError(f"run_batch needs one injections dict per joint: {len(params_list)} parameter sets, "
+    n = len(params_list)
+    if not n or n != len(injections_list):
+        raise ConfigError(f"run_batch needs one injections dict per joint: {n} parameter sets, "
                           f"{len(injections_list)} injection dicts")
-    b = _Batch(list(params_list), list(injections_list), _controller(gains, firmware or params_list[0]), firmware,
-               seed)
-    result = BatchOutcomes([] for _ in range(b.n))
-    timing = {"setup_s": time.perf_counter() - t0, "simulate_s": 0.0, "analyze_s": 0.0, "joint_time_s": 0.0}
-    for index, (name, cfg) in enumerate(steps):
+    config = _controller(gains, firmware or params_list[0])
+    segments = [PROTOCOLS[name].segments(cfg) for name, cfg in steps]
+    ticks = max(math.ceil(sum(s.duration_s for s in segs) * RATE_HZ) + 1 for segs in segments)
+    # the 1 kHz record of a step is held for all joints of a group: bound it (a joint is the same in any group)
+    group = max(1, RECORD_BYTES // (ticks * (N_ROW + 1) * 8))
+    result, timing = BatchOutcomes(), {"setup_s": 0.0, "simulate_s": 0.0, "analyze_s": 0.0}
+    result.faults, result.fault_step = [], []
+    for first in range(0, n, group):
         t1 = time.perf_counter()
-        rec = _run_step(b, index, PROTOCOLS[name].segments(cfg))
-        t2 = time.perf_counter()
-        for j, outcome in enumerate(_analyze(b, rec, name, cfg, panels)):
-            result[j].append(outcome)
-        timing["simulate_s"] += t2 - t1
-        timing["analyze_s"] += time.perf_counter() - t2
-        timing["joint_time_s"] += rec.t_s.size / RATE_HZ
-    timing.update(total_s=time.perf_counter() - t0, joints=b.n, threads=numba.get_num_threads())
-    result.faults, result.fault_step, result.timing = b.faults, b.fault_step, timing
+        b = _Batch(list(params_list[first:first + group]), list(injections_list[first:first + group]), config,
+                   firmware, seed, first)
+        timing["setup_s"] += time.perf_counter() - t1
+        result += _run_group(b, steps, segments, panels, timing)
+        result.faults += b.faults
+        result.fault_step += b.fault_step
+    joint_time = sum(math.ceil(sum(s.duration_s for s in segs) * RATE_HZ) + 1 for segs in segments) / RATE_HZ
+    timing.update(joint_time_s=joint_time, total_s=time.perf_counter() - t0, joints=n, group=min(group, n),
+                  threads=numba.get_num_threads())
+    result.timing = timing
     return result
 
 

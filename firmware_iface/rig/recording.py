@@ -3,9 +3,10 @@
 This module owns the two recorders a ``BusHub`` feeds (``hub.add_listener``) and the readers of what they write:
 
 * ``FrameRecorder``: every frame, raw, with python-can's own writer chosen by the extension: ``.blf`` (Vector BLF,
-  ``can.BLFWriter``, the default the CLI documents: compact and timestamped to the nanosecond), ``.log`` (candump -L,
-  ``can.CanutilsLogWriter``) or ``.asc`` (Vector ASCII, ``can.ASCWriter``). Direction (``is_rx``) is kept by all
-  three; timestamps to 1 ns (BLF), 1 us (.log), and 1 us relative to a start time kept to 1 ms (ASC).
+  ``can.BLFWriter``, the default the CLI documents: 7 bytes a telemetry frame, against 49 in .log and 62 in ASC),
+  ``.log`` (candump -L, ``can.CanutilsLogWriter``) or ``.asc`` (Vector ASCII, ``can.ASCWriter``). All three keep
+  the direction (``is_rx``); timestamps come back to 1 us (BLF stores ns, but epoch floats step by 0.24 us; .log
+  prints us) and, for ASC, to 1 us relative to a start time kept to 1 ms.
 * ``SignalRecorder``: the decoded signals, one MF4 channel group per node and message (``n1.joint_state``), channels
   ``n1.joint_state.position`` with the DBC's units, time = frame timestamp minus the first frame's. Signals with a
   value table are stored as their raw numbers with an asammdf value-to-text conversion (and the table in the
@@ -19,20 +20,21 @@ and killed after 2.3 s):
 
 * BLF: ``BLFWriter`` keeps objects in memory until 128 KiB of them (about 2700 classic frames) fill a zlib
   container, and writes the file header (start time, object count) only in ``stop()``. The killed file held the
-  complete containers only (2730 of ~4600 frames) and ``BLFReader`` read them, but with timestamps counted from 0
-  instead of the epoch: the header's start time was still zero. The recorder therefore closes the current container
-  at each flush (``BLFWriter._flush``) and rewrites the header (``BLFWriter._write_header``), both private methods
-  of python-can's writer that ``stop()`` itself uses (checked when the recorder opens). A killed BLF then reads
-  with absolute timestamps up to its last flush. ``BLFReader`` tolerates a container cut short (zlib gives back
-  the complete part) but raises ``struct.error`` on an object header cut short: ``read_frames`` accepts that at
-  the end of the file only.
+  complete containers only (2730 frames, where the .log of the same run held 3340) and ``BLFReader`` read them, but
+  with timestamps counted from 0 instead of the epoch: the header's start time was still zero. The recorder
+  therefore closes the current container at each flush (``BLFWriter._flush``) and rewrites the header
+  (``BLFWriter._write_header``), both private methods of python-can's writer that ``stop()`` itself uses (checked
+  when the recorder opens). A killed BLF then reads with absolute timestamps up to its last flush. ``BLFReader``
+  tolerates a container cut short (zlib gives back the complete part) but raises ``struct.error`` on an object
+  header cut short: ``read_frames`` accepts that at the end of the file only.
+* candump .log and ASC: the text writers go through Python's 8 KiB file buffer, so a kill leaves what the buffer
+  last wrote. In the kill runs both files ended on a whole line, but nothing guarantees it, and a line cut short is
+  worse than a lost one: cutting a .log at each of its last 120 bytes, ``CanutilsLogReader`` raised ``ValueError``
+  on some cuts and, on the cuts inside the hex data, silently returned the frame with fewer data bytes. The recorder
+  flushes whole lines; ``read_frames`` ignores an unterminated last line (a kill during the flush's write).
 * ASC dates: ``ASCWriter`` writes the milliseconds of its start date without zero padding (42 ms as ".42"),
   which ``ASCReader`` reads as 420 ms: in one kill run of three, every absolute ASC timestamp was 0.5 s late. The
   recorder's ASC writer pads them (``_ASCWriter``).
-* candump .log and ASC: the text writers go through Python's 8 KiB file buffer, so a kill leaves what the buffer
-  last wrote. A line cut short is worse than a lost one: ``CanutilsLogReader`` raises ``ValueError`` on some cuts
-  and, on others, silently returns the frame with fewer data bytes (a cut inside the hex data). The recorder
-  flushes whole lines; ``read_frames`` ignores an unterminated last line (a kill during the flush's write).
 
 Frames that reach the hub from two threads (received ones from its reader, sent ones from the sender) may be a
 little out of time order. Both text writers mishandle a frame older than the first one recorded (.log writes it at
@@ -291,7 +293,8 @@ class SignalRecorder(can.Listener):
             raise ConfigError(f"{self.path}: cannot write the signals: no directory {self.path.parent}")
         self.profile = profile
         self.flush_interval_s = _check_interval(flush_interval_s)
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{SIGNAL_SUFFIX}")  # asammdf keeps .mf4 only
+        # asammdf's save swaps any other suffix for .mf4; a kill during a rewrite may leave this file behind
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{SIGNAL_SUFFIX}")
         self._groups: dict[tuple[int, str], _Group] = {}
         self._t0: float | None = None
         self._rows = 0
@@ -332,17 +335,18 @@ class SignalRecorder(can.Listener):
             group.n = n + 1
             self._rows += 1
 
-    def _snapshot(self) -> tuple[float | None, list[tuple[_Group, int, list[np.ndarray]]]]:
+    def _snapshot(self) -> tuple[int, float | None, list[tuple[_Group, int, list[np.ndarray]]]]:
+        """(rows, t0, [(group, its rows, its columns)]): views only; rows written later go past them or, after a
+        growth, into new arrays."""
         with self._lock:
-            return self._t0, [(g, g.n, list(g.cols)) for g in self._groups.values() if g.n]
+            return self._rows, self._t0, [(g, g.n, list(g.cols)) for g in self._groups.values() if g.n]
 
     def flush(self) -> None:
         """Rewrite the MF4 with everything recorded so far (skipped when nothing new arrived since the last one)."""
         with self._write_lock:
-            rows = self._rows
+            rows, t0, groups = self._snapshot()
             if rows == self._flushed_rows:
                 return
-            t0, groups = self._snapshot()
             mdf = MDF(version="4.10")
             try:
                 if t0 is not None:
@@ -355,11 +359,11 @@ class SignalRecorder(can.Listener):
                     if signals:
                         mdf.append(signals, acq_name=group.name, comment=f"{group.name} frames")
                 mdf.save(self._tmp, overwrite=True)
+                os.replace(self._tmp, self.path)
             except OSError as e:
                 raise ConfigError(f"{self.path}: cannot write the signals: {e}") from e
             finally:
                 mdf.close()
-            os.replace(self._tmp, self.path)
             self._flushed_rows = rows
 
     def stop(self) -> None:

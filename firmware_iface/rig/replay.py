@@ -24,10 +24,10 @@ reference and its ``joint_state`` positions as the output (through the profile's
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +44,13 @@ PERIODIC = 0.9  # normalised autocorrelation a lag needs to count as the chirp's
 
 
 def play(frames: list[can.Message], bus: can.BusABC, *, rate: float = 1.0, rx_only: bool = False,
-         stop: threading.Event | None = None, on_sent: Callable[[can.Message], None] | None = None) -> dict[str, Any]:
+         stop: threading.Event | None = None) -> dict[str, Any]:
     """Send ``frames`` onto ``bus`` at their recorded pace sped up ``rate`` times; only the frames the recorder
     received (not those its process sent) with ``rx_only``. Stops early at ``stop`` or Ctrl-C. Returns frames sent,
-    seconds taken and whether it was interrupted."""
+    seconds taken and whether it was interrupted. ``frames`` are left as they are (copies are retimed)."""
     if not (math.isfinite(rate) and rate > 0):
         raise ConfigError(f"rate = {rate!r}: must be a positive factor (2 plays twice as fast)")
-    chosen = [m for m in frames if (m.is_rx or not rx_only) and not m.is_error_frame]
+    chosen = [copy.copy(m) for m in frames if (m.is_rx or not rx_only) and not m.is_error_frame]
     if chosen:
         t0 = chosen[0].timestamp
         for m in chosen:
@@ -66,8 +66,6 @@ def play(frames: list[can.Message], bus: can.BusABC, *, rate: float = 1.0, rx_on
             except (can.CanError, OSError, ValueError) as e:
                 raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {bus.channel_info}: {e}") from e
             sent += 1
-            if on_sent is not None:
-                on_sent(msg)
     except KeyboardInterrupt:  # Ctrl-C ends a playback early; what was sent is still reported
         interrupted = True
     return {"frames": sent, "duration_s": time.perf_counter() - start, "rate": rate, "interrupted": interrupted}
@@ -140,11 +138,11 @@ def analyze_step(frames: list[can.Message], profile: Profile, node_id: int, *, s
     t, keep = np.unique(ty, return_index=True)
     inside = (t >= start) & (t <= end)
     t, keep = t[inside], keep[inside]
+    output = profile.semantic("telemetry.position_rad")[0]
     if not np.any(t >= step_t) or not np.any(t < step_t):
-        raise ConfigError(f"{source}: node {node_id} has no joint_state frames around its step at "
+        raise ConfigError(f"{source}: node {node_id} has no {output} frames on both sides of its step at "
                           f"{step_t - float(tc[0]):.3f} s after its first command")
     ref = np.where(t >= step_t, r, y0)
-    output = profile.semantic("telemetry.position_rad")[0]
     torque = _on_output(series, profile, "telemetry.torque_nm", output, keep, t)
     current = _on_output(series, profile, "telemetry.iq_a", output, keep, t)
     return step_metrics(t - start, y[keep], ref, torque=torque, current=current)

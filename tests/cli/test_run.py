@@ -62,7 +62,9 @@ def test_nominal_joint_passes_and_writes_every_output(nominal):
     assert len(frames) > 30_000
     with MDF(os.path.join(out, "signals.mf4")) as mdf:
         position = mdf.get("n1.joint_state.position")
-        assert position.samples.size > 20_000 and abs(position.samples).max() < 1.0
+        # within half a turn: the back-drive step pushes the idle link with up to 40 N·m against gravity's 9.81 N·m
+        # and it swings to about 2.6 rad before the load is released
+        assert position.samples.size > 20_000 and abs(position.samples).max() < 3.2
     assert summary(os.path.join(folder, "r.db"))["runs"] == 1
 
 

@@ -12,6 +12,7 @@ import pytest
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.params import JointParams, load_preset
+from firmware_iface.rig import population
 from firmware_iface.rig.population import (
     R_ENC_O,
     R_IQ,
@@ -170,6 +171,7 @@ def test_draws_are_clipped_into_the_allowed_range(knee: JointParams, tmp_path: P
     ("[motor]\npole_pairs = { sd = 1 }\n", ["motor.pole_pairs", "numeric fields"]),
     ("[gearbox]\nratio = { sd = 1 }\n", ["gearbox", "unknown key", "reducer"]),
     ("[injections]\nencoder_ofset = { sd = 0.001 }\n", ["injections.encoder_ofset", "encoder_offset"]),
+    ('preset = "kne"\n', ["preset = 'kne'", "knee"]),
     ('preset = "knee"\n[motor]\ncogging_harmonics_nm = { sd_pct = 5 }\n[load]\ndamping_nm_s_per_rad = '
      "{ sd_pct = 5 }\n[reducer]\ncubic_k1_nm_per_rad = { sd_pct = 5 }\n", ["reducer.cubic_k1_nm_per_rad", "sd"]),
 ])
@@ -196,6 +198,17 @@ def test_references_per_joint_when_not_numpy_friendly() -> None:
     seg = Segment(0.01, "position", lambda t, q: math.copysign(t, q) + q)  # math.* takes no array
     np.testing.assert_allclose(_references(seg, np.array([0.0, 0.001]), q0),
                                [[0.1, 0.101], [-0.2, -0.201], [0.3, 0.301]])
+
+
+def test_groups_of_joints_give_the_same_joints(knee: JointParams, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large population runs in groups (bounded memory); each joint's result is the same in any grouping."""
+    joints = draw(knee, load_spread(SPREAD), 3, seed=2)
+    args = ([p for p, _ in joints], [i for _, i in joints], [("step", CFGS["step"])])
+    whole = run_batch(*args, seed=2, firmware=knee, panels=False)
+    monkeypatch.setattr(population, "RECORD_BYTES", 1)
+    one_by_one = run_batch(*args, seed=2, firmware=knee, panels=False)
+    assert one_by_one.timing["group"] == 1 and whole.timing["group"] == 3
+    assert [o[0].figures for o in one_by_one] == [o[0].figures for o in whole]
 
 
 def test_population_eol_joint_j_is_the_same_in_any_batch() -> None:
