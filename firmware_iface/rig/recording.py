@@ -40,6 +40,9 @@ Frames that reach the hub from two threads (received ones from its reader, sent 
 little out of time order. Both text writers mishandle a frame older than the first one recorded (.log writes it at
 the first frame's time, ASC writes its absolute time as if it were relative), and BLF clamps it to the start; the
 recorder writes such a frame at the first frame's time in every format. Later frames keep their timestamps.
+Channels: ``BLFWriter`` stores the number at the end of a channel's name in 16 bits and raised ``struct.error`` on
+a virtual channel named with a uuid that happened to end in digits; frames of a channel a format cannot write (that,
+or blanks in a .log) are written with the writer's default channel.
 
 A flush hands the data to the operating system (``flush``, no ``fsync``): it survives the process being killed,
 not the machine losing power.
@@ -166,6 +169,7 @@ class FrameRecorder(can.Listener):
         self.error_frames = 0
         self._lock = threading.Lock()
         self._first_t: float | None = None
+        self._channel_ok: dict[Any, bool] = {}  # per channel value seen: can the format write it as it is?
         self._dirty = False
         self._stopped = False
         self._writer = _writer(self.path)
@@ -184,8 +188,11 @@ class FrameRecorder(can.Listener):
                 return
             if self._first_t is None:
                 self._first_t = msg.timestamp
-            elif msg.timestamp < self._first_t:  # see the module docstring: the writers mishandle these
-                msg = _retimed(msg, self._first_t)
+            ok = self._channel_ok.get(msg.channel)
+            if ok is None:
+                ok = self._channel_ok[msg.channel] = _channel_writable(self.path.suffix.lower(), msg.channel)
+            if msg.timestamp < self._first_t or not ok:  # see the module docstring: the writers mishandle these
+                msg = _copy(msg, max(msg.timestamp, self._first_t), msg.channel if ok else None)
             self._writer.on_message_received(msg)
             if msg.is_error_frame:
                 self.error_frames += 1
@@ -221,10 +228,25 @@ class FrameRecorder(can.Listener):
             raise self._flusher.error
 
 
-def _retimed(msg: can.Message, timestamp: float) -> can.Message:
+def _channel_writable(suffix: str, channel: Any) -> bool:
+    """Whether the format's writer can write ``channel`` as it is. BLF stores the number python-can reads off the
+    end of a channel name (``channel2int``) plus one in 16 bits: a virtual channel named with a uuid ends in far more
+    digits (``struct.error``). candump splits its lines on blanks."""
+    if channel is None:
+        return True
+    if suffix == ".blf":
+        number = can.util.channel2int(channel)
+        return number is None or 0 <= number < 0xFFFF
+    if suffix == ".log":
+        return not any(c.isspace() for c in str(channel))
+    return True
+
+
+def _copy(msg: can.Message, timestamp: float, channel: Any) -> can.Message:
+    """``msg`` with another timestamp and channel (the hub hands the same object to every listener: never edit it)."""
     return can.Message(timestamp=timestamp, arbitration_id=msg.arbitration_id, data=msg.data, dlc=msg.dlc,
                        is_extended_id=msg.is_extended_id, is_remote_frame=msg.is_remote_frame,
-                       is_error_frame=msg.is_error_frame, is_fd=msg.is_fd, is_rx=msg.is_rx, channel=msg.channel,
+                       is_error_frame=msg.is_error_frame, is_fd=msg.is_fd, is_rx=msg.is_rx, channel=channel,
                        bitrate_switch=msg.bitrate_switch, error_state_indicator=msg.error_state_indicator)
 
 

@@ -11,6 +11,7 @@ import math
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,13 +68,15 @@ def test_record_json_counts_and_files(capsys, tmp_path, joint_channel):
     messages = report["messages"]
     assert report["files"] == {"frames": str(out), "signals": str(sig)}
     assert report["duration_s"] == pytest.approx(1.0, abs=0.1)
-    # the native rates: joint_state 1000 Hz, wrench 2 x 500, motor 100, heartbeat 10 (a paced joint may resync)
-    assert messages["n1.joint_state"] == pytest.approx(1000, rel=0.15)
-    assert messages["n1.wrench_force"] == pytest.approx(500, rel=0.15)
-    assert messages["n1.heartbeat"] == pytest.approx(10, abs=2)
+    # the native rates: joint_state 1000 Hz, wrench 2 x 500, motor 100, heartbeat 10; a paced joint on a loaded
+    # machine may fall behind wall time and skip ahead, so the rate is bounded loosely and the ratios tightly
+    assert 500 <= messages["n1.joint_state"] <= 1100
+    assert messages["n1.wrench_force"] == pytest.approx(messages["n1.joint_state"] / 2, abs=3)
+    assert messages["n1.motor_telemetry"] == pytest.approx(messages["n1.joint_state"] / 10, abs=2)
     assert report["frames"] == sum(messages.values())
     frames = read_frames(out)
-    assert len(frames) == report["frames"]
+    in_file = Counter(f"n1.{PROFILE.decode(m).name}" for m in frames)
+    assert in_file == messages
     signals = read_signals(sig)
     assert len(signals["n1.joint_state.position"][0]) == messages["n1.joint_state"]
 

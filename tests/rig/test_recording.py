@@ -72,6 +72,20 @@ def test_frames_round_trip(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
+def test_channels_any_name(tmp_path, suffix):
+    # a virtual channel named with a uuid ending in digits: python-can's BLF writer raised struct.error on it
+    sent = synthetic_frames(time.time(), 30)
+    for i, msg in enumerate(sent):
+        msg.channel = ("jointkit-test-4f0c2b6584ba32f4e858e5afac575003241", "my bus 2", "can1", None, 3)[i % 5]
+    recorder = FrameRecorder(tmp_path / f"rec{suffix}")
+    for msg in sent:
+        recorder.on_message_received(msg)
+    recorder.stop()
+    assert_same_frames(read_frames(tmp_path / f"rec{suffix}"), sent, suffix)
+    assert sent[0].channel == "jointkit-test-4f0c2b6584ba32f4e858e5afac575003241"  # the caller's frame untouched
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
 def test_a_recording_without_frames_reads_as_empty_before_and_after_stop(tmp_path, suffix):
     recorder = FrameRecorder(tmp_path / f"rec{suffix}")
     assert read_frames(tmp_path / f"rec{suffix}") == []  # what a kill before the first frame leaves
