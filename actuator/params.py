@@ -370,17 +370,22 @@ def params_to_dict(p: Any) -> dict:
     return out
 
 
-def load_params(path: str | Path) -> JointParams:
+def read_toml(path: str | Path, what: str) -> dict:
+    """The table of a TOML file; ``ConfigError`` naming the file (a ``what``, e.g. "gains file") when it cannot
+    be read or is not valid TOML."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read parameter file: {e.strerror}") from e
+        raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from e
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return params_from_dict(data, str(path))
+
+
+def load_params(path: str | Path) -> JointParams:
+    return params_from_dict(read_toml(path, "parameter file"), str(path))
 
 
 def save_params(p: JointParams, path: str | Path) -> None:

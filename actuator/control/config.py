@@ -23,7 +23,6 @@ a configuration and the joint's parameters into the flat vector of ``actuator.co
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from actuator.params import (
     num_field,
     params_to_dict,
     pos_field,
+    read_toml,
 )
 
 GAINS_DIR = SEEDS_DIR / "gains"
@@ -230,14 +230,7 @@ def config_to_dict(cfg: ControllerConfig) -> dict:
 
 def load_gains(path: str | Path) -> ControllerConfig:
     """A gains file; errors name the file, the key, the value and what is allowed."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read gains file: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return config_from_dict(data, str(path))
+    return config_from_dict(read_toml(path, "gains file"), str(path))
 
 
 def save_gains(cfg: ControllerConfig, path: str | Path) -> None:

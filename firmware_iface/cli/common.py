@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+from firmware_iface.jsonsafe import json_safe
 
 
 def print_json(obj: dict[str, Any]) -> None:
-    print(json.dumps(_clean(obj), indent=2))
+    print(json.dumps(json_safe(obj), indent=2))
 
 
 def emit(figures: dict[str, Any], as_json: bool, title: str) -> None:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _emit(args: argparse.Namespace, results: dict, out_dir: Path) -> int:
-    from firmware_iface.rig.runner import clean
+    from firmware_iface.jsonsafe import json_safe as clean
 
     results = clean(results)
     results["out_dir"] = str(out_dir)

@@ -12,9 +12,6 @@ from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
-BUS_GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
-             "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd")}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="auto-tune the position loop (model-based or relay), verified in simulation")
@@ -67,10 +64,11 @@ def run_bus(args: argparse.Namespace, client, params, result) -> dict:
     """Gains designed and verified on the ``--preset`` model, written live to joint ``--node`` (not saved: ``jointkit
     param save`` keeps them), then measured on the joint by a Bode and a step test over the bus."""
     from firmware_iface.client.experiments import bus_bode_test, bus_step_test
+    from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, gain_of
 
-    for name, (section, field) in BUS_GAINS.items():
-        client.write_gain(name, getattr(getattr(result.config, section), field))
-    written = {name: client.read_gain(name) for name in BUS_GAINS}
+    for name in CASCADE_GAINS:
+        client.write_gain(name, gain_of(result.config, name))
+    written = {name: client.read_gain(name) for name in CASCADE_GAINS}
     target = result.requested_bandwidth_hz
     f0, f1 = 0.1 * target, min(250.0, 3.0 * target)  # the band of the in-simulation verification
     _, bw, _ = bus_bode_test(client, "position", f0, f1, amplitude=_bus_chirp_amplitude(params, f1))

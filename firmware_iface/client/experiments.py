@@ -2,7 +2,7 @@
 ``actuator.analysis.experiments``, run through ``JointClient`` by a 1 kHz host loop instead of in-process.
 
 The set-points go out as commands, the response comes back as joint-state telemetry; its time axis is the bus
-timestamps moved onto the host clock (see ``_dejittered``); the metrics are the same functions the in-process
+timestamps moved onto the host clock (see ``dejittered``); the metrics are the same functions the in-process
 tests use. The step time is the send time
 of the first stepped command, so the figures include the bus latency and the joint's command pick-up (below
 a millisecond here), as they would on hardware. The joint is enabled in the loop's mode, moved to the test's
@@ -79,18 +79,18 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     keep = np.isfinite(cmd_t)
     ring = client.rings[client.state_message]
     rows = ring.since(t_start)
-    t_rows = _dejittered(rows, ring)
+    t_rows = dejittered(rows, ring)
     motor = client.rings[client.profile.semantic("telemetry.iq_a")[0]]
     m_rows = motor.since(t_start)
     iq_col = m_rows[:, motor.index[client.profile.semantic("telemetry.iq_a")[1]]]
-    iq = np.interp(t_rows, _dejittered(m_rows, motor), iq_col) if len(m_rows) else np.full(len(t_rows), np.nan)
+    iq = np.interp(t_rows, dejittered(m_rows, motor), iq_col) if len(m_rows) else np.full(len(t_rows), np.nan)
     col = {s: rows[:, ring.index[client.profile.semantic(f"telemetry.{s}")[1]]]
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     return BusRun(cmd_t[keep] - t_start, refs[keep], t_rows - t_start, col["position_rad"], col["velocity_rad_s"],
                   col["torque_nm"], iq, figures)
 
 
-def _dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
+def dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
     """Receive times without the host's delivery jitter: the bus timestamps moved onto the host clock by the
     smallest observed delay (the frame that came through fastest), so bursts in delivery do not bend the
     time axis. Falls back to the receive times when the bus gives no timestamps."""

@@ -21,11 +21,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from actuator.errors import ConfigError
 from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
+from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.rig.population import draw, load_spread, run_batch
 from firmware_iface.rig.results_db import append_many, summary
-from firmware_iface.rig.runner import SCHEMA, checks_of, clean, utc_now, write_json
+from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence
 
 
@@ -50,8 +52,6 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
     t0 = time.perf_counter()
     n = args.population
     if not 1 <= n <= 100_000:
-        from actuator.errors import ConfigError
-
         raise ConfigError(f"--population {n}: allowed 1..100000 joints")
     spread_path = args.spread or SEEDS_DIR / "spread.toml"
     spread = load_spread(spread_path)

@@ -20,7 +20,7 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 
 from actuator.errors import ConfigError
-from firmware_iface.client.experiments import _dejittered
+from firmware_iface.client.experiments import dejittered
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
 from firmware_iface.rig.protocols import RATE_HZ, Segment, Signals
@@ -141,7 +141,7 @@ def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
     rows = ring.since(grid[0] - 0.05)
     if len(rows) == 0:
         return np.full(grid.size, np.nan)
-    t = _dejittered(rows, ring)
+    t = dejittered(rows, ring)
     order = np.argsort(t, kind="stable")
     t, values = t[order], rows[order, ring.index[signal]]
     idx = np.searchsorted(t, grid, side="right") - 1

@@ -27,7 +27,6 @@ import functools
 import itertools
 import math
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -49,11 +48,11 @@ from actuator.control.pid import N_PID_STATE
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.model.sensors import prime_encoders
-from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict
+from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
 from actuator.simulation import INJECTIONS, JointModel
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment
+from firmware_iface.virtual_joint.firmware import TRACKING_LIMIT_RAD
 
-TRACKING_LIMIT_RAD = 0.5      # JointFirmware's default tracking_limit_rad
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
 RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
 # recorded row: state indices, then the controller's velocity estimate (what telemetry reports)
@@ -184,12 +183,7 @@ def _check_against_preset(spread: Spread) -> None:
 def load_spread(path: str | Path) -> Spread:
     """A spread file; errors name the file, the key, the value and what is allowed."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read spread file: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    data = read_toml(path, "spread file")
     source = str(path)
     preset = data.pop("preset", None)
     if preset is not None and not isinstance(preset, str):

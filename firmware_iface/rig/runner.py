@@ -15,8 +15,8 @@ is ``error`` if a step errored, else ``fail`` if a step failed, else ``pass``; `
 from __future__ import annotations
 
 import json
-import math
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from actuator.errors import FaultError, JointkitError
+from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.rig.protocols import Outcome
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
 from firmware_iface.rig.report import save_plot, write_report
@@ -39,19 +40,6 @@ EXIT_CODES = {"pass": 0, "fail": 1, "error": 2, "incomplete": 2}
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def clean(value: Any) -> Any:
-    """JSON-safe: NaN and inf become null, numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -104,8 +92,6 @@ def _plot(out_dir: Path, step: Step, outcome: Outcome) -> str | None:
 
 def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_run0: float) -> bool:
     """Run one step into its results entry; False when the sequence must stop."""
-    import time
-
     t0 = time.perf_counter()
     entry.update(status="running", started_s=t0 - t_run0)
     go_on = True
@@ -142,8 +128,6 @@ def _progress(console: Console) -> Progress:
 def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None = None,
                  console: Console | None = None) -> dict:
     """Run every step on ``rig``, writing the outputs into ``out_dir``; the results (see the module docstring)."""
-    import time
-
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     results = new_results(seq, serial, rig.info)

@@ -24,10 +24,10 @@ from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, h
 from firmware_iface.rig.report import Panel, Series
 from firmware_iface.rig.rig import Rig
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, Step
+from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, gain_of
 
-GAIN_FIELDS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
-               "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd")}
 WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reaction is seen to 1 ms
+TUNE_BODE = {"amplitude_rad": 0.002, "periods": 3}  # the bandwidth measurement after tuning
 
 
 def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
@@ -69,7 +69,7 @@ def _gains(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     c = rig.client(step.node)
     if step.cfg["file"]:
         cfg = load_gains(seq.path.parent / step.cfg["file"])
-        values = {name: float(getattr(getattr(cfg, sec), f)) for name, (sec, f) in GAIN_FIELDS.items()}
+        values = {name: gain_of(cfg, name) for name in CASCADE_GAINS}
     else:
         values = {str(k): float(v) for k, v in step.cfg["values"].items()}
     for name, value in values.items():
@@ -177,18 +177,15 @@ def _tune(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     params = load_preset(seq.preset)
     result = tune_model(params, step.cfg["bandwidth_hz"])
     if step.cfg["apply"]:
-        for name, (sec, f) in GAIN_FIELDS.items():
-            c.write_gain(name, float(getattr(getattr(result.config, sec), f)))
+        for name in CASCADE_GAINS:
+            c.write_gain(name, gain_of(result.config, name))
     bw = step.cfg["bandwidth_hz"]
-    bode = {**PROTOCOL_DEFAULTS_BODE, "home_rad": step.cfg["home_rad"], "f1_hz": min(250.0, 3 * bw),
+    bode = {**TUNE_BODE, "home_rad": step.cfg["home_rad"], "f1_hz": min(250.0, 3 * bw),
             "f0_hz": max(0.5, 0.2 * bw)}
     segs = PROTOCOLS["bode"].segments(bode)
     measured = PROTOCOLS["bode"].analyze(run_segments(c, segs), segs, bode)
     return Outcome({"predicted_bandwidth_hz": result.measured_bandwidth_hz,
                     "measured_bandwidth_hz": measured.figures["bandwidth_hz"]}, measured.panels)
-
-
-PROTOCOL_DEFAULTS_BODE = {"amplitude_rad": 0.002, "periods": 3}
 
 
 def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:

@@ -56,7 +56,9 @@ GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "
          "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd"),
          "impedance_kp": ("impedance", "kp_nm_per_rad"), "impedance_kd": ("impedance", "kd_nm_s_per_rad"),
          "gravity_feedforward": ("", "gravity_feedforward_nm")}
+CASCADE_GAINS = ("position_kp", "position_ki", "position_kd", "velocity_kp", "velocity_ki", "velocity_kd")
 GAIN_RANGE = (-1e6, 1e6)
+TRACKING_LIMIT_RAD = 0.5  # default position tracking limit: a larger error in position mode latches tracking_error
 # telemetry rates, Hz, by parameter name -> the messages they pace
 RATES = {"rate_joint_state_hz": ("joint_state",), "rate_wrench_hz": ("wrench_force", "wrench_torque"),
          "rate_motor_telemetry_hz": ("motor_telemetry",), "rate_heartbeat_hz": ("heartbeat",),
@@ -84,6 +86,12 @@ def _in_range(name: str, value: float, lo: float, hi: float) -> float:
     return value
 
 
+def gain_of(gains: ControllerConfig, name: str) -> float:
+    """The value of the gain ``name`` (a key of ``GAINS``) in a gains set."""
+    section, field_name = GAINS[name]
+    return float(getattr(getattr(gains, section) if section else gains, field_name))
+
+
 def fault_names(bits: int) -> list[str]:
     return [name for bit, name in FAULT_NAMES.items() if int(bits) & bit]
 
@@ -93,7 +101,7 @@ class JointFirmware:
 
     def __init__(self, params: JointParams | str = "knee", gains: ControllerConfig | None = None, *,
                  watchdog_timeout_s: float = 0.1, flash_path: str | Path | None = None, seed: int = 0,
-                 chunk_steps: int = 40, tracking_limit_rad: float = 0.5) -> None:
+                 chunk_steps: int = 40, tracking_limit_rad: float = TRACKING_LIMIT_RAD) -> None:
         self.params = params if isinstance(params, JointParams) else load_preset(params)
         self.flash_path = Path(flash_path) if flash_path else None
         flash = self._load_flash()
@@ -256,8 +264,7 @@ class JointFirmware:
     def read_gain(self, name: str) -> float:
         if name not in GAINS:
             raise ParamError("unknown_param", f"gain {name!r} is unknown: allowed {', '.join(GAINS)}")
-        section, field_name = GAINS[name]
-        return float(getattr(getattr(self.gains, section) if section else self.gains, field_name))
+        return gain_of(self.gains, name)
 
     def _replace_gains(self, section: str, **values: float) -> None:
         """Swap in a new gains set, compiled and checked before anything changes (a bad value changes nothing)."""
