@@ -121,15 +121,24 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     finally:
         if fixture is not None:
             fixture.apply(0.0)
-    done = np.isfinite(walker.t_cmd)
-    grid = walker.t_cmd[done]
-    signals: Signals = {"t_s": grid - grid[0], "segment": walker.segment[done], "reference": walker.reference[done],
-                        "load_nm": walker.load[done]}
+    grid, segment, reference, load = _uniform(walker)
+    signals: Signals = {"t_s": grid - grid[0], "segment": segment, "reference": reference, "load_nm": load}
     for name, semantic in _SCALARS.items():
         signals[name] = _held(client, semantic, grid)
     for name, semantics in _VECTORS.items():
         signals[name] = np.column_stack([_held(client, s, grid) for s in semantics])
     return signals
+
+
+def _uniform(w: _Walker) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The walk on the loop's schedule, a uniform 1 kHz grid as the analyses assume: a tick the host loop skipped
+    (an overrun) keeps what the joint kept meanwhile, the previous tick's set-point, segment and load, so one late
+    tick does not shift every later sample by a period."""
+    ran = np.isfinite(w.t_cmd)
+    last = int(np.flatnonzero(ran)[-1]) + 1
+    filled = np.maximum.accumulate(np.where(ran[:last], np.arange(last), 0))
+    grid = w.t_cmd[0] + np.arange(last) / RATE_HZ
+    return grid, w.segment[filled], w.reference[filled], w.load[filled]
 
 
 def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
