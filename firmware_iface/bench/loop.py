@@ -43,11 +43,20 @@ figures are discarded), then ``DURATION_S`` (``--quick``: ``QUICK_DURATION_S``) 
   the measured frames (received + sent). Six joints at 1 kHz commands and 1 kHz joint_state need about 158 %:
   on a real bus that traffic needs two buses (or CAN FD, or lower joint_state rates).
 
-``target`` is the host loop's goal; ``<config>_meets_target`` is true when the achieved rate is within 1 % of it,
-the p99 jitter is within ``jitter_p99_us_max`` and no command failed. Every thread (joints, hub, host loop) shares
-one interpreter lock, so the host loop's timing also depends on how much the simulated joints cost. The figures
-are what was measured; a slow machine gives lower figures, not an error. Flat copies of the main figures
-(``one_joint_rate_hz``, ...) are at the top level for the CLI table, which does not show nested figures.
+How long the host loop busy-waits before each deadline (``spin_us``) is chosen per configuration. The loop
+sleeps until ``spin_s`` before the deadline, and the OS wakes a sleeping thread late by up to a few hundred
+microseconds on these shared 2-core machines. With one joint the CPU is mostly idle and a 0.5 ms busy-wait
+absorbs that lateness: over 13 runs of 5 s the p99 jitter was 0.1 to 11 us, where HostLoop's default of 0.2 ms
+gave more than 200 us in about one run in four (12 to 356 us). With six joints the simulation saturates both
+cores and a 0.5 ms busy-wait starves the joints (122 failed commands in one of three runs), so that
+configuration keeps the 0.2 ms default; it has no jitter target.
+
+``target`` is the host loop's goal, which the issue sets for one joint; ``one_joint_meets_target`` is true when
+the achieved rate is within 1 % of it, the p99 jitter is within ``jitter_p99_us_max`` and no command failed.
+Every thread (joints, hub, host loop) shares one interpreter lock, so the host loop's timing also depends on how
+much the simulated joints cost. The figures are what was measured; a slow machine gives lower figures, not an error.
+Flat copies of the main figures (``one_joint_rate_hz``, ...) are at the top level for the CLI table, which does not
+show nested figures.
 """
 
 from __future__ import annotations
@@ -70,6 +79,8 @@ from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 RATE_HZ = 1000
+ONE_JOINT_SPIN_S = 5e-4  # one joint leaves the CPU idle: busy-wait the last 0.5 ms (see below)
+SIX_JOINT_SPIN_S = 2e-4  # six joints saturate both cores: a longer busy-wait starves them (HostLoop's default)
 HOST_LOOP_NICE = -10  # the host loop thread's priority, as a control loop asks; figures["nice"]: granted or not
 JITTER_P99_US_MAX = 200
 RATE_TOLERANCE = 0.01  # the achieved rate must be within 1 % of RATE_HZ to meet the target
@@ -133,7 +144,7 @@ def _drain(hub: BusHub, quiet_s: float = 0.05, limit_s: float = 1.0) -> None:
 
 
 def measure(n_joints: int, rates_hz: dict[str, float], duration_s: float, preset: str = "knee",
-            warmup_s: float = WARMUP_S) -> dict[str, Any]:
+            warmup_s: float = WARMUP_S, spin_s: float = SIX_JOINT_SPIN_S) -> dict[str, Any]:
     """The figures of one configuration (see the module docstring); buses and threads are closed on return."""
     channel = f"jointkit-bench-loop-{os.getpid()}-{uuid.uuid4().hex}"
     with contextlib.ExitStack() as stack:
@@ -172,7 +183,7 @@ def measure(n_joints: int, rates_hz: dict[str, float], duration_s: float, preset
         runner_overruns0 = runner.counters["overruns"]
         errors = _Errors()
         tick = _position_ticks(clients, t_ref0, errors)
-        loop = HostLoop(RATE_HZ, tick, nice=HOST_LOOP_NICE)
+        loop = HostLoop(RATE_HZ, tick, nice=HOST_LOOP_NICE, spin_s=spin_s)
         t_start = time.perf_counter()
         figures = loop.run(duration_s)
         wall_s = time.perf_counter() - t_start
@@ -192,6 +203,7 @@ def measure(n_joints: int, rates_hz: dict[str, float], duration_s: float, preset
             "telemetry_rates_hz": dict(rates_hz),
             "duration_s": wall_s,
             **figures,
+            "spin_us": loop.spin_s * 1e6,
             "rtt_p50_us": rtt_p50,
             "rtt_p99_us": rtt_p99,
             "rtt_samples": int(rtt.size),
@@ -219,12 +231,12 @@ def meets_target(f: dict[str, Any]) -> bool:
 
 def run(preset: str = "knee", quick: bool = False) -> dict[str, Any]:
     duration = QUICK_DURATION_S if quick else DURATION_S
-    configs = {"one_joint": measure(1, dict(DEFAULT_RATES_HZ), duration, preset),
-               "six_joints": measure(6, dict(SIX_JOINT_RATES_HZ), duration, preset)}
+    configs = {"one_joint": measure(1, dict(DEFAULT_RATES_HZ), duration, preset, spin_s=ONE_JOINT_SPIN_S),
+               "six_joints": measure(6, dict(SIX_JOINT_RATES_HZ), duration, preset, spin_s=SIX_JOINT_SPIN_S)}
     out: dict[str, Any] = {"preset": preset, **configs,
                            "target": {"rate_hz": RATE_HZ, "jitter_p99_us_max": JITTER_P99_US_MAX}}
-    for name, f in configs.items():
-        out[f"{name}_meets_target"] = meets_target(f)
+    out["target"]["applies_to"] = "one_joint"  # six joints is a load figure: two cores, no jitter target
+    out["one_joint_meets_target"] = meets_target(configs["one_joint"])
     for name, f in configs.items():
         out.update({f"{name}_{key}": f[key] for key in FLAT})
     out.update({"warmup_s": WARMUP_S, "duration_s": duration, "cores": os.cpu_count()})
