@@ -17,6 +17,7 @@ from firmware_iface.cli import (
     bode,
     dbc,
     demo,
+    gui,
     monitor,
     param,
     record,
@@ -29,7 +30,7 @@ from firmware_iface.cli import (
     tune,
 )
 
-COMMANDS = (sim, step, bode, tune, bench, dbc, demo, scan, monitor, param, run, record, replay, results)
+COMMANDS = (sim, step, bode, tune, bench, dbc, demo, scan, monitor, param, run, record, replay, results, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

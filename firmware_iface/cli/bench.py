@@ -10,7 +10,8 @@ import importlib
 
 from firmware_iface.cli.common import emit
 
-TARGETS = ("sim", "control", "codec", "loop")  # each a module of firmware_iface.bench with run(preset, quick) -> dict
+# each a module of firmware_iface.bench with run(preset, quick) -> dict
+TARGETS = ("sim", "control", "codec", "loop", "gui")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

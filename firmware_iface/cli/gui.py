@@ -1,0 +1,46 @@
+"""``jointkit gui``: the tuning GUI (PySide6 + pyqtgraph) on simulated joints or a bus; ``--screenshot FILE.png
+[--after-step]`` renders the window offscreen (no display needed) and exits."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from firmware_iface.cli.common import emit
+from firmware_iface.client.bus import add_bus_options
+from firmware_iface.virtual_joint.serve import parse_nodes
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gui", help="the tuning GUI: live plots, control, gains, tests, faults, recording")
+    p.add_argument("--sim", action="store_true", help="built-in simulated joints (the default without --interface)")
+    p.add_argument("--preset", default="knee", help="joint preset of the simulated joints, and the model "
+                                                    "auto-tune designs on (default knee)")
+    p.add_argument("--nodes", default=None, help="node ids, e.g. 1,2 or 1-6 (simulated: default 1; on a bus: "
+                                                 "default every joint heard)")
+    add_bus_options(p)
+    p.add_argument("--screenshot", type=Path, metavar="FILE.png",
+                   help="render the window to a PNG (offscreen without a display) and exit")
+    p.add_argument("--after-step", action="store_true",
+                   help="with --screenshot: first enable the first joint and run a step test from the Tests panel")
+    p.add_argument("--amplitude", type=float, default=None, help="with --after-step: the step (rad; default 0.1)")
+    p.add_argument("--json", action="store_true", help="with --screenshot: print the figures as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gui.app import run as run_gui
+    from gui.session import Connection
+
+    sim = args.sim or args.interface is None
+    if args.after_step and args.screenshot is None:
+        from actuator.errors import ConfigError
+        raise ConfigError("--after-step needs --screenshot FILE.png")
+    nodes = tuple(parse_nodes(args.nodes)) if args.nodes else ((1,) if sim else ())
+    conn = Connection(sim=sim, preset=args.preset, nodes=nodes, interface=args.interface, channel=args.channel,
+                      bitrate=args.bitrate)
+    result = run_gui(conn, screenshot=args.screenshot, after_step=args.after_step, amplitude=args.amplitude)
+    if isinstance(result, dict):
+        emit(result, args.json, "jointkit gui")
+        return 0
+    return int(result)

@@ -1,0 +1,350 @@
+"""The main window: connection, joints, live plots, control, gains, tests, faults, recording, status and the
+always-visible E-STOP (also on the Escape key, from anywhere in the application).
+
+The window owns one ``Session`` at a time (opened and closed on a connector thread, never on the GUI thread), the
+``PlotBoard`` that redraws from the clients' rings at a fixed rate, and a 5 Hz status timer that refreshes the
+panels and the status bar and watches the connection: a lost one shows in the status bar and is reopened every
+``RECONNECT_S`` until it answers. Errors of actions and jobs go to the status bar (and a dialog for files); the
+window keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from actuator.errors import JointkitError
+from firmware_iface.client import JointClient
+from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
+from gui.gains import GainsPanel
+from gui.jobs import Jobs
+from gui.panels import ControlPanel, FaultsPanel, JointList
+from gui.plots import PlotBoard
+from gui.session import Connection, Session
+from gui.signals import PLOTS, SignalChooser, signal_traces
+from gui.testing import TestsPanel
+
+STATUS_HZ = 5.0
+RECONNECT_S = 2.0
+ESTOP_KEY = "Escape"
+
+
+class Actions:
+    """What the control widgets do to the current joint; errors go to the status bar, never up."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.w = window
+
+    def _do(self, what: str, fn: Any, *args: Any) -> Any:
+        session, node = self.w.session, self.w.current_node()
+        if session is None or node is None:
+            self.w.status_message(f"{what}: not connected")
+            return None
+        try:
+            return fn(session, node, *args)
+        except JointkitError as e:
+            self.w.show_error(what, e)
+            return None
+
+    def enable(self, mode: str) -> None:
+        # impedance reads its gains from the joint first (a reply), so enabling goes through the job thread
+        session = self.w.session
+        node = self.w.current_node()
+        if session is not None and node is not None:
+            self.w.jobs.run(f"enable {mode}", session.enable, node, mode,
+                            on_done=lambda _: self.w.status_message(f"node {node}: enabled in {mode}"))
+
+    def disable(self) -> None:
+        self._do("disable", lambda s, n: s.disable(n))
+
+    def setpoint(self, value: float) -> None:
+        self._do("set-point", lambda s, n: s.commander.set_setpoint(n, value))
+
+    def move(self, target_rad: float) -> None:
+        def go(s: Session, n: int) -> None:
+            here = s.clients[n].latest().get("telemetry.position_rad", 0.0)
+            d = s.commander.move_to(n, target_rad, here)
+            self.w.status_message(f"node {n}: moving to {target_rad:g} rad in {d:.2f} s")
+        self._do("move", go)
+
+    def hand_over(self, node: int) -> None:
+        """A test takes over the joint's set-points: stop streaming to it."""
+        if self.w.session is not None:
+            self.w.session.commander.stop_stream(node)
+
+    def clear_faults(self) -> None:
+        self._do("clear faults", lambda s, n: s.clear_faults(n))
+
+    def estop(self) -> None:
+        session = self.w.session
+        if session is None:
+            self.w.status_message("E-STOP: not connected")
+            return
+        problems = session.estop()
+        self.w.status_message("E-STOP sent to every joint" + (f"; failed: {'; '.join(problems)}" if problems else ""))
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, conn: Connection, *, connect: bool = True, redraw_hz: float = 30.0) -> None:
+        super().__init__()
+        self.setWindowTitle("jointkit")
+        self.conn, self.preset = conn, conn.preset
+        self.session: Session | None = None
+        self.dialog: QtWidgets.QMessageBox | None = None
+        self.recorders: list[Any] = []
+        self.errors: list[str] = []
+        self.errors_seen: list[str] = []
+        self._connector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-connect")
+        self._connecting = False
+        self._lost_since: float | None = None
+        self.actions = Actions(self)
+        self.jobs = Jobs(self._submit, self.show_error, self)
+        self._build(redraw_hz)
+        self._status_timer = QtCore.QTimer(self)
+        self._status_timer.setInterval(round(1000 / STATUS_HZ))
+        self._status_timer.timeout.connect(self.refresh_status)
+        self._status_timer.start()
+        if connect:
+            self.connect_to(conn)
+
+    # --- layout ---------------------------------------------------------------------------------------------
+    def _build(self, redraw_hz: float) -> None:
+        self._build_toolbar()
+        self.board = PlotBoard(rate_hz=redraw_hz, window_s=10.0)
+        for name, (title, unit) in PLOTS.items():
+            self.board.add_plot(name, title, unit)
+        self.joints = JointList()
+        self.joints.itemSelectionChanged.connect(self._joint_selected)
+        self.control = ControlPanel(self)
+        self.faults = FaultsPanel(self)
+        self.chooser = SignalChooser()
+        self.chooser.changed.connect(self._traces_changed)
+        left = QtWidgets.QWidget()
+        lv = QtWidgets.QVBoxLayout(left)
+        for w in (self.joints, self.control, self.faults, self.chooser):
+            lv.addWidget(w)
+        self.tests = TestsPanel(self)
+        self.gains = GainsPanel(self)
+        tabs = QtWidgets.QTabWidget(objectName="right_tabs")
+        tabs.addTab(self.tests, "Tests")
+        tabs.addTab(self.gains, "Gains")
+        split = QtWidgets.QSplitter()
+        split.addWidget(left)
+        split.addWidget(self.board)
+        split.addWidget(tabs)
+        split.setSizes([300, 900, 420])
+        self.setCentralWidget(split)
+        self._build_statusbar()
+        self.resize(1680, 1000)
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("main")
+        bar.setObjectName("toolbar")
+        bar.setMovable(False)
+        for text, slot in (("Connect…", self._ask_connect), ("Disconnect", self.disconnect),
+                           ("Rescan", lambda: self.connect_to(self.conn))):
+            bar.addAction(text, slot)
+        self.record_btn = QtWidgets.QPushButton("● Record", objectName="record", checkable=True)
+        self.record_btn.toggled.connect(self._record_toggled)
+        bar.addWidget(self.record_btn)
+        spacer = QtWidgets.QWidget()
+        spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        self.estop_btn = QtWidgets.QPushButton("E-STOP", objectName="estop")
+        self.estop_btn.setToolTip(f"emergency stop of every joint ({ESTOP_KEY})")
+        self.estop_btn.setStyleSheet("QPushButton { background: #c62828; color: white; font-weight: bold; "
+                                     "font-size: 16px; padding: 6px 24px; border-radius: 4px; }")
+        self.estop_btn.clicked.connect(self.actions.estop)
+        bar.addWidget(self.estop_btn)
+        shortcut = QtGui.QShortcut(QtGui.QKeySequence(ESTOP_KEY), self)
+        shortcut.setContext(QtCore.Qt.ShortcutContext.ApplicationShortcut)
+        shortcut.activated.connect(self.actions.estop)
+        self.estop_shortcut = shortcut
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.labels: dict[str, QtWidgets.QLabel] = {}
+        for key in ("connection", "bus_load", "frames", "dropped", "rtt", "watchdog"):
+            label = QtWidgets.QLabel("", objectName=f"status_{key}")
+            sb.addPermanentWidget(label)
+            self.labels[key] = label
+
+    # --- messages -------------------------------------------------------------------------------------------
+    def status_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10_000)
+
+    def show_error(self, what: str, error: BaseException, *, dialog: bool = False) -> None:
+        text = f"{what}: {error}"
+        self.errors.append(text)
+        self.status_message(text)
+        if dialog or not isinstance(error, JointkitError):
+            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "jointkit", text,
+                                        QtWidgets.QMessageBox.StandardButton.Ok, self)
+            box.setObjectName("error_dialog")
+            self.dialog = box
+            box.open()  # not exec(): the window keeps redrawing and streaming behind it
+
+    # --- connection -----------------------------------------------------------------------------------------
+    def _submit(self, fn: Any, *args: Any) -> Any:
+        if self.session is None:
+            raise JointkitError("not connected")
+        return self.session.submit(fn, *args)
+
+    def connect_to(self, conn: Connection) -> None:
+        if self._connecting:
+            return
+        self._connecting = True
+        old, self.session = self.session, None
+        self.conn = conn
+        self.labels["connection"].setText(f"connecting to {conn.describe()}…")
+
+        def reopen() -> Session:
+            if old is not None:
+                old.close()
+            return Session(conn)
+        self.jobs.run("connect", reopen, on_done=self._connected, on_error=self._connect_failed,
+                      submit=self._connector.submit)
+
+    def _connected(self, session: Session) -> None:
+        self._connecting, self._lost_since = False, None
+        self.session = session
+        self.joints.refresh(session)
+        self.chooser.set_nodes(list(session.clients))
+        self._traces_changed()
+        self.board.start()
+        self.status_message(f"connected: {session.conn.describe()}")
+
+    def _connect_failed(self, error: BaseException) -> None:
+        self._connecting = False
+        self._lost_since = self._lost_since or time.perf_counter()
+        self.show_error("connect", error)
+
+    def disconnect(self) -> None:
+        old, self.session = self.session, None
+        self.stop_recording()
+        if old is not None:
+            self._connector.submit(old.close)
+        self.labels["connection"].setText("disconnected")
+
+    def _ask_connect(self) -> None:
+        from gui.connect import ConnectDialog
+
+        dialog = ConnectDialog(self.conn, self)
+        if dialog.exec():
+            self.connect_to(dialog.connection())
+
+    # --- joints and plots -----------------------------------------------------------------------------------
+    def current_node(self) -> int | None:
+        return self.joints.current_node() if self.session is not None else None
+
+    def current_client(self) -> JointClient | None:
+        node = self.current_node()
+        if node is None:
+            self.status_message("no joint selected (not connected?)")
+            return None
+        return self.session.clients[node]
+
+    def _joint_selected(self) -> None:
+        node = self.current_node()
+        if node is not None:
+            self.gains.read()
+
+    def _traces_changed(self) -> None:
+        for name in PLOTS:
+            plot = self.board.plot(name)
+            for key in plot.traces():
+                plot.remove_trace(key)
+        if self.session is None:
+            return
+        for plot_name, trace in signal_traces(self.session, self.chooser.chosen()):
+            self.board.plot(plot_name).add_trace(trace)
+
+    # --- recording ------------------------------------------------------------------------------------------
+    def start_recording(self, base: Path) -> list[Path]:
+        """Record every frame to BASE.blf and the decoded signals to BASE.mf4 (the rig's formats)."""
+        if self.session is None:
+            raise JointkitError("recording needs a connection")
+        base = Path(base)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        hub = self.session.rig.hub
+        self.recorders = [FrameRecorder(base.with_suffix(".blf")), SignalRecorder(base.with_suffix(".mf4"),
+                                                                                   hub.profile)]
+        for r in self.recorders:
+            hub.add_listener(r)
+        self.status_message(f"recording to {base.with_suffix('.blf')} and {base.with_suffix('.mf4')}")
+        return [base.with_suffix(".blf"), base.with_suffix(".mf4")]
+
+    def stop_recording(self) -> None:
+        for r in self.recorders:
+            if self.session is not None:
+                self.session.rig.hub.remove_listener(r)
+            r.stop()
+        if self.recorders:
+            self.status_message("recording stopped")
+        self.recorders = []
+
+    def _record_toggled(self, on: bool) -> None:
+        if not on:
+            self.stop_recording()
+            return
+        base = Path("recordings") / time.strftime("jointkit-%Y%m%d-%H%M%S")
+        try:
+            self.start_recording(base)
+        except (JointkitError, OSError) as e:
+            self.show_error("record", e)
+            with QtCore.QSignalBlocker(self.record_btn):
+                self.record_btn.setChecked(False)
+
+    # --- status ---------------------------------------------------------------------------------------------
+    def refresh_status(self) -> None:
+        s = self.session
+        self.joints.refresh(s)
+        self.faults.refresh(s)
+        if s is None:
+            if not self._connecting:
+                self.labels["connection"].setText("disconnected")
+            self._maybe_reconnect()
+            return
+        lost = s.lost()
+        if lost:
+            self._lost_since = self._lost_since or time.perf_counter()
+            self.labels["connection"].setText(f"connection lost: {lost}; reconnecting")
+            self.labels["connection"].setStyleSheet("color: #c62828; font-weight: bold")
+            self._maybe_reconnect()
+            return
+        self._lost_since = None
+        self.labels["connection"].setText(s.conn.describe())
+        self.labels["connection"].setStyleSheet("")
+        st = s.stats()
+        self.labels["bus_load"].setText(f"bus {st['bus_load_pct']:.0f} %")
+        self.labels["frames"].setText(f"{st['frames_per_s']:.0f} frames/s")
+        self.labels["dropped"].setText(f"dropped {st['dropped']} · gaps {st['gaps']}")
+        rtt = st["rtt_us"]
+        self.labels["rtt"].setText("rtt –" if math.isnan(rtt) else f"rtt {rtt:.0f} µs")
+        margin = st["watchdog_margin_s"]
+        self.labels["watchdog"].setText("watchdog –" if margin is None else f"watchdog margin {margin * 1e3:.0f} ms")
+        for err in st["stream_errors"][len(self.errors_seen):]:
+            self.show_error("set-point stream", JointkitError(err))
+        self.errors_seen = list(st["stream_errors"])
+
+    def _maybe_reconnect(self) -> None:
+        if self._lost_since is None or self._connecting:
+            return
+        if time.perf_counter() - self._lost_since >= RECONNECT_S:
+            self._lost_since = time.perf_counter()
+            self.connect_to(self.conn)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self._status_timer.stop()
+        self.board.stop()
+        self.stop_recording()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self._connector.shutdown(wait=False)
+        super().closeEvent(event)
