@@ -28,6 +28,7 @@ from firmware_iface.client.bus import open_bus
 from firmware_iface.client.rings import Ring
 from firmware_iface.client.scan import listen
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
+from firmware_iface.virtual_joint.firmware import SHARED_BUS_RATES_HZ
 
 COMMAND_HZ = 200.0  # set-points a second a joint: 5 ms, a twentieth of the joint's 100 ms watchdog
 RING_ROWS = 65_536  # a 60 s plot window of 1 kHz telemetry fits
@@ -186,7 +187,11 @@ class Session:
     @staticmethod
     def _open(conn: Connection) -> Rig:
         if conn.sim:
-            return sim_rig(list(conn.nodes), conn.preset)
+            rig = sim_rig(list(conn.nodes), conn.preset)
+            if len(conn.nodes) > 1:  # what one real bus can carry for several joints
+                for node in rig.nodes.values():
+                    node.fw.rates_hz.update(SHARED_BUS_RATES_HZ)
+            return rig
         bus = open_bus(conn.interface, conn.channel, conn.bitrate)
         try:
             nodes = list(conn.nodes) or sorted(listen(bus))

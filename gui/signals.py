@@ -18,7 +18,9 @@ Fetch = Callable[[float], tuple[np.ndarray, np.ndarray]]
 PLOTS = {"position": ("position and set-point", "rad"), "velocity": ("velocity", "rad/s"),
          "torque": ("torque", "N·m"), "currents": ("currents", "A"), "temperatures": ("temperatures", "°C"),
          "wrench": ("wrench", "N, N·m")}
-# signal -> (plot, label, unit, shown by default)
+# signal -> (plot, label, unit, shown by default); joints after the first show only CORE by default, so six joints
+# start with 18 curves rather than 54
+CORE = ("telemetry.position_rad", "setpoint", "telemetry.torque_nm")
 SIGNALS = {
     "telemetry.position_rad": ("position", "position", "rad", True),
     "setpoint": ("position", "set-point", "rad", True),
@@ -80,13 +82,14 @@ class SignalChooser(QtWidgets.QTreeWidget):
             return
         with QtCore.QSignalBlocker(self):
             self.clear()
-            for node in nodes:
+            for i, node in enumerate(nodes):
                 top = QtWidgets.QTreeWidgetItem(self, [f"node {node}"])
                 top.setData(0, QtCore.Qt.ItemDataRole.UserRole, node)
                 for signal, (plot, label, unit, default) in SIGNALS.items():
                     item = QtWidgets.QTreeWidgetItem(top, [f"{label} ({unit}) · {plot}"])
                     item.setData(0, QtCore.Qt.ItemDataRole.UserRole, signal)
-                    item.setCheckState(0, QtCore.Qt.CheckState.Checked if default else QtCore.Qt.CheckState.Unchecked)
+                    on = default and (i == 0 or signal in CORE)
+                    item.setCheckState(0, QtCore.Qt.CheckState.Checked if on else QtCore.Qt.CheckState.Unchecked)
             self.collapseAll()
 
     def chosen(self) -> list[tuple[int, str]]:

@@ -75,7 +75,7 @@ import numpy as np
 from actuator.errors import BusError, FaultError, TimeoutError
 from firmware_iface.client import BusHub, JointClient
 from firmware_iface.client.loop import HostLoop, percentiles_us
-from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES
+from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES, SHARED_BUS_RATES_HZ
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 RATE_HZ = 1000
@@ -92,8 +92,7 @@ SINE_HZ = 0.5
 SETUP_TIMEOUT_S = 5.0  # first heartbeat, and closed loop after enabling (generous: a loaded machine is slow)
 BITS_PER_FRAME = 125  # an 8-byte classic CAN frame, standard id, with typical bit stuffing
 BUS_BITRATE = 1_000_000
-SIX_JOINT_RATES_HZ = {"rate_joint_state_hz": 1000.0, "rate_wrench_hz": 0.0, "rate_motor_telemetry_hz": 100.0,
-                      "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0}
+SIX_JOINT_RATES_HZ = SHARED_BUS_RATES_HZ
 FLAT = ("rate_hz", "jitter_p50_us", "jitter_p99_us", "rtt_p50_us", "rtt_p99_us", "overruns", "frames_per_s",
         "telemetry_gaps", "frames_lost", "command_errors", "bus_load_pct")
 
