@@ -33,6 +33,8 @@ class JointList(QtWidgets.QTreeWidget):
         self.setHeaderLabels(["node", "state", "mode", "faults"])
         self.setRootIsDecorated(False)
         self.setMinimumHeight(90)
+        for column, width in enumerate((44, 84, 72)):
+            self.setColumnWidth(column, width)
 
     def refresh(self, session: Session | None) -> None:
         nodes = {} if session is None else session.clients

@@ -40,8 +40,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -82,6 +84,29 @@ def _application() -> Any:
     if not isinstance(app, QtWidgets.QApplication):
         raise RuntimeError("a QCoreApplication without widgets is running: the GUI bench needs a QApplication")
     return app
+
+
+@contextlib.contextmanager
+def _quiet_offscreen_warning() -> Iterator[None]:
+    """Drop the offscreen platform's "does not support propagateSizeHints()" warning (a window shown offscreen has
+    nowhere to propagate them); every other Qt message goes where it went before."""
+    from PySide6 import QtCore
+
+    previous = None
+
+    def handler(mode: Any, context: Any, message: str) -> None:
+        if "propagateSizeHints" in message:
+            return
+        if previous is not None:
+            previous(mode, context, message)
+        else:
+            print(message, file=sys.stderr)
+
+    previous = QtCore.qInstallMessageHandler(handler)
+    try:
+        yield
+    finally:
+        QtCore.qInstallMessageHandler(previous)
 
 
 def _signal(t: np.ndarray, j: int, rng: np.random.Generator) -> np.ndarray:
@@ -221,28 +246,34 @@ def _measure(board: Any, feeder: _Feeder, meter: _PaintMeter, curves: list[Any],
     }
 
 
-def run(preset: str = "knee", quick: bool = False) -> dict[str, Any]:
-    """``preset`` is accepted for the ``bench`` command's uniform call and not used: no joint is simulated."""
-    warmup, duration = (QUICK_WARMUP_S, QUICK_DURATION_S) if quick else (WARMUP_S, DURATION_S)
-    app = _application()
+def _run_windows(app: Any, warmup_s: float, duration_s: float) -> dict[str, dict[str, Any]]:
+    """Build, feed and measure every window length; the board, its timer and the feeder are gone on return."""
     n_history = round(max(WINDOWS_S) * FEED_HZ)
     t_base = time.perf_counter() - n_history / FEED_HZ  # the history ends now; the feeder goes on from there
-    board, rings, curves = _build(app, t_base, n_history)
-    meter = _PaintMeter([board.plot(name).widget for name in board.plots()])
-    feeder = _Feeder(rings, t_base, n_history)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_offscreen_warning())
+        board, rings, curves = _build(app, t_base, n_history)
+        stack.callback(app.processEvents)  # the board's deferred deletion
         stack.callback(board.deleteLater)
         stack.callback(board.close)
+        meter = _PaintMeter([board.plot(name).widget for name in board.plots()])
         stack.callback(meter.remove)
+        feeder = _Feeder(rings, t_base, n_history)
         feeder.start()
         stack.callback(feeder.join)
         stack.callback(feeder.stop.set)
         board.start()
         stack.callback(board.stop)
-        windows = {f"window_{w:g}s": _measure(board, feeder, meter, curves, w, warmup, duration) for w in WINDOWS_S}
-    app.processEvents()  # the board's deferred deletion
+        return {f"window_{w:g}s": _measure(board, feeder, meter, curves, w, warmup_s, duration_s) for w in WINDOWS_S}
+
+
+def run(preset: str = "knee", quick: bool = False) -> dict[str, Any]:
+    """``preset`` is accepted for the ``bench`` command's uniform call and not used: no joint is simulated."""
+    warmup, duration = (QUICK_WARMUP_S, QUICK_DURATION_S) if quick else (WARMUP_S, DURATION_S)
+    app = _application()
+    windows = _run_windows(app, warmup, duration)
     main, *others = windows
-    out: dict[str, Any] = {"curves": len(curves), "plots": PLOTS, "feed_hz": FEED_HZ, "rate_hz": RATE_HZ,
+    out: dict[str, Any] = {"curves": PLOTS * CURVES_PER_PLOT, "plots": PLOTS, "feed_hz": FEED_HZ, "rate_hz": RATE_HZ,
                            "target_fps": TARGET_FPS, "size_px": f"{WIDTH}x{HEIGHT}", "qt_platform": app.platformName(),
                            **windows}
     out.update({key: windows[main][key] for key in FLAT})
