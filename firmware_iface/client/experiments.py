@@ -7,6 +7,12 @@ tests use. The step time is the send time
 of the first stepped command, so the figures include the bus latency and the joint's command pick-up (below
 a millisecond here), as they would on hardware. The joint is enabled in the loop's mode, moved to the test's
 start and held still, then tested, and left idle at the end.
+
+The Bode test works on time, not on sample counts: the references at their send times and the telemetry at its
+times are put on a uniform grid at the loop's rate (``on_uniform_grid``: the reference held as the joint holds it,
+the telemetry interpolated), so a tick the host loop skipped (an overrun: the loop skips ticks it starts more than a
+period late) is a held sample on the grid instead of shifting every later sample off the chirp's periods.
+``firmware_iface.rig.replay`` analyses recordings with the same functions.
 """
 
 from __future__ import annotations
@@ -161,11 +167,45 @@ def bus_bode_test(client: JointClient, loop: str = "position", f0_hz: float = 1.
         return start + amplitude * math.sin(2 * math.pi * f0_hz * (math.exp(k * tau) - 1.0) / k)
 
     run = run_reference(client, loop, chirp, periods * period_s)
-    # both signals on the command grid: the output interpolated at the command times
-    t, keep = np.unique(run.t_s, return_index=True)
-    y = np.interp(run.command_t_s, t, (run.velocity_rad_s if loop == "velocity" else run.position_rad)[keep])
-    seg = round(period_s * RATE_HZ)
-    u, y = run.reference[seg:] - start, y[seg:] - (0.0 if loop == "velocity" else start)
-    usable = (len(u) // seg) * seg
-    fr = frequency_response(u[:usable], y[:usable], RATE_HZ, nperseg=seg)
+    fr = chirp_response(run, period_s, periods, loop=loop, start=start)
     return fr, bandwidth_hz(fr), run
+
+
+def on_uniform_grid(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
+                    n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference (sent at ``t_ref``) and the output (reported at ``t_out``, in any order, repeats allowed) on ``n``
+    samples of a uniform grid at ``fs_hz`` from the first send.
+
+    The reference is held, as the joint holds a set-point: grid sample j is the last command sent before the middle
+    of tick j (a command stands for the tick nearest its send; a late tick is sent after its deadline, never
+    before), so through ticks the loop skipped it keeps the previous command, what the joint kept meanwhile (as
+    ``firmware_iface.rig.bus_exec`` puts a protocol's set-points on its grid). Interpolating across a skip instead
+    gives a reference the joint never had: with two 30 ms stalls in a 4-sweep chirp (tests/rig/test_bus_bode.py)
+    that moved a first-order corner by 6 % at 4 Hz and 14 % at 8 Hz, where the held reference moves it by under
+    0.1 %. The output, a sampled continuous response, is interpolated linearly. Past their last sample both keep
+    their last value.
+    """
+    grid = t_ref[0] + np.arange(n) / fs_hz
+    held = np.searchsorted(t_ref, grid + 0.5 / fs_hz, side="right") - 1
+    t, keep = np.unique(t_out, return_index=True)
+    return ref[np.clip(held, 0, None)], np.interp(grid, t, out[keep])
+
+
+def periodic_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
+                      period: int, periods: int) -> FrequencyResponse:
+    """Response to a periodic excitation of ``period`` grid samples sent ``periods`` times: both signals on the
+    uniform grid (``on_uniform_grid``), the first period dropped as the transient, one Welch segment per period (a
+    last period cut short by skipped final ticks is completed with the last values rather than dropped)."""
+    u, y = on_uniform_grid(t_ref, ref, t_out, out, fs_hz, periods * period)
+    return frequency_response(u[period:], y[period:], fs_hz, nperseg=period)
+
+
+def chirp_response(run: BusRun, period_s: float, periods: int, *, loop: str = "position",
+                   start: float = 0.0) -> FrequencyResponse:
+    """The analysis of ``bus_bode_test``: reference -> position (or velocity) of a chirp of ``period_s`` sent
+    ``periods`` times about ``start``. The grid is at the loop's nominal rate: its ticks are scheduled on the same
+    clock the send times are read from (``time.perf_counter``), at absolute deadlines."""
+    y = run.velocity_rad_s if loop == "velocity" else run.position_rad
+    offset = 0.0 if loop == "velocity" else start
+    return periodic_response(run.command_t_s, run.reference - offset, run.t_s, y - offset, RATE_HZ,
+                             round(period_s * RATE_HZ), periods)

@@ -5,6 +5,8 @@ mode (frames, no waiting: the joint handles them in order before the set-point t
 the segment's set-point and sets the fixture's load, and afterwards the telemetry the client received is put on
 the loop's grid by sample-and-hold (the value the joint last reported at each tick, on the joint's time stamps
 moved onto the host clock). Commands stop when the protocol ends; the joint is left as the last segment left it.
+In a segment with ``release_rad_s`` the loop reads the joint's latest reported velocity every tick, and from the
+first tick it exceeds that the fixture lets go (``protocols.released``) for the rest of the step.
 
 The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
 ``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance
@@ -23,7 +25,7 @@ from actuator.errors import ConfigError
 from firmware_iface.client.experiments import dejittered
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
-from firmware_iface.rig.protocols import RATE_HZ, Segment, Signals
+from firmware_iface.rig.protocols import RATE_HZ, Segment, Signals, released
 from firmware_iface.virtual_joint.node import VirtualJointNode
 
 # grid signal -> semantic telemetry name(s)
@@ -68,6 +70,8 @@ class _Walker:
         self.current = -1
         self.q0 = 0.0
         self.mode: str | None = client.mode if client.state == "closed_loop" else None
+        self.release: tuple[float, float] | None = None  # (step time, load) when the fixture let go
+        self._velocity = client.profile.semantic("telemetry.velocity_rad_s")  # (message, signal)
 
     def _enter(self, i: int) -> None:
         seg, c = self.segments[i], self.client
@@ -81,6 +85,13 @@ class _Walker:
             c.set_mode(seg.mode)
         self.mode = seg.mode
         self.current = i
+
+    def _speed(self) -> float:
+        """The joint's latest reported velocity (0 before the first report)."""
+        message, signal = self._velocity
+        ring = self.client.rings.get(message)
+        row = ring.last() if ring is not None else None
+        return 0.0 if row is None else float(row[ring.index[signal]])
 
     def _send(self, value: float) -> float:
         c = self.client
@@ -100,6 +111,10 @@ class _Walker:
         seg = self.segments[i]
         t_in = ts - (self.ends[i] - seg.duration_s)
         load = seg.load_nm(t_in) if callable(seg.load_nm) else float(seg.load_nm)
+        if self.release is None and seg.release_rad_s is not None and abs(self._speed()) > seg.release_rad_s:
+            self.release = (ts, load)
+        if self.release is not None:
+            load = float(released(self.release[1], ts - self.release[0]))
         if self.fixture is not None:
             self.fixture.apply(load)
         self.segment[k], self.load[k] = i, load

@@ -11,8 +11,11 @@ This module owns
   the bus: set-points evaluated per joint at 1 kHz and held for 1 ms as a joint holds a CAN set-point; idle is torque
   mode with a zero reference and no gravity feedforward; entering closed loop resets the loop integrators and holds
   the present output position; a mode change keeps them; commands clamped to the firmware's limits; the tracking
-  check in position mode; the fixture load per model step as an external torque. One row per 1 ms is recorded and
-  turned into the ``Signals`` of bus_exec, which the protocol's own ``analyze`` judges. Telemetry here is exact:
+  check in position mode; the fixture load per model step as an external torque, let go per joint as bus_exec's
+  fixture does (``Segment.release_rad_s``: such a segment runs one tick per kernel call, each joint's velocity
+  estimate, what its telemetry reports, checked before every tick, until every running joint's fixture has let
+  go). One row per 1 ms is recorded and turned into the ``Signals`` of bus_exec, which the protocol's own
+  ``analyze`` judges. Telemetry here is exact:
   no bus latency, no sample-and-hold of slower messages, no quantisation of the frames;
 * ``population_eol``: draw, run, and return per-joint figures with the timing. Limits and verdicts are the caller's.
 
@@ -50,11 +53,12 @@ from actuator.model import layout as L
 from actuator.model.sensors import prime_encoders
 from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
 from actuator.simulation import INJECTIONS, JointModel
-from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment
+from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, released
 from firmware_iface.virtual_joint.firmware import TRACKING_LIMIT_RAD
 
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
 RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
+NOISE_POOL_MIN = 2**16          # noise numbers per call from which they are drawn on threads
 # recorded row: state indices, then the controller's velocity estimate (what telemetry reports)
 _SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.X_FT_MEAS + 6)], dtype=np.int64)
 _CSOURCE = np.array([C.K_VEL], dtype=np.int64)
@@ -304,6 +308,12 @@ class _Batch:
         self.fault_step: list[int | None] = [None] * n
         self.C[:, C.C_MODE] = C.MODE_TORQUE  # powered up idle: no current, no gravity feedforward
         self.C[:, C.C_MGL] = 0.0
+        self.new_step()
+
+    def new_step(self) -> None:
+        """A step starts: every joint's fixture follows the protocol's loads again."""
+        self.release_t = np.full(self.n, np.nan)  # step time at which the joint's fixture let go
+        self.release_load = np.zeros(self.n)
 
     @property
     def n(self) -> int:
@@ -344,13 +354,18 @@ class _Batch:
             k = self.unread[j].shape[0]
             out[j, :k] = self.unread[j]
             self.rngs[j].standard_normal(out=out[j, k:])
+        if out.size < NOISE_POOL_MIN:  # a call of a few ticks (a watched segment): threads cost more than they save
+            for j in range(self.n):
+                fill(j)
+            return out
         with ThreadPoolExecutor(numba.get_num_threads()) as pool:  # numpy's generators fill without the GIL
             list(pool.map(fill, range(self.n)))
         return out
 
     def advance(self, ref_ticks: np.ndarray, loads: np.ndarray, rows: np.ndarray, step_index: int) -> None:
         """Run all joints through ``ref_ticks`` (n, m, N_REF) set-points, each held 1 ms, with the fixture's
-        ``loads`` per model step; the state at the start of each tick into ``rows`` (n, m, N_ROW)."""
+        ``loads`` per model step (m * spt, the same for all joints, or n, m * spt); the state at the start of each
+        tick into ``rows`` (n, m, N_ROW)."""
         n, m, _ = ref_ticks.shape
         steps = m * self.spt
         ref = self.buffer("ref", (n, steps, C.N_REF))
@@ -407,25 +422,41 @@ def _loads(seg: Segment, t_in: np.ndarray, spt: int, dt: float) -> np.ndarray:
     return np.fromiter((seg.load_nm(float(t)) for t in ts), dtype=float, count=ts.size)
 
 
-def _run_segment(b: _Batch, seg: Segment, t_in: np.ndarray, rows: np.ndarray, reference: np.ndarray,
-                 load: np.ndarray, step_index: int) -> None:
+def _run_segment(b: _Batch, seg: Segment, t_step: np.ndarray, t_in: np.ndarray, rows: np.ndarray,
+                 reference: np.ndarray, load: np.ndarray, step_index: int) -> None:
+    """Ticks at ``t_step`` (seconds into the step) = ``t_in`` (into the segment); ``load`` (joints, ticks)."""
     b.enter(seg)
     sends = seg.mode is not None and seg.reference is not None
     refs = _references(seg, t_in, b.X[:, L.X_ENC_O].copy()) if sends else None
     if refs is not None:
         reference[:] = refs
-    loads = _loads(seg, t_in, b.spt, b.dt)
-    load[:] = loads[::b.spt]
+    profile = _loads(seg, t_in, b.spt, b.dt)
+    t_model = (t_step[:, None] + b.dt * np.arange(b.spt)).ravel()  # step time of every model step
     col = {"position": C.R_POS, "velocity": C.R_VEL}.get(seg.mode or "", C.R_TORQUE)  # bus_exec's _send
-    for a in range(0, t_in.size, b.chunk_ticks):
+    a = 0
+    while a < t_in.size:
         e = min(a + b.chunk_ticks, t_in.size)
+        if seg.release_rad_s is not None:
+            holding = np.isnan(b.release_t) & ~b.faulted
+            if holding.any():  # bus_exec's check before each tick, on the velocity the telemetry would report
+                moving = holding & (np.abs(b.K[:, C.K_VEL]) > seg.release_rad_s)
+                b.release_t[moving], b.release_load[moving] = t_step[a], profile[a * b.spt]
+                e = a + 1 if (holding & ~moving).any() else e
+        loads = profile[a * b.spt:e * b.spt]  # one profile for all joints, unless a fixture has let go
+        let_go = np.flatnonzero(np.isfinite(b.release_t))
+        if let_go.size:
+            loads = np.repeat(loads[None], b.n, axis=0)
+            loads[let_go] = released(b.release_load[let_go, None],
+                                     t_model[None, a * b.spt:e * b.spt] - b.release_t[let_go, None])
+        load[:, a:e] = loads[..., ::b.spt]
         ticks = np.repeat(b.last_ref[:, None, :], e - a, axis=1)
         if refs is not None:  # JointFirmware.command: the set-point clamped to the limits, the feedforwards 0
             ticks[:] = 0.0
             ticks[:, :, col] = np.clip(refs[:, a:e], b.lo[:, col, None], b.hi[:, col, None])
             b.last_ref = ticks[:, -1].copy()
         ticks[b.faulted] = 0.0
-        b.advance(ticks, loads[a * b.spt:e * b.spt], rows[:, a:e], step_index)
+        b.advance(ticks, loads, rows[:, a:e], step_index)
+        a = e
 
 
 @dataclass
@@ -435,7 +466,7 @@ class _Recorded:
     segment: np.ndarray
     rows: np.ndarray        # (joints, ticks, N_ROW)
     reference: np.ndarray   # (joints, ticks)
-    load: np.ndarray
+    load: np.ndarray        # (joints, ticks): a fixture that lets go does so per joint
 
 
 def _run_step(b: _Batch, index: int, segs: list[Segment]) -> _Recorded:
@@ -445,13 +476,14 @@ def _run_step(b: _Batch, index: int, segs: list[Segment]) -> _Recorded:
     ts = np.arange(n_ticks) / RATE_HZ
     seg_of = np.minimum(np.searchsorted(ends, ts, side="right"), len(segs) - 1)
     rec = _Recorded(segs, ts, seg_of, np.empty((b.n, n_ticks, N_ROW)), np.full((b.n, n_ticks), np.nan),
-                    np.zeros(n_ticks))
+                    np.zeros((b.n, n_ticks)))
     cuts = [0, *(np.flatnonzero(np.diff(seg_of)) + 1), n_ticks]
+    b.new_step()
     for k0, k1 in itertools.pairwise(cuts):
         i = int(seg_of[k0])
         seg = segs[i]
-        _run_segment(b, seg, ts[k0:k1] - (ends[i] - seg.duration_s), rec.rows[:, k0:k1], rec.reference[:, k0:k1],
-                     rec.load[k0:k1], index)
+        _run_segment(b, seg, ts[k0:k1], ts[k0:k1] - (ends[i] - seg.duration_s), rec.rows[:, k0:k1],
+                     rec.reference[:, k0:k1], rec.load[:, k0:k1], index)
     return rec
 
 
@@ -459,7 +491,7 @@ def _signals(rec: _Recorded, j: int, kt_n: float) -> dict[str, np.ndarray]:
     """Joint j's rows as bus_exec's Signals (same names, units, shapes)."""
     r = rec.rows[j]
     return {"t_s": rec.t_s.copy(), "segment": rec.segment.copy(), "reference": rec.reference[j].copy(),
-            "load_nm": rec.load.copy(), "position_rad": r[:, R_ENC_O].copy(), "velocity_rad_s": r[:, R_VEL].copy(),
+            "load_nm": rec.load[j].copy(), "position_rad": r[:, R_ENC_O].copy(), "velocity_rad_s": r[:, R_VEL].copy(),
             "torque_nm": r[:, R_IQ] * kt_n, "winding_temp_c": r[:, R_TW].copy(),
             "force_n": r[:, R_FT:R_FT + 3].copy(), "moment_nm": r[:, R_FT + 3:R_FT + 6].copy(),
             "motor_encoder_rad": r[:, R_ENC_M].copy(), "output_encoder_rad": r[:, R_ENC_O].copy()}
@@ -531,7 +563,7 @@ def run_batch(params_list: list[JointParams], injections_list: list[dict[str, fl
     segments = [PROTOCOLS[name].segments(cfg) for name, cfg in steps]
     ticks = max(math.ceil(sum(s.duration_s for s in segs) * RATE_HZ) + 1 for segs in segments)
     # the 1 kHz record of a step is held for all joints of a group: bound it (a joint is the same in any group)
-    group = max(1, RECORD_BYTES // (ticks * (N_ROW + 1) * 8))
+    group = max(1, RECORD_BYTES // (ticks * (N_ROW + 2) * 8))
     result, timing = BatchOutcomes(), {"setup_s": 0.0, "simulate_s": 0.0, "analyze_s": 0.0}
     result.faults, result.fault_step = [], []
     for first in range(0, n, group):

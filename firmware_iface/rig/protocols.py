@@ -17,7 +17,9 @@ Step types and figures (units in the names):
   motor / ratio - output over both plateaus (the twist from friction changes sign with the direction and cancels,
   the motor encoder's once-per-turn error averages out over the turns): a mis-mounted or mis-calibrated encoder.
 * ``backdrive``: drive idle, the fixture ramps a torque on the output; backdrive_torque_nm = the load when the
-  output first moves faster than ``moving_rad_s``.
+  output first moves faster than ``moving_rad_s``. The fixture lets go at that moment (``Segment.release_rad_s``:
+  the load falls to 0 over ``RELEASE_S``), so the idle link moves under a hundredth of a radian (knee, 20 N·m/s)
+  instead of being pushed on by the ramp to its top (``max_load_nm``, now the ceiling for a joint that never moves).
 * ``stiffness``: position hold, fixture load levels approached in one direction (the reducer's hysteresis then
   adds one offset, not a loop); stiffness_nm_per_rad = least-squares slope of load against twist (sign: a positive
   load gives a positive stiffness).
@@ -45,6 +47,9 @@ from actuator.analysis.step import step_metrics
 from firmware_iface.rig.report import Panel, Series
 
 RATE_HZ = 1000.0
+# a fixture that lets go (Segment.release_rad_s) takes its load to 0 over this time: a load motor's torque ramp,
+# quick enough that a back-driven idle knee stops within 0.01 rad of where it started to move (test_population)
+RELEASE_S = 0.1
 Signals = dict[str, np.ndarray]
 Reference = Callable[[float, float], float]  # (seconds into the segment, position at its start) -> set-point
 
@@ -56,6 +61,10 @@ class Segment:
     reference: Reference | None = None     # set-point of the mode (rad, rad/s or N·m)
     load_nm: Callable[[float], float] | float = 0.0  # fixture torque about the joint axis, seconds into the segment
     tag: str = ""                          # the analysis picks its samples by tag
+    # the fixture lets go once the output moves faster than this (|velocity| as the joint reports it): from that
+    # tick the load falls from its value then to 0 over RELEASE_S and stays 0 for the rest of the step, whatever
+    # the later segments' loads. The executor watches the telemetry (bus_exec) or the joints' state (population)
+    release_rad_s: float | None = None
 
 
 @dataclass
@@ -77,6 +86,11 @@ def ramp(v0: float, v1: float, duration_s: float) -> Reference:
     return lambda t, q0: v0 + (v1 - v0) * min(t / duration_s, 1.0)
 
 
+def released(load_nm: float | np.ndarray, since_s: float | np.ndarray) -> float | np.ndarray:
+    """The load of a fixture that let go ``since_s`` ago with ``load_nm`` on (``Segment.release_rad_s``)."""
+    return load_nm * np.clip(1.0 - np.asarray(since_s) / RELEASE_S, 0.0, 1.0)
+
+
 def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3) -> list[Segment]:
     return [Segment(move_s, "position", move_to(home_rad, move_s)), Segment(settle_s, "position", hold(home_rad))]
 
@@ -94,11 +108,13 @@ def friction_segments(c: dict) -> list[Segment]:
 
 
 def backdrive_segments(c: dict) -> list[Segment]:
-    rate, top = c["load_rate_nm_s"], c["max_load_nm"]
+    """The ramp stops at the first motion (the fixture lets go, see ``Segment.release_rad_s``): the last segment's
+    ramp down from the top only acts on a joint that never moved."""
+    rate, top, moving = c["load_rate_nm_s"], c["max_load_nm"], c["moving_rad_s"]
     up_s = top / rate
     return [*_go_home(c["home_rad"]),
             Segment(0.2, None),
-            Segment(up_s, None, load_nm=lambda t: rate * t, tag="ramp"),
+            Segment(up_s, None, load_nm=lambda t: rate * t, tag="ramp", release_rad_s=moving),
             Segment(0.5, None, load_nm=lambda t: top * max(0.0, 1.0 - t / 0.5))]
 
 

@@ -13,13 +13,14 @@ reference and its ``joint_state`` positions as the output (through the profile's
   come from the same telemetry samples the live test used, so they agree with it (its time axis is the same bus
   timestamps shifted by a constant); the step time may land one telemetry sample apart, because the recording stamps
   a command after its send and the live test before.
-* ``analyze_bode`` (``bode_response``): reference and output are interpolated onto a uniform grid at the command
-  rate (fitted to the send times), so ticks the host loop skipped do not shift the later samples; the chirp's period
+* ``analyze_bode`` (``bode_response``): reference and output are put on a uniform grid at the command rate (fitted
+  to the send times; the reference held through ticks the host loop skipped, as the joint held it, the output
+  interpolated), so skipped ticks do not shift the later samples; the chirp's period
   is the peak of the reference's autocorrelation (the live test repeats the sweep ``periods`` times). As in the live
-  test the first period is dropped as the transient and each Welch segment is one period. Without a clear period the
-  whole record is used with the default segment length. The live test counts samples instead of time, so when its
-  loop skips ticks the two estimates differ: each skipped tick moves its later segments one sample off the sweep,
-  and a single one makes it drop its last whole period.
+  test the first period is dropped as the transient and each Welch segment is one period: the grid and the periodic
+  estimate are the live test's own functions (``experiments.on_uniform_grid``, ``periodic_response``); the live test
+  knows its rate and period, the replay finds them. Without a clear period the whole record is used with the
+  default segment length.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.errors import BusError, ConfigError, ProtocolError
+from firmware_iface.client.experiments import on_uniform_grid, periodic_response
 from firmware_iface.protocol.profile import Profile
 
 MIN_PERIOD_S = 0.2  # shortest chirp period the autocorrelation looks for
@@ -206,23 +208,14 @@ def bode_response(frames: list[can.Message], profile: Profile, node_id: int, *, 
         raise ConfigError(f"{source}: node {node_id}'s position commands never change: no excitation to analyse")
     # a uniform grid at the command rate: ticks the host loop skipped would otherwise shift every later sample
     fs = command_rate(tc)
-    t, keep = np.unique(ty, return_index=True)
-
-    def on_grid(n: int) -> tuple[np.ndarray, np.ndarray]:  # past the last sample both hold their last value
-        grid = tc[0] + np.arange(n) / fs
-        return np.interp(grid, tc, rc), np.interp(grid, t, y[keep])
-
-    u, yg = on_grid(int((tc[-1] - tc[0]) * fs) + 1)
+    u, yg = on_uniform_grid(tc, rc, ty, y, fs, int((tc[-1] - tc[0]) * fs) + 1)
     seg = chirp_period(u, round(MIN_PERIOD_S * fs))
-    nperseg = None
     if seg is not None and round(len(u) / seg) >= 2:
-        # whole periods after the first (the transient), one Welch segment each; a last period cut a few ticks
-        # short (the loop's final ticks skipped) is completed with the last values rather than dropped
         periods = round(len(u) / seg)
-        u, yg = on_grid(periods * seg)
-        u, yg, nperseg = u[seg:], yg[seg:], seg
-    fr = frequency_response(u, yg, fs, nperseg=nperseg)
-    return fr, {"fs_hz": fs, "period_s": None if nperseg is None else seg / fs, "samples": len(u)}
+        fr = periodic_response(tc, rc, ty, y, fs, seg, periods)
+        return fr, {"fs_hz": fs, "period_s": seg / fs, "samples": (periods - 1) * seg}
+    fr = frequency_response(u, yg, fs)
+    return fr, {"fs_hz": fs, "period_s": None, "samples": len(u)}
 
 
 def analyze_bode(frames: list[can.Message], profile: Profile, node_id: int, *, source: str) -> dict[str, Any]:

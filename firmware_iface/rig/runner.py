@@ -10,6 +10,15 @@ missing or not finite fails. A joint fault during a step fails the step (the uni
 (timeouts, bus errors, a step that cannot run here) is an ``error``. Either stops the sequence. The run's verdict
 is ``error`` if a step errored, else ``fail`` if a step failed, else ``pass``; ``incomplete`` when interrupted
 (Ctrl-C, SIGTERM) or killed. Whatever ends the run, the joints are disabled and the recordings closed.
+
+Recordings: the hub drops a recorder that raises (a full disk, a write error: ``BusHub.add_listener``) so that the
+bus goes on. After every step and at the end the runner checks that both are still attached and that they closed
+cleanly; each loss is listed in ``recording_errors`` (the file, the step it was noticed after, the error) and in
+``error``, and makes the verdict ``error`` (exit 2), also over a ``fail``, as a step error does. The measurements
+themselves come from the clients, not the recorders, so the sequence runs on and its figures and checks are kept;
+but the run's raw frames or signals are missing, a rig fault and not the unit's: not ``fail`` (which would count
+the unit as defective in the yield and the Cpk; ``error`` runs are left out of both) and not ``pass`` (a unit whose
+test record is incomplete is retested, not shipped).
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ def new_results(seq: Sequence, serial: str | None, rig_info: dict) -> dict:
     return {"schema": SCHEMA,
             "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
             "serial": serial, "started_utc": utc_now(), "finished_utc": None, "rig": rig_info,
-            "verdict": "incomplete", "failed_checks": [], "error": None,
+            "verdict": "incomplete", "failed_checks": [], "error": None, "recording_errors": [],
             "steps": [{"index": s.index, "name": s.name, "type": s.type, "node": s.node, "status": "pending",
                        "started_s": None, "duration_s": None, "figures": {}, "checks": [], "error": None,
                        "plot": None} for s in seq.steps],
@@ -115,9 +124,45 @@ def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_
 
 def _verdict(results: dict) -> str:
     statuses = [s["status"] for s in results["steps"]]
-    if "error" in statuses:
+    if "error" in statuses or results["recording_errors"]:
         return "error"
     return "fail" if "fail" in statuses else "pass"
+
+
+class _Recordings:
+    """The run's recorders on the rig's hub, and what became of them."""
+
+    def __init__(self, rig: Rig, out_dir: Path, results: dict) -> None:
+        self.hub, self.errors = rig.hub, results["recording_errors"]
+        outputs = results["outputs"]
+        self.recorders = {outputs["frames"]: FrameRecorder(out_dir / outputs["frames"])}
+        self.recorders[outputs["signals"]] = SignalRecorder(out_dir / outputs["signals"], rig.hub.profile)
+        self.lost: set[str] = set()
+        for recorder in self.recorders.values():
+            self.hub.add_listener(recorder)
+
+    def check(self, step: str | None) -> None:
+        """Note every recorder the hub has dropped since the last check (``step``: the step just run)."""
+        for name, recorder in self.recorders.items():
+            if name not in self.lost and recorder not in self.hub.listeners:
+                self.lost.add(name)
+                kind = type(recorder).__name__
+                # the hub keeps the last error only: it names this recorder unless another error came after it
+                said = self.hub.last_error if self.hub.last_error.startswith(f"listener {kind} ") else ""
+                self.errors.append({"file": name, "step": step,
+                                    "error": said or f"listener {kind} removed by the bus hub after an error"})
+
+    def close(self) -> None:
+        """Detach and close every recorder; a recorder that cannot finish its file is a recording error too."""
+        self.check(None)
+        for name, recorder in self.recorders.items():
+            self.hub.remove_listener(recorder)
+            try:
+                recorder.stop()
+            except Exception as e:  # the results must still be written: this is reported, not raised
+                if name not in self.lost:
+                    self.lost.add(name)
+                    self.errors.append({"file": name, "step": None, "error": f"closing: {type(e).__name__}: {e}"})
 
 
 def _progress(console: Console) -> Progress:
@@ -132,18 +177,17 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
     (out_dir / "plots").mkdir(exist_ok=True)
     results = new_results(seq, serial, rig.info)
     write_json(out_dir / "results.json", results)
-    frames = FrameRecorder(out_dir / "frames.blf")
-    signals = SignalRecorder(out_dir / "signals.mf4", rig.hub.profile)
-    rig.hub.add_listener(frames)
-    rig.hub.add_listener(signals)
+    recordings = _Recordings(rig, out_dir, results)
     t_run0 = time.perf_counter()
     console = console or Console(stderr=True)
+    complete = False
     try:
         with _progress(console) as progress:
             task = progress.add_task(f"{seq.name} {serial or ''}".strip(), total=len(seq.steps))
             for step, entry in zip(seq.steps, results["steps"], strict=True):
                 progress.update(task, description=f"{seq.name}: {step.name}")
                 go_on = _run_one(rig, seq, step, entry, out_dir, t_run0)
+                recordings.check(step.name)
                 write_json(out_dir / "results.json", results)
                 progress.advance(task)
                 if not go_on:
@@ -151,16 +195,17 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
         for entry in results["steps"]:
             if entry["status"] == "pending":
                 entry["status"] = "skipped"
-        results["verdict"] = _verdict(results)
+        complete = True
     except KeyboardInterrupt:
         results.update(verdict="incomplete", error="interrupted (Ctrl-C or SIGTERM): joints disabled")
     finally:
         problems = rig.safe_stop()
-        for listener in (frames, signals):
-            rig.hub.remove_listener(listener)
-            listener.stop()
-        if problems:
-            results["error"] = "; ".join(filter(None, [results["error"], *problems]))
+        recordings.close()
+        if complete:  # after the recordings are closed: a recorder that could not finish its file counts
+            results["verdict"] = _verdict(results)
+        lost = [f"recording {r['file']} lost: {r['error']}" for r in results["recording_errors"]]
+        if problems or lost:
+            results["error"] = "; ".join(filter(None, [results["error"], *lost, *problems]))
         results["failed_checks"] = [c["name"] for s in results["steps"] for c in s["checks"] if c["verdict"] != "pass"]
         results["finished_utc"] = utc_now()
         results["duration_s"] = time.perf_counter() - t_run0

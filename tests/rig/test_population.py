@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actuator.control.config import default_controller
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.params import JointParams, load_preset
@@ -25,7 +26,7 @@ from firmware_iface.rig.population import (
     population_eol,
     run_batch,
 )
-from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Segment
+from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, RELEASE_S, Segment
 from firmware_iface.virtual_joint.firmware import JointFirmware
 
 SPREAD = Path(__file__).resolve().parents[2] / "seeds" / "spread.toml"
@@ -125,6 +126,32 @@ def test_friction_scale_scales_the_input_friction(knee: JointParams) -> None:
     scaled = r.ratio * (r.coulomb_friction_nm + r.viscous_friction_nm_s_per_rad * r.ratio * 0.5)
     assert (f13 - f1) / (0.3 * scaled) == pytest.approx(1.0, abs=0.03)
     assert f13 / f1 == pytest.approx((1.3 * scaled + f1 - scaled) / f1, rel=0.01)
+
+
+def test_backdrive_fixture_lets_go_at_the_first_motion(knee: JointParams) -> None:
+    """The back-drive ramp stops where the analysis sees motion, per joint (the more friction, the later): the load
+    falls to 0 within RELEASE_S and stays there, and the idle link stops within a hundredth of a radian, where the
+    ramp on to 40 N·m swung it to about 2.6 rad."""
+    cfg = CFGS["backdrive"]
+    segs = PROTOCOLS["backdrive"].segments(cfg)
+    batch = _Batch([knee, knee], [{}, {"friction_scale": 1.3}], default_controller(knee), None, 0)
+    rec = _run_step(batch, 0, segs)
+    ramp = np.flatnonzero([seg.tag == "ramp" for seg in segs])[0]
+    t_ramp = sum(seg.duration_s for seg in segs[:ramp])
+    moved_at = []
+    for j in range(2):
+        signals = population._signals(rec, j, batch.kt_n[j])
+        torque = PROTOCOLS["backdrive"].analyze(signals, segs, cfg).figures["backdrive_torque_nm"]
+        k = int(np.argmax((rec.segment == ramp) & (np.abs(signals["velocity_rad_s"]) > cfg["moving_rad_s"])))
+        load = rec.load[j]
+        assert load.max() == pytest.approx(torque) == pytest.approx(load[k])
+        assert load[k] == pytest.approx(cfg["load_rate_nm_s"] * (rec.t_s[k] - t_ramp), abs=1e-9)  # the ramp's
+        gone = k + round(RELEASE_S * RATE_HZ)
+        assert np.all(np.diff(load[k:gone + 1]) < 0) and np.all(load[gone:] == 0.0)
+        home = rec.rows[j, k, R_ENC_O]
+        assert np.abs(rec.rows[j, k:, R_ENC_O] - home).max() < 0.01
+        moved_at.append(rec.t_s[k])
+    assert moved_at[1] > moved_at[0] + 0.1  # 30 % more friction: 4 N·m more at 20 N·m/s
 
 
 def test_draws_reproducible_by_seed_and_joint_j_whatever_n(knee: JointParams) -> None:
