@@ -107,6 +107,7 @@ class LivePlot(QtWidgets.QWidget):
         self._traces: dict[str, Trace] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._overlays: dict[str, pg.PlotDataItem] = {}
+        self._overlay_data: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (receive-clock times, values)
         self._colors: dict[tuple[str, str], str] = {}  # ("trace" | "overlay", key) -> the palette colour given
         self._now_s: float | None = None
         self._window_s: float | None = None
@@ -164,20 +165,23 @@ class LivePlot(QtWidgets.QWidget):
         return self._curves[key] if key in self._curves else self._overlays[key]
 
     def set_overlay(self, key: str, t_s: np.ndarray, y: np.ndarray, label: str, color: object = None) -> None:
-        """A static dashed curve, e.g. a finished step response, placed in the time frame of the live curves as last
-        drawn (x = t - now of the last refresh, or of this call before any refresh); it does not scroll."""
-        now = self._now_s if self._now_s is not None else time.perf_counter()
-        x = np.asarray(t_s, dtype=float) - now
+        """A dashed curve of fixed samples (e.g. a test's set-points) at receive-clock times ``t_s`` (perf_counter
+        seconds, as the traces), drawn in the live curves' time frame: it scrolls with them and leaves the window as
+        they do."""
+        t = np.asarray(t_s, dtype=float)
         y = np.asarray(y, dtype=float)
-        if x.shape != y.shape or x.ndim != 1:
-            raise ValueError(f"overlay {key!r}: times {x.shape} and values {y.shape} must be 1-D of one length")
+        if t.shape != y.shape or t.ndim != 1:
+            raise ValueError(f"overlay {key!r}: times {t.shape} and values {y.shape} must be 1-D of one length")
         self.remove_overlay(key)
+        now = self._now_s if self._now_s is not None else time.perf_counter()
         pen = pg.mkPen(self._color("overlay", key, color), width=1, style=QtCore.Qt.PenStyle.DashLine)
-        self._overlays[key] = self._new_curve(label, pen, x, y)
+        self._overlays[key] = self._new_curve(label, pen, t - now, y)
+        self._overlay_data[key] = (t, y)
 
     def remove_overlay(self, key: str) -> None:
         if key in self._overlays:
             self.plot_item.removeItem(self._overlays.pop(key))
+            self._overlay_data.pop(key, None)
             self._colors.pop(("overlay", key), None)
 
     def clear_overlays(self) -> None:
@@ -201,6 +205,8 @@ class LivePlot(QtWidgets.QWidget):
         for key, trace in self._traces.items():
             t, y = trace.fetch(since)
             self._curves[key].setData(np.subtract(t, now_s), y)
+        for key, (t, y) in self._overlay_data.items():
+            self._overlays[key].setData(t - now_s, y)
         self._now_s = now_s
         self._update_readout()
 

@@ -149,9 +149,9 @@ class TestsPanel(QtWidgets.QGroupBox):
         start = 0.0 if loop == "velocity" else client.latest().get("telemetry.position_rad", 0.0)
         self.metrics.setText(f"step test of {amplitude:g} on node {client.node_id} running…")
         self.window.jobs.run("step test", bus_step_test, client, loop, amplitude, 1.0, 0.05, start,
-                             on_done=lambda r: self.show_step(r[0], r[1], loop))
+                             on_done=lambda r: self.show_step(r[0], r[1], loop, client.node_id))
 
-    def show_step(self, m: StepMetrics, run: BusRun, loop: str) -> None:
+    def show_step(self, m: StepMetrics, run: BusRun, loop: str, node: int) -> None:
         self.last_metrics = m
         unit = "rad/s" if loop == "velocity" else "rad"
         y = run.velocity_rad_s if loop == "velocity" else run.position_rad
@@ -167,6 +167,8 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.step_plot.addLine(x=m.settling_time_s, pen=pg.mkPen("#6a1b9a"), label="settled",
                                labelOpts={"position": 0.2})
         self.step_plot.setXRange(-0.05, max(0.3, 1.5 * m.settling_time_s))
+        live = self.window.board.plot("velocity" if loop == "velocity" else "position")
+        live.set_overlay(f"{node}:test", run.command_t_s + run.start_s, run.reference, f"n{node} test set-point")
         text = f"step {m.step_size:g} {unit}: " + format_metrics(m, unit)
         self.metrics.setText(text)
         self.window.status_message(text)

@@ -47,6 +47,7 @@ class BusRun:
     torque_nm: np.ndarray
     iq_a: np.ndarray
     loop: dict[str, float]
+    start_s: float = math.nan  # the first command's send time (time.perf_counter): the times above count from it
 
 
 def _sender(client: JointClient, mode: str) -> Any:
@@ -93,7 +94,7 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     col = {s: rows[:, ring.index[client.profile.semantic(f"telemetry.{s}")[1]]]
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     return BusRun(cmd_t[keep] - t_start, refs[keep], t_rows - t_start, col["position_rad"], col["velocity_rad_s"],
-                  col["torque_nm"], iq, figures)
+                  col["torque_nm"], iq, figures, t_start)
 
 
 def dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:

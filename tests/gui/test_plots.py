@@ -213,9 +213,9 @@ def test_overlays_appear_in_the_live_frame_and_clear(board: PlotBoard) -> None:
     np.testing.assert_allclose(c.xData[[0, -1]], [-2.0, -1.0])
     legend = [label.text for _, label in plot.plot_item.legend.items]
     assert "step response" in legend and "node 1 position" in legend
-    board.clock.now += 5.0  # static: it does not scroll with the live curves
+    board.clock.now += 5.0  # it scrolls with the live curves: the same samples are 5 s older
     board.redraw()
-    np.testing.assert_allclose(plot.curve("step").xData[[0, -1]], [-2.0, -1.0])
+    np.testing.assert_allclose(plot.curve("step").xData[[0, -1]], [-7.0, -6.0])
     with pytest.raises(ValueError, match="1-D of one length"):
         plot.set_overlay("bad", t, t[:-1], "bad")
     plot.clear_overlays()
