@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from actuator.analysis.experiments import bode_test
+from actuator.control.config import default_controller
+from actuator.params import load_preset
 from gui.gains import COL_EDIT, COL_JOINT, NAMES
 from gui.session import Connection
 from gui.window import MainWindow
@@ -169,3 +172,46 @@ def test_recording_writes_the_rig_formats(qtbot, window, tmp_path: Path):
     assert len(frames) == pytest.approx(2111, rel=0.4)  # about one second of the joint's telemetry
     t, position = read_signals(paths[1])["n1.joint_state.position"]
     assert position.size == pytest.approx(1000, rel=0.4) and t[-1] - t[0] == pytest.approx(1.0, abs=0.4)
+
+
+def test_chirp_button_measures_the_bandwidth(qtbot, window):
+    enable_position(qtbot, window)
+    window.tests.f0.setValue(1.0)
+    window.tests.f1.setValue(20.0)
+    click(qtbot, window, "chirp")
+    qtbot.waitUntil(lambda: window.tests.last_bandwidth_hz is not None, timeout=60_000)
+    # the same chirp on the knee model in-process (4.65 Hz): the bus adds under a millisecond of delay, 1 % of
+    # the phase at 4.6 Hz, so 10 % (the bus-against-in-process tolerance of the step test) is ample
+    knee = load_preset("knee")
+    in_process = bode_test(knee, default_controller(knee), "position", 1.0, 20.0, with_margins=False)
+    assert window.tests.last_bandwidth_hz == pytest.approx(in_process.bandwidth_hz, rel=0.1)
+    assert f"{window.tests.last_bandwidth_hz:.2f} Hz" in window.tests.metrics.text()
+    assert "measured" in window.tests.bode.curves
+
+
+def test_auto_tune_applies_only_when_accepted(qtbot, window):
+    c = window.session.clients[1]
+    click(qtbot, window, "read_gains")
+    qtbot.waitUntil(lambda: gain_cell(window, "position_kp", COL_JOINT).text() != "", timeout=3000)
+    before = float(gain_cell(window, "position_kp", COL_JOINT).text())
+    window.tests.bandwidth.setValue(6.0)
+    click(qtbot, window, "autotune")
+    qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.objectName() == "tune_dialog", timeout=90_000)
+    p = window.tests.proposal
+    # the design is verified (and corrected) in simulation until it gives what was asked, within tune's 10 %
+    assert p.result.measured_bandwidth_hz == pytest.approx(6.0, rel=0.1)
+    # the joint as it is (default gains), against the same chirp (1.2-18 Hz) in-process, as in the chirp test
+    knee = load_preset("knee")
+    in_process = bode_test(knee, default_controller(knee), "position", 1.2, 18.0, with_margins=False)
+    assert p.measured_bandwidth_hz == pytest.approx(in_process.bandwidth_hz, rel=0.1)
+    assert {"measured (current gains)", "predicted (proposed gains)"} <= set(window.tests.bode.curves)
+    proposed = p.gains["position_kp"]
+    assert proposed != pytest.approx(before, rel=0.01)
+    window.dialog.button(QtWidgets.QMessageBox.StandardButton.Discard).click()
+    qtbot.wait(300)
+    assert window.jobs.busy == []
+    assert window.session.submit(c.read_gain, "position_kp").result(2) == pytest.approx(before, rel=1e-6)
+    window.tests.show_proposal(p)  # asked again: this time accepted
+    window.dialog.button(QtWidgets.QMessageBox.StandardButton.Apply).click()
+    qtbot.waitUntil(lambda: float(gain_cell(window, "position_kp", COL_JOINT).text())
+                    == pytest.approx(proposed, rel=1e-5), timeout=3000)  # shown to 6 digits
