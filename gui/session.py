@@ -160,14 +160,6 @@ class Commander:
         self._thread.join(1.0)
 
 
-def _grow_rings(client: JointClient) -> None:
-    """Telemetry rings long enough for the longest plot window (the reader looks them up on every frame, so a
-    swap is safe while it runs; the few rows already received are dropped)."""
-    for name, ring in list(client.rings.items()):
-        if ring.capacity < RING_ROWS:
-            client.rings[name] = Ring(ring.fields[1:], RING_ROWS)
-
-
 class Session:
     """One connection: its rig (bus, hub, clients), commander and job worker. ``close`` releases everything."""
 
@@ -176,8 +168,6 @@ class Session:
         self.rig = self._open(conn)
         if self.rig.keepalive is not None:
             self.rig.keepalive.stop()  # the commander owns the set-points here
-        for c in self.rig.clients.values():
-            _grow_rings(c)
         self.commander = Commander(self.rig.clients)
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-job")
         self.t0 = time.perf_counter()
@@ -187,7 +177,7 @@ class Session:
     @staticmethod
     def _open(conn: Connection) -> Rig:
         if conn.sim:
-            rig = sim_rig(list(conn.nodes), conn.preset)
+            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS)
             if len(conn.nodes) > 1:  # what one real bus can carry for several joints
                 for node in rig.nodes.values():
                     node.fw.rates_hz.update(SHARED_BUS_RATES_HZ)
@@ -197,7 +187,7 @@ class Session:
             nodes = list(conn.nodes) or sorted(listen(bus))
             if not nodes:
                 raise ConfigError(f"no joint answered on {conn.describe()}: no heartbeat in 0.35 s")
-            rig = bus_rig(bus, nodes)
+            rig = bus_rig(bus, nodes, capacity=RING_ROWS)
         except BaseException:
             bus.shutdown()
             raise

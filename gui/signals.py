@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from gui.plots import Trace
+from gui.plots import Trace, ring_trace
 from gui.session import Session
 
 Fetch = Callable[[float], tuple[np.ndarray, np.ndarray]]
@@ -39,15 +39,6 @@ SIGNALS = {
 }
 
 
-def _setpoint_fetch(session: Session, node: int) -> Fetch:
-    ring = session.commander.streams[node].ring
-
-    def fetch(since_t: float) -> tuple[np.ndarray, np.ndarray]:
-        rows = ring.since(since_t)
-        return rows[:, 0], rows[:, 1]
-    return fetch
-
-
 def _telemetry_fetch(session: Session, node: int, semantic: str) -> Fetch:
     client = session.clients[node]
     return lambda since_t: client.series(semantic, since_t)
@@ -59,9 +50,11 @@ def signal_traces(session: Session, chosen: list[tuple[int, str]]) -> Iterator[t
         if node not in session.clients:
             continue
         plot, label, unit, _ = SIGNALS[signal]
-        fetch = (_setpoint_fetch(session, node) if signal == "setpoint"
-                 else _telemetry_fetch(session, node, signal))
-        yield plot, Trace(f"{node}:{signal}", f"n{node} {label}", unit, fetch)
+        key, text = f"{node}:{signal}", f"n{node} {label}"
+        if signal == "setpoint":
+            yield plot, ring_trace(session.commander.streams[node].ring, "setpoint", key, text, unit)
+        else:
+            yield plot, Trace(key, text, unit, _telemetry_fetch(session, node, signal))
 
 
 class SignalChooser(QtWidgets.QTreeWidget):

@@ -296,6 +296,5 @@ class JointClient:
     def series(self, semantic: str, since_t: float = -math.inf) -> tuple[Any, Any]:
         """(receive times, values) of one semantic telemetry name received at or after ``since_t``."""
         message, signal = self._by_semantic[semantic]
-        ring = self.rings[message]
-        rows = ring.since(since_t)
-        return rows[:, 0], rows[:, ring.index[signal]]
+        rows = self.rings[message].window(since_t, columns=("t_s", signal))  # copies only the two columns
+        return rows[:, 0], rows[:, 1]

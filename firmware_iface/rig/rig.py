@@ -26,6 +26,7 @@ from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.bus_exec import Fixture, SimFixture
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
+CLIENT_RING_ROWS = 30_000  # JointClient's default: 30 s of 1 kHz telemetry
 ALIASES = {"friction": "friction_scale", "stiffness": "stiffness_scale", "ft_noise": "ft_noise_scale",
            "resistance": "resistance_scale", "winding_resistance": "resistance_scale"}
 
@@ -137,8 +138,9 @@ class Rig:
 
 
 def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]] = (), *,
-            profile: Profile | None = None, seed: int = 0) -> Rig:
-    """Simulated joints on an in-process virtual bus, paced to wall time, each with a fixture."""
+            profile: Profile | None = None, seed: int = 0, capacity: int = CLIENT_RING_ROWS) -> Rig:
+    """Simulated joints on an in-process virtual bus, paced to wall time, each with a fixture; ``capacity``: rows
+    of each client's telemetry rings."""
     stack = contextlib.ExitStack()
     try:
         channel = f"jointkit-rig-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -153,7 +155,7 @@ def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]
         runner = NodeRunner(joint_bus, list(nodes.values()), paced=True)
         hub = BusHub.of(host_bus, profile)
         stack.callback(hub.close)
-        clients = {n: JointClient(host_bus, n, profile) for n in node_ids}
+        clients = {n: JointClient(host_bus, n, profile, capacity=capacity) for n in node_ids}
         stack.callback(runner.stop)
         runner.start()
         info = {"sim": True, "interface": "virtual", "channel": channel, "preset": preset,
@@ -164,11 +166,12 @@ def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]
         raise
 
 
-def bus_rig(bus: can.BusABC, node_ids: list[int], profile: Profile | None = None) -> Rig:
+def bus_rig(bus: can.BusABC, node_ids: list[int], profile: Profile | None = None, *,
+            capacity: int = CLIENT_RING_ROWS) -> Rig:
     """Joints on an open bus (its owner shuts it down); no fixture."""
     stack = contextlib.ExitStack()
     hub = BusHub.of(bus, profile)
     stack.callback(hub.close)
-    clients = {n: JointClient(bus, n, profile) for n in node_ids}
+    clients = {n: JointClient(bus, n, profile, capacity=capacity) for n in node_ids}
     info = {"sim": False, "interface": type(bus).__name__, "channel": str(bus.channel_info), "nodes": node_ids}
     return Rig(bus, hub, clients, info, {}, {}, stack)
