@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     out_dir = _out_dir(args)
     if sim:
-        rig = sim_rig(seq.nodes, args.preset or seq.preset, injections, profile=profile, seed=args.seed)
+        # the first run on a clone compiles the joint's kernels (tens of seconds): say so instead of looking hung
+        with Console(stderr=True).status("starting the simulated joints (the first run compiles their kernels)"):
+            rig = sim_rig(seq.nodes, args.preset or seq.preset, injections, profile=profile, seed=args.seed)
     else:
         rig = bus_rig(bus_from_args(args), seq.nodes, profile)
     try:

@@ -396,6 +396,7 @@ class NodeRunner:
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
 
     @property
     def chunk_s(self) -> float:
@@ -403,6 +404,13 @@ class NodeRunner:
         return fw.chunk_steps * fw.model.dt_s
 
     def start(self) -> NodeRunner:
+        """Run the nodes in a daemon thread. The first start ticks each node once here, before the thread: that
+        compiles (or loads from Numba's cache) the joint's kernels, up to a minute on a cold clone, before the first
+        heartbeat announces the joint, so no host waits out its connect timeout on the compiler and a paced loop
+        does not start a minute behind."""
+        if not self._started:
+            self._started = True
+            self._tick()
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"virtual-joints-{'-'.join(map(str, self.nodes))}",

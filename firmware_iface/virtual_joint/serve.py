@@ -68,9 +68,7 @@ class JointServer:
         return next(n for n in self.nodes if n.node_id == node_id)
 
     def start(self) -> JointServer:
-        for node in self.nodes:  # compile (or load) the kernels now: a first tick inside the paced loop stalls it
-            node.tick()
-        self.runner.start()
+        self.runner.start()  # compiles (or loads) the kernels before the first heartbeat
         if self.port:
             self._start_remote()
         return self
