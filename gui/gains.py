@@ -18,6 +18,7 @@ from PySide6 import QtWidgets
 from actuator.control.config import config_from_dict, load_gains, save_gains
 from actuator.errors import ConfigError
 from actuator.params import read_toml
+from firmware_iface.client.gain_check import check_gains
 from firmware_iface.virtual_joint.firmware import GAINS, gain_of
 
 if TYPE_CHECKING:
@@ -135,6 +136,13 @@ class GainsPanel(QtWidgets.QGroupBox):
         if not changed:
             self.window.status_message("gains: nothing to apply")
             return
+        try:  # on the preset's linear model, before anything is sent: unstable is refused, a low margin warned
+            check = check_gains(self.window.preset, changed, present=joint, where="gains")
+        except ConfigError as e:
+            self.window.show_error("apply gains", e)
+            return
+        if check.warnings:
+            self.window.status_message("; ".join(check.warnings))
         self.undo_stack.append({n: joint[n] for n in changed if n in joint})
         self.window.jobs.run("apply gains", write_some, client, changed, on_done=self._applied)
 

@@ -166,3 +166,32 @@ def predicted_step(model: TwoMass, cfg: ControllerConfig, loop: str = "position"
     ref = np.ones(y.size)
     ref[0] = 0.0
     return step_metrics(t, y, ref)
+
+
+@dataclass(frozen=True)
+class LoopMargins:
+    """Gain and phase margins of one loop of the cascade on the linear model (NaN: no crossing in range)."""
+
+    loop: str
+    gain_margin_db: float
+    phase_margin_deg: float
+
+    @property
+    def stable(self) -> bool:
+        """No negative margin. A loop gain that never reaches 0 dB (NaN phase margin) gives no control at all and
+        counts as unstable: the integrators of the loop above it then wind up without bound."""
+        return self.phase_margin_deg > 0.0 and not self.gain_margin_db < 0.0
+
+    def describe(self) -> str:
+        return (f"{self.loop} loop: phase margin {self.phase_margin_deg:.1f} deg, "
+                f"gain margin {self.gain_margin_db:.1f} dB")
+
+
+def loop_margins(model: TwoMass, cfg: ControllerConfig, f_max_hz: float = 2000.0) -> list[LoopMargins]:
+    """The velocity loop's and the position loop's margins (each broken at the torque input)."""
+    f = np.geomspace(0.05, f_max_hz, 3000)
+    out = []
+    for loop in ("velocity", "position"):
+        gm, pm = margins_above_crossover(_as_frf(f, loop_response(model, cfg, f, loop).loop))
+        out.append(LoopMargins(loop, gm, pm))
+    return out

@@ -3,13 +3,16 @@
 ``get`` and ``set`` print the value the joint holds afterwards; ``save`` stores the joint's parameters and gains
 in its flash (idle only) and prints the number of saves since boot; ``list`` prints the profile's parameter
 names and ids without a bus. Exit 2 (``error: ...``) for an unknown name (the allowed names listed), a value the
-joint refuses (parameter, value and the joint's status), or a joint that does not answer in time.
+joint refuses (parameter, value and the joint's status), or a joint that does not answer in time. ``set`` of a
+cascade gain with ``--preset`` checks the new set on the preset's linear model first: unstable is refused
+(``--force`` sends it anyway), a low margin is a warning.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +20,7 @@ from rich.table import Table
 from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.cli.common import emit, print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, add_profile_options, bus_session, profile_from_args
+from firmware_iface.client.gain_check import CASCADE, check_gains
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.scan import wire_value
 
@@ -36,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = psub.add_parser("set", help="write a parameter; prints the value the joint now holds")
     s.add_argument("name", help="parameter name (see `jointkit param list`)")
     s.add_argument("value", type=float, help="the new value, in the parameter's unit")
+    s.add_argument("--preset", help="the joint's preset (name or TOML): a cascade gain is checked on its linear "
+                                    "model before it is sent; unstable gains are refused")
+    s.add_argument("--force", action="store_true", help="send a gain the --preset check finds unstable")
     _joint_options(s, REPLY_TIMEOUT_S)
     s.set_defaults(func=run_set)
 
@@ -69,10 +76,21 @@ def run_get(args: argparse.Namespace) -> int:
 def run_set(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     pid = profile.param_id(args.name)
+    gain = args.name.removeprefix("gain.")
+    warnings: list[str] = []
     with bus_session(args, profile) as (bus, _):
-        value = JointClient(bus, args.node, profile).write_param(args.name, args.value, args.timeout_s)
+        client = JointClient(bus, args.node, profile)
+        if args.preset and args.name.startswith("gain.") and gain in CASCADE:
+            present = {name: client.read_gain(name, args.timeout_s) for name in CASCADE}
+            check = check_gains(args.preset, {gain: args.value}, present=present, where=f"node {args.node}",
+                                force=args.force)
+            warnings = check.warnings
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+        value = client.write_param(args.name, args.value, args.timeout_s)
     emit({"node": args.node, "param": args.name, "id": pid, "requested": args.value,
-          "value": wire_value(profile, value)}, args.json, f"jointkit param set: node {args.node}")
+          "value": wire_value(profile, value), **({"warnings": warnings} if warnings else {})}, args.json,
+         f"jointkit param set: node {args.node}")
     return 0
 
 

@@ -54,7 +54,7 @@ from actuator.model.sensors import prime_encoders
 from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
 from actuator.simulation import INJECTIONS, JointModel
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, released
-from firmware_iface.virtual_joint.firmware import TRACKING_LIMIT_RAD
+from firmware_iface.virtual_joint.firmware import DIVERGED_SPEED_FACTOR, TRACKING_LIMIT_RAD
 
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
 RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
@@ -292,6 +292,8 @@ class _Batch:
         self.lo = np.array([[lm.position_min_rad, -lm.velocity_max_rad_s, -lm.torque_max_nm] for lm in lims])
         self.hi = np.array([[lm.position_max_rad, lm.velocity_max_rad_s, lm.torque_max_nm] for lm in lims])
         self.gravity_ff = gains.gravity_feedforward_nm
+        self.diverged_rad_s = DIVERGED_SPEED_FACTOR * np.array([p.limits.velocity_max_rad_s for p in params_list])
+        self.params_list = params_list
         # joint j's noise: child j of the seed, as SeedSequence(seed).spawn would give it, whatever the grouping
         self.rngs = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(first + j,))) for j in range(n)]
         self.ft_decim = int(self.P[:, L.P_FT_DECIM].min())
@@ -377,6 +379,7 @@ class _Batch:
         status = np.zeros(n, dtype=np.int64)
         noise = self.noise(steps)
         self.X[:, L.X_FT_NOISE_IDX] = 0.0
+        x_before = self.X.copy()
         C.run_closed_batch_parallel(self.P, self.X, self.ENV, self.C, self.K, ref, u, noise, _SOURCE, _CSOURCE, out,
                                     self.spt, status)
         self.unread = [noise[j, int(i):].copy() for j, i in enumerate(self.X[:, L.X_FT_NOISE_IDX])]
@@ -387,6 +390,26 @@ class _Batch:
             tracking = np.abs(ref_ticks[:, :, C.R_POS] - out[:, 1:, R_ENC_O]).max(axis=1) > TRACKING_LIMIT_RAD
         for j in np.flatnonzero(((model != 0) | tracking) & ~self.faulted):
             self.fault(j, L.fault_names(int(model[j])) + (["tracking_error"] if tracking[j] else []), step_index)
+        self._check_diverged(x_before, step_index)
+
+    def _check_diverged(self, x_before: np.ndarray, step_index: int) -> None:
+        """The firmware's ``unstable`` fault (JointFirmware._diverged): a joint whose state is not finite or turns
+        faster than it physically can is put back at rest where it was before the call, its drive off."""
+        finite = np.isfinite(self.X).all(axis=1) & np.isfinite(self.K).all(axis=1)
+        bad = ~finite | ~(np.abs(self.X[:, L.X_WL]) <= self.diverged_rad_s)
+        for j in np.flatnonzero(bad):
+            x = L.initial_state(self.params_list[j], float(x_before[j, L.X_THL]))
+            x[L.X_THM] = x_before[j, L.X_THM]
+            for i in (L.X_TW, L.X_TH, L.X_DERATE, L.X_R_CACHED):
+                x[i] = x_before[j, i]
+            x[L.X_TIME] = self.X[j, L.X_TIME] if np.isfinite(self.X[j, L.X_TIME]) else x_before[j, L.X_TIME]
+            prime_encoders(self.P[j], x, self.ENV[j, L.E_ENC_M_OFFSET], self.ENV[j, L.E_ENC_O_OFFSET])
+            self.X[j] = x
+            self.K[j] = 0.0
+            if not self.faulted[j]:
+                self.fault(j, ["unstable"], step_index)
+            elif "unstable" not in self.faults[j]:
+                self.faults[j] = [*self.faults[j], "unstable"]
 
     def fault(self, j: int, names: list[str], step_index: int) -> None:
         """The firmware's fault state: drive off, no more commands for this joint."""

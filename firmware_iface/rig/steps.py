@@ -18,6 +18,7 @@ import numpy as np
 from actuator.analysis.identify import excitation_torque, identify_rigid_body
 from actuator.control.config import load_gains
 from actuator.errors import ConfigError, TimeoutError
+from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
 from firmware_iface.rig.bus_exec import run_segments
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
@@ -67,11 +68,15 @@ def _disable(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 
 def _gains(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     c = rig.client(step.node)
+    cfg = None
     if step.cfg["file"]:
         cfg = load_gains(seq.path.parent / step.cfg["file"])
         values = {name: gain_of(cfg, name) for name in CASCADE_GAINS}
     else:
         values = {str(k): float(v) for k, v in step.cfg["values"].items()}
+    # checked on the sequence preset's linear model before anything is sent: an unstable set is this step's error
+    present = {name: c.read_gain(name) for name in CASCADE_GAINS}
+    check = check_gains(seq.preset, values, cfg, present=present, where=f"{seq.path}: step {step.index} gains")
     for name, value in values.items():
         c.write_gain(name, value)
     written = {name: c.read_gain(name) for name in values}
@@ -79,7 +84,9 @@ def _gains(rig: Rig, seq: Sequence, step: Step) -> Outcome:
         c.disable()
         c.wait_state("idle", 1.0)
         c.save()
-    return Outcome({"gains": written})
+    margins = {f"{m.loop}_phase_margin_deg": m.phase_margin_deg for m in check.margins}
+    return Outcome({"gains": written, **margins, **({"gain_warnings": "; ".join(check.warnings)} if check.warnings
+                                                     else {})})
 
 
 def _here(c: JointClient) -> float:

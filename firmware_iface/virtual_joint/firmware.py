@@ -12,7 +12,11 @@ Safety, as every jointkit joint must behave (ARCHITECTURE.md):
 * model faults (over-current, voltages, over-temperature, encoder) latch and turn the drive off; F/T
   saturation is reported while the sensor is saturated (a measurement state, not a drive fault); e-stop is
   one call: drive off, ``estop`` latched;
-* a tracking error beyond ``tracking_limit_rad`` in position mode latches ``tracking_error``.
+* a tracking error beyond ``tracking_limit_rad`` in position mode latches ``tracking_error``;
+* a state that is not finite or diverges (gains that make a loop unstable: the joint's speed beyond
+  ``DIVERGED_SPEED_FACTOR`` times its velocity limit) latches ``unstable``: the state goes back to the last
+  finite one at rest (position and temperatures kept, speeds, currents and integrators zero), the drive off,
+  so the joint keeps reporting and recovers with sane gains and ``clear_faults``.
 
 The joint advances in chunks: ``advance(duration_s)`` runs whole chunks of ``chunk_steps`` model steps
 (1 ms at 40 kHz by default), each one compiled call, and checks the watchdog between chunks.
@@ -39,6 +43,7 @@ from actuator.control.config import (
 from actuator.control.pid import N_PID_STATE
 from actuator.errors import ConfigError, FaultError
 from actuator.model import layout as L
+from actuator.model.sensors import prime_encoders
 from actuator.params import JointParams, load_preset
 from actuator.simulation import JointModel
 
@@ -46,7 +51,13 @@ STATES = ("idle", "calibrating", "closed_loop", "fault")
 FAULT_WATCHDOG = 64
 FAULT_TRACKING = 128
 FAULT_ESTOP = 256
-FAULT_NAMES = {**L.FAULT_NAMES, FAULT_WATCHDOG: "watchdog", FAULT_TRACKING: "tracking_error", FAULT_ESTOP: "estop"}
+FAULT_UNSTABLE = 512
+FAULT_NAMES = {**L.FAULT_NAMES, FAULT_WATCHDOG: "watchdog", FAULT_TRACKING: "tracking_error", FAULT_ESTOP: "estop",
+               FAULT_UNSTABLE: "unstable"}
+DRIVE_OFF_FAULTS = L.FATAL_FAULTS | FAULT_WATCHDOG | FAULT_ESTOP | FAULT_TRACKING | FAULT_UNSTABLE
+# a joint turning faster than this many times its velocity limit is a loop diverging, not motion: the safety limiter
+# holds a stable loop's speed near the limit, and a real motor cannot go far past it on its bus voltage
+DIVERGED_SPEED_FACTOR = 10.0
 LATCHING = ~(L.FAULT_FT_SATURATION) & 0xFFFF  # F/T saturation is reported while present, the rest latch
 STOP_TIME_S = 0.2
 CALIBRATION_S = 0.05
@@ -118,6 +129,7 @@ class JointFirmware:
         self.chunk_steps = chunk_steps
         self._chunk_u = np.zeros((chunk_steps, L.N_INPUTS))  # no external input: the drive is the controller's
         self._chunk_ref = np.zeros((chunk_steps, C.N_REF))
+        self._x_safe = self.model.x.copy()  # the state before the present chunk, finite
         self.tracking_limit_rad = tracking_limit_rad
         self.rates_hz = dict(DEFAULT_RATES_HZ)
         for name, value in (flash[1] if flash else {}).items():
@@ -130,7 +142,7 @@ class JointFirmware:
         self.stop_until_t = -1.0
         self.calibrate_until_t = -1.0
         self.counters = {"commands": 0, "clamped": 0, "rejected": 0, "watchdog_trips": 0, "chunks": 0,
-                         "flash_saves": 0}
+                         "flash_saves": 0, "diverged": 0}
         self._apply_drive()
 
     # --- time -------------------------------------------------------------------------------------------
@@ -144,8 +156,11 @@ class JointFirmware:
         for _ in range(max(1, round(duration_s / chunk_s))):
             self._supervise()
             self._chunk_ref[:] = self.ref
+            np.copyto(self._x_safe, self.model.x)
             _, bits = self.model.run(self._chunk_u, self.chunk_steps, self._chunk_ref)
             self.counters["chunks"] += 1
+            if self._diverged():
+                continue
             saturated = self.model.x[L.X_FT_SAT] != 0.0
             self.faults = (self.faults & LATCHING) | (L.FAULT_FT_SATURATION if saturated else 0)
             if bits & LATCHING:
@@ -170,6 +185,25 @@ class JointFirmware:
             self._set_controller_mode("velocity")
             self.ref[:] = 0.0
 
+    def _diverged(self) -> bool:
+        """After a chunk: a non-finite or diverging state is put back at rest where it last was finite, with the
+        ``unstable`` fault latched (drive off). True when that happened."""
+        x, k = self.model.x, self.model.k
+        speed_limit = DIVERGED_SPEED_FACTOR * self.params.limits.velocity_max_rad_s
+        if np.isfinite(x).all() and np.isfinite(k).all() and abs(x[L.X_WL]) <= speed_limit:
+            return False
+        safe, t_s = self._x_safe, self._x_safe[L.X_TIME] + self.chunk_steps * self.model.dt_s
+        x[:] = L.initial_state(self.params, float(safe[L.X_THL]))
+        x[L.X_THM] = safe[L.X_THM]  # the motor where it was: the encoders keep their turn count
+        for i in (L.X_TW, L.X_TH, L.X_DERATE, L.X_R_CACHED):
+            x[i] = safe[i]
+        x[L.X_TIME] = t_s
+        prime_encoders(self.model.p, x, 0.0, 0.0)
+        k[:] = 0.0
+        self.counters["diverged"] += 1
+        self._raise_faults(FAULT_UNSTABLE)
+        return True
+
     def _check_tracking(self) -> None:
         tracking = self.state == "closed_loop" and self.mode == "position" and self.stop_until_t < 0
         if tracking and abs(self.ref[C.R_POS] - self.model.x[L.X_ENC_O]) > self.tracking_limit_rad:
@@ -178,7 +212,7 @@ class JointFirmware:
     # --- faults and states ---------------------------------------------------------------------------------
     def _raise_faults(self, bits: int) -> None:
         self.faults |= int(bits)
-        if int(bits) & (L.FATAL_FAULTS | FAULT_WATCHDOG | FAULT_ESTOP | FAULT_TRACKING):
+        if int(bits) & DRIVE_OFF_FAULTS:
             self.state = "fault"
             self._apply_drive()
 
@@ -236,7 +270,8 @@ class JointFirmware:
                 torque_nm: float = 0.0) -> bool:
         """A set-point for ``mode`` (it must be the active one); clamped to the joint's limits. Feeds the
         watchdog. Returns False (and counts it) when the joint is not in closed loop in that mode."""
-        if self.state != "closed_loop" or mode != self.mode or self.stop_until_t >= 0.0:
+        finite = math.isfinite(position_rad) and math.isfinite(velocity_rad_s) and math.isfinite(torque_nm)
+        if self.state != "closed_loop" or mode != self.mode or self.stop_until_t >= 0.0 or not finite:
             self.counters["rejected"] += 1
             return False
         lim = self.limits
@@ -321,6 +356,11 @@ class JointFirmware:
             jl = self.params.limits
             if name in pos:
                 pos[name] = _in_range(name, value, jl.position_min_rad, jl.position_max_rad)
+                if not pos["position_min_rad"] < pos["position_max_rad"]:
+                    # an empty window would read as "unset" to the controller config and widen to the joint's limits
+                    raise ParamError("out_of_range", f"{name} = {value:g} leaves no position window: "
+                                     f"position_min_rad = {pos['position_min_rad']:g} must be below "
+                                     f"position_max_rad = {pos['position_max_rad']:g}")
                 self._replace_gains("limits", **pos)
             else:
                 self._replace_gains("limits", **{name: _in_range(name, value, 1e-6, getattr(jl, name))})

@@ -286,9 +286,11 @@ class VirtualJointNode:
         values: dict | None = None
         for tm in self._telemetry:
             rate = self._rate(tm.name)
+            period = 1.0 / rate if rate > 0 else 0.0
+            if period != tm.period_s:  # a new rate takes effect now, not at the old rate's next due time
+                tm.period_s, tm.due_s = period, min(tm.due_s, t)
             if rate <= 0 or t + 1e-9 < tm.due_s:
                 continue
-            period = 1.0 / rate
             tm.due_s = tm.due_s + period if tm.due_s + period > t else t + period
             values = values or self.semantic_values()
             self.send(self._encode(tm, values))
@@ -311,7 +313,11 @@ class VirtualJointNode:
             value = values.get(sem, 0.0)
             if choices:
                 value = choices.get(str(value), 0)
-            data[signal] = min(max(float(value), lo), hi)  # a real firmware saturates what its field cannot carry
+            value = float(value)
+            if value != value:  # NaN has no encoding: send 0 and count it rather than stop transmitting
+                self.counters["nonfinite"] += 1
+                value = 0.0
+            data[signal] = min(max(value, lo), hi)  # a real firmware saturates what its field cannot carry
         self._seq[tm.name] += 1
         payload = tm.message.encode(data, scaling=True, padding=False, strict=False)
         return can.Message(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False,

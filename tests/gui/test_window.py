@@ -97,6 +97,17 @@ def test_apply_a_gain_then_undo(qtbot, window):
                     timeout=3000)
 
 
+def test_an_unstable_gain_is_refused_before_it_is_sent(qtbot, window):
+    click(qtbot, window, "read_gains")
+    qtbot.waitUntil(lambda: gain_cell(window, "velocity_kp", COL_JOINT).text() != "", timeout=3000)
+    kp = float(gain_cell(window, "velocity_kp", COL_JOINT).text())
+    gain_cell(window, "velocity_kp", COL_EDIT).setText("0.001")  # phase margin -10 deg on the knee's linear model
+    click(qtbot, window, "apply_gains")
+    assert window.errors and "unstable on knee's linear model" in window.errors[-1]
+    assert "velocity loop: phase margin -10" in window.errors[-1]
+    assert window.session.clients[1].read_gain("velocity_kp") == pytest.approx(kp, rel=1e-6)  # nothing was sent
+
+
 def test_step_button_shows_the_metrics(qtbot, window):
     enable_position(qtbot, window)
     window.tests.amplitude.setValue(0.1)
