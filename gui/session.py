@@ -24,7 +24,7 @@ import numpy as np
 from actuator.control.trajectory import plan
 from actuator.errors import ConfigError, JointkitError
 from firmware_iface.client import JointClient
-from firmware_iface.client.bus import open_bus
+from firmware_iface.client.bus import close_bus, open_bus
 from firmware_iface.client.rings import Ring
 from firmware_iface.client.scan import listen
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
@@ -189,9 +189,9 @@ class Session:
                 raise ConfigError(f"no joint answered on {conn.describe()}: no heartbeat in 0.35 s")
             rig = bus_rig(bus, nodes, capacity=RING_ROWS)
         except BaseException:
-            bus.shutdown()
+            close_bus(bus)
             raise
-        rig._stack.callback(bus.shutdown)
+        rig._stack.callback(close_bus, bus)
         return rig
 
     @property
@@ -238,6 +238,8 @@ class Session:
     def lost(self) -> str:
         """Why the connection counts as lost ('' when it is not): no heartbeat from any joint, or a dead reader."""
         hub = self.rig.hub
+        if hub.lost is not None:
+            return f"bus lost: {hub.lost}"
         if not hub.threaded:
             return f"bus reader stopped: {hub.last_error or 'closed'}"
         now = time.perf_counter()

@@ -14,6 +14,7 @@ import can
 
 from actuator.errors import ConfigError
 from firmware_iface.client import BusHub, JointClient, add_bus_options, bus_from_args
+from firmware_iface.client.bus import close_bus
 from firmware_iface.protocol.profile import Profile, load_native
 
 
@@ -49,7 +50,7 @@ def bus_session(args: argparse.Namespace, profile: Profile) -> Iterator[tuple[ca
     finally:
         if hub is not None:
             hub.close()
-        bus.shutdown()
+        close_bus(bus)
 
 
 def add_bus_command_options(parser: argparse.ArgumentParser) -> None:

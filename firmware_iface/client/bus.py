@@ -8,6 +8,7 @@ Failures raise ``BusError`` naming the interface and channel.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 import can
@@ -43,3 +44,10 @@ def add_bus_options(parser: argparse.ArgumentParser) -> None:
 
 def bus_from_args(args: argparse.Namespace) -> can.BusABC:
     return open_bus(args.interface, args.channel, args.bitrate)
+
+
+def close_bus(bus: can.BusABC) -> None:
+    """Shut a bus down; a bus whose other end is already gone (a remote server killed) cannot close cleanly and
+    has nothing left to lose, so its error is not raised over the one that ended the session."""
+    with contextlib.suppress(can.CanError, OSError, ValueError):
+        bus.shutdown()

@@ -9,10 +9,19 @@ Recorders are python-can listeners (``add_listener``): every frame the hub recei
 (``is_rx=False``, time stamped at the send on the wall clock), is passed to each listener's ``on_message_received``
 with the decoded frame (``Decoded`` or None) as ``listener.on_decoded`` when the listener has that method.
 A listener that raises is removed and its error kept in ``last_error``: a recording must not stop the bus.
+A handler (a client) that raises is counted (``counters["handler_errors"]``, ``last_error``) and the reader goes on:
+one bad frame or one client's bug must not silence every joint on the bus.
+
+A bus that fails under the reader (a remote server gone: python-can-remote's ``WebsocketClosed``; an adapter
+unplugged; a bus shut down) is *lost*: ``lost`` holds the cause, reading stops, and every later ``send`` (so every
+command, request and wait of the clients on it) raises ``BusError`` naming the bus and the cause. Where the caller
+asked for it (``reconnect_with(open_bus_fn, interval_s)``), the reader re-opens the bus every ``interval_s``
+until it succeeds and goes on reading; clients, their rings and registrations are kept across it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -43,6 +52,10 @@ class BusHub:
         self.listeners: list[can.Listener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost: str | None = None  # why the bus was lost, None while it works
+        self.reconnects = 0
+        self._reopen: Callable[[], can.BusABC] | None = None
+        self._reopen_interval_s = 2.0
 
     @classmethod
     def of(cls, bus: can.BusABC, profile: Profile | None = None, *, start: bool = True) -> BusHub:
@@ -107,7 +120,43 @@ class BusHub:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._receive_one(0.05)
+            if self.lost is None:
+                self._receive_one(0.05)
+            elif self._reopen is None or not self._try_reopen():
+                self._stop.wait(self._reopen_interval_s if self._reopen is not None else 0.05)
+
+    def reconnect_with(self, open_bus_fn: Callable[[], can.BusABC], interval_s: float = 2.0) -> None:
+        """When the bus is lost, re-open it with ``open_bus_fn`` every ``interval_s`` until that succeeds."""
+        self._reopen, self._reopen_interval_s = open_bus_fn, interval_s
+
+    def _lose(self, cause: str) -> None:
+        self.lost = cause
+        self.last_error = f"bus lost: {cause}"
+        self.counters["bus_lost"] += 1
+        if self._reopen is None:
+            self._stop.set()  # nothing more to read; the clients learn it from check_lost
+
+    def _try_reopen(self) -> bool:
+        try:
+            bus = self._reopen()
+        except Exception as e:  # any failure to open is the same answer: not yet
+            self.last_error = f"bus lost: {self.lost}; reconnect failed: {e}"
+            return False
+        old = self.bus
+        with _HUBS_LOCK:
+            if _HUBS.get(id(old)) is self:
+                del _HUBS[id(old)]
+            _HUBS[id(bus)] = self
+        self.bus, self.lost = bus, None
+        self.reconnects += 1
+        with contextlib.suppress(Exception):
+            old.shutdown()
+        return True
+
+    def check_lost(self) -> None:
+        """``BusError`` naming the bus and the cause if it is lost."""
+        if self.lost is not None:
+            raise BusError(f"bus {self.bus.channel_info} lost: {self.lost}")
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Receive in this thread until the bus is quiet for ``timeout_s``; the number of frames handled."""
@@ -117,14 +166,20 @@ class BusHub:
         return n
 
     def _receive_one(self, timeout_s: float) -> bool:
+        if self.lost is not None:
+            return False
         try:
             msg = self.bus.recv(timeout_s)
         except (can.CanError, OSError, ValueError) as e:
             self.counters["bus_errors"] += 1
             self.last_error = f"bus receive: {e}"
             if getattr(self.bus, "_is_shutdown", False):
-                self._stop.set()
+                self._lose(f"bus shut down ({type(e).__name__}: {e})")
             self._stop.wait(0.05)  # a dead bus must not spin the reader
+            return False
+        except Exception as e:  # a backend's own error (python-can-remote's WebsocketClosed): gone
+            self.counters["bus_errors"] += 1
+            self._lose(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
             return False
         if msg is None:
             return False
@@ -155,11 +210,16 @@ class BusHub:
         if handler is None:
             self.counters["foreign"] += 1
             return
-        handler(decoded, t, msg.timestamp)
+        try:
+            handler(decoded, t, msg.timestamp)
+        except Exception as e:  # a client's error must not stop the reader of every joint
+            self.counters["handler_errors"] += 1
+            self.last_error = f"handler of node {decoded.node_id} on {decoded.name}: {e!r}"
 
     # --- writing -----------------------------------------------------------------------------------------
     def send(self, msg: can.Message) -> float:
         """Send a frame (serialised between threads); returns the send time (``time.perf_counter``)."""
+        self.check_lost()
         with self._send_lock:
             t = time.perf_counter()
             try:

@@ -135,6 +135,7 @@ class JointClient:
         """Wait (polling the hub if it has no thread) until ``predicate()``; ``TimeoutError`` naming ``what``."""
         end = time.perf_counter() + timeout_s
         while not predicate():
+            self.hub.check_lost()
             if time.perf_counter() > end:
                 raise TimeoutError(f"node {self.node_id}: no {what} within {timeout_s:g} s")
             if self.hub.threaded:
@@ -271,6 +272,7 @@ class JointClient:
             try:
                 reply = self._replies.get(timeout=min(remaining, 0.01))
             except queue.Empty:
+                self.hub.check_lost()
                 if not self.hub.threaded:
                     self.hub.poll(0.0)
                 continue
