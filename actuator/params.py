@@ -378,6 +378,9 @@ def read_toml(path: str | Path, what: str) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a {what}: byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8 "
+                          "text (allowed: a TOML file, which is UTF-8)") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

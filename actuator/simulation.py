@@ -212,12 +212,24 @@ def _inputs(p: JointParams, n: int, torque_nm: Any, current_a: Any, external_tor
     return u
 
 
+MAX_SIMULATION_BYTES = 2 * 2**30  # one in-memory run: a tenth of these machines' memory, seconds to fill
+
+
 def _steps(duration_s: float, dt_s: float, record_every: int) -> int:
     if not (isinstance(duration_s, int | float) and math.isfinite(duration_s) and duration_s > 0):
         raise SimulationError(f"duration_s = {duration_s!r}: must be a finite number > 0")
     if not (isinstance(record_every, int) and record_every >= 1):
         raise SimulationError(f"record_every = {record_every!r}: must be an integer >= 1")
-    return max(1, round(duration_s / dt_s))
+    n = max(1, round(duration_s / dt_s))
+    # inputs and references are held per model step and the trace per recorded row, all in memory at once
+    per_step = 8 * (L.N_INPUTS + 3 + (L.N_TRACE + len(CONTROL_FIELDS)) / record_every)
+    if n * per_step > MAX_SIMULATION_BYTES:
+        longest = MAX_SIMULATION_BYTES / per_step * dt_s
+        raise SimulationError(f"duration_s = {duration_s:g} needs {n * per_step / 2**30:.1f} GiB of inputs and "
+                              f"trace at record_every = {record_every} ({n} model steps of {dt_s:g} s): allowed up "
+                              f"to {longest:g} s ({MAX_SIMULATION_BYTES / 2**30:g} GiB); record fewer rows "
+                              "(record_every) or run it in pieces")
+    return n
 
 
 def simulate(params: JointParams | str | Path, *, duration_s: float, torque_nm: Any = None,

@@ -183,6 +183,8 @@ class LoopMargins:
         return self.phase_margin_deg > 0.0 and not self.gain_margin_db < 0.0
 
     def describe(self) -> str:
+        if math.isnan(self.phase_margin_deg):
+            return f"{self.loop} loop: loop gain below 0 dB at every frequency (no control)"
         return (f"{self.loop} loop: phase margin {self.phase_margin_deg:.1f} deg, "
                 f"gain margin {self.gain_margin_db:.1f} dB")
 

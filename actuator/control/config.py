@@ -230,7 +230,11 @@ def config_to_dict(cfg: ControllerConfig) -> dict:
 
 def load_gains(path: str | Path) -> ControllerConfig:
     """A gains file; errors name the file, the key, the value and what is allowed."""
-    return config_from_dict(read_toml(path, "gains file"), str(path))
+    data = read_toml(path, "gains file")
+    if not data:
+        raise ConfigError(f"{path}: empty gains file: it sets no key; allowed: the tables and keys of "
+                          f"actuator/control/config.py ({', '.join(sorted(config_to_dict(ControllerConfig())))})")
+    return config_from_dict(data, str(path))
 
 
 def save_gains(cfg: ControllerConfig, path: str | Path) -> None:

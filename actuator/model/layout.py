@@ -17,6 +17,7 @@ import numpy as np
 from scipy.linalg import expm
 from scipy.optimize import brentq
 
+from actuator.errors import ConfigError
 from actuator.params import JointParams
 
 MAX_HARMONICS = 4
@@ -135,7 +136,12 @@ def current_loop_design(r_ohm: float, l_h: float, dt_s: float, bandwidth_hz: flo
     """
     target = 2 * math.pi * bandwidth_hz
     gap = lambda wc: current_loop_response(r_ohm, l_h, dt_s, wc, bandwidth_hz) - 1 / math.sqrt(2)  # noqa: E731
-    return float(brentq(gap, 0.2 * target, 1.5 * target, xtol=1e-9 * target))
+    try:
+        return float(brentq(gap, 0.2 * target, 1.5 * target, xtol=1e-9 * target))
+    except ValueError:  # no crossing in the bracket: the drive cannot reach that bandwidth on this winding
+        raise ConfigError(f"drive.current_loop_bandwidth_hz = {bandwidth_hz:g} cannot be reached with "
+                          f"motor.phase_resistance_ohm = {r_ohm:g}, inductance {l_h:g} H sampled every {dt_s:g} s: "
+                          "allowed: a bandwidth the sampled PI loop reaches (lower it, or check R and L)") from None
 
 
 def _put_harmonics(vec: np.ndarray, at: int, values: tuple[float, ...]) -> None:

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from actuator.control.config import ControllerConfig, default_controller, load_gains
-from actuator.params import JointParams, load_preset
+from actuator.params import JointParams, load_preset, read_toml
+from firmware_iface.client.gain_check import CASCADE, check_gains
+from firmware_iface.virtual_joint.firmware import gain_of
 
 
 def add_joint_options(p: argparse.ArgumentParser) -> None:
@@ -16,8 +18,19 @@ def add_joint_options(p: argparse.ArgumentParser) -> None:
 
 
 def joint_and_gains(args: argparse.Namespace) -> tuple[JointParams, ControllerConfig]:
+    """The preset and the gains; a gains file whose cascade is unstable on the preset's linear model is refused,
+    naming the file, the gains it sets and the loop's margin (a simulation of it would only end in NaN)."""
     params = load_preset(args.preset)
-    cfg = load_gains(args.gains) if args.gains else default_controller(params)
+    if not args.gains:
+        return params, default_controller(params)
+    cfg = load_gains(args.gains)
+    raw = read_toml(args.gains, "gains file")
+    set_here = {name: gain_of(cfg, name) for name, (section, key) in CASCADE.items()
+                if isinstance(raw.get(section), dict) and key in raw[section]}
+    loop = getattr(args, "loop", "position")
+    if set_here and loop in ("position", "velocity"):  # the impedance loop does not run the cascade
+        check_gains(params, set_here, cfg, where=f"gains file {args.gains}",
+                    loops=("velocity",) if loop == "velocity" else ("velocity", "position"))
     return params, cfg
 
 

@@ -4,7 +4,9 @@ virtual joints on a bus served to other processes with python-can-remote until C
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     serve.add_argument("--host", default=LOOPBACK, help="address to bind (default 127.0.0.1; 0.0.0.0 only if you "
                                                         "mean to expose the joints to the network)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a --host that is not loopback (no authentication: anyone reaching it commands "
+                            "the joints)")
     serve.add_argument("--free-running", action="store_true", help="as fast as possible instead of wall time")
     serve.add_argument("--watchdog-s", type=float, default=0.1, help="watchdog timeout of every joint, s")
     serve.add_argument("--flash-dir", type=Path, help="directory of the joints' flash files (nodeN.toml)")
@@ -77,7 +82,26 @@ def _stop_on_sigterm(*_: object) -> None:
     raise KeyboardInterrupt  # a rig's supervisor stops us with SIGTERM: the same clean stop as Ctrl-C
 
 
+def _check_bind(host: str, port: int, allow_remote: bool) -> None:
+    """A port TCP can bind, and a loopback address unless the user allows the network: python-can-remote has no
+    authentication and also serves a web page, so anyone who reaches the port can command the joints."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: allowed 1-65535")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return
+    if not allow_remote:
+        raise ConfigError(f"--host {host}: not a loopback address; python-can-remote has no authentication, so "
+                          "every host that reaches it can command the joints. Add --allow-remote to serve anyway")
+    print(f"warning: serving on {host}:{port} without authentication: any host that reaches it can command the "
+          "joints", file=sys.stderr, flush=True)
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    _check_bind(args.host, args.port, args.allow_remote)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     server = JointServer(parse_nodes(args.nodes), preset=args.serve_preset, port=args.port, host=args.host,
                          paced=not args.free_running, flash_dir=args.flash_dir, watchdog_timeout_s=args.watchdog_s)

@@ -47,19 +47,20 @@ def with_gains(cfg: ControllerConfig, values: dict[str, float]) -> ControllerCon
 
 
 def check_gains(preset: JointParams | str, values: dict[str, float], base: ControllerConfig | None = None,
-                *, present: dict[str, float] | None = None, where: str = "gains", force: bool = False) -> GainCheck:
+                *, present: dict[str, float] | None = None, where: str = "gains", force: bool = False,
+                loops: tuple[str, ...] = ("velocity", "position")) -> GainCheck:
     """Margins of ``base`` (default: the preset's controller) with the joint's ``present`` gains and then the new
     ``values`` applied; raises ``UnstableGainsError`` naming the new values, the loop and its margin when a loop is
     unstable, unless ``force``."""
     params = preset if isinstance(preset, JointParams) else load_preset(preset)
     cfg = with_gains(with_gains(base or default_controller(params), present or {}), values)
-    margins = loop_margins(TwoMass.from_params(params), cfg)
+    margins = [m for m in loop_margins(TwoMass.from_params(params), cfg) if m.loop in loops]
     shown = ", ".join(f"{k} = {v:g}" for k, v in values.items() if k in CASCADE)
     bad = [m for m in margins if not m.stable]
     if bad and not force:
-        raise UnstableGainsError(f"{where}: {shown} make the cascade unstable on {params.name}'s linear model "
-                                 f"({'; '.join(m.describe() for m in bad)}); allowed: gains with positive margins "
-                                 "(force to send them anyway)")
+        raise UnstableGainsError(f"{where}: {shown or 'these gains'}: the cascade is unstable on {params.name}'s "
+                                 f"linear model ({'; '.join(m.describe() for m in bad)}); allowed: gains with "
+                                 "positive margins (force to send them anyway)")
     warnings = [f"{where}: {shown}: {m.describe()} (unstable: the joint will fault)" if not m.stable else
                 f"{where}: {shown}: low margin on {params.name}'s linear model, {m.describe()} "
                 f"(want >= {MIN_PHASE_MARGIN_DEG:g} deg and >= {MIN_GAIN_MARGIN_DB:g} dB)"

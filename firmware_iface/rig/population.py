@@ -68,6 +68,7 @@ _TOLERANCE_KEYS = {"parameter": ("sd_pct", "sd", "group"), "injection": ("sd", "
 
 
 # --- the spread file -------------------------------------------------------------------------------------------
+MAX_SD_PCT = 30.0  # 3 sd of 30 % leaves a unit at 10 % of the preset's value at worst: still a physical part
 @dataclass(frozen=True)
 class Tolerance:
     path: str              # "reducer.coulomb_friction_nm", or the injection's name
@@ -125,9 +126,11 @@ def _tolerance(entry: Any, source: str, path: str, kind: str) -> Tolerance:
     if len(spreads) != 1:
         raise ConfigError(f"{where} = {entry!r} is not allowed: give exactly one of "
                           f"{' or '.join(k for k in keys if k.startswith('sd'))}")
-    sd_pct = _number(entry.get("sd_pct", 0.0), where, "sd_pct", 0.0, "a number in [0, 100] (% of the preset's value)")
-    if sd_pct > 100.0:
-        raise ConfigError(f"{where}.sd_pct = {sd_pct!r} is out of range: allowed [0, 100] (% of the preset's value)")
+    sd_pct = _number(entry.get("sd_pct", 0.0), where, "sd_pct", 0.0, f"a number in [0, {MAX_SD_PCT:g}] (% of the "
+                     "preset's value)")
+    if sd_pct > MAX_SD_PCT:
+        raise ConfigError(f"{where}.sd_pct = {sd_pct!r} is out of range: allowed [0, {MAX_SD_PCT:g}] (% of the "
+                          "preset's value: a 3-sd unit beyond it is non-physical: negative or near zero)")
     sd = _number(entry.get("sd", 0.0), where, "sd", 0.0, "a finite number >= 0 (in the field's unit)")
     mean = entry.get("mean")
     if mean is not None:
@@ -189,6 +192,9 @@ def load_spread(path: str | Path) -> Spread:
     path = Path(path)
     data = read_toml(path, "spread file")
     source = str(path)
+    if not data:
+        raise ConfigError(f"{source}: empty spread file: it draws nothing; allowed: preset, injections and the "
+                          "preset's sections with { sd_pct = P } or { sd = S } per field (see seeds/spread.toml)")
     preset = data.pop("preset", None)
     if preset is not None and not isinstance(preset, str):
         raise ConfigError(f"{source}: preset = {preset!r} has the wrong type: expected a preset name or path")

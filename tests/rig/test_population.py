@@ -184,7 +184,7 @@ def _spread_file(tmp_path: Path, body: str) -> Path:
 
 
 def test_draws_are_clipped_into_the_allowed_range(knee: JointParams, tmp_path: Path) -> None:
-    spread = load_spread(_spread_file(tmp_path, "[reducer]\nefficiency = { sd_pct = 100 }\n"))
+    spread = load_spread(_spread_file(tmp_path, "[reducer]\nefficiency = { sd_pct = 30 }\n"))
     eff = np.array([p.reducer.efficiency for p, _ in draw(knee, spread, 200, seed=1)])
     assert eff.min() > 0.5 and eff.max() == 1.0 and (eff == 1.0).sum() > 10
 

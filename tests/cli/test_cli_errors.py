@@ -1,0 +1,100 @@
+"""Bad input gets an ``error:`` line naming the file, key or option, the value and what is allowed, exit 2, and
+never a traceback (issue 13, items 7 and 16). Each case crashed with a traceback or passed silently before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from firmware_iface.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err + out
+    return code, err
+
+
+@pytest.fixture
+def binary(tmp_path: Path) -> Path:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(bytes([0x9F, 0x92, 0x96, 0x00, 0xFF]) * 60)  # what a copied image or a corrupt file looks like
+    return path
+
+
+@pytest.fixture
+def empty(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize("argv", [
+    ("sim", "--preset", "{f}", "--torque-nm", "1", "--duration-s", "0.01"),
+    ("step", "--gains", "{f}"),
+    ("run", "seeds/sequences/eol.toml", "--sim", "--population", "2", "--spread", "{f}", "--no-db"),
+], ids=["preset", "gains", "spread"])
+def test_a_binary_file_is_named_not_a_traceback(capsys, binary, argv):
+    code, err = run(capsys, *(a.replace("{f}", str(binary)) for a in argv))
+    assert code == 2
+    assert err.startswith(f"error: {binary}: not a ") and "byte 0x9f at offset 0 is not UTF-8" in err
+
+
+def test_an_empty_gains_file_is_refused(capsys, empty):
+    code, err = run(capsys, "step", "--gains", str(empty))
+    assert code == 2 and f"{empty}: empty gains file: it sets no key" in err and "velocity" in err
+
+
+def test_an_empty_spread_file_is_refused(capsys, empty, tmp_path):
+    code, err = run(capsys, "run", "seeds/sequences/eol.toml", "--sim", "--population", "2", "--spread", str(empty),
+                    "--out", str(tmp_path / "out"), "--no-db")
+    assert code == 2 and f"{empty}: empty spread file" in err
+
+
+def test_a_spread_of_100_percent_is_refused(capsys, tmp_path):
+    spread = tmp_path / "wide.toml"
+    spread.write_text('preset = "knee"\n[motor]\nphase_resistance_ohm = { sd_pct = 100 }\n')
+    code, err = run(capsys, "run", "seeds/sequences/eol.toml", "--sim", "--population", "2", "--spread", str(spread),
+                    "--out", str(tmp_path / "out"), "--no-db")
+    assert code == 2 and "motor.phase_resistance_ohm.sd_pct = 100.0 is out of range: allowed [0, 30]" in err
+
+
+def test_an_unstable_gains_file_names_the_file_the_key_and_the_reason(capsys, tmp_path):
+    gains = tmp_path / "vkp.toml"
+    gains.write_text("[velocity]\nkp = 0.001\n")  # printed only "y contains NaN or inf" before
+    code, err = run(capsys, "step", "--preset", "knee", "--gains", str(gains))
+    assert code == 2
+    assert f"gains file {gains}: velocity_kp = 0.001: the cascade is unstable on knee's linear model" in err
+
+
+def test_a_simulation_too_long_for_memory_is_refused_naming_the_limit(capsys):
+    code, err = run(capsys, "sim", "--torque-nm", "1", "--duration-s", "1e7")  # MemoryError before
+    assert code == 2 and "duration_s = 1e+07 needs" in err and "allowed up to 167.772 s (2 GiB)" in err
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_sim_serve_refuses_a_port_tcp_cannot_bind(capsys, port):
+    code, err = run(capsys, "sim", "serve", "--port", port)  # OverflowError from bind() before
+    assert code == 2 and err == f"error: --port {port}: allowed 1-65535\n"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.com"])
+def test_sim_serve_refuses_a_network_bind_without_allow_remote(capsys, host):
+    code, err = run(capsys, "sim", "serve", "--host", host, "--port", "54999")
+    assert code == 2 and f"--host {host}: not a loopback address" in err and "--allow-remote" in err
+
+
+def test_loopback_names_need_no_flag():
+    from firmware_iface.cli.sim import _check_bind
+
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        _check_bind(host, 54999, allow_remote=False)
+
+
+def test_allow_remote_serves_with_a_warning(capsys):
+    from firmware_iface.cli.sim import _check_bind
+
+    _check_bind("0.0.0.0", 54999, allow_remote=True)
+    assert "warning: serving on 0.0.0.0:54999 without authentication" in capsys.readouterr().err
