@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from actuator.errors import ConfigError
 from firmware_iface.cli.common import emit
 
 # each a module of firmware_iface.bench with run(preset, quick) -> dict
-TARGETS = ("sim", "control", "codec", "loop", "gui")
+TARGETS = ("sim", "control", "codec", "loop", "gui", "record")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,12 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", choices=TARGETS, help="what to measure")
     p.add_argument("--preset", default="knee", help="joint preset (default knee)")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisier figures)")
+    p.add_argument("--minutes", type=float, help="record: minutes of synthetic telemetry (default 60, --quick 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     bench = importlib.import_module(f"firmware_iface.bench.{args.target}")
-    figures = bench.run(args.preset, quick=args.quick)
+    if args.minutes is not None and not (args.target == "record" and 1.0 <= args.minutes <= 24 * 60):
+        raise ConfigError(f"--minutes {args.minutes:g}: only for bench record, 1 to 1440 minutes")
+    extra = {"minutes": args.minutes} if args.target == "record" else {}
+    figures = bench.run(args.preset, quick=args.quick, **extra)
     emit(figures, args.json, f"jointkit bench {args.target}")
     return 0

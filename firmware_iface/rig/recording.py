@@ -36,13 +36,13 @@ and killed after 2.3 s):
   which ``ASCReader`` reads as 420 ms: in one kill run of three, every absolute ASC timestamp was 0.5 s late. The
   recorder's ASC writer pads them (``_ASCWriter``).
 
-Frames that reach the hub from two threads (received ones from its reader, sent ones from the sender) may be a
-little out of time order. Both text writers mishandle a frame older than the first one recorded (.log writes it at
-the first frame's time, ASC writes its absolute time as if it were relative), and BLF clamps it to the start; the
-recorder writes such a frame at the first frame's time in every format. Later frames keep their timestamps.
-Channels: ``BLFWriter`` stores the number at the end of a channel's name in 16 bits and raised ``struct.error`` on
-a virtual channel named with a uuid that happened to end in digits; frames of a channel a format cannot write (that,
-or blanks in a .log) are written with the writer's default channel.
+Frames reach the hub from two threads (received ones from its reader, sent ones from the senders), with two clocks
+(a received frame carries the bus's timestamp, the joint's own on virtual and remote buses; a sent one the host's).
+The recorder holds frames back and writes them sorted by time once ``REORDER_S`` of newer traffic has arrived (all
+at ``stop``); a frame later than that is written at the newest time already written, so the file never steps back
+(python-can's text writers mishandle a frame older than the first, and BLF clamps it). A recording is one bus: every
+frame is written on one channel number, ``channel`` (1 unless the caller says otherwise), whatever the adapter or
+the virtual channel's name says.
 
 A flush hands the data to the operating system (``flush``, no ``fsync``): it survives the process being killed,
 not the machine losing power.
@@ -72,11 +72,13 @@ from firmware_iface.protocol.profile import Decoded, Profile
 
 FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
 DEFAULT_FRAME_SUFFIX = ".blf"
+REORDER_S = 0.1  # frames are written in time order once this much newer traffic has arrived
 SIGNAL_SUFFIX = ".mf4"
 # a flush that takes longer than 1/ADAPT of the interval stretches the next wait to ADAPT times its duration, so
 # rewriting a long MF4 never takes more than about 1/ADAPT of the time (and of the GIL the bus reader needs)
 ADAPT = 5.0
 _INITIAL_ROWS = 1024
+PART_S = 120.0  # seconds of recording per MF4 part: one knee at the native rates is about 10 MB of buffers a part
 
 
 def frame_path(path: str | os.PathLike) -> Path:
@@ -162,19 +164,24 @@ class FrameRecorder(can.Listener):
     ``counts`` holds the frames recorded per arbitration id, ``error_frames`` the error frames.
     """
 
-    def __init__(self, path: str | os.PathLike, *, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, path: str | os.PathLike, *, flush_interval_s: float = 0.5, channel: int = 1) -> None:
         self.path = frame_path(path)
         self.flush_interval_s = _check_interval(flush_interval_s)
+        if not (isinstance(channel, int) and 1 <= channel < 0xFFFF):
+            raise ConfigError(f"channel = {channel!r}: a recording's bus channel is a number in 1..65534")
+        self.channel = channel
         self.counts: Counter[int] = Counter()
         self.error_frames = 0
         self._lock = threading.Lock()
         self._first_t: float | None = None
-        self._channel_ok: dict[Any, bool] = {}  # per channel value seen: can the format write it as it is?
+        self._last_t = -math.inf  # the newest timestamp written: the file never steps back
+        self._pending: list[tuple[float, can.Message]] = []  # (arrival, frame) held back to be written in order
         self._dirty = False
         self._stopped = False
         self._writer = _writer(self.path)
         self._writer.file.flush()  # the header on disk now: a recording killed before its first frame reads as empty
-        self._flusher = _Periodic(f"flush-{self.path.name}", self.flush_interval_s, self.flush)
+        self._flusher = _Periodic(f"flush-{self.path.name}", self.flush_interval_s,
+                                  lambda: self.flush(everything=False))
 
     @property
     def frames(self) -> int:
@@ -186,27 +193,47 @@ class FrameRecorder(can.Listener):
         with self._lock:
             if self._stopped:
                 return
-            if self._first_t is None:
-                self._first_t = msg.timestamp
-            ok = self._channel_ok.get(msg.channel)
-            if ok is None:
-                ok = self._channel_ok[msg.channel] = _channel_writable(self.path.suffix.lower(), msg.channel)
-            if msg.timestamp < self._first_t or not ok:  # see the module docstring: the writers mishandle these
-                msg = _copy(msg, max(msg.timestamp, self._first_t), msg.channel if ok else None)
-            self._writer.on_message_received(msg)
+            self._pending.append((time.monotonic(), _copy(msg, msg.timestamp, self.channel)))
             if msg.is_error_frame:
                 self.error_frames += 1
             else:
                 self.counts[msg.arbitration_id] += 1
             self._dirty = True
 
-    def flush(self) -> None:
-        """Put every frame received so far on disk as a readable file (the OS's cache: see the module docstring)."""
+    def _write_pending(self, everything: bool) -> None:
+        """Write the held frames in time order: those that arrived ``REORDER_S`` ago or earlier (a frame from the
+        other thread may still be on its way for the younger ones) and any younger one they do not precede, or all
+        with ``everything``. A frame older than the newest written one is written at that time: the file never steps
+        back."""
+        if not self._pending:
+            return
+        self._pending.sort(key=lambda pm: pm[1].timestamp)
+        cut = len(self._pending)
+        if not everything:
+            settled = time.monotonic() - REORDER_S
+            old = [m.timestamp for arrived, m in self._pending if arrived <= settled]
+            if not old:
+                return
+            newest_old = max(old)
+            cut = next((i for i, (_, m) in enumerate(self._pending) if m.timestamp > newest_old), cut)
+        for _, msg in self._pending[:cut]:
+            if self._first_t is None:
+                self._first_t = msg.timestamp
+            if msg.timestamp < self._last_t:
+                msg.timestamp = self._last_t
+            self._last_t = msg.timestamp
+            self._writer.on_message_received(msg)
+        del self._pending[:cut]
+
+    def flush(self, *, everything: bool = True) -> None:
+        """Put every frame received so far on disk as a readable file (the OS's cache: see the module docstring);
+        the timer's flushes (``everything=False``) keep back the frames younger than ``REORDER_S``."""
         with self._lock:
             if self._stopped or not self._dirty:
                 return
-            self._dirty = False
             try:
+                self._write_pending(everything=everything)
+                self._dirty = bool(self._pending)
                 if isinstance(self._writer, can.BLFWriter):
                     _flush_blf(self._writer)
                 else:
@@ -221,25 +248,12 @@ class FrameRecorder(can.Listener):
             if not self._stopped:
                 self._stopped = True
                 try:
+                    self._write_pending(everything=True)
                     self._writer.stop()
                 except OSError as e:
                     raise ConfigError(f"{self.path}: cannot finish the recording: {e}") from e
         if self._flusher.error is not None:
             raise self._flusher.error
-
-
-def _channel_writable(suffix: str, channel: Any) -> bool:
-    """Whether the format's writer can write ``channel`` as it is. BLF stores the number python-can reads off the
-    end of a channel name (``channel2int``) plus one in 16 bits: a virtual channel named with a uuid ends in far more
-    digits (``struct.error``). candump splits its lines on blanks."""
-    if channel is None:
-        return True
-    if suffix == ".blf":
-        number = can.util.channel2int(channel)
-        return number is None or 0 <= number < 0xFFFF
-    if suffix == ".log":
-        return not any(c.isspace() for c in str(channel))
-    return True
 
 
 def _copy(msg: can.Message, timestamp: float, channel: Any) -> can.Message:
@@ -300,25 +314,33 @@ def _channel_meta(signal: Any) -> tuple[str, str, dict | None, str]:
 
 
 class SignalRecorder(can.Listener):
-    """Decoded signals (``on_decoded`` from a ``BusHub``) to an MF4 file, rewritten whole every ``flush_interval_s``
-    to a temporary file next to it and moved over it (``os.replace``), so the file on disk is always a complete MF4
-    up to the last flush. The timer thread does the flushing (the hub's reader only appends floats: 1.3 us a frame
-    measured); a flush that fails is raised from the next ``on_decoded`` (the hub then drops the recorder) and from
-    ``stop()``. A rewrite grows with the recording (one knee at the native rates: 51 MB and 0.18 s after 10 minutes,
-    measured), so past a few minutes the interval stretches to ``ADAPT`` times the rewrite's duration; hours-long
-    soaks would want an append-only writer instead.
+    """Decoded signals (``on_decoded`` from a ``BusHub``) to MF4, in parts of ``part_s`` seconds of recording:
+    ``signals.mf4`` holds the first part, ``signals.part0001.mf4``, ... the next ones (``signal_parts`` lists them,
+    ``read_signals`` reads them as one). The timer thread rewrites the current part every ``flush_interval_s`` to a
+    temporary file moved over it (``os.replace``), so every file on disk is a complete MF4 up to the last flush;
+    once a part spans ``part_s`` it is written a last time and its buffers dropped. A flush so costs at most one
+    part's rewrite and the recorder holds at most one part, however long the soak (the whole file rewritten at every
+    flush took 0.77 s after an hour and held 1.2 GB after two). The hub's reader only appends floats (1.3 us a
+    frame measured); a flush that fails is raised from the next ``on_decoded`` (the hub then drops the recorder) and
+    from ``stop()``. ``metadata`` (and ``set_metadata``) goes into every part's header comment: tool, profile,
+    serial, verdict, ...
     """
 
-    def __init__(self, path: str | os.PathLike, profile: Profile, *, flush_interval_s: float = 1.0) -> None:
+    def __init__(self, path: str | os.PathLike, profile: Profile, *, flush_interval_s: float = 1.0,
+                 part_s: float = PART_S, metadata: dict[str, Any] | None = None) -> None:
         self.path = signal_path(path)
         if not self.path.parent.is_dir():
             raise ConfigError(f"{self.path}: cannot write the signals: no directory {self.path.parent}")
+        if not (math.isfinite(part_s) and part_s > 0):
+            raise ConfigError(f"part_s = {part_s!r}: must be a positive number of seconds")
         self.profile = profile
         self.flush_interval_s = _check_interval(flush_interval_s)
-        # asammdf's save swaps any other suffix for .mf4; a kill during a rewrite may leave this file behind
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{SIGNAL_SUFFIX}")
+        self.part_s = part_s
+        self.metadata: dict[str, Any] = dict(metadata or {})
         self._groups: dict[tuple[int, str], _Group] = {}
-        self._t0: float | None = None
+        self._t0: float | None = None  # the first frame's time: every part's time axis counts from it
+        self._t_last = -math.inf
+        self._part, self._part_t0 = 0, None
         self._rows = 0
         self._flushed_rows = -1
         self._lock = threading.Lock()  # the buffers
@@ -330,6 +352,12 @@ class SignalRecorder(can.Listener):
     def rows(self) -> int:
         """Decoded frames recorded so far."""
         return self._rows
+
+    def set_metadata(self, **values: Any) -> None:
+        """Add to the header comment (written with the next flush, and the last one at ``stop``)."""
+        with self._lock:
+            self.metadata.update(values)
+            self._flushed_rows = -1
 
     def on_message_received(self, msg: can.Message) -> None:
         """Raw frames are the FrameRecorder's business; this recorder works on ``on_decoded``."""
@@ -346,6 +374,8 @@ class SignalRecorder(can.Listener):
                     decoded.node_id, self.profile.message(decoded.name))
                 if self._t0 is None:
                     self._t0 = timestamp
+                if self._part_t0 is None:
+                    self._part_t0 = timestamp
             n = group.n
             if n == group.cols[0].size:
                 group.grow()
@@ -356,37 +386,49 @@ class SignalRecorder(can.Listener):
                 cols[j][n] = value if choices is None else choices.get(value, value)
             group.n = n + 1
             self._rows += 1
+            self._t_last = max(self._t_last, timestamp)
 
-    def _snapshot(self) -> tuple[int, float | None, list[tuple[_Group, int, list[np.ndarray]]]]:
-        """(rows, t0, [(group, its rows, its columns)]): views only; rows written later go past them or, after a
-        growth, into new arrays."""
+    def _snapshot(self) -> tuple[int, int, bool, float | None, list[tuple[_Group, int, list[np.ndarray]]]]:
+        """(rows, part, whether the part is complete, t0, [(group, its rows, its columns)]): views only; rows written
+        later go past them, after a growth into new arrays, after a complete part into the next part's groups."""
         with self._lock:
-            return self._rows, self._t0, [(g, g.n, list(g.cols)) for g in self._groups.values() if g.n]
+            part, groups = self._part, [(g, g.n, list(g.cols)) for g in self._groups.values() if g.n]
+            complete = self._part_t0 is not None and self._t_last - self._part_t0 >= self.part_s
+            if complete:
+                self._groups, self._part, self._part_t0 = {}, part + 1, None
+            return self._rows, part, complete, self._t0, groups
 
     def flush(self) -> None:
-        """Rewrite the MF4 with everything recorded so far (skipped when nothing new arrived since the last one)."""
+        """Rewrite the current part with what it holds (skipped when nothing new arrived since the last flush)."""
         with self._write_lock:
-            rows, t0, groups = self._snapshot()
-            if rows == self._flushed_rows:
+            rows, part, complete, t0, groups = self._snapshot()
+            if rows == self._flushed_rows and not complete:
                 return
-            mdf = MDF(version="4.10")
-            try:
-                if t0 is not None:
-                    mdf.header.start_time = dt.datetime.fromtimestamp(t0, dt.UTC)
-                for group, n, cols in groups:
-                    t = cols[0][:n] - t0
-                    signals = [Signal(cols[j][:n], t, name=f"{group.name}.{name}", unit=unit, conversion=conversion,
-                                      comment=comment)
-                               for j, (name, unit, conversion, comment) in enumerate(group.meta, 1)]
-                    if signals:
-                        mdf.append(signals, acq_name=group.name, comment=f"{group.name} frames")
-                mdf.save(self._tmp, overwrite=True)
-                os.replace(self._tmp, self.path)
-            except OSError as e:
-                raise ConfigError(f"{self.path}: cannot write the signals: {e}") from e
-            finally:
-                mdf.close()
+            if groups:
+                self._write_part(part, t0, groups)
             self._flushed_rows = rows
+
+    def _write_part(self, part: int, t0: float | None, groups: list[tuple[_Group, int, list[np.ndarray]]]) -> None:
+        path = part_path(self.path, part)
+        tmp = path.with_name(f".{path.stem}.partial{SIGNAL_SUFFIX}")  # asammdf's save swaps other suffixes
+        mdf = MDF(version="4.10")
+        try:
+            if t0 is not None:
+                mdf.header.start_time = dt.datetime.fromtimestamp(t0, dt.UTC)
+            _describe(mdf, {**self.metadata, "part": part})
+            for group, n, cols in groups:
+                t = cols[0][:n] - t0
+                signals = [Signal(cols[j][:n], t, name=f"{group.name}.{name}", unit=unit, conversion=conversion,
+                                  comment=comment)
+                           for j, (name, unit, conversion, comment) in enumerate(group.meta, 1)]
+                if signals:
+                    mdf.append(signals, acq_name=group.name, comment=f"{group.name} frames")
+            mdf.save(tmp, overwrite=True)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot write the signals: {e}") from e
+        finally:
+            mdf.close()
 
     def stop(self) -> None:
         """Stop the timer, flush a last time (idempotent); raises the error that stopped the timer, if any."""
@@ -397,6 +439,31 @@ class SignalRecorder(can.Listener):
             self.flush()
         if self._flusher.error is not None:
             raise self._flusher.error
+
+
+def _describe(mdf: MDF, metadata: dict[str, Any]) -> None:
+    """The run's metadata in the header: the comment as key = value lines, the author and project fields."""
+    mdf.header.comment = "\n".join(f"{k} = {v}" for k, v in metadata.items()) or "jointkit recording"
+    mdf.header.author = f"jointkit {metadata.get('jointkit_version', '')}".strip()
+    mdf.header.project = str(metadata.get("sequence", "jointkit"))
+    mdf.header.subject = str(metadata.get("serial", ""))
+    mdf.header.department = str(metadata.get("profile", ""))
+
+
+def part_path(path: Path, part: int) -> Path:
+    """The file of part ``part`` of the signal recording ``path`` (part 0 is ``path`` itself)."""
+    return path if part == 0 else path.with_name(f"{path.stem}.part{part:04d}{SIGNAL_SUFFIX}")
+
+
+def signal_parts(path: str | os.PathLike) -> list[Path]:
+    """The files of a signal recording in order: ``path`` and the parts that follow it."""
+    path = signal_path(path)
+    out = [path] if path.is_file() else []
+    k = 1
+    while (nxt := part_path(path, k)).is_file():
+        out.append(nxt)
+        k += 1
+    return out
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -440,11 +507,21 @@ def _read_blf(path: Path) -> list[can.Message]:
 
 
 def read_signals(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Channel name -> (time s, values) of an MF4 written by ``SignalRecorder``; value-table signals as their raw
-    numbers."""
+    """Channel name -> (time s, values) of a recording written by ``SignalRecorder``, its parts joined in order;
+    value-table signals as their raw numbers."""
     path = signal_path(path)
-    if not path.is_file():
+    parts = signal_parts(path)
+    if not parts:
         raise ConfigError(f"{path}: no such MF4 file")
+    pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for part in parts:
+        for name, series in _read_part(part).items():
+            pieces.setdefault(name, []).append(series)
+    return {name: (np.concatenate([t for t, _ in ps]), np.concatenate([v for _, v in ps]))
+            for name, ps in pieces.items()}
+
+
+def _read_part(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         mdf = MDF(path)
     except Exception as e:  # asammdf raises many kinds on a damaged file

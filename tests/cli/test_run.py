@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from asammdf import MDF
 
@@ -61,6 +62,11 @@ def test_nominal_joint_passes_and_writes_every_output(nominal):
     frames = read_frames(Path(out, "frames.blf"))
     # about 2100 telemetry frames/s for ~35 s, plus 1 kHz commands: far more than 30 000
     assert len(frames) > 30_000
+    # one bus, one channel, in time order (issue 13, item 14: sent frames carried the host clock and received ones
+    # the joint's, 23,301 backward steps of up to 20 ms, on two channel numbers)
+    stamps = np.array([m.timestamp for m in frames])
+    assert np.all(np.diff(stamps) >= 0) and {m.channel for m in frames} == {1}
+    assert any(not m.is_rx for m in frames) and any(m.is_rx for m in frames)
     with MDF(os.path.join(out, "signals.mf4")) as mdf:
         position = mdf.get("n1.joint_state.position")
         # the farthest the sequence takes the joint is the friction step's travel: 0.075 rad on its 0.3 s ramp to

@@ -22,7 +22,7 @@ from asammdf import MDF
 from actuator.errors import ConfigError
 from firmware_iface.client import BusHub, JointClient
 from firmware_iface.protocol.profile import Decoded, load_native
-from firmware_iface.rig.recording import FrameRecorder, SignalRecorder, read_frames, read_signals
+from firmware_iface.rig.recording import FrameRecorder, SignalRecorder, read_frames, read_signals, signal_parts
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 PROFILE = load_native()
@@ -94,20 +94,31 @@ def test_a_recording_without_frames_reads_as_empty_before_and_after_stop(tmp_pat
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
-def test_a_frame_older_than_the_first_is_written_at_the_first_frames_time(tmp_path, suffix):
+def test_frames_out_of_order_are_written_in_time_order_on_one_channel(tmp_path, suffix):
+    """A sent frame (host clock, sender's thread) may reach the recorder after a received one it precedes: within
+    REORDER_S the file puts it back in order; later than that it is written at the newest time already written."""
     t0 = time.time()
-    first = can.Message(timestamp=t0, arbitration_id=0x29, data=b"\x01")
+    first = can.Message(timestamp=t0, arbitration_id=0x29, data=b"\x01", channel="jointkit-rig-123-abc")
     older = can.Message(timestamp=t0 - 0.004, arbitration_id=0x25, data=b"\x02", is_rx=False)
-    later = can.Message(timestamp=t0 + 0.010, arbitration_id=0x29, data=b"\x03")
+    later = can.Message(timestamp=t0 + 0.010, arbitration_id=0x29, data=b"\x03", channel=7)
     recorder = FrameRecorder(tmp_path / f"rec{suffix}")
     for msg in (first, older, later):
         recorder.on_message_received(msg)
+    recorder.flush()  # an explicit flush writes all it holds, sorted
+    far = can.Message(timestamp=t0 + 1.0, arbitration_id=0x29, data=b"\x04")
+    recorder.on_message_received(far)
+    recorder.flush()
+    late = can.Message(timestamp=t0 + 0.005, arbitration_id=0x25, data=b"\x05", is_rx=False)  # after its time's flush
+    recorder.on_message_received(late)
     recorder.stop()
     got = read_frames(tmp_path / f"rec{suffix}")
-    assert [bytes(m.data) for m in got] == [b"\x01", b"\x02", b"\x03"]
-    assert got[1].timestamp == pytest.approx(got[0].timestamp, abs=RELATIVE_S[suffix])
-    assert got[2].timestamp - got[0].timestamp == pytest.approx(0.010, abs=RELATIVE_S[suffix])
-    assert not got[1].is_rx
+    assert [bytes(m.data) for m in got] == [b"\x02", b"\x01", b"\x03", b"\x04", b"\x05"]
+    t = np.array([m.timestamp for m in got])
+    assert np.all(np.diff(t) >= 0)
+    assert t[1] - t[0] == pytest.approx(0.004, abs=RELATIVE_S[suffix])
+    assert t[4] == pytest.approx(t[3], abs=RELATIVE_S[suffix])  # written at the newest time already written
+    assert not got[0].is_rx
+    assert len({m.channel for m in got}) == 1  # one bus, one channel (BLF 1, candump "can1", ASC 1 -> 0-based)
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
@@ -310,3 +321,28 @@ def test_a_recording_killed_mid_way_is_readable_up_to_its_last_flush(tmp_path):
     assert start + t[-1] >= killed_at - FLUSH_S[".mf4"] - SLACK_S
     assert wrench_counters_are_consecutive(signals["n1.wrench_force.counter"][1])
     assert np.all(np.diff(t) > 0)
+
+
+def test_signals_are_written_in_parts_that_read_back_as_one(tmp_path):
+    """Issue 13, item 10: a part is rewritten while it grows, then left alone; the recorder holds one part."""
+    path = tmp_path / "signals.mf4"
+    recorder = SignalRecorder(path, PROFILE, flush_interval_s=1e6, part_s=1.0,
+                              metadata={"serial": "SN-7", "jointkit_version": "0.test"})
+    t0 = 1_700_000_000.0
+    for k in range(3500):  # 3.5 s at 1 kHz
+        recorder.on_decoded(Decoded(1, "joint_state", {"position": k * 1e-3, "velocity": 0.0, "torque": 0.0}),
+                            t0 + k * 1e-3)
+        if k % 100 == 99:
+            recorder.flush()
+    assert sum(g.n for g in recorder._groups.values()) <= 1100  # one part's rows, not the whole recording
+    recorder.set_metadata(verdict="pass")
+    recorder.stop()
+    files = signal_parts(path)
+    assert [f.name for f in files] == ["signals.mf4", "signals.part0001.mf4", "signals.part0002.mf4",
+                                       "signals.part0003.mf4"]
+    t, q = read_signals(path)["n1.joint_state.position"]
+    assert q.size == 3500 and np.all(np.diff(t) > 0)
+    assert t[-1] == pytest.approx(3.499, abs=1e-6) and q[-1] == pytest.approx(3.499, abs=1e-6)
+    with MDF(files[-1]) as mdf:
+        comment = mdf.header.comment
+    assert "serial = SN-7" in comment and "verdict = pass" in comment and "jointkit_version = 0.test" in comment
