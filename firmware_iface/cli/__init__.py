@@ -1,7 +1,7 @@
 """The ``jointkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
-Errors of the JointkitError family print ``error: ...`` and exit 2 (1 is kept for a failed verdict);
-``--debug`` shows the traceback as well.
+Errors of the JointkitError family print ``error: ...`` and exit 2 (1 is kept for a failed verdict); so does any
+other exception (an internal error, a bug); ``--debug`` shows the traceback as well.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say, and nobody to say it to
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit, so the final flush is silent
         return 0
+    except Exception as e:  # a bug: still exit 2 (1 means "unit failed" to a rig), with the traceback on --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: internal error: {type(e).__name__}: {e} (jointkit --debug {args.command} ... shows the "
+              "traceback; please report it)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

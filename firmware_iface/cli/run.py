@@ -61,7 +61,8 @@ def _with_node(seq: Sequence, node: int | None) -> Sequence:
 
 
 def run(args: argparse.Namespace) -> int:
-    seq = _with_node(load_sequence(args.sequence), args.node)
+    profile = profile_from_args(args)
+    seq = _with_node(load_sequence(args.sequence, profile), args.node)
     sim = args.sim or args.interface is None
     injections = [parse_injection(t) for t in args.inject]
     if injections and not sim:
@@ -70,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
         from firmware_iface.rig.batch_run import run_population
 
         return run_population(args, seq, injections)
-    profile = profile_from_args(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     out_dir = _out_dir(args)
+    db = args.db or out_dir.parent / "results.db"
+    if not args.no_db:
+        from firmware_iface.rig.results_db import ensure
+
+        ensure(db)  # a file that is not a results database is refused before anything moves
     if sim:
         # the first run on a clone compiles the joint's kernels (tens of seconds): say so instead of looking hung
         with Console(stderr=True).status("starting the simulated joints (the first run compiles their kernels)"):
@@ -86,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_db:
         from firmware_iface.rig.results_db import append
 
-        db = args.db or out_dir.parent / "results.db"
         append(db, results)
         results["outputs"]["database"] = str(db)
     return _emit(args, results, out_dir)

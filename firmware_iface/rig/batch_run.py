@@ -6,15 +6,17 @@ run on all of them at once in the batch simulation (``firmware_iface.rig.populat
 protocols and analyses as over the bus, and the sequence's limits. Steps that exercise the firmware over the bus
 (connect, enable, gains, fault reaction, tune, ...) are not in the batch model and are listed as not simulated.
 
-Every joint becomes a results record (serial ``POP-0001``...) appended to DIR/results.db, so ``jointkit results
-summary DIR/results.db`` gives the same yield and Cpk; the command prints the yield, the failures per check and,
-per check, the Cpk, and writes DIR/population.json.
+Every joint becomes a results record (serial ``POP-<UTC time>-s<seed>-0001``...) appended to DIR/results.db (or
+``--db``: a results database is appended to, never replaced; any other file is refused before the batch runs), so
+``jointkit results summary DB --serial-prefix POP-<time>`` gives the same yield and Cpk; the command prints the
+yield, the failures per check and, per check, the Cpk, and writes DIR/population.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,13 @@ from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
 from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.rig.population import draw, load_spread, run_batch
-from firmware_iface.rig.results_db import append_many, summary
+from firmware_iface.rig.results_db import append_many, ensure, summary
 from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence
 
 
-def _joint_results(seq: Sequence, j: int, measured: list, outcomes: list, faults: list[str], info: dict) -> dict:
+def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, faults: list[str], info: dict
+                   ) -> dict:
     steps = []
     for step, outcome in zip(measured, outcomes, strict=True):
         figures = dict(outcome.figures)
@@ -43,7 +46,7 @@ def _joint_results(seq: Sequence, j: int, measured: list, outcomes: list, faults
     failed = [c["name"] for s in steps for c in s["checks"] if c["verdict"] != "pass"]
     now = utc_now()
     return clean({"schema": SCHEMA, "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
-                  "serial": f"POP-{j + 1:04d}", "started_utc": now, "finished_utc": now, "rig": info,
+                  "serial": serial, "started_utc": now, "finished_utc": now, "rig": info,
                   "verdict": "fail" if failed or faults else "pass", "failed_checks": failed, "error": None,
                   "steps": steps, "outputs": {}})
 
@@ -53,6 +56,11 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
     n = args.population
     if not 1 <= n <= 100_000:
         raise ConfigError(f"--population {n}: allowed 1..100000 joints")
+    out_dir = args.out or Path("out") / f"population-{seq.name}-{n}"
+    db = args.db or out_dir / "results.db"
+    ensure(db)  # a file that is not a results database is refused before the batch runs; one is appended to
+    # serials unique to this batch (time and seed): its runs sit beside earlier batches' in the database
+    prefix = f"POP-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-s{args.seed}-"
     spread_path = args.spread or SEEDS_DIR / "spread.toml"
     spread = load_spread(spread_path)
     nominal = load_preset(args.preset or seq.preset)
@@ -64,16 +72,13 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
                       firmware=nominal, panels=False)
     info = {"sim": True, "population": n, "spread": str(spread_path), "preset": nominal.name, "seed": args.seed,
             "injections": extra}
-    records = [_joint_results(seq, j, measured, batch[j], batch.faults[j], info) for j in range(n)]
-    out_dir = args.out or Path("out") / f"population-{seq.name}-{n}"
+    records = [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, batch[j], batch.faults[j], info)
+               for j in range(n)]
     out_dir.mkdir(parents=True, exist_ok=True)
-    db = args.db or out_dir / "results.db"
-    if db.exists():
-        db.unlink()  # one batch per database: its yield and Cpk are this batch's
     append_many(db, records)
-    stats = summary(db)
+    stats = summary(db, serial_prefix=prefix)  # this batch's yield and Cpk, whatever else the database holds
     report = _report(seq, records, stats, batch.timing, measured, time.perf_counter() - t0)
-    report.update(out_dir=str(out_dir), database=str(db),
+    report.update(out_dir=str(out_dir), database=str(db), serial_prefix=prefix,
                   not_simulated=[s.name for s in seq.steps if s.type not in PROTOCOL_OF])
     write_json(out_dir / "population.json", {**report, "joints": records})
     if args.json:
@@ -111,4 +116,5 @@ def _print(report: dict[str, Any]) -> None:
         cells = [c["mean"], c["std"], c["lsl"], c["usl"], c["cpk"]]
         table.add_row(name, *("—" if v is None else f"{v:.4g}" for v in cells), str(c["fails"]))
     console.print(table)
-    console.print(f"database: {report['database']}  (jointkit results summary {report['database']})")
+    console.print(f"database: {report['database']}  (jointkit results summary {report['database']} "
+                  f"--serial-prefix {report['serial_prefix']})")

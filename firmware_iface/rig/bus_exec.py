@@ -36,6 +36,12 @@ _VECTORS = {"force_n": ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry
             "moment_nm": ("telemetry.torque_x_nm", "telemetry.torque_y_nm", "telemetry.torque_z_nm")}
 
 
+MAX_GRID_ROWS = 600_000  # ten minutes at 1 kHz: longer steps keep every decim-th tick
+DRAIN_LONGER_THAN_S = 20.0  # steps longer than this put their telemetry on the grid as they go
+DRAIN_S = 5.0  # how often, at most (and within 40 % of the smallest ring's span)
+DRAIN_LAG_ROWS = 200  # rows left for the next drain: their frames may still be on their way
+
+
 class Fixture(TypingProtocol):
     def apply(self, load_nm: float) -> None: ...
 
@@ -55,7 +61,11 @@ class SimFixture:
 
 
 class _Walker:
-    """The host loop's callback: segment changes, set-points and fixture loads, with what was sent."""
+    """The host loop's callback: segment changes, set-points and fixture loads, with what was sent, and the joint's
+    telemetry put on the grid as the step goes (``drain``), before the client's rings wrap.
+
+    A step of ``n`` ticks keeps every ``decim``-th tick (1 up to ``MAX_GRID_ROWS`` ticks: every step but a long soak),
+    so its memory is bounded however long it runs: a 10-hour soak keeps a tick every 60 ms."""
 
     def __init__(self, client: JointClient, segments: list[Segment], fixture: Fixture | None) -> None:
         self.client, self.segments, self.fixture = client, segments, fixture
@@ -63,10 +73,19 @@ class _Walker:
         self.ends = ends
         n = math.ceil(ends[-1] * RATE_HZ) + 1
         self.n = n
-        self.t_cmd = np.full(n, np.nan)
-        self.segment = np.zeros(n, dtype=np.int64)
-        self.reference = np.full(n, np.nan)
-        self.load = np.zeros(n)
+        self.decim = max(1, math.ceil(n / MAX_GRID_ROWS))
+        rows = math.ceil(n / self.decim)
+        self.t_cmd = np.full(rows, np.nan)
+        self.segment = np.zeros(rows, dtype=np.int64)
+        self.reference = np.full(rows, np.nan)
+        self.load = np.zeros(rows)
+        self.held = {name: np.full(rows, np.nan) for name in _SCALARS} | {
+            name: np.full((rows, 3), np.nan) for name in _VECTORS}
+        self.drained = 0  # grid rows whose telemetry is in ``held``
+        capacity_s = min(r.capacity for r in client.rings.values()) / RATE_HZ  # at most one frame a tick
+        # a short step is put on the grid once at its end, as it always was; a long one every few seconds
+        self.drain_every = math.inf if n / RATE_HZ < DRAIN_LONGER_THAN_S else max(1, int(
+            min(DRAIN_S, 0.4 * capacity_s) * RATE_HZ))
         self.current = -1
         self.q0 = 0.0
         self.mode: str | None = client.mode if client.state == "closed_loop" else None
@@ -117,17 +136,36 @@ class _Walker:
             load = float(released(self.release[1], ts - self.release[0]))
         if self.fixture is not None:
             self.fixture.apply(load)
-        self.segment[k], self.load[k] = i, load
+        sent, reference = time.perf_counter(), math.nan
         if seg.mode is not None and seg.reference is not None:
-            r = float(seg.reference(t_in, self.q0))
-            self.t_cmd[k] = self._send(r)
-            self.reference[k] = r
-        else:
-            self.t_cmd[k] = time.perf_counter()
+            reference = float(seg.reference(t_in, self.q0))
+            sent = self._send(reference)
+        if k % self.decim == 0:
+            row = k // self.decim
+            self.t_cmd[row], self.segment[row], self.reference[row], self.load[row] = sent, i, reference, load
+        if k and k % self.drain_every == 0:
+            self.drain(k // self.decim - DRAIN_LAG_ROWS)
+
+    def grid(self, rows: int) -> np.ndarray:
+        """Host times of the first ``rows`` grid rows: the loop's schedule from its first tick."""
+        return self.t_cmd[0] + np.arange(rows) * (self.decim / RATE_HZ)
+
+    def drain(self, upto: int) -> None:
+        """Put the telemetry of grid rows [drained, upto) on the grid (rows whose frames have all arrived)."""
+        upto = min(upto, self.t_cmd.size)
+        if upto <= self.drained or not np.isfinite(self.t_cmd[0]):
+            return
+        times = self.grid(upto)[self.drained:]
+        for name, semantic in _SCALARS.items():
+            self.held[name][self.drained:upto] = _held(self.client, semantic, times)
+        for name, semantics in _VECTORS.items():
+            self.held[name][self.drained:upto] = np.column_stack([_held(self.client, s, times) for s in semantics])
+        self.drained = upto
 
 
 def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture | None = None) -> Signals:
-    """Run the protocol on ``client``'s joint; the signals on the 1 kHz grid (see the protocols module)."""
+    """Run the protocol on ``client``'s joint; the signals on the grid (1 kHz, or every ``decim``-th tick of a long
+    soak: see ``_Walker``; see the protocols module)."""
     if any(s.load_nm != 0.0 for s in segments) and fixture is None:
         raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
     walker = _Walker(client, segments, fixture)
@@ -136,24 +174,23 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     finally:
         if fixture is not None:
             fixture.apply(0.0)
-    grid, segment, reference, load = _uniform(walker)
+    last, segment, reference, load = _uniform(walker)
+    walker.drain(last)
+    grid = walker.grid(last)
     signals: Signals = {"t_s": grid - grid[0], "segment": segment, "reference": reference, "load_nm": load}
-    for name, semantic in _SCALARS.items():
-        signals[name] = _held(client, semantic, grid)
-    for name, semantics in _VECTORS.items():
-        signals[name] = np.column_stack([_held(client, s, grid) for s in semantics])
+    for name, values in walker.held.items():
+        signals[name] = values[:last]
     return signals
 
 
-def _uniform(w: _Walker) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The walk on the loop's schedule, a uniform 1 kHz grid as the analyses assume: a tick the host loop skipped
-    (an overrun) keeps what the joint kept meanwhile, the previous tick's set-point, segment and load, so one late
-    tick does not shift every later sample by a period."""
+def _uniform(w: _Walker) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The walk on the loop's schedule, a uniform grid as the analyses assume: a tick the host loop skipped (an
+    overrun) keeps what the joint kept meanwhile, the previous tick's set-point, segment and load, so one late
+    tick does not shift every later sample by a period. The grid rows, then segment, reference and load."""
     ran = np.isfinite(w.t_cmd)
     last = int(np.flatnonzero(ran)[-1]) + 1
     filled = np.maximum.accumulate(np.where(ran[:last], np.arange(last), 0))
-    grid = w.t_cmd[0] + np.arange(last) / RATE_HZ
-    return grid, w.segment[filled], w.reference[filled], w.load[filled]
+    return last, w.segment[filled], w.reference[filled], w.load[filled]
 
 
 def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ DB_VERSION = 1  # PRAGMA user_version: the version of the tables below
 BUSY_TIMEOUT_S = 30.0  # another station's append holds the write lock for milliseconds; a summary read for < 1 s
 
 RUN_VERDICTS = ("pass", "fail", "error", "incomplete")
-STEP_STATUSES = ("pass", "fail", "error", "skipped", "running")
+STEP_STATUSES = ("pass", "fail", "error", "skipped", "running", "pending")  # pending: a killed run's
 CHECK_VERDICTS = ("pass", "fail", "error")
 
 _DDL = (
@@ -283,6 +283,13 @@ def _insert(conn: sqlite3.Connection, run: dict, rows: list[tuple]) -> Appended:
     conn.executemany("INSERT INTO checks (run_id, step, name, value, min, max, unit, verdict) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *row) for row in rows])
     return Appended(run_id, True)
+
+
+def ensure(db_path: str | Path) -> None:
+    """Create the database if it does not exist, or check that the file is one (ConfigError naming it otherwise):
+    before a run, so that a wrong ``--db`` is refused before anything moves, not after the run."""
+    with _transaction(db_path, write=True):
+        pass
 
 
 def append(db_path: str | Path, results: dict) -> int:

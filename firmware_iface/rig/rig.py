@@ -10,8 +10,10 @@ with the short names a production engineer uses (``friction`` for ``friction_sca
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.bus_exec import Fixture, SimFixture
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
+SAFE_STOP_CONFIRM_S = 1.0  # a joint answers a state request with a heartbeat at once; 1 s covers a slow bus
+DRIVE_OFF_STATES = ("idle", "fault", "estop")
 CLIENT_RING_ROWS = 30_000  # JointClient's default: 30 s of 1 kHz telemetry
 ALIASES = {"friction": "friction_scale", "stiffness": "stiffness_scale", "ft_noise": "ft_noise_scale",
            "resistance": "resistance_scale", "winding_resistance": "resistance_scale"}
@@ -107,6 +111,7 @@ class Rig:
     nodes: dict[int, VirtualJointNode] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     keepalive: KeepAlive | None = None
+    stop_report: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keepalive = KeepAlive(self.clients)
@@ -117,20 +122,42 @@ class Rig:
             raise ConfigError(f"node {node_id} is not on this rig: nodes {sorted(self.clients)}")
         return self.clients[node_id]
 
-    def safe_stop(self) -> list[str]:
-        """Disable every joint (best effort: each failure is reported, none stops the others)."""
+    def safe_stop(self, confirm_s: float = SAFE_STOP_CONFIRM_S) -> list[str]:
+        """Disable every joint (best effort: each failure is reported, none stops the others), then wait up to
+        ``confirm_s`` in all for each joint's heartbeat after the disable to say its drive is off (idle, or a fault
+        state). ``stop_report`` says per node whether the disable was sent and confirmed; an unconfirmed one is a
+        problem too."""
         problems = []
         if self.keepalive is not None:
             self.keepalive.stop()
+        sent_at: dict[int, float] = {}
         for node_id, c in self.clients.items():
             try:
                 c.disable()
+                sent_at[node_id] = time.perf_counter()
             except Exception as e:  # a safe stop must try every joint
                 problems.append(f"node {node_id}: {e}")
             with contextlib.suppress(Exception):
                 fixture = self.fixtures.get(node_id)
                 if fixture is not None:
                     fixture.apply(0.0)
+        end = time.perf_counter() + confirm_s
+        self.stop_report = {}
+        for node_id, c in self.clients.items():
+            t_sent = sent_at.get(node_id)
+            confirmed = False
+            if t_sent is not None:
+                def off(c: JointClient = c, t_sent: float = t_sent) -> bool:
+                    return (c.heartbeat_t or -math.inf) > t_sent and c.state in DRIVE_OFF_STATES
+                with contextlib.suppress(Exception):  # a timeout or a lost bus: not confirmed, reported below
+                    c.wait_for(off, max(0.0, end - time.perf_counter()), "heartbeat with the drive off")
+                confirmed = off()
+                if not confirmed:
+                    problems.append(f"node {node_id}: disable sent, no heartbeat with the drive off within "
+                                    f"{confirm_s:g} s (last state {c.state})")
+            self.stop_report[str(node_id)] = {
+                "disable_sent": t_sent is not None, "idle_confirmed": confirmed, "state": c.state,
+                "confirm_s": (c.heartbeat_t - t_sent) if confirmed and c.heartbeat_t and t_sent else None}
         return problems
 
     def close(self) -> None:

@@ -23,8 +23,11 @@ test record is incomplete is retested, not shipped).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +38,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from actuator.errors import FaultError, JointkitError
 from firmware_iface.jsonsafe import json_safe as clean
+from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.protocols import Outcome
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
 from firmware_iface.rig.report import save_plot, write_report
@@ -60,8 +64,32 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def new_results(seq: Sequence, serial: str | None, rig_info: dict) -> dict:
-    return {"schema": SCHEMA,
+def tool_version() -> str:
+    try:
+        return importlib.metadata.version("jointkit")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def profile_identity(profile: Profile) -> dict[str, Any]:
+    """Name, version and the sha256 of the profile's DBC and sidecar bytes: which protocol the run spoke."""
+    digest = hashlib.sha256()
+    files = [f for f in (profile.dbc_path, profile.sidecar.path) if f is not None]
+    for f in files:
+        digest.update(Path(f).read_bytes())
+    return {"name": profile.sidecar.name, "version": profile.sidecar.version,
+            "files": [str(f) for f in files], "sha256": digest.hexdigest() if files else None}
+
+
+def run_metadata(seq: Sequence, serial: str | None, profile: Profile) -> dict[str, Any]:
+    """What a results file or a recording needs to be traced: tool, profile, unit, sequence, machine."""
+    return {"jointkit_version": tool_version(), "profile": profile_identity(profile), "serial": serial,
+            "sequence": seq.name, "sequence_sha256": seq.sha256, "host": platform.node(),
+            "python": platform.python_version()}
+
+
+def new_results(seq: Sequence, serial: str | None, rig_info: dict, metadata: dict | None = None) -> dict:
+    return {"schema": SCHEMA, "metadata": metadata or {},
             "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
             "serial": serial, "started_utc": utc_now(), "finished_utc": None, "rig": rig_info,
             "verdict": "incomplete", "failed_checks": [], "error": None, "recording_errors": [],
@@ -118,6 +146,9 @@ def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_
     except JointkitError as e:
         entry.update(status="error", error=f"{type(e).__name__}: {e}")
         go_on = False
+    except Exception as e:  # a bug, not the unit: the run is an error (exit 2), the joints are still stopped safely
+        entry.update(status="error", error=f"internal error: {type(e).__name__}: {e}")
+        go_on = False
     entry["duration_s"] = time.perf_counter() - t0
     return go_on
 
@@ -136,7 +167,11 @@ class _Recordings:
         self.hub, self.errors = rig.hub, results["recording_errors"]
         outputs = results["outputs"]
         self.recorders = {outputs["frames"]: FrameRecorder(out_dir / outputs["frames"])}
-        self.recorders[outputs["signals"]] = SignalRecorder(out_dir / outputs["signals"], rig.hub.profile)
+        metadata = {k: v for k, v in results["metadata"].items() if k != "profile"}
+        profile = results["metadata"].get("profile") or {}
+        metadata.update(profile=profile.get("name"), profile_sha256=profile.get("sha256"), verdict="incomplete")
+        self.signals = SignalRecorder(out_dir / outputs["signals"], rig.hub.profile, metadata=metadata)
+        self.recorders[outputs["signals"]] = self.signals
         self.lost: set[str] = set()
         for recorder in self.recorders.values():
             self.hub.add_listener(recorder)
@@ -152,9 +187,11 @@ class _Recordings:
                 self.errors.append({"file": name, "step": step,
                                     "error": said or f"listener {kind} removed by the bus hub after an error"})
 
-    def close(self) -> None:
-        """Detach and close every recorder; a recorder that cannot finish its file is a recording error too."""
+    def close(self, verdict: str) -> None:
+        """Detach and close every recorder (the signals' header gets the run's ``verdict``); a recorder that cannot
+        finish its file is a recording error too."""
         self.check(None)
+        self.signals.set_metadata(verdict=verdict)
         for name, recorder in self.recorders.items():
             self.hub.remove_listener(recorder)
             try:
@@ -175,7 +212,7 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
     """Run every step on ``rig``, writing the outputs into ``out_dir``; the results (see the module docstring)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
-    results = new_results(seq, serial, rig.info)
+    results = new_results(seq, serial, rig.info, run_metadata(seq, serial, rig.hub.profile))
     write_json(out_dir / "results.json", results)
     recordings = _Recordings(rig, out_dir, results)
     t_run0 = time.perf_counter()
@@ -200,7 +237,8 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
         results.update(verdict="incomplete", error="interrupted (Ctrl-C or SIGTERM): joints disabled")
     finally:
         problems = rig.safe_stop()
-        recordings.close()
+        results["safe_stop"] = rig.stop_report
+        recordings.close(_verdict(results) if complete else "incomplete")
         if complete:  # after the recordings are closed: a recorder that could not finish its file counts
             results["verdict"] = _verdict(results)
         lost = [f"recording {r['file']} lost: {r['error']}" for r in results["recording_errors"]]

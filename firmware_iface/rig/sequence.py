@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from actuator.errors import ConfigError
+from firmware_iface.protocol.profile import Profile, load_native
 from firmware_iface.rig.protocols import PROTOCOLS
+from firmware_iface.virtual_joint.firmware import GAINS
 
 INF = math.inf
 _POS = (0.0, INF)
@@ -174,7 +176,42 @@ def _measure_figures(path: Path, i: int, name: str, signals: list) -> tuple[str,
     return tuple(out)
 
 
-def _step(path: Path, i: int, raw: Any, default_node: int, seen: dict[str, int]) -> Step:
+# list keys of fixed content: key -> (how many numbers: None for any number >= 2, unit shown in errors)
+_VECTORS = {"loads_nm": (None, "N·m"), "expected_force_n": (3, "N (x, y, z)"),
+            "expected_moment_nm": (3, "N·m (x, y, z)")}
+
+
+def _check_contents(path: Path, i: int, name: str, cfg: dict, telemetry: set[str] | None) -> None:
+    """What ``_check_value`` cannot see from a key's kind: the numbers in a vector, a gains table's names and values,
+    a measured signal's name."""
+    for key, (size, unit) in _VECTORS.items():
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            _fail(path, i, name, key, f"{value!r}: allowed a list of finite numbers, {unit}")
+        if size is not None and len(value) != size:
+            _fail(path, i, name, key, f"{value!r} has {len(value)} numbers: allowed exactly {size}, {unit}")
+        if size is None and len(value) < 2:
+            _fail(path, i, name, key, f"{value!r}: allowed 2 or more loads, {unit} (a stiffness is a slope)")
+    values = cfg.get("values")
+    if values is not None:
+        for gain, v in values.items():
+            if gain not in GAINS:
+                _fail(path, i, name, f"values.{gain}", f"not a gain: allowed {', '.join(GAINS)}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                _fail(path, i, name, f"values.{gain}", f"{v!r} is not allowed: a finite number")
+        if not values:
+            _fail(path, i, name, "values", "an empty table sets no gain")
+    for item in cfg.get("signals") or ():
+        semantic = str(item).partition(":")[2]
+        if telemetry is not None and semantic not in telemetry:
+            _fail(path, i, name, "signals", f"{item!r}: {semantic} is not a telemetry name of the profile: allowed "
+                  f"{', '.join(sorted(telemetry))}")
+
+
+def _step(path: Path, i: int, raw: Any, default_node: int, seen: dict[str, int],
+          telemetry: set[str] | None = None) -> Step:
     if not isinstance(raw, dict):
         _fail(path, i, None, None, f"{raw!r}: a table expected")
     stype = raw.get("type")
@@ -196,6 +233,7 @@ def _step(path: Path, i: int, raw: Any, default_node: int, seen: dict[str, int])
               f"{', '.join(['name', 'node', 'limits', *spec])}")
     cfg = {k: _check_value(path, i, name, k, raw[k], s) if k in raw else s["default"] for k, s in spec.items()}
     extra = _measure_figures(path, i, name, cfg["signals"]) if stype == "measure" else ()
+    _check_contents(path, i, name, cfg, telemetry)
     if stype == "bode" and cfg["f0_hz"] >= cfg["f1_hz"]:
         _fail(path, i, name, "f1_hz", f"{cfg['f1_hz']} must be above f0_hz = {cfg['f0_hz']}")
     if stype == "gains" and (cfg["file"] is None) == (cfg["values"] is None):
@@ -203,9 +241,11 @@ def _step(path: Path, i: int, raw: Any, default_node: int, seen: dict[str, int])
     return Step(i, name, stype, node, cfg, _limits(path, i, name, stype, raw.get("limits", {}), extra))
 
 
-def load_sequence(path: str | Path) -> Sequence:
-    """Read and check a sequence file (see the module docstring); ConfigError on the first problem."""
+def load_sequence(path: str | Path, profile: Profile | None = None) -> Sequence:
+    """Read and check a sequence file (see the module docstring) against ``profile``'s telemetry names (default the
+    native profile's); ConfigError on the first problem."""
     path = Path(path)
+    telemetry = {n for n in (profile or load_native()).sidecar.semantic if n.startswith("telemetry.")}
     try:
         blob = path.read_bytes()
         data = tomllib.loads(blob.decode())
@@ -230,7 +270,7 @@ def load_sequence(path: str | Path) -> Sequence:
     if not isinstance(steps_raw, list) or not steps_raw:
         _fail(path, None, None, "steps", "a sequence needs at least one [[steps]] table")
     seen: dict[str, int] = {}
-    steps = tuple(_step(path, i, raw, node, seen) for i, raw in enumerate(steps_raw))
+    steps = tuple(_step(path, i, raw, node, seen, telemetry) for i, raw in enumerate(steps_raw))
     names = [s.name for s in steps]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
