@@ -3,9 +3,12 @@
 
 The set-points go out as commands, the response comes back as joint-state telemetry; its time axis is the bus
 timestamps moved onto the host clock (see ``dejittered``); the metrics are the same functions the in-process
-tests use. The step time is the send time
-of the first stepped command, so the figures include the bus latency and the joint's command pick-up (below
-a millisecond here), as they would on hardware. The joint is enabled in the loop's mode, moved to the test's
+tests use. Where the profile has a set-point echo (``telemetry.setpoint_*``, the native ``setpoint_state``), it is
+switched on for the test and the reference is the set-point the joint reported tracking, stamped on the joint's own
+clock like the response: a host or a simulated joint delayed by a loaded machine then shifts both alike, and the
+figures do not depend on it. Without an echo the step time is the send time of the first stepped command, so the
+figures include the bus latency and the joint's command pick-up (below a millisecond here), as on hardware.
+The joint is enabled in the loop's mode, moved to the test's
 start and held still, then tested, and left idle at the end.
 
 The Bode test works on time, not on sample counts: the references at their send times and the telemetry at its
@@ -18,7 +21,7 @@ period late) is a held sample on the grid instead of shifting every later sample
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ from firmware_iface.client.loop import HostLoop
 
 BUS_LOOPS = ("position", "velocity", "impedance")
 RATE_HZ = 1000.0
+ECHO_RATE = "rate_setpoint_hz"  # the joint's set-point echo (telemetry.setpoint_*), where the profile has one
 MOVE_RAD_S = 0.5  # speed of the move to the start position before a test
 HOLD_S = 0.3  # still at the start before the test: the move's transient has died out (knee settles in 0.16 s)
 
@@ -48,6 +52,14 @@ class BusRun:
     iq_a: np.ndarray
     loop: dict[str, float]
     start_s: float = math.nan  # the first command's send time (time.perf_counter): the times above count from it
+    # the set-point the joint reported tracking (``telemetry.setpoint_*``, on the joint's clock moved onto the host's
+    # as the telemetry is): empty when the profile has no set-point echo
+    echo_t_s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    echo_reference: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def echoed(self) -> bool:
+        return self.echo_t_s.size > 1
 
 
 def _sender(client: JointClient, mode: str) -> Any:
@@ -64,6 +76,7 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     """Enable ``mode``, send ``reference(t_s)`` at ``rate_hz`` for ``duration_s``, disable; what came back."""
     send = _sender(client, mode)
     client.wait_alive()
+    echo_rate = _echo_on(client, rate_hz)
     client.enable(mode)
     n = round(duration_s * rate_hz) + 1
     cmd_t, refs = np.full(n, np.nan), np.full(n, np.nan)
@@ -83,10 +96,13 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
         figures = HostLoop(rate_hz, tick).run(duration_s)
     finally:
         client.disable()
+        if echo_rate is not None:
+            client.write_param(ECHO_RATE, echo_rate)
     keep = np.isfinite(cmd_t)
     ring = client.rings[client.state_message]
     rows = ring.since(t_start)
     t_rows = dejittered(rows, ring)
+    echo_t, echo_ref, t_rows = _echo(client, mode, t_start, rows, ring, t_rows)
     motor = client.rings[client.profile.semantic("telemetry.iq_a")[0]]
     m_rows = motor.since(t_start)
     iq_col = m_rows[:, motor.index[client.profile.semantic("telemetry.iq_a")[1]]]
@@ -94,7 +110,48 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     col = {s: rows[:, ring.index[client.profile.semantic(f"telemetry.{s}")[1]]]
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     return BusRun(cmd_t[keep] - t_start, refs[keep], t_rows - t_start, col["position_rad"], col["velocity_rad_s"],
-                  col["torque_nm"], iq, figures, t_start)
+                  col["torque_nm"], iq, figures, t_start, echo_t - t_start, echo_ref)
+
+
+def _echo_on(client: JointClient, rate_hz: float) -> float | None:
+    """Switch the joint's set-point echo on at the loop's rate where the profile has one; the rate to restore."""
+    sidecar = client.profile.sidecar
+    if ECHO_RATE not in sidecar.params or "telemetry.setpoint_position_rad" not in sidecar.semantic:
+        return None
+    before = client.read_param(ECHO_RATE)
+    client.write_param(ECHO_RATE, rate_hz)
+    return before
+
+
+def _echo(client: JointClient, mode: str, t_start: float, state_rows: np.ndarray, state_ring: Any,
+          t_state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, values) of the set-point the joint reported for ``mode``, and the joint state's times, on the joint's
+    own clock (``telemetry.joint_time_ms``) placed where the first echo arrived on the host's: the frames' stamps
+    follow the host's clock (a simulated joint that falls behind a loaded machine re-aligns its stamps, a jump its
+    own clock does not make), so both the reference and the response are timed by the joint. No echo: empty
+    arrays and ``t_state`` as it was."""
+    semantic = "telemetry.setpoint_velocity_rad_s" if mode == "velocity" else "telemetry.setpoint_position_rad"
+    sc = client.profile.sidecar.semantic
+    if semantic not in sc or "telemetry.joint_time_ms" not in sc or len(state_rows) < 2:
+        return np.empty(0), np.empty(0), t_state
+    message, signal = client.profile.semantic(semantic)
+    clock = client.profile.semantic("telemetry.joint_time_ms")
+    ring = client.rings.get(message)
+    rows = ring.since(t_start) if ring is not None else np.empty((0, 0))
+    if len(rows) < 2 or clock[0] != message:
+        return np.empty(0), np.empty(0), t_state
+    order = np.argsort(rows[:, ring.index["bus_t_s"]], kind="stable")
+    rows = rows[order]
+    echo_bus = rows[:, ring.index["bus_t_s"]]
+    joint_s = np.unwrap(rows[:, ring.index[clock[1]]], period=65536) / 1e3
+    bus_t = state_rows[:, state_ring.index["bus_t_s"]]
+    offset = float(np.min(state_rows[:, 0] - bus_t))
+    origin = echo_bus[0] + offset - joint_s[0]  # the joint's clock placed at the first echo's host time
+    # the state frame of a joint instant carries the same stamp as its echo: it takes that echo's joint time
+    j = np.clip(np.searchsorted(echo_bus, bus_t), 0, echo_bus.size - 1)
+    exact = echo_bus[j] == bus_t
+    state_joint = np.where(exact, joint_s[j], np.interp(bus_t, echo_bus, joint_s))
+    return joint_s + origin, rows[:, ring.index[signal]], state_joint + origin
 
 
 def dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
@@ -136,8 +193,12 @@ def bus_step_test(client: JointClient, loop: str = "position", amplitude: float 
         start = start_rad
         reference, t0 = _move_then(here, start, lambda t: start + (amplitude if t >= at_s else 0.0))
     run = run_reference(client, loop, reference, t0 + duration_s)
-    stepped = (run.command_t_s >= t0) & (run.reference == start + amplitude)
-    step_t = run.command_t_s[np.argmax(stepped)]
+    if run.echoed:  # the step as the joint took it, on its own clock
+        stepped = (run.echo_t_s >= t0 - 0.01) & (np.abs(run.echo_reference - start) > abs(amplitude) / 2)
+        step_t = run.echo_t_s[np.argmax(stepped)] if stepped.any() else math.nan
+    else:
+        stepped = (run.command_t_s >= t0) & (run.reference == start + amplitude)
+        step_t = run.command_t_s[np.argmax(stepped)]
     t, keep = np.unique(run.t_s, return_index=True)
     window = t >= t0
     t, keep = t[window], keep[window]
@@ -208,5 +269,25 @@ def chirp_response(run: BusRun, period_s: float, periods: int, *, loop: str = "p
     clock the send times are read from (``time.perf_counter``), at absolute deadlines."""
     y = run.velocity_rad_s if loop == "velocity" else run.position_rad
     offset = 0.0 if loop == "velocity" else start
-    return periodic_response(run.command_t_s, run.reference - offset, run.t_s, y - offset, RATE_HZ,
-                             round(period_s * RATE_HZ), periods)
+    period = round(period_s * RATE_HZ)
+    if run.echoed:
+        return _joint_time_response(run.echo_t_s, run.echo_reference - offset, run.t_s, y - offset, period)
+    return periodic_response(run.command_t_s, run.reference - offset, run.t_s, y - offset, RATE_HZ, period, periods)
+
+
+def _joint_time_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray,
+                         period: int) -> FrequencyResponse:
+    """Reference (the joint's echo) -> output, both stamped by the joint at the same instants: on a uniform grid of
+    the joint's own time over what it ran, the first period dropped as the transient. A joint that ran slower than
+    the host's clock (a simulated joint on a loaded machine) saw the chirp stretched, and both signals show it: the
+    ratio of their spectra is still the loop's response, where the host's send times would misplace the reference."""
+    t, keep = np.unique(t_out, return_index=True)
+    start, end = max(t_ref[0], t[0]), min(t_ref[-1], t[-1])
+    grid = start + np.arange(int((end - start) * RATE_HZ)) / RATE_HZ
+    held = np.clip(np.searchsorted(t_ref, grid + 0.5 / RATE_HZ, side="right") - 1, 0, None)
+    u, y = ref[held], np.interp(grid, t, out[keep])
+    usable = (u.size - period) // period * period
+    if usable < period:
+        raise ConfigError(f"the joint reported {u.size / RATE_HZ:.2f} s of the test: too little for one period of "
+                          f"{period / RATE_HZ:g} s after the first")
+    return frequency_response(u[period:period + usable], y[period:period + usable], RATE_HZ, nperseg=period)

@@ -22,7 +22,7 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 
 from actuator.errors import ConfigError
-from firmware_iface.client.experiments import dejittered
+from firmware_iface.client.experiments import ECHO_RATE, dejittered
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
 from firmware_iface.rig.protocols import RATE_HZ, Segment, Signals, released
@@ -32,6 +32,9 @@ from firmware_iface.virtual_joint.node import VirtualJointNode
 _SCALARS = {"position_rad": "telemetry.position_rad", "velocity_rad_s": "telemetry.velocity_rad_s",
             "torque_nm": "telemetry.torque_nm", "winding_temp_c": "telemetry.winding_temp_c",
             "motor_encoder_rad": "telemetry.motor_encoder_rad", "output_encoder_rad": "telemetry.output_encoder_rad"}
+# the set-point the joint reports tracking, per mode (where the profile has the echo): the reference of the analyses
+_ECHO = {"position": "telemetry.setpoint_position_rad", "impedance": "telemetry.setpoint_position_rad",
+         "velocity": "telemetry.setpoint_velocity_rad_s"}
 _VECTORS = {"force_n": ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry.force_z_n"),
             "moment_nm": ("telemetry.torque_x_nm", "telemetry.torque_y_nm", "telemetry.torque_z_nm")}
 
@@ -79,7 +82,9 @@ class _Walker:
         self.segment = np.zeros(rows, dtype=np.int64)
         self.reference = np.full(rows, np.nan)
         self.load = np.zeros(rows)
-        self.held = {name: np.full(rows, np.nan) for name in _SCALARS} | {
+        semantic = client.profile.sidecar.semantic
+        self.echoes = sorted({e for e in _ECHO.values() if e in semantic})
+        self.held = {name: np.full(rows, np.nan) for name in [*_SCALARS, *self.echoes]} | {
             name: np.full((rows, 3), np.nan) for name in _VECTORS}
         self.drained = 0  # grid rows whose telemetry is in ``held``
         capacity_s = min(r.capacity for r in client.rings.values()) / RATE_HZ  # at most one frame a tick
@@ -156,7 +161,7 @@ class _Walker:
         if upto <= self.drained or not np.isfinite(self.t_cmd[0]):
             return
         times = self.grid(upto)[self.drained:]
-        for name, semantic in _SCALARS.items():
+        for name, semantic in [*_SCALARS.items(), *((e, e) for e in self.echoes)]:
             self.held[name][self.drained:upto] = _held(self.client, semantic, times)
         for name, semantics in _VECTORS.items():
             self.held[name][self.drained:upto] = np.column_stack([_held(self.client, s, times) for s in semantics])
@@ -169,18 +174,38 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     if any(s.load_nm != 0.0 for s in segments) and fixture is None:
         raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
     walker = _Walker(client, segments, fixture)
+    echo_rate = _echo_on(client) if walker.echoes else None
     try:
         HostLoop(RATE_HZ, walker).run(walker.ends[-1])
     finally:
         if fixture is not None:
             fixture.apply(0.0)
+        if echo_rate is not None:
+            client.write_param(ECHO_RATE, echo_rate)
     last, segment, reference, load = _uniform(walker)
     walker.drain(last)
     grid = walker.grid(last)
     signals: Signals = {"t_s": grid - grid[0], "segment": segment, "reference": reference, "load_nm": load}
     for name, values in walker.held.items():
-        signals[name] = values[:last]
+        if name not in walker.echoes:
+            signals[name] = values[:last]
+    if echo_rate is not None:  # the reference the joint reported tracking, on its own clock, where one was sent
+        echoed = np.full(last, np.nan)
+        for i, seg in enumerate(segments):
+            here = segment == i
+            if seg.mode is not None and _ECHO.get(seg.mode) in walker.echoes:
+                echoed[here] = walker.held[_ECHO[seg.mode]][:last][here]
+        signals["reference"] = np.where(np.isfinite(reference) & np.isfinite(echoed), echoed, reference)
     return signals
+
+
+def _echo_on(client: JointClient) -> float | None:
+    """Switch the joint's set-point echo on at the grid's rate; the rate to restore (None: no such parameter)."""
+    if ECHO_RATE not in client.profile.sidecar.params:
+        return None
+    before = client.read_param(ECHO_RATE)
+    client.write_param(ECHO_RATE, RATE_HZ)
+    return before
 
 
 def _uniform(w: _Walker) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:

@@ -73,9 +73,11 @@ TRACKING_LIMIT_RAD = 0.5  # default position tracking limit: a larger error in p
 # telemetry rates, Hz, by parameter name -> the messages they pace
 RATES = {"rate_joint_state_hz": ("joint_state",), "rate_wrench_hz": ("wrench_force", "wrench_torque"),
          "rate_motor_telemetry_hz": ("motor_telemetry",), "rate_heartbeat_hz": ("heartbeat",),
-         "rate_diagnostics_hz": ("diagnostics",), "rate_encoders_hz": ("encoder_state",)}
+         "rate_diagnostics_hz": ("diagnostics",), "rate_encoders_hz": ("encoder_state",),
+         "rate_setpoint_hz": ("setpoint_state",)}
 DEFAULT_RATES_HZ = {"rate_joint_state_hz": 1000.0, "rate_wrench_hz": 500.0, "rate_motor_telemetry_hz": 100.0,
-                    "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0, "rate_encoders_hz": 0.0}
+                    "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0, "rate_encoders_hz": 0.0,
+                    "rate_setpoint_hz": 0.0}
 # several joints sharing one 1 Mbit/s bus: joint_state stays at 1 kHz, the wrench is off and the rest as by default
 # (1111 frames/s a joint: six joints need 83 % of the bus with their 1 kHz commands, where the defaults need 158 %)
 SHARED_BUS_RATES_HZ = {**DEFAULT_RATES_HZ, "rate_wrench_hz": 0.0}
@@ -411,4 +413,6 @@ class JointFirmware:
             "wrench": [float(v) for v in x[L.X_FT_MEAS:L.X_FT_MEAS + 6]],
             "ft_saturated": int(x[L.X_FT_SAT]),
             "limits_active": int(k[C.K_LIMITS]) if self.state == "closed_loop" else 0,
+            "setpoint_position_rad": float(self.ref[C.R_POS]), "setpoint_velocity_rad_s": float(self.ref[C.R_VEL]),
+            "joint_time_ms": round(self.t_s * 1e3) % 65536,
         }

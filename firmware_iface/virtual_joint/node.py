@@ -339,7 +339,8 @@ class VirtualJointNode:
                "diagnostics.watchdog_misses": self.fw.counters["watchdog_trips"],
                "diagnostics.loop_time_us": total / n if n else 0.0, "diagnostics.loop_time_max_us": worst}
         for key in ("position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v",
-                    "winding_temp_c", "housing_temp_c", "motor_encoder_rad", "output_encoder_rad"):
+                    "winding_temp_c", "housing_temp_c", "motor_encoder_rad", "output_encoder_rad",
+                    "setpoint_position_rad", "setpoint_velocity_rad_s", "joint_time_ms"):
             out[f"telemetry.{key}"] = tel[key]
         for i, key in enumerate(("force_x_n", "force_y_n", "force_z_n", "torque_x_nm", "torque_y_nm", "torque_z_nm")):
             out[f"telemetry.{key}"] = wrench[i]

@@ -27,13 +27,13 @@ def broken_copy(tmp_path: Path, old: str, new: str, *, sidecar: bool = False) ->
 def test_native_profile_is_clean(capsys):
     code, out, _ = run_cli(capsys, "dbc", "check", str(NATIVE_DBC))
     assert code == 0
-    assert out.strip().endswith("with " + str(NATIVE_SIDECAR) + ": 20 messages, ok")
+    assert out.strip().endswith("with " + str(NATIVE_SIDECAR) + ": 21 messages, ok")
 
 
 def test_native_profile_json(capsys):
     code, out, _ = run_cli(capsys, "dbc", "check", str(NATIVE_DBC), "--sidecar", str(NATIVE_SIDECAR), "--json")
     report = json.loads(out)
-    assert code == 0 and report["ok"] and report["problems"] == [] and report["messages"] == 20
+    assert code == 0 and report["ok"] and report["problems"] == [] and report["messages"] == 21
     assert report["profile"] == "jointkit_native"
 
 

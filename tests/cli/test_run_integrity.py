@@ -22,7 +22,7 @@ from firmware_iface.rig.results_db import summary
 pytestmark = pytest.mark.slow
 
 HEAD = '[sequence]\nname = "short"\nnode = 1\npreset = "knee"\nratio = 100.0\n'
-SHORT = HEAD + """
+ENABLED = HEAD + """
 [[steps]]
 type = "connect"
 timeout_s = 30.0
@@ -30,27 +30,9 @@ timeout_s = 30.0
 [[steps]]
 type = "enable"
 mode = "position"
-
-[[steps]]
-type = "hold"
-duration_s = 0.3
-
-[[steps]]
-type = "disable"
 """
-LONG = HEAD + """
-[[steps]]
-type = "connect"
-timeout_s = 30.0
-
-[[steps]]
-type = "enable"
-mode = "position"
-
-[[steps]]
-type = "hold"
-duration_s = 60.0
-"""
+SHORT = ENABLED + '\n[[steps]]\ntype = "hold"\nduration_s = 0.3\n\n[[steps]]\ntype = "disable"\n'
+LONG = ENABLED + '\n[[steps]]\ntype = "hold"\nduration_s = 60.0\n'
 BATCH = HEAD + """
 [[steps]]
 type = "step"

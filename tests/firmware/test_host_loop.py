@@ -37,7 +37,7 @@ def test_gc_freeze_is_undone_when_the_callback_raises():
     before = gc.get_freeze_count()
 
     def boom(k: int, t: float) -> None:
-        if k == 3:
+        if k >= 3:  # not == 3: a loaded machine may skip that tick as an overrun
             raise RuntimeError("callback failed")
     with pytest.raises(RuntimeError, match="callback failed"):
         HostLoop(1000.0, boom).run(1.0)

@@ -161,3 +161,24 @@ def test_an_empty_position_window_is_refused(rig):
     fw.write_param("position_max_rad", 0.5)
     with pytest.raises(Exception, match="leaves no position window"):
         fw.write_param("position_min_rad", 0.5)
+
+
+def test_the_set_point_echo_reports_the_tracked_reference_on_the_joints_clock(rig):
+    """setpoint_state (off by default; rate_setpoint_hz): the set-point after the joint's clamping and the joint's
+    own clock in ms, which bus step and Bode tests take as their reference and time axis (issue 13, item 13)."""
+    node, client, host = rig
+    tick(node, client, 3)
+    assert client.rings["setpoint_state"].count == 0  # off by default: no bus load unless a test asks
+    write_param(host, "rate_setpoint_hz", 1000.0)
+    write_param(host, "position_max_rad", 0.05)
+    client.enable("position", wait=False)
+    tick(node, client, 2)
+    limit = node.fw.limits.position_max_rad
+    assert limit == pytest.approx(0.05)  # float32 on the wire
+    tick(node, client, 50, target_rad=0.1)  # beyond the joint's window: it clamps the set-point, and says so
+    ring = client.rings["setpoint_state"]
+    rows = ring.since(-math.inf)
+    assert rows[-1, ring.index["position_setpoint"]] == pytest.approx(limit, abs=1e-6)
+    ms = rows[:, ring.index["time_ms"]]
+    assert np.all(np.diff(ms) == 1)  # one frame each 1 ms chunk, stamped with the joint's own clock
+    assert ms[-1] == round(node.fw.t_s * 1e3) % 65536

@@ -27,6 +27,7 @@ EXPECTED_IDS = {
     "joint_state": 0x09, "motor_telemetry": 0x0A, "wrench_force": 0x0B, "wrench_torque": 0x0C, "diagnostics": 0x0D,
     "gain_write": 0x0E, "param_read": 0x0F, "param_write": 0x10, "param_reply": 0x11, "save_to_flash": 0x12,
     "encoder_state": 0x13,  # added for the end-of-line tests (twist, encoder consistency)
+    "setpoint_state": 0x14,  # the tracked set-point on the joint's clock, for step and Bode tests over a bus
 }
 
 
@@ -171,7 +172,7 @@ def test_semantic_lookups_modes_and_faults():
         PROFILE.accepts("dance", "estop")
     assert PROFILE.fault_names(65) == ["over_current", "watchdog"]
     assert set(PROFILE.telemetry) == {"joint_state", "wrench_force", "wrench_torque", "motor_telemetry", "heartbeat",
-                                      "diagnostics", "encoder_state"}
+                                      "diagnostics", "encoder_state", "setpoint_state"}
 
 
 def test_a_dbc_without_sidecar_has_no_node_addressing():
