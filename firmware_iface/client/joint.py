@@ -65,6 +65,7 @@ class JointClient:
         self.rtt = Ring(("rtt_s",), 100_000)
         self._last_seq: dict[str, int] = {}
         self._pending_command_t: tuple[float, float] | None = None  # (perf_counter, wall clock) of the send
+        self.last_command_t: float | None = None  # perf_counter at the send of the latest set-point
         self._replies: queue.Queue[dict] = queue.Queue()
         self._warned: set[str] = set()
         self.hub.register(self.node_id, self._on_frame)
@@ -212,6 +213,7 @@ class JointClient:
         self.check()
         t = self._send_semantic({k: self._clamp(k, float(v)) for k, v in values.items()})
         self.counters["commands"] += 1
+        self.last_command_t = t
         if self._pending_command_t is None:
             self._pending_command_t = (t, time.time())
         return t

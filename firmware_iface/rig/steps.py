@@ -136,8 +136,9 @@ def _fault_reaction(rig: Rig, seq: Sequence, step: Step) -> Outcome:
         home = step.cfg["home_rad"]
         run_segments(c, [Segment(0.6, "position", move_to(home, 0.6)),
                          Segment(step.cfg["command_s"], "position", hold(home))])
-        last = time.perf_counter()
-        end = last + step.cfg["timeout_s"]
+        # from the last set-point actually sent: ticks the host loop skipped at the end sent nothing
+        last = c.last_command_t or time.perf_counter()
+        end = time.perf_counter() + step.cfg["timeout_s"]
         while "watchdog" not in c.faults:
             if time.perf_counter() > end:
                 raise TimeoutError(f"node {c.node_id}: no watchdog fault within {step.cfg['timeout_s']:g} s "

@@ -20,7 +20,7 @@ from gui.gains import COL_EDIT, COL_JOINT, NAMES
 from gui.session import Connection
 from gui.window import MainWindow
 
-CONNECT_MS = 20_000
+CONNECT_MS = 120_000  # a safety net only: a cold Numba cache on a busy machine compiles for a minute
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def click(qtbot, w: QtWidgets.QWidget, name: str) -> None:
 def enable_position(qtbot, w: MainWindow) -> None:
     w.control.mode.setCurrentText("position")
     click(qtbot, w, "enable")
-    qtbot.waitUntil(lambda: w.session.clients[1].state == "closed_loop", timeout=5000)
+    qtbot.waitUntil(lambda: w.session.clients[1].state == "closed_loop", timeout=30_000)
 
 
 def gain_cell(w: MainWindow, name: str, column: int) -> QtWidgets.QTableWidgetItem:
@@ -55,7 +55,7 @@ def gain_cell(w: MainWindow, name: str, column: int) -> QtWidgets.QTableWidgetIt
 
 def test_connects_lists_the_joint_and_plots_its_telemetry(qtbot, window):
     qtbot.waitUntil(lambda: window.joints.topLevelItemCount() == 1 and window.joints.topLevelItem(0).text(1) == "idle",
-                    timeout=3000)
+                    timeout=30_000)
     assert window.joints.topLevelItem(0).text(0) == "1"
     assert window.joints.topLevelItem(0).text(3) == "ok"
     # the position curve fills from the ring at the redraw rate: 1 kHz joint_state over the 10 s window
@@ -75,31 +75,31 @@ def test_enable_move_and_setpoint_stream(qtbot, window):
     window.control.move_target.setValue(0.3)
     click(qtbot, window, "move")
     # an S-curve of 0.3 rad at 1 rad/s and 4 rad/s^2 lasts under 1 s; the loop settles within 0.5 s more
-    qtbot.waitUntil(lambda: abs(c.latest()["telemetry.position_rad"] - 0.3) < 0.01, timeout=5000)
+    qtbot.waitUntil(lambda: abs(c.latest()["telemetry.position_rad"] - 0.3) < 0.01, timeout=30_000)
     margin = float(re.search(r"margin (-?\d+) ms", window.labels["watchdog"].text()).group(1))
     assert 50 <= margin <= 100  # 200 Hz set-points against the joint's 100 ms watchdog
     click(qtbot, window, "disable")
-    qtbot.waitUntil(lambda: c.state == "idle", timeout=2000)
+    qtbot.waitUntil(lambda: c.state == "idle", timeout=30_000)
 
 
 def test_apply_a_gain_then_undo(qtbot, window):
     click(qtbot, window, "read_gains")
-    qtbot.waitUntil(lambda: gain_cell(window, "position_kp", COL_JOINT).text() != "", timeout=3000)
+    qtbot.waitUntil(lambda: gain_cell(window, "position_kp", COL_JOINT).text() != "", timeout=30_000)
     kp = float(gain_cell(window, "position_kp", COL_JOINT).text())
     assert kp > 0
     gain_cell(window, "position_kp", COL_EDIT).setText(f"{1.25 * kp:.6g}")
     click(qtbot, window, "apply_gains")
-    qtbot.waitUntil(lambda: float(gain_cell(window, "position_kp", COL_JOINT).text()) != kp, timeout=3000)
+    qtbot.waitUntil(lambda: float(gain_cell(window, "position_kp", COL_JOINT).text()) != kp, timeout=30_000)
     # the joint column is read back from the joint after the write (float32 on the wire)
     assert float(gain_cell(window, "position_kp", COL_JOINT).text()) == pytest.approx(1.25 * kp, rel=1e-6)
     click(qtbot, window, "undo_gains")
     qtbot.waitUntil(lambda: float(gain_cell(window, "position_kp", COL_JOINT).text()) == pytest.approx(kp, rel=1e-6),
-                    timeout=3000)
+                    timeout=30_000)
 
 
 def test_an_unstable_gain_is_refused_before_it_is_sent(qtbot, window):
     click(qtbot, window, "read_gains")
-    qtbot.waitUntil(lambda: gain_cell(window, "velocity_kp", COL_JOINT).text() != "", timeout=3000)
+    qtbot.waitUntil(lambda: gain_cell(window, "velocity_kp", COL_JOINT).text() != "", timeout=30_000)
     kp = float(gain_cell(window, "velocity_kp", COL_JOINT).text())
     gain_cell(window, "velocity_kp", COL_EDIT).setText("0.001")  # phase margin -10 deg on the knee's linear model
     click(qtbot, window, "apply_gains")
@@ -112,7 +112,7 @@ def test_step_button_shows_the_metrics(qtbot, window):
     enable_position(qtbot, window)
     window.tests.amplitude.setValue(0.1)
     click(qtbot, window, "step")
-    qtbot.waitUntil(lambda: window.tests.last_metrics is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.tests.last_metrics is not None, timeout=120_000)
     m = window.tests.last_metrics
     text = window.tests.metrics.text()
     assert f"rise {m.rise_time_s * 1e3:.1f} ms" in text and f"overshoot {m.overshoot_pct:.1f} %" in text
@@ -128,21 +128,21 @@ def test_estop_button_and_key_latch_the_fault(qtbot, window):
     enable_position(qtbot, window)
     c = window.session.clients[1]
     click(qtbot, window, "estop")
-    qtbot.waitUntil(lambda: c.state == "estop", timeout=2000)
-    qtbot.waitUntil(lambda: "estop" in window.faults.active.text(), timeout=2000)
+    qtbot.waitUntil(lambda: c.state == "estop", timeout=30_000)
+    qtbot.waitUntil(lambda: "estop" in window.faults.active.text(), timeout=30_000)
     assert any("estop" in window.faults.latched_list.item(i).text()
                for i in range(window.faults.latched_list.count()))
     click(qtbot, window, "clear_faults")
-    qtbot.waitUntil(lambda: c.state == "idle" and not c.faults, timeout=2000)
+    qtbot.waitUntil(lambda: c.state == "idle" and not c.faults, timeout=30_000)
     assert window.faults.latched_list.count() == 0
     enable_position(qtbot, window)
     qtbot.keyClick(window.board, QtCore.Qt.Key.Key_Escape)  # the shortcut works wherever the focus is
-    qtbot.waitUntil(lambda: c.state == "estop", timeout=2000)
+    qtbot.waitUntil(lambda: c.state == "estop", timeout=30_000)
 
 
 def test_gains_file_saved_and_reloaded(qtbot, window, tmp_path: Path):
     click(qtbot, window, "read_gains")
-    qtbot.waitUntil(lambda: gain_cell(window, "velocity_kp", COL_JOINT).text() != "", timeout=3000)
+    qtbot.waitUntil(lambda: gain_cell(window, "velocity_kp", COL_JOINT).text() != "", timeout=30_000)
     saved = window.gains.values(COL_EDIT)
     assert window.gains.save_file(tmp_path / "gains.toml")
     gain_cell(window, "velocity_kp", COL_EDIT).setText("1")
@@ -167,10 +167,10 @@ def test_bad_gains_file_shows_a_dialog_and_keeps_the_session(qtbot, window, tmp_
 def test_lost_connection_is_shown_and_reopened(qtbot, window):
     old = window.session
     old.rig.hub.stop()  # the bus reader dies: nothing more arrives
-    qtbot.waitUntil(lambda: "connection lost" in window.labels["connection"].text(), timeout=3000)
+    qtbot.waitUntil(lambda: "connection lost" in window.labels["connection"].text(), timeout=30_000)
     qtbot.waitUntil(lambda: window.session is not None and window.session is not old
                     and window.session.clients[1].alive, timeout=CONNECT_MS)
-    qtbot.waitUntil(lambda: "lost" not in window.labels["connection"].text(), timeout=3000)
+    qtbot.waitUntil(lambda: "lost" not in window.labels["connection"].text(), timeout=30_000)
 
 
 def test_recording_writes_the_rig_formats(qtbot, window, tmp_path: Path):
@@ -190,7 +190,7 @@ def test_chirp_button_measures_the_bandwidth(qtbot, window):
     window.tests.f0.setValue(1.0)
     window.tests.f1.setValue(20.0)
     click(qtbot, window, "chirp")
-    qtbot.waitUntil(lambda: window.tests.last_bandwidth_hz is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.tests.last_bandwidth_hz is not None, timeout=180_000)
     # the same chirp on the knee model in-process (4.65 Hz): the bus adds under a millisecond of delay, 1 % of
     # the phase at 4.6 Hz, so 10 % (the bus-against-in-process tolerance of the step test) is ample
     knee = load_preset("knee")
@@ -203,11 +203,11 @@ def test_chirp_button_measures_the_bandwidth(qtbot, window):
 def test_auto_tune_applies_only_when_accepted(qtbot, window):
     c = window.session.clients[1]
     click(qtbot, window, "read_gains")
-    qtbot.waitUntil(lambda: gain_cell(window, "position_kp", COL_JOINT).text() != "", timeout=3000)
+    qtbot.waitUntil(lambda: gain_cell(window, "position_kp", COL_JOINT).text() != "", timeout=30_000)
     before = float(gain_cell(window, "position_kp", COL_JOINT).text())
     window.tests.bandwidth.setValue(6.0)
     click(qtbot, window, "autotune")
-    qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.objectName() == "tune_dialog", timeout=90_000)
+    qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.objectName() == "tune_dialog", timeout=240_000)
     p = window.tests.proposal
     # the design is verified (and corrected) in simulation until it gives what was asked, within tune's 10 %
     assert p.result.measured_bandwidth_hz == pytest.approx(6.0, rel=0.1)
@@ -225,4 +225,4 @@ def test_auto_tune_applies_only_when_accepted(qtbot, window):
     window.tests.show_proposal(p)  # asked again: this time accepted
     window.dialog.button(QtWidgets.QMessageBox.StandardButton.Apply).click()
     qtbot.waitUntil(lambda: float(gain_cell(window, "position_kp", COL_JOINT).text())
-                    == pytest.approx(proposed, rel=1e-5), timeout=3000)  # shown to 6 digits
+                    == pytest.approx(proposed, rel=1e-5), timeout=30_000)  # shown to 6 digits
