@@ -94,7 +94,8 @@ def _print_group(console: Console, group: dict[str, Any]) -> None:
                       _num(c["lsl"]), _num(c["usl"]), _cpk_cell(c), str(c["fails"]))
     console.print(table)
     if v["error"] or v["incomplete"]:
-        console.print("yield = pass / (pass + fail): runs ending in error or incomplete did not judge the joint")
+        console.print("yield = pass / (pass + fail): runs ending in error or incomplete did not judge the joint"
+                      + ("; incomplete runs are not in the check figures" if v["incomplete"] else ""))
     if any(c["limits_changed"] for c in group["checks"]):
         console.print("* limits changed between runs: LSL/USL and Cpk are the most recent run's")
 

@@ -49,6 +49,9 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _on_sigterm(*_: object) -> None:
+    # once: a second SIGTERM (an impatient `kill`, a supervisor repeating itself) must not cut short the safe stop,
+    # the closing of the recordings and the storing of the incomplete run that the first one started
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

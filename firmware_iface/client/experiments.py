@@ -21,6 +21,7 @@ period late) is a held sample on the grid instead of shifting every later sample
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
 from actuator.analysis.step import StepMetrics, step_metrics
-from actuator.errors import ConfigError
+from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
 
@@ -95,6 +96,7 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     try:
         figures = HostLoop(rate_hz, tick).run(duration_s)
     finally:
+        t_disable = time.perf_counter()
         client.disable()
         if echo_rate is not None:
             client.write_param(ECHO_RATE, echo_rate)
@@ -102,7 +104,7 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     ring = client.rings[client.state_message]
     rows = ring.since(t_start)
     t_rows = dejittered(rows, ring)
-    echo_t, echo_ref, t_rows = _echo(client, mode, t_start, rows, ring, t_rows)
+    echo_t, echo_ref, t_rows = _echo(client, mode, (t_start, t_disable), rows, ring, t_rows)
     motor = client.rings[client.profile.semantic("telemetry.iq_a")[0]]
     m_rows = motor.since(t_start)
     iq_col = m_rows[:, motor.index[client.profile.semantic("telemetry.iq_a")[1]]]
@@ -123,7 +125,7 @@ def _echo_on(client: JointClient, rate_hz: float) -> float | None:
     return before
 
 
-def _echo(client: JointClient, mode: str, t_start: float, state_rows: np.ndarray, state_ring: Any,
+def _echo(client: JointClient, mode: str, span: tuple[float, float], state_rows: np.ndarray, state_ring: Any,
           t_state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times, values) of the set-point the joint reported for ``mode``, and the joint state's times, on the joint's
     own clock (``telemetry.joint_time_ms``) placed where the first echo arrived on the host's: the frames' stamps
@@ -137,7 +139,8 @@ def _echo(client: JointClient, mode: str, t_start: float, state_rows: np.ndarray
     message, signal = client.profile.semantic(semantic)
     clock = client.profile.semantic("telemetry.joint_time_ms")
     ring = client.rings.get(message)
-    rows = ring.since(t_start) if ring is not None else np.empty((0, 0))
+    # the echoes received before the disable went out: after it the joint's set-point is its idle one, not the test's
+    rows = ring.window(*span) if ring is not None else np.empty((0, 0))
     if len(rows) < 2 or clock[0] != message:
         return np.empty(0), np.empty(0), t_state
     order = np.argsort(rows[:, ring.index["bus_t_s"]], kind="stable")
@@ -193,11 +196,16 @@ def bus_step_test(client: JointClient, loop: str = "position", amplitude: float 
         start = start_rad
         reference, t0 = _move_then(here, start, lambda t: start + (amplitude if t >= at_s else 0.0))
     run = run_reference(client, loop, reference, t0 + duration_s)
-    if run.echoed:  # the step as the joint took it, on its own clock
-        stepped = (run.echo_t_s >= t0 - 0.01) & (np.abs(run.echo_reference - start) > abs(amplitude) / 2)
-        step_t = run.echo_t_s[np.argmax(stepped)] if stepped.any() else math.nan
+    final = start + amplitude
+    if run.echoed:  # the step as the joint took it, on its own clock: after the last echo away from the final value
+        away = np.flatnonzero(np.abs(run.echo_reference - final) > abs(amplitude) / 2)
+        if away.size == 0 or away[-1] + 1 >= run.echo_t_s.size:
+            raise TimeoutError(f"node {client.node_id}: the joint never reported the step to {final:g} as its "
+                               "set-point")
+        step_t = run.echo_t_s[away[-1] + 1]
+        t0 = step_t - at_s  # the test's start on the joint's clock, which a lagging joint puts behind the host's
     else:
-        stepped = (run.command_t_s >= t0) & (run.reference == start + amplitude)
+        stepped = (run.command_t_s >= t0) & (run.reference == final)
         step_t = run.command_t_s[np.argmax(stepped)]
     t, keep = np.unique(run.t_s, return_index=True)
     window = t >= t0

@@ -428,11 +428,15 @@ def summary(db_path: str | Path, *, sequence: str | None = None, serial_prefix: 
       the joints for rig trouble and counting them as passes would ship untested joints. Their counts stand
       next to the yield so rig trouble stays visible. None, with ``yield_reason``, when no run passed or failed.
       Each run counts once: a joint re-tested after a fail counts once per run.
-    - per check (in the order first met): ``n`` measured values (every chosen run's, including runs that ended in
-      error after measuring), ``mean``, ``std`` (sample, ddof = 1), ``min``, ``max``, ``lsl``/``usl`` (the most
+    - per check (in the order first met), over the runs that ran to their end (pass, fail and error: an ``error``
+      run's checks were measured before the rig's trouble, and its unmeasured ones count in ``fails``): ``n``
+      measured values, ``mean``, ``std`` (sample, ddof = 1), ``min``, ``max``, ``lsl``/``usl`` (the most
       recent run's limits; ``limits_changed`` says older runs had others), ``fails`` (checks judged fail or
       error, including the unmeasured), ``missing`` (null values, which cannot enter the statistics), ``cpk``,
-      ``cp`` and the reason either is None (see :func:`capability`).
+      ``cp`` and the reason either is None (see :func:`capability`). The checks of ``incomplete`` runs (stopped or
+      killed) are left out of every one of these figures, as they are of the yield: such a unit is tested again,
+      so its figures would count it twice, and a run stopped part-way may hold a failed check that its verdict
+      never judged.
     """
     sel, params = _selection(sequence, serial_prefix, last)
     with _transaction(db_path, write=False) as conn:
@@ -440,7 +444,8 @@ def summary(db_path: str | Path, *, sequence: str | None = None, serial_prefix: 
                             "ORDER BY started_ts, id", params).fetchall()
         checks = conn.execute(
             "SELECT r.sequence_name, c.name, c.value, c.min, c.max, c.unit, c.verdict FROM checks c "
-            f"JOIN runs r ON r.id = c.run_id WHERE r.id IN ({sel}) ORDER BY r.started_ts, r.id, c.rowid",
+            f"JOIN runs r ON r.id = c.run_id WHERE r.id IN ({sel}) AND r.verdict != 'incomplete' "
+            "ORDER BY r.started_ts, r.id, c.rowid",
             params).fetchall()
     groups: dict[str, tuple[list, list]] = {}
     for name, verdict, sha in runs:

@@ -133,8 +133,11 @@ class Rig:
         sent_at: dict[int, float] = {}
         for node_id, c in self.clients.items():
             try:
+                # the time before the send: a joint may answer before disable() returns, and a heartbeat after
+                # this time that says the drive is off is the answer (or the state it was already in)
+                t_send = time.perf_counter()
                 c.disable()
-                sent_at[node_id] = time.perf_counter()
+                sent_at[node_id] = t_send
             except Exception as e:  # a safe stop must try every joint
                 problems.append(f"node {node_id}: {e}")
             with contextlib.suppress(Exception):

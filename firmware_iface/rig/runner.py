@@ -17,8 +17,12 @@ cleanly; each loss is listed in ``recording_errors`` (the file, the step it was 
 ``error``, and makes the verdict ``error`` (exit 2), also over a ``fail``, as a step error does. The measurements
 themselves come from the clients, not the recorders, so the sequence runs on and its figures and checks are kept;
 but the run's raw frames or signals are missing, a rig fault and not the unit's: not ``fail`` (which would count
-the unit as defective in the yield and the Cpk; ``error`` runs are left out of both) and not ``pass`` (a unit whose
-test record is incomplete is retested, not shipped).
+the unit as defective in the yield; ``error`` runs are left out of it) and not ``pass`` (a unit whose test record
+is incomplete is retested, not shipped).
+
+An interrupted run (Ctrl-C, SIGTERM) is stored as ``incomplete`` with its steps as far as they got (``running``,
+``pending``); the database leaves such runs out of the yield and out of every check's statistics (Cp, Cpk: see
+``results_db.summary``), and ``jointkit results add`` stores a killed run's results.json the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import os
 import platform
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,10 +69,19 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def tool_version() -> str:
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def tool_version(pyproject: Path = PYPROJECT) -> str:
+    """The installed jointkit's version; from a source tree that is not installed, its pyproject.toml's; else
+    ``unknown`` (a results file is still written: the version is for tracing, not a reason to stop a run)."""
     try:
         return importlib.metadata.version("jointkit")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
         return "unknown"
 
 

@@ -134,6 +134,23 @@ def test_known_degenerate_checks(known_db):
     assert free["cpk"] is None and free["cpk_reason"] == free["cp_reason"] == "no limits"
 
 
+def test_incomplete_runs_are_out_of_the_yield_and_of_every_checks_figures(known_db):
+    before = results_db.summary(known_db)["sequences"][0]
+    # a run stopped after measuring s.a far out of limits (a failed check its verdict never judged) and s.once
+    stopped = make_results({"s.a": 100.0, "s.once": 7.0}, verdict="incomplete", serial="SIM-0100",
+                           started="2026-11-21T14:00:00Z")
+    stopped["steps"][0]["status"], stopped["steps"][0]["error"] = "running", None
+    results_db.append(known_db, stopped)
+    after = results_db.summary(known_db)["sequences"][0]
+    assert after["verdicts"]["incomplete"] == before["verdicts"]["incomplete"] + 1 == 2
+    assert after["yield"] == pytest.approx(0.75)  # still 3 / (3 + 1)
+    # s.a as in test_known_two_sided_cpk_and_cp: 9, 10, 11, 14; the 100 would make n = 5, mean 28.8 and a fail more
+    assert after["checks"] == before["checks"]
+    a = _check({"sequences": [after]}, "s.a")
+    assert (a["n"], a["mean"], a["fails"]) == (4, pytest.approx(11.0), 2)
+    assert _check({"sequences": [after]}, "s.once")["n"] == 1  # the 7.0 is not a second value
+
+
 def test_equal_values_are_std_zero_despite_rounding():
     # the mean of seven 0.1s is 0.09999999999999999 in floats, so np.std comes out 1.5e-17, not 0,
     # and (1 - 0.1) / (3 * 1.5e-17) would report a Cpk of 2e16
