@@ -128,6 +128,20 @@ def _step_window(tc: np.ndarray, rc: np.ndarray, pre_s: float, source: str, node
     return max(float(tc[before]), step_t - pre_s), step_t, float(tc[after]) + period, y0, r
 
 
+def _echoed(series: dict[str, Series], profile: Profile, tc: np.ndarray, rc: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The set-point the joint echoed while it was commanded (``telemetry.setpoint_position_rad``, stamped by the
+    joint like the output), as the live bus step test takes it; the commands as sent where the recording has none."""
+    semantic = "telemetry.setpoint_position_rad"
+    info = profile.sidecar.semantic.get(semantic)
+    found = series.get(info.message) if info is not None else None
+    if found is None or len(found.t_s) < 2:
+        return tc, rc
+    t, r = found.t_s, found.signals[info.signal]
+    keep = t <= tc[-1] + 0.002  # after the last command the joint holds its idle set-point, not the test's
+    return (t[keep], r[keep]) if keep.sum() >= 2 else (tc, rc)
+
+
 def analyze_step(frames: list[can.Message], profile: Profile, node_id: int, *, source: str,
                  pre_s: float = 0.05) -> StepMetrics:
     """Step metrics of node ``node_id``'s position step in a recording (see the module docstring)."""
@@ -135,6 +149,7 @@ def analyze_step(frames: list[can.Message], profile: Profile, node_id: int, *, s
         raise ConfigError(f"pre_s = {pre_s!r}: must be a positive number of seconds")
     series = node_series(frames, profile, node_id)
     tc, rc = _pick(series, profile, "command.position_rad", "the reference", source, node_id)
+    tc, rc = _echoed(series, profile, tc, rc)
     ty, y = _pick(series, profile, "telemetry.position_rad", "the output", source, node_id)
     start, step_t, end, y0, r = _step_window(tc, rc, pre_s, source, node_id)
     t, keep = np.unique(ty, return_index=True)
