@@ -15,12 +15,12 @@ from actuator.analysis.linear import LoopMargins, TwoMass, loop_margins
 from actuator.control.config import ControllerConfig, default_controller
 from actuator.errors import ConfigError
 from actuator.params import JointParams, load_preset
+from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, GAINS
 
 MIN_PHASE_MARGIN_DEG = 30.0  # the usual design floor for a servo loop (tune designs for 45-60)
 MIN_GAIN_MARGIN_DB = 6.0
-# gain name -> (section of ControllerConfig, field): the cascade gains the linear model depends on
-CASCADE = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
-           "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd")}
+# gain name -> (section of ControllerConfig, field): the cascade gains the linear model depends on, from the one table
+CASCADE = {name: GAINS[name] for name in CASCADE_GAINS}
 
 
 class UnstableGainsError(ConfigError):

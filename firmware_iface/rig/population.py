@@ -54,7 +54,7 @@ from actuator.model.sensors import prime_encoders
 from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
 from actuator.simulation import INJECTIONS, JointModel
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, released
-from firmware_iface.virtual_joint.firmware import DIVERGED_SPEED_FACTOR, TRACKING_LIMIT_RAD
+from firmware_iface.virtual_joint.firmware import DIVERGED_SPEED_FACTOR, TRACKING_LIMIT_RAD, rest_state
 
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
 RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
@@ -404,13 +404,9 @@ class _Batch:
         finite = np.isfinite(self.X).all(axis=1) & np.isfinite(self.K).all(axis=1)
         bad = ~finite | ~(np.abs(self.X[:, L.X_WL]) <= self.diverged_rad_s)
         for j in np.flatnonzero(bad):
-            x = L.initial_state(self.params_list[j], float(x_before[j, L.X_THL]))
-            x[L.X_THM] = x_before[j, L.X_THM]
-            for i in (L.X_TW, L.X_TH, L.X_DERATE, L.X_R_CACHED):
-                x[i] = x_before[j, i]
-            x[L.X_TIME] = self.X[j, L.X_TIME] if np.isfinite(self.X[j, L.X_TIME]) else x_before[j, L.X_TIME]
-            prime_encoders(self.P[j], x, self.ENV[j, L.E_ENC_M_OFFSET], self.ENV[j, L.E_ENC_O_OFFSET])
-            self.X[j] = x
+            t_s = self.X[j, L.X_TIME] if np.isfinite(self.X[j, L.X_TIME]) else x_before[j, L.X_TIME]
+            self.X[j] = rest_state(self.params_list[j], self.P[j], x_before[j], t_s, self.ENV[j, L.E_ENC_M_OFFSET],
+                                   self.ENV[j, L.E_ENC_O_OFFSET])
             self.K[j] = 0.0
             if not self.faulted[j]:
                 self.fault(j, ["unstable"], step_index)

@@ -108,6 +108,19 @@ def gain_of(gains: ControllerConfig, name: str) -> float:
     return float(getattr(getattr(gains, section) if section else gains, field_name))
 
 
+def rest_state(params: JointParams, p: np.ndarray, safe: np.ndarray, t_s: float, motor_offset_rad: float = 0.0,
+               output_offset_rad: float = 0.0) -> np.ndarray:
+    """The state a diverged joint is put back into: at rest where ``safe`` (its last finite state) was, the motor's
+    turn count, temperatures and derating kept, speeds, currents and twist zero, the clock at ``t_s``."""
+    x = L.initial_state(params, float(safe[L.X_THL]))
+    x[L.X_THM] = safe[L.X_THM]  # the motor where it was: the encoders keep their turn count
+    for i in (L.X_TW, L.X_TH, L.X_DERATE, L.X_R_CACHED):
+        x[i] = safe[i]
+    x[L.X_TIME] = t_s
+    prime_encoders(p, x, motor_offset_rad, output_offset_rad)
+    return x
+
+
 def fault_names(bits: int) -> list[str]:
     return [name for bit, name in FAULT_NAMES.items() if int(bits) & bit]
 
@@ -194,13 +207,8 @@ class JointFirmware:
         speed_limit = DIVERGED_SPEED_FACTOR * self.params.limits.velocity_max_rad_s
         if np.isfinite(x).all() and np.isfinite(k).all() and abs(x[L.X_WL]) <= speed_limit:
             return False
-        safe, t_s = self._x_safe, self._x_safe[L.X_TIME] + self.chunk_steps * self.model.dt_s
-        x[:] = L.initial_state(self.params, float(safe[L.X_THL]))
-        x[L.X_THM] = safe[L.X_THM]  # the motor where it was: the encoders keep their turn count
-        for i in (L.X_TW, L.X_TH, L.X_DERATE, L.X_R_CACHED):
-            x[i] = safe[i]
-        x[L.X_TIME] = t_s
-        prime_encoders(self.model.p, x, 0.0, 0.0)
+        t_s = self._x_safe[L.X_TIME] + self.chunk_steps * self.model.dt_s
+        x[:] = rest_state(self.params, self.model.p, self._x_safe, t_s)
         k[:] = 0.0
         self.counters["diverged"] += 1
         self._raise_faults(FAULT_UNSTABLE)
