@@ -177,7 +177,8 @@ class Session:
     @staticmethod
     def _open(conn: Connection) -> Rig:
         if conn.sim:
-            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS)
+            # paced to wall time: a person watches and commands it live (lock-step is for runs nobody watches)
+            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=False)
             if len(conn.nodes) > 1:  # what one real bus can carry for several joints
                 for node in rig.nodes.values():
                     node.fw.rates_hz.update(SHARED_BUS_RATES_HZ)

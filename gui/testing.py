@@ -43,6 +43,7 @@ class Proposal:
     gains: dict[str, float]
     measured: FrequencyResponse
     measured_bandwidth_hz: float
+    run: BusRun | None = None  # the chirp as it went over the bus (with the set-points the joint tracked)
 
 
 def propose(client: JointClient, preset: str, bandwidth_hz: float) -> Proposal:
@@ -52,9 +53,9 @@ def propose(client: JointClient, preset: str, bandwidth_hz: float) -> Proposal:
     params = load_preset(preset)
     result = tune_model(params, bandwidth_hz)
     f1 = min(250.0, 3.0 * bandwidth_hz)
-    fr, bw, _ = bus_bode_test(client, "position", max(0.5, 0.2 * bandwidth_hz), f1,
-                              amplitude=chirp_amplitude(params, f1, "position"))
-    return Proposal(result, {n: gain_of(result.config, n) for n in CASCADE_GAINS}, fr, bw)
+    fr, bw, run = bus_bode_test(client, "position", max(0.5, 0.2 * bandwidth_hz), f1,
+                                amplitude=chirp_amplitude(params, f1, "position"))
+    return Proposal(result, {n: gain_of(result.config, n) for n in CASCADE_GAINS}, fr, bw, run)
 
 
 class BodePlot(pg.GraphicsLayoutWidget):
@@ -91,6 +92,7 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.window = window
         self.last_metrics: StepMetrics | None = None
         self.last_bandwidth_hz: float | None = None
+        self.last_chirp: BusRun | None = None  # the latest chirp's run: what was sent and what the joint tracked
         self.proposal: Proposal | None = None
         layout = QtWidgets.QVBoxLayout(self)
         form = QtWidgets.QFormLayout()
@@ -178,9 +180,10 @@ class TestsPanel(QtWidgets.QGroupBox):
         amplitude = chirp_amplitude(load_preset(self.window.preset), f1, loop)
         self.metrics.setText(f"chirp {f0:g}-{f1:g} Hz on node {client.node_id} running…")
         self.window.jobs.run("chirp test", bus_bode_test, client, loop, f0, f1, amplitude,
-                             on_done=lambda r: self.show_bode(r[0], r[1]))
+                             on_done=lambda r: self.show_bode(r[0], r[1], r[2]))
 
-    def show_bode(self, fr: FrequencyResponse, bw: float) -> None:
+    def show_bode(self, fr: FrequencyResponse, bw: float, run: BusRun | None = None) -> None:
+        self.last_chirp = run
         self.last_bandwidth_hz = bw
         ok = fr.coherence > COHERENT
         self.bode.show_response("measured", fr.freq_hz[ok], fr.magnitude_db[ok], fr.phase_deg[ok], "#1565c0")

@@ -137,7 +137,7 @@ def design_cascade(params: JointParams, bandwidth_hz: float | None = None, *, ze
     from the parameters) is the plant designed on, e.g. one rescaled to an identification.
     """
     model = model or TwoMass.from_params(params)
-    f_b = bandwidth_hz or round(0.1 * model.resonance_hz, 1)
+    f_b = round(0.1 * model.resonance_hz, 1) if bandwidth_hz is None else bandwidth_hz  # 0 is refused, not defaulted
     _check("bandwidth_hz", f_b, 0.0, 0.5 * model.resonance_hz)
     _check("zeta", zeta, 0.0, 3.0)
     mgl = params.load.mass_kg * params.load.gravity_m_s2 * params.load.com_distance_m

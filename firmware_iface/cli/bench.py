@@ -12,7 +12,7 @@ from actuator.errors import ConfigError
 from firmware_iface.cli.common import emit
 
 # each a module of firmware_iface.bench with run(preset, quick) -> dict
-TARGETS = ("sim", "control", "codec", "loop", "gui", "record")
+TARGETS = ("sim", "control", "codec", "loop", "gui", "record", "rig")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

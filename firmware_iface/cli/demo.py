@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", type=int, default=9, help="rows of the printed table")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     p.add_argument("--sequence", type=Path, default=DEMO_SEQUENCE, help="sequence to run (default the demo's)")
+    p.add_argument("--realtime", action="store_true", help="pace the simulated joint to wall time (default lock-step)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         from firmware_iface.cli import build_parser
 
         argv = ["run", str(args.sequence), "--sim", "--serial", "DEMO", "--out", str(args.out)]
-        rig_args = build_parser().parse_args([*argv, *(["--json"] if args.json else [])])
+        rig_args = build_parser().parse_args([*argv, *(["--json"] if args.json else []),
+                                              *(["--realtime"] if args.realtime else [])])
         return rig_args.func(rig_args)
     return _open_loop(args)
 

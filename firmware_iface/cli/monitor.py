@@ -3,7 +3,8 @@
 The joints are those of ``--nodes``, or those a short scan hears (exit 2 when none). The view runs until Ctrl-C
 (exit 0) or ``--duration-s``; with ``--json`` (which needs ``--duration-s``) nothing is drawn and one final
 snapshot per node is printed instead: its newest semantic telemetry values, state, mode, fault names, wrench force
-magnitude, received frames per second (over the last second), sequence gaps and heartbeat age.
+magnitude, frames per second (over the last second of the frames' own timestamps: what the joint sent in that time,
+not how promptly this host read it), sequence gaps and heartbeat age.
 """
 
 from __future__ import annotations
@@ -38,22 +39,27 @@ COLUMNS = (("pos rad", "telemetry.position_rad", "{:+.4f}"), ("vel rad/s", "tele
 
 
 class JointView:
-    """One monitored joint: its client and the rate of the frames it sends over a window."""
+    """One monitored joint: its client and the rate of the frames it sends over a window of bus time (the frames'
+    timestamps: the adapter's clock, or the sender's on virtual and remote buses)."""
 
     def __init__(self, bus: can.BusABC, node_id: int, profile: Profile) -> None:
         # capacity 2: the monitor reads only the newest row of each telemetry message
         self.client = JointClient(bus, node_id, profile, capacity=2)
         self.node_id = self.client.node_id
-        self._samples: deque[tuple[float, int]] = deque([(time.perf_counter(), 0)])
+        self._samples: deque[tuple[float, int]] = deque()
 
     def sample(self) -> None:
-        now = time.perf_counter()
+        now = self.client.last_bus_t
+        if now is None:
+            return
         self._samples.append((now, self.client.counters["frames"]))
         while len(self._samples) > 2 and now - self._samples[1][0] >= FPS_WINDOW_S:
             self._samples.popleft()  # keep the oldest sample at least one window back, once there is one
 
     @property
     def frames_per_s(self) -> float:
+        if len(self._samples) < 2:
+            return math.nan
         (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else math.nan
 

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sim", action="store_true", help="simulated joints on an in-process bus (default without "
                                                        "--interface)")
     p.add_argument("--preset", help="joint preset of --sim (default: the sequence's)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace the simulated joints to wall time in their own thread, as a real bus runs (default: "
+                        "lock-step with the host, deterministic and faster than real time)")
     p.add_argument("--inject", action="append", default=[], metavar="NAME[=VALUE]",
                    help="simulated defect: friction, stiffness, ft_noise, encoder_offset, resistance, ... (repeatable)")
     p.add_argument("--node", type=int, help="run every step on joint N (default: the sequence's nodes)")
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     injections = [parse_injection(t) for t in args.inject]
     if injections and not sim:
         raise ConfigError("--inject simulates a defect: it needs --sim")
+    if args.realtime and not sim:
+        raise ConfigError("--realtime paces the simulated joints: it needs --sim")
     if args.population is not None:
         from firmware_iface.rig.batch_run import run_population
 
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if sim:
         # the first run on a clone compiles the joint's kernels (tens of seconds): say so instead of looking hung
         with Console(stderr=True).status("starting the simulated joints (the first run compiles their kernels)"):
-            rig = sim_rig(seq.nodes, args.preset or seq.preset, injections, profile=profile, seed=args.seed)
+            rig = sim_rig(seq.nodes, args.preset or seq.preset, injections, profile=profile, seed=args.seed,
+                          lockstep=not args.realtime)
     else:
         rig = bus_rig(bus_from_args(args), seq.nodes, profile)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import signal
 import sys
 import time
@@ -54,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
         raise SimulationError("jointkit sim needs --torque-nm or --current-a (or the action: jointkit sim serve)")
     if args.duration_s is None or not args.duration_s > 0:
         raise SimulationError(f"--duration-s {args.duration_s}: must be > 0")
+    option, value = ("--torque-nm", args.torque_nm) if args.torque_nm is not None else ("--current-a", args.current_a)
+    if not math.isfinite(value):
+        raise SimulationError(f"{option} {value}: must be a finite number")
+    if args.seed < 0:
+        raise SimulationError(f"--seed {args.seed}: must be an integer >= 0 (numpy seeds are non-negative)")
     params = load_preset(args.preset)
     trace = simulate(params, duration_s=args.duration_s, torque_nm=args.torque_nm, current_a=args.current_a,
                      seed=args.seed, record_every=args.record_every)
@@ -100,14 +106,29 @@ def _check_bind(host: str, port: int, allow_remote: bool) -> None:
           "joints", file=sys.stderr, flush=True)
 
 
+def _check_serve_options(args: argparse.Namespace, node_ids: list[int]) -> list[tuple[str, float | None, int | None]]:
+    """The options a served run would only trip over later (or silently ignore), checked before anything starts."""
+    duration_s = args.serve_duration_s
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ConfigError(f"--duration-s {duration_s}: must be a finite number of seconds > 0 (leave it out to serve "
+                          "until Ctrl-C)")
+    injections = [_injection(text) for text in args.inject]
+    for text, (_, _, node) in zip(args.inject, injections, strict=True):
+        if node is not None and node not in node_ids:
+            raise ConfigError(f"--inject {text!r}: node {node} is not served: allowed the served nodes "
+                              f"{','.join(map(str, node_ids))}")
+    return injections
+
+
 def run_serve(args: argparse.Namespace) -> int:
     _check_bind(args.host, args.port, args.allow_remote)
+    node_ids = parse_nodes(args.nodes)
+    injections = _check_serve_options(args, node_ids)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    server = JointServer(parse_nodes(args.nodes), preset=args.serve_preset, port=args.port, host=args.host,
+    server = JointServer(node_ids, preset=args.serve_preset, port=args.port, host=args.host,
                          paced=not args.free_running, flash_dir=args.flash_dir, watchdog_timeout_s=args.watchdog_s)
     try:
-        for text in args.inject:
-            name, value, node = _injection(text)
+        for name, value, node in injections:
             for n in server.nodes:
                 if node is None or n.node_id == node:
                     n.inject(name, value)

@@ -39,7 +39,8 @@ def _tune(args: argparse.Namespace, params, cfg):
         return tune_relay(params, base=cfg)
     from actuator.analysis.tuning import design_cascade
 
-    bw = args.bandwidth_hz or design_cascade(params).requested_bandwidth_hz
+    # only a missing option takes the default: --bandwidth-hz 0 is refused by tune_model, not silently replaced
+    bw = design_cascade(params).requested_bandwidth_hz if args.bandwidth_hz is None else args.bandwidth_hz
     return tune_model(params, bw, zeta=args.zeta, base=cfg)
 
 

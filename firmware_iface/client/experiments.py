@@ -21,7 +21,6 @@ period late) is a held sample on the grid instead of shifting every later sample
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +35,10 @@ from firmware_iface.client.loop import HostLoop
 BUS_LOOPS = ("position", "velocity", "impedance")
 RATE_HZ = 1000.0
 ECHO_RATE = "rate_setpoint_hz"  # the joint's set-point echo (telemetry.setpoint_*), where the profile has one
+# the echo's rate is written and restored with this reply timeout: a joint answers in a millisecond, a simulated one
+# in a process slowed by a loaded machine has been seen past the client's default 0.5 s; a longer wait only costs time
+# when the joint is really gone, and a test must not fail on the bookkeeping around its measurement
+ECHO_REPLY_S = 2.0
 MOVE_RAD_S = 0.5  # speed of the move to the start position before a test
 HOLD_S = 0.3  # still at the start before the test: the move's transient has died out (knee settles in 0.16 s)
 
@@ -94,12 +97,12 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
             t_start = cmd_t[k]
 
     try:
-        figures = HostLoop(rate_hz, tick).run(duration_s)
+        figures = HostLoop(rate_hz, tick, clock=client.clock).run(duration_s)
     finally:
-        t_disable = time.perf_counter()
+        t_disable = client.clock.now()
         client.disable()
         if echo_rate is not None:
-            client.write_param(ECHO_RATE, echo_rate)
+            client.write_param(ECHO_RATE, echo_rate, timeout_s=ECHO_REPLY_S)
     keep = np.isfinite(cmd_t)
     ring = client.rings[client.state_message]
     rows = ring.since(t_start)
@@ -120,8 +123,8 @@ def _echo_on(client: JointClient, rate_hz: float) -> float | None:
     sidecar = client.profile.sidecar
     if ECHO_RATE not in sidecar.params or "telemetry.setpoint_position_rad" not in sidecar.semantic:
         return None
-    before = client.read_param(ECHO_RATE)
-    client.write_param(ECHO_RATE, rate_hz)
+    before = client.read_param(ECHO_RATE, timeout_s=ECHO_REPLY_S)
+    client.write_param(ECHO_RATE, rate_hz, timeout_s=ECHO_REPLY_S)
     return before
 
 
@@ -283,17 +286,27 @@ def chirp_response(run: BusRun, period_s: float, periods: int, *, loop: str = "p
     return periodic_response(run.command_t_s, run.reference - offset, run.t_s, y - offset, RATE_HZ, period, periods)
 
 
-def _joint_time_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray,
-                         period: int) -> FrequencyResponse:
-    """Reference (the joint's echo) -> output, both stamped by the joint at the same instants: on a uniform grid of
-    the joint's own time over what it ran, the first period dropped as the transient. A joint that ran slower than
-    the host's clock (a simulated joint on a loaded machine) saw the chirp stretched, and both signals show it: the
-    ratio of their spectra is still the loop's response, where the host's send times would misplace the reference."""
+def on_joint_grid(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray,
+                  out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference the joint reported tracking (its echo, held as the joint holds it) and the output, both stamped by
+    the joint, on a uniform grid of the joint's own time at the loop's rate over the span both cover. This is the
+    excitation the joint's loop actually received: a joint or host delayed by a loaded machine distorts it (held
+    set-points, bursts), and a check of the measured response takes this, not the nominal signal, as the input."""
     t, keep = np.unique(t_out, return_index=True)
     start, end = max(t_ref[0], t[0]), min(t_ref[-1], t[-1])
     grid = start + np.arange(int((end - start) * RATE_HZ)) / RATE_HZ
     held = np.clip(np.searchsorted(t_ref, grid + 0.5 / RATE_HZ, side="right") - 1, 0, None)
-    u, y = ref[held], np.interp(grid, t, out[keep])
+    return ref[held], np.interp(grid, t, out[keep])
+
+
+def _joint_time_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray,
+                         period: int) -> FrequencyResponse:
+    """Reference (the joint's echo) -> output, both stamped by the joint at the same instants: on a uniform grid of
+    the joint's own time over what it ran (``on_joint_grid``), the first period dropped as the transient. A joint that
+    ran slower than the host's clock (a simulated joint on a loaded machine) saw the chirp stretched, and both signals
+    show it: the ratio of their spectra is still the loop's response, where the host's send times would misplace the
+    reference."""
+    u, y = on_joint_grid(t_ref, ref, t_out, out)
     usable = (u.size - period) // period * period
     if usable < period:
         raise ConfigError(f"the joint reported {u.size / RATE_HZ:.2f} s of the test: too little for one period of "

@@ -6,11 +6,11 @@ The hub reads in a daemon thread (``start``), or in the caller's thread with ``p
 against a free-running virtual joint). It also remembers every node whose heartbeat it has seen (``scan``).
 
 Recorders are python-can listeners (``add_listener``): every frame the hub receives, and every frame it sends
-(``is_rx=False``, time stamped at the send on the wall clock), is passed to each listener's ``on_message_received``
-with the decoded frame (``Decoded`` or None) as ``listener.on_decoded`` when the listener has that method.
-A listener that raises is removed and its error kept in ``last_error``: a recording must not stop the bus.
-A handler (a client) that raises is counted (``counters["handler_errors"]``, ``last_error``) and the reader goes on:
-one bad frame or one client's bug must not silence every joint on the bus.
+(``is_rx=False``, time stamped at the send on the clock's wall time), is passed to each listener's
+``on_message_received`` with the decoded frame (``Decoded`` or None) as ``listener.on_decoded`` when the listener
+has that method. A listener that raises is removed and its error kept in ``last_error``: a recording must not stop
+the bus. A handler (a client) that raises is counted (``counters["handler_errors"]``, ``last_error``) and the reader
+goes on: one bad frame or one client's bug must not silence every joint on the bus.
 
 A bus that fails under the reader (a remote server gone: python-can-remote's ``WebsocketClosed``; an adapter
 unplugged; a bus shut down) is *lost*: ``lost`` holds the cause, reading stops, and every later ``send`` (so every
@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 
 import can
 
 from actuator.errors import BusError, ProtocolError
+from firmware_iface.client.clock import WALL, Clock
 from firmware_iface.protocol.profile import Decoded, Profile, load_native
 
-Handler = Callable[[Decoded, float, float], None]  # (frame, receive time perf_counter, bus timestamp)
+Handler = Callable[[Decoded, float, float], None]  # (frame, receive time on the hub's clock, bus timestamp)
 _HUBS: dict[int, BusHub] = {}
 _HUBS_LOCK = threading.Lock()
 
@@ -56,6 +56,7 @@ class BusHub:
         self.reconnects = 0
         self._reopen: Callable[[], can.BusABC] | None = None
         self._reopen_interval_s = 2.0
+        self.clock: Clock = WALL  # receive and send times; a simulated rig's lock-step clock reads for the hub
 
     @classmethod
     def of(cls, bus: can.BusABC, profile: Profile | None = None, *, start: bool = True) -> BusHub:
@@ -183,7 +184,7 @@ class BusHub:
             return False
         if msg is None:
             return False
-        self.dispatch(msg, time.perf_counter())
+        self.dispatch(msg, self.clock.now())
         return True
 
     def dispatch(self, msg: can.Message, t: float) -> None:
@@ -218,17 +219,17 @@ class BusHub:
 
     # --- writing -----------------------------------------------------------------------------------------
     def send(self, msg: can.Message) -> float:
-        """Send a frame (serialised between threads); returns the send time (``time.perf_counter``)."""
+        """Send a frame (serialised between threads); returns the send time (on ``clock``)."""
         self.check_lost()
         with self._send_lock:
-            t = time.perf_counter()
+            t = self.clock.now()
             try:
                 self.bus.send(msg)
             except (can.CanError, OSError, ValueError) as e:
                 raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {self.bus.channel_info}: {e}") from e
             self.counters["tx"] += 1
         if self.listeners:
-            sent = can.Message(timestamp=time.time(), arbitration_id=msg.arbitration_id, data=msg.data,
+            sent = can.Message(timestamp=self.clock.wall(), arbitration_id=msg.arbitration_id, data=msg.data,
                                is_extended_id=msg.is_extended_id, is_fd=msg.is_fd, is_rx=False, dlc=msg.dlc)
             self._notify(sent, self._decoded_or_none(sent))
         return t
@@ -241,5 +242,5 @@ class BusHub:
 
     def nodes(self, max_age_s: float = 1.0) -> dict[int, dict]:
         """Nodes whose heartbeat arrived in the last ``max_age_s``: node -> heartbeat signals."""
-        now = time.perf_counter()
+        now = self.clock.now()
         return {n: sig for n, (t, sig) in sorted(self.heartbeats.items()) if now - t <= max_age_s}

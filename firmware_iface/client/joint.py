@@ -1,12 +1,12 @@
 """``JointClient``: the host's handle on one joint over CAN, real or simulated, through a protocol profile.
 
 Commands are built from the profile's semantic names and clamped to the ranges the sidecar gives them (a
-``ClampWarning`` once per signal, and a count). Telemetry lands in preallocated ring buffers with receive
-times (``time.perf_counter``) and the bus's own timestamps (``bus_t_s``: the adapter's, or the sender's clock on
-virtual and remote buses); counters in frames give sequence-gap counts. Heartbeats are supervised: the
-joint is lost after ``missed_heartbeats`` periods without one. A joint reporting faults makes the motion
-commands and ``check`` raise ``FaultError`` with the fault names; an unanswered request raises
-``TimeoutError``; a parameter the joint refuses raises ``ConfigError`` with its reply status.
+``ClampWarning`` once per signal, and a count). Telemetry lands in preallocated ring buffers with receive times (on
+the hub's clock: ``time.perf_counter``, or a simulated rig's lock-step time) and the bus's own timestamps
+(``bus_t_s``: the adapter's, or the sender's clock on virtual and remote buses); counters in frames give sequence-
+gap counts. Heartbeats are supervised: the joint is lost after ``missed_heartbeats`` periods without one. A joint
+reporting faults makes the motion commands and ``check`` raise ``FaultError`` with the fault names; an unanswered
+request raises ``TimeoutError``; a parameter the joint refuses raises ``ConfigError`` with its reply status.
 
 Round trip (``rtt``): the time from a command to the first joint-state frame stamped after it was sent, i.e.
 sampled by the joint after the command could reach it (up to one telemetry period of the joint's cycle
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import queue
-import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 import can
 
 from actuator.errors import ConfigError, FaultError, TimeoutError
+from firmware_iface.client.clock import Clock
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.rings import Ring
 from firmware_iface.protocol.profile import Decoded, Profile, allowed_range
@@ -60,12 +60,14 @@ class JointClient:
                               if k.startswith(("telemetry.", "diagnostics.")) and v[0] in self.rings]
         self.status: dict[str, Any] = {}
         self.heartbeat_t: float | None = None
+        self.heartbeat_bus_t: float | None = None  # the newest heartbeat's bus timestamp
+        self.last_bus_t: float | None = None  # the bus timestamp of the newest frame (the adapter's or sender's clock)
         self.gaps: Counter[str] = Counter()
         self.counters: Counter[str] = Counter(commands=0, clamped=0, frames=0)
         self.rtt = Ring(("rtt_s",), 100_000)
         self._last_seq: dict[str, int] = {}
-        self._pending_command_t: tuple[float, float] | None = None  # (perf_counter, wall clock) of the send
-        self.last_command_t: float | None = None  # perf_counter at the send of the latest set-point
+        self._pending_command_t: tuple[float, float] | None = None  # (clock, wall clock) of the send
+        self.last_command_t: float | None = None  # the clock at the send of the latest set-point
         self._replies: queue.Queue[dict] = queue.Queue()
         self._warned: set[str] = set()
         self.hub.register(self.node_id, self._on_frame)
@@ -76,13 +78,14 @@ class JointClient:
     # --- reception (hub thread) ------------------------------------------------------------------------------
     def _on_frame(self, d: Decoded, t: float, bus_t: float) -> None:
         self.counters["frames"] += 1
+        self.last_bus_t = bus_t
         sig = d.signals
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))
         if d.name == self._by_semantic["status.state"][0]:
             status = dict(sig)
             status["fault_names"] = self.profile.fault_names(int(sig[self._by_semantic["status.faults"][1]]))
-            self.status, self.heartbeat_t = status, t
+            self.status, self.heartbeat_t, self.heartbeat_bus_t = status, t, bus_t
         elif d.name == self._by_semantic["reply.param_value"][0]:
             self._replies.put(sig)
         ring = self.rings.get(d.name)
@@ -102,12 +105,17 @@ class JointClient:
             self.gaps[name] += (counter - last - 1) % (1 << bits)
         self._last_seq[name] = counter
 
+    @property
+    def clock(self) -> Clock:
+        """The hub's clock: every stamp, deadline and wait of this client."""
+        return self.hub.clock
+
     # --- supervision ---------------------------------------------------------------------------------------------
     @property
     def alive(self) -> bool:
         if self.heartbeat_t is None:
             return False
-        return time.perf_counter() - self.heartbeat_t <= self.missed_heartbeats * self.heartbeat_period_s
+        return self.clock.now() - self.heartbeat_t <= self.missed_heartbeats * self.heartbeat_period_s
 
     @property
     def state(self) -> str | None:
@@ -124,7 +132,7 @@ class JointClient:
     def check(self) -> None:
         """Raise ``FaultError`` if the joint reports faults, ``TimeoutError`` if its heartbeat was lost."""
         if self.heartbeat_t is not None and not self.alive:
-            age = time.perf_counter() - self.heartbeat_t
+            age = self.clock.now() - self.heartbeat_t
             raise TimeoutError(f"node {self.node_id}: joint lost, no heartbeat for {age * 1e3:.0f} ms "
                                f"(limit {self.missed_heartbeats} x {self.heartbeat_period_s * 1e3:.0f} ms)")
         if self.state in FAULT_STATES or self.faults:
@@ -134,15 +142,12 @@ class JointClient:
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Wait (polling the hub if it has no thread) until ``predicate()``; ``TimeoutError`` naming ``what``."""
-        end = time.perf_counter() + timeout_s
+        end = self.clock.now() + timeout_s
         while not predicate():
             self.hub.check_lost()
-            if time.perf_counter() > end:
+            if self.clock.now() > end:
                 raise TimeoutError(f"node {self.node_id}: no {what} within {timeout_s:g} s")
-            if self.hub.threaded:
-                time.sleep(0.001)
-            else:
-                self.hub.poll(0.001)
+            self.clock.idle(self.hub, 0.001)
 
     def wait_alive(self, timeout_s: float = 1.0) -> dict[str, Any]:
         """Wait for a heartbeat; the joint's status."""
@@ -215,7 +220,7 @@ class JointClient:
         self.counters["commands"] += 1
         self.last_command_t = t
         if self._pending_command_t is None:
-            self._pending_command_t = (t, time.time())
+            self._pending_command_t = (t, self.clock.wall())
         return t
 
     def position(self, position_rad: float, velocity_ff_rad_s: float = 0.0, torque_ff_nm: float = 0.0) -> float:
@@ -266,17 +271,20 @@ class JointClient:
             self._replies.get_nowait()
         send()
         id_sig, status_sig, value_sig = (self._by_semantic[f"reply.param_{k}"][1] for k in ("id", "status", "value"))
-        end = time.perf_counter() + timeout_s
+        end = self.clock.now() + timeout_s
         while True:
-            remaining = end - time.perf_counter()
+            remaining = end - self.clock.now()
             if remaining <= 0:
                 raise TimeoutError(f"node {self.node_id}: no reply to {name} within {timeout_s:g} s")
             try:
-                reply = self._replies.get(timeout=min(remaining, 0.01))
+                if self.hub.threaded:
+                    reply = self._replies.get(timeout=min(remaining, 0.01))
+                else:  # this thread brings the frames: let time pass (a lock-step step, or a poll) first
+                    reply = self._replies.get_nowait()
             except queue.Empty:
                 self.hub.check_lost()
                 if not self.hub.threaded:
-                    self.hub.poll(0.0)
+                    self.clock.idle(self.hub, 0.0)
                 continue
             if int(reply[id_sig]) != pid:
                 continue

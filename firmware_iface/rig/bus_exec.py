@@ -16,7 +16,6 @@ from the axis, which the sensor measures as it would a real load).
 from __future__ import annotations
 
 import math
-import time
 from typing import Protocol as TypingProtocol
 
 import numpy as np
@@ -141,7 +140,7 @@ class _Walker:
             load = float(released(self.release[1], ts - self.release[0]))
         if self.fixture is not None:
             self.fixture.apply(load)
-        sent, reference = time.perf_counter(), math.nan
+        sent, reference = self.client.clock.now(), math.nan
         if seg.mode is not None and seg.reference is not None:
             reference = float(seg.reference(t_in, self.q0))
             sent = self._send(reference)
@@ -176,7 +175,7 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     walker = _Walker(client, segments, fixture)
     echo_rate = _echo_on(client) if walker.echoes else None
     try:
-        HostLoop(RATE_HZ, walker).run(walker.ends[-1])
+        HostLoop(RATE_HZ, walker, clock=client.clock).run(walker.ends[-1])
     finally:
         if fixture is not None:
             fixture.apply(0.0)

@@ -10,7 +10,7 @@ This module owns the two recorders a ``BusHub`` feeds (``hub.add_listener``) and
 * ``SignalRecorder``: the decoded signals, one MF4 channel group per node and message (``n1.joint_state``), channels
   ``n1.joint_state.position`` with the DBC's units, time = frame timestamp minus the first frame's. Signals with a
   value table are stored as their raw numbers with an asammdf value-to-text conversion (and the table in the
-  channel comment).
+  channel comment). The file is appended to at each flush (``firmware_iface.rig.mf4_append``), never rewritten.
 * ``read_frames`` / ``read_signals``: what a recording holds, also a recording cut short by a crash.
 
 A recording killed mid-way (SIGKILL: no cleanup, no ``stop()``) is readable up to its last flush. Each recorder
@@ -64,21 +64,21 @@ from typing import Any
 
 import can
 import numpy as np
-from asammdf import MDF, Signal
+from asammdf import MDF
 from can.io.blf import BLFParseError
 
 from actuator.errors import ConfigError
 from firmware_iface.protocol.profile import Decoded, Profile
+from firmware_iface.rig.mf4_append import ChannelSpec, Mf4Appender
 
 FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
 DEFAULT_FRAME_SUFFIX = ".blf"
 REORDER_S = 0.1  # frames are written in time order once this much newer traffic has arrived
 SIGNAL_SUFFIX = ".mf4"
-# a flush that takes longer than 1/ADAPT of the interval stretches the next wait to ADAPT times its duration, so
-# rewriting a long MF4 never takes more than about 1/ADAPT of the time (and of the GIL the bus reader needs)
+# a flush that takes longer than 1/ADAPT of the interval stretches the next wait to ADAPT times its duration, so a
+# slow disk never takes more than about 1/ADAPT of the time (and of the GIL the bus reader needs)
 ADAPT = 5.0
 _INITIAL_ROWS = 1024
-PART_S = 120.0  # seconds of recording per MF4 part: one knee at the native rates is about 10 MB of buffers a part
 
 
 def frame_path(path: str | os.PathLike) -> Path:
@@ -278,25 +278,32 @@ def _flush_blf(writer: can.BLFWriter) -> None:
 
 # --- decoded signals to MF4 ---------------------------------------------------------------------------------------
 class _Group:
-    """The growing column buffers of one (node, message): time first, then one column per signal."""
+    """The column buffers of one (node, message) since the last flush: time first, then one column per signal."""
 
-    __slots__ = ("cols", "meta", "n", "name", "spec")
+    __slots__ = ("cols", "index", "meta", "n", "name", "spec")
 
     def __init__(self, node_id: int, message: Any) -> None:
         self.name = f"n{node_id}.{message.name}"
         # (column, signal name, value-table name -> raw number or None), fixed for the group's life
         self.spec = tuple((j, s.name, {str(v): k for k, v in s.choices.items()} if s.choices else None)
                           for j, s in enumerate(message.signals, 1))
-        self.meta = tuple(_channel_meta(s) for s in message.signals)
+        self.meta = [(f"{self.name}.{name}", unit, conversion, comment)
+                     for name, unit, conversion, comment in (_channel_meta(s) for s in message.signals)]
         self.cols = [np.empty(_INITIAL_ROWS) for _ in range(len(self.spec) + 1)]
         self.n = 0
+        self.index: int | None = None  # its channel group in the file, once declared
 
     def grow(self) -> None:
-        # a new array per column: views of the old ones handed to a flush stay valid and unchanged
         for j, col in enumerate(self.cols):
             bigger = np.empty(2 * col.size)
             bigger[: self.n] = col[: self.n]
             self.cols[j] = bigger
+
+    def take(self) -> list[np.ndarray]:
+        """The rows since the last flush (copies), emptying the buffers (which keep their size: one flush's worth)."""
+        rows = [col[: self.n].copy() for col in self.cols]
+        self.n = 0
+        return rows
 
 
 def _channel_meta(signal: Any) -> tuple[str, str, dict | None, str]:
@@ -314,35 +321,29 @@ def _channel_meta(signal: Any) -> tuple[str, str, dict | None, str]:
 
 
 class SignalRecorder(can.Listener):
-    """Decoded signals (``on_decoded`` from a ``BusHub``) to MF4, in parts of ``part_s`` seconds of recording:
-    ``signals.mf4`` holds the first part, ``signals.part0001.mf4``, ... the next ones (``signal_parts`` lists them,
-    ``read_signals`` reads them as one). The timer thread rewrites the current part every ``flush_interval_s`` to a
-    temporary file moved over it (``os.replace``), so every file on disk is a complete MF4 up to the last flush;
-    once a part spans ``part_s`` it is written a last time and its buffers dropped. A flush so costs at most one
-    part's rewrite and the recorder holds at most one part, however long the soak (the whole file rewritten at every
-    flush took 0.77 s after an hour and held 1.2 GB after two). The hub's reader only appends floats (1.3 us a
-    frame measured); a flush that fails is raised from the next ``on_decoded`` (the hub then drops the recorder) and
-    from ``stop()``. ``metadata`` (and ``set_metadata``) goes into every part's header comment: tool, profile,
-    serial, verdict, ...
+    """Decoded signals (``on_decoded`` from a ``BusHub``) to one MF4 file, appended to: the timer thread writes the
+    rows since the last flush every ``flush_interval_s`` at the end of the file and links them in
+    (``firmware_iface.rig.mf4_append``), so a flush costs what it adds and the recorder holds one flush's rows,
+    however long the soak (rewriting the whole file at every flush took 0.77 s after an hour and held 1.2 GB after
+    two). The file reads to its last flush after a kill. The hub's reader only appends floats (1.3 us a frame
+    measured); a flush that fails is raised from the next ``on_decoded`` (the hub then drops the recorder) and from
+    ``stop()``. ``metadata`` (and ``set_metadata``) is the header's comment as ``key = value`` lines (tool, profile,
+    serial, verdict, ...), with the header's author, project, subject and department taken from it.
     """
 
     def __init__(self, path: str | os.PathLike, profile: Profile, *, flush_interval_s: float = 1.0,
-                 part_s: float = PART_S, metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None) -> None:
         self.path = signal_path(path)
         if not self.path.parent.is_dir():
             raise ConfigError(f"{self.path}: cannot write the signals: no directory {self.path.parent}")
-        if not (math.isfinite(part_s) and part_s > 0):
-            raise ConfigError(f"part_s = {part_s!r}: must be a positive number of seconds")
         self.profile = profile
         self.flush_interval_s = _check_interval(flush_interval_s)
-        self.part_s = part_s
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._groups: dict[tuple[int, str], _Group] = {}
-        self._t0: float | None = None  # the first frame's time: every part's time axis counts from it
-        self._t_last = -math.inf
-        self._part, self._part_t0 = 0, None
+        self._t0: float | None = None  # the first frame's time: the file's start time, its time axis counts from it
         self._rows = 0
-        self._flushed_rows = -1
+        self._metadata_dirty = True
+        self._file: Mf4Appender | None = None
         self._lock = threading.Lock()  # the buffers
         self._write_lock = threading.Lock()  # one flush at a time
         self._stopped = False
@@ -353,11 +354,16 @@ class SignalRecorder(can.Listener):
         """Decoded frames recorded so far."""
         return self._rows
 
+    @property
+    def buffered_rows(self) -> int:
+        """Decoded frames held for the next flush: all the recorder keeps of the recording."""
+        return sum(g.n for g in self._groups.values())
+
     def set_metadata(self, **values: Any) -> None:
         """Add to the header comment (written with the next flush, and the last one at ``stop``)."""
         with self._lock:
             self.metadata.update(values)
-            self._flushed_rows = -1
+            self._metadata_dirty = True
 
     def on_message_received(self, msg: can.Message) -> None:
         """Raw frames are the FrameRecorder's business; this recorder works on ``on_decoded``."""
@@ -374,8 +380,6 @@ class SignalRecorder(can.Listener):
                     decoded.node_id, self.profile.message(decoded.name))
                 if self._t0 is None:
                     self._t0 = timestamp
-                if self._part_t0 is None:
-                    self._part_t0 = timestamp
             n = group.n
             if n == group.cols[0].size:
                 group.grow()
@@ -386,84 +390,63 @@ class SignalRecorder(can.Listener):
                 cols[j][n] = value if choices is None else choices.get(value, value)
             group.n = n + 1
             self._rows += 1
-            self._t_last = max(self._t_last, timestamp)
-
-    def _snapshot(self) -> tuple[int, int, bool, float | None, list[tuple[_Group, int, list[np.ndarray]]]]:
-        """(rows, part, whether the part is complete, t0, [(group, its rows, its columns)]): views only; rows written
-        later go past them, after a growth into new arrays, after a complete part into the next part's groups."""
-        with self._lock:
-            part, groups = self._part, [(g, g.n, list(g.cols)) for g in self._groups.values() if g.n]
-            complete = self._part_t0 is not None and self._t_last - self._part_t0 >= self.part_s
-            if complete:
-                self._groups, self._part, self._part_t0 = {}, part + 1, None
-            return self._rows, part, complete, self._t0, groups
 
     def flush(self) -> None:
-        """Rewrite the current part with what it holds (skipped when nothing new arrived since the last flush)."""
+        """Append the rows since the last flush (and a changed header comment) to the file."""
         with self._write_lock:
-            rows, part, complete, t0, groups = self._snapshot()
-            if rows == self._flushed_rows and not complete:
+            with self._lock:
+                t0 = self._t0
+                taken = [(g, g.take()) for g in self._groups.values() if g.n]
+                metadata = dict(self.metadata) if self._metadata_dirty else None
+                self._metadata_dirty = False
+            if t0 is None or (not taken and metadata is None):
                 return
-            if groups:
-                self._write_part(part, t0, groups)
-            self._flushed_rows = rows
+            try:
+                self._append(t0, taken, metadata)
+            except OSError as e:
+                raise ConfigError(f"{self.path}: cannot write the signals: {e}") from e
 
-    def _write_part(self, part: int, t0: float | None, groups: list[tuple[_Group, int, list[np.ndarray]]]) -> None:
-        path = part_path(self.path, part)
-        tmp = path.with_name(f".{path.stem}.partial{SIGNAL_SUFFIX}")  # asammdf's save swaps other suffixes
-        mdf = MDF(version="4.10")
-        try:
-            if t0 is not None:
-                mdf.header.start_time = dt.datetime.fromtimestamp(t0, dt.UTC)
-            _describe(mdf, {**self.metadata, "part": part})
-            for group, n, cols in groups:
-                t = cols[0][:n] - t0
-                signals = [Signal(cols[j][:n], t, name=f"{group.name}.{name}", unit=unit, conversion=conversion,
-                                  comment=comment)
-                           for j, (name, unit, conversion, comment) in enumerate(group.meta, 1)]
-                if signals:
-                    mdf.append(signals, acq_name=group.name, comment=f"{group.name} frames")
-            mdf.save(tmp, overwrite=True)
-            os.replace(tmp, path)
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot write the signals: {e}") from e
-        finally:
-            mdf.close()
+    def _append(self, t0: float, taken: list[tuple[_Group, list[np.ndarray]]], metadata: dict | None) -> None:
+        if self._file is None:
+            comment, fields = _describe(metadata if metadata is not None else self.metadata)
+            self._file = Mf4Appender(self.path, t0, comment, fields)
+        elif metadata is not None:
+            self._file.set_comment(*_describe(metadata))
+        records = []
+        for group, cols in taken:
+            if group.index is None:
+                group.index = self._file.add_group(ChannelSpec(group.name, f"{group.name} frames", group.meta))
+            records.append((group.index, cols[0] - t0, cols[1:]))
+        if records:
+            self._file.append(records)
 
     def stop(self) -> None:
-        """Stop the timer, flush a last time (idempotent); raises the error that stopped the timer, if any."""
+        """Stop the timer, flush a last time and finalise the file (idempotent); raises the error that stopped the
+        timer, if any."""
         self._flusher.stop()
         with self._lock:
             already, self._stopped = self._stopped, True
         if not already:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                with self._write_lock:
+                    if self._file is not None:
+                        try:
+                            self._file.close()
+                        except OSError as e:
+                            raise ConfigError(f"{self.path}: cannot finish the signals: {e}") from e
         if self._flusher.error is not None:
             raise self._flusher.error
 
 
-def _describe(mdf: MDF, metadata: dict[str, Any]) -> None:
-    """The run's metadata in the header: the comment as key = value lines, the author and project fields."""
-    mdf.header.comment = "\n".join(f"{k} = {v}" for k, v in metadata.items()) or "jointkit recording"
-    mdf.header.author = f"jointkit {metadata.get('jointkit_version', '')}".strip()
-    mdf.header.project = str(metadata.get("sequence", "jointkit"))
-    mdf.header.subject = str(metadata.get("serial", ""))
-    mdf.header.department = str(metadata.get("profile", ""))
-
-
-def part_path(path: Path, part: int) -> Path:
-    """The file of part ``part`` of the signal recording ``path`` (part 0 is ``path`` itself)."""
-    return path if part == 0 else path.with_name(f"{path.stem}.part{part:04d}{SIGNAL_SUFFIX}")
-
-
-def signal_parts(path: str | os.PathLike) -> list[Path]:
-    """The files of a signal recording in order: ``path`` and the parts that follow it."""
-    path = signal_path(path)
-    out = [path] if path.is_file() else []
-    k = 1
-    while (nxt := part_path(path, k)).is_file():
-        out.append(nxt)
-        k += 1
-    return out
+def _describe(metadata: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The header's comment (``key = value`` lines) and its author, project, subject and department fields."""
+    comment = "\n".join(f"{k} = {v}" for k, v in metadata.items()) or "jointkit recording"
+    fields = {"author": f"jointkit {metadata.get('jointkit_version', '')}".strip(),
+              "project": str(metadata.get("sequence", "jointkit")), "subject": str(metadata.get("serial", "")),
+              "department": str(metadata.get("profile", ""))}
+    return comment, fields
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -507,21 +490,11 @@ def _read_blf(path: Path) -> list[can.Message]:
 
 
 def read_signals(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Channel name -> (time s, values) of a recording written by ``SignalRecorder``, its parts joined in order;
-    value-table signals as their raw numbers."""
+    """Channel name -> (time s, values) of a recording written by ``SignalRecorder``, also of one cut short by a kill
+    (read to its last flush); value-table signals as their raw numbers."""
     path = signal_path(path)
-    parts = signal_parts(path)
-    if not parts:
+    if not path.is_file():
         raise ConfigError(f"{path}: no such MF4 file")
-    pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for part in parts:
-        for name, series in _read_part(part).items():
-            pieces.setdefault(name, []).append(series)
-    return {name: (np.concatenate([t for t, _ in ps]), np.concatenate([v for _, v in ps]))
-            for name, ps in pieces.items()}
-
-
-def _read_part(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         mdf = MDF(path)
     except Exception as e:  # asammdf raises many kinds on a damaged file

@@ -1,7 +1,10 @@
 """The rig a sequence runs on: a bus with joint clients, and optionally a fixture and simulated joints.
 
-``sim_rig`` builds the simulated rig: virtual joints (``VirtualJointNode``, paced to wall time) on an in-process
-python-can ``virtual`` channel, the host's clients on another endpoint of it, and a ``SimFixture`` per joint.
+``sim_rig`` builds the simulated rig: virtual joints (``VirtualJointNode``) on an in-process python-can ``virtual``
+channel, the host's clients on another endpoint of it, and a ``SimFixture`` per joint. By default the rig runs in
+lock-step (``firmware_iface.client.clock.LockStepClock``): the joints advance only when the host waits, in the
+host's thread, so a run is deterministic and as fast as the machine computes it; ``lockstep=False`` paces the joints
+to wall time in a thread of their own (the GUI's rig, and ``jointkit run --sim --realtime``).
 ``bus_rig`` opens a real bus (any python-can interface) with clients; it has no fixture, so steps that load
 the output report that they cannot run. Defect injections (``--inject NAME=VALUE``) are the model's injections,
 with the short names a production engineer uses (``friction`` for ``friction_scale``, ...).
@@ -13,7 +16,6 @@ import contextlib
 import math
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import can
 from actuator.errors import ConfigError
 from actuator.simulation import INJECTIONS
 from firmware_iface.client import BusHub, JointClient
+from firmware_iface.client.clock import WALL, Clock, LockStepClock
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.bus_exec import Fixture, SimFixture
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
@@ -54,16 +57,23 @@ def parse_injection(text: str) -> tuple[str, float]:
 
 class KeepAlive:
     """Between steps, joints left in closed loop are held where they are (a position, zero velocity or torque
-    command every ``period_s``), so their watchdogs do not trip while the runner writes plots and files."""
+    command every ``period_s``), so their watchdogs do not trip while the runner writes plots and files. On a
+    lock-step clock the hold is a callback of the clock (``every``): time passes only when the host waits, and the
+    hold is sent at its period of that time, in the waiting thread."""
 
-    def __init__(self, clients: dict[int, JointClient], period_s: float = 0.02) -> None:
+    def __init__(self, clients: dict[int, JointClient], period_s: float = 0.02, clock: Clock = WALL) -> None:
         self.clients, self.period_s = clients, period_s
         self._active = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._held: dict[int, float] = {}
-        self._thread = threading.Thread(target=self._run, name="rig-keepalive", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._unhook = None
+        if clock.lockstep:
+            self._unhook = clock.every(period_s, self._hold_if_active)
+        else:
+            self._thread = threading.Thread(target=self._run, name="rig-keepalive", daemon=True)
+            self._thread.start()
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -77,11 +87,14 @@ class KeepAlive:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
-            if not self._active.is_set():
-                continue
-            with self._lock:
-                if self._active.is_set():
-                    self._hold_all()
+            self._hold_if_active()
+
+    def _hold_if_active(self) -> None:
+        if not self._active.is_set():
+            return
+        with self._lock:
+            if self._active.is_set():
+                self._hold_all()
 
     def _hold_all(self) -> None:
         for n, c in self.clients.items():
@@ -98,7 +111,10 @@ class KeepAlive:
     def stop(self) -> None:
         self._active.clear()
         self._stop.set()
-        self._thread.join(1.0)
+        if self._thread is not None:
+            self._thread.join(1.0)
+        if self._unhook is not None:
+            self._unhook()
 
 
 @dataclass
@@ -114,8 +130,13 @@ class Rig:
     stop_report: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.keepalive = KeepAlive(self.clients)
+        self.keepalive = KeepAlive(self.clients, clock=self.clock)
         self._stack.callback(self.keepalive.stop)
+
+    @property
+    def clock(self) -> Clock:
+        """The host's clock on this rig (lock-step on a lock-step simulated rig)."""
+        return self.hub.clock if self.hub is not None else WALL
 
     def client(self, node_id: int) -> JointClient:
         if node_id not in self.clients:
@@ -135,7 +156,7 @@ class Rig:
             try:
                 # the time before the send: a joint may answer before disable() returns, and a heartbeat after
                 # this time that says the drive is off is the answer (or the state it was already in)
-                t_send = time.perf_counter()
+                t_send = self.clock.now()
                 c.disable()
                 sent_at[node_id] = t_send
             except Exception as e:  # a safe stop must try every joint
@@ -144,7 +165,7 @@ class Rig:
                 fixture = self.fixtures.get(node_id)
                 if fixture is not None:
                     fixture.apply(0.0)
-        end = time.perf_counter() + confirm_s
+        end = self.clock.now() + confirm_s
         self.stop_report = {}
         for node_id, c in self.clients.items():
             t_sent = sent_at.get(node_id)
@@ -153,7 +174,7 @@ class Rig:
                 def off(c: JointClient = c, t_sent: float = t_sent) -> bool:
                     return (c.heartbeat_t or -math.inf) > t_sent and c.state in DRIVE_OFF_STATES
                 with contextlib.suppress(Exception):  # a timeout or a lost bus: not confirmed, reported below
-                    c.wait_for(off, max(0.0, end - time.perf_counter()), "heartbeat with the drive off")
+                    c.wait_for(off, max(0.0, end - self.clock.now()), "heartbeat with the drive off")
                 confirmed = off()
                 if not confirmed:
                     problems.append(f"node {node_id}: disable sent, no heartbeat with the drive off within "
@@ -168,9 +189,10 @@ class Rig:
 
 
 def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]] = (), *,
-            profile: Profile | None = None, seed: int = 0, capacity: int = CLIENT_RING_ROWS) -> Rig:
-    """Simulated joints on an in-process virtual bus, paced to wall time, each with a fixture; ``capacity``: rows
-    of each client's telemetry rings."""
+            profile: Profile | None = None, seed: int = 0, capacity: int = CLIENT_RING_ROWS,
+            lockstep: bool = True) -> Rig:
+    """Simulated joints on an in-process virtual bus, each with a fixture: in lock-step with the host (default), or
+    paced to wall time in their own thread; ``capacity``: rows of each client's telemetry rings."""
     stack = contextlib.ExitStack()
     try:
         channel = f"jointkit-rig-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -183,13 +205,17 @@ def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]
             for name, value in injections:
                 node.inject(name, value)
         runner = NodeRunner(joint_bus, list(nodes.values()), paced=True)
-        hub = BusHub.of(host_bus, profile)
+        hub = BusHub.of(host_bus, profile, start=not lockstep)
         stack.callback(hub.close)
-        clients = {n: JointClient(host_bus, n, profile, capacity=capacity) for n in node_ids}
-        stack.callback(runner.stop)
-        runner.start()
+        if lockstep:
+            hub.clock = LockStepClock(runner, hub)
+        clients = {n: JointClient(host_bus, n, profile, capacity=capacity, threaded=not lockstep)
+                   for n in node_ids}
+        if not lockstep:
+            stack.callback(runner.stop)
+            runner.start()
         info = {"sim": True, "interface": "virtual", "channel": channel, "preset": preset,
-                "injections": dict(injections), "nodes": node_ids}
+                "injections": dict(injections), "nodes": node_ids, "lockstep": lockstep}
         return Rig(host_bus, hub, clients, info, {n: SimFixture(nd) for n, nd in nodes.items()}, nodes, stack)
     except BaseException:
         stack.close()

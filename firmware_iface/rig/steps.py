@@ -10,14 +10,13 @@ the sequence's preset model, write the gains live, measure the joint's bandwidth
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from actuator.analysis.identify import excitation_torque, identify_rigid_body
 from actuator.control.config import load_gains
-from actuator.errors import ConfigError, TimeoutError
+from actuator.errors import ConfigError
 from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
 from firmware_iface.rig.bus_exec import run_segments
@@ -119,7 +118,7 @@ def _keep_alive(c: JointClient, duration_s: float, out: Outcome) -> Outcome:
     if c.state == "closed_loop" and c.mode == "position":
         run_segments(c, [Segment(max(duration_s, 1e-3), "position", lambda t, q0: q0)])
     elif duration_s > 0:
-        time.sleep(duration_s)
+        c.clock.sleep(duration_s)
     return out
 
 
@@ -137,13 +136,8 @@ def _fault_reaction(rig: Rig, seq: Sequence, step: Step) -> Outcome:
         run_segments(c, [Segment(0.6, "position", move_to(home, 0.6)),
                          Segment(step.cfg["command_s"], "position", hold(home))])
         # from the last set-point actually sent: ticks the host loop skipped at the end sent nothing
-        last = c.last_command_t or time.perf_counter()
-        end = time.perf_counter() + step.cfg["timeout_s"]
-        while "watchdog" not in c.faults:
-            if time.perf_counter() > end:
-                raise TimeoutError(f"node {c.node_id}: no watchdog fault within {step.cfg['timeout_s']:g} s "
-                                   "of the last command")
-            time.sleep(2e-4)
+        last = c.last_command_t or c.clock.now()
+        c.wait_for(lambda: "watchdog" in c.faults, step.cfg["timeout_s"], "watchdog fault after the last command")
         reaction = c.heartbeat_t - last
         faults = c.faults
         c.clear_faults()
@@ -198,7 +192,7 @@ def _tune(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 
 def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     c = rig.client(step.node)
-    t0 = time.perf_counter()
+    t0 = c.clock.now()
     _keep_alive(c, step.cfg["duration_s"], Outcome({}))
     figures = {}
     for item in step.cfg["signals"]:

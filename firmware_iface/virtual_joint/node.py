@@ -440,8 +440,13 @@ class NodeRunner:
     def run_for(self, duration_s: float) -> None:
         """Advance ``duration_s`` of joint time in this thread, as fast as possible, handling frames between chunks."""
         for _ in range(max(1, round(duration_s / self.chunk_s))):
-            self._receive(0.0)
-            self._tick()
+            self.step()
+
+    def step(self) -> None:
+        """One chunk in the caller's thread: the frames waiting for the nodes, then a chunk of each (the lock-step
+        clock's unit of time; the runner must not also run its thread)."""
+        self._receive(0.0)
+        self._tick()
 
     def _tick(self) -> None:
         for node in self.nodes.values():

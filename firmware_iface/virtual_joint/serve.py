@@ -53,9 +53,16 @@ class JointServer:
         # the joints stamp their frames with their own time (see VirtualJointNode.time_origin)
         self.bus = can.Bus(interface="virtual", channel=self.channel, preserve_timestamps=True)
         flash = Path(flash_dir) if flash_dir else None
-        self.nodes = [VirtualJointNode(self.bus, n, profile=self.profile, preset=preset, seed=seed + n,
-                                       watchdog_timeout_s=watchdog_timeout_s,
-                                       flash_path=flash / f"node{n}.toml" if flash else None) for n in node_ids]
+        try:
+            if flash is not None and flash.exists() and not flash.is_dir():
+                raise ConfigError(f"flash_dir = {str(flash)!r} is not a directory: allowed a directory (created "
+                                  "if missing) that holds the joints' nodeN.toml")
+            self.nodes = [VirtualJointNode(self.bus, n, profile=self.profile, preset=preset, seed=seed + n,
+                                           watchdog_timeout_s=watchdog_timeout_s,
+                                           flash_path=flash / f"node{n}.toml" if flash else None) for n in node_ids]
+        except BaseException:
+            self.bus.shutdown()  # a bad preset or watchdog must not leave the channel open behind the error
+            raise
         self.runner = NodeRunner(self.bus, self.nodes, paced=paced)
         self._server = None
         self._server_thread: threading.Thread | None = None

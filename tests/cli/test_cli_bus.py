@@ -19,6 +19,7 @@ import can
 import pytest
 from cliutil import run_cli, run_json
 
+import firmware_iface.virtual_joint.node as node_module
 from firmware_iface.cli import monitor
 from firmware_iface.protocol.profile import load_native
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
@@ -149,21 +150,23 @@ def test_param_list_needs_no_bus(capsys):
 
 
 # --- monitor ------------------------------------------------------------------------------------------------------
-def test_monitor_json_snapshot(capsys, joints):
+def test_monitor_json_snapshot(capsys, joints, monkeypatch):
     assert sum(load_native().telemetry.values()) == FRAMES_PER_S
-    overruns = joints.runner.counters["overruns"]
+    # a paced joint stalled by a loaded machine catches up on its own clock instead of resynchronising to the wall
+    # (which would leave a hole in its time stamps): then what it sent per second of its own time is exact
+    monkeypatch.setattr(node_module, "MAX_LAG_S", math.inf)
     report = run_json(capsys, "monitor", *joints.bus, "--duration-s", "0.5")
-    overruns = joints.runner.counters["overruns"] - overruns
     assert sorted(report["nodes"]) == ["1", "2"]
     for snap in report["nodes"].values():
         assert math.isfinite(snap["telemetry.position_rad"]) and math.isfinite(snap["telemetry.winding_temp_c"])
         assert snap["state"] == "idle" and snap["faults"] == [] and snap["gaps"] == 0
-        assert 0 <= snap["heartbeat_age_s"] < 0.2
-        # 20 %: the slow messages add at most a frame each in 0.5 s (< 5 frames/s); the rest is room for a loaded
-        # test machine, where a paced runner stalled by more than 50 ms resynchronises and skips that stretch
-        # (a 50 ms stall in the 0.5 s window costs 10 %), and the monitor's window may start or end mid-burst
-        assert snap["frames_per_s"] == pytest.approx(FRAMES_PER_S, rel=0.2), \
-            f"the paced runner fell behind wall time {overruns} time(s) during the run (an overloaded machine)"
+        # the heartbeat's age is wall time (how long ago this host heard it): within the client's loss limit of 3
+        # periods, past which the monitor would show the joint lost
+        assert 0 <= snap["heartbeat_age_s"] < 3 * 0.1
+        # frames per second of the frames' own stamps, over the window between the monitor's first and last sample
+        # (at least a few tenths of a second: ~1000 frames): each of the 6 messages may be counted one frame more
+        # or less at each end, and a chunk's frames (same stamp) may be split by a sample: 3 %
+        assert snap["frames_per_s"] == pytest.approx(FRAMES_PER_S, rel=0.03)
     assert no_hub_threads()
 
 

@@ -98,3 +98,65 @@ def test_allow_remote_serves_with_a_warning(capsys):
 
     _check_bind("0.0.0.0", 54999, allow_remote=True)
     assert "warning: serving on 0.0.0.0:54999 without authentication" in capsys.readouterr().err
+
+
+# --- the sweep: other options with bad numbers ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("option", "value"), [("--torque-nm", "nan"), ("--current-a", "inf"), ("--torque-nm", "-inf")])
+def test_sim_names_a_non_finite_step(capsys, option, value):
+    # "inputs contain NaN or infinity" before
+    code, err = run(capsys, "sim", f"{option}={value}", "--duration-s", "0.01")
+    assert code == 2 and err == f"error: {option} {float(value)}: must be a finite number\n"
+
+
+def test_sim_refuses_a_negative_seed(capsys):
+    code, err = run(capsys, "sim", "--torque-nm", "1", "--duration-s", "0.01", "--seed", "-1")  # internal error before
+    assert code == 2 and err.startswith("error: --seed -1: must be an integer >= 0")
+
+
+@pytest.mark.parametrize("duration", ["-1", "0", "nan", "inf"])
+def test_sim_serve_refuses_a_duration_that_is_not_positive(capsys, duration):
+    code, err = run(capsys, "sim", "serve", "--port", "54999", "--duration-s", duration)  # served 0 s, exit 0 before
+    assert code == 2 and err.startswith(f"error: --duration-s {float(duration)}: must be a finite number of seconds")
+
+
+def test_sim_serve_refuses_an_injection_on_a_node_it_does_not_serve(capsys):
+    code, err = run(capsys, "sim", "serve", "--nodes", "1,2", "--port", "54999", "--duration-s", "1",
+                    "--inject", "drop_frames=0.5@9")  # silently injected nothing before
+    assert code == 2 and "--inject 'drop_frames=0.5@9': node 9 is not served: allowed the served nodes 1,2" in err
+
+
+def test_sim_serve_refuses_a_flash_dir_that_is_a_file(capsys, tmp_path):
+    flash = tmp_path / "flash"
+    flash.write_text("")
+    code, err = run(capsys, "sim", "serve", "--port", "54999", "--duration-s", "1", "--flash-dir", str(flash))
+    assert code == 2 and f"flash_dir = '{flash}' is not a directory" in err
+
+
+@pytest.mark.parametrize("kwargs", [{"watchdog_timeout_s": -1.0}, {"preset": "no-such-preset"}],
+                         ids=["watchdog", "preset"])
+def test_a_joint_server_that_cannot_build_its_nodes_closes_its_channel(kwargs):
+    import can.interfaces.virtual as virtual
+
+    from actuator.errors import JointkitError
+    from firmware_iface.virtual_joint.serve import JointServer
+
+    with pytest.raises(JointkitError):
+        JointServer([1], port=54996, **kwargs)
+    assert "jointkit-serve-54996" not in virtual.channels  # "VirtualBus was not properly shut down" before
+
+
+def test_sim_serve_names_a_port_in_use(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run(capsys, "sim", "serve", "--port", str(port), "--free-running", "--duration-s", "5")
+    assert code == 2 and err.startswith(f"error: cannot serve on 127.0.0.1:{port}: ") and "in use" in err
+
+
+def test_tune_refuses_a_zero_bandwidth(capsys):
+    code, err = run(capsys, "tune", "--bandwidth-hz", "0")  # silently tuned for the default 5 Hz before
+    assert code == 2 and err.startswith("error: bandwidth_hz = 0.0 is out of range: allowed (0, ")

@@ -2,8 +2,9 @@
 
 Most tests are lock-step and deterministic: the node advances 1 ms chunks of joint time in the test thread
 (``node.run_for``) and a ``threaded=False`` client is fed by ``client.hub.poll()`` after each chunk, so every
-number below is joint time, not wall time. Request/reply calls (parameters, gains, flash) and the wall-clock
-supervision (heartbeat loss, frame delay) run the node in a paced ``NodeRunner`` thread against a threaded client.
+number below is joint time, not wall time. Heartbeat loss, frame delay and round trip run on the host's lock-step
+clock (``LockStepClock``: the client's waits advance the joint), so their times are joint time too. Request/reply
+calls (parameters, gains, flash) run the node in a paced ``NodeRunner`` thread against a threaded client.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import struct
-import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,6 +25,7 @@ from actuator.control import cascade as C
 from actuator.errors import ConfigError, FaultError
 from actuator.errors import TimeoutError as JointTimeoutError
 from firmware_iface.client import BusHub, ClampWarning, JointClient
+from firmware_iface.client.clock import LockStepClock
 from firmware_iface.protocol.profile import Profile, load_native
 from firmware_iface.virtual_joint.firmware import STOP_TIME_S
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
@@ -120,6 +121,17 @@ def running(wire: Wire, client: JointClient | None = None, **options: object
     with NodeRunner(wire.joint, [node], paced=True):
         client.wait_alive()
         yield node, client
+
+
+def clocked(wire: Wire, **options: object) -> tuple[VirtualJointNode, JointClient, LockStepClock]:
+    """A node run by the host's lock-step clock and a client (no reader thread) that has seen its heartbeat: the
+    client's waits and the clock's sleeps advance the joint, so every time is joint time."""
+    node = VirtualJointNode(wire.joint, NODE, profile=PROFILE, **options)
+    hub = BusHub.of(wire.host, PROFILE, start=False)
+    clock = hub.clock = LockStepClock(NodeRunner(wire.joint, [node]), hub)
+    client = JointClient(wire.host, NODE, PROFILE, threaded=False)
+    client.wait_alive()
+    return node, client, clock
 
 
 def with_param(name: str, param_id: int) -> Profile:
@@ -467,20 +479,20 @@ def test_ft_saturation_is_reported_only_while_present(wire):
 
 
 def test_bus_silence_loses_the_joint(wire):
-    with running(wire) as (node, client):
-        assert client.alive
+    node, client, clock = clocked(wire)
+    assert client.alive
+    client.check()
+    silenced = clock.now()
+    node.inject("bus_silence", 10.0)
+    client.wait_for(lambda: not client.alive, 1.0, "loss of the heartbeat")
+    lost = clock.now()
+    last_heartbeat = client.heartbeat_t
+    with pytest.raises(JointTimeoutError, match="no heartbeat"):
         client.check()
-        silenced = time.perf_counter()
-        node.inject("bus_silence", 10.0)
-        client.wait_for(lambda: not client.alive, 1.0, "loss of the heartbeat")
-        lost = time.perf_counter()
-        last_heartbeat = client.heartbeat_t
-        with pytest.raises(JointTimeoutError, match="no heartbeat"):
-            client.check()
-    # lost after 3 heartbeat periods without one (+ the 1 ms polling of wait_for and scheduling slack); the last
-    # heartbeat came at most one period before the silence, so the loss is seen 2..3 periods after it
-    assert 3 * HEARTBEAT_PERIOD_S <= lost - last_heartbeat <= 3 * HEARTBEAT_PERIOD_S + 0.05
-    assert lost - silenced <= 3 * HEARTBEAT_PERIOD_S + 0.05
+    # lost after 3 heartbeat periods without one, seen at the first chunk (1 ms) past them; the last heartbeat came
+    # at most one period before the silence, so the loss is seen 2..3 periods after it
+    assert 3 * HEARTBEAT_PERIOD_S < lost - last_heartbeat <= 3 * HEARTBEAT_PERIOD_S + CHUNK_S + 1e-9
+    assert 2 * HEARTBEAT_PERIOD_S < lost - silenced <= 3 * HEARTBEAT_PERIOD_S + CHUNK_S + 1e-9
     assert node.counters["silenced"] > 0
 
 
@@ -514,35 +526,36 @@ def _answer_time(node: VirtualJointNode, client: JointClient, mode: str) -> floa
 
 
 def test_delay_frames_delays_the_joints_answers(wire):
-    with running(wire) as (node, client):
-        base = _answer_time(node, client, "velocity")
-        node.inject("delay_frames", DELAY_S)
-        delayed = _answer_time(node, client, "torque")
-    # the request waits at most a chunk for the node, the answer is released by the first tick at or past its due
-    # time; above that only the reader thread's latency: ~1 ms, but up to ~30 ms seen with 6 test runs sharing
-    # 2 cores, hence the slack of half the delay
-    assert base <= DELAY_S / 2
-    assert DELAY_S - CHUNK_S <= delayed <= DELAY_S + DELAY_S / 2
+    node, client, _ = clocked(wire)
+    base = _answer_time(node, client, "velocity")
+    node.inject("delay_frames", DELAY_S)
+    delayed = _answer_time(node, client, "torque")
+    # the request reaches the node at its next chunk, which answers at once; delayed, the answer is released by the
+    # first chunk at or past its due time
+    assert base <= CHUNK_S + 1e-9
+    assert DELAY_S - CHUNK_S <= delayed <= DELAY_S + CHUNK_S + 1e-9
     assert node.counters["delayed"] > 0
 
 
-def _median_rtt(client: JointClient, n: int = 40) -> float:
+def _median_rtt(client: JointClient, clock: LockStepClock, n: int = 40) -> float:
     start = client.rtt.count
     for _ in range(n):
         client.position(0.0)
-        time.sleep(0.005)
+        clock.sleep(0.005)
     return float(np.median(client.rtt.view(start)[:, 1]))
 
 
 def test_rtt_grows_by_the_frame_delay(wire):
-    with running(wire, watchdog_timeout_s=10.0) as (node, client):
-        client.enable("position")
-        base = _median_rtt(client)
-        node.inject("delay_frames", DELAY_S)
-        time.sleep(2 * DELAY_S)
-        delayed = _median_rtt(client)
-    # the base is at most one joint_state period (1 ms) plus the hub's latency; the delay adds 100 ms
-    assert delayed - base == pytest.approx(DELAY_S, abs=0.01)
+    node, client, clock = clocked(wire, watchdog_timeout_s=10.0)
+    client.enable("position")
+    base = _median_rtt(client, clock)
+    node.inject("delay_frames", DELAY_S)
+    clock.sleep(2 * DELAY_S)
+    delayed = _median_rtt(client, clock)
+    # the base is one chunk: the command is taken at the next chunk and the joint_state at its end answers it;
+    # the delay adds 100 ms, released at the first chunk at or past the due time
+    assert base == pytest.approx(CHUNK_S, abs=1e-9)
+    assert delayed - base == pytest.approx(DELAY_S, abs=CHUNK_S + 1e-9)
 
 
 # --- 8. clamping -------------------------------------------------------------------------------------------------

@@ -7,19 +7,21 @@ dialog without losing the session), a lost connection shown and reopened, and a 
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from pathlib import Path
 
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from actuator.analysis.experiments import bode_test
-from actuator.control.config import default_controller
-from actuator.params import load_preset
+from firmware_iface.protocol.profile import load_native
 from gui.gains import COL_EDIT, COL_JOINT, NAMES
-from gui.session import Connection
+from gui.session import WATCHDOG_TIMEOUT_S, Connection
 from gui.window import MainWindow
+from tests.firmware.echo_model import model_bandwidth_hz
 
+PROFILE = load_native()
 CONNECT_MS = 120_000  # a safety net only: a cold Numba cache on a busy machine compiles for a minute
 
 
@@ -61,12 +63,31 @@ def test_connects_lists_the_joint_and_plots_its_telemetry(qtbot, window):
     # the position curve fills from the ring at the redraw rate: 1 kHz joint_state over the 10 s window
     plot = window.board.plot("position")
     assert set(plot.traces()) == {"1:telemetry.position_rad", "1:setpoint"}
-    qtbot.wait(1500)
+    c, hub = window.session.clients[1], window.session.rig.hub
+    ring = c.rings["joint_state"]
+    # counted in the joint's frames, not in wall time: a paced joint on a loaded machine sends fewer a wall second
+    qtbot.waitUntil(lambda: ring.count >= 1500, timeout=30_000)
+    newest = ring.since(-math.inf)[-1, 0]  # receive time (perf_counter) of a sample the redraw will have
     window.board.redraw()
+    after = time.perf_counter()
     x = plot.curve("1:telemetry.position_rad").xData  # all the samples set (getData gives the peak-downsampled)
-    assert x.size > 500 and -0.1 <= x[-1] <= 0.0  # more than 1.5 s of 1 kHz samples, the newest within 0.1 s
+    # x = receive time - the redraw's now: the newest point is at or after ``newest``, now is before ``after``
+    assert x.size > 500 and newest - after <= x[-1] <= 0.0
+    # the frames/s label is the hub's count over the time between two status refreshes, bracketed here by the
+    # counts and clocks read around each refresh (the status timer cannot run between them: no events processed)
+    rx0, t0 = hub.counters["rx"], time.perf_counter()
+    window.refresh_status()
+    t1, rx1 = time.perf_counter(), hub.counters["rx"]
+    time.sleep(0.3)
+    rx2, t2 = hub.counters["rx"], time.perf_counter()
+    window.refresh_status()
+    t3, rx3 = time.perf_counter(), hub.counters["rx"]
     frames = float(re.search(r"(\d+) frames/s", window.labels["frames"].text()).group(1))
-    assert frames == pytest.approx(2111, rel=0.3)  # the joint's default telemetry: 2111 frames/s
+    assert (rx2 - rx1) / (t3 - t0) - 0.5 <= frames <= (rx3 - rx0) / (t2 - t1) + 0.5
+    # what the joint sends, on its own clock: every message is scheduled on joint time, so over any stretch the
+    # counts are in the ratio of the rates, 2111 frames per 1000 joint_state (the native defaults), give or take
+    # one frame of each of the 6 messages at each end: 12 in >= 3000 frames, 0.4 %
+    assert hub.counters["rx"] / ring.count == pytest.approx(2111 / 1000, rel=0.01)
 
 
 def test_enable_move_and_setpoint_stream(qtbot, window):
@@ -76,8 +97,16 @@ def test_enable_move_and_setpoint_stream(qtbot, window):
     click(qtbot, window, "move")
     # an S-curve of 0.3 rad at 1 rad/s and 4 rad/s^2 lasts under 1 s; the loop settles within 0.5 s more
     qtbot.waitUntil(lambda: abs(c.latest()["telemetry.position_rad"] - 0.3) < 0.01, timeout=30_000)
+    # the margin shown is the watchdog timeout less the age of the newest set-point, bracketed by the send times
+    # read around one status refresh (a wall-clock figure: how late the streamer is depends on the machine)
+    stream = window.session.commander.streams[1]
+    sent0, t0 = stream.last_sent_s, time.perf_counter()
+    window.refresh_status()
+    t1, sent1 = time.perf_counter(), stream.last_sent_s
     margin = float(re.search(r"margin (-?\d+) ms", window.labels["watchdog"].text()).group(1))
-    assert 50 <= margin <= 100  # 200 Hz set-points against the joint's 100 ms watchdog
+    assert (WATCHDOG_TIMEOUT_S - (t1 - sent0)) * 1e3 - 0.5 <= margin <= (WATCHDOG_TIMEOUT_S - (t0 - sent1)) * 1e3 + 0.5
+    # and the verdict on the joint: the stream kept its watchdog fed all along
+    assert window.session.rig.nodes[1].fw.counters["watchdog_trips"] == 0 and "watchdog" not in c.faults
     click(qtbot, window, "disable")
     qtbot.waitUntil(lambda: c.state == "idle", timeout=30_000)
 
@@ -105,7 +134,8 @@ def test_an_unstable_gain_is_refused_before_it_is_sent(qtbot, window):
     click(qtbot, window, "apply_gains")
     assert window.errors and "unstable on knee's linear model" in window.errors[-1]
     assert "velocity loop: phase margin -10" in window.errors[-1]
-    assert window.session.clients[1].read_gain("velocity_kp") == pytest.approx(kp, rel=1e-6)  # nothing was sent
+    # nothing was sent (the reply's timeout is a safety net for a loaded machine)
+    assert window.session.clients[1].read_gain("velocity_kp", timeout_s=30.0) == pytest.approx(kp, rel=1e-6)
 
 
 def test_step_button_shows_the_metrics(qtbot, window):
@@ -176,13 +206,24 @@ def test_lost_connection_is_shown_and_reopened(qtbot, window):
 def test_recording_writes_the_rig_formats(qtbot, window, tmp_path: Path):
     from firmware_iface.rig.recording import read_frames, read_signals
 
+    hub, ring = window.session.rig.hub, window.session.clients[1].rings["joint_state"]
+    rx0 = hub.counters["rx"]
     paths = window.start_recording(tmp_path / "rec")
-    qtbot.wait(1000)
+    rx1, start = hub.counters["rx"], ring.count
+    # a second of the joint's telemetry, counted in its frames (a loaded machine makes that more wall time)
+    qtbot.waitUntil(lambda: ring.count >= start + 1000, timeout=30_000)
+    rx2 = hub.counters["rx"]
     window.stop_recording()
+    rx3 = hub.counters["rx"]
     frames = read_frames(paths[0])
-    assert len(frames) == pytest.approx(2111, rel=0.4)  # about one second of the joint's telemetry
+    assert rx2 - rx1 <= len(frames) <= rx3 - rx0  # every frame the hub read while recording, and no other
+    states = sum(PROFILE.decode(f).name == "joint_state" for f in frames)
+    # the joint's rates in the ratio of its own clock: 2111 frames per 1000 joint_state, +-1 a message at each end
+    assert states >= 1000 and len(frames) / states == pytest.approx(2111 / 1000, rel=0.015)
     t, position = read_signals(paths[1])["n1.joint_state.position"]
-    assert position.size == pytest.approx(1000, rel=0.4) and t[-1] - t[0] == pytest.approx(1.0, abs=0.4)
+    # decoded by the second listener (added after the frames' and removed after them: a few frames more or less);
+    # the stamps are the joint's clock (1 ms a frame), moved on only where a paced joint resynchronised
+    assert position.size >= 999 and t[-1] - t[0] >= (position.size - 1) * 1e-3 - 1e-6
 
 
 def test_chirp_button_measures_the_bandwidth(qtbot, window):
@@ -191,11 +232,14 @@ def test_chirp_button_measures_the_bandwidth(qtbot, window):
     window.tests.f1.setValue(20.0)
     click(qtbot, window, "chirp")
     qtbot.waitUntil(lambda: window.tests.last_bandwidth_hz is not None, timeout=180_000)
-    # the same chirp on the knee model in-process (4.65 Hz): the bus adds under a millisecond of delay, 1 % of
-    # the phase at 4.6 Hz, so 10 % (the bus-against-in-process tolerance of the step test) is ample
-    knee = load_preset("knee")
-    in_process = bode_test(knee, default_controller(knee), "position", 1.0, 20.0, with_margins=False)
-    assert window.tests.last_bandwidth_hz == pytest.approx(in_process.bandwidth_hz, rel=0.1)
+    # the knee's model in-process, driven by the set-points the joint reported tracking on its own clock (its echo):
+    # on a quiet machine that is the nominal chirp (4.65 Hz, as bode_test gives), but a paced joint or a host slowed
+    # by a loaded machine holds and bursts set-points, and on this loop with friction the figure follows the
+    # excitation (3.90 Hz seen with two busy loops beside the tests). Both sides have the same input and the same
+    # kernels; they differ by the sensor noise's draws: 2 % (seen: under 0.02 %)
+    run = window.tests.last_chirp
+    assert run is not None and run.echoed
+    assert window.tests.last_bandwidth_hz == pytest.approx(model_bandwidth_hz(run, max(2.0 / 1.0, 1.0)), rel=0.02)
     assert f"{window.tests.last_bandwidth_hz:.2f} Hz" in window.tests.metrics.text()
     assert "measured" in window.tests.bode.curves
 
@@ -211,17 +255,17 @@ def test_auto_tune_applies_only_when_accepted(qtbot, window):
     p = window.tests.proposal
     # the design is verified (and corrected) in simulation until it gives what was asked, within tune's 10 %
     assert p.result.measured_bandwidth_hz == pytest.approx(6.0, rel=0.1)
-    # the joint as it is (default gains), against the same chirp (1.2-18 Hz) in-process, as in the chirp test
-    knee = load_preset("knee")
-    in_process = bode_test(knee, default_controller(knee), "position", 1.2, 18.0, with_margins=False)
-    assert p.measured_bandwidth_hz == pytest.approx(in_process.bandwidth_hz, rel=0.1)
+    # the joint as it is (default gains), against the model driven by the set-points it tracked (1.2-18 Hz chirp of
+    # period max(2 / 1.2, 1) s), as in the chirp test
+    assert p.run is not None and p.run.echoed
+    assert p.measured_bandwidth_hz == pytest.approx(model_bandwidth_hz(p.run, 2.0 / 1.2), rel=0.02)
     assert {"measured (current gains)", "predicted (proposed gains)"} <= set(window.tests.bode.curves)
     proposed = p.gains["position_kp"]
     assert proposed != pytest.approx(before, rel=0.01)
     window.dialog.button(QtWidgets.QMessageBox.StandardButton.Discard).click()
     qtbot.wait(300)
     assert window.jobs.busy == []
-    assert window.session.submit(c.read_gain, "position_kp").result(2) == pytest.approx(before, rel=1e-6)
+    assert window.session.submit(c.read_gain, "position_kp", 30.0).result(60) == pytest.approx(before, rel=1e-6)
     window.tests.show_proposal(p)  # asked again: this time accepted
     window.dialog.button(QtWidgets.QMessageBox.StandardButton.Apply).click()
     qtbot.waitUntil(lambda: float(gain_cell(window, "position_kp", COL_JOINT).text())
