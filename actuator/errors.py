@@ -6,6 +6,8 @@ the same types. Foreign errors are wrapped with ``raise ... from``.
 
 from __future__ import annotations
 
+import builtins
+
 
 class JointkitError(Exception):
     """Base of every error jointkit raises on purpose."""
@@ -23,8 +25,9 @@ class BusError(JointkitError):
     """A CAN bus that cannot be opened, read or written."""
 
 
-class TimeoutError(JointkitError):
-    """A reply or a telemetry frame did not arrive in time."""
+class TimeoutError(JointkitError, builtins.TimeoutError):
+    """A reply or a telemetry frame did not arrive in time. Also a builtin ``TimeoutError`` (as python-can's
+    ``CanTimeoutError`` is), so code that catches the builtin catches this one too."""
 
 
 class FaultError(JointkitError):

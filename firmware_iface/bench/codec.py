@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware_iface.protocol.codec import BatchCodec
+from firmware_iface.protocol.batch_codec import BatchCodec
 from firmware_iface.protocol.profile import Profile, load_native
 
 

@@ -27,10 +27,11 @@ from actuator.errors import ConfigError
 from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
 from firmware_iface.jsonsafe import json_safe as clean
-from firmware_iface.rig.population import draw, load_spread, run_batch
+from firmware_iface.rig.population import run_batch
 from firmware_iface.rig.results_db import append_many, ensure, summary
 from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence
+from firmware_iface.rig.spread import draw, load_spread
 
 
 def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, faults: list[str], info: dict

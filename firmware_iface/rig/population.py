@@ -1,11 +1,7 @@
 """A production batch in simulation: many joints of one type, each built within its manufacturing tolerances, put
 through the rig's measuring steps at once (``jointkit run --population N``).
 
-This module owns
-* the spread file (``seeds/spread.toml``; ``load_spread``): which parameters of a joint type vary from unit to unit
-  and how much, as normal distributions about the preset (``sd_pct`` relative or ``sd`` absolute; ``group`` makes
-  fields share one draw), plus model injections drawn per joint (``[injections]``, e.g. the motor encoder's offset);
-* ``draw``: parameter sets and injections for n joints, reproducible by seed (joint j is the same joint whatever n);
+This module owns (the spread file and the drawing of joints within it are ``firmware_iface.rig.spread``)
 * ``run_batch``: the protocols of ``firmware_iface.rig.protocols`` on all joints at once through the closed-loop batch
   kernel (``run_closed_batch_parallel``: all cores), with the semantics of ``bus_exec`` on a ``JointFirmware``, minus
   the bus: set-points evaluated per joint at 1 kHz and held for 1 ms as a joint holds a CAN set-point; idle is torque
@@ -26,14 +22,13 @@ current for the same work, as on a real line. ``population_eol`` passes the nomi
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 import numba
 import numpy as np
@@ -51,9 +46,10 @@ from actuator.control.pid import N_PID_STATE
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.model.sensors import prime_encoders
-from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
-from actuator.simulation import INJECTIONS, JointModel
+from actuator.params import JointParams, load_preset
+from actuator.simulation import JointModel
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, released
+from firmware_iface.rig.spread import Spread, _value, draw, load_spread
 from firmware_iface.virtual_joint.firmware import DIVERGED_SPEED_FACTOR, TRACKING_LIMIT_RAD, rest_state
 
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
@@ -64,197 +60,6 @@ _SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.
 _CSOURCE = np.array([C.K_VEL], dtype=np.int64)
 R_ENC_O, R_ENC_M, R_IQ, R_TW, R_FT, R_VEL = 0, 1, 2, 3, 4, 10
 N_ROW = 11
-_TOLERANCE_KEYS = {"parameter": ("sd_pct", "sd", "group"), "injection": ("sd", "mean", "group")}
-
-
-# --- the spread file -------------------------------------------------------------------------------------------
-MAX_SD_PCT = 30.0  # 3 sd of 30 % leaves a unit at 10 % of the preset's value at worst: still a physical part
-@dataclass(frozen=True)
-class Tolerance:
-    path: str              # "reducer.coulomb_friction_nm", or the injection's name
-    sd: float = 0.0        # absolute, in the field's unit
-    sd_pct: float = 0.0    # % of the preset's value
-    group: str = ""        # joints draw one standard normal per group
-    mean: float | None = None  # injections: the centre (None: the model's healthy value)
-
-
-@dataclass(frozen=True)
-class Spread:
-    source: str
-    preset: str | None
-    parameters: tuple[Tolerance, ...]
-    injections: tuple[Tolerance, ...]
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections)))
-
-
-@functools.cache
-def _field_range(path: str) -> tuple[float, float]:
-    """The allowed [lo, hi] of a dotted JointParams path (an open lower end moved just inside)."""
-    cls: Any = JointParams
-    *head, last = path.split(".")
-    for part in head:
-        cls = get_type_hints(cls)[part]
-    meta = {f.name: f for f in fields(cls)}[last].metadata
-    return (math.nextafter(meta["lo"], math.inf) if meta.get("lo_open") else meta["lo"]), meta["hi"]
-
-
-def _numeric(hint: Any) -> bool:
-    """A float or a vector of floats: what a tolerance can scale."""
-    return hint is float or (get_origin(hint) is tuple and get_args(hint)[0] is float)
-
-
-def _number(value: Any, where: str, key: str, lo: float, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < lo:
-        raise ConfigError(f"{where}.{key} = {value!r} is not allowed: {allowed}")
-    return float(value)
-
-
-def _tolerance(entry: Any, source: str, path: str, kind: str) -> Tolerance:
-    """One entry; ``path`` is the field's dotted path (parameters) or ``injections.NAME``."""
-    keys = _TOLERANCE_KEYS[kind]
-    where = f"{source}: {path}"
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where} = {entry!r} has the wrong type: expected a table like {{ {keys[0]} = 5.0 }} "
-                          f"(keys: {', '.join(keys)})")
-    unknown = sorted(set(entry) - set(keys))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} = {entry[unknown[0]]!r}: unknown key; allowed keys: {', '.join(keys)}")
-    spreads = [k for k in ("sd_pct", "sd") if k in entry]
-    if len(spreads) != 1:
-        raise ConfigError(f"{where} = {entry!r} is not allowed: give exactly one of "
-                          f"{' or '.join(k for k in keys if k.startswith('sd'))}")
-    sd_pct = _number(entry.get("sd_pct", 0.0), where, "sd_pct", 0.0, f"a number in [0, {MAX_SD_PCT:g}] (% of the "
-                     "preset's value)")
-    if sd_pct > MAX_SD_PCT:
-        raise ConfigError(f"{where}.sd_pct = {sd_pct!r} is out of range: allowed [0, {MAX_SD_PCT:g}] (% of the "
-                          "preset's value: a 3-sd unit beyond it is non-physical: negative or near zero)")
-    sd = _number(entry.get("sd", 0.0), where, "sd", 0.0, "a finite number >= 0 (in the field's unit)")
-    mean = entry.get("mean")
-    if mean is not None:
-        mean = _number(mean, where, "mean", -math.inf, "a finite number")
-    group = entry.get("group", path)
-    if not isinstance(group, str) or not group:
-        raise ConfigError(f"{where}.group = {group!r} is not allowed: a non-empty name of the fields drawn together")
-    return Tolerance(path.removeprefix("injections.") if kind == "injection" else path, sd, sd_pct, group, mean)
-
-
-def _parameter_tolerances(table: dict, prefix: str, cls: Any, source: str) -> list[Tolerance]:
-    hints, names = get_type_hints(cls), [f.name for f in fields(cls)]
-    out = []
-    for key, entry in table.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            raise ConfigError(f"{source}: {path} = {entry!r}: unknown key; allowed keys here: {', '.join(names)}")
-        hint = hints[key]
-        if is_dataclass(hint):
-            if not isinstance(entry, dict):
-                raise ConfigError(f"{source}: {path} = {entry!r} has the wrong type: expected a table")
-            out += _parameter_tolerances(entry, path, hint, source)
-        elif _numeric(hint):
-            out.append(_tolerance(entry, source, path, "parameter"))
-        else:
-            raise ConfigError(f"{source}: {path} = {entry!r}: this field cannot vary; allowed are numeric fields (a "
-                              "float or a vector of floats), not integers, names or matrices")
-    return out
-
-
-def _injection_tolerances(table: Any, source: str) -> list[Tolerance]:
-    allowed = [name for name, spec in INJECTIONS.items() if spec[1] == 1]
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: injections = {table!r} has the wrong type: expected a table")
-    out = []
-    for name, entry in table.items():
-        if name not in allowed:
-            raise ConfigError(f"{source}: injections.{name} = {entry!r}: unknown injection; allowed: "
-                              f"{', '.join(allowed)} (the model's scalar injections)")
-        out.append(_tolerance(entry, source, f"injections.{name}", "injection"))
-    return out
-
-
-def _check_against_preset(spread: Spread) -> None:
-    if spread.preset is None:
-        return
-    try:
-        p = load_preset(spread.preset)
-    except ConfigError as e:
-        raise ConfigError(f"{spread.source}: preset = {spread.preset!r}: {e}") from None
-    for t in spread.parameters:
-        if t.sd_pct > 0 and not np.any(np.asarray(_value(p, t.path)) != 0.0):
-            raise ConfigError(f"{spread.source}: {t.path} = {{ sd_pct = {t.sd_pct:g} }} draws nothing: the preset "
-                              f"{spread.preset!r} has {t.path} = 0; give an absolute sd")
-
-
-def load_spread(path: str | Path) -> Spread:
-    """A spread file; errors name the file, the key, the value and what is allowed."""
-    path = Path(path)
-    data = read_toml(path, "spread file")
-    source = str(path)
-    if not data:
-        raise ConfigError(f"{source}: empty spread file: it draws nothing; allowed: preset, injections and the "
-                          "preset's sections with { sd_pct = P } or { sd = S } per field (see seeds/spread.toml)")
-    preset = data.pop("preset", None)
-    if preset is not None and not isinstance(preset, str):
-        raise ConfigError(f"{source}: preset = {preset!r} has the wrong type: expected a preset name or path")
-    injections = _injection_tolerances(data.pop("injections", {}), source)
-    sections = [f.name for f in fields(JointParams) if is_dataclass(get_type_hints(JointParams)[f.name])]
-    for key in data:
-        if key not in sections:
-            raise ConfigError(f"{source}: {key} = {data[key]!r}: unknown key; allowed: preset, injections, "
-                              f"{', '.join(sections)}")
-    spread = Spread(source, preset, tuple(_parameter_tolerances(data, "", JointParams, source)), tuple(injections))
-    _check_against_preset(spread)
-    return spread
-
-
-# --- drawing joints --------------------------------------------------------------------------------------------
-def _value(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
-    return obj
-
-
-def _put(data: dict, path: str, value: Any) -> None:
-    *head, last = path.split(".")
-    for part in head:
-        data = data[part]
-    data[last] = value
-
-
-def _drawn(nominal: Any, t: Tolerance, z: float) -> np.ndarray:
-    base = np.asarray(nominal, dtype=float)
-    return base * (1.0 + t.sd_pct / 100.0 * z) if t.sd_pct else base + t.sd * z
-
-
-def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[JointParams, dict[str, float]]]:
-    """``n`` joints: (parameter set, model injections) each, about ``params`` within ``spread``; reproducible by
-    seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range."""
-    if not (isinstance(n, int) and n >= 1):
-        raise ConfigError(f"population size n = {n!r}: must be an integer >= 1")
-    groups = spread.groups
-    z = np.random.default_rng(seed).standard_normal((n, len(groups)))
-    col = {g: i for i, g in enumerate(groups)}
-    healthy_env = L.default_env(params)
-    out = []
-    for j in range(n):
-        data = params_to_dict(params)
-        for t in spread.parameters:
-            v = np.clip(_drawn(_value(params, t.path), t, z[j, col[t.group]]), *_field_range(t.path))
-            _put(data, t.path, v.tolist() if v.ndim else float(v))
-        injections = {}
-        for t in spread.injections:
-            idx, _, lo, hi, _ = INJECTIONS[t.path]
-            mean = healthy_env[idx] if t.mean is None else t.mean
-            injections[t.path] = float(np.clip(_drawn(mean, t, z[j, col[t.group]]), lo, hi))
-        try:
-            joint = params_from_dict(data, f"{spread.source}: joint {j} of seed {seed}")
-        except ConfigError as e:
-            raise ConfigError(f"{e} (every drawn joint must pass the preset's rules: let fields that a rule binds "
-                              "share a group)") from None
-        out.append((joint, injections))
-    return out
 
 
 # --- the batch ---------------------------------------------------------------------------------------------------

@@ -21,12 +21,11 @@ from firmware_iface.rig.population import (
     _Batch,
     _references,
     _run_step,
-    draw,
-    load_spread,
     population_eol,
     run_batch,
 )
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, RELEASE_S, Segment
+from firmware_iface.rig.spread import draw, load_spread
 from firmware_iface.virtual_joint.firmware import JointFirmware
 
 SPREAD = Path(__file__).resolve().parents[2] / "seeds" / "spread.toml"

@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from actuator.errors import ProtocolError
 from firmware_iface.cli import main
 from firmware_iface.protocol import load_native
-from firmware_iface.protocol.codec import ROW_BAD_LENGTH, ROW_BAD_NODE, ROW_OUT_OF_RANGE, ROW_UNKNOWN_ID, BatchCodec
+from firmware_iface.protocol.batch_codec import (
+    ROW_BAD_LENGTH,
+    ROW_BAD_NODE,
+    ROW_OUT_OF_RANGE,
+    ROW_UNKNOWN_ID,
+    BatchCodec,
+)
 from firmware_iface.protocol.profile import allowed_range
 
 PROFILE = load_native()
@@ -147,7 +153,7 @@ PLAIN_PATH = textwrap.dedent("""
     import json, sys
     import numpy as np
     from firmware_iface.protocol import load_native
-    from firmware_iface.protocol.codec import BatchCodec
+    from firmware_iface.protocol.batch_codec import BatchCodec
     p = load_native()
     names = tuple(p.telemetry) + ("param_reply",)
     rng = np.random.default_rng(3)
