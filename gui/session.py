@@ -2,31 +2,30 @@
 per joint, the set-point streamer, the jobs that talk to joints off the GUI thread, and the status figures.
 
 The GUI thread never waits on the bus. Telemetry lands in the clients' rings on the hub's reader thread; set-points
-go out from the ``Commander`` thread; requests that wait for a reply (gain reads, tests, saves) run as ``jobs`` on
-one worker thread, and the window collects their futures on a timer. A joint in closed loop needs a command within
-its watchdog timeout (100 ms by default), so the commander streams every joint the GUI enabled at ``COMMAND_HZ``,
-following a planned trajectory when the user asks for a move.
+go out from the set-point streamer's thread (``firmware_iface.client.streamer.Streamer``, the rig's too); requests
+that wait for a reply (gain reads, tests, saves) run as ``jobs`` on one worker thread, and the window collects their
+futures on a timer. A joint in closed loop needs a command within its watchdog timeout (read from each joint; 100 ms
+by default), so the streamer streams every joint the GUI enabled at ``COMMAND_HZ``, following a planned trajectory
+when the user asks for a move.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from actuator.control.trajectory import plan
-from actuator.errors import ConfigError, JointkitError
+from actuator.errors import ConfigError
 from firmware_iface.client import JointClient
 from firmware_iface.client.bus import close_bus, open_bus
-from firmware_iface.client.rings import Ring
 from firmware_iface.client.scan import listen
+from firmware_iface.client.streamer import Streamer
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
 from firmware_iface.virtual_joint.firmware import SHARED_BUS_RATES_HZ
 
@@ -34,10 +33,7 @@ COMMAND_HZ = 200.0  # set-points a second a joint: 5 ms, a twentieth of the join
 RING_ROWS = 65_536  # a 60 s plot window of 1 kHz telemetry fits
 LOST_AFTER_S = 0.5  # no heartbeat from any joint for this long: the connection is lost (5 heartbeat periods)
 MODES = ("position", "velocity", "torque", "impedance")
-MOVE_V_MAX_RAD_S = 1.0
-MOVE_A_MAX_RAD_S2 = 4.0
 BITS_PER_FRAME = 125  # an 8-byte classic frame with typical stuffing, as the loop bench counts
-WATCHDOG_TIMEOUT_S = 0.1  # the native joint's default watchdog_timeout_s
 
 
 @dataclass
@@ -57,109 +53,6 @@ class Connection:
         return f"{self.interface or '(config)'} {self.channel or ''}".strip()
 
 
-@dataclass
-class Stream:
-    """One joint's set-point stream: the mode, the target, a planned move, and the set-points sent (a ring)."""
-
-    mode: str = "position"
-    setpoint: float = 0.0
-    active: bool = False
-    move: tuple[float, np.ndarray] | None = None  # (start time, planned positions at 1 ms)
-    impedance_gains: tuple[float, float] = (0.0, 0.0)
-    ring: Ring = field(default_factory=lambda: Ring(("setpoint",), RING_ROWS))
-    last_sent_s: float = math.nan
-
-    def value_at(self, now_s: float) -> float:
-        if self.move is not None:
-            t0, pos = self.move
-            k = int((now_s - t0) * 1000.0)
-            if k >= pos.size - 1:
-                self.setpoint, self.move = float(pos[-1]), None
-            else:
-                return float(pos[max(k, 0)])
-        return self.setpoint
-
-
-class Commander:
-    """Streams each active joint's set-point at ``rate_hz`` on its own thread; a joint that raises (a fault, a
-    lost joint) stops streaming and the error is kept for the GUI."""
-
-    def __init__(self, clients: dict[int, JointClient], rate_hz: float = COMMAND_HZ) -> None:
-        self.clients, self.period_s = clients, 1.0 / rate_hz
-        self.streams = {n: Stream() for n in clients}
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gui-commander", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        next_t = time.perf_counter()
-        while not self._stop.is_set():
-            next_t += self.period_s
-            self._stop.wait(max(0.0, next_t - time.perf_counter()))
-            with self._lock:
-                for n, s in self.streams.items():
-                    if s.active:
-                        self._send(n, s)
-
-    def _send(self, node: int, s: Stream) -> None:
-        c, now = self.clients[node], time.perf_counter()
-        value = s.value_at(now)
-        try:
-            if s.mode == "position":
-                c.position(value)
-            elif s.mode == "velocity":
-                c.velocity(value)
-            elif s.mode == "torque":
-                c.torque(value)
-            else:
-                c.impedance(value, 0.0, *s.impedance_gains)
-        except JointkitError as e:
-            s.active = False
-            self.errors.append(f"node {node}: set-point stream stopped: {e}")
-            return
-        s.last_sent_s = now
-        s.ring.append(now, [value])
-
-    def start_stream(self, node: int, mode: str, setpoint: float,
-                     impedance_gains: tuple[float, float] = (0.0, 0.0)) -> None:
-        with self._lock:
-            s = self.streams[node]
-            s.mode, s.setpoint, s.move, s.active = mode, setpoint, None, True
-            s.impedance_gains = impedance_gains
-
-    def stop_stream(self, node: int) -> None:
-        with self._lock:
-            self.streams[node].active = False
-
-    def set_setpoint(self, node: int, value: float) -> None:
-        with self._lock:
-            s = self.streams[node]
-            s.setpoint, s.move = value, None
-
-    def move_to(self, node: int, target_rad: float, start_rad: float, kind: str = "scurve") -> float:
-        """Plan a rest-to-rest move of the position set-point; its duration in seconds."""
-        traj = plan(kind, start_rad, target_rad, MOVE_V_MAX_RAD_S, MOVE_A_MAX_RAD_S2, j_max_rad_s3=40.0)
-        with self._lock:
-            s = self.streams[node]
-            if s.mode not in ("position", "impedance"):
-                raise ConfigError(f"a move needs position or impedance mode; node {node} is in {s.mode}")
-            s.move = (time.perf_counter(), traj.position_rad)
-            s.setpoint = float(target_rad)
-        return traj.duration_s
-
-    def watchdog_margin_s(self) -> float | None:
-        """The least time left before an active joint's watchdog would trip (None: no joint streaming)."""
-        now = time.perf_counter()
-        ages = [now - s.last_sent_s for s in self.streams.values() if s.active and math.isfinite(s.last_sent_s)]
-        return WATCHDOG_TIMEOUT_S - max(ages) if ages else None
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(1.0)
-
-
 class Session:
     """One connection: its rig (bus, hub, clients), commander and job worker. ``close`` releases everything."""
 
@@ -168,8 +61,10 @@ class Session:
         self.rig = self._open(conn)
         if self.rig.keepalive is not None:
             self.rig.keepalive.stop()  # the commander owns the set-points here
-        self.commander = Commander(self.rig.clients)
+        self.commander = Streamer(self.rig.clients, COMMAND_HZ, name="gui-commander")
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-job")
+        # each joint's own watchdog timeout, for the margin shown: a request, so off the GUI thread
+        self.jobs.submit(self.commander.read_watchdogs)
         self.t0 = time.perf_counter()
         self._rate_mark = (self.t0, 0, 0)
         self.closed = False

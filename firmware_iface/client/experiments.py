@@ -67,12 +67,9 @@ class BusRun:
 
 
 def _sender(client: JointClient, mode: str) -> Any:
-    if mode == "position":
-        return lambda r: client.position(r)
-    if mode == "velocity":
-        return lambda r: client.velocity(r)
-    kp, kd = client.read_gain("impedance_kp"), client.read_gain("impedance_kd")
-    return lambda r: client.impedance(r, 0.0, kp, kd)
+    """``JointClient.setpoint`` for ``mode``; in impedance mode with the joint's own gains, read once."""
+    gains = (client.read_gain("impedance_kp"), client.read_gain("impedance_kd")) if mode == "impedance" else None
+    return lambda r: client.setpoint(mode, r, impedance_gains=gains)
 
 
 def run_reference(client: JointClient, mode: str, reference: Any, duration_s: float,

@@ -243,6 +243,23 @@ class JointClient:
                               "command.impedance_kd_nm_s_per_rad": kd_nm_s_per_rad,
                               "command.impedance_torque_ff_nm": torque_ff_nm})
 
+    def setpoint(self, mode: str, value: float, *, impedance_gains: tuple[float, float] | None = None) -> float:
+        """The set-point of ``mode`` (the one mode-to-command chain): a position (position and admittance modes), a
+        velocity or a torque, with zero feed-forward; in impedance mode a position with zero velocity and the
+        stiffness and damping ``impedance_gains`` (kp N·m/rad, kd N·m·s/rad), which it needs. The send time."""
+        if mode in ("position", "admittance"):
+            return self.position(value)
+        if mode == "velocity":
+            return self.velocity(value)
+        if mode == "torque":
+            return self.torque(value)
+        if mode == "impedance":
+            if impedance_gains is None:
+                raise ConfigError(f"node {self.node_id}: an impedance set-point needs its gains (kp, kd)")
+            return self.impedance(value, 0.0, *impedance_gains)
+        raise ConfigError(f"node {self.node_id}: no set-point for mode {mode!r}: allowed position, admittance, "
+                          "velocity, torque, impedance")
+
     # --- gains and parameters ----------------------------------------------------------------------------------
     def write_gain(self, name: str, value: float) -> None:
         """Write one gain live (no reply in the protocol: read it back with ``read_gain``)."""

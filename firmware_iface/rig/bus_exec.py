@@ -117,12 +117,7 @@ class _Walker:
         return 0.0 if row is None else float(row[ring.index[signal]])
 
     def _send(self, value: float) -> float:
-        c = self.client
-        if self.mode == "position":
-            return c.position(value)
-        if self.mode == "velocity":
-            return c.velocity(value)
-        return c.torque(value)
+        return self.client.setpoint(self.mode, value)
 
     def __call__(self, k: int, t: float) -> None:
         if k >= self.n:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +25,7 @@ from actuator.errors import ConfigError
 from actuator.simulation import INJECTIONS
 from firmware_iface.client import BusHub, JointClient
 from firmware_iface.client.clock import WALL, Clock, LockStepClock
+from firmware_iface.client.streamer import Streamer
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.bus_exec import Fixture, SimFixture
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
@@ -55,66 +54,7 @@ def parse_injection(text: str) -> tuple[str, float]:
     return name, v
 
 
-class KeepAlive:
-    """Between steps, joints left in closed loop are held where they are (a position, zero velocity or torque
-    command every ``period_s``), so their watchdogs do not trip while the runner writes plots and files. On a
-    lock-step clock the hold is a callback of the clock (``every``): time passes only when the host waits, and the
-    hold is sent at its period of that time, in the waiting thread."""
-
-    def __init__(self, clients: dict[int, JointClient], period_s: float = 0.02, clock: Clock = WALL) -> None:
-        self.clients, self.period_s = clients, period_s
-        self._active = threading.Event()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._held: dict[int, float] = {}
-        self._thread: threading.Thread | None = None
-        self._unhook = None
-        if clock.lockstep:
-            self._unhook = clock.every(period_s, self._hold_if_active)
-        else:
-            self._thread = threading.Thread(target=self._run, name="rig-keepalive", daemon=True)
-            self._thread.start()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        with self._lock:
-            self._active.clear()
-        try:
-            yield
-        finally:
-            self._held = {n: float(c.latest().get("telemetry.position_rad", 0.0)) for n, c in self.clients.items()}
-            self._active.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self._hold_if_active()
-
-    def _hold_if_active(self) -> None:
-        if not self._active.is_set():
-            return
-        with self._lock:
-            if self._active.is_set():
-                self._hold_all()
-
-    def _hold_all(self) -> None:
-        for n, c in self.clients.items():
-            if c.state != "closed_loop":
-                continue
-            with contextlib.suppress(Exception):  # a joint in trouble is the next step's business
-                if c.mode == "position":
-                    c.position(self._held.get(n, 0.0))
-                elif c.mode == "velocity":
-                    c.velocity(0.0)
-                elif c.mode == "torque":
-                    c.torque(0.0)
-
-    def stop(self) -> None:
-        self._active.clear()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
-        if self._unhook is not None:
-            self._unhook()
+KEEPALIVE_HZ = 50.0  # between steps: a set-point every 20 ms, a fifth of the native joint's 100 ms watchdog
 
 
 @dataclass
@@ -126,11 +66,11 @@ class Rig:
     fixtures: dict[int, Fixture] = field(default_factory=dict)
     nodes: dict[int, VirtualJointNode] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    keepalive: KeepAlive | None = None
+    keepalive: Streamer | None = None  # holds joints in closed loop between steps (paused during a step)
     stop_report: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.keepalive = KeepAlive(self.clients, clock=self.clock)
+        self.keepalive = Streamer(self.clients, KEEPALIVE_HZ, ring_rows=2, name="rig-keepalive", clock=self.clock)
         self._stack.callback(self.keepalive.stop)
 
     @property

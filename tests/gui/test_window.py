@@ -17,7 +17,7 @@ from PySide6 import QtCore, QtWidgets
 
 from firmware_iface.protocol.profile import load_native
 from gui.gains import COL_EDIT, COL_JOINT, NAMES
-from gui.session import WATCHDOG_TIMEOUT_S, Connection
+from gui.session import Connection
 from gui.window import MainWindow
 from tests.firmware.echo_model import model_bandwidth_hz
 
@@ -97,6 +97,12 @@ def test_enable_move_and_setpoint_stream(qtbot, window):
     click(qtbot, window, "move")
     # an S-curve of 0.3 rad at 1 rad/s and 4 rad/s^2 lasts under 1 s; the loop settles within 0.5 s more
     qtbot.waitUntil(lambda: abs(c.latest()["telemetry.position_rad"] - 0.3) < 0.01, timeout=30_000)
+    # against the joint's own watchdog timeout, read from the joint (here set to 0.15 s, not the default 0.1 s)
+    session = window.session
+    session.submit(c.write_param, "watchdog_timeout_s", 0.15, 30.0).result(60)
+    session.submit(session.commander.read_watchdogs, 30.0).result(60)
+    timeout_s = session.commander.watchdog_s[1]
+    assert timeout_s == pytest.approx(0.15, rel=1e-6)
     # the margin shown is the watchdog timeout less the age of the newest set-point, bracketed by the send times
     # read around one status refresh (a wall-clock figure: how late the streamer is depends on the machine)
     stream = window.session.commander.streams[1]
@@ -104,7 +110,7 @@ def test_enable_move_and_setpoint_stream(qtbot, window):
     window.refresh_status()
     t1, sent1 = time.perf_counter(), stream.last_sent_s
     margin = float(re.search(r"margin (-?\d+) ms", window.labels["watchdog"].text()).group(1))
-    assert (WATCHDOG_TIMEOUT_S - (t1 - sent0)) * 1e3 - 0.5 <= margin <= (WATCHDOG_TIMEOUT_S - (t0 - sent1)) * 1e3 + 0.5
+    assert (timeout_s - (t1 - sent0)) * 1e3 - 0.5 <= margin <= (timeout_s - (t0 - sent1)) * 1e3 + 0.5
     # and the verdict on the joint: the stream kept its watchdog fed all along
     assert window.session.rig.nodes[1].fw.counters["watchdog_trips"] == 0 and "watchdog" not in c.faults
     click(qtbot, window, "disable")
