@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtWidgets
 
-from actuator.control.config import config_from_dict, load_gains, save_gains
+from actuator.control.config import GAINS, config_from_dict, gain_of, load_gains, save_gains
 from actuator.errors import ConfigError
 from actuator.params import read_toml
 from firmware_iface.client.gain_check import check_gains
-from firmware_iface.virtual_joint.firmware import GAINS, gain_of
 
 if TYPE_CHECKING:
     from firmware_iface.client import JointClient
@@ -30,10 +29,15 @@ COL_JOINT, COL_EDIT = 1, 2
 
 
 def read_all(client: JointClient) -> dict[str, float]:
-    return {name: client.read_gain(name) for name in NAMES}
+    """The gains the joint's profile has (``Profile.gain_names``) that this table shows."""
+    return {name: client.read_gain(name) for name in NAMES if name in client.profile.gain_names}
 
 
 def write_some(client: JointClient, values: dict[str, float]) -> dict[str, float]:
+    foreign = [name for name in values if name not in client.profile.gain_names]
+    if foreign:
+        raise ConfigError(f"node {client.node_id}: profile {client.profile.name} has no gain(s) "
+                          f"{', '.join(foreign)}: its gains are {', '.join(client.profile.gain_names) or 'none'}")
     for name, value in values.items():
         client.write_gain(name, value)
     return read_all(client)

@@ -24,10 +24,10 @@ import numpy as np
 from actuator.errors import ConfigError
 from firmware_iface.client import JointClient
 from firmware_iface.client.bus import close_bus, open_bus
+from firmware_iface.client.joint import SHARED_BUS_RATES_HZ
 from firmware_iface.client.scan import listen
 from firmware_iface.client.streamer import Streamer
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
-from firmware_iface.virtual_joint.firmware import SHARED_BUS_RATES_HZ
 
 COMMAND_HZ = 200.0  # set-points a second a joint: 5 ms, a twentieth of the joint's 100 ms watchdog
 RING_ROWS = 65_536  # a 60 s plot window of 1 kHz telemetry fits
@@ -53,6 +53,16 @@ class Connection:
         return f"{self.interface or '(config)'} {self.channel or ''}".strip()
 
 
+def _share_the_bus(rig: Rig) -> None:
+    """Set the telemetry rates of several simulated joints on one bus through their protocol, as for real ones
+    (only the rates a joint's profile has)."""
+    for c in rig.clients.values():
+        c.wait_alive(10.0)
+        for name, rate_hz in SHARED_BUS_RATES_HZ.items():
+            if name in c.profile.sidecar.params:
+                c.write_param(name, rate_hz, timeout_s=2.0)
+
+
 class Session:
     """One connection: its rig (bus, hub, clients), commander and job worker. ``close`` releases everything."""
 
@@ -74,9 +84,8 @@ class Session:
         if conn.sim:
             # paced to wall time: a person watches and commands it live (lock-step is for runs nobody watches)
             rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=False)
-            if len(conn.nodes) > 1:  # what one real bus can carry for several joints
-                for node in rig.nodes.values():
-                    node.fw.rates_hz.update(SHARED_BUS_RATES_HZ)
+            if len(conn.nodes) > 1:
+                _share_the_bus(rig)
             return rig
         bus = open_bus(conn.interface, conn.channel, conn.bitrate)
         try:
@@ -87,7 +96,7 @@ class Session:
         except BaseException:
             close_bus(bus)
             raise
-        rig._stack.callback(close_bus, bus)
+        rig.on_close(close_bus, bus)
         return rig
 
     @property

@@ -17,9 +17,9 @@ from PySide6 import QtWidgets
 
 from actuator.analysis.experiments import chirp_amplitude
 from actuator.analysis.step import StepMetrics
+from actuator.control.config import CASCADE_GAINS, gain_of
 from actuator.params import load_preset
 from firmware_iface.client.experiments import BusRun, bus_bode_test, bus_step_test
-from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, gain_of
 
 if TYPE_CHECKING:
     from actuator.analysis.frequency import FrequencyResponse

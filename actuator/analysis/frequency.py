@@ -6,8 +6,7 @@ This module owns how jointkit estimates a frequency response and what it calls b
   overlap, constant detrend, the same settings for both spectra). SciPy's ``csd(u, y)`` is
   ``conj(U) * Y``, so the phase has the usual sign (a lag is negative). The coherence is
   ``scipy.signal.coherence`` with the same settings. The DC bin is dropped (detrending removes it).
-* ``chirp`` (logarithmic sweep) and ``prbs`` (maximum-length sequence, each bit held for some samples)
-  excitation generators.
+* (the excitation signals, ``chirp`` and ``prbs``, are ``actuator.signals``)
 * ``bandwidth_hz``: the first frequency where the magnitude falls 3 dB below its low-frequency gain (the
   gain of the lowest coherent bin, standing in for the DC gain), interpolated linearly in log-frequency.
 * ``margins``: gain margin at the phase crossover (phase = -180 deg modulo 360) and phase margin at the gain
@@ -27,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import signal
 
 from actuator.errors import ConfigError
+from actuator.signals import _positive
 
 #: averages the default Welch segment length aims at (Hann window, 50 % overlap)
 TARGET_AVERAGES = 8
@@ -43,12 +43,6 @@ class FrequencyResponse:
     magnitude_db: NDArray[np.float64]
     phase_deg: NDArray[np.float64]  # unwrapped over all bins
     coherence: NDArray[np.float64]
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}={value!r} is not allowed; it must be a finite number > 0")
-    return float(value)
 
 
 def _signal(name: str, values: ArrayLike) -> NDArray[np.float64]:
@@ -97,47 +91,6 @@ def frequency_response(u: ArrayLike, y: ArrayLike, fs_hz: float, *, nperseg: int
     phase[finite] = np.unwrap(phase[finite])
     return FrequencyResponse(freq_hz=f, h=h, magnitude_db=mag_db, phase_deg=np.degrees(phase),
                              coherence=np.nan_to_num(coh))
-
-
-def chirp(f0_hz: float, f1_hz: float, duration_s: float, fs_hz: float,
-          amplitude: float = 1.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """A logarithmic sweep from ``f0_hz`` to ``f1_hz`` over ``duration_s``; returns ``(t_s, u)``."""
-    fs = _positive("fs_hz", fs_hz)
-    f0 = _positive("f0_hz", f0_hz)
-    f1 = _positive("f1_hz", f1_hz)
-    duration = _positive("duration_s", duration_s)
-    amp = _positive("amplitude", amplitude)
-    if not f0 < f1 <= fs / 2:
-        raise ConfigError(f"f0_hz={f0_hz!r}, f1_hz={f1_hz!r} are not allowed; they need "
-                          f"0 < f0_hz < f1_hz <= fs_hz/2 = {fs / 2}")
-    n = round(duration * fs)
-    if n < 2:
-        raise ConfigError(f"duration_s={duration_s!r} gives {n} samples at fs_hz={fs_hz!r}; at least 2 needed")
-    t = np.arange(n) / fs
-    return t, amp * signal.chirp(t, f0=f0, t1=t[-1], f1=f1, method="logarithmic", phi=-90.0)
-
-
-def prbs(n_bits: int, fs_hz: float, amplitude: float = 1.0, *, hold_samples: int = 1, periods: int = 1,
-         seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """A +-amplitude maximum-length sequence of ``2**n_bits - 1`` bits, each held ``hold_samples`` samples.
-
-    Holding shapes the band: the power is nearly flat up to about ``fs_hz / (2.3 * hold_samples)`` (-3 dB)
-    and has its first null at ``fs_hz / hold_samples``. The sequence repeats ``periods`` times; ``seed``
-    picks the initial register state. Returns ``(t_s, u)``.
-    """
-    fs = _positive("fs_hz", fs_hz)
-    amp = _positive("amplitude", amplitude)
-    for name, value, low, high in (("n_bits", n_bits, 2, 32), ("hold_samples", hold_samples, 1, 10**6),
-                                   ("periods", periods, 1, 10**6)):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"{name}={value!r} is not allowed; it must be an integer in [{low}, {high}]")
-    state = np.random.default_rng(seed).integers(0, 2, n_bits)
-    if not state.any():
-        state[0] = 1
-    bits, _ = signal.max_len_seq(n_bits, state=state)
-    u = amp * (2.0 * bits - 1.0)
-    u = np.tile(np.repeat(u, hold_samples), periods)
-    return np.arange(u.size) / fs, u
 
 
 def _coherent(fr: FrequencyResponse, min_coherence: float) -> tuple[NDArray, NDArray, NDArray]:

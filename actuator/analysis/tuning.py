@@ -34,7 +34,7 @@ from scipy.optimize import brentq
 from actuator.analysis.experiments import BodeResult, StepResult, bode_test, identification_test, step_test
 from actuator.analysis.identify import RigidBodyId
 from actuator.analysis.linear import Prediction, TwoMass, loop_response, predict
-from actuator.control.config import ControllerConfig
+from actuator.control.config import GAINS_DIR, ControllerConfig, load_gains
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.simulation import simulate
@@ -258,3 +258,15 @@ def tune_relay(params: JointParams, *, gain_margin: float = 4.0, relay_rad_s: fl
     notes = [f"relay: K_u = {ku:.4g} (rad/s)/rad, f_u = {fu:.4g} Hz; kp = K_u / {gain_margin:g}"]
     return TuneResult(cfg, math.nan, predict(TwoMass.from_params(params), cfg), bode.bandwidth_hz, step, bode, 1,
                       "relay", notes)
+
+
+def default_controller(params: JointParams | str) -> ControllerConfig:
+    """The default gains of a preset (``seeds/gains/NAME.toml``); a joint without one gets a model-based
+    design (``design_cascade``)."""
+    name = params if isinstance(params, str) else params.name
+    path = GAINS_DIR / f"{name}.toml"
+    if path.exists():
+        return load_gains(path)
+    if isinstance(params, str):
+        raise ConfigError(f"no default gains for {name!r}: expected {path}")
+    return design_cascade(params).config

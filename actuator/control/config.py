@@ -16,8 +16,13 @@ A gains file is TOML with the sections of ``ControllerConfig`` (every key option
     [relay]     amplitude_rad_s, hysteresis_rad (relay auto-tuning)
     [limits]    soft-zone widths; position, velocity, torque and current limits (0: the joint's own)
 
-Default gains of a preset live in ``seeds/gains/NAME.toml`` (``default_controller``). ``compile`` turns
+Default gains of a preset live in ``seeds/gains/NAME.toml`` (``actuator.analysis.tuning.default_controller``,
+which designs gains for a preset without a file). ``compile`` turns
 a configuration and the joint's parameters into the flat vector of ``actuator.control.cascade``.
+
+``GAINS`` maps the names a protocol writes gains by (``position_kp``, ...) to the configuration's fields, and
+``gain_of`` reads one: the one definition of that mapping. Which of them a joint actually has is its protocol
+profile's business (``Profile.gain_names``), not this table's.
 """
 
 from __future__ import annotations
@@ -142,6 +147,20 @@ class ControllerConfig:
         return compile_controller(self, params)
 
 
+# gains writable live by name: (section of ControllerConfig, or "" for a top-level field; field)
+GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
+         "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd"),
+         "impedance_kp": ("impedance", "kp_nm_per_rad"), "impedance_kd": ("impedance", "kd_nm_s_per_rad"),
+         "gravity_feedforward": ("", "gravity_feedforward_nm")}
+CASCADE_GAINS = ("position_kp", "position_ki", "position_kd", "velocity_kp", "velocity_ki", "velocity_kd")
+
+
+def gain_of(gains: ControllerConfig, name: str) -> float:
+    """The value of the gain ``name`` (a key of ``GAINS``) in a gains set."""
+    section, field_name = GAINS[name]
+    return float(getattr(getattr(gains, section) if section else gains, field_name))
+
+
 def _divisor(name: str, rate_hz: float, base_hz: float, base_name: str) -> int:
     ratio = base_hz / rate_hz
     div = round(ratio)
@@ -239,17 +258,3 @@ def load_gains(path: str | Path) -> ControllerConfig:
 
 def save_gains(cfg: ControllerConfig, path: str | Path) -> None:
     Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)), encoding="utf-8")
-
-
-def default_controller(params: JointParams | str) -> ControllerConfig:
-    """The default gains of a preset (``seeds/gains/NAME.toml``); a joint without one gets a model-based
-    design (actuator.analysis.tuning)."""
-    name = params if isinstance(params, str) else params.name
-    path = GAINS_DIR / f"{name}.toml"
-    if path.exists():
-        return load_gains(path)
-    if isinstance(params, str):
-        raise ConfigError(f"no default gains for {name!r}: expected {path}")
-    from actuator.analysis.tuning import design_cascade
-
-    return design_cascade(params).config

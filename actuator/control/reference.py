@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actuator.analysis.frequency import chirp, prbs
 from actuator.control import cascade as C
 from actuator.control.trajectory import Trajectory
 from actuator.errors import ConfigError
+from actuator.signals import chirp, prbs
 
 
 @dataclass(frozen=True)

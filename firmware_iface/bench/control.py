@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from actuator.control.config import ControllerConfig, LoopGains, default_controller
+from actuator.analysis.tuning import default_controller
+from actuator.control.config import ControllerConfig, LoopGains
 from actuator.control.pid import PidGains, new_state, pid_run
 from actuator.control.reference import Step, reference_rows
 from actuator.errors import ConfigError

@@ -74,8 +74,9 @@ import numpy as np
 
 from actuator.errors import BusError, FaultError, TimeoutError
 from firmware_iface.client import BusHub, JointClient
+from firmware_iface.client.joint import SHARED_BUS_RATES_HZ
 from firmware_iface.client.loop import HostLoop, percentiles_us
-from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES, SHARED_BUS_RATES_HZ
+from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 RATE_HZ = 1000
@@ -92,7 +93,7 @@ SINE_HZ = 0.5
 SETUP_TIMEOUT_S = 5.0  # first heartbeat, and closed loop after enabling (generous: a loaded machine is slow)
 BITS_PER_FRAME = 125  # an 8-byte classic CAN frame, standard id, with typical bit stuffing
 BUS_BITRATE = 1_000_000
-SIX_JOINT_RATES_HZ = SHARED_BUS_RATES_HZ
+SIX_JOINT_RATES_HZ = {**DEFAULT_RATES_HZ, **SHARED_BUS_RATES_HZ}
 FLAT = ("rate_hz", "jitter_p50_us", "jitter_p99_us", "rtt_p50_us", "rtt_p99_us", "overruns", "frames_per_s",
         "telemetry_gaps", "frames_lost", "command_errors", "bus_load_pct")
 

@@ -1,14 +1,15 @@
-"""Options and helpers shared by the closed-loop commands (step, bode, tune): the joint, its gains."""
+"""Options and helpers shared by the closed-loop commands (step, bode, tune): the joint, its gains (the models
+imported when a command runs: building the parser stays cheap)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from actuator.control.config import ControllerConfig, default_controller, load_gains
-from actuator.params import JointParams, load_preset, read_toml
-from firmware_iface.client.gain_check import CASCADE, check_gains
-from firmware_iface.virtual_joint.firmware import gain_of
+if TYPE_CHECKING:
+    from actuator.control.config import ControllerConfig
+    from actuator.params import JointParams
 
 
 def add_joint_options(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,12 @@ def add_joint_options(p: argparse.ArgumentParser) -> None:
 def joint_and_gains(args: argparse.Namespace) -> tuple[JointParams, ControllerConfig]:
     """The preset and the gains; a gains file whose cascade is unstable on the preset's linear model is refused,
     naming the file, the gains it sets and the loop's margin (a simulation of it would only end in NaN)."""
+    from actuator.analysis.tuning import default_controller
+    from actuator.control.config import load_gains
+    from actuator.params import load_preset, read_toml
+    from firmware_iface.client.gain_check import CASCADE, check_gains
+    from firmware_iface.virtual_joint.firmware import gain_of
+
     params = load_preset(args.preset)
     if not args.gains:
         return params, default_controller(params)

@@ -64,8 +64,8 @@ def _report(args, params, result) -> int:
 def run_bus(args: argparse.Namespace, client, params, result) -> dict:
     """Gains designed and verified on the ``--preset`` model, written live to joint ``--node`` (not saved: ``jointkit
     param save`` keeps them), then measured on the joint by a Bode and a step test over the bus."""
+    from actuator.control.config import CASCADE_GAINS, gain_of
     from firmware_iface.client.experiments import bus_bode_test, bus_step_test
-    from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, gain_of
 
     for name in CASCADE_GAINS:
         client.write_gain(name, gain_of(result.config, name))

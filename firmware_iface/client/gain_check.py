@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actuator.analysis.linear import LoopMargins, TwoMass, loop_margins
-from actuator.control.config import ControllerConfig, default_controller
+from actuator.analysis.tuning import default_controller
+from actuator.control.config import CASCADE_GAINS, GAINS, ControllerConfig
 from actuator.errors import ConfigError
 from actuator.params import JointParams, load_preset
-from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, GAINS
 
 MIN_PHASE_MARGIN_DEG = 30.0  # the usual design floor for a servo loop (tune designs for 45-60)
 MIN_GAIN_MARGIN_DB = 6.0

@@ -391,6 +391,12 @@ class Profile:
             raise ProtocolError(f"profile {self.name}: no parameter {name!r}; parameters: "
                                 f"{', '.join(self.sidecar.params) or 'none'}") from None
 
+    @property
+    def gain_names(self) -> tuple[str, ...]:
+        """The gains a joint of this profile has, by name (its ``gain.NAME`` parameters, readable back): a joint of
+        another vendor has its own, or none, whatever the native firmware's table says."""
+        return tuple(k.removeprefix("gain.") for k in self.sidecar.params if k.startswith("gain."))
+
     def param_name(self, param_id: int) -> str | None:
         for name, pid in self.sidecar.params.items():
             if pid == param_id:

@@ -33,11 +33,11 @@ from typing import Any
 import numba
 import numpy as np
 
+from actuator.analysis.tuning import default_controller
 from actuator.control import cascade as C
 from actuator.control.config import (
     ControllerConfig,
     compile_controller,
-    default_controller,
     load_gains,
     new_controller_state,
     resolved_limits,

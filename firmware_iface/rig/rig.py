@@ -78,6 +78,10 @@ class Rig:
         """The host's clock on this rig (lock-step on a lock-step simulated rig)."""
         return self.hub.clock if self.hub is not None else WALL
 
+    def on_close(self, fn: Any, *args: Any) -> None:
+        """Call ``fn(*args)`` when the rig closes (after what it opened itself, in reverse order of registration)."""
+        self._stack.callback(fn, *args)
+
     def client(self, node_id: int) -> JointClient:
         if node_id not in self.clients:
             raise ConfigError(f"node {node_id} is not on this rig: nodes {sorted(self.clients)}")

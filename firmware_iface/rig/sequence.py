@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actuator.control.config import GAINS
 from actuator.errors import ConfigError
 from firmware_iface.protocol.profile import Profile, load_native
 from firmware_iface.rig.protocols import PROTOCOLS
-from firmware_iface.virtual_joint.firmware import GAINS
 
 INF = math.inf
 _POS = (0.0, INF)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from actuator.analysis.identify import excitation_torque, identify_rigid_body
-from actuator.control.config import load_gains
+from actuator.control.config import CASCADE_GAINS, gain_of, load_gains
 from actuator.errors import ConfigError
 from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
@@ -24,7 +24,6 @@ from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, h
 from firmware_iface.rig.report import Panel, Series
 from firmware_iface.rig.rig import Rig
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, Step
-from firmware_iface.virtual_joint.firmware import CASCADE_GAINS, gain_of
 
 WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reaction is seen to 1 ms
 TUNE_BODE = {"amplitude_rad": 0.002, "periods": 3}  # the bandwidth measurement after tuning

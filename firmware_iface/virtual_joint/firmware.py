@@ -32,12 +32,14 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from actuator.analysis.tuning import default_controller
 from actuator.control import cascade as C
-from actuator.control.config import (
+from actuator.control.config import (  # the gain names are the controller's: the firmware writes them by name
+    GAINS,
     ControllerConfig,
     config_from_dict,
     config_to_dict,
-    default_controller,
+    gain_of,
     resolved_limits,
 )
 from actuator.control.pid import N_PID_STATE
@@ -62,12 +64,6 @@ LATCHING = ~(L.FAULT_FT_SATURATION) & 0xFFFF  # F/T saturation is reported while
 STOP_TIME_S = 0.2
 CALIBRATION_S = 0.05
 PROFILE_VERSION = 1.0
-# gains writable live by name: (section of ControllerConfig or "" for a top-level field, field)
-GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
-         "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd"),
-         "impedance_kp": ("impedance", "kp_nm_per_rad"), "impedance_kd": ("impedance", "kd_nm_s_per_rad"),
-         "gravity_feedforward": ("", "gravity_feedforward_nm")}
-CASCADE_GAINS = ("position_kp", "position_ki", "position_kd", "velocity_kp", "velocity_ki", "velocity_kd")
 GAIN_RANGE = (-1e6, 1e6)
 TRACKING_LIMIT_RAD = 0.5  # default position tracking limit: a larger error in position mode latches tracking_error
 # telemetry rates, Hz, by parameter name -> the messages they pace
@@ -78,9 +74,6 @@ RATES = {"rate_joint_state_hz": ("joint_state",), "rate_wrench_hz": ("wrench_for
 DEFAULT_RATES_HZ = {"rate_joint_state_hz": 1000.0, "rate_wrench_hz": 500.0, "rate_motor_telemetry_hz": 100.0,
                     "rate_heartbeat_hz": 10.0, "rate_diagnostics_hz": 1.0, "rate_encoders_hz": 0.0,
                     "rate_setpoint_hz": 0.0}
-# several joints sharing one 1 Mbit/s bus: joint_state stays at 1 kHz, the wrench is off and the rest as by default
-# (1111 frames/s a joint: six joints need 83 % of the bus with their 1 kHz commands, where the defaults need 158 %)
-SHARED_BUS_RATES_HZ = {**DEFAULT_RATES_HZ, "rate_wrench_hz": 0.0}
 MAX_RATE_HZ = 1000.0
 
 
@@ -100,12 +93,6 @@ def _in_range(name: str, value: float, lo: float, hi: float) -> float:
     if not (math.isfinite(value) and lo <= value <= hi):
         raise ParamError("out_of_range", f"{name} = {value!r} is out of range: allowed [{lo:g}, {hi:g}]")
     return value
-
-
-def gain_of(gains: ControllerConfig, name: str) -> float:
-    """The value of the gain ``name`` (a key of ``GAINS``) in a gains set."""
-    section, field_name = GAINS[name]
-    return float(getattr(getattr(gains, section) if section else gains, field_name))
 
 
 def rest_state(params: JointParams, p: np.ndarray, safe: np.ndarray, t_s: float, motor_offset_rad: float = 0.0,

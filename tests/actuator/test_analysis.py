@@ -12,13 +12,12 @@ from scipy import signal
 from actuator.analysis.frequency import (
     FrequencyResponse,
     bandwidth_hz,
-    chirp,
     frequency_response,
     margins,
-    prbs,
 )
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.errors import ConfigError
+from actuator.signals import chirp, prbs
 
 DT_S = 1e-5  # fine sampling of the analytic step responses
 FS_HZ = 1000.0

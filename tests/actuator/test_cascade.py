@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from actuator.analysis.frequency import chirp
 from actuator.control import cascade as C
 from actuator.control.config import (
     AdmittanceGains,
@@ -34,6 +33,7 @@ from actuator.control.reference import Chirp, Step, reference_rows
 from actuator.control.trajectory import plan
 from actuator.errors import ConfigError
 from actuator.model import layout as L
+from actuator.signals import chirp
 
 # --------------------------------------------------------------------------------------------------------
 # safety limiter
@@ -522,7 +522,7 @@ def test_admittance_settles_at_wrench_over_stiffness(wrist):
     """A 1 N·m torque about the axis through the F/T sensor (Mz) moves the admittance's equilibrium by
     tau / K_adm; the tool's weight is removed from the reading, so without a wrench nothing moves."""
     from actuator import simulate
-    from actuator.control.config import default_controller
+    from actuator.analysis.tuning import default_controller
     from actuator.simulation import Injection
 
     k_adm = 20.0

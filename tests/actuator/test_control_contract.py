@@ -19,20 +19,21 @@ from conftest import ideal_reducer, variant
 from scipy import signal
 from scipy.ndimage import binary_erosion
 
-from actuator.analysis.frequency import chirp, frequency_response
+from actuator.analysis.frequency import frequency_response
 from actuator.analysis.step import step_metrics
+from actuator.analysis.tuning import default_controller
 from actuator.control import cascade as C
 from actuator.control.config import (
     ControllerConfig,
     ImpedanceGains,
     LoopGains,
-    default_controller,
     resolved_limits,
 )
 from actuator.control.reference import Prbs, Step, reference_rows
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.params import JointParams
+from actuator.signals import chirp
 from actuator.simulation import simulate
 
 

@@ -21,12 +21,13 @@ from actuator.analysis.linear import TwoMass, loop_response, predict, predicted_
 from actuator.analysis.step import step_metrics
 from actuator.analysis.tuning import (
     VELOCITY_RATIOS,
+    default_controller,
     design_cascade,
     relay_test,
     tune_model,
     tune_relay,
 )
-from actuator.control.config import ControllerConfig, LoopGains, default_controller
+from actuator.control.config import ControllerConfig, LoopGains
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 

@@ -12,7 +12,8 @@ import pytest
 from cliutil import run_cli, run_json
 
 from actuator.analysis.linear import TwoMass, predict
-from actuator.control.config import default_controller, load_gains
+from actuator.analysis.tuning import default_controller
+from actuator.control.config import load_gains
 from actuator.params import load_preset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

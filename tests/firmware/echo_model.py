@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
-from actuator.control.config import ControllerConfig, default_controller
+from actuator.analysis.tuning import default_controller
+from actuator.control.config import ControllerConfig
 from actuator.params import load_preset
 from actuator.simulation import simulate
 from firmware_iface.client.experiments import RATE_HZ, BusRun, on_joint_grid

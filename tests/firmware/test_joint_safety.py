@@ -111,7 +111,7 @@ def test_a_nan_set_point_is_rejected_not_tracked():
 
 
 def test_the_batch_faults_the_diverging_joint_only():
-    from actuator.control.config import default_controller
+    from actuator.analysis.tuning import default_controller
 
     knee = load_preset("knee")
     gains = default_controller(knee)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from actuator.analysis.experiments import step_test
-from actuator.control.config import default_controller
+from actuator.analysis.tuning import default_controller
 from actuator.errors import FaultError
 from actuator.params import load_preset
 from firmware_iface.cli import main

@@ -216,3 +216,17 @@ def test_bad_sidecars_name_file_and_field(tmp_path: Path, text, pattern):
     side.write_text(text)
     with pytest.raises(ConfigError, match=pattern):
         Profile.load(NATIVE_DBC, side)
+
+
+def test_the_gains_are_the_profiles_own():
+    from dataclasses import replace
+
+    from actuator.control.config import GAINS
+
+    native = load_native()
+    assert set(native.gain_names) == set(GAINS)  # the native firmware writes every controller gain by name
+    # a joint of another vendor with parameters but no gains: it has none (tests/gui/test_gains_profile.py: the GUI
+    # then reads and writes none)
+    sidecar = replace(native.sidecar, params={k: v for k, v in native.sidecar.params.items()
+                                              if not k.startswith("gain.")})
+    assert Profile(native.db, sidecar, native.dbc_path).gain_names == ()

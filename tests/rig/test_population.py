@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actuator.control.config import default_controller
+from actuator.analysis.tuning import default_controller
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.params import JointParams, load_preset
