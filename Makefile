@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collects no test: that fails here as any other non-zero exit does
 pytest: $(STAMP)

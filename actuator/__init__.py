@@ -1,7 +1,7 @@
 """actuator: the joint's physics and control math (Numba kernels and their Python API). No I/O."""
 
 from actuator.errors import ConfigError, JointkitError, SimulationError
-from actuator.params import JointParams, load_params, load_preset, save_params
+from actuator.params import JointParams, load_params, load_preset
 from actuator.simulation import Injection, JointModel, Trace, simulate, simulate_batch
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "Trace",
     "load_params",
     "load_preset",
-    "save_params",
     "simulate",
     "simulate_batch",
 ]

@@ -4,7 +4,7 @@ A joint is described by sections (motor, drive, reducer, encoders, ft_sensor, th
 each a frozen dataclass whose field names carry their units. Every numeric field declares its allowed
 range in its metadata; ``load_params`` checks types, ranges, unknown keys, missing sections and the
 cross-field rules, and raises ``ConfigError`` naming the file, the field path, the value and what is
-allowed. ``save_params`` writes TOML that loads back to an equal object (floats are written with
+allowed. ``firmware_iface.files.save_params`` writes TOML that loads back to an equal object (floats are written with
 ``repr``, so the round trip is exact).
 
 Presets live in ``seeds/joints/NAME.toml``; ``load_preset`` takes a preset name or a path.
@@ -17,8 +17,6 @@ import tomllib
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
-
-import tomli_w
 
 from actuator.errors import ConfigError
 
@@ -389,10 +387,6 @@ def read_toml(path: str | Path, what: str) -> dict:
 
 def load_params(path: str | Path) -> JointParams:
     return params_from_dict(read_toml(path, "parameter file"), str(path))
-
-
-def save_params(p: JointParams, path: str | Path) -> None:
-    Path(path).write_text(tomli_w.dumps(params_to_dict(p)), encoding="utf-8")
 
 
 def preset_names() -> list[str]:

@@ -7,7 +7,6 @@ advances the joint through a whole input array in one compiled, nogil call.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,13 +181,6 @@ class Trace:
             "housing_temp_c": float(self.housing_temp_c[-1]),
             "faults": L.fault_names(bits),
         }
-
-    def to_csv(self, path: str | Path) -> None:
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(self.fields)
-            w.writerows(self.data.tolist())
-
 
 def _per_step(value: float | np.ndarray | Sequence[float], n: int, what: str) -> np.ndarray:
     arr = np.asarray(value, dtype=float)

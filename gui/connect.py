@@ -7,7 +7,7 @@ from PySide6 import QtWidgets
 
 from actuator.errors import ConfigError
 from actuator.params import PRESETS_DIR
-from firmware_iface.virtual_joint.serve import parse_nodes
+from firmware_iface.protocol.load import parse_nodes
 from gui.session import Connection
 
 

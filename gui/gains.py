@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtWidgets
 
-from actuator.control.config import GAINS, config_from_dict, gain_of, load_gains, save_gains
+from actuator.control.config import GAINS, config_from_dict, gain_of, load_gains
 from actuator.errors import ConfigError
 from actuator.params import read_toml
 from firmware_iface.client.gain_check import check_gains
+from firmware_iface.files import save_gains
 
 if TYPE_CHECKING:
     from firmware_iface.client import JointClient

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomli_w
 
 from actuator.control import cascade as C
 from actuator.control.filters import lowpass1_design, notch
@@ -254,7 +253,3 @@ def load_gains(path: str | Path) -> ControllerConfig:
         raise ConfigError(f"{path}: empty gains file: it sets no key; allowed: the tables and keys of "
                           f"actuator/control/config.py ({', '.join(sorted(config_to_dict(ControllerConfig())))})")
     return config_from_dict(data, str(path))
-
-
-def save_gains(cfg: ControllerConfig, path: str | Path) -> None:
-    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)), encoding="utf-8")

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from firmware_iface.protocol.batch_codec import BatchCodec
-from firmware_iface.protocol.profile import Profile, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Profile
 
 
 def telemetry_stream(profile: Profile, messages: tuple[str, ...], n: int, seed: int = 0

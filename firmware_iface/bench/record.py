@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware_iface.protocol.profile import Decoded, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Decoded
 from firmware_iface.rig.recording import SignalRecorder, read_signals
 from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES
 

@@ -2,6 +2,11 @@
 
 Errors of the JointkitError family print ``error: ...`` and exit 2 (1 is kept for a failed verdict); so does any
 other exception (an internal error, a bug); ``--debug`` shows the traceback as well.
+
+Building the parser is cheap (``jointkit --help`` must not wait for numpy, Numba, cantools, python-can, asammdf or
+Qt): a subcommand module imports only the standard library and cheap modules of ours at its top, and its heavy
+dependencies inside ``run`` (tests/cli/test_cli_imports.py checks it). Even ``actuator.errors`` waits: importing it
+runs ``actuator/__init__``, which imports the whole simulation.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import os
 import sys
 import traceback
 
-from actuator.errors import JointkitError
 from firmware_iface.cli import (
     bench,
     bode,
@@ -47,23 +51,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except JointkitError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say, and nobody to say it to
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit, so the final flush is silent
-        return 0
-    except Exception as e:  # a bug: still exit 2 (1 means "unit failed" to a rig), with the traceback on --debug
+    except Exception as e:
+        if _is_jointkit_error(e):
+            if args.debug:
+                traceback.print_exc()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, BrokenPipeError):  # the reader went away (e.g. `| head`): nothing left to say, nor anyone
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit, so the final flush is silent
+            return 0
+        # a bug: still exit 2 (1 means "unit failed" to a rig), with the traceback on --debug
         if args.debug:
             traceback.print_exc()
         print(f"error: internal error: {type(e).__name__}: {e} (jointkit --debug {args.command} ... shows the "
               "traceback; please report it)", file=sys.stderr)
         return 2
+
+
+def _is_jointkit_error(e: BaseException) -> bool:
+    """``isinstance(e, JointkitError)`` without importing ``actuator`` for it: when ``actuator.errors`` was never
+    imported, nothing raised one of its errors."""
+    errors = sys.modules.get("actuator.errors")
+    return errors is not None and isinstance(e, errors.JointkitError)
 
 
 if __name__ == "__main__":

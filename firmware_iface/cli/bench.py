@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from actuator.errors import ConfigError
-from firmware_iface.cli.common import emit
+from firmware_iface.cli.common import emit, load_entry_point
 
-# each a module of firmware_iface.bench with run(preset, quick) -> dict
+# each a module of firmware_iface.bench with run(preset, quick) -> dict; the GUI's is gui.bench, loaded through the
+# jointkit.bench_gui entry point (firmware_iface never imports gui)
 TARGETS = ("sim", "control", "codec", "loop", "gui", "record", "rig")
 
 
@@ -26,10 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    bench = importlib.import_module(f"firmware_iface.bench.{args.target}")
+    from actuator.errors import ConfigError
+
+    if args.target == "gui":
+        bench_run = load_entry_point("bench_gui")
+    else:
+        bench_run = importlib.import_module(f"firmware_iface.bench.{args.target}").run
     if args.minutes is not None and not (args.target == "record" and 1.0 <= args.minutes <= 24 * 60):
         raise ConfigError(f"--minutes {args.minutes:g}: only for bench record, 1 to 1440 minutes")
     extra = {"minutes": args.minutes} if args.target == "record" else {}
-    figures = bench.run(args.preset, quick=args.quick, **extra)
+    figures = bench_run(args.preset, quick=args.quick, **extra)
     emit(figures, args.json, f"jointkit bench {args.target}")
     return 0

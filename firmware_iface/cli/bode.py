@@ -9,8 +9,6 @@ import csv
 import math
 from pathlib import Path
 
-from actuator.analysis.experiments import bode_test
-from actuator.analysis.linear import TwoMass, loop_response, predict
 from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
@@ -31,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if on_node(args, run_bus) is not None:
         return 0
+    from actuator.analysis.experiments import bode_test
+    from actuator.analysis.linear import TwoMass, loop_response, predict
+
     params, cfg = joint_and_gains(args)
     model = TwoMass.from_params(params)
     cfg_loop = cfg.with_mode(args.loop)

@@ -1,6 +1,10 @@
 """Options and helpers of the commands that talk to joints over a bus: the bus options, the protocol profile
 (``--profile``/``--sidecar``), ``bus_session`` (the bus and its hub, both closed on the way out, also on errors
-and Ctrl-C) and ``--node N`` for the tests that run on a joint over a bus instead of in-process."""
+and Ctrl-C) and ``--node N`` for the tests that run on a joint over a bus instead of in-process.
+
+Cheap to import (python-can, cantools and the client are imported when a command runs): the bus options are
+``firmware_iface.client.bus.add_bus_options``'s, repeated here because that module imports python-can
+(tests/cli/test_cli_imports.py checks that the two stay the same)."""
 
 from __future__ import annotations
 
@@ -8,14 +12,33 @@ import argparse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import can
+if TYPE_CHECKING:
+    import can
 
-from actuator.errors import ConfigError
-from firmware_iface.client import BusHub, JointClient, add_bus_options, bus_from_args
-from firmware_iface.client.bus import close_bus
-from firmware_iface.protocol.profile import Profile, load_native
+    from firmware_iface.client import BusHub, JointClient
+    from firmware_iface.protocol.profile import Profile
+
+DEFAULT_BITRATE = 1_000_000  # firmware_iface.client.bus.DEFAULT_BITRATE
+
+
+def add_bus_options(parser: argparse.ArgumentParser) -> None:
+    """``--interface/--channel/--bitrate``: the same on every command that talks to a bus (those of
+    ``firmware_iface.client.bus.add_bus_options``, without importing python-can)."""
+    group = parser.add_argument_group("bus (python-can)")
+    group.add_argument("--interface", help="python-can interface: socketcan, pcan, kvaser, remote, virtual, ... "
+                                           "(default: python-can's configuration)")
+    group.add_argument("--channel", help="channel of the interface, e.g. can0, PCAN_USBBUS1, ws://127.0.0.1:54701/")
+    group.add_argument("--bitrate", type=int, default=None,
+                       help=f"bit/s (default: the configuration, or {DEFAULT_BITRATE} for adapters that need one)")
+
+
+def bus_from_args(args: argparse.Namespace) -> can.BusABC:
+    """The bus of the options (``firmware_iface.client.bus.bus_from_args``)."""
+    from firmware_iface.client import bus
+
+    return bus.bus_from_args(args)
 
 
 def add_profile_options(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +51,9 @@ def add_profile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile:
+    from actuator.errors import ConfigError
+    from firmware_iface.protocol.load import load_native, load_profile
+
     if args.profile is None:
         if args.sidecar is not None:
             raise ConfigError(f"--sidecar {args.sidecar} needs --profile (the DBC it describes)")
@@ -35,13 +61,16 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
     sidecar = args.sidecar
     if sidecar is None and args.profile.with_suffix(".toml").is_file():
         sidecar = args.profile.with_suffix(".toml")
-    return Profile.load(args.profile, sidecar)
+    return load_profile(args.profile, sidecar)
 
 
 @contextmanager
 def bus_session(args: argparse.Namespace, profile: Profile) -> Iterator[tuple[can.BusABC, BusHub]]:
     """The bus of the command's options and its hub (reading with ``profile``); the hub's reader is stopped and the
     bus shut down on the way out, also on errors and Ctrl-C."""
+    from firmware_iface.client import BusHub
+    from firmware_iface.client.bus import close_bus
+
     bus = bus_from_args(args)
     hub = None
     try:
@@ -67,6 +96,9 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
 @contextmanager
 def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
     """A client of ``--node`` (native profile) on the bus of the options, closed with its bus afterwards."""
+    from firmware_iface.client import JointClient
+    from firmware_iface.protocol.load import load_native
+
     with bus_session(args, load_native()) as (bus, hub):
         client = JointClient(bus, args.node, hub.profile)
         client.wait_alive(timeout_s=1.0)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
-import numpy as np
-from rich.console import Console
-from rich.table import Table
-
-from actuator.params import SEEDS_DIR, load_preset
-from actuator.simulation import simulate
 from firmware_iface.cli.common import print_json
-from firmware_iface.plots import plot_trace
 
+# actuator.params.SEEDS_DIR, found without importing actuator (its __init__ imports the simulation)
+SEEDS_DIR = Path(importlib.util.find_spec("actuator").origin).resolve().parent.parent / "seeds"
 DEMO_SEQUENCE = SEEDS_DIR / "sequences" / "demo.toml"
 
 
@@ -43,13 +39,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _open_loop(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from actuator.params import load_preset
+    from actuator.simulation import simulate
+    from firmware_iface.files import write_trace_csv
+    from firmware_iface.plots import plot_trace
+
     params = load_preset(args.preset)
     # record at 1 kHz: the table and plot need no more, the model still steps at the current-loop rate
     record_every = max(1, round(1e-3 / params.dt_s))
     trace = simulate(params, duration_s=args.duration_s, torque_nm=args.torque_nm, record_every=record_every)
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / "torque_step.csv"
-    trace.to_csv(csv_path)
+    write_trace_csv(trace, csv_path)
     png = plot_trace(trace, args.out / "torque_step.png",
                      f"{params.name}: {args.torque_nm:g} N·m torque step, open loop")
     summary = {"preset": params.name, "torque_nm": args.torque_nm, **trace.summary(),

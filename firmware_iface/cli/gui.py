@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from firmware_iface.cli.common import emit
-from firmware_iface.client.bus import add_bus_options
-from firmware_iface.virtual_joint.serve import parse_nodes
+from firmware_iface.cli.common import load_entry_point
+from firmware_iface.cli.common_bus import add_bus_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,18 +28,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gui.app import run as run_gui
-    from gui.session import Connection
-
-    sim = args.sim or args.interface is None
-    if args.after_step and args.screenshot is None:
-        from actuator.errors import ConfigError
-        raise ConfigError("--after-step needs --screenshot FILE.png")
-    nodes = tuple(parse_nodes(args.nodes)) if args.nodes else ((1,) if sim else ())
-    conn = Connection(sim=sim, preset=args.preset, nodes=nodes, interface=args.interface, channel=args.channel,
-                      bitrate=args.bitrate)
-    result = run_gui(conn, screenshot=args.screenshot, after_step=args.after_step, amplitude=args.amplitude)
-    if isinstance(result, dict):
-        emit(result, args.json, "jointkit gui")
-        return 0
-    return int(result)
+    return load_entry_point("gui")(args)

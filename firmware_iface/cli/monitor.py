@@ -14,20 +14,16 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import can
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
-from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, bus_session, profile_from_args
-from firmware_iface.client.joint import JointClient
-from firmware_iface.client.scan import LISTEN_S, listen
-from firmware_iface.protocol.profile import Profile
-from firmware_iface.virtual_joint.serve import parse_nodes
+
+if TYPE_CHECKING:
+    import can
+    from rich.table import Table
+
+    from firmware_iface.protocol.profile import Profile
 
 FPS_WINDOW_S = 1.0
 FORCE = ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry.force_z_n")
@@ -43,6 +39,8 @@ class JointView:
     timestamps: the adapter's clock, or the sender's on virtual and remote buses)."""
 
     def __init__(self, bus: can.BusABC, node_id: int, profile: Profile) -> None:
+        from firmware_iface.client.joint import JointClient
+
         # capacity 2: the monitor reads only the newest row of each telemetry message
         self.client = JointClient(bus, node_id, profile, capacity=2)
         self.node_id = self.client.node_id
@@ -83,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from actuator.errors import ConfigError
+
     if not (math.isfinite(args.rate_hz) and 0 < args.rate_hz <= 100):
         raise ConfigError(f"--rate-hz {args.rate_hz:g}: must be in (0, 100]")
     if args.duration_s is not None and not (math.isfinite(args.duration_s) and args.duration_s > 0):
@@ -121,6 +121,8 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def render(views: list[JointView], channel: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"jointkit monitor: {channel}", caption="Ctrl-C to stop")
     for name in ("node", "state", "mode", "faults", *(c[0] for c in COLUMNS), "hb age"):
         table.add_column(name, justify="left" if name in ("state", "mode", "faults") else "right")
@@ -143,6 +145,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace, profile: Profile) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from actuator.errors import TimeoutError
+    from firmware_iface.client.scan import LISTEN_S, listen
+    from firmware_iface.protocol.load import parse_nodes
+
     with bus_session(args, profile) as (bus, hub):
         channel = bus.channel_info
         if args.nodes:

@@ -14,15 +14,8 @@ import argparse
 import contextlib
 import sys
 
-from rich.console import Console
-from rich.table import Table
-
-from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.cli.common import emit, print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, add_profile_options, bus_session, profile_from_args
-from firmware_iface.client.gain_check import CASCADE, check_gains
-from firmware_iface.client.joint import JointClient
-from firmware_iface.client.scan import wire_value
 
 REPLY_TIMEOUT_S = 0.5
 SAVE_TIMEOUT_S = 2.0  # writing a flash page takes a real joint far longer than answering a read
@@ -64,6 +57,9 @@ def _joint_options(parser: argparse.ArgumentParser, timeout_s: float) -> None:
 
 
 def run_get(args: argparse.Namespace) -> int:
+    from firmware_iface.client.joint import JointClient
+    from firmware_iface.client.scan import wire_value
+
     profile = profile_from_args(args)
     pid = profile.param_id(args.name)  # an unknown name fails here, listing the allowed ones, before the bus opens
     with bus_session(args, profile) as (bus, _):
@@ -74,6 +70,10 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_set(args: argparse.Namespace) -> int:
+    from firmware_iface.client.gain_check import CASCADE, check_gains
+    from firmware_iface.client.joint import JointClient
+    from firmware_iface.client.scan import wire_value
+
     profile = profile_from_args(args)
     pid = profile.param_id(args.name)
     gain = args.name.removeprefix("gain.")
@@ -95,6 +95,9 @@ def run_set(args: argparse.Namespace) -> int:
 
 
 def run_save(args: argparse.Namespace) -> int:
+    from actuator.errors import ConfigError, TimeoutError
+    from firmware_iface.client.joint import JointClient
+
     profile = profile_from_args(args)
     with bus_session(args, profile) as (bus, _):
         client = JointClient(bus, args.node, profile)
@@ -110,6 +113,9 @@ def run_save(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     profile = profile_from_args(args)
     params = dict(profile.sidecar.params)
     if args.json:

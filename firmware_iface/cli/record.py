@@ -5,6 +5,9 @@ The recorders (``firmware_iface.rig.recording``) listen on the bus's hub, so the
 bus carries, including those this process sends. Both files are flushed every ``--flush-interval-s`` (raw) and
 ``--signals-flush-s`` (MF4): a recording killed mid-way is readable up to its last flush. At the end it prints the
 frames recorded per message (``n1.joint_state``) and the files written; exit 0 on Ctrl-C or at the duration.
+
+The recorders (and with them python-can and asammdf) are imported when the command runs; the formats named in the
+help are ``firmware_iface.rig.recording``'s, repeated here (tests/cli/test_cli_imports.py checks they agree).
 """
 
 from __future__ import annotations
@@ -15,25 +18,19 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from actuator.errors import ConfigError
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, bus_session, profile_from_args
-from firmware_iface.client.hub import BusHub
-from firmware_iface.protocol.profile import Profile
-from firmware_iface.rig.recording import (
-    DEFAULT_FRAME_SUFFIX,
-    FRAME_FORMATS,
-    FrameRecorder,
-    SignalRecorder,
-    frame_path,
-    signal_path,
-)
 
+if TYPE_CHECKING:
+    from firmware_iface.client.hub import BusHub
+    from firmware_iface.protocol.profile import Profile
+    from firmware_iface.rig.recording import FrameRecorder
+
+# firmware_iface.rig.recording's FRAME_FORMATS and DEFAULT_FRAME_SUFFIX (that module imports python-can and asammdf)
+FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
+DEFAULT_FRAME_SUFFIX = ".blf"
 POLL_S = 0.05  # how often the main thread looks at the clock and at the recorders' health
 
 
@@ -54,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from actuator.errors import ConfigError
+    from firmware_iface.rig.recording import frame_path, signal_path
+
     frame_path(args.out)
     if args.signals is not None:
         signal_path(args.signals)
@@ -68,6 +68,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
+
     _check_args(args)
     profile = profile_from_args(args)
     with bus_session(args, profile) as (bus, hub):
@@ -99,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
 def _record(hub: BusHub, recorders: list[Any], duration_s: float | None) -> float:
     """Wait until the duration or Ctrl-C; the seconds recorded. A recorder the hub dropped (it raised) ends the
     recording with its error."""
+    from actuator.errors import ConfigError
+
     start = time.monotonic()
     end = math.inf if duration_s is None else start + duration_s
     try:
@@ -135,6 +139,9 @@ def _report(frames: FrameRecorder, recorders: list[Any], profile: Profile, chann
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="jointkit record", caption=f"{report['bus']}, {report['duration_s']:.1f} s")
     table.add_column("message")
     table.add_column("frames", justify="right")

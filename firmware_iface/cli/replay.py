@@ -16,12 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from actuator.errors import ConfigError
 from firmware_iface.cli.common import emit
-from firmware_iface.cli.common_bus import add_profile_options, profile_from_args
-from firmware_iface.client.bus import add_bus_options, bus_from_args
-from firmware_iface.rig.recording import read_frames
-from firmware_iface.rig.replay import analyze_bode, analyze_step, play
+from firmware_iface.cli.common_bus import add_bus_options, add_profile_options, bus_from_args, profile_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from actuator.errors import ConfigError
+
     on_bus = args.interface is not None or args.channel is not None
     if args.analyze is not None:
         if on_bus:
@@ -63,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     if args.analyze is not None:
         return _analyze(args)
+    from firmware_iface.rig.recording import read_frames
+    from firmware_iface.rig.replay import play
+
     frames = read_frames(args.file)
     bus = bus_from_args(args)
     try:
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from firmware_iface.rig.recording import read_frames
+    from firmware_iface.rig.replay import analyze_bode, analyze_step
+
     profile = profile_from_args(args)
     profile.check_node(args.node)
     frames = read_frames(args.file)

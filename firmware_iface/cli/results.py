@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from actuator.errors import ConfigError
 from firmware_iface.cli.common import print_json
-from firmware_iface.rig import results_db
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 LIST_LAST = 20  # a line's database holds thousands of runs: a screenful unless asked for more
 CPK_GOOD, CPK_MARGINAL = 1.33, 1.0  # the usual automotive thresholds (AIAG): >= 1.33 capable, < 1.0 not
@@ -81,6 +79,8 @@ def _yield_line(group: dict[str, Any]) -> str:
 
 
 def _print_group(console: Console, group: dict[str, Any]) -> None:
+    from rich.table import Table
+
     versions, v = len(group["sequence_sha256"]), group["verdicts"]
     note = f" ({versions} versions of the sequence file)" if versions > 1 else ""
     console.print(f"[bold]{group['sequence']}[/bold]{note}: {_yield_line(group)}")
@@ -101,6 +101,10 @@ def _print_group(console: Console, group: dict[str, Any]) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from firmware_iface.rig import results_db
+
     s = results_db.summary(args.db, sequence=args.sequence, serial_prefix=args.serial_prefix, last=args.last)
     if args.json:
         print_json(s)
@@ -115,6 +119,12 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from actuator.errors import ConfigError
+    from firmware_iface.rig import results_db
+
     if args.last < 0:
         raise ConfigError(f"--last {args.last}: allowed an integer >= 1, or 0 for every run")
     runs = results_db.list_runs(args.db, sequence=args.sequence, serial_prefix=args.serial_prefix,
@@ -136,6 +146,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _read_results(path: Path) -> dict:
+    from actuator.errors import ConfigError
+
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -145,6 +157,9 @@ def _read_results(path: Path) -> dict:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from actuator.errors import ConfigError
+    from firmware_iface.rig import results_db
+
     runs = []
     for path in args.files:
         data = _read_results(path)

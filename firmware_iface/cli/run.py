@@ -6,16 +6,13 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from actuator.errors import ConfigError
 from firmware_iface.cli.common import print_json
-from firmware_iface.cli.common_bus import add_profile_options, profile_from_args
-from firmware_iface.client.bus import add_bus_options, bus_from_args
-from firmware_iface.rig.rig import bus_rig, parse_injection, sim_rig
-from firmware_iface.rig.runner import EXIT_CODES, run_sequence
-from firmware_iface.rig.sequence import Sequence, load_sequence
+from firmware_iface.cli.common_bus import add_bus_options, add_profile_options, bus_from_args, profile_from_args
+
+if TYPE_CHECKING:
+    from firmware_iface.rig.sequence import Sequence
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +64,13 @@ def _with_node(seq: Sequence, node: int | None) -> Sequence:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from actuator.errors import ConfigError
+    from firmware_iface.rig.rig import bus_rig, parse_injection, sim_rig
+    from firmware_iface.rig.runner import run_sequence
+    from firmware_iface.rig.sequence import load_sequence
+
     profile = profile_from_args(args)
     seq = _with_node(load_sequence(args.sequence, profile), args.node)
     sim = args.sim or args.interface is None
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.realtime and not sim:
         raise ConfigError("--realtime paces the simulated joints: it needs --sim")
     if args.population is not None:
-        from firmware_iface.rig.batch_run import run_population
+        from firmware_iface.cli.population import run_population
 
         return run_population(args, seq, injections)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -106,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _emit(args: argparse.Namespace, results: dict, out_dir: Path) -> int:
+    from rich.console import Console
+
     from firmware_iface.jsonsafe import json_safe as clean
+    from firmware_iface.rig.runner import EXIT_CODES
 
     results = clean(results)
     results["out_dir"] = str(out_dir)

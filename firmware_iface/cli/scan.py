@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-from rich.table import Table
-
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, bus_session, profile_from_args
-from firmware_iface.client.scan import LISTEN_S, scan
+
+LISTEN_S = 0.35  # firmware_iface.client.scan.LISTEN_S (that module imports python-can and numpy)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from firmware_iface.client.scan import scan
+
     profile = profile_from_args(args)
     with bus_session(args, profile) as (bus, _):
         nodes = scan(bus, profile, args.listen_s)

@@ -10,12 +10,24 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from actuator.errors import ConfigError, SimulationError
-from actuator.params import load_preset
-from actuator.simulation import simulate
 from firmware_iface.cli.common import emit
-from firmware_iface.virtual_joint.serve import DEFAULT_PORT, LOOPBACK, JointServer, parse_nodes
+
+# firmware_iface.virtual_joint.serve's DEFAULT_PORT and LOOPBACK (that module imports python-can and the joint)
+DEFAULT_PORT = 54701
+LOOPBACK = "127.0.0.1"
+
+
+def __getattr__(name: str) -> Any:
+    """``simulate``, imported on first use (building the parser must not import the simulation); looked up on the
+    module by ``run``, so that a test can replace it."""
+    if name == "simulate":
+        from actuator.simulation import simulate
+
+        globals()[name] = simulate
+        return simulate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from actuator.errors import SimulationError
+    from actuator.params import load_preset
+    from firmware_iface.files import write_trace_csv
+
     if args.torque_nm is None and args.current_a is None:
         raise SimulationError("jointkit sim needs --torque-nm or --current-a (or the action: jointkit sim serve)")
     if args.duration_s is None or not args.duration_s > 0:
@@ -61,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise SimulationError(f"--seed {args.seed}: must be an integer >= 0 (numpy seeds are non-negative)")
     params = load_preset(args.preset)
+    simulate = sys.modules[__name__].simulate
     trace = simulate(params, duration_s=args.duration_s, torque_nm=args.torque_nm, current_a=args.current_a,
                      seed=args.seed, record_every=args.record_every)
     summary = {"preset": params.name, "model_step_s": params.dt_s, **trace.summary()}
@@ -68,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         from firmware_iface.plots import plot_trace
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        trace.to_csv(args.out)
+        write_trace_csv(trace, args.out)
         png = plot_trace(trace, args.out.with_suffix(".png"), f"{params.name}: open-loop step")
         summary.update(trace_csv=str(args.out), plot_png=str(png))
     emit(summary, args.json, f"jointkit sim: {params.name}")
@@ -76,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _injection(text: str) -> tuple[str, float | None, int | None]:
+    from actuator.errors import ConfigError
+
     spec, _, node = text.partition("@")
     name, _, value = spec.partition("=")
     try:
@@ -91,6 +110,8 @@ def _stop_on_sigterm(*_: object) -> None:
 def _check_bind(host: str, port: int, allow_remote: bool) -> None:
     """A port TCP can bind, and a loopback address unless the user allows the network: python-can-remote has no
     authentication and also serves a web page, so anyone who reaches the port can command the joints."""
+    from actuator.errors import ConfigError
+
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port}: allowed 1-65535")
     try:
@@ -108,6 +129,8 @@ def _check_bind(host: str, port: int, allow_remote: bool) -> None:
 
 def _check_serve_options(args: argparse.Namespace, node_ids: list[int]) -> list[tuple[str, float | None, int | None]]:
     """The options a served run would only trip over later (or silently ignore), checked before anything starts."""
+    from actuator.errors import ConfigError
+
     duration_s = args.serve_duration_s
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(f"--duration-s {duration_s}: must be a finite number of seconds > 0 (leave it out to serve "
@@ -121,6 +144,9 @@ def _check_serve_options(args: argparse.Namespace, node_ids: list[int]) -> list[
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from firmware_iface.protocol.load import parse_nodes
+    from firmware_iface.virtual_joint.serve import JointServer
+
     _check_bind(args.host, args.port, args.allow_remote)
     node_ids = parse_nodes(args.nodes)
     injections = _check_serve_options(args, node_ids)

@@ -7,10 +7,11 @@ import argparse
 import csv
 from pathlib import Path
 
-from actuator.analysis.experiments import LOOPS, step_test
 from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
+
+LOOPS = ("position", "velocity", "impedance")  # actuator.analysis.experiments.LOOPS (that module imports the model)
 
 CSV_COLUMNS = (("t_s", "t_s"), ("reference", "reference"), ("position_rad", "position_rad"),
                ("velocity_rad_s", "velocity_rad_s"), ("torque_nm", "transmitted_torque_nm"),
@@ -42,6 +43,8 @@ def write_csv(trace, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     if on_node(args, run_bus) is not None:
         return 0
+    from actuator.analysis.experiments import step_test
+
     params, cfg = joint_and_gains(args)
     result = step_test(params, cfg, args.loop, args.amplitude, duration_s=args.duration_s)
     figures = {"preset": params.name, "loop": args.loop, "amplitude": args.amplitude, **result.figures()}

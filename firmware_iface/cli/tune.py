@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from actuator.analysis.linear import TwoMass, loop_response
-from actuator.analysis.tuning import tune_model, tune_relay
-from actuator.control.config import save_gains
 from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
@@ -35,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace, params, cfg):
+    from actuator.analysis.tuning import design_cascade, tune_model, tune_relay
+
     if args.method == "relay":
         return tune_relay(params, base=cfg)
-    from actuator.analysis.tuning import design_cascade
 
     # only a missing option takes the default: --bandwidth-hz 0 is refused by tune_model, not silently replaced
     bw = design_cascade(params).requested_bandwidth_hz if args.bandwidth_hz is None else args.bandwidth_hz
@@ -47,6 +45,8 @@ def _tune(args: argparse.Namespace, params, cfg):
 def _report(args, params, result) -> int:
     figures = {"preset": params.name, **result.figures()}
     if args.out:
+        from actuator.analysis.linear import TwoMass, loop_response
+        from firmware_iface.files import save_gains
         from firmware_iface.plots import plot_bode
 
         args.out.parent.mkdir(parents=True, exist_ok=True)

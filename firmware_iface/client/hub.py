@@ -30,7 +30,8 @@ import can
 
 from actuator.errors import BusError, ProtocolError
 from firmware_iface.client.clock import WALL, Clock
-from firmware_iface.protocol.profile import Decoded, Profile, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Decoded, Profile
 
 Handler = Callable[[Decoded, float, float], None]  # (frame, receive time on the hub's clock, bus timestamp)
 _HUBS: dict[int, BusHub] = {}

@@ -4,6 +4,7 @@ compiled batch codec for high-rate telemetry. cantools is the reference codec; n
 
 from __future__ import annotations
 
-from firmware_iface.protocol.profile import Decoded, Profile, SemanticSignal, load_native
+from firmware_iface.protocol.load import load_native, load_profile
+from firmware_iface.protocol.profile import Decoded, Profile, SemanticSignal
 
-__all__ = ["Decoded", "Profile", "SemanticSignal", "load_native"]
+__all__ = ["Decoded", "Profile", "SemanticSignal", "load_native", "load_profile"]

@@ -1,4 +1,4 @@
-"""Validation of a protocol profile (DBC + sidecar): the checks behind ``jointkit dbc check`` and ``Profile.load``.
+"""Validation of a protocol profile (DBC + sidecar): the checks behind ``jointkit dbc check`` and ``load_profile``.
 
 This module owns the list of things a profile must not do: signals overlapping inside a message (bit sets computed
 for little- and big-endian layouts), signals beyond the message length, [min|max] beyond what a signal can encode,
@@ -242,5 +242,5 @@ def check_profile(profile: Profile) -> list[Problem]:
 
 def check_files(dbc_path: str | Path, sidecar_path: str | Path | None = None) -> tuple[Profile, list[Problem]]:
     """Load a profile without validating it, then check it; unreadable files raise ``ConfigError``."""
-    profile = Profile.load(dbc_path, sidecar_path, validate=False)
+    profile = Profile.load(dbc_path, sidecar_path)
     return profile, check_profile(profile)

@@ -211,23 +211,15 @@ class Profile:
                 self._bounds[id(sig)] = (lo, hi, lo - tol, hi + tol)
 
     @classmethod
-    def load(cls, dbc_path: str | Path, sidecar_path: str | Path | None = None, *, validate: bool = True) -> Profile:
-        """Read a DBC and its sidecar; with ``validate`` a profile that ``dbc check`` faults raises ``ConfigError``.
+    def load(cls, dbc_path: str | Path, sidecar_path: str | Path | None = None) -> Profile:
+        """Read a DBC and its sidecar, unchecked (``firmware_iface.protocol.load.load_profile`` reads and checks).
 
         Without a sidecar the profile has no node addressing: frame ids are the DBC's, node 0 only.
         """
         dbc_path = Path(dbc_path)
         db = read_dbc(dbc_path)
         sidecar = read_sidecar(sidecar_path) if sidecar_path is not None else Sidecar(path=None, name=dbc_path.stem)
-        profile = cls(db, sidecar, dbc_path)
-        if validate:
-            from firmware_iface.protocol.check import check_profile  # check builds on this module
-
-            problems = check_profile(profile)
-            if problems:
-                raise ConfigError(f"{dbc_path}: the profile has {len(problems)} problem(s) (see `jointkit dbc "
-                                  "check`):\n  " + "\n  ".join(str(p) for p in problems))
-        return profile
+        return cls(db, sidecar, dbc_path)
 
     @property
     def name(self) -> str:
@@ -406,8 +398,3 @@ class Profile:
     def fault_names(self, bits: int) -> list[str]:
         """Names of the fault bits set in ``bits`` (the sidecar's [faults])."""
         return [name for name, bit in self.sidecar.faults.items() if int(bits) & bit]
-
-
-def load_native(*, validate: bool = True) -> Profile:
-    """The bundled native profile, ``dbc/jointkit_native.dbc`` with its sidecar."""
-    return Profile.load(NATIVE_DBC, NATIVE_SIDECAR, validate=validate)

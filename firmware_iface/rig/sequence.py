@@ -19,7 +19,8 @@ from typing import Any
 
 from actuator.control.config import GAINS
 from actuator.errors import ConfigError
-from firmware_iface.protocol.profile import Profile, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.protocols import PROTOCOLS
 
 INF = math.inf

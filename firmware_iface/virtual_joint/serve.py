@@ -15,30 +15,12 @@ from pathlib import Path
 import can
 
 from actuator.errors import BusError, ConfigError
-from firmware_iface.protocol.profile import Profile, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 DEFAULT_PORT = 54701
 LOOPBACK = "127.0.0.1"
-
-
-def parse_nodes(text: str, profile: Profile | None = None) -> list[int]:
-    """``"1,2,3"`` or ``"1-3"`` -> [1, 2, 3], each checked against the profile's node range."""
-    profile = profile or load_native()
-    ids: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            ids += list(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise ConfigError(f"--nodes {text!r}: expected node ids like 1,2,3 or 1-3") from None
-    if not ids or len(set(ids)) != len(ids):
-        raise ConfigError(f"--nodes {text!r}: node ids must be given once each")
-    for i in ids:
-        if not profile.sidecar.node_min <= i <= profile.sidecar.node_max:
-            raise ConfigError(f"--nodes {text!r}: node id {i} is outside {profile.sidecar.node_min}.."
-                              f"{profile.sidecar.node_max}")
-    return ids
 
 
 class JointServer:

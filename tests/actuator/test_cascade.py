@@ -27,13 +27,13 @@ from actuator.control.config import (
     config_from_dict,
     load_gains,
     new_controller_state,
-    save_gains,
 )
 from actuator.control.reference import Chirp, Step, reference_rows
 from actuator.control.trajectory import plan
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.signals import chirp
+from firmware_iface.files import save_gains
 
 # --------------------------------------------------------------------------------------------------------
 # safety limiter

@@ -19,8 +19,8 @@ from actuator.params import (
     load_preset,
     params_from_dict,
     preset_names,
-    save_params,
 )
+from firmware_iface.files import save_params
 
 KNEE_TOML = PRESETS_DIR / "knee.toml"
 

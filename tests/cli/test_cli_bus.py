@@ -21,7 +21,7 @@ from cliutil import run_cli, run_json
 
 import firmware_iface.virtual_joint.node as node_module
 from firmware_iface.cli import monitor
-from firmware_iface.protocol.profile import load_native
+from firmware_iface.protocol.load import load_native
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 # The native sidecar's default rates: joint_state 1000 + wrench 2 x 500 + motor 100 + heartbeat 10 + diagnostics 1

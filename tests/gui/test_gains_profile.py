@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from actuator.errors import ConfigError
-from firmware_iface.protocol.profile import Profile, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Profile
 from gui.gains import read_all, write_some
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from firmware_iface.protocol.profile import load_native
+from firmware_iface.protocol.load import load_native
 from gui.gains import COL_EDIT, COL_JOINT, NAMES
 from gui.session import Connection
 from gui.window import MainWindow

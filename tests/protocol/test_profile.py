@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actuator.errors import ConfigError, ProtocolError
-from firmware_iface.protocol import Profile, load_native
+from firmware_iface.protocol import Profile, load_native, load_profile
 from firmware_iface.protocol.profile import NATIVE_DBC, NATIVE_SIDECAR, allowed_range
 
 PROFILE = load_native()
@@ -188,8 +188,8 @@ def test_broken_sidecar_is_refused_on_load(tmp_path: Path):
     side.write_text(NATIVE_SIDECAR.read_text().replace('signal = "position", unit = "rad", range = [-2.5, 2.5] }',
                                                        'signal = "pos", unit = "rad", range = [-2.5, 2.5] }', 1))
     with pytest.raises(ConfigError, match=r"names signal 'pos', not in message joint_state"):
-        Profile.load(NATIVE_DBC, side)
-    assert Profile.load(NATIVE_DBC, side, validate=False).semantic("telemetry.position_rad") == ("joint_state", "pos")
+        load_profile(NATIVE_DBC, side)
+    assert Profile.load(NATIVE_DBC, side).semantic("telemetry.position_rad") == ("joint_state", "pos")
 
 
 @pytest.mark.parametrize(("name", "text", "pattern"), [
@@ -215,7 +215,7 @@ def test_bad_sidecars_name_file_and_field(tmp_path: Path, text, pattern):
     side = tmp_path / "side.toml"
     side.write_text(text)
     with pytest.raises(ConfigError, match=pattern):
-        Profile.load(NATIVE_DBC, side)
+        load_profile(NATIVE_DBC, side)
 
 
 def test_the_gains_are_the_profiles_own():

@@ -21,7 +21,8 @@ from asammdf import MDF
 
 from actuator.errors import ConfigError
 from firmware_iface.client import BusHub, JointClient
-from firmware_iface.protocol.profile import Decoded, load_native
+from firmware_iface.protocol.load import load_native
+from firmware_iface.protocol.profile import Decoded
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder, read_frames, read_signals
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_iface.protocol.profile import load_native
+from firmware_iface.protocol.load import load_native
 from firmware_iface.rig import runner
 
 ROOT = Path(__file__).resolve().parents[2]

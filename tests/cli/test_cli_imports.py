@@ -1,0 +1,72 @@
+"""Building the ``jointkit`` parser imports no heavy dependency (``jointkit --help`` stays fast): every subcommand
+imports numpy, Numba, SciPy, cantools, python-can, asammdf, Qt, matplotlib and the actuator package when it runs,
+not when it registers. A behaviour check, not a timing (``jointkit bench`` is where speed is measured).
+
+The constants the CLI repeats to stay cheap (shown in its help) are checked against the modules they come from."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("numpy", "numba", "scipy", "asammdf", "PySide6", "pyqtgraph", "matplotlib", "cantools", "can", "actuator",
+         "rich")
+
+
+def test_building_the_parser_imports_no_heavy_dependency():
+    code = ("import sys; from firmware_iface.cli import build_parser; build_parser(); "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert ast.literal_eval(proc.stdout.strip()) == []
+
+
+def test_help_imports_no_heavy_dependency():
+    code = ("import sys\nfrom firmware_iface.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print('@', sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert "COMMAND" in proc.stdout
+    assert ast.literal_eval(proc.stdout.rsplit("@", 1)[1].strip()) == []
+
+
+def _help(add) -> str:
+    parser = argparse.ArgumentParser(prog="x")
+    add(parser)
+    return parser.format_help()
+
+
+def test_the_bus_options_are_the_clients():
+    from firmware_iface.cli import common_bus
+    from firmware_iface.client import bus
+
+    assert common_bus.DEFAULT_BITRATE == bus.DEFAULT_BITRATE
+    assert _help(common_bus.add_bus_options) == _help(bus.add_bus_options)
+
+
+def test_repeated_constants_match_their_sources():
+    from actuator.analysis.experiments import LOOPS
+    from actuator.params import SEEDS_DIR
+    from firmware_iface.cli import demo, record, scan, sim, step
+    from firmware_iface.client.scan import LISTEN_S
+    from firmware_iface.rig.recording import DEFAULT_FRAME_SUFFIX, FRAME_FORMATS
+    from firmware_iface.virtual_joint.serve import DEFAULT_PORT, LOOPBACK
+
+    assert (sim.DEFAULT_PORT, sim.LOOPBACK) == (DEFAULT_PORT, LOOPBACK)
+    assert scan.LISTEN_S == LISTEN_S
+    assert (record.FRAME_FORMATS, record.DEFAULT_FRAME_SUFFIX) == (FRAME_FORMATS, DEFAULT_FRAME_SUFFIX)
+    assert step.LOOPS == LOOPS
+    assert demo.SEEDS_DIR == SEEDS_DIR
+    assert demo.DEMO_SEQUENCE.is_file()
+
+
+def test_simulate_is_reachable_on_the_sim_module():
+    from actuator.simulation import simulate
+    from firmware_iface.cli import sim
+
+    assert sim.simulate is simulate
