@@ -5,8 +5,8 @@ other exception (an internal error, a bug); ``--debug`` shows the traceback as w
 
 Building the parser is cheap (``jointkit --help`` must not wait for numpy, Numba, cantools, python-can, asammdf or
 Qt): a subcommand module imports only the standard library and cheap modules of ours at its top, and its heavy
-dependencies inside ``run`` (tests/cli/test_cli_imports.py checks it). Even ``actuator.errors`` waits: importing it
-runs ``actuator/__init__``, which imports the whole simulation.
+dependencies inside ``run`` (tests/cli/test_cli_imports.py checks it). ``actuator``'s package names load on first use,
+so ``actuator.errors`` costs nothing.
 """
 
 from __future__ import annotations

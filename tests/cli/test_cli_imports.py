@@ -70,3 +70,14 @@ def test_simulate_is_reachable_on_the_sim_module():
     from firmware_iface.cli import sim
 
     assert sim.simulate is simulate
+
+
+def test_checking_a_profile_loads_no_kernel():
+    # ``jointkit dbc check`` needs cantools and the profile, not the simulation: the actuator package's names load
+    # on first use, so its error types come without Numba or SciPy
+    code = ("import sys; from firmware_iface.protocol.load import load_native; load_native(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'scipy', 'actuator'}), "
+            "'actuator.simulation' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert proc.stdout.split() == ["['actuator']", "False"]
