@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
+from actuator.paths import data_dir
 from firmware_iface.cli.common import print_json
 
 # actuator.params.SEEDS_DIR, found without importing actuator (its __init__ imports the simulation)
-SEEDS_DIR = Path(importlib.util.find_spec("actuator").origin).resolve().parent.parent / "seeds"
+SEEDS_DIR = data_dir("seeds")
 DEMO_SEQUENCE = SEEDS_DIR / "sequences" / "demo.toml"
 
 
