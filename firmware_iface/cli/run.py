@@ -48,10 +48,27 @@ def _out_dir(args: argparse.Namespace) -> Path:
     return Path("out") / f"run-{args.serial or datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+_LOCKSTEP: list = []  # the lock-step clock of the running simulated rig, if any
+
+
 def _on_sigterm(*_: object) -> None:
     # once: a second SIGTERM (an impatient `kill`, a supervisor repeating itself) must not cut short the safe stop,
     # the closing of the recordings and the storing of the incomplete run that the first one started
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _interrupt()
+
+
+def _on_sigint(*_: object) -> None:
+    _interrupt()
+
+
+def _interrupt() -> None:
+    """Stop the run as Ctrl-C does. A lock-step rig runs the joints in this thread, through queues and locks that an
+    exception raised at an arbitrary bytecode could leave held (a hang seen under load): there the clock raises it
+    at its next chunk boundary instead, where nothing is held."""
+    if _LOCKSTEP:
+        _LOCKSTEP[0].interrupt()
+        return
     raise KeyboardInterrupt
 
 
@@ -97,10 +114,16 @@ def run(args: argparse.Namespace) -> int:
                           lockstep=not args.realtime)
     else:
         rig = bus_rig(bus_from_args(args), seq.nodes, profile)
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    if rig.clock.lockstep:
+        _LOCKSTEP[:] = [rig.clock]
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         results = run_sequence(seq, rig, out_dir, serial=args.serial)
     finally:
         rig.close()
+        _LOCKSTEP.clear()
+        signal.signal(signal.SIGINT, previous_sigint)
     if not args.no_db:
         from firmware_iface.rig.results_db import append
 

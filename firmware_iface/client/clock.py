@@ -95,6 +95,12 @@ class LockStepClock:
             node.time_origin = self.epoch - node.fw.t_s
         self._hooks: list[list[Any]] = []  # [period_s, next due, callback]
         self._advancing = False
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Raise ``KeyboardInterrupt`` from the next chunk boundary of ``advance_to`` (once): what a signal handler
+        calls instead of raising at an arbitrary point of the joints' step."""
+        self._interrupted = True
 
     def now(self) -> float:
         return self._t
@@ -117,6 +123,9 @@ class LockStepClock:
         self._advancing = True
         try:
             while self._joint_t < t - 1e-9:
+                if self._interrupted:
+                    self._interrupted = False
+                    raise KeyboardInterrupt
                 self.runner.step()  # the host's frames to the joints, then one chunk of every joint
                 self._chunks += 1
                 self._joint_t = self._chunks * self.step_s
