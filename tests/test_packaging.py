@@ -6,6 +6,7 @@ file, so nothing is downloaded; the checkout itself is not importable from where
 from __future__ import annotations
 
 import json
+import os
 import site
 import subprocess
 import sys
@@ -18,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def run(*argv: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # without PYTHONPATH: a checkout named there would be imported instead of the wheel
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_an_installed_wheel_runs_the_demo_from_anywhere(tmp_path):

@@ -48,7 +48,8 @@ def unique_channel() -> str:
 def joints(tmp_path: Path) -> Iterator[Joints]:
     """Knee joints 1 (with a flash file) and 2 (without), paced to wall time on a channel of their own."""
     channel = unique_channel()
-    bus = can.Bus(interface="virtual", channel=channel)
+    # the joints stamp their frames with their own time, as a served simulated joint does
+    bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     flash = tmp_path / "n1.toml"
     nodes = [VirtualJointNode(bus, 1, flash_path=flash), VirtualJointNode(bus, 2)]
     runner = NodeRunner(bus, nodes, paced=True).start()
