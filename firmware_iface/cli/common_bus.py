@@ -2,9 +2,7 @@
 (``--profile``/``--sidecar``), ``bus_session`` (the bus and its hub, both closed on the way out, also on errors
 and Ctrl-C) and ``--node N`` for the tests that run on a joint over a bus instead of in-process.
 
-Cheap to import (python-can, cantools and the client are imported when a command runs): the bus options are
-``firmware_iface.client.bus.add_bus_options``'s, repeated here because that module imports python-can
-(tests/cli/test_cli_imports.py checks that the two stay the same)."""
+Cheap to import (python-can, cantools and the client are imported when a command runs)."""
 
 from __future__ import annotations
 
@@ -20,12 +18,11 @@ if TYPE_CHECKING:
     from firmware_iface.client import BusHub, JointClient
     from firmware_iface.protocol.profile import Profile
 
-DEFAULT_BITRATE = 1_000_000  # firmware_iface.client.bus.DEFAULT_BITRATE
+DEFAULT_BITRATE = 1_000_000  # shown in the help: what adapters that need a bitrate are commonly set to
 
 
 def add_bus_options(parser: argparse.ArgumentParser) -> None:
-    """``--interface/--channel/--bitrate``: the same on every command that talks to a bus (those of
-    ``firmware_iface.client.bus.add_bus_options``, without importing python-can)."""
+    """``--interface/--channel/--bitrate``: the same on every command that talks to a bus."""
     group = parser.add_argument_group("bus (python-can)")
     group.add_argument("--interface", help="python-can interface: socketcan, pcan, kvaser, remote, virtual, ... "
                                            "(default: python-can's configuration)")

@@ -1,4 +1,5 @@
-"""Buses: opened from python-can's own arguments and configuration, plus the CLI's shared bus options.
+"""Buses: opened from python-can's own arguments and configuration (the command line's bus options are
+``firmware_iface.cli.common_bus.add_bus_options``).
 
 ``open_bus`` passes interface, channel and bitrate (and any other keyword) to ``can.Bus``; what is not given
 comes from python-can's configuration (environment, ``can.ini``), so every adapter python-can supports works.
@@ -15,8 +16,6 @@ import can
 
 from actuator.errors import BusError
 
-DEFAULT_BITRATE = 1_000_000
-
 
 def open_bus(interface: str | None = None, channel: str | int | None = None, bitrate: int | None = None,
              **kwargs: Any) -> can.BusABC:
@@ -30,16 +29,6 @@ def open_bus(interface: str | None = None, channel: str | int | None = None, bit
     except Exception as e:  # python-can raises CanError, ValueError, ImportError, OSError by backend
         raise BusError(f"cannot open bus interface={interface or '(config)'} channel={channel or '(config)'}: "
                        f"{e}") from e
-
-
-def add_bus_options(parser: argparse.ArgumentParser) -> None:
-    """``--interface/--channel/--bitrate``: the same on every command that talks to a bus."""
-    group = parser.add_argument_group("bus (python-can)")
-    group.add_argument("--interface", help="python-can interface: socketcan, pcan, kvaser, remote, virtual, ... "
-                                           "(default: python-can's configuration)")
-    group.add_argument("--channel", help="channel of the interface, e.g. can0, PCAN_USBBUS1, ws://127.0.0.1:54701/")
-    group.add_argument("--bitrate", type=int, default=None,
-                       help=f"bit/s (default: the configuration, or {DEFAULT_BITRATE} for adapters that need one)")
 
 
 def bus_from_args(args: argparse.Namespace) -> can.BusABC:

@@ -6,7 +6,6 @@ The constants the CLI repeats to stay cheap (shown in its help) are checked agai
 
 from __future__ import annotations
 
-import argparse
 import ast
 import subprocess
 import sys
@@ -35,20 +34,6 @@ def test_help_imports_no_heavy_dependency():
                           check=True)
     assert "COMMAND" in proc.stdout
     assert ast.literal_eval(proc.stdout.rsplit("@", 1)[1].strip()) == []
-
-
-def _help(add) -> str:
-    parser = argparse.ArgumentParser(prog="x")
-    add(parser)
-    return parser.format_help()
-
-
-def test_the_bus_options_are_the_clients():
-    from firmware_iface.cli import common_bus
-    from firmware_iface.client import bus
-
-    assert common_bus.DEFAULT_BITRATE == bus.DEFAULT_BITRATE
-    assert _help(common_bus.add_bus_options) == _help(bus.add_bus_options)
 
 
 def test_repeated_constants_match_their_sources():
