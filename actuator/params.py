@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from actuator.errors import ConfigError
-from actuator.paths import data_dir
+from actuator.paths import SEEDS_DIR
 
-SEEDS_DIR = data_dir("seeds")
 PRESETS_DIR = SEEDS_DIR / "joints"
 
 INF = math.inf

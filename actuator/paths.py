@@ -21,3 +21,7 @@ def data_dir(name: str) -> Path:
         if installed.is_dir():
             return installed
     return here  # not found: the errors that follow name the checkout's path
+
+
+SEEDS_DIR = data_dir("seeds")  # presets (joints/), gains/, sequences/, spread.toml
+DBC_DIR = data_dir("dbc")  # the shipped protocol profiles

@@ -27,6 +27,7 @@ from actuator.analysis.frequency import (
     margins_above_crossover,
 )
 from actuator.analysis.identify import RigidBodyId, excitation_torque, identify_rigid_body
+from actuator.analysis.loops import LOOPS
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.control.config import ControllerConfig
 from actuator.control.reference import Chirp, Step, reference_rows
@@ -34,7 +35,6 @@ from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.simulation import Trace, simulate
 
-LOOPS = ("position", "velocity", "impedance")
 TORQUE_FRACTION = 0.5
 PERIODS = 4
 RECORD_EVERY = 10  # 4 kHz rows at the 40 kHz model step

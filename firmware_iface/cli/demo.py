@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from actuator.paths import data_dir
+from actuator.paths import SEEDS_DIR
 from firmware_iface.cli.common import print_json
 
-# actuator.params.SEEDS_DIR, found without importing actuator (its __init__ imports the simulation)
-SEEDS_DIR = data_dir("seeds")
 DEMO_SEQUENCE = SEEDS_DIR / "sequences" / "demo.toml"
 
 

@@ -22,15 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, bus_session, profile_from_args
+from firmware_iface.defaults import DEFAULT_FRAME_SUFFIX, FRAME_FORMATS
 
 if TYPE_CHECKING:
     from firmware_iface.client.hub import BusHub
     from firmware_iface.protocol.profile import Profile
     from firmware_iface.rig.recording import FrameRecorder
 
-# firmware_iface.rig.recording's FRAME_FORMATS and DEFAULT_FRAME_SUFFIX (that module imports python-can and asammdf)
-FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
-DEFAULT_FRAME_SUFFIX = ".blf"
 POLL_S = 0.05  # how often the main thread looks at the clock and at the recorders' health
 
 

@@ -10,8 +10,7 @@ import argparse
 
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_command_options, bus_session, profile_from_args
-
-LISTEN_S = 0.35  # firmware_iface.client.scan.LISTEN_S (that module imports python-can and numpy)
+from firmware_iface.defaults import LISTEN_S
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_iface.cli.common import emit
-
-# firmware_iface.virtual_joint.serve's DEFAULT_PORT and LOOPBACK (that module imports python-can and the joint)
-DEFAULT_PORT = 54701
-LOOPBACK = "127.0.0.1"
+from firmware_iface.defaults import DEFAULT_PORT, LOOPBACK
 
 
 def __getattr__(name: str) -> Any:

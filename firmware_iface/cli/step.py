@@ -7,11 +7,10 @@ import argparse
 import csv
 from pathlib import Path
 
+from actuator.analysis.loops import LOOPS
 from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
-
-LOOPS = ("position", "velocity", "impedance")  # actuator.analysis.experiments.LOOPS (that module imports the model)
 
 CSV_COLUMNS = (("t_s", "t_s"), ("reference", "reference"), ("position_rad", "position_rad"),
                ("velocity_rad_s", "velocity_rad_s"), ("torque_nm", "transmitted_torque_nm"),

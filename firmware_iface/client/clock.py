@@ -118,8 +118,8 @@ class LockStepClock:
     def advance_to(self, t: float) -> None:
         """Run the joints up to ``t`` (whole chunks: the clock then reads ``t`` or the end of the last chunk past it,
         whichever is later) and hand the host every frame they sent on the way."""
-        if self._advancing:  # a hook or handler that waits: time is already moving, do not nest the joints' step
-            return
+        if self._advancing:  # a waiting hook or handler would spin here for ever: time moves only in the outer call
+            raise RuntimeError("a lock-step clock callback or frame handler waited on the clock: it must not")
         self._advancing = True
         try:
             while self._joint_t < t - 1e-9:

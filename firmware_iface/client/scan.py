@@ -20,12 +20,9 @@ import numpy as np
 from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.joint import JointClient
+from firmware_iface.defaults import LISTEN_S
 from firmware_iface.protocol.profile import Profile
 
-# Heartbeats come at 10 Hz by default (the native sidecar's rates_hz.heartbeat): 0.35 s spans 3.5 periods, so the
-# heartbeat of every live node lands at least 3 times whatever its phase, and a node is still found when two of
-# its three beats are lost. Slower heartbeats (rate_heartbeat_hz) need a longer listen.
-LISTEN_S = 0.35
 # A joint answers param_read within its next control chunk (1 ms on the virtual joint); 0.2 s is generous for a
 # loaded bus and a busy host, and the nodes are asked in parallel, so a silent one costs the scan 0.2 s at most.
 VERSION_TIMEOUT_S = 0.2

@@ -23,9 +23,8 @@ from cantools.database.can import Database, Message, Signal
 from cantools.database.namedsignalvalue import NamedSignalValue
 
 from actuator.errors import ConfigError, ProtocolError
-from actuator.paths import data_dir
+from actuator.paths import DBC_DIR
 
-DBC_DIR = data_dir("dbc")
 NATIVE_DBC = DBC_DIR / "jointkit_native.dbc"
 NATIVE_SIDECAR = DBC_DIR / "jointkit_native.toml"
 MAX_STANDARD_ID = 0x7FF

@@ -68,11 +68,10 @@ from asammdf import MDF
 from can.io.blf import BLFParseError
 
 from actuator.errors import ConfigError
+from firmware_iface.defaults import FRAME_FORMATS
 from firmware_iface.protocol.profile import Decoded, Profile
 from firmware_iface.rig.mf4_append import ChannelSpec, Mf4Appender
 
-FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
-DEFAULT_FRAME_SUFFIX = ".blf"
 REORDER_S = 0.1  # frames are written in time order once this much newer traffic has arrived
 SIGNAL_SUFFIX = ".mf4"
 # a flush that takes longer than 1/ADAPT of the interval stretches the next wait to ADAPT times its duration, so a

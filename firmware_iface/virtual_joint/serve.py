@@ -15,12 +15,10 @@ from pathlib import Path
 import can
 
 from actuator.errors import BusError, ConfigError
+from firmware_iface.defaults import DEFAULT_PORT, LOOPBACK
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
-
-DEFAULT_PORT = 54701
-LOOPBACK = "127.0.0.1"
 
 
 class JointServer:

@@ -2,7 +2,8 @@
 imports numpy, Numba, SciPy, cantools, python-can, asammdf, Qt, matplotlib and the actuator package when it runs,
 not when it registers. A behaviour check, not a timing (``jointkit bench`` is where speed is measured).
 
-The constants the CLI repeats to stay cheap (shown in its help) are checked against the modules they come from."""
+The constants the CLI shows in its help come from cheap modules the modules behind it use too
+(firmware_iface.defaults, actuator.analysis.loops); checked to be the ones those modules use."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("numpy", "numba", "scipy", "asammdf", "PySide6", "pyqtgraph", "matplotlib", "cantools", "can", "rich")
-# of the actuator package only these (its names load on first use; paths and errors are the standard library's)
-CHEAP_ACTUATOR = ("actuator", "actuator.paths", "actuator.errors")
+# of the actuator package only these (its names load on first use; these modules are the standard library's only)
+CHEAP_ACTUATOR = ("actuator", "actuator.paths", "actuator.errors", "actuator.analysis", "actuator.analysis.loops")
 HEAVY_TEST = (f"m.split('.')[0] in {HEAVY!r} or (m.split('.')[0] == 'actuator' and m not in {CHEAP_ACTUATOR!r})")
 
 
@@ -41,7 +42,7 @@ def test_repeated_constants_match_their_sources():
     from actuator.params import SEEDS_DIR
     from firmware_iface.cli import demo, record, scan, sim, step
     from firmware_iface.client.scan import LISTEN_S
-    from firmware_iface.rig.recording import DEFAULT_FRAME_SUFFIX, FRAME_FORMATS
+    from firmware_iface.defaults import DEFAULT_FRAME_SUFFIX, FRAME_FORMATS
     from firmware_iface.virtual_joint.serve import DEFAULT_PORT, LOOPBACK
 
     assert (sim.DEFAULT_PORT, sim.LOOPBACK) == (DEFAULT_PORT, LOOPBACK)

@@ -1,0 +1,17 @@
+"""Defaults that both the command line and the modules behind it need: kept here, with the standard library only,
+so that building the ``jointkit`` parser (which shows them in its help) imports no bus, codec or model."""
+
+from __future__ import annotations
+
+# sim serve: python-can-remote's port, and the loopback address it binds to unless --allow-remote
+DEFAULT_PORT = 54701
+LOOPBACK = "127.0.0.1"
+
+# Heartbeats come at 10 Hz by default (the native sidecar's rates_hz.heartbeat): 0.35 s spans 3.5 periods, so the
+# heartbeat of every live node lands at least 3 times whatever its phase, and a node is still found when two of
+# its three beats are lost. Slower heartbeats (rate_heartbeat_hz) need a longer listen.
+LISTEN_S = 0.35
+
+# raw frame recordings: suffix -> python-can writer format
+FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
+DEFAULT_FRAME_SUFFIX = ".blf"
