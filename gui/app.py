@@ -5,10 +5,12 @@ handler, and render the window to a PNG once the result and its metrics are show
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,14 @@ def run(conn: Connection, *, screenshot: Path | None = None, after_step: bool = 
     app = application(offscreen_ok=screenshot is not None)
     from gui.window import MainWindow
 
-    window = MainWindow(conn)
-    window.show()
+    with collect_in_gui_thread():
+        window = MainWindow(conn)
+        window.show()
+        return _run_window(app, window, screenshot, after_step, amplitude)
+
+
+def _run_window(app: Any, window: Any, screenshot: Path | None, after_step: bool,
+                amplitude: float | None) -> dict[str, Any] | int:
     try:
         if screenshot is None:
             return app.exec()
@@ -103,3 +111,20 @@ def run(conn: Connection, *, screenshot: Path | None = None, after_step: bool = 
         return save_screenshot(window, screenshot)
     finally:
         window.close()
+
+
+@contextmanager
+def collect_in_gui_thread() -> Iterator[None]:
+    """Python's garbage collector only in the GUI thread, on pyqtgraph's timer. Run automatically it collects in
+    whichever thread allocates: in a connect or feeder thread it could delete a widget there, whose QObject destructor
+    then waits for the GIL that the GUI thread holds while it waits on the same Qt lock (a hang seen in the GUI
+    tests)."""
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    collector = GarbageCollector(interval=1.0)
+    try:
+        yield
+    finally:
+        collector.timer.stop()
+        gc.collect()
+        gc.enable()

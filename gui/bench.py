@@ -271,7 +271,10 @@ def run(preset: str = "knee", quick: bool = False) -> dict[str, Any]:
     """``preset`` is accepted for the ``bench`` command's uniform call and not used: no joint is simulated."""
     warmup, duration = (QUICK_WARMUP_S, QUICK_DURATION_S) if quick else (WARMUP_S, DURATION_S)
     app = _application()
-    windows = _run_windows(app, warmup, duration)
+    from gui.app import collect_in_gui_thread
+
+    with collect_in_gui_thread():  # the feeder thread must not collect widgets
+        windows = _run_windows(app, warmup, duration)
     main, *others = windows
     out: dict[str, Any] = {"curves": PLOTS * CURVES_PER_PLOT, "plots": PLOTS, "feed_hz": FEED_HZ, "rate_hz": RATE_HZ,
                            "target_fps": TARGET_FPS, "size_px": f"{WIDTH}x{HEIGHT}", "qt_platform": app.platformName(),

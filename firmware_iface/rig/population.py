@@ -35,6 +35,7 @@ import numpy as np
 
 from actuator.analysis.tuning import default_controller
 from actuator.control import cascade as C
+from actuator.control import supervisor as S
 from actuator.control.config import (
     ControllerConfig,
     compile_controller,
@@ -42,7 +43,6 @@ from actuator.control.config import (
     new_controller_state,
     resolved_limits,
 )
-from actuator.control.pid import N_PID_STATE
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.model.sensors import prime_encoders
@@ -50,7 +50,6 @@ from actuator.params import JointParams, load_preset
 from actuator.simulation import JointModel
 from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, released
 from firmware_iface.rig.spread import Spread, _value, draw, load_spread
-from firmware_iface.virtual_joint.firmware import DIVERGED_SPEED_FACTOR, TRACKING_LIMIT_RAD, rest_state
 
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
 RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
@@ -100,10 +99,6 @@ class _Batch:
         self.K = np.stack([new_controller_state() for _ in range(n)])
         self.kt_n = np.array([f.torque_constant_nm_per_a * f.reducer.ratio for f in fw])
         lims = [resolved_limits(gains, f) for f in fw]
-        self.lo = np.array([[lm.position_min_rad, -lm.velocity_max_rad_s, -lm.torque_max_nm] for lm in lims])
-        self.hi = np.array([[lm.position_max_rad, lm.velocity_max_rad_s, lm.torque_max_nm] for lm in lims])
-        self.gravity_ff = gains.gravity_feedforward_nm
-        self.diverged_rad_s = DIVERGED_SPEED_FACTOR * np.array([p.limits.velocity_max_rad_s for p in params_list])
         self.params_list = params_list
         # joint j's noise: child j of the seed, as SeedSequence(seed).spawn would give it, whatever the grouping
         self.rngs = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(first + j,))) for j in range(n)]
@@ -114,13 +109,12 @@ class _Batch:
         self._buffers: dict[str, np.ndarray] = {}
         self._buffer_sizes = {"ref": n * steps * C.N_REF, "u": n * steps * L.N_INPUTS,
                               "noise": n * (steps // self.ft_decim + 2) * L.N_NOISE}
-        self.mode: str | None = None
-        self.last_ref = np.zeros((n, C.N_REF))
-        self.faulted = np.zeros(n, dtype=bool)
-        self.faults: list[list[str]] = [[] for _ in range(n)]
+        self.mode: str | None = None  # the protocol's mode: one for the whole batch, None for idle
+        # the firmware's supervision, the virtual firmware's own rules over all the joints (powered up idle)
+        self.sup = S.Supervisor(params_list, self.P, self.X, self.K, self.C, self.ENV, limits=lims,
+                                gravity_ff_nm=gains.gravity_feedforward_nm, mode=gains.mode)
+        self.faulted = np.zeros(n, dtype=bool)  # a joint that faulted is out of the run from then on
         self.fault_step: list[int | None] = [None] * n
-        self.C[:, C.C_MODE] = C.MODE_TORQUE  # powered up idle: no current, no gravity feedforward
-        self.C[:, C.C_MGL] = 0.0
         self.new_step()
 
     def new_step(self) -> None:
@@ -133,21 +127,24 @@ class _Batch:
         return self.P.shape[0]
 
     def enter(self, seg: Segment) -> None:
-        """The state and mode changes bus_exec sends on entering ``seg`` (JointFirmware.set_state / set_mode)."""
+        """The state and mode changes bus_exec sends on entering ``seg`` (JointClient.enable / set_mode / disable),
+        to the joints still running."""
         live = ~self.faulted
         if seg.mode is None:
             if self.mode is not None:
-                self.C[live, C.C_MODE] = C.MODE_TORQUE
-                self.C[live, C.C_MGL] = 0.0
-                self.last_ref[:] = 0.0
+                self.sup.set_state(live, S.IDLE)
+        elif self.mode is None:
+            self.sup.set_mode(live, seg.mode)
+            self.sup.set_state(live, S.CLOSED_LOOP)
         elif seg.mode != self.mode:
-            if self.mode is None:  # fresh loops: integrators from before the drive was off must not kick the joint
-                self.K[live, C.K_POS_PID:C.K_VEL_PID + N_PID_STATE] = 0.0
-            self.C[live, C.C_MODE] = C.MODES[seg.mode]
-            self.C[live, C.C_MGL] = self.gravity_ff
-            self.last_ref[:] = 0.0
-            self.last_ref[:, C.R_POS] = self.X[:, L.X_ENC_O]  # hold where it is until a set-point comes
+            self.sup.set_mode(live, seg.mode)
         self.mode = seg.mode
+
+    @property
+    def faults(self) -> list[list[str]]:
+        """Per joint the faults that stopped it ([] for a joint still running)."""
+        return [S.fault_names(int(bits) & S.LATCHING) if faulted else []
+                for bits, faulted in zip(self.sup.faults, self.faulted, strict=True)]
 
     def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A C-contiguous array of ``shape`` over a flat buffer kept for the batch (the kernel's per-step inputs are
@@ -175,56 +172,39 @@ class _Batch:
             list(pool.map(fill, range(self.n)))
         return out
 
-    def advance(self, ref_ticks: np.ndarray, loads: np.ndarray, rows: np.ndarray, step_index: int) -> None:
-        """Run all joints through ``ref_ticks`` (n, m, N_REF) set-points, each held 1 ms, with the fixture's
-        ``loads`` per model step (m * spt, the same for all joints, or n, m * spt); the state at the start of each
-        tick into ``rows`` (n, m, N_ROW)."""
-        n, m, _ = ref_ticks.shape
-        steps = m * self.spt
-        ref = self.buffer("ref", (n, steps, C.N_REF))
-        ref.reshape(n, m, self.spt, C.N_REF)[:] = ref_ticks[:, :, None, :]
-        u = self.buffer("u", (n, steps, L.N_INPUTS))
+    def advance(self, values: np.ndarray | None, loads: np.ndarray, rows: np.ndarray, step_index: int) -> None:
+        """Run all joints through m ticks of 1 ms: the set-points ``values`` (n, m, N_REF) sent one per tick in the
+        batch's mode (None: none sent, the joints hold their reference), with the fixture's ``loads`` per model step
+        (m * spt, the same for all joints, or n, m * spt); the state at the start of each tick into ``rows``
+        (n, m, N_ROW). The supervisor runs before and after, as the firmware's does around a chunk."""
+        n, m = rows.shape[:2]
+        sup = self.sup
+        sup.before_chunk()
+        ticks = np.repeat(sup.ref[:, None, :], m, axis=1)  # a joint sent nothing holds its reference
+        if values is not None and self.mode is not None:
+            ok, clamped = sup.command(~self.faulted, self.mode, values, self.X[:, L.X_TIME] + (m - 1) / RATE_HZ)
+            ticks[ok] = clamped[ok]
+        ref = self.buffer("ref", (n, m * self.spt, C.N_REF))
+        ref.reshape(n, m, self.spt, C.N_REF)[:] = ticks[:, :, None, :]
+        u = self.buffer("u", (n, m * self.spt, L.N_INPUTS))
         u[:, :, :L.U_EXT_TORQUE] = 0.0
         u[:, :, L.U_EXT_TORQUE] = loads
         out = np.empty((n, m + 1, N_ROW))
         status = np.zeros(n, dtype=np.int64)
-        noise = self.noise(steps)
+        noise = self.noise(m * self.spt)
         self.X[:, L.X_FT_NOISE_IDX] = 0.0
         x_before = self.X.copy()
         C.run_closed_batch_parallel(self.P, self.X, self.ENV, self.C, self.K, ref, u, noise, _SOURCE, _CSOURCE, out,
                                     self.spt, status)
         self.unread = [noise[j, int(i):].copy() for j, i in enumerate(self.X[:, L.X_FT_NOISE_IDX])]
         rows[:] = out[:, :m]
-        model = status & L.FATAL_FAULTS
-        tracking = np.zeros(n, dtype=bool)
-        if self.mode == "position":  # the firmware's check after each 1 ms: set-point against the output encoder
-            tracking = np.abs(ref_ticks[:, :, C.R_POS] - out[:, 1:, R_ENC_O]).max(axis=1) > TRACKING_LIMIT_RAD
-        for j in np.flatnonzero(((model != 0) | tracking) & ~self.faulted):
-            self.fault(j, L.fault_names(int(model[j])) + (["tracking_error"] if tracking[j] else []), step_index)
-        self._check_diverged(x_before, step_index)
-
-    def _check_diverged(self, x_before: np.ndarray, step_index: int) -> None:
-        """The firmware's ``unstable`` fault (JointFirmware._diverged): a joint whose state is not finite or turns
-        faster than it physically can is put back at rest where it was before the call, its drive off."""
-        finite = np.isfinite(self.X).all(axis=1) & np.isfinite(self.K).all(axis=1)
-        bad = ~finite | ~(np.abs(self.X[:, L.X_WL]) <= self.diverged_rad_s)
-        for j in np.flatnonzero(bad):
-            t_s = self.X[j, L.X_TIME] if np.isfinite(self.X[j, L.X_TIME]) else x_before[j, L.X_TIME]
-            self.X[j] = rest_state(self.params_list[j], self.P[j], x_before[j], t_s, self.ENV[j, L.E_ENC_M_OFFSET],
-                                   self.ENV[j, L.E_ENC_O_OFFSET])
-            self.K[j] = 0.0
-            if not self.faulted[j]:
-                self.fault(j, ["unstable"], step_index)
-            elif "unstable" not in self.faults[j]:
-                self.faults[j] = [*self.faults[j], "unstable"]
-
-    def fault(self, j: int, names: list[str], step_index: int) -> None:
-        """The firmware's fault state: drive off, no more commands for this joint."""
-        self.faulted[j] = True
-        self.faults[j] = names
-        self.fault_step[j] = step_index
-        self.C[j, C.C_MODE] = C.MODE_TORQUE
-        self.C[j, C.C_MGL] = 0.0
+        # the firmware checks tracking after every 1 ms: the largest error over the ticks
+        error = np.abs(ticks[:, :, C.R_POS] - out[:, 1:, R_ENC_O]).max(axis=1)
+        sup.after_chunk(status, x_before, x_before[:, L.X_TIME] + m / RATE_HZ, error)
+        stopped = (sup.state == S.FAULT) & ~self.faulted
+        self.faulted |= stopped
+        for j in np.flatnonzero(stopped):
+            self.fault_step[j] = step_index
 
 
 # --- protocols on the batch ---------------------------------------------------------------------------------------
@@ -279,13 +259,11 @@ def _run_segment(b: _Batch, seg: Segment, t_step: np.ndarray, t_in: np.ndarray, 
             loads[let_go] = released(b.release_load[let_go, None],
                                      t_model[None, a * b.spt:e * b.spt] - b.release_t[let_go, None])
         load[:, a:e] = loads[..., ::b.spt]
-        ticks = np.repeat(b.last_ref[:, None, :], e - a, axis=1)
-        if refs is not None:  # JointFirmware.command: the set-point clamped to the limits, the feedforwards 0
-            ticks[:] = 0.0
-            ticks[:, :, col] = np.clip(refs[:, a:e], b.lo[:, col, None], b.hi[:, col, None])
-            b.last_ref = ticks[:, -1].copy()
-        ticks[b.faulted] = 0.0
-        b.advance(ticks, loads, rows[:, a:e], step_index)
+        values = None
+        if refs is not None:  # the set-point in the mode's field, the feedforwards 0 (JointClient.setpoint)
+            values = np.zeros((b.n, e - a, C.N_REF))
+            values[:, :, col] = refs[:, a:e]
+        b.advance(values, loads, rows[:, a:e], step_index)
         a = e
 
 

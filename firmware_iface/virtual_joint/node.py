@@ -35,12 +35,13 @@ import can
 import numpy as np
 from cantools.database.can import Message as DbcMessage
 
+from actuator.control.supervisor import FAULT_ESTOP
 from actuator.errors import ConfigError, FaultError, ProtocolError
 from actuator.model import layout as L
 from actuator.simulation import INJECTIONS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.virtual_joint.firmware import FAULT_ESTOP, RATES, JointFirmware, ParamError
+from firmware_iface.virtual_joint.firmware import RATES, JointFirmware, ParamError
 
 MAX_LAG_S = 0.05
 # firmware state -> the heartbeat's state value

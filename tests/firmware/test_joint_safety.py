@@ -20,11 +20,12 @@ import can
 import numpy as np
 import pytest
 
+from actuator.control.supervisor import FAULT_UNSTABLE
 from actuator.params import load_preset
 from firmware_iface.client import BusHub, JointClient
 from firmware_iface.protocol.load import load_native
 from firmware_iface.rig.population import run_batch
-from firmware_iface.virtual_joint.firmware import FAULT_UNSTABLE, JointFirmware
+from firmware_iface.virtual_joint.firmware import JointFirmware
 from firmware_iface.virtual_joint.node import VirtualJointNode
 
 PROFILE = load_native()

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 
 from actuator.control import cascade as C
+from actuator.control.supervisor import STOP_TIME_S
 from actuator.errors import ConfigError, FaultError
 from actuator.errors import TimeoutError as JointTimeoutError
 from firmware_iface.client import BusHub, ClampWarning, JointClient
 from firmware_iface.client.clock import LockStepClock
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.virtual_joint.firmware import STOP_TIME_S
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 PROFILE = load_native()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from actuator.control.supervisor import FAULT_WATCHDOG
 from actuator.errors import ConfigError, FaultError
 from actuator.params import load_preset
-from firmware_iface.virtual_joint.firmware import FAULT_WATCHDOG, JointFirmware, ParamError
+from firmware_iface.virtual_joint.firmware import JointFirmware, ParamError
 
 CHUNK_S = 0.001  # 40 model steps at 40 kHz
 
