@@ -38,6 +38,24 @@ def chirp(f0_hz: float, f1_hz: float, duration_s: float, fs_hz: float,
     return t, amp * signal.chirp(t, f0=f0, t1=t[-1], f1=f1, method="logarithmic", phi=-90.0)
 
 
+CHIRP_MIN_PERIOD_S = 1.0
+
+
+def chirp_period_s(f0_hz: float) -> float:
+    """The period of every Bode test's periodic chirp: two cycles of its lowest frequency, and at least
+    ``CHIRP_MIN_PERIOD_S`` (a Welch segment of one period then puts f0 on its second bin)."""
+    return max(2.0 / _positive("f0_hz", f0_hz), CHIRP_MIN_PERIOD_S)
+
+
+def periodic_chirp(t_s: float | NDArray[np.float64], f0_hz: float, f1_hz: float, period_s: float,
+                   amplitude: float = 1.0) -> float | NDArray[np.float64]:
+    """The logarithmic sweep of ``chirp`` restarted every ``period_s``, at times ``t_s`` (a number or an array): a
+    periodic excitation, so each Welch segment of one period sees the whole band. Every Bode test sends this."""
+    k = math.log(f1_hz / f0_hz) / period_s
+    tau = np.mod(t_s, period_s)
+    return amplitude * np.sin(2.0 * math.pi * f0_hz * np.expm1(k * tau) / k)
+
+
 def prbs(n_bits: int, fs_hz: float, amplitude: float = 1.0, *, hold_samples: int = 1, periods: int = 1,
          seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """A +-amplitude maximum-length sequence of ``2**n_bits - 1`` bits, each held ``hold_samples`` samples.

@@ -1,5 +1,6 @@
-"""The files jointkit writes from the model layer's objects (``actuator`` reads its inputs but writes no file): a
-simulated trace as CSV, a gains set and a joint's parameters as TOML that load back to equal objects."""
+"""The files jointkit writes from the model layer's objects (``actuator`` reads its inputs but writes no file) and from
+an experiment's signals: a simulated trace or signals as CSV, a gains set and a joint's parameters as TOML that load
+back to equal objects."""
 
 from __future__ import annotations
 
@@ -27,3 +28,14 @@ def save_gains(cfg: ControllerConfig, path: str | Path) -> None:
 
 def save_params(p: JointParams, path: str | Path) -> None:
     Path(path).write_text(tomli_w.dumps(params_to_dict(p)), encoding="utf-8")
+
+
+def write_signals_csv(signals: dict, path: str | Path, columns: tuple[str, ...]) -> None:
+    """An experiment's signals (``experiments.protocols.Signals``, one row per grid tick) as CSV, ``columns`` in order
+    (their names are the signals', SI units in the names)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        w.writerows(zip(*(signals[c].tolist() for c in columns), strict=True))

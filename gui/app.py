@@ -74,7 +74,7 @@ def step_and_screenshot(app: Any, window: Any, path: Path, amplitude: float | No
         raise JointkitError(f"gui: the step test failed: {window.errors[-1]}")
     settle(app, 0.3)
     window.board.redraw()
-    return save_screenshot(window, path) | {"metrics": window.tests.last_metrics.as_dict(), "node": node}
+    return save_screenshot(window, path) | {"metrics": dict(window.tests.last_metrics), "node": node}
 
 
 def save_screenshot(window: Any, path: Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""The tests panel: step and chirp tests over the bus (``firmware_iface.client.experiments``), their results
-plotted with their metrics, a Bode plot, and auto-tune showing the predicted response of the proposed gains
-against the joint's measured one, applied only when the user accepts.
+"""The tests panel: the step and bode protocols on the live executor (``firmware_iface.experiments.live``), their
+results plotted with their figures, a Bode plot, and auto-tune (``firmware_iface.experiments.tune``) showing the
+predicted response of the proposed gains against the joint's measured one, applied only when the user accepts.
 
 A test runs as a job (it streams its own 1 kHz set-points for seconds), the set-point streamer leaves that joint
 alone meanwhile, and the joint is idle afterwards, as the bus tests leave it.
@@ -8,7 +8,6 @@ alone meanwhile, and the joint is idle afterwards, as the bus tests leave it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,46 +15,27 @@ import pyqtgraph as pg
 from PySide6 import QtWidgets
 
 from actuator.analysis.experiments import chirp_amplitude
-from actuator.analysis.step import StepMetrics
-from actuator.control.config import CASCADE_GAINS, gain_of
 from actuator.params import load_preset
-from firmware_iface.client.experiments import BusRun, bus_bode_test, bus_step_test
+from firmware_iface.experiments import live
+from firmware_iface.experiments.protocols import PROTOCOLS, Outcome, Signals
+from firmware_iface.experiments.tune import JointTune, tune_joint
 
 if TYPE_CHECKING:
-    from actuator.analysis.frequency import FrequencyResponse
-    from actuator.analysis.tuning import TuneResult
     from firmware_iface.client import JointClient
     from gui.window import MainWindow
 
 COHERENT = 0.9  # Bode bins shown: coherence above this (the rest is noise or leakage)
 
 
-def format_metrics(m: StepMetrics, unit: str) -> str:
-    return (f"rise {m.rise_time_s * 1e3:.1f} ms · overshoot {m.overshoot_pct:.1f} % · "
-            f"settling {m.settling_time_s * 1e3:.0f} ms · error {m.steady_state_error:.2g} {unit}")
+def format_metrics(figures: dict[str, Any], unit: str) -> str:
+    error = figures.get("steady_state_error_rad", figures.get("steady_state_error_rad_s", float("nan")))
+    return (f"rise {figures['rise_time_s'] * 1e3:.1f} ms · overshoot {figures['overshoot_pct']:.1f} % · "
+            f"settling {figures['settling_time_s'] * 1e3:.0f} ms · error {error:.2g} {unit}")
 
 
-@dataclass
-class Proposal:
-    """An auto-tune proposal: the designed gains, their predicted closed loop, and the joint's measured one."""
-
-    result: TuneResult
-    gains: dict[str, float]
-    measured: FrequencyResponse
-    measured_bandwidth_hz: float
-    run: BusRun | None = None  # the chirp as it went over the bus (with the set-points the joint tracked)
-
-
-def propose(client: JointClient, preset: str, bandwidth_hz: float) -> Proposal:
+def propose(client: JointClient, preset: str, bandwidth_hz: float) -> JointTune:
     """Design on the preset's model (verified in simulation), and measure the joint's loop as it is now."""
-    from actuator.analysis.tuning import tune_model
-
-    params = load_preset(preset)
-    result = tune_model(params, bandwidth_hz)
-    f1 = min(250.0, 3.0 * bandwidth_hz)
-    fr, bw, run = bus_bode_test(client, "position", max(0.5, 0.2 * bandwidth_hz), f1,
-                                amplitude=chirp_amplitude(params, f1, "position"))
-    return Proposal(result, {n: gain_of(result.config, n) for n in CASCADE_GAINS}, fr, bw, run)
+    return tune_joint(client, load_preset(preset), bandwidth_hz, apply=False)
 
 
 class BodePlot(pg.GraphicsLayoutWidget):
@@ -90,10 +70,11 @@ class TestsPanel(QtWidgets.QGroupBox):
     def __init__(self, window: MainWindow) -> None:
         super().__init__("Tests")
         self.window = window
-        self.last_metrics: StepMetrics | None = None
+        self.last_metrics: dict[str, Any] | None = None  # the latest step's figures
         self.last_bandwidth_hz: float | None = None
-        self.last_chirp: BusRun | None = None  # the latest chirp's run: what was sent and what the joint tracked
-        self.proposal: Proposal | None = None
+        # the latest chirp: its signals (on the joint's clock), the protocol's configuration, the run as sent
+        self.last_chirp: tuple[Signals, dict, live.LiveRun] | None = None
+        self.proposal: JointTune | None = None
         layout = QtWidgets.QVBoxLayout(self)
         form = QtWidgets.QFormLayout()
         self.loop = QtWidgets.QComboBox(objectName="test_loop")
@@ -144,30 +125,34 @@ class TestsPanel(QtWidgets.QGroupBox):
         if client is None:
             return
         loop, amplitude = self.loop.currentText(), self.amplitude.value()
-        start = 0.0 if loop == "velocity" else client.latest().get("telemetry.position_rad", 0.0)
         self.metrics.setText(f"step test of {amplitude:g} on node {client.node_id} running…")
-        self.window.jobs.run("step test", bus_step_test, client, loop, amplitude, 1.0, 0.05, start,
-                             on_done=lambda r: self.show_step(r[0], r[1], loop, client.node_id))
+        self.window.jobs.run("step test", live.step_test, client, loop, amplitude, 1.0, 0.05,
+                             on_done=lambda r: self.show_step(r[0], r[1], r[2], r[3], client.node_id))
 
-    def show_step(self, m: StepMetrics, run: BusRun, loop: str, node: int) -> None:
-        self.last_metrics = m
+    def show_step(self, outcome: Outcome, signals: Signals, run: live.LiveRun, cfg: dict, node: int) -> None:
+        figures = outcome.figures
+        self.last_metrics = figures
+        loop = cfg["loop"]
         unit = "rad/s" if loop == "velocity" else "rad"
-        y = run.velocity_rad_s if loop == "velocity" else run.position_rad
-        # time from the stepped command: the run's clock starts before the move to the test's start
-        t0 = float(run.command_t_s[np.argmax(run.reference == m.final_reference)])
+        amplitude = cfg["amplitude_rad_s"] if loop == "velocity" else cfg["amplitude_rad"]
+        final = amplitude + (0.0 if loop == "velocity" else cfg["home_rad"])
+        y = signals["velocity_rad_s"] if loop == "velocity" else signals["position_rad"]
+        t0 = sum(seg.duration_s for seg in PROTOCOLS["step"].segments(cfg)[:-1])  # the step's time
         self.step_plot.clear()
-        self.step_plot.plot(run.command_t_s - t0, run.reference, pen=pg.mkPen("#9e9e9e", width=2), name="set-point")
-        self.step_plot.plot(run.t_s - t0, y, pen=pg.mkPen("#1565c0", width=2), name="response")
-        band = 0.02 * abs(m.step_size)
-        for level in (m.final_reference - band, m.final_reference + band):
+        self.step_plot.plot(signals["t_s"] - t0, signals["reference"], pen=pg.mkPen("#9e9e9e", width=2),
+                            name="set-point")
+        self.step_plot.plot(signals["t_s"] - t0, y, pen=pg.mkPen("#1565c0", width=2), name="response")
+        band = 0.02 * abs(amplitude)
+        for level in (final - band, final + band):
             self.step_plot.addLine(y=level, pen=pg.mkPen("#2e7d32", style=pg.QtCore.Qt.PenStyle.DashLine))
-        self.step_plot.addLine(x=m.rise_time_s, pen=pg.mkPen("#ef6c00"), label="rise", labelOpts={"position": 0.1})
-        self.step_plot.addLine(x=m.settling_time_s, pen=pg.mkPen("#6a1b9a"), label="settled",
+        self.step_plot.addLine(x=figures["rise_time_s"], pen=pg.mkPen("#ef6c00"), label="rise",
+                               labelOpts={"position": 0.1})
+        self.step_plot.addLine(x=figures["settling_time_s"], pen=pg.mkPen("#6a1b9a"), label="settled",
                                labelOpts={"position": 0.2})
-        self.step_plot.setXRange(-0.05, max(0.3, 1.5 * m.settling_time_s))
-        live = self.window.board.plot("velocity" if loop == "velocity" else "position")
-        live.set_overlay(f"{node}:test", run.command_t_s + run.start_s, run.reference, f"n{node} test set-point")
-        text = f"step {m.step_size:g} {unit}: " + format_metrics(m, unit)
+        self.step_plot.setXRange(-0.05, max(0.3, 1.5 * figures["settling_time_s"]))
+        live_plot = self.window.board.plot("velocity" if loop == "velocity" else "position")
+        live_plot.set_overlay(f"{node}:test", run.command_t_s + run.start_s, run.reference, f"n{node} test set-point")
+        text = f"step {amplitude:g} {unit}: " + format_metrics(figures, unit)
         self.metrics.setText(text)
         self.window.status_message(text)
 
@@ -179,12 +164,16 @@ class TestsPanel(QtWidgets.QGroupBox):
         loop, f0, f1 = self.loop.currentText(), self.f0.value(), self.f1.value()
         amplitude = chirp_amplitude(load_preset(self.window.preset), f1, loop)
         self.metrics.setText(f"chirp {f0:g}-{f1:g} Hz on node {client.node_id} running…")
-        self.window.jobs.run("chirp test", bus_bode_test, client, loop, f0, f1, amplitude,
-                             on_done=lambda r: self.show_bode(r[0], r[1], r[2]))
+        self.window.jobs.run("chirp test", live.bode_test, client, loop, f0, f1, amplitude,
+                             on_done=lambda r: self.show_bode(r[0], (r[1], r[3], r[2])))
 
-    def show_bode(self, fr: FrequencyResponse, bw: float, run: BusRun | None = None) -> None:
-        self.last_chirp = run
+    def show_bode(self, outcome: Outcome, chirp: tuple[Signals, dict, live.LiveRun] | None = None) -> None:
+        self.last_chirp = chirp
+        fr, bw = outcome.response, outcome.figures["bandwidth_hz"]
         self.last_bandwidth_hz = bw
+        if fr is None:
+            self.metrics.setText("the chirp was too short to measure a response")
+            return
         ok = fr.coherence > COHERENT
         self.bode.show_response("measured", fr.freq_hz[ok], fr.magnitude_db[ok], fr.phase_deg[ok], "#1565c0")
         self.metrics.setText(f"closed-loop bandwidth (-3 dB) {bw:.2f} Hz over {int(ok.sum())} coherent bins")
@@ -198,11 +187,13 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.window.jobs.run("auto-tune", propose, client, self.window.preset, self.bandwidth.value(),
                              on_done=self.show_proposal)
 
-    def show_proposal(self, p: Proposal) -> None:
+    def show_proposal(self, p: JointTune) -> None:
         self.proposal = p
-        ok = p.measured.coherence > COHERENT
-        self.bode.show_response("measured (current gains)", p.measured.freq_hz[ok], p.measured.magnitude_db[ok],
-                                p.measured.phase_deg[ok], "#1565c0")
+        fr = p.measured.response
+        if fr is not None:
+            ok = fr.coherence > COHERENT
+            self.bode.show_response("measured (current gains)", fr.freq_hz[ok], fr.magnitude_db[ok], fr.phase_deg[ok],
+                                    "#1565c0")
         # predicted: the proposed gains on the joint model, simulated (the linear model leaves out friction and
         # limits, and tune corrects its design until the simulation gives the bandwidth asked for)
         sim = p.result.bode.response
@@ -226,13 +217,13 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.window.dialog = box
         box.open()
 
-    def _decided(self, box: QtWidgets.QMessageBox, p: Proposal) -> None:
+    def _decided(self, box: QtWidgets.QMessageBox, p: JointTune) -> None:
         if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Apply):
             self.accept_proposal(p)
         else:
             self.window.status_message("auto-tune: proposal discarded, gains unchanged")
 
-    def accept_proposal(self, p: Proposal) -> None:
+    def accept_proposal(self, p: JointTune) -> None:
         from gui.gains import write_some
 
         client = self.window.current_client()

@@ -28,11 +28,12 @@ from actuator.analysis.frequency import (
 )
 from actuator.analysis.identify import RigidBodyId, excitation_torque, identify_rigid_body
 from actuator.analysis.loops import LOOPS
-from actuator.analysis.step import StepMetrics, step_metrics
+from actuator.analysis.step import StepMetrics, step_figures, step_metrics
 from actuator.control.config import ControllerConfig
 from actuator.control.reference import Chirp, Step, reference_rows
 from actuator.errors import ConfigError
 from actuator.params import JointParams
+from actuator.signals import chirp_period_s
 from actuator.simulation import Trace, simulate
 
 TORQUE_FRACTION = 0.5
@@ -45,11 +46,10 @@ class StepResult:
     trace: Trace
     metrics: StepMetrics
 
+    loop: str = "position"
+
     def figures(self) -> dict:
-        m = self.metrics
-        return {"rise_time_s": m.rise_time_s, "overshoot_pct": m.overshoot_pct, "settling_time_s": m.settling_time_s,
-                "steady_state_error": m.steady_state_error, "peak_current_a": m.peak_abs_current_a,
-                "peak_torque_nm": m.peak_abs_torque_nm}
+        return step_figures(self.metrics, self.loop)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def step_test(params: JointParams, cfg: ControllerConfig, loop: str = "position"
     torque = trace.transmitted_torque_nm
     ref = trace.reference if loop != "velocity" else trace.velocity_reference_rad_s
     metrics = step_metrics(trace.t_s, _output(trace, loop), ref, torque=torque, current=trace.current_a)
-    return StepResult(trace, metrics)
+    return StepResult(trace, metrics, loop)
 
 
 def chirp_amplitude(params: JointParams, f1_hz: float, loop: str) -> float:
@@ -114,7 +114,7 @@ def bode_test(params: JointParams, cfg: ControllerConfig, loop: str = "position"
     if not 0 < f0_hz < f1_hz:
         raise ConfigError(f"f0_hz = {f0_hz!r}, f1_hz = {f1_hz!r}: need 0 < f0_hz < f1_hz")
     cfg = cfg.with_mode(loop)
-    period_s = max(2.0 / f0_hz, 0.5)
+    period_s = chirp_period_s(f0_hz)
     amp = amplitude or chirp_amplitude(params, f1_hz, loop)
     dt_row = params.dt_s * RECORD_EVERY
     seg = round(period_s / dt_row)

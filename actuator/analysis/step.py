@@ -162,3 +162,16 @@ def step_metrics(
         peak_abs_torque_nm=_peak_abs("torque", torque, n),
         peak_abs_current_a=_peak_abs("current", current, n),
     )
+
+
+def step_figures(m: StepMetrics, loop: str = "position") -> dict[str, float]:
+    """The figures of a step test, under the names every executor reports (in-process, bus, batch, replay, GUI):
+    the steady-state error in the loop's unit (rad, or rad/s for the velocity loop); the peaks where measured."""
+    unit = "rad_s" if loop == "velocity" else "rad"
+    figures = {"rise_time_s": m.rise_time_s, "overshoot_pct": m.overshoot_pct, "settling_time_s": m.settling_time_s,
+               f"steady_state_error_{unit}": m.steady_state_error}
+    if m.peak_abs_torque_nm is not None:
+        figures["peak_torque_nm"] = m.peak_abs_torque_nm
+    if m.peak_abs_current_a is not None:
+        figures["peak_current_a"] = m.peak_abs_current_a
+    return figures

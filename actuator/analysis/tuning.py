@@ -166,9 +166,16 @@ def design_cascade(params: JointParams, bandwidth_hz: float | None = None, *, ze
     return TuneResult(cfg, f_b, pr, notes=[f"velocity loop at {ratio:g} x the position bandwidth (zeta {zeta:g})"])
 
 
+def tune_band_hz(bandwidth_hz: float) -> tuple[float, float]:
+    """The chirp band that measures a tuned loop of ``bandwidth_hz``, on the model and on a joint alike: from a
+    fifth of it (at least 0.5 Hz: the chirp's period is two cycles of f0) to three times it (at most 250 Hz, a
+    quarter of the bus's 1 kHz set-point rate)."""
+    return max(0.5, 0.2 * bandwidth_hz), min(250.0, 3.0 * bandwidth_hz)
+
+
 def verify(params: JointParams, cfg: ControllerConfig, bandwidth_hz: float) -> tuple[BodeResult, StepResult]:
-    """Bode (0.1 f_b .. 3 f_b) and a small step (linear range) of ``cfg`` in simulation."""
-    bode = bode_test(params, cfg, "position", 0.1 * bandwidth_hz, 3.0 * bandwidth_hz, with_margins=True)
+    """Bode over ``tune_band_hz`` and a small step (linear range) of ``cfg`` in simulation."""
+    bode = bode_test(params, cfg, "position", *tune_band_hz(bandwidth_hz), with_margins=True)
     amp = float(np.max(np.abs(bode.trace.reference - bode.trace.reference[0]))) * VERIFY_STEP_FRACTION * 10
     step = step_test(params, cfg, "position", amp, duration_s=max(0.5, 12.0 / bandwidth_hz))
     return bode, step

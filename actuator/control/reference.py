@@ -16,7 +16,7 @@ import numpy as np
 from actuator.control import cascade as C
 from actuator.control.trajectory import Trajectory
 from actuator.errors import ConfigError
-from actuator.signals import chirp, prbs
+from actuator.signals import chirp, periodic_chirp, prbs
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ def _signal(reference: Reference, n: int, dt_s: float) -> tuple[np.ndarray, np.n
     if isinstance(reference, Step):
         return np.where(t >= reference.at_s, float(reference.amplitude), 0.0), None
     if isinstance(reference, Chirp):
-        sweep_s = reference.period_s or n * dt_s
-        _, u = chirp(reference.f0_hz, reference.f1_hz, sweep_s, 1.0 / dt_s, reference.amplitude)
+        if reference.period_s:
+            return periodic_chirp(t, reference.f0_hz, reference.f1_hz, reference.period_s, reference.amplitude), None
+        _, u = chirp(reference.f0_hz, reference.f1_hz, n * dt_s, 1.0 / dt_s, reference.amplitude)
         return np.resize(u, n), None
     if isinstance(reference, Prbs):
         hold = max(1, round(reference.hold_s / dt_s))

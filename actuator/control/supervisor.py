@@ -2,7 +2,7 @@
 damped stop, the tracking check, faults, and the recovery of a diverged state.
 
 The simulated firmware (``firmware_iface.virtual_joint.firmware``) runs it with n = 1 around one joint's model, the
-production batch (``firmware_iface.rig.population``) with n = N around the batch kernel: the two behave alike by
+production batch (``firmware_iface.experiments.batch``) with n = N around the batch kernel: the two behave alike by
 construction. It owns no time and no I/O. It reads each joint's own clock from its state row (``X_TIME``), writes the
 controller's mode, gravity feedforward and reference, and is told what a chunk of the model reported (fault bits, the
 state before it, the largest position error over it).

@@ -70,14 +70,16 @@ def write_frf(path: Path, fr, band) -> None:
 
 
 def run_bus(args: argparse.Namespace, client) -> dict:
-    """The Bode test on joint ``--node``: reference -> output only (the host cannot inject at the drive)."""
-    from firmware_iface.client.experiments import bus_bode_test
+    """The bode protocol on joint ``--node`` (live executor): reference -> output only (the host cannot inject at the
+    drive)."""
+    from firmware_iface.experiments.live import bode_test
 
-    f0, f1 = args.f0_hz or 1.0, args.f1_hz or 20.0
-    fr, bw, run = bus_bode_test(client, args.loop, f0, f1, args.amplitude or 0.002)
+    f0, f1, amplitude = args.f0_hz or 1.0, args.f1_hz or 20.0, args.amplitude or 0.002
+    outcome, _, run, _ = bode_test(client, args.loop, f0, f1, amplitude)
     figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "loop": args.loop, "f0_hz": f0,
-               "f1_hz": f1, "amplitude": args.amplitude or 0.002, "bandwidth_hz": bw, "host_loop": run.loop}
-    if args.out:
+               "f1_hz": f1, "amplitude": amplitude, **outcome.figures, "host_loop": run.loop}
+    if args.out and outcome.response is not None:
+        fr = outcome.response
         write_frf(args.out, fr, (fr.freq_hz >= f0) & (fr.freq_hz <= f1))
         figures["response_csv"] = str(args.out)
     emit(figures, args.json, f"jointkit bode: node {client.node_id} {args.loop}")

@@ -2,7 +2,7 @@
 
 N joints are drawn from the manufacturing spread (``seeds/spread.toml``, or ``--spread``) and the sequence's
 measuring steps (those with a test protocol: friction, back-drive, stiffness, step, Bode, F/T zero, thermal soak)
-run on all of them at once in the batch simulation (``firmware_iface.rig.population``, all cores), with the same
+run on all of them at once in the batch simulation (``firmware_iface.experiments.batch``, all cores), with the same
 protocols and analyses as over the bus, and the sequence's limits. Steps that exercise the firmware over the bus
 (connect, enable, gains, fault reaction, tune, ...) are not in the batch model and are listed as not simulated.
 
@@ -26,8 +26,8 @@ from rich.table import Table
 from actuator.errors import ConfigError
 from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
+from firmware_iface.experiments.batch import run_batch
 from firmware_iface.jsonsafe import json_safe as clean
-from firmware_iface.rig.population import run_batch
 from firmware_iface.rig.results_db import append_many, ensure, summary
 from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence

@@ -5,7 +5,7 @@ Bode test it holds.
   ``--rate X`` times faster; ``--rx-only`` plays only the frames the recorder received (the joints' side), not the
   commands its process sent, so that no recorded command reaches a live joint. Ctrl-C stops (exit 0).
 * ``--analyze step|bode --node N``: the position commands (reference) and joint_state positions (output) of node
-  N, decoded with the profile, give the step metrics or the -3 dB bandwidth (``firmware_iface.rig.replay``).
+  N, decoded with the profile, give the step metrics or the -3 dB bandwidth (``firmware_iface.experiments.replay``).
   A recording without those frames exits 2 naming the file, the node and what is missing.
 """
 
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from firmware_iface.experiments.replay import analyze_bode, analyze_step, step_report
     from firmware_iface.rig.recording import read_frames
-    from firmware_iface.rig.replay import analyze_bode, analyze_step
 
     profile = profile_from_args(args)
     profile.check_node(args.node)
@@ -86,7 +86,7 @@ def _analyze(args: argparse.Namespace) -> int:
     source = str(args.file)
     figures: dict[str, Any] = {"file": source, "node": args.node, "analysis": args.analyze}
     if args.analyze == "step":
-        figures.update(analyze_step(frames, profile, args.node, source=source, pre_s=args.pre_s).as_dict())
+        figures.update(step_report(analyze_step(frames, profile, args.node, source=source, pre_s=args.pre_s)))
     else:
         figures.update(analyze_bode(frames, profile, args.node, source=source))
     emit(figures, args.json, f"jointkit replay --analyze {args.analyze}: {args.file.name}, node {args.node}")

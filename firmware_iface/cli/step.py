@@ -67,22 +67,19 @@ def _limit_names() -> dict[int, str]:
 
 
 def run_bus(args: argparse.Namespace, client) -> dict:
-    """The step on joint ``--node`` with its own gains (``--preset``/``--gains`` describe in-process joints only)."""
-    from firmware_iface.client.experiments import bus_step_test
+    """The step protocol on joint ``--node`` (live executor) with its own gains (``--preset``/``--gains`` describe
+    in-process joints only); the figures under the names the in-process test reports."""
+    from firmware_iface.experiments.live import step_test
+    from firmware_iface.files import write_signals_csv
 
-    m, run = bus_step_test(client, args.loop, args.amplitude, duration_s=args.duration_s)
+    outcome, signals, run, _ = step_test(client, args.loop, args.amplitude, duration_s=args.duration_s,
+                                         start_rad=0.0)
     figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "loop": args.loop,
-               "amplitude": args.amplitude, "rise_time_s": m.rise_time_s, "overshoot_pct": m.overshoot_pct,
-               "settling_time_s": m.settling_time_s, "steady_state_error": m.steady_state_error,
-               "peak_current_a": m.peak_abs_current_a, "peak_torque_nm": m.peak_abs_torque_nm,
-               "host_loop": run.loop, "telemetry_gaps": dict(client.gaps)}
+               "amplitude": args.amplitude, **outcome.figures, "host_loop": run.loop,
+               "telemetry_gaps": dict(client.gaps)}
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["t_s", "position_rad", "velocity_rad_s", "torque_nm", "iq_a"])
-            w.writerows(zip(run.t_s.tolist(), run.position_rad.tolist(), run.velocity_rad_s.tolist(),
-                            run.torque_nm.tolist(), run.iq_a.tolist(), strict=True))
+        write_signals_csv(signals, args.out, ("t_s", "reference", "position_rad", "velocity_rad_s", "torque_nm",
+                                              "iq_a"))
         figures["trace_csv"] = str(args.out)
     emit(figures, args.json, f"jointkit step: node {client.node_id} {args.loop}")
     return figures

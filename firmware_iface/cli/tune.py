@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from firmware_iface.cli.common import emit
@@ -62,29 +63,18 @@ def _report(args, params, result) -> int:
 
 
 def run_bus(args: argparse.Namespace, client, params, result) -> dict:
-    """Gains designed and verified on the ``--preset`` model, written live to joint ``--node`` (not saved: ``jointkit
-    param save`` keeps them), then measured on the joint by a Bode and a step test over the bus."""
-    from actuator.control.config import CASCADE_GAINS, gain_of
-    from firmware_iface.client.experiments import bus_bode_test, bus_step_test
+    """Gains designed and verified on the ``--preset`` model, written live to joint ``--node`` and measured there
+    (``experiments.tune``), then a step test of the tuned joint (the step protocol on the live executor)."""
+    from firmware_iface.experiments.live import step_test
+    from firmware_iface.experiments.tune import tune_joint
 
-    for name in CASCADE_GAINS:
-        client.write_gain(name, gain_of(result.config, name))
-    written = {name: client.read_gain(name) for name in CASCADE_GAINS}
-    target = result.requested_bandwidth_hz
-    f0, f1 = 0.1 * target, min(250.0, 3.0 * target)  # the band of the in-simulation verification
-    _, bw, _ = bus_bode_test(client, "position", f0, f1, amplitude=_bus_chirp_amplitude(params, f1))
-    m, _ = bus_step_test(client, "position", 0.05, duration_s=1.0)
+    # a relay tune asks for no bandwidth: its loop is measured about the one it reached in simulation
+    asked = result.requested_bandwidth_hz
+    tuned = tune_joint(client, params, asked if math.isfinite(asked) else result.measured_bandwidth_hz, apply=True,
+                       result=result)
+    step, _, _, _ = step_test(client, "position", 0.05, duration_s=1.0)
     figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "method": result.method,
-               "requested_bandwidth_hz": target, "simulated_bandwidth_hz": result.measured_bandwidth_hz,
-               "joint_bandwidth_hz": bw, "joint_overshoot_pct": m.overshoot_pct,
-               "joint_settling_time_s": m.settling_time_s, "gains_written": written,
+               **tuned.figures(), "step": step.figures, "gains_written": tuned.written,
                "predicted": result.figures().get("predicted")}
     emit(figures, args.json, f"jointkit tune: node {client.node_id}")
     return figures
-
-
-def _bus_chirp_amplitude(params, f1_hz: float) -> float:
-    """The in-process test's sizing: J (2 pi f1)^2 A at half the torque limit, from the preset's inertia."""
-    from actuator.analysis.experiments import chirp_amplitude
-
-    return chirp_amplitude(params, f1_hz, "position")

@@ -2,8 +2,8 @@
 
 This module owns two things:
 
-* the plot description types (``Series``, ``Panel``) and the functions that render them to PNG files
-  (``save_plot``, ``save_xy_plot``, ``save_bode_plot``), which the rig's step types call to draw their data;
+* the functions that render the experiments' plot descriptions (``experiments.panels``: ``Series``, ``Panel``)
+  to PNG files (``save_plot``, ``save_xy_plot``, ``save_bode_plot``), which the rig's steps call to draw their data;
 * ``write_report``, which turns a results dictionary (schema ``jointkit.results/1``, as written to ``results.json``
   by the runner) into one self-contained ``report.html`` for people.
 
@@ -19,7 +19,6 @@ import html
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from firmware_iface.experiments.panels import Panel, Series
+
 DPI = 110
 PANEL_WIDTH_IN = 8.0
 PANEL_HEIGHT_IN = 2.2
@@ -40,34 +41,6 @@ DASH = "—"
 
 
 # ----------------------------------------------------------------------------------------------------------- plots
-
-
-@dataclass(frozen=True, eq=False)
-class Series:
-    """One line on a panel: ``values`` against ``t_s`` (or any x quantity), drawn with matplotlib format ``style``."""
-
-    label: str
-    t_s: np.ndarray
-    values: np.ndarray
-    style: str = "-"
-
-    def __post_init__(self) -> None:
-        # Lists straight from JSON may hold None: as float arrays those become NaN, which the plot skips.
-        t = np.asarray(self.t_s, dtype=float).ravel()
-        v = np.asarray(self.values, dtype=float).ravel()
-        if t.shape != v.shape:
-            raise ValueError(f"series {self.label!r}: {t.size} x values but {v.size} y values")
-        object.__setattr__(self, "t_s", t)
-        object.__setattr__(self, "values", v)
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One axes of a figure: its series, and horizontal lines (value, label) such as limits, drawn dashed."""
-
-    ylabel: str
-    series: list[Series]
-    hlines: list[tuple[float, str]] = field(default_factory=list)
 
 
 def figure_size(n_panels: int) -> tuple[float, float]:

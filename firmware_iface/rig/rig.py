@@ -26,8 +26,8 @@ from actuator.simulation import INJECTIONS
 from firmware_iface.client import BusHub, JointClient
 from firmware_iface.client.clock import WALL, Clock, LockStepClock
 from firmware_iface.client.streamer import Streamer
+from firmware_iface.experiments.bus import Fixture, SimFixture
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.rig.bus_exec import Fixture, SimFixture
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 SAFE_STOP_CONFIRM_S = 1.0  # a joint answers a state request with a heartbeat at once; 1 s covers a slow bus

@@ -42,9 +42,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from actuator.errors import FaultError, JointkitError
+from firmware_iface.experiments.protocols import Outcome
 from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.rig.protocols import Outcome
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
 from firmware_iface.rig.report import save_plot, write_report
 from firmware_iface.rig.rig import Rig

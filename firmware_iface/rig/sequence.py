@@ -19,9 +19,9 @@ from typing import Any
 
 from actuator.control.config import GAINS
 from actuator.errors import ConfigError
+from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.rig.protocols import PROTOCOLS
 
 INF = math.inf
 _POS = (0.0, INF)
@@ -61,23 +61,17 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
     "identify": {**_HOME, "duration_s": _k(float, 8.0, 2.0, 120.0), "amplitude_nm": _k(float, 15.0, 0.1, 200.0),
                  "f_low_hz": _k(float, 0.5, 0.05, 50.0), "f_high_hz": _k(float, 4.0, 0.1, 100.0)},
-    "tune": {**_HOME, "bandwidth_hz": _k(float, 5.0, 0.2, 100.0), "apply": _k(bool, True)},
+    "tune": {"bandwidth_hz": _k(float, 5.0, 0.2, 100.0), "apply": _k(bool, True)},
     "measure": {"duration_s": _k(float, 1.0, 0.01, 3600.0), "signals": _k(list, [])},
 }
-FIGURES: dict[str, tuple[str, ...]] = {
-    "step": ("rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error_rad", "peak_torque_nm"),
-    "bode": ("bandwidth_hz",),
-    "friction": ("friction_torque_nm", "encoder_mismatch_rad"),
-    "backdrive": ("backdrive_torque_nm",),
-    "stiffness": ("stiffness_nm_per_rad",),
-    "ft_zero": ("ft_force_offset_n", "ft_moment_offset_nm", "ft_force_noise_n", "ft_moment_noise_nm"),
-    "thermal_soak": ("thermal_rise_k", "thermal_rise_at_load_k", "max_winding_temp_c"),
+PROTOCOL_OF = {"thermal_soak": "thermal"} | {t: t for t in PROTOCOLS}
+FIGURES: dict[str, tuple[str, ...]] = {  # the figures a step reports: its protocol's, or its executor's in rig.steps
+    **{t: PROTOCOLS[p].figures for t, p in PROTOCOL_OF.items() if t in STEP_TYPES},
     "fault_reaction": ("watchdog_reaction_s",),
     "identify": ("inertia_kg_m2", "viscous_nm_s_per_rad", "coulomb_nm", "gravity_nm"),
-    "tune": ("predicted_bandwidth_hz", "measured_bandwidth_hz"),
+    "tune": ("simulated_bandwidth_hz", "measured_bandwidth_hz"),
 }
 STATS = ("mean", "std", "min", "max", "p2p", "rms")
-PROTOCOL_OF = {"thermal_soak": "thermal"} | {t: t for t in PROTOCOLS}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ This module owns
   plus model injections drawn per joint (``[injections]``, e.g. the motor encoder's offset);
 * ``draw``: parameter sets and injections for n joints, reproducible by seed (joint j is the same joint whatever n).
 
-The batch that runs the drawn joints is ``firmware_iface.rig.population``.
+The batch that runs the drawn joints is ``firmware_iface.experiments.batch`` (``rig.population`` draws and runs them).
 """
 
 from __future__ import annotations

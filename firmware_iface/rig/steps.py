@@ -1,6 +1,6 @@
 """What each step type of a sequence does on a rig's joint: ``run_step(rig, seq, step) -> Outcome``.
 
-Measuring steps with a protocol (``firmware_iface.rig.protocols``) run through ``bus_exec.run_segments``; the others
+Measuring steps with a protocol (``firmware_iface.experiments.protocols``) run through the bus executor; the others
 are written here: connect, enable, disable, gains, move, hold, wait, fault_reaction (stop commanding and time the
 watchdog), identify (a multisine torque over the bus, ``identify_rigid_body`` on what came back), tune (design on
 the sequence's preset model, write the gains live, measure the joint's bandwidth over the bus) and measure
@@ -19,14 +19,13 @@ from actuator.control.config import CASCADE_GAINS, gain_of, load_gains
 from actuator.errors import ConfigError
 from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
-from firmware_iface.rig.bus_exec import run_segments
-from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
-from firmware_iface.rig.report import Panel, Series
+from firmware_iface.experiments.bus import run_segments
+from firmware_iface.experiments.panels import Panel, Series
+from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
 from firmware_iface.rig.rig import Rig
-from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, Step
+from firmware_iface.rig.sequence import FIGURES, PROTOCOL_OF, Sequence, Step
 
 WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reaction is seen to 1 ms
-TUNE_BODE = {"amplitude_rad": 0.002, "periods": 3}  # the bandwidth measurement after tuning
 
 
 def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
@@ -168,25 +167,16 @@ def _identify(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 
 
 def _tune(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    """Design on the sequence's preset model (verified in simulation), write live, measure the joint's bandwidth."""
-    from actuator.analysis.tuning import tune_model
+    """Design on the sequence's preset model (verified in simulation), write live, measure the joint's bandwidth
+    (``experiments.tune``, as the CLI's ``tune --node`` and the GUI's auto-tune do)."""
     from actuator.params import load_preset
+    from firmware_iface.experiments.tune import tune_joint
 
     c = rig.client(step.node)
-    c.disable()  # the design takes seconds with no commands: idle, not a watchdog trip
-    c.wait_state("idle", 1.0)
-    params = load_preset(seq.preset)
-    result = tune_model(params, step.cfg["bandwidth_hz"])
-    if step.cfg["apply"]:
-        for name in CASCADE_GAINS:
-            c.write_gain(name, gain_of(result.config, name))
-    bw = step.cfg["bandwidth_hz"]
-    bode = {**TUNE_BODE, "home_rad": step.cfg["home_rad"], "f1_hz": min(250.0, 3 * bw),
-            "f0_hz": max(0.5, 0.2 * bw)}
-    segs = PROTOCOLS["bode"].segments(bode)
-    measured = PROTOCOLS["bode"].analyze(run_segments(c, segs), segs, bode)
-    return Outcome({"predicted_bandwidth_hz": result.measured_bandwidth_hz,
-                    "measured_bandwidth_hz": measured.figures["bandwidth_hz"]}, measured.panels)
+    c.wait_alive()
+    tuned = tune_joint(c, load_preset(seq.preset), step.cfg["bandwidth_hz"], apply=step.cfg["apply"])
+    figures = tuned.figures()
+    return Outcome({k: figures[k] for k in FIGURES["tune"]}, tuned.measured.panels)
 
 
 def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:

@@ -3,7 +3,7 @@ modes, watchdog, limits, faults) around one joint's model, gains and parameters 
 advance of the simulated joint under its controller. The bus node (``node.py``) turns frames into calls of this
 class and telemetry into frames.
 
-The supervision rules are the supervisor's, shared with the production batch (``firmware_iface.rig.population``):
+The supervision rules are the supervisor's, shared with the production batch (``firmware_iface.experiments.batch``):
 this class adds what one joint on a bus has besides: requests checked and refused with the protocol's errors, live
 gains, parameters, flash and telemetry.
 

@@ -358,7 +358,7 @@ def test_tune_model_result_carries_predicted_and_measured_figures(tuned) -> None
     assert fig["gains"]["position"]["kp"] == res.config.position.kp
     assert fig["gains"]["velocity"] == {"kp": res.config.velocity.kp, "ki": res.config.velocity.ki}
     assert fig["measured"]["bandwidth_hz"] == res.measured_bandwidth_hz
-    assert {"rise_time_s", "settling_time_s", "steady_state_error", "peak_current_a"} <= fig["measured"].keys()
+    assert {"rise_time_s", "settling_time_s", "steady_state_error_rad", "peak_current_a"} <= fig["measured"].keys()
     assert fig["predicted"]["bandwidth_hz"] == res.predicted.bandwidth_hz
     assert {"gain_margin_db", "phase_margin_deg", "overshoot_pct", "rise_time_s"} <= fig["predicted"].keys()
     assert fig["identified"]["inertia_kg_m2"]["value"] == res.identified.inertia_kg_m2.value

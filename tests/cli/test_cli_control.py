@@ -17,7 +17,7 @@ from actuator.control.config import load_gains
 from actuator.params import load_preset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-STEP_FIGURES = ("rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error", "peak_current_a")
+STEP_FIGURES = ("rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error_rad", "peak_current_a")
 
 
 
@@ -48,7 +48,7 @@ def test_step_position_json_csv_and_png(capsys, tmp_path) -> None:
     # measured: rise 0.068 s, overshoot 0.016 %, settling 0.157 s, e_ss -2.9e-6 rad, peak 18.4 A
     assert 0.0 <= s["overshoot_pct"] <= 5.0
     assert 0.0 < s["rise_time_s"] < s["settling_time_s"] < 1.0
-    assert abs(s["steady_state_error"]) <= 5e-5  # encoder INL at 0.1 rad + LSB + friction hold
+    assert abs(s["steady_state_error_rad"]) <= 5e-5  # encoder INL at 0.1 rad + LSB + friction hold
     assert 0.0 < s["peak_current_a"] <= load_preset("knee").motor.current_limit_a
     # the default gains saturate the torque command (150 N·m) briefly on a 0.1 rad step
     assert set(s["limits_hit"]) <= {"torque"}
@@ -74,7 +74,7 @@ def test_step_velocity(capsys, preset: str) -> None:
     # measured: e_ss 1.8e-3 (knee), -1.3e-3 rad/s (wrist), 0.4 % of the step; overshoot 21.8 %, 30.3 %
     # (the PI's zero). settling_time_s is null: the reducer's kinematic error leaves a +-3.8 % (knee),
     # +-5.5 % (wrist) velocity ripple, wider than the 2 % band
-    assert abs(s["steady_state_error"]) <= 0.01 * 0.5
+    assert abs(s["steady_state_error_rad_s"]) <= 0.01 * 0.5
     assert 0.0 <= s["overshoot_pct"] < 60.0  # the linear model predicts 55 % / 53 % (no friction)
     assert s["peak_current_a"] <= load_preset(preset).motor.current_limit_a
     assert s["limits_hit"] == []
@@ -85,16 +85,16 @@ def test_step_impedance_with_default_gains(capsys, preset: str) -> None:
     p = load_preset(preset)
     imp = default_controller(p).impedance
     s = run_json(capsys, "step", "--preset", preset, "--loop", "impedance", "--amplitude", "0.1")
-    assert s["loop"] == "impedance" and finite(s["steady_state_error"]) and finite(s["peak_current_a"])
+    assert s["loop"] == "impedance" and finite(s["steady_state_error_rad"]) and finite(s["peak_current_a"])
     if imp.kp_nm_per_rad > 0:
         # a spring: the joint stops where the spring torque falls under the static friction at the output
         # (knee 300 N·m/rad: 13 N·m -> 0.043 rad; wrist 50 N·m/rad: 4.4 N·m -> 0.088 rad);
         # measured e_ss 2.3e-3 (knee), -1.8e-4 rad (wrist)
         stick = p.reducer.static_friction_nm * p.reducer.ratio / imp.kp_nm_per_rad
-        assert abs(s["steady_state_error"]) <= min(stick, 0.1)
+        assert abs(s["steady_state_error_rad"]) <= min(stick, 0.1)
         assert finite(s["rise_time_s"])
     else:  # no stiffness: nothing pulls the joint (reported when the seeds had none)
-        assert s["steady_state_error"] == pytest.approx(0.1, abs=1e-3)
+        assert s["steady_state_error_rad"] == pytest.approx(0.1, abs=1e-3)
 
 
 def test_step_impedance_with_zero_gains_runs_and_holds(capsys, tmp_path) -> None:
@@ -103,7 +103,7 @@ def test_step_impedance_with_zero_gains_runs_and_holds(capsys, tmp_path) -> None
                      "[impedance]\nkp_nm_per_rad = 0.0\nkd_nm_s_per_rad = 0.0\n", encoding="utf-8")
     s = run_json(capsys, "step", "--preset", "knee", "--gains", str(gains), "--loop", "impedance")
     # gravity is cancelled by the feedforward and nothing else acts: the joint stays put, never rises
-    assert s["steady_state_error"] == pytest.approx(0.1, abs=1e-6)
+    assert s["steady_state_error_rad"] == pytest.approx(0.1, abs=1e-6)
     assert s["rise_time_s"] is None and s["settling_time_s"] is None
     assert s["peak_current_a"] == pytest.approx(0.0, abs=1e-6)
 

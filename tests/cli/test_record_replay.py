@@ -1,8 +1,9 @@
 """``jointkit record`` and ``jointkit replay`` through argv, against virtual joints on python-can ``virtual`` channels
 and real recording files.
 
-The replay analyses are checked two ways: against the live test they re-analyse (``bus_step_test`` with the
-recorder listening on its hub), and against a recording written from a known linear system (the Bode test).
+The replay analyses are checked two ways: against the live test they re-analyse (the step protocol on the live
+executor, with the recorder listening on its hub), and against a recording written from a known linear system (the
+Bode test).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from cliutil import run_cli, run_json
 
 from firmware_iface.client import BusHub, JointClient
-from firmware_iface.client.experiments import bus_step_test
+from firmware_iface.experiments.live import step_test
 from firmware_iface.protocol.load import load_native
 from firmware_iface.rig.recording import FrameRecorder, read_frames, read_signals
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
@@ -153,7 +154,8 @@ def test_replay_step_gives_the_live_step_tests_figures(capsys, tmp_path, joint_c
     client.write_gain("position_kp", 80.0)  # above the tuned 30.8: an underdamped step, a real overshoot to compare
     recorder = FrameRecorder(tmp_path / "step.blf")
     client.hub.add_listener(recorder)
-    live, _ = bus_step_test(client, "position", amplitude=0.1)
+    outcome, _, _, cfg = step_test(client, "position", amplitude=0.1)
+    live = outcome.figures
     client.hub.remove_listener(recorder)
     recorder.stop()
 
@@ -163,17 +165,18 @@ def test_replay_step_gives_the_live_step_tests_figures(capsys, tmp_path, joint_c
     # the sample the step is placed at (the recording stamps a command after sending it, the live test before) and
     # the samples after the last command: one telemetry period. Overshoot is a maximum of the same samples
     # over the same step size; a sample more or less at either end is on the flat part (0.01 % points).
-    assert replayed["rise_time_s"] == pytest.approx(live.rise_time_s, abs=TELEMETRY_PERIOD_S)
-    assert replayed["overshoot_pct"] == pytest.approx(live.overshoot_pct, abs=0.01)
-    assert live.overshoot_pct > 1.0
-    assert replayed["step_time_s"] == pytest.approx(live.step_time_s, abs=TELEMETRY_PERIOD_S)
+    assert set(live) <= set(replayed)  # the same names
+    assert replayed["rise_time_s"] == pytest.approx(live["rise_time_s"], abs=TELEMETRY_PERIOD_S)
+    assert replayed["overshoot_pct"] == pytest.approx(live["overshoot_pct"], abs=0.01)
+    assert live["overshoot_pct"] > 1.0
+    assert replayed["step_time_s"] == pytest.approx(cfg["pre_s"], abs=TELEMETRY_PERIOD_S)
     assert replayed["step_size"] == pytest.approx(0.1, abs=1e-6)
     assert replayed["node"] == 1 and replayed["analysis"] == "step"
 
 
 def synthetic_chirp_recording(path: Path, fc_hz: float, f0_hz: float = 1.0, f1_hz: float = 20.0,
                               periods: int = 3, amplitude: float = 0.01) -> None:
-    """Position commands at 1 kHz (a periodic exponential chirp as ``bus_bode_test`` sends, 1 % of ticks skipped,
+    """Position commands at 1 kHz (the periodic chirp every Bode test sends, 1 % of ticks skipped,
     20 us send jitter) and joint_state positions of a first-order lag with its corner at ``fc_hz`` (exactly
     discretised: the joint holds the last command it received)."""
     rng = np.random.default_rng(7)

@@ -23,8 +23,8 @@ import pytest
 from actuator.control.supervisor import FAULT_UNSTABLE
 from actuator.params import load_preset
 from firmware_iface.client import BusHub, JointClient
+from firmware_iface.experiments.batch import run_batch
 from firmware_iface.protocol.load import load_native
-from firmware_iface.rig.population import run_batch
 from firmware_iface.virtual_joint.firmware import JointFirmware
 from firmware_iface.virtual_joint.node import VirtualJointNode
 

@@ -83,7 +83,7 @@ def test_remote_step_matches_in_process(capsys, served):
     # overshoot and steady-state error are near zero in both: compare them in absolute terms (0.5 % of the
     # step; 20 LSB of the 20-bit output encoder, 1.2e-4 rad)
     assert abs(bus["overshoot_pct"] - ref["overshoot_pct"]) < 0.5
-    assert abs(bus["steady_state_error"] - ref["steady_state_error"]) < 1.2e-4
+    assert abs(bus["steady_state_error_rad"] - ref["steady_state_error_rad"]) < 1.2e-4
     assert bus["peak_current_a"] == pytest.approx(ref["peak_current_a"], rel=0.10)
 
 

@@ -151,12 +151,12 @@ def test_step_button_shows_the_metrics(qtbot, window):
     qtbot.waitUntil(lambda: window.tests.last_metrics is not None, timeout=120_000)
     m = window.tests.last_metrics
     text = window.tests.metrics.text()
-    assert f"rise {m.rise_time_s * 1e3:.1f} ms" in text and f"overshoot {m.overshoot_pct:.1f} %" in text
+    assert f"rise {m['rise_time_s'] * 1e3:.1f} ms" in text and f"overshoot {m['overshoot_pct']:.1f} %" in text
     # the knee's position loop (about 3.4 Hz closed-loop bandwidth): rise about 0.35/3.4 s, little overshoot
-    assert 0.02 < m.rise_time_s < 0.25
-    assert m.overshoot_pct < 20.0
-    assert abs(m.steady_state_error) < 0.01  # 10 % of the step
-    assert m.step_size == pytest.approx(0.1)
+    assert 0.02 < m["rise_time_s"] < 0.25
+    assert m["overshoot_pct"] < 20.0
+    assert abs(m["steady_state_error_rad"]) < 0.01  # 10 % of the step
+    assert "step 0.1 rad" in text
     assert len(window.tests.step_plot.getPlotItem().listDataItems()) == 2  # set-point and response
 
 
@@ -243,9 +243,10 @@ def test_chirp_button_measures_the_bandwidth(qtbot, window):
     # by a loaded machine holds and bursts set-points, and on this loop with friction the figure follows the
     # excitation (3.90 Hz seen with two busy loops beside the tests). Both sides have the same input and the same
     # kernels; they differ by the sensor noise's draws: 2 % (seen: under 0.02 %)
-    run = window.tests.last_chirp
-    assert run is not None and run.echoed
-    assert window.tests.last_bandwidth_hz == pytest.approx(model_bandwidth_hz(run, max(2.0 / 1.0, 1.0)), rel=0.02)
+    assert window.tests.last_chirp is not None
+    signals, cfg, run = window.tests.last_chirp
+    assert run.echoed and cfg["f0_hz"] == 1.0
+    assert window.tests.last_bandwidth_hz == pytest.approx(model_bandwidth_hz(signals, cfg), rel=0.02)
     assert f"{window.tests.last_bandwidth_hz:.2f} Hz" in window.tests.metrics.text()
     assert "measured" in window.tests.bode.curves
 
@@ -263,8 +264,8 @@ def test_auto_tune_applies_only_when_accepted(qtbot, window):
     assert p.result.measured_bandwidth_hz == pytest.approx(6.0, rel=0.1)
     # the joint as it is (default gains), against the model driven by the set-points it tracked (1.2-18 Hz chirp of
     # period max(2 / 1.2, 1) s), as in the chirp test
-    assert p.run is not None and p.run.echoed
-    assert p.measured_bandwidth_hz == pytest.approx(model_bandwidth_hz(p.run, 2.0 / 1.2), rel=0.02)
+    assert p.run.echoed and p.cfg["f0_hz"] == pytest.approx(1.2)
+    assert p.measured_bandwidth_hz == pytest.approx(model_bandwidth_hz(p.signals, p.cfg), rel=0.02)
     assert {"measured (current gains)", "predicted (proposed gains)"} <= set(window.tests.bode.curves)
     proposed = p.gains["position_kp"]
     assert proposed != pytest.approx(before, rel=0.01)

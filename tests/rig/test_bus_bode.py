@@ -1,5 +1,6 @@
-"""The live Bode test's analysis (firmware_iface.client.experiments.chirp_response) on a run with skipped host ticks:
-it works on time (a uniform 1 kHz grid), not on sample counts, and finds the corner of a known system.
+"""The live executor's signals (firmware_iface.experiments.live.signals_of, without a set-point echo) and the bode
+protocol's analysis on a run with skipped host ticks: they work on time (a uniform 1 kHz grid), not on sample counts,
+and find the corner of a known system.
 
 Counting samples as ticks, as the analysis did before, gave 4.37 Hz (4 Hz corner) and 7.93 Hz (8 Hz corner) on
 these runs, against 4.12 and 7.78 Hz with every tick sent: the test's first assertion fails on both."""
@@ -11,21 +12,29 @@ import math
 import numpy as np
 import pytest
 
-from actuator.analysis.frequency import bandwidth_hz
-from firmware_iface.client.experiments import BusRun, chirp_response
+from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.experiments.live import LiveRun, signals_of
+from firmware_iface.experiments.protocols import PROTOCOLS, Segment
 
 F0_HZ, F1_HZ, AMPLITUDE, PERIODS = 1.0, 20.0, 0.002, 4
-PERIOD_S = max(2.0 / F0_HZ, 1.0)  # as bus_bode_test
+PERIOD_S = chirp_period_s(F0_HZ)
 START = 0.3  # rad: the joint's position when the test began
+CFG = {"f0_hz": F0_HZ, "f1_hz": F1_HZ, "home_rad": START, "amplitude_rad": AMPLITUDE, "periods": PERIODS}
 
 
 def chirp(t: np.ndarray) -> np.ndarray:
-    """bus_bode_test's reference: the exponential sweep restarted every period."""
-    k = math.log(F1_HZ / F0_HZ) / PERIOD_S
-    return START + AMPLITUDE * np.sin(2 * math.pi * F0_HZ * (np.exp(k * (t % PERIOD_S)) - 1.0) / k)
+    """The bode protocol's reference: the periodic chirp every Bode test sends, about the start."""
+    return START + periodic_chirp(t, F0_HZ, F1_HZ, PERIOD_S, AMPLITUDE)
 
 
-def first_order_run(fc_hz: float, skipped: np.ndarray, seed: int = 3) -> BusRun:
+def bandwidth(run: LiveRun) -> float:
+    """The chirp segment alone (the run has no move home), through the live executor's grid and the protocol."""
+    segments = [Segment(PERIODS * PERIOD_S, "position", lambda t, q0: float(chirp(t)), tag="chirp")]
+    signals = signals_of(run, "position", np.array([PERIODS * PERIOD_S]))
+    return PROTOCOLS["bode"].analyze(signals, segments, CFG).figures["bandwidth_hz"]
+
+
+def first_order_run(fc_hz: float, skipped: np.ndarray, seed: int = 3) -> LiveRun:
     """What run_reference returns for a joint whose position follows the set-point it holds through a first-order lag
     with its corner at ``fc_hz``. The host loop's ticks are at k ms plus up to 30 us of jitter, those in ``skipped``
     never run (overruns); the joint picks a command up 0.2 ms after it is sent and holds it until the next one; it
@@ -49,7 +58,7 @@ def first_order_run(fc_hz: float, skipped: np.ndarray, seed: int = 3) -> BusRun:
     t_tel = np.arange(4e-4, fine[-1], 1e-3)
     pos = np.interp(t_tel, fine, y)
     zeros = np.zeros(t_tel.size)
-    return BusRun(send_t, reference, t_tel, pos, zeros, zeros, zeros, {})
+    return LiveRun(send_t, reference, t_tel, pos, zeros, zeros, zeros, {})
 
 
 def skipped_ticks() -> np.ndarray:
@@ -66,8 +75,7 @@ def test_skipped_ticks_leave_the_corner_where_it_is(fc_hz: float) -> None:
     skipped = skipped_ticks()
     run, whole = first_order_run(fc_hz, skipped), first_order_run(fc_hz, np.array([], dtype=int))
     assert run.command_t_s.size == whole.command_t_s.size - skipped.size == 8001 - 100
-    bw = bandwidth_hz(chirp_response(run, PERIOD_S, PERIODS, start=START))
-    bw_whole = bandwidth_hz(chirp_response(whole, PERIOD_S, PERIODS, start=START))
+    bw, bw_whole = bandwidth(run), bandwidth(whole)
     # the skips change nothing the joint did not do: the same figure as with every tick sent
     assert bw == pytest.approx(bw_whole, rel=0.005)
     # and the estimate is the corner to within the estimator's own error (Welch of one sweep per segment, 0.5 Hz

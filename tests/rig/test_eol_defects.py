@@ -1,6 +1,6 @@
 """Each defect the end-of-line test exists for (seeds/sequences/eol.toml) fails it at the check that measures that
 property, and only there: the EOL's measuring steps and limits, run on a nominal knee with each defect injected
-(``jointkit run --inject``'s names) in the batch simulation (firmware_iface.rig.population, a few seconds for all;
+(``jointkit run --inject``'s names) in the batch simulation (firmware_iface.experiments.batch, a few seconds for all;
 the same protocols and analyses as over the bus, where the same checks fail: see the figures below)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from actuator.params import SEEDS_DIR, load_preset
-from firmware_iface.rig.population import BatchOutcomes, run_batch
+from firmware_iface.experiments.batch import BatchOutcomes, run_batch
 from firmware_iface.rig.rig import parse_injection
 from firmware_iface.rig.runner import checks_of
 from firmware_iface.rig.sequence import PROTOCOL_OF, load_sequence

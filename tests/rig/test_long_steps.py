@@ -14,10 +14,10 @@ import pytest
 
 from actuator.params import load_preset
 from firmware_iface.client import BusHub, JointClient
-from firmware_iface.rig import bus_exec
-from firmware_iface.rig.bus_exec import run_segments
-from firmware_iface.rig.population import run_batch
-from firmware_iface.rig.protocols import PROTOCOLS
+from firmware_iface.experiments import bus as bus_exec
+from firmware_iface.experiments.batch import run_batch
+from firmware_iface.experiments.bus import run_segments
+from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.rig.rig import sim_rig
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,5 @@
-"""The production batch in simulation (firmware_iface.rig.population): the spread file, the draws, and the batch
-against one joint over the bus and against the firmware driven without a bus."""
+"""The production batch in simulation (firmware_iface.experiments.batch, firmware_iface.rig.population): the spread
+file, the draws, and the batch against one joint over the bus and against the firmware driven without a bus."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ import pytest
 
 from actuator.analysis.tuning import default_controller
 from actuator.errors import ConfigError
-from actuator.model import layout as L
 from actuator.params import JointParams, load_preset
-from firmware_iface.rig import population
-from firmware_iface.rig.population import (
+from firmware_iface.experiments import batch as batch_exec
+from firmware_iface.experiments import inprocess
+from firmware_iface.experiments.batch import (
     R_ENC_O,
     R_IQ,
     BatchOutcomes,
     _Batch,
     _references,
     _run_step,
-    population_eol,
     run_batch,
 )
-from firmware_iface.rig.protocols import PROTOCOLS, RATE_HZ, RELEASE_S, Segment
+from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, RELEASE_S, Segment
+from firmware_iface.rig.population import population_eol
 from firmware_iface.rig.spread import draw, load_spread
 from firmware_iface.virtual_joint.firmware import JointFirmware
 
@@ -38,8 +38,8 @@ CFGS = {
     "ft_zero": {"home_rad": 0, "duration_s": 1, "expected_force_n": [9.81, 0, 0], "expected_moment_nm": [0, 0, 0]},
     "thermal": {"home_rad": 0, "load_nm": 100, "duration_s": 6, "average_s": 0.3},
 }
-# One nominal knee through the seven steps in this order over the simulated bus (bus_exec), and the tolerance of the
-# batch's figure against it, with what the tolerance covers: the bus adds ~1 ms of latency and 1 ms sample-and-hold,
+# One nominal knee through the seven steps in this order over the simulated bus (experiments.bus), and the tolerance of
+# the batch's figure against it, with what the tolerance covers: the bus adds ~1 ms of latency and 1 ms sample-and-hold,
 # jitter of the host loop, the telemetry's quantisation (temperature 0.25 K, force 0.05 N), and its own noise draws.
 BUS = [
     ("friction", "friction_torque_nm", 12.25, 0.12),      # plateau means: latency moves no mean; 1 %
@@ -74,45 +74,18 @@ def test_nominal_joint_agrees_with_the_bus(nominal: BatchOutcomes, step: str, fi
     assert nominal.faults == [[]] and nominal.timing["joint_time_s"] == pytest.approx(33.3, abs=0.1)
 
 
-def _firmware_walk(fw: JointFirmware, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
-    """bus_exec's walk on a JointFirmware called directly (no bus, no latency): position and iq per tick."""
-    ends = np.cumsum([s.duration_s for s in segs])
-    n = math.ceil(ends[-1] * RATE_HZ) + 1
-    current, mode, q0 = -1, fw.mode if fw.state == "closed_loop" else None, 0.0
-    pos, iq = np.empty(n), np.empty(n)
-    for k in range(n):
-        ts = k / RATE_HZ
-        i = min(int(np.searchsorted(ends, ts, side="right")), len(segs) - 1)
-        seg = segs[i]
-        if i != current:
-            q0 = float(fw.model.x[L.X_ENC_O])
-            if seg.mode is None and mode is not None:
-                fw.set_state("idle")
-            elif seg.mode is not None and mode is None:
-                fw.set_mode(seg.mode)
-                fw.set_state("closed_loop")
-            elif seg.mode != mode:
-                fw.set_mode(seg.mode)
-            mode, current = seg.mode, i
-        pos[k], iq[k] = fw.model.x[L.X_ENC_O], fw.model.x[L.X_IQ]
-        if seg.mode is not None and seg.reference is not None:
-            r = float(seg.reference(ts - (ends[i] - seg.duration_s), q0))
-            fw.command(mode, *{"position": (r, 0.0, 0.0), "velocity": (0.0, r, 0.0)}.get(mode, (0.0, 0.0, r)))
-        fw.advance(1.0 / RATE_HZ)
-    return pos, iq
-
-
 def test_batch_is_the_firmware_without_the_bus(knee: JointParams) -> None:
     """Step then friction (idle -> closed loop with fresh integrators, position -> velocity keeping them, set-points
-    held 1 ms): the batch's rows are the firmware's, to the last bit."""
+    held 1 ms): the batch executor's rows are the in-process executor's (the firmware called directly), to the last
+    bit."""
     fw = JointFirmware(knee)
     batch = _Batch([knee], [{}], fw.gains, None, 0)
     for index, name in enumerate(("step", "friction")):
         segs = PROTOCOLS[name].segments(CFGS[name])
         rec = _run_step(batch, index, segs)
-        pos, iq = _firmware_walk(fw, segs)
-        np.testing.assert_array_equal(rec.rows[0, :, R_ENC_O], pos)
-        np.testing.assert_array_equal(rec.rows[0, :, R_IQ], iq)
+        signals = inprocess.run_segments(fw, segs)
+        np.testing.assert_array_equal(rec.rows[0, :, R_ENC_O], signals["position_rad"])
+        np.testing.assert_array_equal(rec.rows[0, :, R_IQ], signals["iq_a"])
 
 
 def test_friction_scale_scales_the_input_friction(knee: JointParams) -> None:
@@ -139,7 +112,7 @@ def test_backdrive_fixture_lets_go_at_the_first_motion(knee: JointParams) -> Non
     t_ramp = sum(seg.duration_s for seg in segs[:ramp])
     moved_at = []
     for j in range(2):
-        signals = population._signals(rec, j, batch.kt_n[j])
+        signals = batch_exec._signals(rec, j, batch.kt_n[j])
         torque = PROTOCOLS["backdrive"].analyze(signals, segs, cfg).figures["backdrive_torque_nm"]
         k = int(np.argmax((rec.segment == ramp) & (np.abs(signals["velocity_rad_s"]) > cfg["moving_rad_s"])))
         load = rec.load[j]
@@ -231,7 +204,7 @@ def test_groups_of_joints_give_the_same_joints(knee: JointParams, monkeypatch: p
     joints = draw(knee, load_spread(SPREAD), 3, seed=2)
     args = ([p for p, _ in joints], [i for _, i in joints], [("step", CFGS["step"])])
     whole = run_batch(*args, seed=2, firmware=knee, panels=False)
-    monkeypatch.setattr(population, "RECORD_BYTES", 1)
+    monkeypatch.setattr(batch_exec, "RECORD_BYTES", 1)
     one_by_one = run_batch(*args, seed=2, firmware=knee, panels=False)
     assert one_by_one.timing["group"] == 1 and whole.timing["group"] == 3
     assert [o[0].figures for o in one_by_one] == [o[0].figures for o in whole]

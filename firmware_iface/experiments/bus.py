@@ -1,4 +1,4 @@
-"""Execution of test protocols (``firmware_iface.rig.protocols``) on one joint over its bus.
+"""The bus executor: the protocols of ``firmware_iface.experiments.protocols`` on one joint over its bus.
 
 A 1 kHz host loop (``HostLoop``) walks through the segments: on entering a segment it changes the joint's state or
 mode (frames, no waiting: the joint handles them in order before the set-point that follows), every tick it sends
@@ -16,20 +16,21 @@ from the axis, which the sensor measures as it would a real load).
 from __future__ import annotations
 
 import math
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 import numpy as np
 
+from actuator.analysis.frequency import FrequencyResponse, frequency_response
 from actuator.errors import ConfigError
-from firmware_iface.client.experiments import ECHO_RATE, dejittered
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
-from firmware_iface.rig.protocols import RATE_HZ, Segment, Signals, released
+from firmware_iface.experiments.protocols import RATE_HZ, Segment, Signals, released
 from firmware_iface.virtual_joint.node import VirtualJointNode
 
 # grid signal -> semantic telemetry name(s)
 _SCALARS = {"position_rad": "telemetry.position_rad", "velocity_rad_s": "telemetry.velocity_rad_s",
-            "torque_nm": "telemetry.torque_nm", "winding_temp_c": "telemetry.winding_temp_c",
+            "torque_nm": "telemetry.torque_nm", "iq_a": "telemetry.iq_a", "winding_temp_c": "telemetry.winding_temp_c",
             "motor_encoder_rad": "telemetry.motor_encoder_rad", "output_encoder_rad": "telemetry.output_encoder_rad"}
 # the set-point the joint reports tracking, per mode (where the profile has the echo): the reference of the analyses
 _ECHO = {"position": "telemetry.setpoint_position_rad", "impedance": "telemetry.setpoint_position_rad",
@@ -38,6 +39,7 @@ _VECTORS = {"force_n": ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry
             "moment_nm": ("telemetry.torque_x_nm", "telemetry.torque_y_nm", "telemetry.torque_z_nm")}
 
 
+ECHO_RATE = "rate_setpoint_hz"  # the joint's set-point echo (telemetry.setpoint_*), where the profile has one
 MAX_GRID_ROWS = 600_000  # ten minutes at 1 kHz: longer steps keep every decim-th tick
 DRAIN_LONGER_THAN_S = 20.0  # steps longer than this put their telemetry on the grid as they go
 DRAIN_S = 5.0  # how often, at most (and within 40 % of the smallest ring's span)
@@ -228,3 +230,42 @@ def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
     out = values[np.clip(idx, 0, None)]
     out[idx < 0] = np.nan
     return out
+
+
+def dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
+    """Receive times without the host's delivery jitter: the bus timestamps moved onto the host clock by the
+    smallest observed delay (the frame that came through fastest), so bursts in delivery do not bend the
+    time axis. Falls back to the receive times when the bus gives no timestamps."""
+    rx, bus_t = rows[:, 0], rows[:, ring.index["bus_t_s"]]
+    if len(rows) < 2 or not np.all(np.isfinite(bus_t)) or np.ptp(bus_t) <= 0:
+        return rx
+    return bus_t + float(np.min(rx - bus_t))
+
+
+def on_uniform_grid(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
+                    n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference (sent at ``t_ref``) and the output (reported at ``t_out``, in any order, repeats allowed) on ``n``
+    samples of a uniform grid at ``fs_hz`` from the first send.
+
+    The reference is held, as the joint holds a set-point: grid sample j is the last command sent before the middle
+    of tick j (a command stands for the tick nearest its send; a late tick is sent after its deadline, never
+    before), so through ticks the loop skipped it keeps the previous command, what the joint kept meanwhile (as
+    ``_uniform`` puts a protocol's set-points on its grid). Interpolating across a skip instead
+    gives a reference the joint never had: with two 30 ms stalls in a 4-sweep chirp (tests/rig/test_bus_bode.py)
+    that moved a first-order corner by 6 % at 4 Hz and 14 % at 8 Hz, where the held reference moves it by under
+    0.1 %. The output, a sampled continuous response, is interpolated linearly. Past their last sample both keep
+    their last value.
+    """
+    grid = t_ref[0] + np.arange(n) / fs_hz
+    held = np.searchsorted(t_ref, grid + 0.5 / fs_hz, side="right") - 1
+    t, keep = np.unique(t_out, return_index=True)
+    return ref[np.clip(held, 0, None)], np.interp(grid, t, out[keep])
+
+
+def periodic_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
+                      period: int, periods: int) -> FrequencyResponse:
+    """Response to a periodic excitation of ``period`` grid samples sent ``periods`` times: both signals on the
+    uniform grid (``on_uniform_grid``), the first period dropped as the transient, one Welch segment per period (a
+    last period cut short by skipped final ticks is completed with the last values rather than dropped)."""
+    u, y = on_uniform_grid(t_ref, ref, t_out, out, fs_hz, periods * period)
+    return frequency_response(u[period:], y[period:], fs_hz, nperseg=period)

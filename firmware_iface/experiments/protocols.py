@@ -1,15 +1,16 @@
-"""Test protocols of the rig's measuring steps: what a step makes the joint do, and how its figures are computed.
+"""The experiments' only definitions: what a test makes the joint do, and how its figures are computed.
 
 A protocol is a list of ``Segment``: a time span with a control mode (or the drive idle), a set-point function and
-a fixture load. The same segments are executed over a bus by ``firmware_iface.rig.bus_exec`` (one joint, its
-telemetry) and in the batch simulation by ``firmware_iface.rig.population`` (many joints at once), and the same
-``analyze`` function turns the recorded signals into figures, so a production batch and one joint on the bus are
-judged by one definition.
+a fixture load. The same segments are executed by every executor of this package: ``bus`` (one joint over its bus,
+real or simulated: the CLI's ``--node`` tests, the GUI's tests, the rig's steps), ``batch`` (many simulated joints at
+once, the production batch), ``inprocess`` (one simulated joint's firmware called directly, no bus); and ``replay``
+rebuilds the signals of a step from a recording. The same ``analyze`` turns the recorded signals into figures, so a
+production batch, a rig and an engineer at the GUI judge a joint by one definition, under one set of names.
 
 Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
 ``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
-``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``winding_temp_c``, ``force_n`` (n, 3),
-``moment_nm`` (n, 3), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``.
+``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``iq_a``, ``winding_temp_c``,
+``force_n`` (n, 3), ``moment_nm`` (n, 3), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``.
 
 Step types and figures (units in the names):
 * ``friction``: velocity mode, +v then -v over the same travel; friction_torque_nm = (mean torque forward - mean
@@ -23,8 +24,12 @@ Step types and figures (units in the names):
 * ``stiffness``: position hold, fixture load levels approached in one direction (the reducer's hysteresis then
   adds one offset, not a loop); stiffness_nm_per_rad = least-squares slope of load against twist (sign: a positive
   load gives a positive stiffness).
-* ``step``: position step; rise_time_s, overshoot_pct, settling_time_s, steady_state_error_rad (step_metrics).
-* ``bode``: periodic position chirp, first sweep discarded; bandwidth_hz (-3 dB of reference -> position).
+* ``step``: a step of the position (default), impedance or velocity loop (``loop``; amplitude_rad, or
+  amplitude_rad_s for velocity; the move home takes ``move_s``, default 0.6 s); the figures of
+  ``actuator.analysis.step.step_figures`` (rise_time_s, overshoot_pct, settling_time_s, steady_state_error_rad or
+  _rad_s, peak_torque_nm, peak_current_a).
+* ``bode``: the periodic chirp of ``actuator.signals.periodic_chirp`` on the position (default) or velocity loop,
+  first sweep discarded; bandwidth_hz (-3 dB of reference -> output).
 * ``ft_zero``: position hold with no load; ft_force_offset_n, ft_moment_offset_nm (largest |mean - expected| over
   the axes; expected is the tool's known static load), ft_force_noise_n, ft_moment_noise_nm (largest std).
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
@@ -42,9 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from actuator.analysis.frequency import bandwidth_hz, frequency_response
-from actuator.analysis.step import step_metrics
-from firmware_iface.rig.report import Panel, Series
+from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
+from actuator.analysis.step import step_figures, step_metrics
+from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.experiments.panels import Panel, Series
 
 RATE_HZ = 1000.0
 # a fixture that lets go (Segment.release_rad_s) takes its load to 0 over this time: a load motor's torque ramp,
@@ -63,7 +69,7 @@ class Segment:
     tag: str = ""                          # the analysis picks its samples by tag
     # the fixture lets go once the output moves faster than this (|velocity| as the joint reports it): from that
     # tick the load falls from its value then to 0 over RELEASE_S and stays 0 for the rest of the step, whatever
-    # the later segments' loads. The executor watches the telemetry (bus_exec) or the joints' state (population)
+    # the later segments' loads. The executor watches the telemetry (bus) or the joints' state (batch, in-process)
     release_rad_s: float | None = None
 
 
@@ -71,6 +77,7 @@ class Segment:
 class Outcome:
     figures: dict[str, Any]
     panels: list[Panel] = field(default_factory=list)
+    response: FrequencyResponse | None = None  # a frequency test's estimate, for a Bode plot or a CSV
 
 
 def hold(q: float) -> Reference:
@@ -91,8 +98,12 @@ def released(load_nm: float | np.ndarray, since_s: float | np.ndarray) -> float 
     return load_nm * np.clip(1.0 - np.asarray(since_s) / RELEASE_S, 0.0, 1.0)
 
 
-def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3) -> list[Segment]:
-    return [Segment(move_s, "position", move_to(home_rad, move_s)), Segment(settle_s, "position", hold(home_rad))]
+def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3, mode: str = "position") -> list[Segment]:
+    return [Segment(move_s, mode, move_to(home_rad, move_s)), Segment(settle_s, mode, hold(home_rad))]
+
+
+STEP_LOOPS = ("position", "velocity", "impedance")
+BODE_LOOPS = ("position", "velocity")
 
 
 # --- protocols ----------------------------------------------------------------------------------------------------
@@ -132,20 +143,26 @@ def stiffness_segments(c: dict) -> list[Segment]:
 
 
 def step_segments(c: dict) -> list[Segment]:
+    """Home, hold ``pre_s``, step, hold ``duration_s``; a velocity step starts from rest where the joint is."""
+    loop = c.get("loop", "position")
+    if loop == "velocity":
+        amp = c["amplitude_rad_s"]
+        return [Segment(c["pre_s"], loop, hold(0.0), tag="step"), Segment(c["duration_s"], loop, hold(amp), tag="step")]
     home, amp = c["home_rad"], c["amplitude_rad"]
-    return [*_go_home(home), Segment(c["pre_s"], "position", hold(home), tag="step"),
-            Segment(c["duration_s"], "position", hold(home + amp), tag="step")]
+    return [*_go_home(home, c.get("move_s", 0.6), mode=loop), Segment(c["pre_s"], loop, hold(home), tag="step"),
+            Segment(c["duration_s"], loop, hold(home + amp), tag="step")]
 
 
 def bode_segments(c: dict) -> list[Segment]:
-    f0, f1, amp, home = c["f0_hz"], c["f1_hz"], c["amplitude_rad"], c["home_rad"]
-    period_s = max(2.0 / f0, 1.0)
-    k = math.log(f1 / f0) / period_s
-
-    def chirp(t: float, q0: float) -> float:  # restarted every period: periodic, so Welch segments agree
-        tau = t % period_s
-        return home + amp * math.sin(2 * math.pi * f0 * (math.exp(k * tau) - 1.0) / k)
-    return [*_go_home(home), Segment(c["periods"] * period_s, "position", chirp, tag="chirp")]
+    f0, f1, amp = c["f0_hz"], c["f1_hz"], c["amplitude_rad"]
+    period_s = chirp_period_s(f0)
+    if c.get("loop", "position") == "velocity":  # about rest: amplitude_rad is then rad/s
+        return [Segment(c["periods"] * period_s, "velocity", lambda t, q0: float(periodic_chirp(t, f0, f1, period_s,
+                                                                                              amp)), tag="chirp")]
+    home = c["home_rad"]
+    return [*_go_home(home, c.get("move_s", 0.6)), Segment(c["periods"] * period_s, "position",
+                                     lambda t, q0: home + float(periodic_chirp(t, f0, f1, period_s, amp)),
+                                     tag="chirp")]
 
 
 def ft_zero_segments(c: dict) -> list[Segment]:
@@ -221,31 +238,35 @@ def analyze_stiffness(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     return Outcome({"stiffness_nm_per_rad": slope, "twist_at_levels_rad": [float(v) for v in x]}, panels)
 
 
+def _output(s: Signals, c: dict) -> np.ndarray:
+    return s["velocity_rad_s"] if c.get("loop", "position") == "velocity" else s["position_rad"]
+
+
 def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     sel = _tagged(s, segs, "step")
-    t, y, r = s["t_s"][sel], s["position_rad"][sel], s["reference"][sel]
+    t, y, r = s["t_s"][sel], _output(s, c)[sel], s["reference"][sel]
     if t.size < 10:
         return Outcome({"rise_time_s": math.nan}, _motion_panels(s))
-    m = step_metrics(t - t[0], y, r, torque=s["torque_nm"][sel])
-    figures = {"rise_time_s": m.rise_time_s, "overshoot_pct": m.overshoot_pct, "settling_time_s": m.settling_time_s,
-               "steady_state_error_rad": m.steady_state_error, "peak_torque_nm": m.peak_abs_torque_nm}
-    panels = [Panel("position (rad)", [Series("position", t - t[0], y), Series("set-point", t - t[0], r, "--")])]
-    return Outcome(figures, panels)
+    current = s["iq_a"][sel] if "iq_a" in s else None
+    m = step_metrics(t - t[0], y, r, torque=s["torque_nm"][sel], current=current)
+    name = "velocity (rad/s)" if c.get("loop") == "velocity" else "position (rad)"
+    panels = [Panel(name, [Series(name.split()[0], t - t[0], y), Series("set-point", t - t[0], r, "--")])]
+    return Outcome(step_figures(m, c.get("loop", "position")), panels)
 
 
 def analyze_bode(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     sel = _tagged(s, segs, "chirp")
-    period = round(max(2.0 / c["f0_hz"], 1.0) * RATE_HZ)
-    u, y = s["reference"][sel][period:], s["position_rad"][sel][period:]
+    period = round(chirp_period_s(c["f0_hz"]) * RATE_HZ)
+    u, y = s["reference"][sel][period:], _output(s, c)[sel][period:]
     usable = (u.size // period) * period
     if usable < period:
         return Outcome({"bandwidth_hz": math.nan})
-    home = c["home_rad"]
+    home = 0.0 if c.get("loop") == "velocity" else c["home_rad"]
     fr = frequency_response(u[:usable] - home, y[:usable] - home, RATE_HZ, nperseg=period)
     band = (fr.freq_hz >= c["f0_hz"]) & (fr.freq_hz <= c["f1_hz"])
-    panels = [Panel("|position/reference| (dB)", [Series("measured", fr.freq_hz[band], fr.magnitude_db[band], ".-")],
+    panels = [Panel("|output/reference| (dB)", [Series("measured", fr.freq_hz[band], fr.magnitude_db[band], ".-")],
                     [(-3.0, "-3 dB")])]
-    return Outcome({"bandwidth_hz": bandwidth_hz(fr)}, panels)
+    return Outcome({"bandwidth_hz": bandwidth_hz(fr)}, panels, response=fr)
 
 
 def analyze_ft_zero(s: Signals, segs: list[Segment], c: dict) -> Outcome:
@@ -280,18 +301,25 @@ def analyze_thermal(s: Signals, segs: list[Segment], c: dict) -> Outcome:
 class Protocol:
     segments: Callable[[dict], list[Segment]]
     analyze: Callable[[Signals, list[Segment], dict], Outcome]
+    figures: tuple[str, ...]  # what ``analyze`` reports (a sequence's limits may name these)
     needs_fixture: bool = False
     needs_encoders: bool = False
 
 
+STEP_FIGURES = ("rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error_rad", "peak_torque_nm",
+                "peak_current_a")  # step_figures of a position step with torque and current
 PROTOCOLS: dict[str, Protocol] = {
-    "friction": Protocol(friction_segments, analyze_friction, needs_encoders=True),
-    "backdrive": Protocol(backdrive_segments, analyze_backdrive, needs_fixture=True),
-    "stiffness": Protocol(stiffness_segments, analyze_stiffness, needs_fixture=True, needs_encoders=True),
-    "step": Protocol(step_segments, analyze_step),
-    "bode": Protocol(bode_segments, analyze_bode),
-    "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero),
-    "thermal": Protocol(thermal_segments, analyze_thermal, needs_fixture=True),
+    "friction": Protocol(friction_segments, analyze_friction, ("friction_torque_nm", "encoder_mismatch_rad"),
+                         needs_encoders=True),
+    "backdrive": Protocol(backdrive_segments, analyze_backdrive, ("backdrive_torque_nm",), needs_fixture=True),
+    "stiffness": Protocol(stiffness_segments, analyze_stiffness, ("stiffness_nm_per_rad",), needs_fixture=True,
+                          needs_encoders=True),
+    "step": Protocol(step_segments, analyze_step, STEP_FIGURES),
+    "bode": Protocol(bode_segments, analyze_bode, ("bandwidth_hz",)),
+    "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero, ("ft_force_offset_n", "ft_moment_offset_nm",
+                                                            "ft_force_noise_n", "ft_moment_noise_nm")),
+    "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
+                                                            "max_winding_temp_c"), needs_fixture=True),
 }
 
 

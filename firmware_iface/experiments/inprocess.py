@@ -1,0 +1,86 @@
+"""The in-process executor: a protocol of ``experiments.protocols`` on one simulated joint's firmware
+(``JointFirmware``) called directly: no bus, no host loop, no clock but the joint's.
+
+Each 1 ms tick does what the bus executor's tick makes the joint do: on entering a segment the state and mode
+changes as ``JointClient`` sends them (enable = mode then closed loop, a mode change, disable); the segment's
+set-point in its mode's field (``JointFirmware.command``, the feedforwards 0, as ``JointClient.setpoint`` sends it);
+the fixture's load through the joint's F/T tool (as ``bus.SimFixture`` applies it), let go at the first tick the
+joint's velocity exceeds ``Segment.release_rad_s``; then one millisecond of the joint. The signals are the joint's
+own values at the start of each tick (what its telemetry would report, without latency or quantisation), so the
+firmware driven here and the batch executor over the same joint give the same rows to the last bit
+(tests/rig/test_population.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from actuator.control import cascade as C
+from actuator.model import layout as L
+from firmware_iface.experiments.protocols import RATE_HZ, Segment, Signals, released
+from firmware_iface.virtual_joint.firmware import JointFirmware
+
+_SETPOINT = {"position": 0, "impedance": 0, "velocity": 1}  # the set-point's field (position, velocity, torque)
+
+
+def _enter(fw: JointFirmware, mode: str | None, seg: Segment) -> None:
+    if seg.mode is None:
+        if mode is not None:
+            fw.set_state("idle")
+    elif mode is None:
+        fw.set_mode(seg.mode)
+        fw.set_state("closed_loop")
+    elif seg.mode != mode:
+        fw.set_mode(seg.mode)
+
+
+def _load(fw: JointFirmware, load_nm: float, distance_m: float) -> None:
+    fw.model.inject("external_wrench", [0.0, load_nm / distance_m, 0.0, 0.0, 0.0, 0.0])
+
+
+def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
+    """Run the protocol on ``fw``; the signals on the 1 kHz grid of the protocols module (see the module docstring)."""
+    ends = np.cumsum([s.duration_s for s in segments])
+    n = math.ceil(ends[-1] * RATE_HZ) + 1
+    rows = np.empty((n, 11))  # output encoder, velocity, iq, winding, motor encoder, F/T (6)
+    out: Signals = {"t_s": np.arange(n) / RATE_HZ, "segment": np.empty(n, dtype=np.int64),
+                    "reference": np.full(n, np.nan), "load_nm": np.zeros(n)}
+    distance_m = fw.params.ft_sensor.distance_from_axis_m
+    kt_n = fw.params.torque_constant_nm_per_a * fw.params.reducer.ratio
+    mode = fw.mode if fw.state == "closed_loop" else None
+    current, q0, release, applied = -1, 0.0, None, 0.0
+    x, k = fw.model.x, fw.model.k
+    for tick in range(n):
+        ts = tick / RATE_HZ
+        i = min(int(np.searchsorted(ends, ts, side="right")), len(segments) - 1)
+        seg = segments[i]
+        if i != current:
+            q0 = float(x[L.X_ENC_O])
+            _enter(fw, mode, seg)
+            mode, current = seg.mode, i
+        t_in = ts - (ends[i] - seg.duration_s)
+        load = seg.load_nm(t_in) if callable(seg.load_nm) else float(seg.load_nm)
+        if release is None and seg.release_rad_s is not None and abs(k[C.K_VEL]) > seg.release_rad_s:
+            release = (ts, load)
+        if release is not None:
+            load = float(released(release[1], ts - release[0]))
+        if load != applied:
+            _load(fw, load, distance_m)
+            applied = load
+        rows[tick] = (x[L.X_ENC_O], k[C.K_VEL], x[L.X_IQ], x[L.X_TW], x[L.X_ENC_M], *x[L.X_FT_MEAS:L.X_FT_MEAS + 6])
+        out["segment"][tick], out["load_nm"][tick] = i, load
+        if seg.mode is not None and seg.reference is not None:
+            r = float(seg.reference(t_in, q0))
+            setpoint = [0.0, 0.0, 0.0]
+            setpoint[_SETPOINT.get(seg.mode, 2)] = r
+            fw.command(seg.mode, *setpoint)
+            out["reference"][tick] = r
+        fw.advance(1.0 / RATE_HZ)
+    if applied:
+        _load(fw, 0.0, distance_m)
+    out.update(position_rad=rows[:, 0].copy(), velocity_rad_s=rows[:, 1].copy(), torque_nm=rows[:, 2] * kt_n,
+               iq_a=rows[:, 2].copy(), winding_temp_c=rows[:, 3].copy(), motor_encoder_rad=rows[:, 4].copy(),
+               output_encoder_rad=rows[:, 0].copy(), force_n=rows[:, 5:8].copy(), moment_nm=rows[:, 8:11].copy())
+    return out
