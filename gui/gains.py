@@ -23,7 +23,7 @@ from firmware_iface.files import save_gains
 
 if TYPE_CHECKING:
     from firmware_iface.client import JointClient
-    from gui.window import MainWindow
+    from gui.context import PanelContext
 
 NAMES = tuple(GAINS)
 COL_JOINT, COL_EDIT = 1, 2
@@ -68,9 +68,9 @@ def gains_to_file(values: dict[str, float], path: Path) -> None:
 
 
 class GainsPanel(QtWidgets.QGroupBox):
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, ctx: PanelContext) -> None:
         super().__init__("Gains")
-        self.window = window
+        self.ctx = ctx
         self.undo_stack: list[dict[str, float]] = []
         layout = QtWidgets.QVBoxLayout(self)
         self.table = QtWidgets.QTableWidget(len(NAMES), 3, objectName="gains_table")
@@ -124,69 +124,69 @@ class GainsPanel(QtWidgets.QGroupBox):
 
     # --- actions --------------------------------------------------------------------------------------------
     def read(self) -> None:
-        client = self.window.current_client()
+        client = self.ctx.current_client()
         if client is not None:
-            self.window.jobs.run("read gains", read_all, client, on_done=self._joint_read)
+            self.ctx.jobs.run("read gains", read_all, client, on_done=self._joint_read)
 
     def apply(self) -> None:
-        client = self.window.current_client()
+        client = self.ctx.current_client()
         if client is None:
             return
         try:
             edit, joint = self.values(COL_EDIT), self.values(COL_JOINT)
         except ConfigError as e:
-            self.window.show_error("apply gains", e)
+            self.ctx.show_error("apply gains", e)
             return
         changed = {n: v for n, v in edit.items() if joint.get(n) != v}
         if not changed:
-            self.window.status_message("gains: nothing to apply")
+            self.ctx.status("gains: nothing to apply")
             return
         try:  # on the preset's linear model, before anything is sent: unstable is refused, a low margin warned
-            check = check_gains(self.window.preset, changed, present=joint, where="gains")
+            check = check_gains(self.ctx.preset(), changed, present=joint, where="gains")
         except ConfigError as e:
-            self.window.show_error("apply gains", e)
+            self.ctx.show_error("apply gains", e)
             return
         if check.warnings:
-            self.window.status_message("; ".join(check.warnings))
+            self.ctx.status("; ".join(check.warnings))
         self.undo_stack.append({n: joint[n] for n in changed if n in joint})
-        self.window.jobs.run("apply gains", write_some, client, changed, on_done=self._applied)
+        self.ctx.jobs.run("apply gains", write_some, client, changed, on_done=self._applied)
 
     def _applied(self, values: dict[str, float]) -> None:
         self._joint_read(values)
-        self.window.status_message("gains applied")
+        self.ctx.status("gains applied")
 
     def undo(self) -> None:
-        client = self.window.current_client()
+        client = self.ctx.current_client()
         if client is None or not self.undo_stack:
-            self.window.status_message("gains: nothing to undo")
+            self.ctx.status("gains: nothing to undo")
             return
         previous = self.undo_stack.pop()
-        self.window.jobs.run("undo gains", write_some, client, previous, on_done=self._applied)
+        self.ctx.jobs.run("undo gains", write_some, client, previous, on_done=self._applied)
 
     def save_flash(self) -> None:
-        client = self.window.current_client()
+        client = self.ctx.current_client()
         if client is not None:
-            self.window.jobs.run("save to flash", client.save,
-                                 on_done=lambda n: self.window.status_message(f"saved to flash (save {n})"))
+            self.ctx.jobs.run("save to flash", client.save,
+                                 on_done=lambda n: self.ctx.status(f"saved to flash (save {n})"))
 
     def load_file(self, path: Path) -> bool:
         """Fill the values to apply from a gains file; a bad file shows in a dialog and changes nothing."""
         try:
             values = gains_from_file(Path(path))
         except ConfigError as e:
-            self.window.show_error("load gains file", e, dialog=True)
+            self.ctx.show_error("load gains file", e, dialog=True)
             return False
         self.show_values(values, COL_EDIT)
-        self.window.status_message(f"loaded {len(values)} gains from {path}: Apply writes them")
+        self.ctx.status(f"loaded {len(values)} gains from {path}: Apply writes them")
         return True
 
     def save_file(self, path: Path) -> bool:
         try:
             gains_to_file(self.values(COL_EDIT), Path(path))
         except (ConfigError, OSError) as e:
-            self.window.show_error("save gains file", e, dialog=True)
+            self.ctx.show_error("save gains file", e, dialog=True)
             return False
-        self.window.status_message(f"gains saved to {path}")
+        self.ctx.status(f"gains saved to {path}")
         return True
 
     def _ask_load(self) -> None:

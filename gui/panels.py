@@ -2,7 +2,7 @@
 set-point by slider and by number, trajectory moves) and the faults panel (active and latched faults, clear).
 
 Panels read the session's clients (their last heartbeat and telemetry, no waiting) on the window's status timer,
-and act through the window's ``Actions`` (see window.py), which send or submit jobs.
+and act through the ``Actions`` of their ``PanelContext`` (gui/context.py), which send or submit jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from gui.session import MODES, Session
 
 if TYPE_CHECKING:
-    from gui.window import MainWindow
+    from gui.context import PanelContext
 
 STATE_COLORS = {"closed_loop": "#2e7d32", "idle": "#546e7a", "calibrate": "#f9a825", "fault": "#c62828",
                 "estop": "#b71c1c", None: "#9e9e9e"}
@@ -62,9 +62,9 @@ class JointList(QtWidgets.QTreeWidget):
 class ControlPanel(QtWidgets.QGroupBox):
     """Enable and disable, mode, set-point (slider and number, sent on change), and a planned move."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, ctx: PanelContext) -> None:
         super().__init__("Control")
-        self.window = window
+        self.ctx = ctx
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox(objectName="mode")
         self.mode.addItems(MODES)
@@ -72,8 +72,8 @@ class ControlPanel(QtWidgets.QGroupBox):
         row = QtWidgets.QHBoxLayout()
         self.enable_btn = QtWidgets.QPushButton("Enable", objectName="enable")
         self.disable_btn = QtWidgets.QPushButton("Disable", objectName="disable")
-        self.enable_btn.clicked.connect(lambda: window.actions.enable(self.mode.currentText()))
-        self.disable_btn.clicked.connect(window.actions.disable)
+        self.enable_btn.clicked.connect(lambda: ctx.actions.enable(self.mode.currentText()))
+        self.disable_btn.clicked.connect(ctx.actions.disable)
         row.addWidget(self.enable_btn)
         row.addWidget(self.disable_btn)
         form.addRow("mode", self.mode)
@@ -92,7 +92,7 @@ class ControlPanel(QtWidgets.QGroupBox):
                                                     singleStep=0.1, suffix=" rad")
         self.move_btn = QtWidgets.QPushButton("Move", objectName="move")
         self.move_btn.setToolTip("an S-curve move of the position set-point (1 rad/s, 4 rad/s²)")
-        self.move_btn.clicked.connect(lambda: window.actions.move(self.move_target.value()))
+        self.move_btn.clicked.connect(lambda: ctx.actions.move(self.move_target.value()))
         move_row.addWidget(self.move_target)
         move_row.addWidget(self.move_btn)
         form.addRow("move to", move_row)
@@ -111,11 +111,11 @@ class ControlPanel(QtWidgets.QGroupBox):
         value = lo + (k + SLIDER_STEPS // 2) * (hi - lo) / SLIDER_STEPS
         with QtCore.QSignalBlocker(self.number):
             self.number.setValue(value)
-        self.window.actions.setpoint(value)
+        self.ctx.actions.setpoint(value)
 
     def _number_changed(self, value: float) -> None:
         self._show_setpoint(value)
-        self.window.actions.setpoint(value)
+        self.ctx.actions.setpoint(value)
 
     def _show_setpoint(self, value: float) -> None:
         lo, hi, _ = MODE_RANGES[self.mode.currentText()]
@@ -128,9 +128,9 @@ class FaultsPanel(QtWidgets.QGroupBox):
     """Active faults (the joint's last heartbeat) and latched ones (every fault seen since the last clear, with
     the time it was first seen), by name; Clear clears the joint's faults and the latched list."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, ctx: PanelContext) -> None:
         super().__init__("Faults")
-        self.window = window
+        self.ctx = ctx
         layout = QtWidgets.QVBoxLayout(self)
         self.active = QtWidgets.QLabel("active: none", objectName="active_faults")
         self.active.setWordWrap(True)
@@ -160,6 +160,6 @@ class FaultsPanel(QtWidgets.QGroupBox):
         self.active.setStyleSheet("color: #c62828; font-weight: bold" if active else "")
 
     def _clear(self) -> None:
-        self.window.actions.clear_faults()
+        self.ctx.actions.clear_faults()
         self.latched.clear()
         self.latched_list.clear()

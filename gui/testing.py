@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from actuator.analysis.experiments import chirp_amplitude
 from actuator.params import load_preset
@@ -22,7 +22,7 @@ from firmware_iface.experiments.tune import JointTune, tune_joint
 
 if TYPE_CHECKING:
     from firmware_iface.client import JointClient
-    from gui.window import MainWindow
+    from gui.context import PanelContext
 
 COHERENT = 0.9  # Bode bins shown: coherence above this (the rest is noise or leakage)
 
@@ -67,9 +67,11 @@ class BodePlot(pg.GraphicsLayoutWidget):
 
 
 class TestsPanel(QtWidgets.QGroupBox):
-    def __init__(self, window: MainWindow) -> None:
+    gains_applied = QtCore.Signal(dict)  # the values read back after tuned gains were written
+
+    def __init__(self, ctx: PanelContext) -> None:
         super().__init__("Tests")
-        self.window = window
+        self.ctx = ctx
         self.last_metrics: dict[str, Any] | None = None  # the latest step's figures
         self.last_bandwidth_hz: float | None = None
         # the latest chirp: its signals (on the joint's clock), the protocol's configuration, the run as sent
@@ -114,9 +116,9 @@ class TestsPanel(QtWidgets.QGroupBox):
         layout.addWidget(self.bode)
 
     def _client(self) -> JointClient | None:
-        client = self.window.current_client()
+        client = self.ctx.current_client()
         if client is not None:
-            self.window.actions.hand_over(client.node_id)  # the test streams its own set-points
+            self.ctx.actions.hand_over(client.node_id)  # the test streams its own set-points
         return client
 
     # --- step ------------------------------------------------------------------------------------------------
@@ -126,7 +128,7 @@ class TestsPanel(QtWidgets.QGroupBox):
             return
         loop, amplitude = self.loop.currentText(), self.amplitude.value()
         self.metrics.setText(f"step test of {amplitude:g} on node {client.node_id} running…")
-        self.window.jobs.run("step test", live.step_test, client, loop, amplitude, 1.0, 0.05,
+        self.ctx.jobs.run("step test", live.step_test, client, loop, amplitude, 1.0, 0.05,
                              on_done=lambda r: self.show_step(r[0], r[1], r[2], r[3], client.node_id))
 
     def show_step(self, outcome: Outcome, signals: Signals, run: live.LiveRun, cfg: dict, node: int) -> None:
@@ -150,11 +152,11 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.step_plot.addLine(x=figures["settling_time_s"], pen=pg.mkPen("#6a1b9a"), label="settled",
                                labelOpts={"position": 0.2})
         self.step_plot.setXRange(-0.05, max(0.3, 1.5 * figures["settling_time_s"]))
-        live_plot = self.window.board.plot("velocity" if loop == "velocity" else "position")
+        live_plot = self.ctx.board.plot("velocity" if loop == "velocity" else "position")
         live_plot.set_overlay(f"{node}:test", run.command_t_s + run.start_s, run.reference, f"n{node} test set-point")
         text = f"step {amplitude:g} {unit}: " + format_metrics(figures, unit)
         self.metrics.setText(text)
-        self.window.status_message(text)
+        self.ctx.status(text)
 
     # --- chirp -----------------------------------------------------------------------------------------------
     def chirp(self) -> None:
@@ -162,9 +164,9 @@ class TestsPanel(QtWidgets.QGroupBox):
         if client is None:
             return
         loop, f0, f1 = self.loop.currentText(), self.f0.value(), self.f1.value()
-        amplitude = chirp_amplitude(load_preset(self.window.preset), f1, loop)
+        amplitude = chirp_amplitude(load_preset(self.ctx.preset()), f1, loop)
         self.metrics.setText(f"chirp {f0:g}-{f1:g} Hz on node {client.node_id} running…")
-        self.window.jobs.run("chirp test", live.bode_test, client, loop, f0, f1, amplitude,
+        self.ctx.jobs.run("chirp test", live.bode_test, client, loop, f0, f1, amplitude,
                              on_done=lambda r: self.show_bode(r[0], (r[1], r[3], r[2])))
 
     def show_bode(self, outcome: Outcome, chirp: tuple[Signals, dict, live.LiveRun] | None = None) -> None:
@@ -184,7 +186,7 @@ class TestsPanel(QtWidgets.QGroupBox):
         if client is None:
             return
         self.metrics.setText(f"designing for {self.bandwidth.value():g} Hz and measuring node {client.node_id}…")
-        self.window.jobs.run("auto-tune", propose, client, self.window.preset, self.bandwidth.value(),
+        self.ctx.jobs.run("auto-tune", propose, client, self.ctx.preset(), self.bandwidth.value(),
                              on_done=self.show_proposal)
 
     def show_proposal(self, p: JointTune) -> None:
@@ -214,21 +216,22 @@ class TestsPanel(QtWidgets.QGroupBox):
                                     | QtWidgets.QMessageBox.StandardButton.Discard, self)
         box.setObjectName("tune_dialog")
         box.finished.connect(lambda code: self._decided(box, p))
-        self.window.dialog = box
-        box.open()
+        self.ctx.open_dialog(box)
 
     def _decided(self, box: QtWidgets.QMessageBox, p: JointTune) -> None:
         if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Apply):
             self.accept_proposal(p)
         else:
-            self.window.status_message("auto-tune: proposal discarded, gains unchanged")
+            self.ctx.status("auto-tune: proposal discarded, gains unchanged")
 
     def accept_proposal(self, p: JointTune) -> None:
         from gui.gains import write_some
 
-        client = self.window.current_client()
+        client = self.ctx.current_client()
         if client is None:
             return
-        self.window.jobs.run("apply tuned gains", write_some, client, p.gains,
-                             on_done=lambda v: (self.window.gains.show_values(v, 1),
-                                                self.window.status_message("tuned gains applied (not saved)")))
+        self.ctx.jobs.run("apply tuned gains", write_some, client, p.gains, on_done=self._tuned_applied)
+
+    def _tuned_applied(self, values: dict[str, float]) -> None:
+        self.gains_applied.emit(values)
+        self.ctx.status("tuned gains applied (not saved)")

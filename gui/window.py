@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from actuator.errors import JointkitError
 from firmware_iface.client import JointClient
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
+from gui.context import PanelContext
 from gui.gains import GainsPanel
 from gui.jobs import Jobs
 from gui.panels import ControlPanel, FaultsPanel, JointList
@@ -120,16 +121,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self.board.add_plot(name, title, unit)
         self.joints = JointList()
         self.joints.itemSelectionChanged.connect(self._joint_selected)
-        self.control = ControlPanel(self)
-        self.faults = FaultsPanel(self)
+        ctx = PanelContext(actions=self.actions, jobs=self.jobs, board=self.board, current_client=self.current_client,
+                           preset=lambda: self.preset, status=self.status_message, show_error=self.show_error,
+                           open_dialog=self._open_dialog)
+        self.control = ControlPanel(ctx)
+        self.faults = FaultsPanel(ctx)
         self.chooser = SignalChooser()
         self.chooser.changed.connect(self._traces_changed)
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
         for w in (self.joints, self.control, self.faults, self.chooser):
             lv.addWidget(w)
-        self.tests = TestsPanel(self)
-        self.gains = GainsPanel(self)
+        self.tests = TestsPanel(ctx)
+        self.gains = GainsPanel(ctx)
+        self.tests.gains_applied.connect(lambda values: self.gains.show_values(values, 1))
         tabs = QtWidgets.QTabWidget(objectName="right_tabs")
         tabs.addTab(self.tests, "Tests")
         tabs.addTab(self.gains, "Gains")
@@ -175,6 +180,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.labels[key] = label
 
     # --- messages -------------------------------------------------------------------------------------------
+    def _open_dialog(self, box: QtWidgets.QMessageBox) -> None:
+        self.dialog = box  # kept (and reachable by scripts and tests) until the next one
+        box.open()
+
     def status_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10_000)
 
