@@ -1,0 +1,27 @@
+"""``jointkit gui --screenshot FILE --after-step --json`` through argv in its own process (its own QApplication,
+offscreen): the scripted step test of the Tests panel, its figures under the step protocol's names, and a PNG of the
+window's size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_screenshot_after_a_step(tmp_path) -> None:
+    png = tmp_path / "window.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-m", "firmware_iface.cli", "gui", "--screenshot", str(png), "--after-step",
+                           "--amplitude", "0.05", "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert png.read_bytes()[:8] == PNG_MAGIC and (out["width"], out["height"]) == (1680, 1000)
+    m = out["metrics"]
+    assert set(m) == {"rise_time_s", "overshoot_pct", "settling_time_s", "steady_state_error_rad", "peak_torque_nm",
+                      "peak_current_a"}
+    # the knee's position loop (about 3.4 Hz): rise about 0.35 / 3.4 s; the error inside 2 % of the 0.05 rad step
+    assert 0.02 < m["rise_time_s"] < 0.25 and abs(m["steady_state_error_rad"]) < 0.001
