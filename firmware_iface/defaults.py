@@ -15,3 +15,7 @@ LISTEN_S = 0.35
 # raw frame recordings: suffix -> python-can writer format
 FRAME_FORMATS = {".blf": "Vector BLF", ".log": "candump -L log", ".asc": "Vector ASC"}
 DEFAULT_FRAME_SUFFIX = ".blf"
+
+# the control modes a host enables a joint in (the controller's modes but relay, a tuning experiment, and admittance,
+# which needs the F/T sensor calibrated on the joint first)
+ENABLE_MODES = ("position", "velocity", "torque", "impedance")

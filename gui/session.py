@@ -27,12 +27,12 @@ from firmware_iface.client.bus import close_bus, open_bus
 from firmware_iface.client.joint import SHARED_BUS_RATES_HZ
 from firmware_iface.client.scan import listen
 from firmware_iface.client.streamer import Streamer
+from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
 
 COMMAND_HZ = 200.0  # set-points a second a joint: 5 ms, a twentieth of the joint's 100 ms watchdog
 RING_ROWS = 65_536  # a 60 s plot window of 1 kHz telemetry fits
 LOST_AFTER_S = 0.5  # no heartbeat from any joint for this long: the connection is lost (5 heartbeat periods)
-MODES = ("position", "velocity", "torque", "impedance")
 BITS_PER_FRAME = 125  # an 8-byte classic frame with typical stuffing, as the loop bench counts
 
 

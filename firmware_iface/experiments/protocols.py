@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
+from actuator.analysis.loops import LOOPS
 from actuator.analysis.step import step_figures, step_metrics
 from actuator.signals import chirp_period_s, periodic_chirp
 from firmware_iface.experiments.panels import Panel, Series
@@ -102,7 +103,7 @@ def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3, mode: 
     return [Segment(move_s, mode, move_to(home_rad, move_s)), Segment(settle_s, mode, hold(home_rad))]
 
 
-STEP_LOOPS = ("position", "velocity", "impedance")
+STEP_LOOPS = LOOPS  # every loop a step can close
 BODE_LOOPS = ("position", "velocity")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from actuator.control.config import GAINS
 from actuator.errors import ConfigError
+from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
@@ -26,7 +27,6 @@ from firmware_iface.protocol.profile import Profile
 INF = math.inf
 _POS = (0.0, INF)
 _Q = (-2.5, 2.5)
-MODES = ("position", "velocity", "torque", "impedance")
 
 
 def _k(kind: type | tuple, default: Any = None, lo: float = -INF, hi: float = INF, choices: tuple = ()) -> dict:
