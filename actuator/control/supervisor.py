@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from actuator.control import cascade as C
 from actuator.control.config import SafetyLimits
@@ -75,6 +76,107 @@ def rest_state(params: JointParams, p: np.ndarray, safe: np.ndarray, t_s: float,
     return x
 
 
+# --- the per-chunk rules, compiled: called every millisecond for one joint (the firmware) or for a batch ---------
+_COMMANDS, _CLAMPED, _REJECTED, _TRIPS, _DIVERGED = range(len(COUNTERS))
+
+
+@njit(cache=True, nogil=True)
+def _raise(j: int, bits: int, state: np.ndarray, faults: np.ndarray, ref: np.ndarray, c: np.ndarray) -> None:
+    """Latch ``bits`` on joint j; a drive-off fault puts it in fault with the drive off (torque mode, no reference,
+    no gravity feedforward)."""
+    faults[j] |= bits
+    if bits & DRIVE_OFF_FAULTS:
+        state[j] = FAULT
+        c[j, C.C_MODE] = C.MODE_TORQUE
+        c[j, C.C_MGL] = 0.0
+        ref[j, :] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def command_kernel(sel: np.ndarray, mode: int, values: np.ndarray, t_s: np.ndarray, state: np.ndarray,
+                   modes: np.ndarray, stop_until_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, ref: np.ndarray,
+                   last_command_t: np.ndarray, counts: np.ndarray, clamped: np.ndarray, ok: np.ndarray) -> int:
+    """``Supervisor.command`` over ``values`` (n, m, 3): ``clamped`` and ``ok`` are the outputs. Returns 0."""
+    n, m = values.shape[0], values.shape[1]
+    for j in range(n):
+        ok[j] = False
+        if not sel[j]:
+            continue
+        finite, changed = True, False
+        for k in range(m):
+            for i in range(3):
+                v = values[j, k, i]
+                finite = finite and np.isfinite(v)
+                w = min(max(v, lo[j, i]), hi[j, i])
+                clamped[j, k, i] = w
+                changed = changed or w != v
+        if not (finite and state[j] == CLOSED_LOOP and modes[j] == mode and stop_until_t[j] < 0.0):
+            counts[j, _REJECTED] += 1
+            continue
+        ok[j] = True
+        counts[j, _COMMANDS] += 1
+        if changed:
+            counts[j, _CLAMPED] += 1
+        ref[j, :] = clamped[j, m - 1, :]
+        last_command_t[j] = t_s[j]
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def before_chunk_kernel(x: np.ndarray, k: np.ndarray, c: np.ndarray, state: np.ndarray, faults: np.ndarray,
+                        ref: np.ndarray, calibrate_until_t: np.ndarray, stop_until_t: np.ndarray,
+                        last_command_t: np.ndarray, watchdog_timeout_s: np.ndarray, gravity_ff_nm: np.ndarray,
+                        counts: np.ndarray) -> int:
+    """``Supervisor.before_chunk``. Returns 0."""
+    for j in range(x.shape[0]):
+        t = x[j, L.X_TIME]
+        if state[j] == CALIBRATING and t >= calibrate_until_t[j]:
+            state[j] = IDLE
+        if state[j] != CLOSED_LOOP:
+            continue
+        if stop_until_t[j] >= 0.0:
+            if t >= stop_until_t[j] or abs(k[j, C.K_VEL]) < STILL_RAD_S:
+                stop_until_t[j] = -1.0
+                _raise(j, FAULT_WATCHDOG, state, faults, ref, c)
+        elif t - last_command_t[j] > watchdog_timeout_s[j]:
+            # damped stop: hold zero velocity through the velocity loop, then drive off and latch
+            counts[j, _TRIPS] += 1
+            stop_until_t[j] = t + STOP_TIME_S
+            c[j, C.C_MODE] = C.MODE_VELOCITY
+            c[j, C.C_MGL] = gravity_ff_nm[j]
+            ref[j, :] = 0.0
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def after_chunk_kernel(bits: np.ndarray, x: np.ndarray, k: np.ndarray, c: np.ndarray, state: np.ndarray,
+                       modes: np.ndarray, faults: np.ndarray, ref: np.ndarray, stop_until_t: np.ndarray,
+                       tracking_limit_rad: np.ndarray, diverged_rad_s: np.ndarray, position_error_rad: np.ndarray,
+                       use_error: bool, diverged: np.ndarray) -> int:
+    """``Supervisor.after_chunk`` but the recovery of the diverged joints (``diverged``, an output), which the
+    wrapper does. Returns how many diverged."""
+    count = 0
+    for j in range(x.shape[0]):
+        healthy = abs(x[j, L.X_WL]) <= diverged_rad_s[j]  # False for NaN too
+        for i in range(x.shape[1]):
+            healthy = healthy and np.isfinite(x[j, i])
+        for i in range(k.shape[1]):
+            healthy = healthy and np.isfinite(k[j, i])
+        diverged[j] = not healthy
+        if not healthy:
+            count += 1
+            continue
+        faults[j] = (faults[j] & LATCHING) | (L.FAULT_FT_SATURATION if x[j, L.X_FT_SAT] != 0.0 else 0)
+        latch = bits[j] & LATCHING
+        if latch:
+            _raise(j, latch, state, faults, ref, c)
+        if state[j] == CLOSED_LOOP and modes[j] == C.MODE_POSITION and stop_until_t[j] < 0.0:
+            error = position_error_rad[j] if use_error else abs(ref[j, C.R_POS] - x[j, L.X_ENC_O])
+            if error > tracking_limit_rad[j]:
+                _raise(j, FAULT_TRACKING, state, faults, ref, c)
+    return count
+
+
 class Supervisor:
     """The firmware state of n joints over their model arrays ``P, X, K, C, ENV`` (rows per joint, written in place:
     for one joint pass ``model.x[None]`` and the like, views of the model's own arrays)."""
@@ -100,7 +202,9 @@ class Supervisor:
         self.last_command_t = np.zeros(n)
         self.stop_until_t = np.full(n, -1.0)
         self.calibrate_until_t = np.full(n, -1.0)
-        self.counters = {name: np.zeros(n, dtype=np.int64) for name in COUNTERS}
+        self._counts = np.zeros((n, len(COUNTERS)), dtype=np.int64)
+        self.counters = {name: self._counts[:, i] for i, name in enumerate(COUNTERS)}  # views, by name
+        self._no_error = np.zeros(n)
         self._all = np.ones(n, dtype=bool)
         self._apply_drive(self._all)
 
@@ -162,70 +266,42 @@ class Supervisor:
         """Set-points (position, velocity, torque) for ``mode``: ``values`` (n, 3), or (n, m, 3) for m ticks in a
         row, the last of which stays the reference. Returns (accepted, values clamped to the limits). An accepted
         command feeds the watchdog, as of ``t_s`` (default: each joint's clock)."""
-        sel = self._sel(sel)
-        tick_axes = tuple(range(1, values.ndim))
-        ok = (sel & (self.state == CLOSED_LOOP) & (self.mode == C.MODES[mode]) & (self.stop_until_t < 0.0)
-              & np.isfinite(values).all(axis=tick_axes))
-        self.counters["rejected"][sel & ~ok] += 1
-        shape = (self.n,) + (1,) * (values.ndim - 2) + (C.N_REF,)
-        clamped = np.minimum(np.maximum(values, self.lo.reshape(shape)), self.hi.reshape(shape))
-        self.counters["clamped"][ok & (clamped != values).any(axis=tick_axes)] += 1
-        self.ref[ok] = clamped[ok] if values.ndim == 2 else clamped[ok, -1]
-        self.last_command_t[ok] = (self.X[:, L.X_TIME] if t_s is None else t_s)[ok]
-        self.counters["commands"][ok] += 1
-        return ok, clamped
+        ticks = np.ascontiguousarray(values, dtype=np.float64).reshape(self.n, -1, C.N_REF)
+        clamped, ok = np.empty_like(ticks), np.empty(self.n, dtype=np.bool_)
+        command_kernel(self._sel(sel), C.MODES[mode], ticks, self.X[:, L.X_TIME] if t_s is None else t_s,
+                       self.state, self.mode, self.stop_until_t, self.lo, self.hi, self.ref, self.last_command_t,
+                       self._counts, clamped, ok)
+        return ok, clamped.reshape(values.shape)
 
     # --- around a chunk of the model ---------------------------------------------------------------------------
     def before_chunk(self) -> None:
         """Calibrations that are done end; the watchdog: a late command starts a damped stop, a stop that is over
         (or still) latches ``watchdog``."""
-        t = self.X[:, L.X_TIME]
-        calibrated = (self.state == CALIBRATING) & (t >= self.calibrate_until_t)
-        self.state[calibrated] = IDLE
-        closed = self.state == CLOSED_LOOP
-        if not closed.any():
-            return
-        stopping = closed & (self.stop_until_t >= 0.0)
-        stopped = stopping & ((t >= self.stop_until_t) | (np.abs(self.K[:, C.K_VEL]) < STILL_RAD_S))
-        self.stop_until_t[stopped] = -1.0
-        self.raise_faults(stopped, FAULT_WATCHDOG)
-        late = closed & ~stopping & (t - self.last_command_t > self.watchdog_timeout_s)
-        if late.any():  # damped stop: hold zero velocity through the velocity loop, then drive off and latch
-            self.counters["watchdog_trips"][late] += 1
-            self.stop_until_t[late] = t[late] + STOP_TIME_S
-            self.C[late, C.C_MODE] = C.MODE_VELOCITY
-            self.C[late, C.C_MGL] = self.gravity_ff_nm[late]
-            self.ref[late] = 0.0
+        before_chunk_kernel(self.X, self.K, self.C, self.state, self.faults, self.ref, self.calibrate_until_t,
+                            self.stop_until_t, self.last_command_t, self.watchdog_timeout_s, self.gravity_ff_nm,
+                            self._counts)
 
     def after_chunk(self, bits: np.ndarray, x_before: np.ndarray, t_after_s: np.ndarray,
                     position_error_rad: np.ndarray | None = None) -> np.ndarray:
         """What a chunk of the model left: ``bits`` its fault bits per joint, ``x_before`` the state before it,
         ``t_after_s`` the time it ended at, ``position_error_rad`` the largest |reference - output encoder| over its
         ticks (default: at its end). Returns the joints found diverged (and put back at rest)."""
-        diverged = self._recover(x_before, t_after_s)
-        ok = ~diverged
-        saturated = np.where(self.X[:, L.X_FT_SAT] != 0.0, L.FAULT_FT_SATURATION, 0)
-        self.faults[ok] = (self.faults[ok] & LATCHING) | saturated[ok]
-        latch = np.asarray(bits, dtype=np.int64) & LATCHING
-        self.raise_faults(ok & (latch != 0), latch)
-        tracking = (ok & (self.state == CLOSED_LOOP) & (self.mode == C.MODE_POSITION) & (self.stop_until_t < 0.0))
-        if tracking.any():
-            error = (np.abs(self.ref[:, C.R_POS] - self.X[:, L.X_ENC_O]) if position_error_rad is None
-                     else position_error_rad)
-            self.raise_faults(tracking & (error > self.tracking_limit_rad), FAULT_TRACKING)
+        diverged = np.empty(self.n, dtype=np.bool_)
+        error = self._no_error if position_error_rad is None else position_error_rad
+        if after_chunk_kernel(np.asarray(bits, dtype=np.int64), self.X, self.K, self.C, self.state, self.mode,
+                              self.faults, self.ref, self.stop_until_t, self.tracking_limit_rad, self.diverged_rad_s,
+                              error, position_error_rad is not None, diverged):
+            self._recover(diverged, x_before, t_after_s)
         return diverged
 
-    def _recover(self, x_before: np.ndarray, t_after_s: np.ndarray) -> np.ndarray:
-        X, K = self.X, self.K
-        bad = ~(np.isfinite(X).all(axis=1) & np.isfinite(K).all(axis=1)
-                & (np.abs(X[:, L.X_WL]) <= self.diverged_rad_s))  # NaN speeds compare False: bad too
+    def _recover(self, bad: np.ndarray, x_before: np.ndarray, t_after_s: np.ndarray) -> None:
+        """The diverged joints put back at rest where they last were finite, ``unstable`` latched."""
         for j in np.flatnonzero(bad):
-            X[j] = rest_state(self.params_list[j], self.P[j], x_before[j], float(t_after_s[j]),
-                              self.ENV[j, L.E_ENC_M_OFFSET], self.ENV[j, L.E_ENC_O_OFFSET])
-            K[j] = 0.0
+            self.X[j] = rest_state(self.params_list[j], self.P[j], x_before[j], float(t_after_s[j]),
+                                   self.ENV[j, L.E_ENC_M_OFFSET], self.ENV[j, L.E_ENC_O_OFFSET])
+            self.K[j] = 0.0
         self.counters["diverged"][bad] += 1
         self.raise_faults(bad, FAULT_UNSTABLE)
-        return bad
 
     # --- faults --------------------------------------------------------------------------------------------------
     def raise_faults(self, sel: np.ndarray, bits: int | np.ndarray) -> None:
