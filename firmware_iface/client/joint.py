@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import queue
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -73,6 +74,9 @@ class JointClient:
         self._pending_command_t: tuple[float, float] | None = None  # (clock, wall clock) of the send
         self.last_command_t: float | None = None  # the clock at the send of the latest set-point
         self._replies: queue.Queue[dict] = queue.Queue()
+        # one request at a time: replies carry only the parameter's id, and each request drains the replies left over,
+        # so two threads asking at once (a GUI job and the GUI thread) could take or drop each other's answer
+        self._request_lock = threading.Lock()
         self._warned: set[str] = set()
         self.hub.register(self.node_id, self._on_frame)
 
@@ -288,6 +292,16 @@ class JointClient:
         return int(self._request("save_to_flash", pid, lambda: self._send("save_to_flash"), timeout_s))
 
     def _request(self, name: str, pid: int, send: Callable[[], float], timeout_s: float, value: Any = None) -> float:
+        if not self._request_lock.acquire(timeout=max(timeout_s, 0.0)):
+            raise TimeoutError(f"node {self.node_id}: no reply to {name} within {timeout_s:g} s (another request of "
+                               "this client was still waiting for its own)")
+        try:
+            return self._request_locked(name, pid, send, timeout_s, value)
+        finally:
+            self._request_lock.release()
+
+    def _request_locked(self, name: str, pid: int, send: Callable[[], float], timeout_s: float,
+                        value: Any = None) -> float:
         while not self._replies.empty():  # a late answer to an earlier request is not this one's
             self._replies.get_nowait()
         send()

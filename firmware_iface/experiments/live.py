@@ -52,6 +52,8 @@ class LiveRun:
     # as the telemetry is): empty when the profile has no set-point echo
     echo_t_s: np.ndarray = field(default_factory=lambda: np.empty(0))
     echo_reference: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # when each telemetry row (``t_s``) arrived, on the host's clock: maps the host's schedule onto the joint's clock
+    rx_t_s: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def echoed(self) -> bool:
@@ -104,6 +106,7 @@ def signals_of(run: LiveRun, mode: str, ends: np.ndarray) -> Signals:
         signals: Signals = {"reference": ref[held]}
         signals.update({name: np.interp(grid, t, v[keep]) for name, v in outputs.items()})
         t_grid = grid - t_ref[0]  # the echo's first sample is the first tick's set-point
+        segment = np.searchsorted(_on_joint_clock(run, ends), grid, side="right")
     else:
         n = int(run.command_t_s[-1] * RATE_HZ) + 1
         signals = {}
@@ -111,10 +114,22 @@ def signals_of(run: LiveRun, mode: str, ends: np.ndarray) -> Signals:
             reference, signals[name] = on_uniform_grid(run.command_t_s, run.reference, run.t_s, v, RATE_HZ, n)
         signals["reference"] = reference
         t_grid = np.arange(n) / RATE_HZ
+        segment = np.searchsorted(ends, t_grid, side="right")
     signals["t_s"] = t_grid
-    signals["segment"] = np.minimum(np.searchsorted(ends, t_grid, side="right"), ends.size - 1)
+    signals["segment"] = np.minimum(segment, ends.size - 1)
     signals["load_nm"] = np.zeros(t_grid.size)
     return signals
+
+
+def _on_joint_clock(run: LiveRun, host_t: np.ndarray) -> np.ndarray:
+    """Times of the host's schedule (from the first command) on the joint's clock as ``run.t_s`` places it: the joint
+    time of the telemetry that arrived then. A command sent at host time h takes effect when the joint reads it, at
+    the joint time whose frames reach the host at about h; a simulated joint that fell behind a loaded machine's wall
+    clock (and caught up by a jump) does so later on its own clock than the host's schedule says."""
+    if run.rx_t_s.size < 2:
+        return host_t + run.echo_t_s[0]
+    order = np.argsort(run.rx_t_s, kind="stable")
+    return np.interp(host_t, run.rx_t_s[order], run.t_s[order])
 
 
 def _sender(client: JointClient, mode: str) -> Any:
@@ -163,7 +178,7 @@ def run_reference(client: JointClient, mode: str, reference: Any, duration_s: fl
     col = {s: rows[:, ring.index[client.profile.semantic(f"telemetry.{s}")[1]]]
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     return LiveRun(cmd_t[keep] - t_start, refs[keep], t_rows - t_start, col["position_rad"], col["velocity_rad_s"],
-                  col["torque_nm"], iq, figures, t_start, echo_t - t_start, echo_ref)
+                  col["torque_nm"], iq, figures, t_start, echo_t - t_start, echo_ref, rows[:, 0] - t_start)
 
 
 def _echo_on(client: JointClient, rate_hz: float) -> float | None:

@@ -18,7 +18,7 @@ from firmware_iface.client.joint import JointClient
 from firmware_iface.experiments import live
 from firmware_iface.experiments.protocols import Outcome, Signals
 
-TUNE_PERIODS = 3  # chirp sweeps of the measurement, the first dropped
+TUNE_PERIODS = 4  # chirp sweeps of the measurement, the first dropped (a joint that fell behind may lose one more)
 
 
 @dataclass

@@ -148,8 +148,9 @@ def test_step_button_shows_the_metrics(qtbot, window):
     enable_position(qtbot, window)
     window.tests.amplitude.setValue(0.1)
     click(qtbot, window, "step")
-    qtbot.waitUntil(lambda: window.tests.last_metrics is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: window.tests.last_metrics is not None or bool(window.errors), timeout=120_000)
     m = window.tests.last_metrics
+    assert m is not None, window.errors
     text = window.tests.metrics.text()
     assert f"rise {m['rise_time_s'] * 1e3:.1f} ms" in text and f"overshoot {m['overshoot_pct']:.1f} %" in text
     # the knee's position loop (about 3.4 Hz closed-loop bandwidth): rise about 0.35/3.4 s, little overshoot
