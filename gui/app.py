@@ -121,10 +121,12 @@ def collect_in_gui_thread() -> Iterator[None]:
     tests)."""
     from pyqtgraph.util.garbage_collector import GarbageCollector
 
+    was_enabled = gc.isenabled()  # a caller that turned it off (the GUI tests) keeps it off
     collector = GarbageCollector(interval=1.0)
     try:
         yield
     finally:
         collector.timer.stop()
         gc.collect()
-        gc.enable()
+        if was_enabled:
+            gc.enable()

@@ -207,6 +207,19 @@ class Supervisor:
         self._no_error = np.zeros(n)
         self._all = np.ones(n, dtype=bool)
         self._apply_drive(self._all)
+        self._compile()
+
+    def _compile(self) -> None:
+        """Compile (or load from Numba's cache) the kernels a running joint calls later, here, where nothing is timed:
+        on a cold clone the first command or e-stop would otherwise stall a paced joint for seconds of compiling, its
+        heartbeat lost (seen). Calls that change nothing: no joint selected, no fault bit."""
+        none = np.zeros(self.n, dtype=bool)
+        self.command(none, MODE_NAMES[int(self.mode[0])], np.zeros((self.n, C.N_REF)))
+        self.command(none, MODE_NAMES[int(self.mode[0])], np.zeros((self.n, 1, C.N_REF)), np.zeros(self.n))
+        _raise(0, 0, self.state, self.faults, self.ref, self.C)
+        before_chunk_kernel(self.X, self.K, self.C, self.state, self.faults, self.ref, self.calibrate_until_t,
+                            self.stop_until_t, self.last_command_t, self.watchdog_timeout_s, self.gravity_ff_nm,
+                            self._counts)
 
     @property
     def n(self) -> int:
@@ -304,16 +317,10 @@ class Supervisor:
         self.raise_faults(bad, FAULT_UNSTABLE)
 
     # --- faults --------------------------------------------------------------------------------------------------
-    def raise_faults(self, sel: np.ndarray, bits: int | np.ndarray) -> None:
-        """Latch ``bits`` (one value, or one per joint) on the selected joints; a drive-off fault puts them in
-        ``fault``."""
-        if not sel.any():
-            return
-        bits = np.broadcast_to(np.asarray(bits, dtype=np.int64), sel.shape)
-        self.faults[sel] |= bits[sel]
-        off = sel & ((bits & DRIVE_OFF_FAULTS) != 0)
-        self.state[off] = FAULT
-        self._apply_drive(off)
+    def raise_faults(self, sel: np.ndarray, bits: int) -> None:
+        """Latch ``bits`` on the selected joints (the kernels' own rule: a drive-off fault puts them in ``fault``)."""
+        for j in np.flatnonzero(sel):
+            _raise(j, bits, self.state, self.faults, self.ref, self.C)
 
     def estop(self, sel: np.ndarray | None = None) -> None:
         self.raise_faults(self._sel(sel), FAULT_ESTOP)

@@ -21,7 +21,6 @@ from typing import Protocol as TypingProtocol
 
 import numpy as np
 
-from actuator.analysis.frequency import FrequencyResponse, frequency_response
 from actuator.errors import ConfigError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
@@ -240,32 +239,3 @@ def dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
     if len(rows) < 2 or not np.all(np.isfinite(bus_t)) or np.ptp(bus_t) <= 0:
         return rx
     return bus_t + float(np.min(rx - bus_t))
-
-
-def on_uniform_grid(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
-                    n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The reference (sent at ``t_ref``) and the output (reported at ``t_out``, in any order, repeats allowed) on ``n``
-    samples of a uniform grid at ``fs_hz`` from the first send.
-
-    The reference is held, as the joint holds a set-point: grid sample j is the last command sent before the middle
-    of tick j (a command stands for the tick nearest its send; a late tick is sent after its deadline, never
-    before), so through ticks the loop skipped it keeps the previous command, what the joint kept meanwhile (as
-    ``_uniform`` puts a protocol's set-points on its grid). Interpolating across a skip instead
-    gives a reference the joint never had: with two 30 ms stalls in a 4-sweep chirp (tests/rig/test_bus_bode.py)
-    that moved a first-order corner by 6 % at 4 Hz and 14 % at 8 Hz, where the held reference moves it by under
-    0.1 %. The output, a sampled continuous response, is interpolated linearly. Past their last sample both keep
-    their last value.
-    """
-    grid = t_ref[0] + np.arange(n) / fs_hz
-    held = np.searchsorted(t_ref, grid + 0.5 / fs_hz, side="right") - 1
-    t, keep = np.unique(t_out, return_index=True)
-    return ref[np.clip(held, 0, None)], np.interp(grid, t, out[keep])
-
-
-def periodic_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
-                      period: int, periods: int) -> FrequencyResponse:
-    """Response to a periodic excitation of ``period`` grid samples sent ``periods`` times: both signals on the
-    uniform grid (``on_uniform_grid``), the first period dropped as the transient, one Welch segment per period (a
-    last period cut short by skipped final ticks is completed with the last values rather than dropped)."""
-    u, y = on_uniform_grid(t_ref, ref, t_out, out, fs_hz, periods * period)
-    return frequency_response(u[period:], y[period:], fs_hz, nperseg=period)

@@ -6,7 +6,7 @@ fixture run on ``experiments.bus``. Both are judged by the protocol's own ``anal
 The set-points go out as commands, the response comes back as telemetry. Where the profile has a set-point echo
 (``telemetry.setpoint_*``, the native ``setpoint_state``), it is switched on for the test and the reference is the
 set-point the joint reported tracking, stamped on the joint's own clock like the response, and both are put on a
-uniform 1 kHz grid of that clock (``on_joint_grid``): a host or a simulated joint delayed by a loaded machine then
+uniform 1 kHz grid of that clock (``signals_of``): a host or a simulated joint delayed by a loaded machine then
 shifts both alike, and the figures do not depend on it. Without an echo the reference is what was sent, held through
 ticks the host loop skipped as the joint held it, on a uniform grid of the host's send times (``on_uniform_grid``),
 so the figures include the bus latency and the joint's command pick-up, as on hardware. The joint is enabled in the
@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from actuator.analysis.frequency import FrequencyResponse, frequency_response
 from actuator.errors import ConfigError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
-from firmware_iface.experiments.bus import ECHO_RATE, dejittered, on_uniform_grid
+from firmware_iface.experiments.bus import ECHO_RATE, dejittered
 from firmware_iface.experiments.protocols import BODE_LOOPS, PROTOCOLS, RATE_HZ, STEP_LOOPS, Outcome, Segment, Signals
 
 # the echo's rate is written and restored with this reply timeout: a joint answers in a millisecond, a simulated one
@@ -75,7 +76,7 @@ def run_segments(client: JointClient, segments: list[Segment]) -> tuple[Signals,
     mode = segments[0].mode
     ends = np.cumsum([seg.duration_s for seg in segments])
     run = run_reference(client, mode, _reference_of(client, segments, ends), float(ends[-1]))
-    return signals_of(run, mode, ends), run
+    return signals_of(run, ends), run
 
 
 def _reference_of(client: JointClient, segments: list[Segment], ends: np.ndarray) -> Callable[[float], float]:
@@ -92,32 +93,26 @@ def _reference_of(client: JointClient, segments: list[Segment], ends: np.ndarray
     return reference
 
 
-def signals_of(run: LiveRun, mode: str, ends: np.ndarray) -> Signals:
-    """The run on a uniform 1 kHz grid (joint's clock with an echo, else the host's sends), as protocol Signals."""
-    outputs = {"position_rad": run.position_rad, "velocity_rad_s": run.velocity_rad_s, "torque_nm": run.torque_nm,
-               "iq_a": run.iq_a}
+def signals_of(run: LiveRun, ends: np.ndarray) -> Signals:
+    """The run on a uniform 1 kHz grid (joint's clock with an echo, else the host's sends), as protocol Signals: the
+    reference held as the joint holds it, the telemetry interpolated."""
+    t, keep = np.unique(run.t_s, return_index=True)
     if run.echoed:  # both stamped by the joint: on a grid of its clock over the span both cover
         t_ref, ref = run.echo_t_s, run.echo_reference
-        t, keep = np.unique(run.t_s, return_index=True)
         start, end = max(t_ref[0], t[0]), min(t_ref[-1], t[-1])
         grid = start + np.arange(int((end - start) * RATE_HZ)) / RATE_HZ
-        # the set-point held as the joint holds it: the last one reported before the middle of each tick
-        held = np.clip(np.searchsorted(t_ref, grid + 0.5 / RATE_HZ, side="right") - 1, 0, None)
-        signals: Signals = {"reference": ref[held]}
-        signals.update({name: np.interp(grid, t, v[keep]) for name, v in outputs.items()})
         t_grid = grid - t_ref[0]  # the echo's first sample is the first tick's set-point
         segment = np.searchsorted(_on_joint_clock(run, ends), grid, side="right")
     else:
-        n = int(run.command_t_s[-1] * RATE_HZ) + 1
-        signals = {}
-        for name, v in outputs.items():
-            reference, signals[name] = on_uniform_grid(run.command_t_s, run.reference, run.t_s, v, RATE_HZ, n)
-        signals["reference"] = reference
-        t_grid = np.arange(n) / RATE_HZ
+        t_ref, ref = run.command_t_s, run.reference
+        grid = t_ref[0] + np.arange(int(t_ref[-1] * RATE_HZ) + 1) / RATE_HZ
+        t_grid = grid - t_ref[0]
         segment = np.searchsorted(ends, t_grid, side="right")
-    signals["t_s"] = t_grid
-    signals["segment"] = np.minimum(segment, ends.size - 1)
-    signals["load_nm"] = np.zeros(t_grid.size)
+    outputs = {"position_rad": run.position_rad, "velocity_rad_s": run.velocity_rad_s, "torque_nm": run.torque_nm,
+               "iq_a": run.iq_a}
+    signals: Signals = {name: np.interp(grid, t, v[keep]) for name, v in outputs.items()}
+    signals.update(reference=held_at(t_ref, ref, grid, RATE_HZ), t_s=t_grid, segment=np.minimum(segment, ends.size - 1),
+                   load_nm=np.zeros(t_grid.size))
     return signals
 
 
@@ -264,3 +259,37 @@ def _run(client: JointClient, name: str, cfg: dict) -> tuple[Outcome, Signals, L
     segments = proto.segments(cfg)
     signals, run = run_segments(client, segments)
     return proto.analyze(signals, segments, cfg), signals, run, cfg
+
+
+def on_uniform_grid(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
+                    n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference (sent at ``t_ref``) and the output (reported at ``t_out``, in any order, repeats allowed) on ``n``
+    samples of a uniform grid at ``fs_hz`` from the first send.
+
+    The reference is held, as the joint holds a set-point: grid sample j is the last command sent before the middle
+    of tick j (a command stands for the tick nearest its send; a late tick is sent after its deadline, never
+    before), so through ticks the loop skipped it keeps the previous command, what the joint kept meanwhile (as
+    ``experiments.bus._uniform`` puts a protocol's set-points on its grid). Interpolating across a skip instead
+    gives a reference the joint never had: with two 30 ms stalls in a 4-sweep chirp (tests/rig/test_bus_bode.py)
+    that moved a first-order corner by 6 % at 4 Hz and 14 % at 8 Hz, where the held reference moves it by under
+    0.1 %. The output, a sampled continuous response, is interpolated linearly. Past their last sample both keep
+    their last value.
+    """
+    grid = t_ref[0] + np.arange(n) / fs_hz
+    t, keep = np.unique(t_out, return_index=True)
+    return held_at(t_ref, ref, grid, fs_hz), np.interp(grid, t, out[keep])
+
+
+def held_at(t_ref: np.ndarray, ref: np.ndarray, grid: np.ndarray, fs_hz: float) -> np.ndarray:
+    """The set-point ``ref`` (sent or reported at ``t_ref``) as the joint holds it at each time of ``grid`` (ticks at
+    ``fs_hz``): the last one before the middle of the tick; before the first, the first."""
+    return ref[np.clip(np.searchsorted(t_ref, grid + 0.5 / fs_hz, side="right") - 1, 0, None)]
+
+
+def periodic_response(t_ref: np.ndarray, ref: np.ndarray, t_out: np.ndarray, out: np.ndarray, fs_hz: float,
+                      period: int, periods: int) -> FrequencyResponse:
+    """Response to a periodic excitation of ``period`` grid samples sent ``periods`` times: both signals on the
+    uniform grid (``on_uniform_grid``), the first period dropped as the transient, one Welch segment per period (a
+    last period cut short by skipped final ticks is completed with the last values rather than dropped)."""
+    u, y = on_uniform_grid(t_ref, ref, t_out, out, fs_hz, periods * period)
+    return frequency_response(u[period:], y[period:], fs_hz, nperseg=period)

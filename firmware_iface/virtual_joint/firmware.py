@@ -52,7 +52,6 @@ MAX_RATE_HZ = 1000.0
 
 
 LIMIT_PARAMS = ("position_min_rad", "position_max_rad", "velocity_max_rad_s", "torque_max_nm")
-_ONE = np.ones(1, dtype=bool)
 
 
 class ParamError(ConfigError):

@@ -30,7 +30,7 @@ def chirp(t: np.ndarray) -> np.ndarray:
 def bandwidth(run: LiveRun) -> float:
     """The chirp segment alone (the run has no move home), through the live executor's grid and the protocol."""
     segments = [Segment(PERIODS * PERIOD_S, "position", lambda t, q0: float(chirp(t)), tag="chirp")]
-    signals = signals_of(run, "position", np.array([PERIODS * PERIOD_S]))
+    signals = signals_of(run, np.array([PERIODS * PERIOD_S]))
     return PROTOCOLS["bode"].analyze(signals, segments, CFG).figures["bandwidth_hz"]
 
 
