@@ -33,25 +33,23 @@ def plot_trace(trace: Trace, path: str | Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def plot_step(trace: Trace, loop: str, path: str | Path, title: str, metrics: dict) -> Path:
-    """A step response: output against reference, with the metrics in the legend; torque and current below."""
+def plot_step(signals: dict, loop: str, path: str | Path, title: str, metrics: dict) -> Path:
+    """A step response (the step protocol's signals, ``experiments.protocols.Signals``): output against the
+    set-point, with the metrics in the title; drive torque and current below."""
     fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7), constrained_layout=True)
-    t = trace.t_s
-    out, ref, unit = ((trace.velocity_rad_s, trace.velocity_reference_rad_s, "rad/s") if loop == "velocity"
-                      else (trace.position_rad, trace.reference, "rad"))
-    axes[0].plot(t, ref, "k--", lw=1.0, label="reference")
+    t = signals["t_s"]
+    out, unit = (signals["velocity_rad_s"], "rad/s") if loop == "velocity" else (signals["position_rad"], "rad")
+    axes[0].plot(t, signals["reference"], "k--", lw=1.0, label="set-point")
     text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     axes[0].plot(t, out, lw=1.4, label=f"{loop} output")
     axes[0].set_title(text, fontsize=7)
     axes[0].set_ylabel(f"{loop} [{unit}]")
     axes[0].legend(fontsize=7, loc="lower right")
-    axes[1].plot(t, trace.transmitted_torque_nm, lw=1.0, label="transmitted")
-    axes[1].plot(t, trace.torque_cmd_nm, lw=1.0, alpha=0.7, label="commanded")
-    axes[1].set_ylabel("torque [N·m]")
-    axes[1].legend(fontsize=7)
-    axes[2].plot(t, trace.iq_a, lw=1.0)
+    axes[1].plot(t, signals["torque_nm"], lw=1.0)
+    axes[1].set_ylabel("drive torque [N·m]")
+    axes[2].plot(t, signals["iq_a"], lw=1.0)
     axes[2].set_ylabel("i_q [A]")
-    axes[2].set_xlabel("time [s]")
+    axes[2].set_xlabel("time from the hold before the step [s]")
     for ax in axes:
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)

@@ -14,10 +14,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from actuator.analysis.experiments import chirp_amplitude
 from actuator.params import load_preset
 from firmware_iface.experiments import live
-from firmware_iface.experiments.protocols import PROTOCOLS, Outcome, Signals
+from firmware_iface.experiments.protocols import PROTOCOLS, Outcome, Signals, chirp_amplitude
 from firmware_iface.experiments.tune import JointTune, tune_joint
 
 if TYPE_CHECKING:
@@ -198,7 +197,7 @@ class TestsPanel(QtWidgets.QGroupBox):
                                     "#1565c0")
         # predicted: the proposed gains on the joint model, simulated (the linear model leaves out friction and
         # limits, and tune corrects its design until the simulation gives the bandwidth asked for)
-        sim = p.result.bode.response
+        sim = p.result.response
         ok_sim = sim.coherence > COHERENT
         self.bode.show_response("predicted (proposed gains)", sim.freq_hz[ok_sim], sim.magnitude_db[ok_sim],
                                 sim.phase_deg[ok_sim], "#ef6c00")

@@ -1,8 +1,10 @@
-"""Auto-tuning of the position cascade: model-based (design on the linear model, then verify and correct
-in simulation) and relay feedback (Åström-Hägglund), the model-free alternative.
+"""Auto-tuning math of the position cascade: the model-based design (on the linear model) and the relay
+feedback experiment (Åström-Hägglund), the model-free alternative. The tuners that verify and correct a design by
+the step and bode protocols on the simulated joint (``tune_model``, ``tune_relay``) are experiments, in
+``firmware_iface.experiments.tune``; this module gives them the design, the next gain and the result's type.
 
 Model-based design for a requested position bandwidth f_b and damping zeta (``tune_model`` first
-identifies the rigid body in simulation, ``actuator.analysis.experiments.identification_test``, and
+identifies the rigid body on the simulated joint, the ``identify`` protocol of ``firmware_iface.experiments``, and
 rescales the model's inertia and viscous friction to it):
 * velocity PI by pole placement on the rigid inertia J (output side): J s² + kp s + ki with natural
   frequency w_v = ``velocity_ratio`` 2 pi f_b and damping zeta: kp = 2 zeta J w_v, ki = J w_v²;
@@ -31,15 +33,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import brentq
 
-from actuator.analysis.experiments import BodeResult, StepResult, bode_test, identification_test, step_test
+from actuator.analysis.frequency import FrequencyResponse
 from actuator.analysis.identify import RigidBodyId
 from actuator.analysis.linear import Prediction, TwoMass, loop_response, predict
 from actuator.control.config import GAINS_DIR, ControllerConfig, load_gains
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.simulation import simulate
-
-VERIFY_STEP_FRACTION = 0.2  # the verification step: the Bode test's linear amplitude, times this ratio
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class TuneResult:
     requested_bandwidth_hz: float
     predicted: Prediction | None
     measured_bandwidth_hz: float = math.nan
-    measured_step: StepResult | None = None
-    bode: BodeResult | None = None
+    # the verification's figures (the step protocol's, the loop gain's margins) and the measured closed loop
+    measured: dict | None = None
+    response: FrequencyResponse | None = None
     iterations: int = 0
     method: str = "model"
     notes: list[str] = field(default_factory=list)
@@ -62,10 +63,9 @@ class TuneResult:
                          "velocity": {"kp": cfg.velocity.kp, "ki": cfg.velocity.ki},
                          "estimator_bandwidth_hz": cfg.estimator_bandwidth_hz},
                "achieved_bandwidth_hz": self.measured_bandwidth_hz, "iterations": self.iterations}
-        if self.measured_step is not None:
-            out["overshoot_pct"] = self.measured_step.metrics.overshoot_pct
-            out["measured"] = {"bandwidth_hz": self.measured_bandwidth_hz, **self.measured_step.figures(),
-                               **(self.bode.figures() if self.bode else {})}
+        if self.measured is not None:
+            out["overshoot_pct"] = self.measured.get("overshoot_pct", math.nan)
+            out["measured"] = {**self.measured, "bandwidth_hz": self.measured_bandwidth_hz}
         if self.predicted is not None:
             pr = self.predicted
             out["predicted"] = {"bandwidth_hz": pr.bandwidth_hz, "overshoot_pct": pr.step.overshoot_pct,
@@ -94,14 +94,14 @@ def _velocity_design(model: TwoMass, cfg: ControllerConfig, w_v: float, zeta: fl
     return replace(cfg, velocity=vel, estimator="observer", estimator_bandwidth_hz=est_hz)
 
 
-def _with_position_gain(cfg: ControllerConfig, kp: float) -> ControllerConfig:
+def with_position_gain(cfg: ControllerConfig, kp: float) -> ControllerConfig:
     return replace(cfg, position=replace(cfg.position, kp=kp, ki=0.0, kd=0.0))
 
 
 def _position_gain_for(model: TwoMass, cfg: ControllerConfig, bandwidth_hz: float) -> float:
     """The position P gain for which the model's closed loop is -3 dB at ``bandwidth_hz``."""
     def gap(kp: float) -> float:
-        t = loop_response(model, _with_position_gain(cfg, kp), np.array([bandwidth_hz])).closed[0]
+        t = loop_response(model, with_position_gain(cfg, kp), np.array([bandwidth_hz])).closed[0]
         return 20 * math.log10(abs(t)) + 3.0103
     w = 2 * math.pi * bandwidth_hz
     lo, hi = 0.05 * w, 5.0 * w
@@ -146,7 +146,7 @@ def design_cascade(params: JointParams, bandwidth_hz: float | None = None, *, ze
     for ratio in (velocity_ratio,) if velocity_ratio else VELOCITY_RATIOS:
         cfg = _velocity_design(model, start, ratio * 2 * math.pi * f_b, zeta, estimator_ratio)
         try:
-            cfg = _with_position_gain(cfg, _position_gain_for(model, cfg, f_b))
+            cfg = with_position_gain(cfg, _position_gain_for(model, cfg, f_b))
         except ConfigError:
             if velocity_ratio:
                 raise
@@ -173,64 +173,6 @@ def tune_band_hz(bandwidth_hz: float) -> tuple[float, float]:
     return max(0.5, 0.2 * bandwidth_hz), min(250.0, 3.0 * bandwidth_hz)
 
 
-def verify(params: JointParams, cfg: ControllerConfig, bandwidth_hz: float) -> tuple[BodeResult, StepResult]:
-    """Bode over ``tune_band_hz`` and a small step (linear range) of ``cfg`` in simulation."""
-    bode = bode_test(params, cfg, "position", *tune_band_hz(bandwidth_hz), with_margins=True)
-    amp = float(np.max(np.abs(bode.trace.reference - bode.trace.reference[0]))) * VERIFY_STEP_FRACTION * 10
-    step = step_test(params, cfg, "position", amp, duration_s=max(0.5, 12.0 / bandwidth_hz))
-    return bode, step
-
-
-def _next_gain(history: list[tuple[float, float]], target_hz: float) -> float:
-    """The next position gain: proportional at first, then a secant on log(bandwidth) over log(kp) (the
-    measured bandwidth grows more slowly than the gain when friction stiffens the small-signal response);
-    steps are bounded to a factor of 3."""
-    log_kp, log_bw = history[-1]
-    slope = 1.0
-    if len(history) >= 2 and history[-1][0] != history[-2][0]:
-        slope = (history[-1][1] - history[-2][1]) / (history[-1][0] - history[-2][0])
-        slope = min(max(slope, 0.2), 2.0)
-    step = (math.log(target_hz) - log_bw) / slope
-    return math.exp(log_kp + min(max(step, -math.log(3.0)), math.log(3.0)))
-
-
-def tune_model(params: JointParams, bandwidth_hz: float, *, zeta: float = 1.0, velocity_ratio: float | None = None,
-               tolerance: float = 0.05, max_iterations: int = 6, base: ControllerConfig | None = None,
-               identify: bool = True) -> TuneResult:
-    """Model-based tuning verified (and corrected) in simulation; see the module docstring."""
-    model = TwoMass.from_params(params)
-    notes: list[str] = []
-    identified = None
-    if identify:
-        identified = identification_test(params)
-        model = model.with_rigid_body(identified.inertia_kg_m2.value, identified.viscous_nm_s_per_rad.value)
-        notes.append(f"identified in simulation: J {identified.inertia_kg_m2} kg·m², "
-                     f"B {identified.viscous_nm_s_per_rad} N·m·s/rad, Fc {identified.coulomb_nm} N·m")
-    design = design_cascade(params, bandwidth_hz, zeta=zeta, velocity_ratio=velocity_ratio, base=base, model=model)
-    cfg = design.config
-    notes += design.notes
-    history: list[tuple[float, float]] = []
-    best = None
-    for it in range(1, max_iterations + 1):
-        bode, step = verify(params, cfg, bandwidth_hz)
-        measured = bode.bandwidth_hz
-        if not math.isfinite(measured):
-            raise ConfigError(f"the tuned loop's bandwidth could not be measured (kp = {cfg.position.kp:.4g})")
-        error = abs(measured / bandwidth_hz - 1)
-        if best is None or error < best[0]:
-            best = (error, cfg, measured, step, bode, it)
-        if error <= tolerance or it == max_iterations:
-            break
-        history.append((math.log(cfg.position.kp), math.log(measured)))
-        kp_next = _next_gain(history, bandwidth_hz)
-        notes.append(f"iteration {it}: measured {measured:.4g} Hz, position kp x {kp_next / cfg.position.kp:.3f}")
-        cfg = _with_position_gain(cfg, kp_next)
-    _, cfg, measured, step, bode, it = best
-    notes.append(f"kept iteration {it} (closest to the request); "
-                 "the linear model has no Coulomb friction, which lowers the measured small-signal bandwidth")
-    return TuneResult(cfg, bandwidth_hz, predict(model, cfg), measured, step, bode, it, "model", notes, identified)
-
-
 def relay_test(params: JointParams, cfg: ControllerConfig, relay_rad_s: float, hysteresis_rad: float = 1e-5,
                duration_s: float = 3.0) -> tuple[float, float]:
     """(K_u, f_u) from the relay's limit cycle in closed loop with the simulated joint, measured over the
@@ -252,19 +194,21 @@ def relay_test(params: JointParams, cfg: ControllerConfig, relay_rad_s: float, h
     return ku, 1.0 / t_u
 
 
-def tune_relay(params: JointParams, *, gain_margin: float = 4.0, relay_rad_s: float | None = None,
-               base: ControllerConfig | None = None) -> TuneResult:
-    """Relay auto-tune of the position gain around the velocity loop of ``base`` (default: the model-free
-    part of the default design, i.e. the velocity loop of ``design_cascade``)."""
-    cfg = base or design_cascade(params).config
-    h = relay_rad_s or 0.05 * params.limits.velocity_max_rad_s
-    ku, fu = relay_test(params, cfg, h)
-    cfg = _with_position_gain(cfg, ku / _check("gain_margin", gain_margin, 1.0, 10.0))
-    f_guess = max(fu / 4, 0.5)
-    bode, step = verify(params, cfg, f_guess)
-    notes = [f"relay: K_u = {ku:.4g} (rad/s)/rad, f_u = {fu:.4g} Hz; kp = K_u / {gain_margin:g}"]
-    return TuneResult(cfg, math.nan, predict(TwoMass.from_params(params), cfg), bode.bandwidth_hz, step, bode, 1,
-                      "relay", notes)
+def next_position_gain(history: list[tuple[float, float]], target_hz: float) -> float:
+    """The next position gain from ``history`` (log kp, log measured bandwidth): proportional at first, then a
+    secant on log(bandwidth) over log(kp) (the measured bandwidth grows more slowly than the gain when friction
+    stiffens the small-signal response); steps are bounded to a factor of 3."""
+    log_kp, log_bw = history[-1]
+    slope = 1.0
+    if len(history) >= 2 and history[-1][0] != history[-2][0]:
+        slope = (history[-1][1] - history[-2][1]) / (history[-1][0] - history[-2][0])
+        slope = min(max(slope, 0.2), 2.0)
+    step = (math.log(target_hz) - log_bw) / slope
+    return math.exp(log_kp + min(max(step, -math.log(3.0)), math.log(3.0)))
+
+
+def check_gain_margin(gain_margin: float) -> float:
+    return _check("gain_margin", gain_margin, 1.0, 10.0)
 
 
 def default_controller(params: JointParams | str) -> ControllerConfig:

@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if on_node(args, run_bus) is not None:
         return 0
-    from actuator.analysis.experiments import bode_test
     from actuator.analysis.linear import TwoMass, loop_response, predict
+    from actuator.analysis.loop_gain import loop_gain_test
+    from firmware_iface.experiments.inprocess import bode_test
 
     params, cfg = joint_and_gains(args)
     model = TwoMass.from_params(params)
@@ -39,22 +40,23 @@ def run(args: argparse.Namespace) -> int:
     f_b = pred.bandwidth_hz if math.isfinite(pred.bandwidth_hz) else 10.0
     f0 = args.f0_hz or 0.1 * f_b
     f1 = args.f1_hz or 3.0 * f_b
-    res = bode_test(params, cfg, args.loop, f0, f1, args.amplitude, with_margins=args.loop == "position")
-    fr = res.response
-    figures = {"preset": params.name, "loop": args.loop, "f0_hz": f0, "f1_hz": f1, **res.figures(),
+    outcome, _, chirp = bode_test(params, cfg, args.loop, f0, f1, args.amplitude)
+    gm, pm = loop_gain_test(params, cfg, f0, f1)[1:] if args.loop == "position" else (math.nan, math.nan)
+    fr, bw = outcome.response, outcome.figures["bandwidth_hz"]
+    figures = {"preset": params.name, "loop": args.loop, "f0_hz": f0, "f1_hz": f1, "bandwidth_hz": bw,
+               "gain_margin_db": gm, "phase_margin_deg": pm, "amplitude": chirp["amplitude_rad"],
                "predicted": {"bandwidth_hz": pred.bandwidth_hz, "gain_margin_db": pred.gain_margin_db,
                              "phase_margin_deg": pred.phase_margin_deg}}
-    if not math.isfinite(res.gain_margin_db):
+    if not math.isfinite(gm):
         figures["margins_note"] = ("not measurable: the loop-gain measurement needs the joint moving (static "
                                    "friction held it); the predicted margins are the linear model's")
-    if args.out:
+    if args.out and fr is not None:
         from firmware_iface.plots import plot_bode
 
         band = (fr.freq_hz >= f0) & (fr.freq_hz <= f1)
         write_frf(args.out, fr, band)
         model_h = loop_response(model, cfg_loop, fr.freq_hz[band], args.loop).closed
-        png = plot_bode(fr, band, png_next_to(args.out), f"{params.name}: {args.loop} loop", res.bandwidth_hz,
-                        model_h)
+        png = plot_bode(fr, band, png_next_to(args.out), f"{params.name}: {args.loop} loop", bw, model_h)
         figures.update(response_csv=str(args.out), plot_png=str(png))
     emit(figures, args.json, f"jointkit bode: {params.name} {args.loop}")
     return 0

@@ -4,7 +4,6 @@ or on joint ``--node N`` over a bus (real or simulated)."""
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 from actuator.analysis.loops import LOOPS
@@ -12,11 +11,8 @@ from firmware_iface.cli.common import emit
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains, png_next_to
 
-CSV_COLUMNS = (("t_s", "t_s"), ("reference", "reference"), ("position_rad", "position_rad"),
-               ("velocity_rad_s", "velocity_rad_s"), ("torque_nm", "transmitted_torque_nm"),
-               ("torque_cmd_nm", "torque_cmd_nm"), ("iq_a", "iq_a"),
-               ("velocity_reference_rad_s", "velocity_reference_rad_s"),
-               ("motor_encoder_rad", "motor_encoder_rad"), ("output_encoder_rad", "output_encoder_rad"))
+# the step's signals as CSV, in-process and on a bus alike (``experiments.protocols.Signals`` names)
+CSV_COLUMNS = ("t_s", "reference", "position_rad", "velocity_rad_s", "torque_nm", "iq_a")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,62 +20,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_joint_options(p)
     p.add_argument("--loop", choices=LOOPS, default="position", help="loop under test")
     p.add_argument("--amplitude", type=float, default=0.1, help="step size: rad (position, impedance) or rad/s")
-    p.add_argument("--duration-s", type=float, default=1.0, help="simulated time, s (the step is at 0.05 s)")
+    p.add_argument("--duration-s", type=float, default=1.0,
+                   help="time held after the step, s (the step comes 0.05 s into the hold)")
     p.add_argument("--out", type=Path, help="write the trace as CSV here, and a PNG plot next to it")
     add_node_options(p)
     p.set_defaults(func=run)
 
 
-def write_csv(trace, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow([name for name, _ in CSV_COLUMNS])
-        cols = [trace[src] for _, src in CSV_COLUMNS]
-        w.writerows(zip(*(c.tolist() for c in cols), strict=True))
-
-
 def run(args: argparse.Namespace) -> int:
+    """The step protocol on the simulated joint in-process (``experiments.inprocess``), the joint at rest at 0."""
     if on_node(args, run_bus) is not None:
         return 0
-    from actuator.analysis.experiments import step_test
+    import numpy as np
 
-    params, cfg = joint_and_gains(args)
-    result = step_test(params, cfg, args.loop, args.amplitude, duration_s=args.duration_s)
-    figures = {"preset": params.name, "loop": args.loop, "amplitude": args.amplitude, **result.figures()}
-    tr = result.trace
-    figures["limits_hit"] = sorted({name for bit, name in _limit_names().items() if int(tr.limiter.max()) & bit})
-    if args.out:
-        from firmware_iface.plots import plot_step
+    from actuator.control.cascade import LIMIT_NAMES
+    from firmware_iface.experiments.inprocess import step_test
 
-        write_csv(tr, args.out)
-        png = plot_step(tr, args.loop, png_next_to(args.out), f"{params.name}: {args.loop} step {args.amplitude:g}",
-                        result.figures())
-        figures.update(trace_csv=str(args.out), plot_png=str(png))
+    params, gains = joint_and_gains(args)
+    outcome, signals, cfg = step_test(params, gains, args.loop, args.amplitude, duration_s=args.duration_s)
+    bits = int(np.bitwise_or.reduce(signals["limits"]))
+    figures = {"preset": params.name, "loop": args.loop, "amplitude": args.amplitude, **outcome.figures,
+               "limits_hit": sorted(name for bit, name in LIMIT_NAMES.items() if bits & bit)}
+    title = f"{params.name}: {args.loop} step {args.amplitude:g}"
+    figures.update(_write(args, signals, cfg, outcome.figures, title))
     emit(figures, args.json, f"jointkit step: {params.name} {args.loop}")
     return 0
 
 
-def _limit_names() -> dict[int, str]:
-    from actuator.control.cascade import LIMIT_NAMES
+def _write(args: argparse.Namespace, signals: dict, cfg: dict, metrics: dict, title: str) -> dict:
+    """With ``--out``: the step's samples (hold and step, without the move home) as CSV, and their plot next to it."""
+    if not args.out:
+        return {}
+    from firmware_iface.experiments.protocols import PROTOCOLS, window
+    from firmware_iface.files import write_signals_csv
+    from firmware_iface.plots import plot_step
 
-    return LIMIT_NAMES
+    step = window(signals, PROTOCOLS["step"].segments(cfg), "step")
+    write_signals_csv(step, args.out, CSV_COLUMNS)
+    png = plot_step(step, args.loop, png_next_to(args.out), title, metrics)
+    return {"trace_csv": str(args.out), "plot_png": str(png)}
 
 
 def run_bus(args: argparse.Namespace, client) -> dict:
     """The step protocol on joint ``--node`` (live executor) with its own gains (``--preset``/``--gains`` describe
     in-process joints only); the figures under the names the in-process test reports."""
     from firmware_iface.experiments.live import step_test
-    from firmware_iface.files import write_signals_csv
 
-    outcome, signals, run, _ = step_test(client, args.loop, args.amplitude, duration_s=args.duration_s,
-                                         start_rad=0.0)
+    outcome, signals, run, cfg = step_test(client, args.loop, args.amplitude, duration_s=args.duration_s,
+                                           start_rad=0.0)
     figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "loop": args.loop,
                "amplitude": args.amplitude, **outcome.figures, "host_loop": run.loop,
                "telemetry_gaps": dict(client.gaps)}
-    if args.out:
-        write_signals_csv(signals, args.out, ("t_s", "reference", "position_rad", "velocity_rad_s", "torque_nm",
-                                              "iq_a"))
-        figures["trace_csv"] = str(args.out)
+    title = f"node {client.node_id}: {args.loop} step {args.amplitude:g}"
+    figures.update(_write(args, signals, cfg, outcome.figures, title))
     emit(figures, args.json, f"jointkit step: node {client.node_id} {args.loop}")
     return figures

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace, params, cfg):
-    from actuator.analysis.tuning import design_cascade, tune_model, tune_relay
+    from actuator.analysis.tuning import design_cascade
+    from firmware_iface.experiments.tune import tune_model, tune_relay
 
     if args.method == "relay":
         return tune_relay(params, base=cfg)
@@ -52,7 +53,7 @@ def _report(args, params, result) -> int:
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save_gains(result.config, args.out)
-        fr = result.bode.response
+        fr = result.response
         band = fr.coherence > 0.9
         h = loop_response(TwoMass.from_params(params), result.config, fr.freq_hz[band]).closed
         png = plot_bode(fr, band, png_next_to(args.out), f"{params.name}: tuned position loop ({args.method})",

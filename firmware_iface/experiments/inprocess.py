@@ -8,18 +8,37 @@ the fixture's load through the joint's F/T tool (as ``bus.SimFixture`` applies i
 joint's velocity exceeds ``Segment.release_rad_s``; then one millisecond of the joint. The signals are the joint's
 own values at the start of each tick (what its telemetry would report, without latency or quantisation), so the
 firmware driven here and the batch executor over the same joint give the same rows to the last bit
-(tests/rig/test_population.py).
+(tests/rig/test_population.py). Besides the protocols' signals it reports ``limits``: the cascade's limiter bits
+(``actuator.control.cascade.LIMIT_NAMES``) at the end of each tick, which no telemetry carries.
+
+``step_test``, ``bode_test`` and ``identification_test`` are the step, bode and identify protocols on a fresh
+simulated joint of a preset and gains: the CLI's ``step``/``bode`` without ``--node`` and the tuner's identification
+and verification (``experiments.tune``) run on them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from actuator.control import cascade as C
+from actuator.control.config import ControllerConfig
 from actuator.model import layout as L
-from firmware_iface.experiments.protocols import RATE_HZ, Segment, Signals, released
+from actuator.params import JointParams
+from firmware_iface.experiments.protocols import (
+    PROTOCOLS,
+    RATE_HZ,
+    Outcome,
+    Segment,
+    Signals,
+    bode_config,
+    chirp_amplitude,
+    identify_config,
+    released,
+    step_config,
+)
 from firmware_iface.virtual_joint.firmware import JointFirmware
 
 _SETPOINT = {"position": 0, "impedance": 0, "velocity": 1}  # the set-point's field (position, velocity, torque)
@@ -44,7 +63,8 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
     """Run the protocol on ``fw``; the signals on the 1 kHz grid of the protocols module (see the module docstring)."""
     ends = np.cumsum([s.duration_s for s in segments])
     n = math.ceil(ends[-1] * RATE_HZ) + 1
-    rows = np.empty((n, 11))  # output encoder, velocity, iq, winding, motor encoder, F/T (6)
+    rows = np.empty((n, 11))
+    limits = np.zeros(n, dtype=np.int64)  # output encoder, velocity, iq, winding, motor encoder, F/T (6)
     out: Signals = {"t_s": np.arange(n) / RATE_HZ, "segment": np.empty(n, dtype=np.int64),
                     "reference": np.full(n, np.nan), "load_nm": np.zeros(n)}
     distance_m = fw.params.ft_sensor.distance_from_axis_m
@@ -78,9 +98,45 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
             fw.command(seg.mode, *setpoint)
             out["reference"][tick] = r
         fw.advance(1.0 / RATE_HZ)
+        limits[tick] = int(fw.model.k[C.K_LIMITS])
     if applied:
         _load(fw, 0.0, distance_m)
     out.update(position_rad=rows[:, 0].copy(), velocity_rad_s=rows[:, 1].copy(), torque_nm=rows[:, 2] * kt_n,
                iq_a=rows[:, 2].copy(), winding_temp_c=rows[:, 3].copy(), motor_encoder_rad=rows[:, 4].copy(),
-               output_encoder_rad=rows[:, 0].copy(), force_n=rows[:, 5:8].copy(), moment_nm=rows[:, 8:11].copy())
+               output_encoder_rad=rows[:, 0].copy(), force_n=rows[:, 5:8].copy(), moment_nm=rows[:, 8:11].copy(),
+               limits=limits)
     return out
+
+
+def run_protocol(fw: JointFirmware, name: str, cfg: dict) -> tuple[Outcome, Signals]:
+    """The protocol ``name`` with configuration ``cfg`` on ``fw``: its outcome and signals."""
+    proto = PROTOCOLS[name]
+    segments = proto.segments(cfg)
+    signals = run_segments(fw, segments)
+    return proto.analyze(signals, segments, cfg), signals
+
+
+def step_test(params: JointParams, gains: ControllerConfig, loop: str = "position", amplitude: float = 0.1,
+              duration_s: float = 1.0, at_s: float = 0.05, seed: int = 0) -> tuple[Outcome, Signals, dict]:
+    """The step protocol (``protocols.step_config``) on a new simulated joint with ``gains``, at rest at 0: the
+    outcome, the signals and the configuration."""
+    cfg = step_config(loop, amplitude, duration_s, at_s)
+    return (*run_protocol(JointFirmware(params, gains, seed=seed), "step", cfg), cfg)
+
+
+def bode_test(params: JointParams, gains: ControllerConfig, loop: str = "position", f0_hz: float = 1.0,
+              f1_hz: float = 20.0, amplitude: float | None = None, seed: int = 0) -> tuple[Outcome, Signals, dict]:
+    """The bode protocol (``protocols.bode_config``) on a new simulated joint with ``gains``, about 0; the chirp's
+    amplitude defaults to ``chirp_amplitude`` of the joint."""
+    amp = amplitude if amplitude is not None else chirp_amplitude(params, f1_hz, loop)
+    cfg = bode_config(loop, f0_hz, f1_hz, amp)
+    return (*run_protocol(JointFirmware(params, gains, seed=seed), "bode", cfg), cfg)
+
+
+def identification_test(params: JointParams, gains: ControllerConfig, duration_s: float = 20.0,
+                        seed: int = 0) -> Outcome:
+    """The identify protocol on a new simulated joint with ``gains`` less their gravity feedforward (the fit
+    estimates m g l: the drive's torque must be all the joint gets), at rest at 0."""
+    cfg = identify_config(params, duration_s, seed)
+    fw = JointFirmware(params, replace(gains, gravity_feedforward_nm=0.0), seed=seed)
+    return run_protocol(fw, "identify", cfg)[0]

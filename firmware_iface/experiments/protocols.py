@@ -3,9 +3,11 @@
 A protocol is a list of ``Segment``: a time span with a control mode (or the drive idle), a set-point function and
 a fixture load. The same segments are executed by every executor of this package: ``bus`` (one joint over its bus,
 real or simulated: the CLI's ``--node`` tests, the GUI's tests, the rig's steps), ``batch`` (many simulated joints at
-once, the production batch), ``inprocess`` (one simulated joint's firmware called directly, no bus); and ``replay``
-rebuilds the signals of a step from a recording. The same ``analyze`` turns the recorded signals into figures, so a
-production batch, a rig and an engineer at the GUI judge a joint by one definition, under one set of names.
+once, the production batch), ``inprocess`` (one simulated joint's firmware called directly, no bus: the CLI's tests
+without ``--node``, the tuner's identification and verification); and ``replay`` rebuilds the signals of a step from
+a recording. The same ``analyze`` turns the recorded signals into figures, so a production batch, a rig, the tuner
+and an engineer at the GUI judge a joint by one definition, under one set of names. What a caller asks of a step or a
+Bode test is checked once, by ``step_config`` and ``bode_config``.
 
 Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
 ``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
@@ -30,6 +32,9 @@ Step types and figures (units in the names):
   _rad_s, peak_torque_nm, peak_current_a).
 * ``bode``: the periodic chirp of ``actuator.signals.periodic_chirp`` on the position (default) or velocity loop,
   first sweep discarded; bandwidth_hz (-3 dB of reference -> output).
+* ``identify``: torque mode, a multisine torque (``identify_config``); the rigid body fitted by
+  ``actuator.analysis.identify.identify_rigid_body``: inertia_kg_m2, coulomb_nm, viscous_nm_s_per_rad (the fit, with
+  its uncertainties, in ``Outcome.fit``).
 * ``ft_zero``: position hold with no load; ft_force_offset_n, ft_moment_offset_nm (largest |mean - expected| over
   the axes; expected is the tool's known static load), ft_force_noise_n, ft_moment_noise_nm (largest std).
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
@@ -48,8 +53,11 @@ from typing import Any
 import numpy as np
 
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
+from actuator.analysis.identify import excitation_torque, identify_rigid_body
 from actuator.analysis.loops import LOOPS
 from actuator.analysis.step import step_figures, step_metrics
+from actuator.errors import ConfigError
+from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
 from firmware_iface.experiments.panels import Panel, Series
 
@@ -79,6 +87,7 @@ class Outcome:
     figures: dict[str, Any]
     panels: list[Panel] = field(default_factory=list)
     response: FrequencyResponse | None = None  # a frequency test's estimate, for a Bode plot or a CSV
+    fit: Any = None  # a fitted model with its uncertainties (identify: ``actuator.analysis.identify.RigidBodyId``)
 
 
 def hold(q: float) -> Reference:
@@ -105,6 +114,67 @@ def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3, mode: 
 
 STEP_LOOPS = LOOPS  # every loop a step can close
 BODE_LOOPS = ("position", "velocity")
+BODE_PERIODS = 4  # chirp sweeps, the first dropped as the transient (a joint that fell behind may lose one more)
+# the chirp sized to a joint: J (2 pi f1)^2 A (J 2 pi f1 V for velocity) at this fraction of the torque limit, the
+# closed loop's own roll-off ignored (conservative), so that the loop stays linear up to f1
+CHIRP_TORQUE_FRACTION = 0.5
+
+
+# --- configurations: what a caller asks of the step and bode protocols, checked once for every executor -----------
+def step_config(loop: str = "position", amplitude: float = 0.1, duration_s: float = 1.0, at_s: float = 0.05,
+                home_rad: float = 0.0, move_s: float = 0.6) -> dict[str, Any]:
+    """A step of ``amplitude`` (rad, or rad/s for velocity) ``at_s`` into the hold, held ``duration_s`` after it;
+    position and impedance steps first move to ``home_rad`` over ``move_s``, a velocity step starts from rest."""
+    if loop not in STEP_LOOPS:
+        raise ConfigError(f"loop = {loop!r} is not allowed for a step: choose one of {', '.join(STEP_LOOPS)}")
+    if not (math.isfinite(amplitude) and amplitude != 0.0):
+        raise ConfigError(f"amplitude = {amplitude!r} is not allowed: a finite, non-zero step")
+    if not (math.isfinite(duration_s) and duration_s > 0 and math.isfinite(at_s) and at_s > 0):
+        raise ConfigError(f"duration_s = {duration_s!r}, at_s = {at_s!r}: both must be finite and > 0")
+    cfg: dict[str, Any] = {"loop": loop, "pre_s": at_s, "duration_s": duration_s}
+    if loop == "velocity":
+        cfg["amplitude_rad_s"] = amplitude
+    else:
+        cfg.update(home_rad=home_rad, amplitude_rad=amplitude, move_s=move_s)
+    return cfg
+
+
+def bode_config(loop: str = "position", f0_hz: float = 1.0, f1_hz: float = 20.0, amplitude: float = 0.002,
+                periods: int = BODE_PERIODS, home_rad: float = 0.0, move_s: float = 0.3) -> dict[str, Any]:
+    """``periods`` sweeps of the periodic chirp f0..f1 of ``amplitude`` (rad, or rad/s for velocity, about rest)
+    about ``home_rad``; f1 at most a quarter of the 1 kHz set-point rate."""
+    if loop not in BODE_LOOPS:
+        raise ConfigError(f"loop = {loop!r} is not allowed for a Bode test: choose {' or '.join(BODE_LOOPS)}")
+    if not 0 < f0_hz < f1_hz <= RATE_HZ / 4:
+        raise ConfigError(f"f0_hz = {f0_hz!r}, f1_hz = {f1_hz!r}: need 0 < f0_hz < f1_hz <= {RATE_HZ / 4:g}")
+    if not (math.isfinite(amplitude) and amplitude > 0):
+        raise ConfigError(f"amplitude = {amplitude!r} is not allowed: a finite chirp amplitude > 0")
+    if int(periods) != periods or periods < 2:
+        raise ConfigError(f"periods = {periods!r}: a whole number >= 2 (the first sweep is dropped)")
+    cfg: dict[str, Any] = {"loop": loop, "f0_hz": f0_hz, "f1_hz": f1_hz, "amplitude_rad": amplitude,
+                           "periods": int(periods)}
+    if loop == "position":
+        cfg.update(home_rad=home_rad, move_s=move_s)
+    return cfg
+
+
+def identify_config(params: JointParams, duration_s: float = 20.0, seed: int = 0) -> dict[str, Any]:
+    """Open-loop identification of the rigid body: a Schroeder multisine torque at twice the output breakaway torque
+    (at least 5 % of the torque limit, so the joint slides most of the time), 0.2-1.5 Hz. Speeds where the kinematic
+    error rings the flexspline (above 0.8 sqrt(k1 / J_L) / 2N, twice per motor turn) are left out of the fit."""
+    r = params.reducer
+    return {"duration_s": duration_s, "seed": seed, "f_low_hz": 0.2, "f_high_hz": 1.5,
+            "peak_nm": max(2.0 * r.static_friction_nm * r.ratio, 0.05 * params.limits.torque_max_nm),
+            "max_speed_rad_s": 0.8 * math.sqrt(r.k1_nm_per_rad / params.load.inertia_kg_m2) / (2.0 * r.ratio)}
+
+
+def chirp_amplitude(params: JointParams, f1_hz: float, loop: str) -> float:
+    """The largest chirp amplitude that keeps J w^2 A (J w V for velocity) at f1 under CHIRP_TORQUE_FRACTION of the
+    torque limit, J the output-side inertia (load and motor side reflected)."""
+    w = 2 * math.pi * f1_hz
+    inertia = params.load.inertia_kg_m2 + params.motor_side_inertia_kg_m2 * params.reducer.ratio ** 2
+    torque = CHIRP_TORQUE_FRACTION * params.limits.torque_max_nm
+    return torque / (inertia * w) if loop == "velocity" else torque / (inertia * w * w)
 
 
 # --- protocols ----------------------------------------------------------------------------------------------------
@@ -166,6 +236,16 @@ def bode_segments(c: dict) -> list[Segment]:
                                      tag="chirp")]
 
 
+def identify_segments(c: dict) -> list[Segment]:
+    """Torque mode, the multisine as the set-point, held per 1 ms tick (the joint's drive torque is measured, not
+    assumed: the analysis takes Kt N iq)."""
+    torque = excitation_torque(c["duration_s"], 1.0 / RATE_HZ, c["peak_nm"], c["f_low_hz"], c["f_high_hz"],
+                               seed=c["seed"])
+    last = torque.size - 1
+    return [Segment(c["duration_s"], "torque", lambda t, q0: float(torque[min(round(t * RATE_HZ), last)]),
+                    tag="excite")]
+
+
 def ft_zero_segments(c: dict) -> list[Segment]:
     return [*_go_home(c["home_rad"]), Segment(c["duration_s"], "position", hold(c["home_rad"]), tag="still")]
 
@@ -183,6 +263,16 @@ def thermal_segments(c: dict) -> list[Segment]:
 def _tagged(s: Signals, segments: list[Segment], tag: str) -> np.ndarray:
     idx = [i for i, seg in enumerate(segments) if seg.tag == tag]
     return np.isin(s["segment"], idx)
+
+
+def window(s: Signals, segments: list[Segment], tag: str) -> Signals:
+    """The samples of the segments tagged ``tag`` (a step's hold and step, without the move home), ``t_s`` from the
+    first of them."""
+    sel = _tagged(s, segments, tag)
+    out = {name: values[sel] for name, values in s.items()}
+    if out["t_s"].size:
+        out["t_s"] = out["t_s"] - out["t_s"][0]
+    return out
 
 
 def _mean(a: np.ndarray) -> float:
@@ -270,6 +360,15 @@ def analyze_bode(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     return Outcome({"bandwidth_hz": bandwidth_hz(fr)}, panels, response=fr)
 
 
+def analyze_identify(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    sel = _tagged(s, segs, "excite")
+    fit = identify_rigid_body(s["t_s"][sel], s["torque_nm"][sel], s["output_encoder_rad"][sel],
+                              max_speed_rad_s=c["max_speed_rad_s"])
+    figures = {"inertia_kg_m2": fit.inertia_kg_m2.value, "coulomb_nm": fit.coulomb_nm.value,
+               "viscous_nm_s_per_rad": fit.viscous_nm_s_per_rad.value}
+    return Outcome(figures, _motion_panels(s), fit=fit)
+
+
 def analyze_ft_zero(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     sel = _tagged(s, segs, "still")
     f, m = s["force_n"][sel], s["moment_nm"][sel]
@@ -317,6 +416,8 @@ PROTOCOLS: dict[str, Protocol] = {
                           needs_encoders=True),
     "step": Protocol(step_segments, analyze_step, STEP_FIGURES),
     "bode": Protocol(bode_segments, analyze_bode, ("bandwidth_hz",)),
+    "identify": Protocol(identify_segments, analyze_identify, ("inertia_kg_m2", "coulomb_nm",
+                                                               "viscous_nm_s_per_rad"), needs_encoders=True),
     "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero, ("ft_force_offset_n", "ft_moment_offset_nm",
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",

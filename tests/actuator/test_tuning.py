@@ -16,7 +16,6 @@ from conftest import ideal_reducer, variant
 from scipy import signal
 from scipy.optimize import brentq
 
-from actuator.analysis.experiments import identification_test, step_test
 from actuator.analysis.linear import TwoMass, loop_response, predict, predicted_step
 from actuator.analysis.step import step_metrics
 from actuator.analysis.tuning import (
@@ -24,8 +23,6 @@ from actuator.analysis.tuning import (
     default_controller,
     design_cascade,
     relay_test,
-    tune_model,
-    tune_relay,
 )
 from actuator.control.config import ControllerConfig, LoopGains
 from actuator.errors import ConfigError
@@ -93,7 +90,7 @@ def test_plant_tends_to_the_rigid_body_at_low_frequency(request, name: str) -> N
 
 def test_with_rigid_body_rescales_total_inertia_and_friction_exactly(knee: JointParams) -> None:
     m = TwoMass.from_params(knee)
-    j_new, b_new = 1.4155, 2.754  # about what identification_test finds on the knee
+    j_new, b_new = 1.4155, 2.754  # about what the identify protocol finds on the knee
     r = m.with_rigid_body(j_new, b_new)
     assert r.total_inertia_kg_m2 == pytest.approx(j_new, rel=1e-12)
     assert r.motor_inertia_kg_m2 / r.load_inertia_kg_m2 == pytest.approx(
@@ -322,71 +319,6 @@ def test_design_cascade_near_the_limit_meets_the_request_or_refuses(knee: JointP
     assert res.predicted.bandwidth_hz == pytest.approx(bandwidth, rel=0.05)
 
 
-# --- tune_model (acceptance: both presets reach the requested bandwidth within 15 %, overshoot <= 10 %) --
-
-TUNES = {"knee": 5.0, "wrist": 20.0}
-
-
-@pytest.fixture(scope="module", params=sorted(TUNES))
-def tuned(request):
-    p = request.getfixturevalue(request.param)
-    return p, tune_model(p, TUNES[request.param])
-
-
-def test_tune_model_reaches_bandwidth_with_small_overshoot(tuned) -> None:
-    p, res = tuned
-    request_hz = TUNES[p.name]
-    # measured: knee 4.939 Hz (-1.2 %), wrist 19.91 Hz (-0.5 %), both on the 2nd iteration
-    assert res.measured_bandwidth_hz == pytest.approx(request_hz, rel=0.15)
-    assert res.bode.bandwidth_hz == res.measured_bandwidth_hz
-    m = res.measured_step.metrics
-    assert m.overshoot_pct <= 10.0  # measured 0.46 %, 0.48 %
-    assert math.isfinite(m.settling_time_s) and math.isfinite(m.rise_time_s)
-    assert abs(m.steady_state_error) < 0.02 * abs(m.step_size)  # inside the settling band at the end
-    assert 1 <= res.iterations <= 6 and res.method == "model"
-    assert res.requested_bandwidth_hz == request_hz
-
-
-def test_tune_model_result_carries_predicted_and_measured_figures(tuned) -> None:
-    _, res = tuned
-    assert res.predicted is not None
-    assert math.isfinite(res.predicted.gain_margin_db) and math.isfinite(res.predicted.phase_margin_deg)
-    fig = res.figures()
-    assert {"gains", "achieved_bandwidth_hz", "overshoot_pct", "predicted", "measured"} <= fig.keys()
-    assert fig["achieved_bandwidth_hz"] == res.measured_bandwidth_hz
-    assert fig["overshoot_pct"] == res.measured_step.metrics.overshoot_pct
-    assert fig["gains"]["position"]["kp"] == res.config.position.kp
-    assert fig["gains"]["velocity"] == {"kp": res.config.velocity.kp, "ki": res.config.velocity.ki}
-    assert fig["measured"]["bandwidth_hz"] == res.measured_bandwidth_hz
-    assert {"rise_time_s", "settling_time_s", "steady_state_error_rad", "peak_current_a"} <= fig["measured"].keys()
-    assert fig["predicted"]["bandwidth_hz"] == res.predicted.bandwidth_hz
-    assert {"gain_margin_db", "phase_margin_deg", "overshoot_pct", "rise_time_s"} <= fig["predicted"].keys()
-    assert fig["identified"]["inertia_kg_m2"]["value"] == res.identified.inertia_kg_m2.value
-
-
-def test_tune_model_identifies_the_inertia_and_designs_on_it(tuned) -> None:
-    p, res = tuned
-    j_true = total_inertia(p)  # knee 0.5 + 8.88e-5 * 100² = 1.388, wrist 0.01 + 2.2e-5 * 100² = 0.23
-    j_id = res.identified.inertia_kg_m2.value
-    # measured: knee 1.4155 +- 0.012 (+2.0 %: the 0.78 mesh efficiency and friction left in the fit),
-    # wrist 0.22992 +- 0.0007 (-0.03 %); bound 5 %
-    assert j_id == pytest.approx(j_true, rel=0.05)
-    assert res.notes[0].startswith("identified in simulation")
-    # the velocity PI is placed on the identified inertia, not the nominal one
-    w_v = velocity_ratio(res.notes[1]) * TWO_PI * TUNES[p.name]
-    assert res.config.velocity.kp == pytest.approx(2.0 * j_id * w_v, rel=1e-9)
-    assert res.config.velocity.ki == pytest.approx(j_id * w_v * w_v, rel=1e-9)
-
-
-def test_identification_test_recovers_the_rigid_body(knee: JointParams) -> None:
-    ident = identification_test(knee)
-    assert ident.inertia_kg_m2.within(total_inertia(knee), 0.05)  # measured +2.0 %
-    # Coulomb at the output: 0.10 N·m x 100 = 10 N·m (measured 10.21); viscous 2e-4 x 100² + 0.5 = 2.5
-    # (measured 2.75 +- 0.19): the mesh loss adds torque-proportional friction the model does not have
-    assert ident.coulomb_nm.within(knee.reducer.coulomb_friction_nm * knee.reducer.ratio, 0.10)
-    assert ident.viscous_nm_s_per_rad.within(2.5, 0.25)
-
-
 # --- relay -------------------------------------------------------------------------------------------
 
 def model_ultimate(m: TwoMass, cfg: ControllerConfig) -> tuple[float, float]:
@@ -435,70 +367,3 @@ def test_relay_test_against_model_and_simulation(relay_case) -> None:
     # and hysteresis only dissipate, so the simulated loop tolerates more gain than the linear model;
     # the relay may exceed the model, not fall short of it by more than the describing-function error
     assert ku >= 0.8 * ku_model
-    # and it is the simulated loop's ultimate gain: a P gain 10 % below K_u decays, 40 % above it
-    # sustains an oscillation (tail peak-to-peak / step: knee 1.5e-5 / 1.56, wrist 1.7e-4 / 0.25)
-    for factor, stable in ((0.9, True), (1.4, False)):
-        run = step_test(p, replace(cfg, position=replace(cfg.position, kp=factor * ku)), "position", 0.004)
-        tail = run.trace.position_rad[run.trace.t_s > 0.8]
-        ripple = np.ptp(tail) / 0.004
-        assert (ripple < 0.01) if stable else (ripple > 0.05), (factor, ripple)
-
-
-@pytest.fixture(scope="module")
-def relay_tuned(knee: JointParams, wrist: JointParams) -> dict:
-    return {"knee": tune_relay(knee), "wrist": tune_relay(wrist)}
-
-
-@pytest.mark.parametrize("name", ["knee", "wrist"])
-def test_tune_relay_gives_a_stable_loop(relay_tuned, name: str) -> None:
-    res = relay_tuned[name]
-    ku, fu = (float(x) for x in re.findall(r"= ([0-9.e+-]+)", res.notes[0])[:2])
-    assert ku > 0 and fu > 0
-    assert res.config.position.kp == pytest.approx(ku / 4.0, rel=1e-3)  # the note rounds to 4 digits
-    assert res.method == "relay" and math.isnan(res.requested_bandwidth_hz)
-    # measured: knee 16.6 Hz, wrist 14.4 Hz
-    assert math.isfinite(res.measured_bandwidth_hz) and res.measured_bandwidth_hz > 0
-    m = res.measured_step.metrics
-    assert math.isfinite(m.settling_time_s)  # settles into the 2 % band inside the record
-    assert abs(m.steady_state_error) < 0.02 * abs(m.step_size)
-    # stable and better damped than the Ziegler-Nichols P rule (K_u / 2, quarter-amplitude decay,
-    # ~50 % overshoot): measured knee 0.67 %, wrist 0.67 %
-    assert m.overshoot_pct < 50.0
-
-
-def test_tune_relay_overshoot_wrist(relay_tuned) -> None:
-    assert relay_tuned["wrist"].measured_step.metrics.overshoot_pct <= 20.0  # measured 0.67 %
-
-
-def test_tune_relay_overshoot_knee(relay_tuned) -> None:
-    # A_m = 2.5 gave 29.1 % with slowly decaying ~55 Hz ringing; the default A_m = 4 measures 0.67 %
-    assert relay_tuned["knee"].measured_step.metrics.overshoot_pct <= 20.0
-
-
-# --- default gains -----------------------------------------------------------------------------------
-
-# settling-time bounds: measured knee 0.157 s, wrist 0.089 s (the linear model predicts 0.146 s and
-# 0.077 s; the 0.1 rad step saturates the torque briefly), with ~60 % margin
-SETTLING_BOUND_S = {"knee": 0.25, "wrist": 0.15}
-
-
-@pytest.mark.parametrize("name", ["knee", "wrist"])
-def test_default_gains_step(request, name: str) -> None:
-    p = request.getfixturevalue(name)
-    cfg = default_controller(p)
-    assert cfg == default_controller(name)  # seeds/gains/NAME.toml, by name or by parameters
-    assert cfg.position.kp > 0 and cfg.velocity.kp > 0 and cfg.velocity.ki > 0
-    res = step_test(p, cfg, "position", 0.1)
-    m, tr = res.metrics, res.trace
-    assert m.overshoot_pct <= 5.0  # measured knee 0.016 %, wrist 0.026 %
-    assert m.settling_time_s < SETTLING_BOUND_S[name]
-    # |e_ss| <= 5e-5 rad. The loop closes on the output encoder, which reads q + 1.7e-4 sin q (1.7e-5 rad
-    # at 0.1 rad) quantised down to 2π / 2^20 = 6.0e-6 rad, and static friction holds the joint while the
-    # velocity integrator creeps (knee encoder 2.4 LSB, wrist 6 LSB past the reference after 1 s):
-    # measured knee -2.9e-6, wrist -2.3e-5 rad
-    assert abs(m.steady_state_error) <= 5e-5
-    # limits: the torque command reaches the limit (measured exactly 150 / 40 N·m) but never exceeds it
-    assert np.max(np.abs(tr.torque_cmd_nm)) <= p.limits.torque_max_nm + 1e-9
-    assert np.max(np.abs(tr.velocity_rad_s)) <= p.limits.velocity_max_rad_s  # measured 2.55 / 3.42 rad/s
-    assert m.peak_abs_current_a <= p.motor.current_limit_a  # measured 18.4 / 5.8 A
-    assert int(tr.faults.max()) == 0

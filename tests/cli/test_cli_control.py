@@ -60,7 +60,8 @@ def test_step_position_json_csv_and_png(capsys, tmp_path) -> None:
     assert len(rows) > 100
     assert rows[0][col["reference"]] == 0.0
     assert rows[-1][col["reference"]] == 0.1
-    assert rows[-1][col["t_s"]] == pytest.approx(1.0, abs=1e-3)  # --duration-s defaults to 1 s
+    # the hold before the step (0.05 s) and the hold after it (--duration-s, default 1 s), on the 1 kHz grid
+    assert rows[-1][col["t_s"]] == pytest.approx(1.05, abs=1e-3)
     assert rows[-1][col["position_rad"]] == pytest.approx(0.1, abs=5e-5)
     assert all(b[col["t_s"]] > a[col["t_s"]] for a, b in itertools.pairwise(rows))
     assert_png(tmp_path / "trace.png")

@@ -38,7 +38,7 @@ def test_help_imports_no_heavy_dependency():
 
 
 def test_repeated_constants_match_their_sources():
-    from actuator.analysis.experiments import LOOPS
+    from actuator.analysis.loops import LOOPS
     from actuator.params import SEEDS_DIR
     from firmware_iface.cli import demo, record, scan, sim, step
     from firmware_iface.client.scan import LISTEN_S

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from actuator.analysis.experiments import step_test
 from actuator.analysis.tuning import default_controller
 from actuator.errors import FaultError
 from actuator.params import load_preset
 from firmware_iface.cli import main
 from firmware_iface.client import JointClient, open_bus
+from firmware_iface.experiments import inprocess
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_remote_step_matches_in_process(capsys, served):
     assert code == 0, err
     bus = json.loads(out)
     params = load_preset("knee")
-    ref = step_test(params, default_controller(params), "position", 0.1).figures()
+    ref = inprocess.step_test(params, default_controller(params), "position", 0.1)[0].figures
     # the acceptance bound: 10 %. The bus adds a 1 kHz command hold and < 1 ms of latency to a loop whose rise
     # is 68 ms and settling 157 ms, i.e. about 1.5 % and 0.6 %
     for key in ("rise_time_s", "settling_time_s"):
