@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from firmware_iface.protocol.load import load_native
-from firmware_iface.protocol.profile import Decoded
+from firmware_iface.protocol.profile import Decoded, Profile
 from firmware_iface.rig.recording import SignalRecorder, read_signals
-from firmware_iface.virtual_joint.firmware import DEFAULT_RATES_HZ, RATES
 
 WINDOW = 30  # flushes whose median is reported at each point
 
@@ -37,13 +36,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _schedule() -> list[tuple[str, int]]:
-    """(message, frames per second) of one knee at the default rates."""
-    out = []
-    for param, messages in RATES.items():
-        rate = DEFAULT_RATES_HZ[param]
-        out.extend((m, int(rate)) for m in messages if rate >= 1)
-    return out
+def _schedule(profile: Profile) -> list[tuple[str, int]]:
+    """(message, frames per second) of one joint at the profile's default telemetry rates."""
+    return [(message, int(rate)) for message, rate in profile.telemetry.items() if rate >= 1]
 
 
 def run(preset: str = "knee", quick: bool = False, minutes: float | None = None) -> dict[str, Any]:
@@ -51,7 +46,7 @@ def run(preset: str = "knee", quick: bool = False, minutes: float | None = None)
     minutes = minutes or (3.0 if quick else 60.0)
     seconds = math.ceil(minutes * 60)
     rng = np.random.default_rng(0)
-    schedule = [(m, n, [s.name for s in profile.message(m).signals], profile.message(m)) for m, n in _schedule()]
+    schedule = [(m, n, [s.name for s in profile.message(m).signals], profile.message(m)) for m, n in _schedule(profile)]
     flush_ms: list[float] = []
     rss: dict[int, float] = {}
     frames = 0
