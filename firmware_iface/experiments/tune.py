@@ -1,7 +1,7 @@
 """Tuning a joint over its bus, one definition for the CLI (``jointkit tune --node``), the rig's ``tune`` step and the
 GUI's auto-tune: the design on the preset's model (``actuator.analysis.tuning.tune_model``, verified and corrected
 in simulation), the gains written live when asked (not saved: ``jointkit param save`` keeps them), and the joint's
-closed loop measured by the ``bode`` protocol on the live executor over ``tune_band_hz``, with the chirp sized to
+closed loop measured by the ``bode`` protocol on the bus executor over ``tune_band_hz``, with the chirp sized to
 the preset (``chirp_amplitude``: J (2 pi f1)^2 A at half the torque limit).
 """
 
@@ -15,7 +15,7 @@ from actuator.analysis.tuning import TuneResult, tune_band_hz, tune_model
 from actuator.control.config import CASCADE_GAINS, gain_of
 from actuator.params import JointParams
 from firmware_iface.client.joint import JointClient
-from firmware_iface.experiments import live
+from firmware_iface.experiments import bus
 from firmware_iface.experiments.protocols import Outcome, Signals
 
 TUNE_PERIODS = 4  # chirp sweeps of the measurement, the first dropped (a joint that fell behind may lose one more)
@@ -30,7 +30,7 @@ class JointTune:
     written: dict[str, float] | None
     measured: Outcome  # the bode protocol's outcome: bandwidth_hz, and the response for a plot
     signals: Signals
-    run: live.LiveRun
+    run: bus.BusRun
     cfg: dict[str, Any]  # the bode protocol's configuration as measured
 
     @property
@@ -63,6 +63,6 @@ def tune_joint(client: JointClient, params: JointParams, bandwidth_hz: float, *,
             client.write_gain(name, value)
         written = {name: client.read_gain(name) for name in CASCADE_GAINS}
     f0, f1 = tune_band_hz(bandwidth_hz)
-    measured, signals, run, cfg = live.bode_test(client, "position", f0, f1, chirp_amplitude(params, f1, "position"),
-                                                 TUNE_PERIODS)
+    measured, signals, run, cfg = bus.bode_test(client, "position", f0, f1, chirp_amplitude(params, f1, "position"),
+                                                TUNE_PERIODS)
     return JointTune(result, gains, written, measured, signals, run, cfg)
