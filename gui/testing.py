@@ -1,4 +1,4 @@
-"""The tests panel: the step and bode protocols on the live executor (``firmware_iface.experiments.live``), their
+"""The tests panel: the step and bode protocols on the bus executor (``firmware_iface.experiments.bus``), their
 results plotted with their figures, a Bode plot, and auto-tune (``firmware_iface.experiments.tune``) showing the
 predicted response of the proposed gains against the joint's measured one, applied only when the user accepts.
 
@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from actuator.params import load_preset
-from firmware_iface.experiments import live
+from firmware_iface.experiments import bus
 from firmware_iface.experiments.protocols import PROTOCOLS, Outcome, Signals, chirp_amplitude
 from firmware_iface.experiments.tune import JointTune, tune_joint
 
@@ -74,7 +74,7 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.last_metrics: dict[str, Any] | None = None  # the latest step's figures
         self.last_bandwidth_hz: float | None = None
         # the latest chirp: its signals (on the joint's clock), the protocol's configuration, the run as sent
-        self.last_chirp: tuple[Signals, dict, live.LiveRun] | None = None
+        self.last_chirp: tuple[Signals, dict, bus.BusRun] | None = None
         self.proposal: JointTune | None = None
         layout = QtWidgets.QVBoxLayout(self)
         form = QtWidgets.QFormLayout()
@@ -127,10 +127,10 @@ class TestsPanel(QtWidgets.QGroupBox):
             return
         loop, amplitude = self.loop.currentText(), self.amplitude.value()
         self.metrics.setText(f"step test of {amplitude:g} on node {client.node_id} running…")
-        self.ctx.jobs.run("step test", live.step_test, client, loop, amplitude, 1.0, 0.05,
+        self.ctx.jobs.run("step test", bus.step_test, client, loop, amplitude, 1.0, 0.05,
                              on_done=lambda r: self.show_step(r[0], r[1], r[2], r[3], client.node_id))
 
-    def show_step(self, outcome: Outcome, signals: Signals, run: live.LiveRun, cfg: dict, node: int) -> None:
+    def show_step(self, outcome: Outcome, signals: Signals, run: bus.BusRun, cfg: dict, node: int) -> None:
         figures = outcome.figures
         self.last_metrics = figures
         loop = cfg["loop"]
@@ -165,10 +165,10 @@ class TestsPanel(QtWidgets.QGroupBox):
         loop, f0, f1 = self.loop.currentText(), self.f0.value(), self.f1.value()
         amplitude = chirp_amplitude(load_preset(self.ctx.preset()), f1, loop)
         self.metrics.setText(f"chirp {f0:g}-{f1:g} Hz on node {client.node_id} running…")
-        self.ctx.jobs.run("chirp test", live.bode_test, client, loop, f0, f1, amplitude,
+        self.ctx.jobs.run("chirp test", bus.bode_test, client, loop, f0, f1, amplitude,
                              on_done=lambda r: self.show_bode(r[0], (r[1], r[3], r[2])))
 
-    def show_bode(self, outcome: Outcome, chirp: tuple[Signals, dict, live.LiveRun] | None = None) -> None:
+    def show_bode(self, outcome: Outcome, chirp: tuple[Signals, dict, bus.BusRun] | None = None) -> None:
         self.last_chirp = chirp
         fr, bw = outcome.response, outcome.figures["bandwidth_hz"]
         self.last_bandwidth_hz = bw

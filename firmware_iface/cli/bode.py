@@ -72,9 +72,9 @@ def write_frf(path: Path, fr, band) -> None:
 
 
 def run_bus(args: argparse.Namespace, client) -> dict:
-    """The bode protocol on joint ``--node`` (live executor): reference -> output only (the host cannot inject at the
+    """The bode protocol on joint ``--node`` (bus executor): reference -> output only (the host cannot inject at the
     drive)."""
-    from firmware_iface.experiments.live import bode_test
+    from firmware_iface.experiments.bus import bode_test
 
     f0, f1, amplitude = args.f0_hz or 1.0, args.f1_hz or 20.0, args.amplitude or 0.002
     outcome, _, run, _ = bode_test(client, args.loop, f0, f1, amplitude)

@@ -62,9 +62,9 @@ def _write(args: argparse.Namespace, signals: dict, cfg: dict, metrics: dict, ti
 
 
 def run_bus(args: argparse.Namespace, client) -> dict:
-    """The step protocol on joint ``--node`` (live executor) with its own gains (``--preset``/``--gains`` describe
+    """The step protocol on joint ``--node`` (bus executor) with its own gains (``--preset``/``--gains`` describe
     in-process joints only); the figures under the names the in-process test reports."""
-    from firmware_iface.experiments.live import step_test
+    from firmware_iface.experiments.bus import step_test
 
     outcome, signals, run, cfg = step_test(client, args.loop, args.amplitude, duration_s=args.duration_s,
                                            start_rad=0.0)

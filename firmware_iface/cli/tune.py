@@ -65,8 +65,8 @@ def _report(args, params, result) -> int:
 
 def run_bus(args: argparse.Namespace, client, params, result) -> dict:
     """Gains designed and verified on the ``--preset`` model, written live to joint ``--node`` and measured there
-    (``experiments.tune``), then a step test of the tuned joint (the step protocol on the live executor)."""
-    from firmware_iface.experiments.live import step_test
+    (``experiments.tune``), then a step test of the tuned joint (the step protocol on the bus executor)."""
+    from firmware_iface.experiments.bus import step_test
     from firmware_iface.experiments.tune import tune_joint
 
     # a relay tune asks for no bandwidth: its loop is measured about the one it reached in simulation

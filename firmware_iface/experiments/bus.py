@@ -1,12 +1,27 @@
-"""The bus executor: the protocols of ``firmware_iface.experiments.protocols`` on one joint over its bus.
+"""The bus executor: the protocols of ``firmware_iface.experiments.protocols`` on one joint over its bus (real or
+simulated), for every caller that has a bus: the rig's steps, the CLI's ``--node`` tests, the GUI's tests and
+``experiments.tune``. This module owns the walk (``run_segments``) and the one-mode tests built on it
+(``step_test``, ``bode_test``); ``experiments.grid`` puts what the walk recorded on the analyses' grid.
 
 A 1 kHz host loop (``HostLoop``) walks through the segments: on entering a segment it changes the joint's state or
 mode (frames, no waiting: the joint handles them in order before the set-point that follows), every tick it sends
-the segment's set-point and sets the fixture's load, and afterwards the telemetry the client received is put on
-the loop's grid by sample-and-hold (the value the joint last reported at each tick, on the joint's time stamps
-moved onto the host clock). Commands stop when the protocol ends; the joint is left as the last segment left it.
-In a segment with ``release_rad_s`` the loop reads the joint's latest reported velocity every tick, and from the
-first tick it exceeds that the fixture lets go (``protocols.released``) for the rest of the step.
+the segment's set-point (``JointClient.setpoint``; in impedance mode with the joint's own impedance gains, read once
+before the loop) and sets the fixture's load. Before the loop it waits for the joint's heartbeat, switches the
+set-point echo on (``telemetry.setpoint_*``, where the profile has one) and enables an idle joint in the first
+segment's mode, waiting for the heartbeat to confirm (a joint that refuses raises here rather than streaming into a
+fault); afterwards it restores the echo's rate. In a segment with ``release_rad_s`` the loop reads the joint's
+latest reported velocity every tick, and from the first tick it exceeds that the fixture lets go
+(``protocols.released``) for the rest of the step.
+
+The end state is the caller's (``idle_after``): the rig leaves the joint as the last segment left it (its keep-alive
+holds a joint in closed loop between steps, and its sequences disable explicitly); a test started on its own from the
+GUI or the CLI (``step_test``, ``bode_test``) leaves it idle, as an engineer expects after a test.
+
+While it walks, the telemetry the client received is put on the host's schedule by sample-and-hold (``drain``: a
+step longer than ``DRAIN_LONGER_THAN_S`` as it goes, before the client's rings wrap; a soak longer than
+``MAX_GRID_ROWS`` ticks keeps every ``decim``-th). Afterwards the run is recorded (``BusRun``) for the joint's clock
+where that applies: every segment in a mode with a set-point echo, no fixture load, no drain (see
+``experiments.grid`` for both alignments and why the rig's idle, torque, fixture and long steps keep the host's).
 
 The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
 ``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance
@@ -15,6 +30,8 @@ from the axis, which the sensor measures as it would a real load).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -24,25 +41,39 @@ import numpy as np
 from actuator.errors import ConfigError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
-from firmware_iface.experiments.protocols import RATE_HZ, Segment, Signals, released
+from firmware_iface.experiments.grid import ECHO, BusRun, dejittered, held, joint_times, on_grid, on_joint_clock
+from firmware_iface.experiments.protocols import (
+    BODE_PERIODS,
+    PROTOCOLS,
+    RATE_HZ,
+    Outcome,
+    Segment,
+    Signals,
+    bode_config,
+    released,
+    step_config,
+)
 from firmware_iface.virtual_joint.node import VirtualJointNode
 
 # grid signal -> semantic telemetry name(s)
 _SCALARS = {"position_rad": "telemetry.position_rad", "velocity_rad_s": "telemetry.velocity_rad_s",
             "torque_nm": "telemetry.torque_nm", "iq_a": "telemetry.iq_a", "winding_temp_c": "telemetry.winding_temp_c",
             "motor_encoder_rad": "telemetry.motor_encoder_rad", "output_encoder_rad": "telemetry.output_encoder_rad"}
-# the set-point the joint reports tracking, per mode (where the profile has the echo): the reference of the analyses
-_ECHO = {"position": "telemetry.setpoint_position_rad", "impedance": "telemetry.setpoint_position_rad",
-         "velocity": "telemetry.setpoint_velocity_rad_s"}
 _VECTORS = {"force_n": ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry.force_z_n"),
             "moment_nm": ("telemetry.torque_x_nm", "telemetry.torque_y_nm", "telemetry.torque_z_nm")}
-
+JOINT_TIME = "telemetry.joint_time_ms"  # the joint's own clock, in the echo's message
 
 ECHO_RATE = "rate_setpoint_hz"  # the joint's set-point echo (telemetry.setpoint_*), where the profile has one
+# the echo's rate is written and restored with this reply timeout: a joint answers in a millisecond, a simulated one
+# in a process slowed by a loaded machine has been seen past the client's default 0.5 s; a longer wait only costs time
+# when the joint is really gone, and a test must not fail on the bookkeeping around its measurement
+ECHO_REPLY_S = 2.0
+MOVE_RAD_S = 0.5  # speed of a test's move to its start position
 MAX_GRID_ROWS = 600_000  # ten minutes at 1 kHz: longer steps keep every decim-th tick
 DRAIN_LONGER_THAN_S = 20.0  # steps longer than this put their telemetry on the grid as they go
 DRAIN_S = 5.0  # how often, at most (and within 40 % of the smallest ring's span)
 DRAIN_LAG_ROWS = 200  # rows left for the next drain: their frames may still be on their way
+TAIL_S = 0.05  # longest wait for the last tick's echo (half the joint's watchdog: the joint holds its set-point)
 
 
 class Fixture(TypingProtocol):
@@ -70,8 +101,10 @@ class _Walker:
     A step of ``n`` ticks keeps every ``decim``-th tick (1 up to ``MAX_GRID_ROWS`` ticks: every step but a long soak),
     so its memory is bounded however long it runs: a 10-hour soak keeps a tick every 60 ms."""
 
-    def __init__(self, client: JointClient, segments: list[Segment], fixture: Fixture | None) -> None:
+    def __init__(self, client: JointClient, segments: list[Segment], fixture: Fixture | None,
+                 impedance_gains: tuple[float, float] | None = None) -> None:
         self.client, self.segments, self.fixture = client, segments, fixture
+        self.impedance_gains = impedance_gains
         ends = np.cumsum([s.duration_s for s in segments])
         self.ends = ends
         n = math.ceil(ends[-1] * RATE_HZ) + 1
@@ -83,7 +116,7 @@ class _Walker:
         self.reference = np.full(rows, np.nan)
         self.load = np.zeros(rows)
         semantic = client.profile.sidecar.semantic
-        self.echoes = sorted({e for e in _ECHO.values() if e in semantic})
+        self.echoes = sorted({e for e in ECHO.values() if e in semantic})
         self.held = {name: np.full(rows, np.nan) for name in [*_SCALARS, *self.echoes]} | {
             name: np.full((rows, 3), np.nan) for name in _VECTORS}
         self.drained = 0  # grid rows whose telemetry is in ``held``
@@ -96,6 +129,15 @@ class _Walker:
         self.mode: str | None = client.mode if client.state == "closed_loop" else None
         self.release: tuple[float, float] | None = None  # (step time, load) when the fixture let go
         self._velocity = client.profile.semantic("telemetry.velocity_rad_s")  # (message, signal)
+
+    @property
+    def joint_clock(self) -> bool:
+        """Whether the run can be put on the joint's clock (see ``experiments.grid``): every segment's set-point is
+        echoed with the joint's time, nothing loads the joint, and the rings hold the whole run."""
+        semantic = self.client.profile.sidecar.semantic
+        return (JOINT_TIME in semantic and self.drain_every == math.inf and self.decim == 1
+                and all(ECHO.get(seg.mode or "") in self.echoes and seg.reference is not None
+                        and seg.load_nm == 0.0 and seg.release_rad_s is None for seg in self.segments))
 
     def _enter(self, i: int) -> None:
         seg, c = self.segments[i], self.client
@@ -118,7 +160,7 @@ class _Walker:
         return 0.0 if row is None else float(row[ring.index[signal]])
 
     def _send(self, value: float) -> float:
-        return self.client.setpoint(self.mode, value)
+        return self.client.setpoint(self.mode, value, impedance_gains=self.impedance_gains)
 
     def __call__(self, k: int, t: float) -> None:
         if k >= self.n:
@@ -163,54 +205,108 @@ class _Walker:
         self.drained = upto
 
 
-def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture | None = None) -> Signals:
-    """Run the protocol on ``client``'s joint; the signals on the grid (1 kHz, or every ``decim``-th tick of a long
-    soak: see ``_Walker``; see the protocols module)."""
+def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture | None = None, *,
+                 idle_after: bool = False) -> tuple[Signals, BusRun]:
+    """Run the protocol on ``client``'s joint (see the module docstring); the signals on the grid (``grid.on_grid``:
+    1 kHz, or every ``decim``-th tick of a long soak) and the run as recorded. ``idle_after``: disable the joint at
+    the end (however the run ends), else leave it as the last segment left it."""
     if any(s.load_nm != 0.0 for s in segments) and fixture is None:
         raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
-    walker = _Walker(client, segments, fixture)
+    client.wait_alive()
+    gains = ((client.read_gain("impedance_kp"), client.read_gain("impedance_kd"))
+             if any(s.mode == "impedance" for s in segments) else None)
+    walker = _Walker(client, segments, fixture, gains)
     echo_rate = _echo_on(client) if walker.echoes else None
     try:
-        HostLoop(RATE_HZ, walker, clock=client.clock).run(walker.ends[-1])
+        first = segments[0].mode
+        if first is not None and walker.mode is None:  # idle: enabled here, where a refusal can wait and raise
+            client.enable(first)
+            walker.mode = first
+        figures = HostLoop(RATE_HZ, walker, clock=client.clock).run(walker.ends[-1])
+        if walker.joint_clock:
+            _await_last_tick(walker)
     finally:
+        t_end = client.clock.now()
         if fixture is not None:
             fixture.apply(0.0)
+        if idle_after:
+            client.disable()
         if echo_rate is not None:
-            client.write_param(ECHO_RATE, echo_rate)
-    last, segment, reference, load = _uniform(walker)
-    walker.drain(last)
-    grid = walker.grid(last)
-    signals: Signals = {"t_s": grid - grid[0], "segment": segment, "reference": reference, "load_nm": load}
-    for name, values in walker.held.items():
-        if name not in walker.echoes:
-            signals[name] = values[:last]
-    if echo_rate is not None:  # the reference the joint reported tracking, on its own clock, where one was sent
-        echoed = np.full(last, np.nan)
-        for i, seg in enumerate(segments):
-            here = segment == i
-            if seg.mode is not None and _ECHO.get(seg.mode) in walker.echoes:
-                echoed[here] = walker.held[_ECHO[seg.mode]][:last][here]
-        signals["reference"] = np.where(np.isfinite(reference) & np.isfinite(echoed), echoed, reference)
-    return signals
+            client.write_param(ECHO_RATE, echo_rate, timeout_s=ECHO_REPLY_S)
+    run = _record(walker, figures, t_end)
+    return on_grid(run, segments), run
+
+
+def _await_last_tick(w: _Walker) -> None:
+    """Wait (at most ``TAIL_S``) for the echo of the joint instant that ran the last tick: the frames of the last
+    ticks are still on their way when the loop ends (a tick or two on a lock-step rig), and a joint-clock grid stops
+    at the last echo received, short of the protocol (a two-sweep chirp then lost the one sweep it measures). The
+    joint holds the last set-point meanwhile, so what it echoes is still the protocol's. A joint further behind
+    gives a shorter grid, as it did."""
+    c = w.client
+    message, clock_signal = c.profile.semantic(JOINT_TIME)
+    ring = c.rings.get(message)
+    first = ring.since(w.t_cmd[0])[:1] if ring is not None else ()
+    if len(first) == 0:
+        return
+    column = ring.index[clock_signal]
+    start_ms, ticks = first[0, column], int(np.flatnonzero(np.isfinite(w.t_cmd))[-1]) * w.decim
+    # the joint's clock in ms modulo 65536: a joint-clock run is shorter than DRAIN_LONGER_THAN_S
+    with contextlib.suppress(TimeoutError):
+        c.wait_for(lambda: (ring.last()[column] - start_ms) % 65536 >= ticks, TAIL_S, "the last tick's echo")
 
 
 def _echo_on(client: JointClient) -> float | None:
     """Switch the joint's set-point echo on at the grid's rate; the rate to restore (None: no such parameter)."""
     if ECHO_RATE not in client.profile.sidecar.params:
         return None
-    before = client.read_param(ECHO_RATE)
-    client.write_param(ECHO_RATE, RATE_HZ)
+    before = client.read_param(ECHO_RATE, timeout_s=ECHO_REPLY_S)
+    client.write_param(ECHO_RATE, RATE_HZ, timeout_s=ECHO_REPLY_S)
     return before
 
 
-def _uniform(w: _Walker) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """The walk on the loop's schedule, a uniform grid as the analyses assume: a tick the host loop skipped (an
-    overrun) keeps what the joint kept meanwhile, the previous tick's set-point, segment and load, so one late
-    tick does not shift every later sample by a period. The grid rows, then segment, reference and load."""
+def _record(w: _Walker, figures: dict[str, float], t_end: float) -> BusRun:
+    """The run as the walker sent it, its telemetry on the host's schedule (drained to the last tick that ran), and
+    the joint state's rows since the first send: on the joint's clock where that applies (``_timed_by_joint``)."""
     ran = np.isfinite(w.t_cmd)
     last = int(np.flatnonzero(ran)[-1]) + 1
-    filled = np.maximum.accumulate(np.where(ran[:last], np.arange(last), 0))
-    return last, w.segment[filled], w.reference[filled], w.load[filled]
+    w.drain(last)
+    c, t0 = w.client, float(w.t_cmd[0])
+    ring = c.rings[c.state_message]
+    rows = ring.since(t0)
+    t_rows = dejittered(rows, ring)
+    motor, iq_signal = c.profile.semantic("telemetry.iq_a")
+    m_ring = c.rings[motor]
+    m_rows = m_ring.since(t0)
+    iq = (np.interp(t_rows, dejittered(m_rows, m_ring), m_rows[:, m_ring.index[iq_signal]]) if len(m_rows)
+          else np.full(len(t_rows), np.nan))
+    col = {s: rows[:, ring.index[c.profile.semantic(f"telemetry.{s}")[1]]]
+           for s in ("position_rad", "velocity_rad_s", "torque_nm")}
+    run = BusRun(w.t_cmd[ran] - t0, w.reference[ran], t_rows - t0, col["position_rad"], col["velocity_rad_s"],
+                 col["torque_nm"], iq, figures, t0, rx_t_s=rows[:, 0] - t0, tick=np.flatnonzero(ran),
+                 segment=w.segment[ran], load_nm=w.load[ran], decim=w.decim,
+                 held={name: v[:last] for name, v in w.held.items()})
+    return _timed_by_joint(w, run, rows, ring, (t0, t_end)) if w.joint_clock and len(rows) >= 2 else run
+
+
+def _timed_by_joint(w: _Walker, run: BusRun, rows: np.ndarray, ring: Any, span: tuple[float, float]) -> BusRun:
+    """``run`` with its state rows and the set-points the joint echoed on the joint's clock (``grid.joint_times``);
+    each echo sample is the set-point of the segment's mode it falls in. As it was without enough echoes."""
+    c = w.client
+    message, clock_signal = c.profile.semantic(JOINT_TIME)
+    e_ring = c.rings.get(message)
+    # the echoes received while the run's commands stood, up to and including ``span[1]`` (a lock-step rig delivers
+    # the last tick's echo at that very time): after an idle_after's disable the set-point is the idle one
+    e_rows = e_ring.window(span[0], np.nextafter(span[1], math.inf)) if e_ring is not None else np.empty((0, 0))
+    if len(e_rows) < 2 or any(c.profile.semantic(name)[0] != message for name in w.echoes):
+        return run
+    e_rows, echo_t, state_t = joint_times(rows, ring, e_rows, e_ring, clock_signal)
+    t0 = run.start_s
+    run = dataclasses.replace(run, t_s=state_t - t0, echo_t_s=echo_t - t0)
+    columns = np.array([e_ring.index[c.profile.semantic(ECHO[seg.mode or ""])[1]] for seg in w.segments])
+    segment = np.searchsorted(on_joint_clock(run, w.ends), run.echo_t_s, side="right")
+    column = columns[np.minimum(segment, columns.size - 1)]
+    return dataclasses.replace(run, echo_reference=e_rows[np.arange(len(e_rows)), column])
 
 
 def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
@@ -222,20 +318,44 @@ def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
     rows = ring.since(grid[0] - 0.05)
     if len(rows) == 0:
         return np.full(grid.size, np.nan)
-    t = dejittered(rows, ring)
-    order = np.argsort(t, kind="stable")
-    t, values = t[order], rows[order, ring.index[signal]]
-    idx = np.searchsorted(t, grid, side="right") - 1
-    out = values[np.clip(idx, 0, None)]
-    out[idx < 0] = np.nan
-    return out
+    return held(dejittered(rows, ring), rows[:, ring.index[signal]], grid)
 
 
-def dejittered(rows: np.ndarray, ring: Any) -> np.ndarray:
-    """Receive times without the host's delivery jitter: the bus timestamps moved onto the host clock by the
-    smallest observed delay (the frame that came through fastest), so bursts in delivery do not bend the
-    time axis. Falls back to the receive times when the bus gives no timestamps."""
-    rx, bus_t = rows[:, 0], rows[:, ring.index["bus_t_s"]]
-    if len(rows) < 2 or not np.all(np.isfinite(bus_t)) or np.ptp(bus_t) <= 0:
-        return rx
-    return bus_t + float(np.min(rx - bus_t))
+# --- the one-mode tests of the GUI, the CLI's --node and experiments.tune -------------------------------------------
+def move_s(client: JointClient, home_rad: float) -> float:
+    """How long a test's move to ``home_rad`` takes from where the joint is (at most ``MOVE_RAD_S``)."""
+    here = client.latest().get("telemetry.position_rad", home_rad)
+    return max(0.3, abs(home_rad - here) / MOVE_RAD_S)
+
+
+def step_test(client: JointClient, loop: str = "position", amplitude: float = 0.1, duration_s: float = 1.0,
+              at_s: float = 0.05, start_rad: float | None = None) -> tuple[Outcome, Signals, BusRun, dict]:
+    """The ``step`` protocol of ``amplitude`` (rad, or rad/s for velocity) ``at_s`` into ``duration_s``: position and
+    impedance steps first move the joint to ``start_rad`` (default: where it is) and hold it still. The outcome
+    (``step_figures``), the signals, the run and the protocol's configuration; the joint is left idle."""
+    cfg = step_config(loop, amplitude, duration_s, at_s)  # checked before anything is sent
+    client.wait_alive()
+    if loop != "velocity":
+        start = client.latest().get("telemetry.position_rad", 0.0) if start_rad is None else start_rad
+        cfg.update(home_rad=start, move_s=move_s(client, start))
+    return _run(client, "step", cfg)
+
+
+def bode_test(client: JointClient, loop: str = "position", f0_hz: float = 1.0, f1_hz: float = 20.0,
+              amplitude: float = 0.002, periods: int = BODE_PERIODS) -> tuple[Outcome, Signals, BusRun, dict]:
+    """The ``bode`` protocol about where the joint is: ``periods`` sweeps of the periodic chirp, the first dropped;
+    the joint is left idle. The host does not know the joint's inertia, so the amplitude is the caller's: keep
+    J (2 pi f1)^2 A well under the torque limit (0.002 rad to 20 Hz needs about 45 N·m on the knee, a third of its
+    limit)."""
+    cfg = bode_config(loop, f0_hz, f1_hz, amplitude, periods)  # checked before anything is sent
+    client.wait_alive()
+    if loop == "position":
+        cfg["home_rad"] = client.latest().get("telemetry.position_rad", 0.0)
+    return _run(client, "bode", cfg)
+
+
+def _run(client: JointClient, name: str, cfg: dict) -> tuple[Outcome, Signals, BusRun, dict]:
+    proto = PROTOCOLS[name]
+    segments = proto.segments(cfg)
+    signals, run = run_segments(client, segments, idle_after=True)
+    return proto.analyze(signals, segments, cfg), signals, run, cfg

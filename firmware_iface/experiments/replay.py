@@ -4,7 +4,7 @@ This module owns ``node_series`` (one node's decoded signals as arrays) and the 
 position commands of a node as the reference and its ``joint_state`` positions as the output (through the profile's
 semantic names ``command.position_rad`` and ``telemetry.position_rad``), and report what the live tests report: the
 step's figures are ``actuator.analysis.step.step_figures``, the Bode test's grid and periodic estimate are the bus
-executor's (``experiments.live.on_uniform_grid``, ``periodic_response``):
+executor's (``experiments.grid.on_uniform_grid``, ``periodic_response``):
 
 * ``analyze_step``: the step is the largest jump between consecutive commands. The window runs from ``pre_s``
   before it (at most back to the previous change of the command) to one command period after the last command of
@@ -17,7 +17,7 @@ executor's (``experiments.live.on_uniform_grid``, ``periodic_response``):
   interpolated), so skipped ticks do not shift the later samples; the chirp's period
   is the peak of the reference's autocorrelation (the live test repeats the sweep ``periods`` times). As in the live
   test the first period is dropped as the transient and each Welch segment is one period: the grid and the periodic
-  estimate are the live test's own functions (``live.on_uniform_grid``, ``periodic_response``); the live test
+  estimate are the bus executor's own functions (``grid.on_uniform_grid``, ``periodic_response``); the live test
   knows its rate and period, the replay finds them. Without a clear period the whole record is used with the
   default segment length.
 """
@@ -34,7 +34,7 @@ import numpy as np
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
 from actuator.analysis.step import StepMetrics, step_figures, step_metrics
 from actuator.errors import ConfigError, ProtocolError
-from firmware_iface.experiments.live import on_uniform_grid, periodic_response
+from firmware_iface.experiments.grid import on_uniform_grid, periodic_response
 from firmware_iface.protocol.profile import Profile
 
 MIN_PERIOD_S = 0.2  # shortest chirp period the autocorrelation looks for

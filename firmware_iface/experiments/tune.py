@@ -33,7 +33,7 @@ from actuator.control.config import CASCADE_GAINS, ControllerConfig, gain_of
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from firmware_iface.client.joint import JointClient
-from firmware_iface.experiments import inprocess, live
+from firmware_iface.experiments import bus, inprocess
 from firmware_iface.experiments.protocols import BODE_PERIODS, Outcome, Signals, chirp_amplitude
 
 VERIFY_STEP_CHIRPS = 2.0  # the verification step's size, in chirp amplitudes
@@ -115,7 +115,7 @@ class JointTune:
     written: dict[str, float] | None
     measured: Outcome  # the bode protocol's outcome: bandwidth_hz, and the response for a plot
     signals: Signals
-    run: live.LiveRun
+    run: bus.BusRun
     cfg: dict[str, Any]  # the bode protocol's configuration as measured
 
     @property
@@ -148,6 +148,6 @@ def tune_joint(client: JointClient, params: JointParams, bandwidth_hz: float, *,
             client.write_gain(name, value)
         written = {name: client.read_gain(name) for name in CASCADE_GAINS}
     f0, f1 = tune_band_hz(bandwidth_hz)
-    measured, signals, run, cfg = live.bode_test(client, "position", f0, f1, chirp_amplitude(params, f1, "position"),
-                                                 BODE_PERIODS)
+    measured, signals, run, cfg = bus.bode_test(client, "position", f0, f1, chirp_amplitude(params, f1, "position"),
+                                                BODE_PERIODS)
     return JointTune(result, gains, written, measured, signals, run, cfg)

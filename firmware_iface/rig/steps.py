@@ -36,7 +36,7 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
         client.write_param("rate_encoders_hz", 1000.0)
     try:
         segments = proto.segments(cfg)
-        signals = run_segments(client, segments, rig.fixtures.get(step.node))
+        signals, _ = run_segments(client, segments, rig.fixtures.get(step.node))
     finally:
         if proto.needs_encoders:
             client.write_param("rate_encoders_hz", 0.0)
@@ -95,7 +95,7 @@ def _move(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     target = step.cfg["position_rad"] if step.cfg["position_rad"] is not None else _here(c)
     segs = [Segment(step.cfg["duration_s"], "position", move_to(target, step.cfg["duration_s"])),
             Segment(max(step.cfg["hold_s"], 1e-3), "position", hold(target))]
-    s = run_segments(c, segs)
+    s, _ = run_segments(c, segs)
     t = s["t_s"]
     return Outcome({"final_position_rad": float(s["position_rad"][-1])},
                    [Panel("position (rad)", [Series("position", t, s["position_rad"]),
@@ -106,7 +106,7 @@ def _hold(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     c = rig.client(step.node)
     q = step.cfg["position_rad"]
     ref = hold(q) if q is not None else (lambda t, q0: q0)
-    s = run_segments(c, [Segment(max(step.cfg["duration_s"], 1e-3), "position", ref)])
+    s, _ = run_segments(c, [Segment(max(step.cfg["duration_s"], 1e-3), "position", ref)])
     return Outcome({"position_error_rms_rad": float(np.sqrt(np.nanmean((s["position_rad"] - s["reference"]) ** 2)))})
 
 
@@ -155,7 +155,7 @@ def _identify(rig: Rig, seq: Sequence, step: Step) -> Outcome:
             Segment(cfg["duration_s"], "torque", lambda t, q0: float(tau[min(int(t * RATE_HZ), tau.size - 1)]),
                     tag="excite"),
             Segment(0.6, "position", move_to(home, 0.6))]
-    s = run_segments(c, segs)
+    s, _ = run_segments(c, segs)
     sel = s["segment"] == 2
     ident = identify_rigid_body(s["t_s"][sel], s["torque_nm"][sel], s["position_rad"][sel])
     figures = {"inertia_kg_m2": ident.inertia_kg_m2.value, "viscous_nm_s_per_rad": ident.viscous_nm_s_per_rad.value,

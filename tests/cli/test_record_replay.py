@@ -22,7 +22,7 @@ import pytest
 from cliutil import run_cli, run_json
 
 from firmware_iface.client import BusHub, JointClient
-from firmware_iface.experiments.live import step_test
+from firmware_iface.experiments.bus import step_test
 from firmware_iface.protocol.load import load_native
 from firmware_iface.rig.recording import FrameRecorder, read_frames, read_signals
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode

@@ -4,7 +4,7 @@ A simulated joint paced to wall time on a loaded machine, or a host that skips t
 chirp: set-points are held through stalls and arrive in bursts. On a loop with friction (the knee's bandwidth is
 3.5 Hz at 0.002 rad and 4.65 Hz at 0.0034 rad) the figure then depends on the distortion, hence on the load. A
 test that compares a bus figure with the model therefore drives the model with the reference the joint echoed, on
-the joint's own clock (the live executor's signals: ``experiments.live.signals_of``), and analyses both with the
+the joint's own clock (the bus executor's signals: ``experiments.grid.on_grid``), and analyses both with the
 bode protocol's own analysis: the verdict no longer depends on how busy the machine was, only on the joint and the
 bus measurement.
 """

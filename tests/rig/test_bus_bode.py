@@ -1,6 +1,6 @@
-"""The live executor's signals (firmware_iface.experiments.live.signals_of, without a set-point echo) and the bode
-protocol's analysis on a run with skipped host ticks: they work on time (a uniform 1 kHz grid), not on sample counts,
-and find the corner of a known system.
+"""The bus executor's signals on the host's schedule (firmware_iface.experiments.grid.on_grid, without a set-point
+echo) and the bode protocol's analysis on a run with skipped host ticks: they work on time (a uniform 1 kHz grid),
+not on sample counts, and find the corner of a known system.
 
 Counting samples as ticks, as the analysis did before, gave 4.37 Hz (4 Hz corner) and 7.93 Hz (8 Hz corner) on
 these runs, against 4.12 and 7.78 Hz with every tick sent: the test's first assertion fails on both."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from actuator.signals import chirp_period_s, periodic_chirp
-from firmware_iface.experiments.live import LiveRun, signals_of
+from firmware_iface.experiments.grid import BusRun, on_grid
 from firmware_iface.experiments.protocols import PROTOCOLS, Segment
 
 F0_HZ, F1_HZ, AMPLITUDE, PERIODS = 1.0, 20.0, 0.002, 4
@@ -27,15 +27,15 @@ def chirp(t: np.ndarray) -> np.ndarray:
     return START + periodic_chirp(t, F0_HZ, F1_HZ, PERIOD_S, AMPLITUDE)
 
 
-def bandwidth(run: LiveRun) -> float:
-    """The chirp segment alone (the run has no move home), through the live executor's grid and the protocol."""
+def bandwidth(run: BusRun) -> float:
+    """The chirp segment alone (the run has no move home), through the bus executor's grid and the protocol."""
     segments = [Segment(PERIODS * PERIOD_S, "position", lambda t, q0: float(chirp(t)), tag="chirp")]
-    signals = signals_of(run, np.array([PERIODS * PERIOD_S]))
+    signals = on_grid(run, segments)
     return PROTOCOLS["bode"].analyze(signals, segments, CFG).figures["bandwidth_hz"]
 
 
-def first_order_run(fc_hz: float, skipped: np.ndarray, seed: int = 3) -> LiveRun:
-    """What run_reference returns for a joint whose position follows the set-point it holds through a first-order lag
+def first_order_run(fc_hz: float, skipped: np.ndarray, seed: int = 3) -> BusRun:
+    """What the bus executor records for a joint whose position follows the set-point it holds through a first-order lag
     with its corner at ``fc_hz``. The host loop's ticks are at k ms plus up to 30 us of jitter, those in ``skipped``
     never run (overruns); the joint picks a command up 0.2 ms after it is sent and holds it until the next one; it
     reports its position every 1 ms on its own clock (0.4 ms off the host's), as the telemetry's times are."""
@@ -58,7 +58,7 @@ def first_order_run(fc_hz: float, skipped: np.ndarray, seed: int = 3) -> LiveRun
     t_tel = np.arange(4e-4, fine[-1], 1e-3)
     pos = np.interp(t_tel, fine, y)
     zeros = np.zeros(t_tel.size)
-    return LiveRun(send_t, reference, t_tel, pos, zeros, zeros, zeros, {})
+    return BusRun(send_t, reference, t_tel, pos, zeros, zeros, zeros, {})
 
 
 def skipped_ticks() -> np.ndarray:

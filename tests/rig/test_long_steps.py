@@ -30,7 +30,7 @@ def test_a_soak_longer_than_the_rings_keeps_its_figures():
         client = rig.client(1)
         client.wait_alive(30.0)
         segments = PROTOCOLS["thermal"].segments(CFG)
-        signals = run_segments(client, segments, rig.fixtures[1])
+        signals, _ = run_segments(client, segments, rig.fixtures[1])
         bus = PROTOCOLS["thermal"].analyze(signals, segments, CFG).figures
     finally:
         rig.safe_stop()
