@@ -28,12 +28,6 @@ def total_inertia(p: JointParams) -> float:
     return p.load.inertia_kg_m2 + p.motor_side_inertia_kg_m2 * p.reducer.ratio ** 2
 
 
-def velocity_ratio(note: str) -> float:
-    """The velocity-loop ratio of a design note "velocity loop at R x the position bandwidth ..."."""
-    match = re.search(r"velocity loop at ([0-9.]+) x", note)
-    assert match, note
-    return float(match.group(1))
-
 
 # --- tune_model ---------------------------------------------------------------------------------------------------
 
@@ -84,10 +78,10 @@ def test_tune_model_identifies_the_inertia_and_designs_on_it(tuned) -> None:
     # wrist 0.22992 +- 0.0007 (-0.03 %); bound 5 %
     assert j_id == pytest.approx(j_true, rel=0.05)
     assert res.notes[0].startswith("identified in simulation")
-    # the velocity PI is placed on the identified inertia, not the nominal one
-    w_v = velocity_ratio(res.notes[1]) * TWO_PI * TUNES[p.name]
-    assert res.config.velocity.kp == pytest.approx(2.0 * j_id * w_v, rel=1e-9)
-    assert res.config.velocity.ki == pytest.approx(j_id * w_v * w_v, rel=1e-9)
+    # the velocity PI is placed on the identified inertia, not the nominal one: with zeta = 1, kp = 2 J w_v and
+    # ki = J w_v², so kp² / (4 ki) = J whatever the velocity loop's ratio
+    v = res.config.velocity
+    assert v.kp ** 2 / (4.0 * v.ki) == pytest.approx(j_id, rel=1e-9)
 
 
 # --- relay --------------------------------------------------------------------------------------------------------
