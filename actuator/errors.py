@@ -30,6 +30,11 @@ class TimeoutError(JointkitError, builtins.TimeoutError):
     ``CanTimeoutError`` is), so code that catches the builtin catches this one too."""
 
 
+class IdentityError(TimeoutError):
+    """A node was not confirmed as a joint of the selected profile (its heartbeat's signature), so nothing was
+    written to it. A ``TimeoutError``: the confirmation did not arrive in time."""
+
+
 class FaultError(JointkitError):
     """A joint reported a fault; ``faults`` holds the decoded fault names."""
 

@@ -1,4 +1,5 @@
-"""``jointkit scan``: the joints on a bus, from their heartbeats, with the protocol version each one reports.
+"""``jointkit scan``: the joints on a bus, from their heartbeats: passive (nothing is sent), each node reported as
+confirmed or not as a joint of the profile; ``--query`` asks each confirmed joint for its protocol version.
 
 Exit 0 whether or not a joint is found ("no joints found" / ``"nodes": []``); 2 when the bus or the profile cannot
 be opened.
@@ -16,6 +17,8 @@ from firmware_iface.defaults import LISTEN_S
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scan", help="list the joints on a bus (heartbeats, state, faults, protocol version)")
     add_bus_command_options(p)
+    p.add_argument("--query", action="store_true",
+                   help="ask each confirmed joint for its protocol version (sends param_read; default: send nothing)")
     p.add_argument("--listen-s", type=float, default=LISTEN_S,
                    help=f"how long to listen for heartbeats, s (default {LISTEN_S:g}: 3 beats at 10 Hz)")
     p.set_defaults(func=run)
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     profile = profile_from_args(args)
     with bus_session(args, profile) as (bus, _):
-        nodes = scan(bus, profile, args.listen_s)
+        nodes = scan(bus, profile, args.listen_s, query=args.query)
         channel = bus.channel_info
     if args.json:
         print_json({"nodes": nodes, "bus": channel, "listen_s": args.listen_s})
@@ -38,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"no joints found on {channel} (listened {args.listen_s:g} s)")
         return 0
     table = Table(title=f"jointkit scan: {channel}")
-    for name in ("node", "state", "mode", "faults", "profile version"):
+    for name in ("node", "identity", "state", "mode", "faults", "profile version"):
         table.add_column(name, justify="right" if name in ("node", "profile version") else "left")
     for n in nodes:
-        version = "no answer" if n["profile_version"] is None else str(n["profile_version"])
-        table.add_row(str(n["node_id"]), str(n["state"]), str(n["mode"]), ", ".join(n["faults"]) or "none", version)
+        version = "not asked" if not (args.query and n["confirmed"]) else (
+            "no answer" if n["profile_version"] is None else str(n["profile_version"]))
+        state, mode = (str(n["state"]), str(n["mode"])) if n["confirmed"] else ("?", "?")
+        table.add_row(str(n["node_id"]), n["identity"], state, mode, ", ".join(n["faults"]) or "none", version)
     Console().print(table)
     return 0

@@ -5,6 +5,13 @@ readers would steal frames from each other. ``BusHub.of(bus)`` returns the bus's
 The hub reads in a daemon thread (``start``), or in the caller's thread with ``poll`` (for lock-step tests
 against a free-running virtual joint). It also remembers every node whose heartbeat it has seen (``scan``).
 
+Identity: a frame of another protocol can decode as this profile's heartbeat (an ODrive CANSimple heartbeat of an
+idle axis reads as a native heartbeat "idle, torque mode"), and a command to such a node is a frame its own protocol
+obeys. A node is *confirmed* (``confirmed``) as a joint of the profile once its heartbeats show the profile's
+signature: with a heartbeat counter (``status.counter``), two consecutive heartbeats whose counter advances by one
+(a foreign frame's bytes there hold a constant field); without one, ``UNCOUNTED_BEATS`` decoded heartbeats.
+``JointClient`` writes nothing to a node before it is confirmed.
+
 Recorders are python-can listeners (``add_listener``): every frame the hub receives, and every frame it sends
 (``is_rx=False``, time stamped at the send on the clock's wall time), is passed to each listener's
 ``on_message_received`` with the decoded frame (``Decoded`` or None) as ``listener.on_decoded`` when the listener
@@ -33,6 +40,7 @@ from firmware_iface.client.clock import WALL, Clock
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
 
+UNCOUNTED_BEATS = 3  # heartbeats that confirm a node whose profile's heartbeat has no counter
 Handler = Callable[[Decoded, float, float], None]  # (frame, receive time on the hub's clock, bus timestamp)
 _HUBS: dict[int, BusHub] = {}
 _HUBS_LOCK = threading.Lock()
@@ -47,6 +55,12 @@ class BusHub:
         self.handlers: dict[int, Handler] = {}
         self._status_message = self.profile.semantic("status.state")[0]
         self.heartbeats: dict[int, tuple[float, dict]] = {}  # node -> (receive time, signals)
+        self.confirmed: set[int] = set()  # nodes whose heartbeats show the profile's signature
+        self.beats: Counter[int] = Counter()  # heartbeats decoded, by node
+        sem = self.profile.sidecar.semantic.get("status.counter")
+        self._counter = None if sem is None or sem.message != self._status_message else (
+            sem.signal, 1 << self.profile.signal(sem.message, sem.signal).length)
+        self._last_counter: dict[int, int] = {}
         self.counters = Counter(rx=0, tx=0, rx_errors=0, bus_errors=0, foreign=0)
         self.last_error = ""
         self._send_lock = threading.Lock()
@@ -208,6 +222,7 @@ class BusHub:
             self._notify(msg, decoded)
         if decoded.name == self._status_message:
             self.heartbeats[decoded.node_id] = (t, decoded.signals)
+            self._observe(decoded.node_id, decoded.signals)
         handler = self.handlers.get(decoded.node_id)
         if handler is None:
             self.counters["foreign"] += 1
@@ -217,6 +232,34 @@ class BusHub:
         except Exception as e:  # a client's error must not stop the reader of every joint
             self.counters["handler_errors"] += 1
             self.last_error = f"handler of node {decoded.node_id} on {decoded.name}: {e!r}"
+
+    def _observe(self, node: int, signals: dict) -> None:
+        """One heartbeat of ``node`` towards its confirmation (see the module docstring)."""
+        self.beats[node] += 1
+        if node in self.confirmed:
+            return
+        if self._counter is None:
+            if self.beats[node] >= UNCOUNTED_BEATS:
+                self.confirmed.add(node)
+            return
+        name, modulus = self._counter
+        counter = int(signals[name])
+        last = self._last_counter.get(node)
+        if last is not None and (counter - last) % modulus == 1:
+            self.confirmed.add(node)
+        self._last_counter[node] = counter
+
+    def identity(self, node: int) -> str:
+        """Why ``node`` is or is not confirmed, in words (for an error or a scan's report)."""
+        if node in self.confirmed:
+            return f"confirmed as {self.profile.name}"
+        beats = self.beats[node]
+        if beats == 0:
+            return f"no {self.profile.name} heartbeat heard from it"
+        if self._counter is not None and beats >= 2:
+            return (f"{beats} frames decode as its {self._status_message} but their {self._counter[0]} does not "
+                    f"advance (stuck at {self._last_counter.get(node)}): another protocol's frame on that id")
+        return f"{beats} heartbeat(s) heard, not enough to confirm it"
 
     # --- writing -----------------------------------------------------------------------------------------
     def send(self, msg: can.Message) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 
 import can
 
-from actuator.errors import ConfigError, FaultError, TimeoutError
+from actuator.errors import ConfigError, FaultError, IdentityError, TimeoutError
 from firmware_iface.client.clock import Clock
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.rings import Ring
@@ -170,8 +170,27 @@ class JointClient:
             return self.state == state
         self.wait_for(reached, timeout_s, f"heartbeat in state {state}")
 
+    @property
+    def identified(self) -> bool:
+        """Whether the joint's heartbeats have confirmed it as a joint of this client's profile (``BusHub``)."""
+        return self.node_id in self.hub.confirmed
+
+    def identify(self, timeout_s: float | None = None) -> None:
+        """Wait until the node is confirmed as a joint of the profile (at most ``timeout_s``, default three heartbeat
+        periods and at least 1 s); ``IdentityError`` naming what was heard instead. Every write waits for this first:
+        a frame of this profile may be a command in a foreign node's protocol."""
+        timeout_s = max(1.0, 3.0 * self.heartbeat_period_s) if timeout_s is None else timeout_s
+        try:
+            self.wait_for(lambda: self.identified, timeout_s, f"confirmation as a {self.profile.name} joint")
+        except TimeoutError:
+            raise IdentityError(f"node {self.node_id} is not confirmed as a {self.profile.name} joint within "
+                                f"{timeout_s:g} s ({self.hub.identity(self.node_id)}), so nothing was sent to it: "
+                                "check the node id, or choose its profile with --profile") from None
+
     # --- state and mode -------------------------------------------------------------------------------------------
     def _send(self, name: str, **signals: Any) -> float:
+        if not self.identified:
+            self.identify()
         return self.hub.send(self.profile.encode(name, self.node_id, **signals))
 
     def _send_semantic(self, values: dict[str, Any]) -> float:

@@ -1,8 +1,12 @@
-"""Finding the joints on a bus: listen for heartbeats, then ask every joint heard for its protocol version.
+"""Finding the joints on a bus: listen for heartbeats; with ``query``, ask every confirmed joint for its protocol
+version.
 
 ``listen`` returns the nodes whose heartbeat arrived while it listened; ``scan`` adds each node's state, mode,
-fault names (from its last heartbeat) and ``profile_version`` (read with ``param_read``; ``None`` when the node
-does not answer within the timeout, refuses, or the profile has no such parameter). Both read through the bus's
+fault names (from its last heartbeat), whether its heartbeats confirmed it as a joint of the profile
+(``confirmed``, and ``identity`` in words: ``BusHub``) and, only when asked (``query``) and only of a confirmed node,
+``profile_version`` (read with ``param_read``; ``None`` when not asked, when the node does not answer within the
+timeout, refuses, or the profile has no such parameter). A scan is passive by default: it sends nothing, so a node of
+another protocol on the bus is reported (unconfirmed), never written to. Both read through the bus's
 ``BusHub`` (made and started on first use, and left running for the bus's owner to close), so they can be called
 on a bus that ``JointClient`` objects already use.
 """
@@ -56,25 +60,29 @@ def _read_version(client: JointClient, timeout_s: float) -> float | None:
         return None
 
 
-def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S, *,
+def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S, *, query: bool = False,
          timeout_s: float = VERSION_TIMEOUT_S) -> list[dict[str, Any]]:
-    """The joints on ``bus``: ``[{"node_id", "state", "mode", "faults", "profile_version"}]`` by node id.
+    """The nodes heard on ``bus``: ``[{"node_id", "state", "mode", "faults", "confirmed", "identity",
+    "profile_version"}]`` by node id.
 
-    ``faults`` are the names of the heartbeat's fault bits; ``profile_version`` is ``None`` for a node that does
-    not answer ``param_read`` within ``timeout_s``. An empty list when no heartbeat arrives in ``listen_s``.
+    ``faults`` are the names of the heartbeat's fault bits; ``profile_version`` is asked (``query``) of confirmed
+    nodes only, and ``None`` for a node not asked or that does not answer ``param_read`` within ``timeout_s``. An
+    empty list when no heartbeat arrives in ``listen_s``.
     """
     hub = BusHub.of(bus, profile)
     profile = hub.profile
     found = listen(bus, profile, listen_s)
     state_sig, mode_sig, faults_sig = (profile.semantic(f"status.{k}")[1] for k in ("state", "mode", "faults"))
     nodes = [{"node_id": node_id, "state": sig.get(state_sig), "mode": sig.get(mode_sig),
-              "faults": profile.fault_names(int(sig.get(faults_sig, 0))), "profile_version": None}
+              "faults": profile.fault_names(int(sig.get(faults_sig, 0))), "confirmed": node_id in hub.confirmed,
+              "identity": hub.identity(node_id), "profile_version": None}
              for node_id, sig in found.items()]
-    if not nodes or VERSION_PARAM not in profile.sidecar.params:
+    asked = [n for n in nodes if n["confirmed"]]
+    if not (query and asked) or VERSION_PARAM not in profile.sidecar.params:
         return nodes
-    previous = {n["node_id"]: hub.handlers.get(n["node_id"]) for n in nodes}
+    previous = {n["node_id"]: hub.handlers.get(n["node_id"]) for n in asked}
     # capacity 2: these clients only wait for one reply, their telemetry rings are never read
-    clients = [JointClient(bus, n["node_id"], profile, capacity=2) for n in nodes]
+    clients = [JointClient(bus, n["node_id"], profile, capacity=2) for n in asked]
     try:
         with ThreadPoolExecutor(max_workers=min(len(clients), 16), thread_name_prefix="scan") as pool:
             versions = list(pool.map(lambda c: _read_version(c, timeout_s), clients))
@@ -84,6 +92,6 @@ def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LIST
             handler = previous[client.node_id]
             if handler is not None:  # a client of the caller's had this node: give it back its frames
                 hub.register(client.node_id, handler)
-    for node, version in zip(nodes, versions, strict=True):
+    for node, version in zip(asked, versions, strict=True):
         node["profile_version"] = version
     return nodes

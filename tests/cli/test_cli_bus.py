@@ -71,18 +71,27 @@ def no_hub_threads() -> bool:
 
 
 # --- scan ---------------------------------------------------------------------------------------------------------
-def test_scan_lists_both_joints(capsys, joints):
+def test_scan_lists_both_joints_and_sends_nothing(capsys, joints):
+    received = {i: n.counters["rx"] for i, n in joints.nodes.items()}
     report = run_json(capsys, "scan", *joints.bus)
     assert [n["node_id"] for n in report["nodes"]] == [1, 2]
     for n in report["nodes"]:
-        assert n["state"] == "idle" and n["faults"] == [] and n["profile_version"] == 1.0
-        assert n["mode"] == "position"
+        assert n["state"] == "idle" and n["faults"] == [] and n["mode"] == "position"
+        # passive: confirmed by the heartbeats' advancing counter, nothing asked
+        assert n["confirmed"] and n["identity"] == "confirmed as jointkit_native" and n["profile_version"] is None
+    assert {i: n.counters["rx"] for i, n in joints.nodes.items()} == received
     assert report["bus"] == f"Virtual bus channel {joints.channel}"
     assert no_hub_threads()
 
 
+def test_scan_query_asks_each_confirmed_joint_its_version(capsys, joints):
+    report = run_json(capsys, "scan", *joints.bus, "--query")
+    assert [(n["node_id"], n["profile_version"]) for n in report["nodes"]] == [(1, 1.0), (2, 1.0)]
+    assert all(joints.nodes[i].counters["rx"] >= 1 for i in (1, 2))
+
+
 def test_scan_table(capsys, joints):
-    code, out, _ = run_cli(capsys, "scan", *joints.bus)
+    code, out, _ = run_cli(capsys, "scan", *joints.bus, "--query")
     assert code == 0
     rows = [line for line in out.splitlines() if "idle" in line]
     assert len(rows) == 2 and all("1.0" in row and "none" in row for row in rows)
@@ -124,10 +133,15 @@ def test_param_get_unknown_name_lists_the_allowed(capsys, joints):
     assert code == 2 and "no parameter 'no_such'" in err and "watchdog_timeout_s" in err and "gain.position_kp" in err
 
 
-def test_param_get_of_a_silent_node_times_out(capsys, joints):
+def test_param_get_of_an_absent_node_sends_nothing(capsys, joints, monkeypatch):
+    sent = []
+    monkeypatch.setattr("firmware_iface.client.hub.BusHub.send", lambda self, msg: sent.append(msg))
     code, _, err = run_cli(capsys, "param", "get", "watchdog_timeout_s", "--node", "5", "--timeout-s", "0.2",
                            *joints.bus)
-    assert code == 2 and "error: node 5: no reply to watchdog_timeout_s within 0.2 s" in err
+    # no heartbeat of node 5: not confirmed as a native joint, so its param_read is never written
+    assert code == 2 and "error: node 5 is not confirmed as a jointkit_native joint" in err
+    assert "no jointkit_native heartbeat heard from it" in err and "--profile" in err
+    assert sent == []
     assert no_hub_threads()
 
 

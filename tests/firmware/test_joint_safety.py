@@ -27,6 +27,7 @@ from firmware_iface.experiments.batch import run_batch
 from firmware_iface.protocol.load import load_native
 from firmware_iface.virtual_joint.firmware import JointFirmware
 from firmware_iface.virtual_joint.node import VirtualJointNode
+from tests.firmware.ticked import confirm
 
 PROFILE = load_native()
 NODE = 1
@@ -42,6 +43,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[tuple[VirtualJointNode, Join
     host_bus = can.Bus(interface="virtual", channel=channel)
     node = VirtualJointNode(joint_bus, NODE, profile=PROFILE)
     client = JointClient(host_bus, NODE, PROFILE, threaded=False, missed_heartbeats=1_000_000)
+    confirm(node, client, CHUNK_S)
     yield node, client, host_bus
     BusHub.of(host_bus, start=False).close()
     joint_bus.shutdown()

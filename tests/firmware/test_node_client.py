@@ -30,6 +30,7 @@ from firmware_iface.client.clock import LockStepClock
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+from tests.firmware.ticked import confirm
 
 PROFILE = load_native()
 NODE = 1
@@ -89,7 +90,9 @@ def lockstep(wire: Wire, **options: object) -> tuple[VirtualJointNode, JointClie
     # heartbeat supervision is by wall clock, but a lock-step joint's time runs at the machine's pace (slower
     # than wall time on a loaded machine): never declare it lost here; loss is tested with a paced runner
     client = JointClient(wire.host, NODE, PROFILE, threaded=False, missed_heartbeats=1_000_000)
+    confirm(node, client, CHUNK_S)
     return node, client
+
 
 
 def tick(node: VirtualJointNode, client: JointClient, n: int = 1, each: Callable[[], object] | None = None) -> None:
@@ -125,13 +128,13 @@ def running(wire: Wire, client: JointClient | None = None, **options: object
 
 
 def clocked(wire: Wire, **options: object) -> tuple[VirtualJointNode, JointClient, LockStepClock]:
-    """A node run by the host's lock-step clock and a client (no reader thread) that has seen its heartbeat: the
-    client's waits and the clock's sleeps advance the joint, so every time is joint time."""
+    """A node run by the host's lock-step clock and a client (no reader thread) that has confirmed it by its
+    heartbeats: the client's waits and the clock's sleeps advance the joint, so every time is joint time."""
     node = VirtualJointNode(wire.joint, NODE, profile=PROFILE, **options)
     hub = BusHub.of(wire.host, PROFILE, start=False)
     clock = hub.clock = LockStepClock(NodeRunner(wire.joint, [node]), hub)
     client = JointClient(wire.host, NODE, PROFILE, threaded=False)
-    client.wait_alive()
+    client.identify()
     return node, client, clock
 
 
@@ -188,9 +191,10 @@ def test_torque_mode_accelerates_with_the_sign_of_the_command(wire, torque_nm):
     # 20 N·m: above the reducer's breakaway torque (static friction 0.13 N·m at the motor x ratio 100 = 13 N·m at
     # the output; 5 and 12 N·m do not move the knee), so the 0.5 kg·m² knee accelerates at a few rad/s²
     node, client = lockstep(wire)
+    since = client.clock.now()
     enable(node, client, "torque")
     tick(node, client, 200, each=lambda: client.torque(torque_nm))
-    _, v = client.series("telemetry.velocity_rad_s")
+    _, v = client.series("telemetry.velocity_rad_s", since)
     grows = np.sign(torque_nm) * v[[50, 100, 150, -1]]
     assert np.all(np.diff(grows) > 0) and grows[-1] > 0.5  # ~1 rad/s after 0.2 s
     assert np.sign(position(node)) == np.sign(torque_nm)
