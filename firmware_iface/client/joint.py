@@ -176,10 +176,11 @@ class JointClient:
         return self.node_id in self.hub.confirmed
 
     def identify(self, timeout_s: float | None = None) -> None:
-        """Wait until the node is confirmed as a joint of the profile (at most ``timeout_s``, default three heartbeat
-        periods and at least 1 s); ``IdentityError`` naming what was heard instead. Every write waits for this first:
+        """Wait until the node is confirmed as a joint of the profile (at most ``timeout_s``; default five heartbeat
+        periods and at least 2 s: two heartbeats are needed, and a simulated joint on a loaded machine can stall for a
+        second); ``IdentityError`` naming what was heard instead. Every write waits for this first:
         a frame of this profile may be a command in a foreign node's protocol."""
-        timeout_s = max(1.0, 3.0 * self.heartbeat_period_s) if timeout_s is None else timeout_s
+        timeout_s = max(2.0, 5.0 * self.heartbeat_period_s) if timeout_s is None else timeout_s
         try:
             self.wait_for(lambda: self.identified, timeout_s, f"confirmation as a {self.profile.name} joint")
         except TimeoutError:
