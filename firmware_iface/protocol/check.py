@@ -19,6 +19,7 @@ from firmware_iface.protocol.profile import (
     MAX_EXTENDED_ID,
     MAX_STANDARD_ID,
     Profile,
+    SemanticSignal,
     allowed_range,
     inside,
     representable_range,
@@ -152,6 +153,8 @@ def _semantic_problems(profile: Profile, side: str) -> list[Problem]:
             out.append(Problem(side, sem.message, sem.signal, f"{where} names signal {sem.signal!r}, not in message "
                                f"{sem.message} ({', '.join(s.name for s in message.signals) or 'no signals'})"))
             continue
+        if sem.bitfield:
+            out += _bitfield_problems(side, sem, signal)
         if sem.unit is not None and sem.unit != (signal.unit or ""):
             out.append(Problem(side, sem.message, sem.signal, f"{where} has unit {sem.unit!r}, the DBC "
                                                               f"{signal.unit or ''!r}"))
@@ -163,6 +166,16 @@ def _semantic_problems(profile: Profile, side: str) -> list[Problem]:
                                    f"can carry: [{lo:.12g}, {hi:.12g}] ({_layout(signal)}, scale {signal.scale:g}, "
                                    f"offset {signal.offset:g}, DBC [{signal.minimum}|{signal.maximum}])"))
     return out
+
+
+def _bitfield_problems(side: str, sem: SemanticSignal, signal: Signal) -> list[Problem]:
+    """A ``bitfield`` signal is an unsigned integer whose value table, if any, names single bits."""
+    where = f"[semantic] {sem.name} (bitfield)"
+    if signal.is_float or signal.is_signed or signal.scale != 1 or signal.offset != 0:
+        return [Problem(side, sem.message, sem.signal, f"{where}: the signal must be an unsigned integer with scale 1 "
+                                                       f"and offset 0 ({_layout(signal)})")]
+    return [Problem(side, sem.message, sem.signal, f"{where}: value {value} ({name}) is not a single bit")
+            for value, name in (signal.choices or {}).items() if value <= 0 or value & (value - 1)]
 
 
 def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:

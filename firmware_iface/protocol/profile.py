@@ -43,6 +43,8 @@ class SemanticSignal:
     signal: str
     unit: str | None = None
     range_: tuple[float, float] | None = None
+    # the signal is a set of bits (faults, errors): its value table names single bits, any combination is valid
+    bitfield: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def _semantic_entry(name: str, entry: Any, where: str) -> SemanticSignal:
                 or not rng[0] <= rng[1]:
             raise ConfigError(f"{where} {name!r}: range = {rng!r} must be [low, high] numbers with low <= high")
         rng = (float(rng[0]), float(rng[1]))
-    return SemanticSignal(name, message, signal, unit, rng)
+    bitfield = _field(entry, "bitfield", bool, f"{where} {name!r}", False)
+    return SemanticSignal(name, message, signal, unit, rng, bitfield)
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -209,6 +212,9 @@ class Profile:
                 lo, hi = allowed_range(sig)
                 tol = _tolerance(lo, hi, sig)
                 self._bounds[id(sig)] = (lo, hi, lo - tol, hi + tol)
+        # signals whose value table names bits (``bitfield = true``): decoded to their number, any combination valid
+        self._bitfields = {id(s) for sem in sidecar.semantic.values() if sem.bitfield
+                           for m in db.messages if m.name == sem.message for s in m.signals if s.name == sem.signal}
 
     @classmethod
     def load(cls, dbc_path: str | Path, sidecar_path: str | Path | None = None) -> Profile:
@@ -345,7 +351,7 @@ class Profile:
         return Decoded(node_id, message.name, values)
 
     def _checked_value(self, message: Message, signal: Signal, value: int | float, choices: bool) -> SignalValue:
-        if signal.choices:
+        if signal.choices and id(signal) not in self._bitfields:
             if value not in signal.choices:
                 raise ProtocolError(f"{message.name}: signal {signal.name} = {value} is not in its value table "
                                     f"({_choices_text(signal)})")
@@ -396,5 +402,16 @@ class Profile:
         return None
 
     def fault_names(self, bits: int) -> list[str]:
-        """Names of the fault bits set in ``bits`` (the sidecar's [faults])."""
-        return [name for name, bit in self.sidecar.faults.items() if int(bits) & bit]
+        """Names of the fault bits set in ``bits``: the sidecar's [faults], or the value table of a ``bitfield``
+        status.faults signal; a set bit neither names is ``bit N``, so every set bit is reported."""
+        table = dict(self.sidecar.faults)
+        sem = self.sidecar.semantic.get("status.faults")
+        if not table and sem is not None and sem.bitfield:
+            table = {str(name): int(value) for value, name in self.signal(sem.message, sem.signal).choices.items()}
+        bits, names, named = int(bits), [], 0
+        for name, bit in table.items():
+            if bits & bit:
+                names.append(name)
+                named |= bit
+        rest = bits & ~named
+        return names + [f"bit {n}" for n in range(rest.bit_length()) if rest >> n & 1]
