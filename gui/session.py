@@ -46,6 +46,10 @@ class Connection:
     interface: str | None = None
     channel: str | None = None
     bitrate: int | None = None
+    # heartbeat periods without a heartbeat before a joint is declared lost (the client's default: 3). A simulated
+    # joint paced in this process stalls with it when the machine is saturated; a caller measuring something else
+    # on such a machine may allow more
+    missed_heartbeats: int = 3
 
     def describe(self) -> str:
         if self.sim:
@@ -69,6 +73,8 @@ class Session:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.rig = self._open(conn)
+        for client in self.rig.clients.values():
+            client.missed_heartbeats = conn.missed_heartbeats
         if self.rig.keepalive is not None:
             self.rig.keepalive.stop()  # the commander owns the set-points here
         self.commander = Streamer(self.rig.clients, COMMAND_HZ, name="gui-commander")

@@ -1,4 +1,5 @@
-"""``jointkit dbc check PATH``: validate a protocol profile (a DBC and its sidecar TOML).
+"""``jointkit dbc check PATH``: validate a protocol profile (a DBC and its sidecar TOML), and show what the toolkit
+can do with a joint of that profile (its capabilities: ``firmware_iface.protocol.capabilities``).
 
 Exit 0 when clean, 1 when problems are found (each printed on a line naming the file, message, signal and
 numbers), 2 when a file cannot be read (``error: ...``).
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from firmware_iface.protocol.capabilities import table
     from firmware_iface.protocol.check import check_files
 
     sidecar = args.sidecar
@@ -33,10 +35,13 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"dbc": str(args.path), "sidecar": str(sidecar) if sidecar else None, "profile": profile.name,
                     "messages": len(profile.messages), "ok": not problems,
-                    "problems": [p.as_dict() | {"line": str(p)} for p in problems]})
+                    "problems": [p.as_dict() | {"line": str(p)} for p in problems], "capabilities": table(profile)})
     else:
         for p in problems:
             print(p)
+        for row in table(profile):
+            lacking = "" if row["provided"] else f"  (missing: {', '.join(row['missing'])})"
+            print(f"  {'yes' if row['provided'] else 'no ':3}  {row['capability']:<18} {row['what']}{lacking}")
         scope = f" with {sidecar}" if sidecar else \
             " (no sidecar: addressing, semantic names, rates and modes unchecked)"
         verdict = f"{len(problems)} problem(s)" if problems else "ok"

@@ -53,7 +53,8 @@ class BusHub:
         self.bus = bus
         self.profile = profile or load_native()
         self.handlers: dict[int, Handler] = {}
-        self._status_message = self.profile.semantic("status.state")[0]
+        status = self.profile.sidecar.semantic.get("status.state")  # None: a profile without a heartbeat
+        self._status_message = status.message if status is not None else None
         self.heartbeats: dict[int, tuple[float, dict]] = {}  # node -> (receive time, signals)
         self.confirmed: set[int] = set()  # nodes whose heartbeats show the profile's signature
         self.beats: Counter[int] = Counter()  # heartbeats decoded, by node

@@ -26,10 +26,11 @@ from typing import Any
 
 import can
 
-from actuator.errors import ConfigError, FaultError, IdentityError, TimeoutError
+from actuator.errors import ConfigError, FaultError, IdentityError, ProtocolError, TimeoutError
 from firmware_iface.client.clock import Clock
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.rings import Ring
+from firmware_iface.protocol.capabilities import message_of, require
 from firmware_iface.protocol.profile import Decoded, Profile, allowed_range
 
 FAULT_STATES = ("fault", "estop")
@@ -51,7 +52,8 @@ class JointClient:
         self.hub = BusHub.of(bus, profile, start=threaded)
         self.profile = self.hub.profile
         self.node_id = self.profile.check_node(node_id)
-        rate = self.profile.telemetry.get(self.profile.semantic("status.state")[0], 10.0)
+        status = self.profile.sidecar.semantic.get("status.state")
+        rate = self.profile.telemetry.get(status.message, 10.0) if status is not None else 10.0
         self.heartbeat_period_s = heartbeat_period_s or 1.0 / rate
         self.missed_heartbeats = missed_heartbeats
         self.rings: dict[str, Ring] = {}
@@ -60,7 +62,11 @@ class JointClient:
             if not any(s.choices for s in signals):
                 self.rings[name] = Ring(("bus_t_s", *(s.name for s in signals)), capacity)
         self._by_semantic = {k: (v.message, v.signal) for k, v in self.profile.sidecar.semantic.items()}
-        self.state_message = self._by_semantic["telemetry.position_rad"][0]
+        # every semantic name is optional (``protocol.capabilities``): what the profile lacks is None here
+        self.state_message = self._by_semantic.get("telemetry.position_rad", (None,))[0]
+        self._status = self._by_semantic.get("status.state", (None, None))
+        self._faults_signal = self._by_semantic.get("status.faults", (None, None))[1]
+        self._reply_message = self._by_semantic.get("reply.param_value", (None,))[0]
         self._latest_names = [(k, v) for k, v in self._by_semantic.items()
                               if k.startswith(("telemetry.", "diagnostics.")) and v[0] in self.rings]
         self.status: dict[str, Any] = {}
@@ -90,11 +96,12 @@ class JointClient:
         sig = d.signals
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))
-        if d.name == self._by_semantic["status.state"][0]:
+        if d.name == self._status[0]:
             status = dict(sig)
-            status["fault_names"] = self.profile.fault_names(int(sig[self._by_semantic["status.faults"][1]]))
+            faults = int(sig[self._faults_signal]) if self._faults_signal is not None else 0
+            status["fault_names"] = self.profile.fault_names(faults)
             self.status, self.heartbeat_t, self.heartbeat_bus_t = status, t, bus_t
-        elif d.name == self._by_semantic["reply.param_value"][0]:
+        elif d.name == self._reply_message:
             self._replies.put(sig)
         ring = self.rings.get(d.name)
         if ring is not None:
@@ -127,11 +134,11 @@ class JointClient:
 
     @property
     def state(self) -> str | None:
-        return self.status.get(self._by_semantic["status.state"][1])
+        return self.status.get(self._status[1])
 
     @property
     def mode(self) -> str | None:
-        return self.status.get(self._by_semantic["status.mode"][1])
+        return self.status.get(self._by_semantic.get("status.mode", (None, None))[1])
 
     @property
     def faults(self) -> list[str]:
@@ -201,14 +208,21 @@ class JointClient:
             raise ConfigError(f"semantic names {sorted(values)} are not all in one message: {sorted(messages)}")
         return self._send(messages.pop(), **{self._by_semantic[k][1]: v for k, v in values.items()})
 
+    def need(self, *capabilities: str, command: str) -> None:
+        """``ProtocolError`` before anything is sent when the profile lacks a capability ``command`` needs."""
+        require(self.profile, *capabilities, command=f"node {self.node_id}: {command}")
+
     def set_mode(self, mode: str) -> None:
+        self.need("modes", command=f"set mode {mode}")
         self._send_semantic({"command.mode": mode})
 
     def set_state(self, state: str) -> None:
+        self.need("state_machine", command=f"set state {state}")
         self._send_semantic({"command.state": state})
 
     def enable(self, mode: str | None = None, *, wait: bool = True, timeout_s: float = 1.0) -> None:
         """Select ``mode`` (if given) and enter closed loop; with ``wait`` until the heartbeat says so."""
+        self.need("state_machine", *(("modes",) if mode is not None else ()), command="enable")
         if mode is not None:
             self.set_mode(mode)
         self.set_state("closed_loop")
@@ -221,11 +235,13 @@ class JointClient:
         self.set_state("idle")
 
     def clear_faults(self) -> None:
-        self._send("clear_faults")
+        self.need("clear_faults", command="clear faults")
+        self._send(message_of(self.profile, "clear_faults"))
 
     def estop(self) -> None:
-        """One frame, no handshake, no checks: always sent."""
-        self._send("estop")
+        """One frame, no handshake, no checks (but the node's identity): always sent."""
+        self.need("estop", command="estop")
+        self._send(message_of(self.profile, "estop"))
 
     # --- set-points --------------------------------------------------------------------------------------------
     def _clamp(self, semantic: str, value: float) -> float:
@@ -242,9 +258,15 @@ class JointClient:
                           ClampWarning, stacklevel=3)
         return min(max(value, lo), hi)
 
-    def _command(self, values: dict[str, float]) -> float:
+    def _command(self, capability: str, values: dict[str, float]) -> float:
+        self.need(capability, command=capability.replace("_", " "))
         self.check()
-        t = self._send_semantic({k: self._clamp(k, float(v)) for k, v in values.items()})
+        # feed-forwards the profile does not map are left out when zero: a joint without them takes none
+        unmapped = [k for k, v in values.items() if k not in self._by_semantic and v != 0.0]
+        if unmapped:
+            raise ProtocolError(f"node {self.node_id}: profile {self.profile.name} has no {', '.join(unmapped)}: "
+                                "send it as 0, nothing was sent")
+        t = self._send_semantic({k: self._clamp(k, float(v)) for k, v in values.items() if k in self._by_semantic})
         self.counters["commands"] += 1
         self.last_command_t = t
         if self._pending_command_t is None:
@@ -253,19 +275,20 @@ class JointClient:
 
     def position(self, position_rad: float, velocity_ff_rad_s: float = 0.0, torque_ff_nm: float = 0.0) -> float:
         """Position set-point (position and admittance modes); returns the send time."""
-        return self._command({"command.position_rad": position_rad,
+        return self._command("position_command", {"command.position_rad": position_rad,
                               "command.position_velocity_ff_rad_s": velocity_ff_rad_s,
                               "command.position_torque_ff_nm": torque_ff_nm})
 
     def velocity(self, velocity_rad_s: float, torque_ff_nm: float = 0.0) -> float:
-        return self._command({"command.velocity_rad_s": velocity_rad_s, "command.velocity_torque_ff_nm": torque_ff_nm})
+        return self._command("velocity_command", {"command.velocity_rad_s": velocity_rad_s,
+                                                  "command.velocity_torque_ff_nm": torque_ff_nm})
 
     def torque(self, torque_nm: float) -> float:
-        return self._command({"command.torque_nm": torque_nm})
+        return self._command("torque_command", {"command.torque_nm": torque_nm})
 
     def impedance(self, position_rad: float, velocity_rad_s: float, kp_nm_per_rad: float, kd_nm_s_per_rad: float,
                   torque_ff_nm: float = 0.0) -> float:
-        return self._command({"command.impedance_position_rad": position_rad,
+        return self._command("impedance", {"command.impedance_position_rad": position_rad,
                               "command.impedance_velocity_rad_s": velocity_rad_s,
                               "command.impedance_kp_nm_per_rad": kp_nm_per_rad,
                               "command.impedance_kd_nm_s_per_rad": kd_nm_s_per_rad,
@@ -291,25 +314,30 @@ class JointClient:
     # --- gains and parameters ----------------------------------------------------------------------------------
     def write_gain(self, name: str, value: float) -> None:
         """Write one gain live (no reply in the protocol: read it back with ``read_gain``)."""
+        self.need("gains", command=f"write gain {name}")
         self._send_semantic({"command.gain_id": name, "command.gain_value": float(value)})
 
     def read_gain(self, name: str, timeout_s: float = 0.5) -> float:
         return self.read_param(f"gain.{name}", timeout_s)
 
     def read_param(self, name: str, timeout_s: float = 0.5) -> float:
+        self.need("parameters", command=f"read {name}")
         pid = self.profile.param_id(name)
         return self._request(name, pid, lambda: self._send_semantic({"command.param_read_id": pid}), timeout_s)
 
     def write_param(self, name: str, value: float, timeout_s: float = 0.5) -> float:
         """Write a parameter; the value the joint now holds (``ConfigError`` if it refuses)."""
+        self.need("parameters", command=f"write {name}")
         pid = self.profile.param_id(name)
         send = lambda: self._send_semantic({"command.param_id": pid, "command.param_value": float(value)})  # noqa: E731
         return self._request(name, pid, send, timeout_s, value)
 
     def save(self, timeout_s: float = 2.0) -> int:
         """Store the joint's parameters and gains in its flash (idle only); the number of saves since boot."""
+        self.need("flash", command="save to flash")
         pid = self.profile.param_id("flash_saves")
-        return int(self._request("save_to_flash", pid, lambda: self._send("save_to_flash"), timeout_s))
+        message = message_of(self.profile, "save_to_flash")
+        return int(self._request("save_to_flash", pid, lambda: self._send(message), timeout_s))
 
     def _request(self, name: str, pid: int, send: Callable[[], float], timeout_s: float, value: Any = None) -> float:
         if not self._request_lock.acquire(timeout=max(timeout_s, 0.0)):

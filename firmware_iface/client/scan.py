@@ -25,6 +25,7 @@ from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.joint import JointClient
 from firmware_iface.defaults import LISTEN_S
+from firmware_iface.protocol.capabilities import provided, require
 from firmware_iface.protocol.profile import Profile
 
 # A joint answers param_read within its next control chunk (1 ms on the virtual joint); 0.2 s is generous for a
@@ -71,14 +72,17 @@ def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LIST
     """
     hub = BusHub.of(bus, profile)
     profile = hub.profile
+    require(profile, "heartbeat", command="scan")
     found = listen(bus, profile, listen_s)
-    state_sig, mode_sig, faults_sig = (profile.semantic(f"status.{k}")[1] for k in ("state", "mode", "faults"))
+    sem = profile.sidecar.semantic
+    state_sig, mode_sig, faults_sig = (sem[f"status.{k}"].signal if f"status.{k}" in sem else None
+                                       for k in ("state", "mode", "faults"))
     nodes = [{"node_id": node_id, "state": sig.get(state_sig), "mode": sig.get(mode_sig),
               "faults": profile.fault_names(int(sig.get(faults_sig, 0))), "confirmed": node_id in hub.confirmed,
               "identity": hub.identity(node_id), "profile_version": None}
              for node_id, sig in found.items()]
     asked = [n for n in nodes if n["confirmed"]]
-    if not (query and asked) or VERSION_PARAM not in profile.sidecar.params:
+    if not (query and asked) or VERSION_PARAM not in profile.sidecar.params or not provided(profile)["parameters"]:
         return nodes
     previous = {n["node_id"]: hub.handlers.get(n["node_id"]) for n in asked}
     # capacity 2: these clients only wait for one reply, their telemetry rings are never read

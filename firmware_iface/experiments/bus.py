@@ -53,6 +53,7 @@ from firmware_iface.experiments.protocols import (
     released,
     step_config,
 )
+from firmware_iface.protocol.capabilities import MODE_COMMANDS
 from firmware_iface.virtual_joint.node import VirtualJointNode
 
 # grid signal -> semantic telemetry name(s)
@@ -212,6 +213,7 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     the end (however the run ends), else leave it as the last segment left it."""
     if any(s.load_nm != 0.0 for s in segments) and fixture is None:
         raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
+    client.need(*needs(segments), command="this experiment")
     client.wait_alive()
     gains = ((client.read_gain("impedance_kp"), client.read_gain("impedance_kd"))
              if any(s.mode == "impedance" for s in segments) else None)
@@ -235,6 +237,14 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
             client.write_param(ECHO_RATE, echo_rate, timeout_s=ECHO_REPLY_S)
     run = _record(walker, figures, t_end)
     return on_grid(run, segments), run
+
+
+def needs(segments: list[Segment]) -> list[str]:
+    """The capabilities (``protocol.capabilities``) a walk of ``segments`` needs of a joint's profile: checked before
+    anything is sent."""
+    modes = {s.mode for s in segments if s.mode is not None}
+    caps = ["heartbeat", "state_machine", "position_telemetry", *sorted({MODE_COMMANDS[m] for m in modes})]
+    return [*caps, "modes"] if modes else caps
 
 
 def _await_last_tick(w: _Walker) -> None:
@@ -334,6 +344,7 @@ def step_test(client: JointClient, loop: str = "position", amplitude: float = 0.
     impedance steps first move the joint to ``start_rad`` (default: where it is) and hold it still. The outcome
     (``step_figures``), the signals, the run and the protocol's configuration; the joint is left idle."""
     cfg = step_config(loop, amplitude, duration_s, at_s)  # checked before anything is sent
+    client.need(*needs(PROTOCOLS["step"].segments(cfg)), command=f"{loop} step")
     client.wait_alive()
     if loop != "velocity":
         start = client.latest().get("telemetry.position_rad", 0.0) if start_rad is None else start_rad
@@ -348,6 +359,7 @@ def bode_test(client: JointClient, loop: str = "position", f0_hz: float = 1.0, f
     J (2 pi f1)^2 A well under the torque limit (0.002 rad to 20 Hz needs about 45 N·m on the knee, a third of its
     limit)."""
     cfg = bode_config(loop, f0_hz, f1_hz, amplitude, periods)  # checked before anything is sent
+    client.need(*needs(PROTOCOLS["bode"].segments(cfg)), command=f"{loop} bode")
     client.wait_alive()
     if loop == "position":
         cfg["home_rad"] = client.latest().get("telemetry.position_rad", 0.0)

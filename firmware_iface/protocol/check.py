@@ -190,6 +190,9 @@ def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
             if command not in names:
                 where = mode if mode.startswith("[") else f"[modes] {mode}"
                 out.append(Problem(side, None, None, f"{where} names command {command!r}, not a message of the DBC"))
+    for role, message in sc.messages.items():
+        if message not in names:
+            out.append(Problem(side, message, None, f"[messages] {role} names message {message!r}, not in the DBC"))
     mode_signal = _mapped_signal(profile, "status.mode")
     if mode_signal is not None and mode_signal.choices:
         table = {str(v) for v in mode_signal.choices.values()}

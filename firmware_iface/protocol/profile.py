@@ -65,6 +65,7 @@ class Sidecar:
     faults: dict[str, int] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
     semantic: dict[str, SemanticSignal] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)  # role (estop, clear_faults, ...) -> message name
 
 
 class Decoded(NamedTuple):
@@ -154,6 +155,8 @@ def read_sidecar(path: str | Path) -> Sidecar:
         faults={k: _field(faults, k, int, f"{path} [faults]") for k in faults},
         params={k: _field(params, k, int, f"{path} [params]") for k in params},
         semantic={k: _semantic_entry(k, v, f"{path} [semantic]") for k, v in _section(doc, "semantic", path).items()},
+        messages={k: _field(_section(doc, "messages", path), k, str, f"{path} [messages]")
+                  for k in _section(doc, "messages", path)},
     )
 
 
