@@ -1,6 +1,6 @@
 """Every semantic name of a profile is optional; a command needing a capability the profile lacks says which, before
-anything is sent (issue 15, item 1). The partial profile here is an ODrive-like axis heartbeat (state and a bit-field
-error word) and one position command, nothing else."""
+anything is sent (issue 15, item 1). The partial profile here (tests/protocol/odrive_axis.py) is an ODrive-like axis
+heartbeat (state, a bit-field error word, a counter) and one position command, nothing else."""
 
 from __future__ import annotations
 
@@ -17,39 +17,14 @@ from firmware_iface.client import BusHub, JointClient
 from firmware_iface.experiments.bus import needs, step_test
 from firmware_iface.protocol import Profile, load_native
 from firmware_iface.protocol.capabilities import CAPABILITIES, provided, require, table
+from tests.protocol import odrive_axis
 
-DBC = '''VERSION ""
-BS_:
-BU_: axis host
-BO_ 1 Heartbeat: 8 axis
- SG_ Axis_Error : 0|32@1+ (1,0) [0|4294967295] "" host
- SG_ Axis_State : 32|8@1+ (1,0) [0|13] "" host
- SG_ Counter : 56|8@1+ (1,0) [0|255] "" host
-BO_ 12 Set_Input_Pos: 8 host
- SG_ Input_Pos : 0|32@1- (1E-06,0) [-100|100] "rad" axis
-VAL_ 1 Axis_Error 64 "MOTOR_FAILED" 2048 "WATCHDOG_TIMER_EXPIRED" ;
-VAL_ 1 Axis_State 1 "IDLE" 8 "CLOSED_LOOP_CONTROL" ;
-'''
-SIDECAR = '''[profile]
-name = "axis_subset"
-[addressing]
-node_shift = 5
-node_min = 0
-node_max = 63
-[semantic]
-"status.state" = { message = "Heartbeat", signal = "Axis_State" }
-"status.faults" = { message = "Heartbeat", signal = "Axis_Error", bitfield = true }
-"status.counter" = { message = "Heartbeat", signal = "Counter" }
-"command.position_rad" = { message = "Set_Input_Pos", signal = "Input_Pos", unit = "rad" }
-'''
 _channels = itertools.count()
 
 
 @pytest.fixture
 def subset(tmp_path: Path) -> Path:
-    (tmp_path / "axis.dbc").write_text(DBC, encoding="utf-8")
-    (tmp_path / "axis.toml").write_text(SIDECAR, encoding="utf-8")
-    return tmp_path / "axis.dbc"
+    return odrive_axis.write(tmp_path)
 
 
 def test_the_native_profile_provides_every_capability():

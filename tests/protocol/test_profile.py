@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from actuator.errors import ConfigError, ProtocolError
 from firmware_iface.protocol import Profile, load_native, load_profile
 from firmware_iface.protocol.profile import NATIVE_DBC, NATIVE_SIDECAR, allowed_range
+from tests.protocol import odrive_axis
 
 PROFILE = load_native()
 PLAIN = cantools.database.load_file(NATIVE_DBC)  # the reference: cantools alone, no profile code in between
@@ -233,63 +234,35 @@ def test_the_gains_are_the_profiles_own():
 
 
 # --- bit fields (issue 15, item 1) ----------------------------------------------------------------------------------
-# An ODrive CANSimple heartbeat (firmware 0.5.x): Axis_Error is a set of bits, named by ODrive's AxisError flags
-# (MOTOR_FAILED 0x40, WATCHDOG_TIMER_EXPIRED 0x800, ...). A value table on it lists single bits; a faulted axis sends
-# their combination.
-AXIS_DBC = '''VERSION ""
-BS_:
-BU_: axis host
-BO_ 1 Heartbeat: 8 axis
- SG_ Axis_Error : 0|32@1+ (1,0) [0|4294967295] "" host
- SG_ Axis_State : 32|8@1+ (1,0) [0|13] "" host
-VAL_ 1 Axis_Error 1 "INVALID_STATE" 64 "MOTOR_FAILED" 256 "ENCODER_FAILED" 2048 "WATCHDOG_TIMER_EXPIRED" ;
-VAL_ 1 Axis_State 0 "UNDEFINED" 1 "IDLE" 8 "CLOSED_LOOP_CONTROL" ;
-'''
-AXIS_SIDECAR = '''[profile]
-name = "axis_bits"
-[addressing]
-node_shift = 5
-node_min = 0
-node_max = 63
-[semantic]
-"status.state" = { message = "Heartbeat", signal = "Axis_State" }
-"status.faults" = { message = "Heartbeat", signal = "Axis_Error"%s }
-'''
-
-
-def axis_profile(tmp_path: Path, bitfield: bool) -> Profile:
-    (tmp_path / "axis.dbc").write_text(AXIS_DBC, encoding="utf-8")
-    (tmp_path / "axis.toml").write_text(AXIS_SIDECAR % (", bitfield = true" if bitfield else ""), encoding="utf-8")
-    return Profile.load(tmp_path / "axis.dbc", tmp_path / "axis.toml")
-
-
-def axis_heartbeat(errors: int, state: int = 8, node: int = 3) -> can.Message:
-    return frame(node << 5 | 1, errors.to_bytes(4, "little") + bytes([state, 0, 0, 0]))
+# An ODrive-like axis (tests/protocol/odrive_axis.py): Axis_Error is a set of bits; a value table on it lists single
+# bits, and a faulted axis sends their combination.
+def axis_profile(tmp_path: Path, bitfield: bool, dbc: str = odrive_axis.DBC) -> Profile:
+    path = odrive_axis.write(tmp_path, bitfield, dbc)
+    return Profile.load(path, path.with_suffix(".toml"))
 
 
 def test_a_bitfield_decodes_any_combination_and_names_every_set_bit(tmp_path: Path):
     profile = axis_profile(tmp_path, bitfield=True)
-    d = profile.decode(axis_heartbeat(64 | 2048))  # the 2112 that was dropped as a ProtocolError
+    d = profile.decode(odrive_axis.heartbeat(64 | 2048))  # the 2112 that was dropped as a ProtocolError
     assert (d.node_id, d.signals["Axis_Error"], d.signals["Axis_State"]) == (3, 2112, "CLOSED_LOOP_CONTROL")
     assert profile.fault_names(2112) == ["MOTOR_FAILED", "WATCHDOG_TIMER_EXPIRED"]
     assert profile.fault_names(0) == []
     assert profile.fault_names(64 | 4 | 1 << 31) == ["MOTOR_FAILED", "bit 2", "bit 31"]  # no bit goes unreported
     # the state is no bit field: a value outside its table is still refused
     with pytest.raises(ProtocolError, match="Axis_State = 5 is not in its value table"):
-        profile.decode(axis_heartbeat(0, state=5))
+        profile.decode(odrive_axis.heartbeat(0, state=5))
 
 
 def test_without_bitfield_a_combination_is_refused_as_before(tmp_path: Path):
     profile = axis_profile(tmp_path, bitfield=False)
     with pytest.raises(ProtocolError, match="Axis_Error = 2112 is not in its value table"):
-        profile.decode(axis_heartbeat(2112))
+        profile.decode(odrive_axis.heartbeat(2112))
 
 
 def test_dbc_check_accepts_single_bits_only_in_a_bitfield(tmp_path: Path):
     from firmware_iface.protocol.check import check_profile
 
     assert [p.text for p in check_profile(axis_profile(tmp_path, bitfield=True))] == []
-    (tmp_path / "axis.dbc").write_text(AXIS_DBC.replace('2048 "WATCHDOG', '3072 "WATCHDOG'), encoding="utf-8")
-    problems = check_profile(Profile.load(tmp_path / "axis.dbc", tmp_path / "axis.toml"))
+    problems = check_profile(axis_profile(tmp_path, True, odrive_axis.DBC.replace('2048 "WATCHDOG', '3072 "WATCHDOG')))
     assert [p.text for p in problems] == [
         "[semantic] status.faults (bitfield): value 3072 (WATCHDOG_TIMER_EXPIRED) is not a single bit"]
