@@ -88,15 +88,16 @@ def add_bus_command_options(parser: argparse.ArgumentParser) -> None:
 def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", type=int, help="run on joint N over the bus (real or simulated) instead of in-process")
     add_bus_options(p)
+    add_profile_options(p)
 
 
 @contextmanager
 def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
-    """A client of ``--node`` (native profile) on the bus of the options, closed with its bus afterwards."""
+    """A client of ``--node`` (the ``--profile``, default native) on the bus of the options, closed with its bus
+    afterwards."""
     from firmware_iface.client import JointClient
-    from firmware_iface.protocol.load import load_native
 
-    with bus_session(args, load_native()) as (bus, hub):
+    with bus_session(args, profile_from_args(args)) as (bus, hub):
         client = JointClient(bus, args.node, hub.profile)
         client.wait_alive(timeout_s=1.0)
         yield client
@@ -105,6 +106,10 @@ def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
 def on_node(args: argparse.Namespace, run_bus: Callable[[argparse.Namespace, JointClient], Any]) -> Any | None:
     """``run_bus(args, client)`` if ``--node`` was given, else None (the command runs in-process)."""
     if args.node is None:
+        if args.profile is not None or args.sidecar is not None:
+            from actuator.errors import ConfigError
+
+            raise ConfigError("--profile and --sidecar describe a joint on a bus: they need --node")
         return None
     with joint_on_bus(args) as client:
         return run_bus(args, client)

@@ -217,3 +217,29 @@ def test_monitor_ctrl_c_exits_0_and_closes_the_bus(capsys, joints, monkeypatch):
     assert code == 0 and err == ""
     assert list(json.loads(out)["nodes"]) == ["1"]  # the snapshot of the time it ran
     assert no_hub_threads()
+
+
+# --- --profile on the --node tests (issue 15, item 4) -----------------------------------------------------------
+def test_step_on_a_joint_whose_profile_cannot_step_sends_nothing(capsys, tmp_path, monkeypatch):
+    from tests.protocol import odrive_axis
+
+    dbc = odrive_axis.write(tmp_path)
+    channel = unique_channel()
+    device = can.Bus(interface="virtual", channel=channel)
+    task = device.send_periodic(odrive_axis.heartbeat(0, state=1, node=1), 0.05)  # an idle axis
+    sent = []
+    monkeypatch.setattr("firmware_iface.client.hub.BusHub.send", lambda self, msg: sent.append(msg))
+    try:
+        code, _, err = run_cli(capsys, "step", "--node", "1", "--profile", str(dbc), "--interface", "virtual",
+                               "--channel", channel)
+    finally:
+        task.stop()
+        device.shutdown()
+    # the profile maps a position command but no state machine: the step is refused before its first frame
+    assert code == 2 and "has no state_machine capability" in err and "nothing was sent" in err, err
+    assert sent == []
+
+
+def test_profile_without_node_is_refused(capsys):
+    code, _, err = run_cli(capsys, "step", "--profile", "dbc/jointkit_native.dbc")
+    assert code == 2 and "need --node" in err
