@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         version = "not asked" if not (args.query and n["confirmed"]) else (
             "no answer" if n["profile_version"] is None else str(n["profile_version"]))
         state, mode = (str(n["state"]), str(n["mode"])) if n["confirmed"] else ("?", "?")
-        table.add_row(str(n["node_id"]), n["identity"], state, mode, ", ".join(n["faults"]) or "none", version)
-    Console().print(table)
+        table.add_row(str(n["node_id"]), "confirmed" if n["confirmed"] else "NOT confirmed", state, mode,
+                      ", ".join(n["faults"]) or "none", version)
+    console = Console()
+    console.print(table)
+    for n in nodes:
+        if not n["confirmed"]:  # why, and that nothing will be sent to it
+            print(f"node {n['node_id']}: {n['identity']}; no command is sent to it with this profile")
     return 0

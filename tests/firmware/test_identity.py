@@ -88,3 +88,21 @@ def test_a_native_joint_is_confirmed_by_its_advancing_heartbeat_counter(buses):
         assert client.read_param("profile_version", 1.0) == 1.0
     sent = [PROFILE.decode(m).name for m in host_frames(tap, -1) if PROFILE.split_id(m.arbitration_id)[1] == 15]
     assert sent == ["param_read"]
+
+
+def test_scan_table_says_a_foreign_node_is_not_confirmed(capsys):
+    from firmware_iface.cli import main
+
+    channel = f"jointkit-identity-{next(_channels)}-cli"
+    device = can.Bus(interface="virtual", channel=channel)
+    task = device.send_periodic(odrive_heartbeat(1), 0.05)
+    try:
+        assert main(["scan", "--interface", "virtual", "--channel", channel, "--listen-s", "0.3"]) == 0
+    finally:
+        task.stop()
+        device.shutdown()
+    out = capsys.readouterr().out
+    assert "NOT confirmed" in out and "not asked" in out
+    note = next(line for line in out.splitlines() if line.startswith("node 1: "))
+    assert "frames decode as its heartbeat but their counter does not advance (stuck at 128)" in note
+    assert note.endswith("no command is sent to it with this profile")
