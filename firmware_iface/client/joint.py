@@ -30,7 +30,7 @@ from actuator.errors import ConfigError, FaultError, IdentityError, ProtocolErro
 from firmware_iface.client.clock import Clock
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.rings import Ring
-from firmware_iface.protocol.capabilities import message_of, require
+from firmware_iface.protocol.capabilities import message_of, provided, require
 from firmware_iface.protocol.profile import Decoded, Profile, allowed_range
 
 FAULT_STATES = ("fault", "estop")
@@ -67,6 +67,7 @@ class JointClient:
         self._status = self._by_semantic.get("status.state", (None, None))
         self._faults_signal = self._by_semantic.get("status.faults", (None, None))[1]
         self._reply_message = self._by_semantic.get("reply.param_value", (None,))[0]
+        self._capabilities = provided(self.profile)
         self._latest_names = [(k, v) for k, v in self._by_semantic.items()
                               if k.startswith(("telemetry.", "diagnostics.")) and v[0] in self.rings]
         self.status: dict[str, Any] = {}
@@ -209,8 +210,10 @@ class JointClient:
         return self._send(messages.pop(), **{self._by_semantic[k][1]: v for k, v in values.items()})
 
     def need(self, *capabilities: str, command: str) -> None:
-        """``ProtocolError`` before anything is sent when the profile lacks a capability ``command`` needs."""
-        require(self.profile, *capabilities, command=f"node {self.node_id}: {command}")
+        """``ProtocolError`` before anything is sent when the profile lacks a capability ``command`` needs (looked up
+        in the profile's table, made once: set-points ask at 1 kHz)."""
+        if not all(self._capabilities[c] for c in capabilities):
+            require(self.profile, *capabilities, command=f"node {self.node_id}: {command}")
 
     def set_mode(self, mode: str) -> None:
         self.need("modes", command=f"set mode {mode}")

@@ -213,8 +213,19 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     the end (however the run ends), else leave it as the last segment left it."""
     if any(s.load_nm != 0.0 for s in segments) and fixture is None:
         raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
-    client.need(*needs(segments), command="this experiment")
+    _ready(client, segments, "this experiment")
+    return _walk(client, segments, fixture, idle_after)
+
+
+def _ready(client: JointClient, segments: list[Segment], command: str) -> None:
+    """Before anything is sent: the capabilities the walk needs of the profile, then the joint's heartbeat."""
+    client.need(*needs(segments), command=command)
     client.wait_alive()
+
+
+def _walk(client: JointClient, segments: list[Segment], fixture: Fixture | None,
+          idle_after: bool) -> tuple[Signals, BusRun]:
+    """The walk itself, on a joint made ready (``_ready``)."""
     gains = ((client.read_gain("impedance_kp"), client.read_gain("impedance_kd"))
              if any(s.mode == "impedance" for s in segments) else None)
     walker = _Walker(client, segments, fixture, gains)
@@ -344,8 +355,7 @@ def step_test(client: JointClient, loop: str = "position", amplitude: float = 0.
     impedance steps first move the joint to ``start_rad`` (default: where it is) and hold it still. The outcome
     (``step_figures``), the signals, the run and the protocol's configuration; the joint is left idle."""
     cfg = step_config(loop, amplitude, duration_s, at_s)  # checked before anything is sent
-    client.need(*needs(PROTOCOLS["step"].segments(cfg)), command=f"{loop} step")
-    client.wait_alive()
+    _ready(client, PROTOCOLS["step"].segments(cfg), f"{loop} step")  # the home is where the joint then is
     if loop != "velocity":
         start = client.latest().get("telemetry.position_rad", 0.0) if start_rad is None else start_rad
         cfg.update(home_rad=start, move_s=move_s(client, start))
@@ -359,8 +369,7 @@ def bode_test(client: JointClient, loop: str = "position", f0_hz: float = 1.0, f
     J (2 pi f1)^2 A well under the torque limit (0.002 rad to 20 Hz needs about 45 N·m on the knee, a third of its
     limit)."""
     cfg = bode_config(loop, f0_hz, f1_hz, amplitude, periods)  # checked before anything is sent
-    client.need(*needs(PROTOCOLS["bode"].segments(cfg)), command=f"{loop} bode")
-    client.wait_alive()
+    _ready(client, PROTOCOLS["bode"].segments(cfg), f"{loop} bode")
     if loop == "position":
         cfg["home_rad"] = client.latest().get("telemetry.position_rad", 0.0)
     return _run(client, "bode", cfg)
@@ -369,5 +378,5 @@ def bode_test(client: JointClient, loop: str = "position", f0_hz: float = 1.0, f
 def _run(client: JointClient, name: str, cfg: dict) -> tuple[Outcome, Signals, BusRun, dict]:
     proto = PROTOCOLS[name]
     segments = proto.segments(cfg)
-    signals, run = run_segments(client, segments, idle_after=True)
+    signals, run = _walk(client, segments, None, idle_after=True)  # made ready by the caller
     return proto.analyze(signals, segments, cfg), signals, run, cfg

@@ -89,5 +89,8 @@ def require(profile: Profile, *capabilities: str, command: str) -> None:
 
 def table(profile: Profile) -> list[dict[str, object]]:
     """One row per capability: name, what it is, provided, and what is missing."""
-    return [{"capability": name, "what": cap.what, "provided": not missing(profile, name),
-             "missing": missing(profile, name)} for name, cap in CAPABILITIES.items()]
+    rows = []
+    for name, cap in CAPABILITIES.items():
+        lacking = missing(profile, name)
+        rows.append({"capability": name, "what": cap.what, "provided": not lacking, "missing": lacking})
+    return rows
