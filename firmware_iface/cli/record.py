@@ -115,12 +115,13 @@ def _record(hub: BusHub, recorders: list[Any], duration_s: float | None) -> floa
 
 def message_names(counts: Counter[int], profile: Profile) -> dict[str, int]:
     """Frames per message as ``n<node>.<message>`` (ids the profile does not know as ``0x<id>``), sorted by name."""
-    by_command = {m.frame_id: m.name for m in profile.db.messages}
+    from firmware_iface.protocol.addressing import MAX_STANDARD_ID
+
     named: Counter[str] = Counter()
     for arb, n in counts.items():
-        node, command = profile.split_id(arb)
-        name = by_command.get(command)
-        named[f"n{node}.{name}" if name is not None else f"0x{arb:03x}"] += n
+        # counted by id alone: a node carried in the payload (MIT replies) is not known here
+        located = profile.addressing.locate(arb, arb > MAX_STANDARD_ID)
+        named[f"n{located.node_id}.{located.name}" if located is not None else f"0x{arb:03x}"] += n
     return dict(sorted(named.items()))
 
 

@@ -53,7 +53,7 @@ def node_series(frames: list[can.Message], profile: Profile, node_id: int) -> di
     """Message name -> its decoded frames of ``node_id`` (value tables as numbers); undecodable frames skipped."""
     rows: dict[str, list[tuple[float, dict]]] = {}
     for msg in frames:
-        if msg.is_error_frame or profile.split_id(msg.arbitration_id)[0] != node_id:
+        if msg.is_error_frame or profile.node_of(msg) != node_id:
             continue
         try:
             d = profile.decode(msg, choices=False)

@@ -115,39 +115,78 @@ def _signal_problems(file: str, message: Message, fd: bool) -> list[Problem]:
 
 def _addressing_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
     sc, out = profile.sidecar, []
-    if not 0 <= sc.node_shift <= 28 or not 0 <= sc.node_min <= sc.node_max:
-        return [Problem(side, None, None, f"[addressing] node_shift = {sc.node_shift}, nodes {sc.node_min}.."
-                                          f"{sc.node_max}: need 0 <= node_shift <= 28 and 0 <= node_min <= node_max")]
-    seen: dict[int, tuple[str, int]] = {}
-    for m in profile.db.messages:
-        if sc.node_shift and m.frame_id >> sc.node_shift:
-            out.append(Problem(dbc, m.name, None, f"frame id 0x{m.frame_id:x} does not fit in the {sc.node_shift} "
-                                                  f"command bits (max 0x{(1 << sc.node_shift) - 1:x})"))
-        limit = MAX_EXTENDED_ID if m.is_extended_frame else MAX_STANDARD_ID
-        reported = False
+    if not 0 <= sc.node_shift <= 28 or not 0 <= sc.node_bits <= 28 or not 0 <= sc.node_min <= sc.node_max:
+        return [Problem(side, None, None, f"[addressing] node_shift = {sc.node_shift}, node_bits = {sc.node_bits}, "
+                                          f"nodes {sc.node_min}..{sc.node_max}: need 0 <= node_shift, node_bits <= 28 "
+                                          "and 0 <= node_min <= node_max")]
+    if sc.node_bits and sc.node_max >> sc.node_bits:
+        out.append(Problem(side, None, None, f"[addressing] node_max = {sc.node_max} does not fit node_bits = "
+                                             f"{sc.node_bits}"))
+    for role, names in (("broadcast", sc.broadcast), ("node_in_payload", tuple(sc.node_in_payload))):
+        out += [Problem(side, n, None, f"[addressing] {role} names message {n!r}, not in the DBC")
+                for n in names if n not in profile.messages]
+    for name, signal in sc.node_in_payload.items():
+        if name in profile.messages and signal not in {s.name for s in profile.message(name).signals}:
+            out.append(Problem(side, name, signal, f"[addressing] node_in_payload: {name} has no signal {signal!r}"))
+    if sc.scheme == "per_axis":
+        out += _per_axis_problems(profile, dbc)
+    elif sc.node_shift or sc.node_bits:
+        width = sc.node_shift or 0
+        for m in profile.db.messages:
+            if m.name in sc.broadcast or m.name in sc.node_in_payload:
+                continue
+            if sc.node_bits and m.frame_id >> width & ((1 << sc.node_bits) - 1):
+                out.append(Problem(dbc, m.name, None, f"frame id 0x{m.frame_id:x} has bits in the node field "
+                                                      f"(bits {width}..{width + sc.node_bits - 1})"))
+            elif not sc.node_bits and m.frame_id >> width:
+                out.append(Problem(dbc, m.name, None, f"frame id 0x{m.frame_id:x} does not fit in the {width} "
+                                                      f"command bits (max 0x{(1 << width) - 1:x})"))
+    return out + _collisions(profile, dbc)
+
+
+def _collisions(profile: Profile, dbc: str) -> list[Problem]:
+    """Ids beyond the frame format, and ids two (message, node) pairs share: once per pair of messages."""
+    out, pairs, too_big = [], set(), set()
+    for (arb, ext), users in profile.addressing.bus_ids().items():
+        limit = MAX_EXTENDED_ID if ext else MAX_STANDARD_ID
+        name, node = users[0]
+        if arb > limit and name not in too_big:
+            too_big.add(name)
+            out.append(Problem(dbc, name, None, f"at node {node} the id 0x{arb:x} exceeds 0x{limit:x}"))
+        for other, other_node in users[1:]:
+            if (name, other) not in pairs:
+                pairs.add((name, other))
+                out.append(Problem(dbc, other, None, f"id 0x{arb:x} of {other} at node {other_node} collides with "
+                                                     f"{name} at node {node}"))
+    return out
+
+
+def _per_axis_problems(profile: Profile, dbc: str) -> list[Problem]:
+    """Every node in range has its copy of each per-axis message, with the first node's layout."""
+    sc, out = profile.sidecar, []
+    address = profile.addressing
+    for name, template in address.templates.items():
+        if not template.name.startswith(address.prefix(sc.node_min)):
+            continue
+        layout = [(s.name, _layout(s), s.scale, s.offset) for s in template.signals]
         for node in range(sc.node_min, sc.node_max + 1):
-            arb = node << sc.node_shift | m.frame_id
-            if arb > limit and not reported:
-                out.append(Problem(dbc, m.name, None, f"at node {node} the id 0x{arb:x} exceeds 0x{limit:x}"))
-                reported = True
-            key = arb | (1 << 29 if m.is_extended_frame else 0)
-            other = seen.setdefault(key, (m.name, node))
-            if other != (m.name, node):
-                out.append(Problem(dbc, m.name, None, f"id 0x{arb:x} of {m.name} at node {node} collides with "
-                                                      f"{other[0]} at node {other[1]}"))
-                break
+            copy = next((m for m in profile.db.messages if m.name == address.prefix(node) + name), None)
+            if copy is None:
+                out.append(Problem(dbc, name, None, f"per_axis: no {address.prefix(node)}{name} for node {node}"))
+            elif [(s.name, _layout(s), s.scale, s.offset) for s in copy.signals] != layout \
+                    or copy.length != template.length:
+                out.append(Problem(dbc, copy.name, None, f"per_axis: layout differs from {template.name}"))
     return out
 
 
 def _semantic_problems(profile: Profile, side: str) -> list[Problem]:
     out: list[Problem] = []
-    by_name = {m.name: m for m in profile.db.messages}
     for sem in profile.sidecar.semantic.values():
         where = f"[semantic] {sem.name}"
-        message = by_name.get(sem.message)
-        if message is None:
+        if sem.message not in profile.messages:
             out.append(Problem(side, sem.message, None, f"{where} names message {sem.message!r}, not in the DBC"))
             continue
+        message = profile.message(sem.message)
         signal = next((s for s in message.signals if s.name == sem.signal), None)
         if signal is None:
             out.append(Problem(side, sem.message, sem.signal, f"{where} names signal {sem.signal!r}, not in message "
@@ -155,16 +194,60 @@ def _semantic_problems(profile: Profile, side: str) -> list[Problem]:
             continue
         if sem.bitfield:
             out += _bitfield_problems(side, sem, signal)
-        if sem.unit is not None and sem.unit != (signal.unit or ""):
-            out.append(Problem(side, sem.message, sem.signal, f"{where} has unit {sem.unit!r}, the DBC "
-                                                              f"{signal.unit or ''!r}"))
+        out += _unit_problems(side, sem, signal, where)
+        out += _names_problems(side, sem, signal, where)
         if sem.range_ is not None:
             lo, hi = allowed_range(signal)
-            if not (inside(sem.range_[0], lo, hi, signal) and inside(sem.range_[1], lo, hi, signal)):
+            wire = sorted((v - sem.offset) / sem.scale for v in sem.range_)
+            if not (inside(wire[0], lo, hi, signal) and inside(wire[1], lo, hi, signal)):
+                conv = f" (the signal's [{wire[0]:.12g}, {wire[1]:.12g}])" if sem.converted else ""
                 out.append(Problem(side, sem.message, sem.signal,
-                                   f"{where} range [{sem.range_[0]:g}, {sem.range_[1]:g}] is more than the signal "
-                                   f"can carry: [{lo:.12g}, {hi:.12g}] ({_layout(signal)}, scale {signal.scale:g}, "
-                                   f"offset {signal.offset:g}, DBC [{signal.minimum}|{signal.maximum}])"))
+                                   f"{where} range [{sem.range_[0]:g}, {sem.range_[1]:g}]{conv} is more than the "
+                                   f"signal can carry: [{lo:.12g}, {hi:.12g}] ({_layout(signal)}, scale "
+                                   f"{signal.scale:g}, offset {signal.offset:g}, "
+                                   f"DBC [{signal.minimum}|{signal.maximum}])"))
+    return out
+
+
+def _unit_problems(side: str, sem: SemanticSignal, signal: Signal, where: str) -> list[Problem]:
+    """Without a conversion the toolkit's unit is the DBC's; with one, ``signal_unit`` names the DBC's (where the DBC
+    gives a unit: ODrive's has some wrong, e.g. Input_Torque_FF in rev/s, so a conversion may leave it out)."""
+    dbc_unit = signal.unit or ""
+    if sem.converted:
+        if sem.signal_unit is not None and dbc_unit and sem.signal_unit != dbc_unit:
+            return [Problem(side, sem.message, sem.signal, f"{where} has signal_unit {sem.signal_unit!r}, the DBC "
+                                                           f"{dbc_unit!r}")]
+        return []
+    if sem.unit is not None and sem.unit != dbc_unit:
+        return [Problem(side, sem.message, sem.signal, f"{where} has unit {sem.unit!r}, the DBC {dbc_unit!r} "
+                                                       "(give scale/offset and signal_unit to convert)")]
+    return []
+
+
+def _names_problems(side: str, sem: SemanticSignal, signal: Signal, where: str) -> list[Problem]:
+    table = {str(v) for v in (signal.choices or {}).values()}
+    return [Problem(side, sem.message, sem.signal, f"{where} names {ours} = {theirs!r}, not a value of the signal "
+                                                   f"({', '.join(sorted(table)) or 'no value table'})")
+            for ours, theirs in sem.names.items() if theirs not in table]
+
+
+def _constant_problems(profile: Profile, side: str) -> list[Problem]:
+    out = []
+    for message, values in profile.sidecar.constants.items():
+        if message not in profile.messages:
+            out.append(Problem(side, message, None, f"[constants] names message {message!r}, not in the DBC"))
+            continue
+        signals = {s.name: s for s in profile.message(message).signals}
+        for name, value in values.items():
+            s = signals.get(name)
+            if s is None:
+                out.append(Problem(side, message, name, f"[constants] {message} has no signal {name!r}"))
+            elif isinstance(value, str) and value not in {str(v) for v in (s.choices or {}).values()}:
+                out.append(Problem(side, message, name, f"[constants] {value!r} is not a value of {name}"))
+    for role, frame in profile.sidecar.raw_frames.items():
+        if frame.message not in profile.messages:
+            out.append(Problem(side, frame.message, None, f"[raw_frames] {role} names message {frame.message!r}, "
+                                                          "not in the DBC"))
     return out
 
 
@@ -193,14 +276,15 @@ def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
     for role, message in sc.messages.items():
         if message not in names:
             out.append(Problem(side, message, None, f"[messages] {role} names message {message!r}, not in the DBC"))
-    mode_signal = _mapped_signal(profile, "status.mode")
-    if mode_signal is not None and mode_signal.choices:
-        table = {str(v) for v in mode_signal.choices.values()}
-        for mode in sc.modes:
-            if mode not in table:
-                out.append(Problem(side, None, None, f"[modes] {mode} is not a value of status.mode "
-                                                     f"({', '.join(sorted(table))})"))
+    for semantic in ("status.mode", "command.mode"):
+        mode_signal = _mapped_signal(profile, semantic)
+        if mode_signal is not None and mode_signal.choices:
+            table = {str(v) for v in mode_signal.choices.values()} | set(profile.sidecar.semantic[semantic].names)
+            out += [Problem(side, None, None, f"[modes] {mode} is not a value of {semantic} "
+                                              f"({', '.join(sorted(table))})")
+                    for mode in sc.modes if mode not in table]
     out += _fault_problems(profile, side)
+    out += _constant_problems(profile, side)
     baud = profile.db.dbc.attributes.get("Baudrate") if profile.db.dbc else None
     if baud is not None and baud.value != sc.bitrate:
         out.append(Problem(side, None, None, f"[profile] bitrate = {sc.bitrate}, but {dbc} says Baudrate "
@@ -210,7 +294,7 @@ def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:
 
 def _mapped_signal(profile: Profile, name: str) -> Signal | None:
     sem = profile.sidecar.semantic.get(name)
-    message = next((m for m in profile.db.messages if m.name == sem.message), None) if sem else None
+    message = profile.message(sem.message) if sem and sem.message in profile.messages else None
     return next((s for s in message.signals if s.name == sem.signal), None) if message else None
 
 

@@ -1,21 +1,24 @@
-"""Protocol profiles: a DBC file (frame layouts) plus a sidecar TOML (addressing, semantic names, units, ranges, rates,
-modes), and the frame-by-frame codec of one node on top of cantools.
+"""Protocol profiles: a DBC file (frame layouts) plus a sidecar TOML (``firmware_iface.protocol.sidecar``: addressing,
+semantic names, units, ranges, rates, modes), and the frame-by-frame codec of one node on top of cantools.
 
-This module owns reading a profile's two files, node addressing (``arbitration_id = node_id << node_shift |
-command_id``: the DBC defines each message once, for node 0), encoding signals into python-can Messages and decoding
-them back with range, value-table and length checks (``ProtocolError``), and semantic-name lookups. Nothing in it
-is specific to the native profile except the default paths of ``load_native``. A DBC without a sidecar is a profile
-without node addressing (``node_shift = 0``, node 0 only).
+This module owns encoding signals into python-can Messages and decoding them back with range, value-table and
+length checks (``ProtocolError``), and semantic-name lookups. Node addressing is ``firmware_iface.protocol.addressing``
+(the shift of the native profile and ODrive, ODrive's per-axis DBC, CANopen's COB-IDs, MIT's node in the payload).
+
+Decoded values are the toolkit's: a signal a semantic entry maps with ``scale``/``offset`` (ODrive's revolutions)
+decodes to the toolkit's unit (radians) and is encoded back from it; a value-table signal with ``names`` decodes to
+the toolkit's name (``closed_loop`` for ODrive's ``CLOSED_LOOP_CONTROL``); signals of ``[constants]`` are filled in
+when a message is encoded; a frame equal to one of ``[raw_frames]`` decodes as its role, with no signals. Nothing in
+it is specific to the native profile except the default paths of ``load_native``. A DBC without a sidecar is a
+profile without node addressing (node 0 only).
 """
 
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import can
 import cantools
@@ -24,48 +27,17 @@ from cantools.database.namedsignalvalue import NamedSignalValue
 
 from actuator.errors import ConfigError, ProtocolError
 from actuator.paths import DBC_DIR
+from firmware_iface.protocol.addressing import MAX_EXTENDED_ID, MAX_STANDARD_ID, Addressing
+from firmware_iface.protocol.sidecar import RawFrame, SemanticSignal, Sidecar, read_sidecar
+
+__all__ = ["MAX_EXTENDED_ID", "MAX_STANDARD_ID", "Decoded", "Profile", "RawFrame", "SemanticSignal", "Sidecar",
+           "allowed_range", "inside", "read_dbc", "read_sidecar", "representable_range"]
 
 NATIVE_DBC = DBC_DIR / "jointkit_native.dbc"
 NATIVE_SIDECAR = DBC_DIR / "jointkit_native.toml"
-MAX_STANDARD_ID = 0x7FF
-MAX_EXTENDED_ID = 0x1FFFFFFF
 FLOAT_MAX = {32: 3.4028234663852886e38, 64: 1.7976931348623157e308}
 
 SignalValue = int | float | str
-
-
-@dataclass(frozen=True)
-class SemanticSignal:
-    """One semantic name of the toolkit mapped to a message's signal; ``range_`` is what it must be able to carry."""
-
-    name: str
-    message: str
-    signal: str
-    unit: str | None = None
-    range_: tuple[float, float] | None = None
-    # the signal is a set of bits (faults, errors): its value table names single bits, any combination is valid
-    bitfield: bool = False
-
-
-@dataclass(frozen=True)
-class Sidecar:
-    """The sidecar TOML of a profile, parsed and type-checked (not yet checked against the DBC)."""
-
-    path: Path | None
-    name: str
-    version: str = ""
-    bitrate: int = 1_000_000
-    fd: bool = False
-    node_shift: int = 0
-    node_min: int = 0
-    node_max: int = 0
-    rates_hz: dict[str, float] = field(default_factory=dict)
-    modes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    always: tuple[str, ...] = ()
-    faults: dict[str, int] = field(default_factory=dict)
-    params: dict[str, int] = field(default_factory=dict)
-    semantic: dict[str, SemanticSignal] = field(default_factory=dict)
-    messages: dict[str, str] = field(default_factory=dict)  # role (estop, clear_faults, ...) -> message name
 
 
 class Decoded(NamedTuple):
@@ -86,78 +58,6 @@ def read_dbc(path: str | Path) -> Database:
     if not isinstance(db, Database):
         raise ConfigError(f"{path}: not a CAN database")
     return db
-
-
-def _field(table: dict, key: str, kinds: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
-    if key not in table:
-        if default is ...:
-            raise ConfigError(f"{where}: missing field {key!r}")
-        return default
-    value = table[key]
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise ConfigError(f"{where}: {key} = {value!r} must be a number")
-    if not isinstance(value, kinds):
-        raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
-    return value
-
-
-def _semantic_entry(name: str, entry: Any, where: str) -> SemanticSignal:
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: {name!r} must be a table with message and signal")
-    message = _field(entry, "message", str, f"{where} {name!r}")
-    signal = _field(entry, "signal", str, f"{where} {name!r}")
-    unit = _field(entry, "unit", str, f"{where} {name!r}", None)
-    rng = _field(entry, "range", list, f"{where} {name!r}", None)
-    if rng is not None:
-        if len(rng) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng) \
-                or not rng[0] <= rng[1]:
-            raise ConfigError(f"{where} {name!r}: range = {rng!r} must be [low, high] numbers with low <= high")
-        rng = (float(rng[0]), float(rng[1]))
-    bitfield = _field(entry, "bitfield", bool, f"{where} {name!r}", False)
-    return SemanticSignal(name, message, signal, unit, rng, bitfield)
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} = {value!r} must be a list of message names")
-    return tuple(value)
-
-
-def _section(doc: dict, key: str, path: Path) -> dict:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: [{key}] must be a table")
-    return value
-
-
-def read_sidecar(path: str | Path) -> Sidecar:
-    """The sidecar TOML at ``path``, its fields type-checked (``ConfigError`` naming the file and field)."""
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the sidecar: {e}") from e
-    prof, addr, rates, faults, params = (_section(doc, k, path)
-                                         for k in ("profile", "addressing", "rates_hz", "faults", "params"))
-    where_prof, where_addr = f"{path} [profile]", f"{path} [addressing]"
-    return Sidecar(
-        path=path,
-        name=_field(prof, "name", str, where_prof),
-        version=str(_field(prof, "version", str | int | float, where_prof, "")),
-        bitrate=_field(prof, "bitrate", int, where_prof, 1_000_000),
-        fd=_field(prof, "fd", bool, where_prof, False),
-        node_shift=_field(addr, "node_shift", int, where_addr, 0),
-        node_min=_field(addr, "node_min", int, where_addr, 0),
-        node_max=_field(addr, "node_max", int, where_addr, 0),
-        rates_hz={k: float(_field(rates, k, int | float, f"{path} [rates_hz]")) for k in rates},
-        modes={k: _str_list(v, f"{path} [modes] {k}") for k, v in _section(doc, "modes", path).items()},
-        always=_str_list(_section(doc, "commands", path).get("always", []), f"{path} [commands] always"),
-        faults={k: _field(faults, k, int, f"{path} [faults]") for k in faults},
-        params={k: _field(params, k, int, f"{path} [params]") for k in params},
-        semantic={k: _semantic_entry(k, v, f"{path} [semantic]") for k, v in _section(doc, "semantic", path).items()},
-        messages={k: _field(_section(doc, "messages", path), k, str, f"{path} [messages]")
-                  for k in _section(doc, "messages", path)},
-    )
 
 
 def representable_range(signal: Signal) -> tuple[float, float]:
@@ -206,8 +106,8 @@ class Profile:
         self.db = db
         self.sidecar = sidecar
         self.dbc_path = dbc_path
-        self._by_name = {m.name: m for m in db.messages}
-        self._by_command = {m.frame_id: m for m in db.messages}
+        self.addressing = Addressing(db, sidecar, sidecar.name)
+        self._by_name = self.addressing.templates
         # each signal's allowed range widened by the rounding tolerance, computed once: decode runs per frame
         self._bounds = {}
         for m in db.messages:
@@ -215,9 +115,13 @@ class Profile:
                 lo, hi = allowed_range(sig)
                 tol = _tolerance(lo, hi, sig)
                 self._bounds[id(sig)] = (lo, hi, lo - tol, hi + tol)
-        # signals whose value table names bits (``bitfield = true``): decoded to their number, any combination valid
-        self._bitfields = {id(s) for sem in sidecar.semantic.values() if sem.bitfield
-                           for m in db.messages if m.name == sem.message for s in m.signals if s.name == sem.signal}
+        sems = sidecar.semantic.values()
+        # by (message, signal): bit-field signals (any combination of bits valid), unit conversions, value names
+        self._bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
+        self._convert = {(s.message, s.signal): (s.scale, s.offset) for s in sems if s.converted}
+        self._to_toolkit = {(s.message, s.signal): {v: k for k, v in s.names.items()} for s in sems if s.names}
+        self._to_wire = {(s.message, s.signal): dict(s.names) for s in sems if s.names}
+        self._raw = {(f.message, f.data): f.role for f in sidecar.raw_frames.values()}
 
     @classmethod
     def load(cls, dbc_path: str | Path, sidecar_path: str | Path | None = None) -> Profile:
@@ -236,6 +140,7 @@ class Profile:
 
     @property
     def messages(self) -> tuple[str, ...]:
+        """The profile's message names (per-axis DBCs: without the axis prefix)."""
         return tuple(self._by_name)
 
     @property
@@ -244,6 +149,7 @@ class Profile:
         return dict(self.sidecar.rates_hz)
 
     def message(self, name: str) -> Message:
+        """The layout of message ``name`` (per-axis DBCs: the first node's copy)."""
         try:
             return self._by_name[name]
         except KeyError:
@@ -266,27 +172,30 @@ class Profile:
     def arbitration_id(self, name: str, node_id: int) -> int:
         """The bus identifier of message ``name`` sent to or from ``node_id``."""
         node_id = self.check_node(node_id)
-        message = self.message(name)
-        arb = node_id << self.sidecar.node_shift | message.frame_id
-        limit = MAX_EXTENDED_ID if message.is_extended_frame else MAX_STANDARD_ID
-        if arb > limit:
-            raise ProtocolError(f"{name} for node {node_id}: arbitration id 0x{arb:x} exceeds 0x{limit:x}")
-        return arb
+        self.message(name)
+        return self.addressing.arbitration_id(name, node_id)
 
     def split_id(self, arbitration_id: int) -> tuple[int, int]:
-        """(node id, command id) of a bus identifier."""
-        shift = self.sidecar.node_shift
-        if shift == 0:
-            return 0, arbitration_id
-        return arbitration_id >> shift, arbitration_id & ((1 << shift) - 1)
+        """(node id, command id) of a bus identifier under shift addressing (``node_of`` for any scheme)."""
+        return self.addressing.split(arbitration_id)
+
+    def node_of(self, msg: can.Message) -> int | None:
+        """The node a frame is for or from; None for a broadcast (CANopen's NMT, SYNC) or an id of no message."""
+        return self.addressing.node_of(msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
 
     def encode(self, name: str, node_id: int, /, **signals: SignalValue) -> can.Message:
-        """A python-can Message of ``name`` for ``node_id``; every signal of the message must be given.
+        """A python-can Message of ``name`` for ``node_id``; every signal of the message must be given, but for the
+        sidecar's ``[constants]`` of the message and, where the node is in the payload, the node's signal.
 
-        Values are physical (scaled) numbers, or value-table names for signals that have one.
+        Values are the toolkit's (scaled by the semantic entry's ``scale``/``offset`` where it has them), or value
+        names (the toolkit's where the entry maps ``names``, else the DBC's) for signals with a value table.
         """
-        message = self.message(name)
         arb = self.arbitration_id(name, node_id)
+        message = self.addressing.message(name, node_id)
+        signals = {**self.sidecar.constants.get(name, {}), **signals}
+        node_signal = self.sidecar.node_in_payload.get(name)
+        if node_signal is not None:
+            signals.setdefault(node_signal, node_id)
         unknown = sorted(set(signals) - {s.name for s in message.signals})
         if unknown:
             raise ProtocolError(f"{name}: unknown signal(s) {', '.join(unknown)}; the message has "
@@ -294,21 +203,41 @@ class Profile:
         missing = [s.name for s in message.signals if s.name not in signals]
         if missing:
             raise ProtocolError(f"{name}: missing signal(s) {', '.join(missing)}")
-        for s in message.signals:
-            self._check_encode_value(message, s, signals[s.name])
+        wire = {s.name: self._wire_value(name, s, signals[s.name]) for s in message.signals}
         try:
-            data = message.encode(dict(signals), scaling=True, padding=False, strict=True)
+            data = message.encode(wire, scaling=True, padding=False, strict=True)
         except Exception as e:  # cantools raises EncodeError, ValueError, TypeError, KeyError
             raise ProtocolError(f"{name}: cannot encode {signals}: {e}") from e
         return can.Message(arbitration_id=arb, data=data, is_extended_id=message.is_extended_frame,
                            is_fd=self.sidecar.fd)
 
-    def _check_encode_value(self, message: Message, signal: Signal, value: SignalValue) -> None:
-        where = f"{message.name}: signal {signal.name}"
-        if isinstance(value, str | NamedSignalValue):
-            text = value.name if isinstance(value, NamedSignalValue) else value
-            if not signal.choices or text not in {str(v) for v in signal.choices.values()}:
-                raise ProtocolError(f"{where} = {text!r} is not in its value table "
+    def encode_raw(self, role: str, node_id: int) -> can.Message:
+        """The special frame ``role`` of ``[raw_frames]`` for ``node_id`` (MIT mode's enter, exit, zero)."""
+        frame = self.sidecar.raw_frames.get(role)
+        if frame is None:
+            raise ProtocolError(f"profile {self.name}: no raw frame {role!r}; raw frames: "
+                                f"{', '.join(self.sidecar.raw_frames) or 'none'}")
+        return can.Message(arbitration_id=self.arbitration_id(frame.message, node_id), data=frame.data,
+                           is_extended_id=self.message(frame.message).is_extended_frame, is_fd=self.sidecar.fd)
+
+    def _wire_value(self, name: str, signal: Signal, value: SignalValue) -> SignalValue:
+        """The DBC's value of a toolkit value, checked against the signal's range or value table."""
+        key = (name, signal.name)
+        if isinstance(value, NamedSignalValue):
+            value = value.name
+        if isinstance(value, str):
+            value = self._to_wire.get(key, {}).get(value, value)
+        elif key in self._convert and isinstance(value, int | float) and not isinstance(value, bool):
+            scale, offset = self._convert[key]
+            value = (value - offset) / scale
+        self._check_encode_value(name, signal, value)
+        return value
+
+    def _check_encode_value(self, name: str, signal: Signal, value: SignalValue) -> None:
+        where = f"{name}: signal {signal.name}"
+        if isinstance(value, str):
+            if not signal.choices or value not in {str(v) for v in signal.choices.values()}:
+                raise ProtocolError(f"{where} = {value!r} is not in its value table "
                                     f"({_choices_text(signal) if signal.choices else 'the signal has none'})")
             return
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -331,38 +260,47 @@ class Profile:
         if msg.is_error_frame or msg.is_remote_frame:
             raise ProtocolError(f"frame 0x{arb:03x}: {'an error' if msg.is_error_frame else 'a remote'} frame "
                                 "carries no signals")
-        node_id, command_id = self.split_id(arb)
-        message = self._by_command.get(command_id)
-        if message is None or message.is_extended_frame != msg.is_extended_id:
-            kind = "extended" if msg.is_extended_id else "standard"
-            raise ProtocolError(f"unknown frame id 0x{arb:03x} ({kind}; node {node_id}, command 0x{command_id:02x}) "
-                                f"in profile {self.name}")
-        sc = self.sidecar
-        if not sc.node_min <= node_id <= sc.node_max:
-            raise ProtocolError(f"frame 0x{arb:03x} ({message.name}): node id {node_id} is outside "
-                                f"{sc.node_min}..{sc.node_max}")
         data = bytes(msg.data)
+        located = self.addressing.locate(arb, msg.is_extended_id, data)
+        if located is None:
+            kind = "extended" if msg.is_extended_id else "standard"
+            node, command = self.addressing.split(arb)
+            raise ProtocolError(f"unknown frame id 0x{arb:03x} ({kind}; node {node}, command 0x{command:02x}) "
+                                f"in profile {self.name}")
+        node_id, name, message = located
+        sc = self.sidecar
+        if name not in sc.broadcast and not sc.node_min <= node_id <= sc.node_max:
+            raise ProtocolError(f"frame 0x{arb:03x} ({name}): node id {node_id} is outside "
+                                f"{sc.node_min}..{sc.node_max}")
+        role = self._raw.get((name, data))
+        if role is not None:
+            return Decoded(node_id, role, {})
         if len(data) != message.length:
-            raise ProtocolError(f"frame 0x{arb:03x} ({message.name}, node {node_id}): {len(data)} data bytes, "
+            raise ProtocolError(f"frame 0x{arb:03x} ({name}, node {node_id}): {len(data)} data bytes, "
                                 f"expected {message.length}")
         try:
             raw = message.decode(data, decode_choices=False, scaling=True)
         except Exception as e:  # cantools raises DecodeError, ValueError
-            raise ProtocolError(f"frame 0x{arb:03x} ({message.name}, node {node_id}): cannot decode "
+            raise ProtocolError(f"frame 0x{arb:03x} ({name}, node {node_id}): cannot decode "
                                 f"{data.hex()}: {e}") from e
-        values = {s.name: self._checked_value(message, s, raw[s.name], choices) for s in message.signals}
-        return Decoded(node_id, message.name, values)
+        values = {s.name: self._checked_value(name, s, raw[s.name], choices) for s in message.signals}
+        return Decoded(node_id, name, values)
 
-    def _checked_value(self, message: Message, signal: Signal, value: int | float, choices: bool) -> SignalValue:
-        if signal.choices and id(signal) not in self._bitfields:
+    def _checked_value(self, name: str, signal: Signal, value: int | float, choices: bool) -> SignalValue:
+        key = (name, signal.name)
+        if signal.choices and key not in self._bitfields:
             if value not in signal.choices:
-                raise ProtocolError(f"{message.name}: signal {signal.name} = {value} is not in its value table "
+                raise ProtocolError(f"{name}: signal {signal.name} = {value} is not in its value table "
                                     f"({_choices_text(signal)})")
-            return str(signal.choices[value]) if choices else value
+            if not choices:
+                return value
+            text = str(signal.choices[value])
+            return self._to_toolkit[key].get(text, text) if key in self._to_toolkit else text
         lo, hi, lo_tol, hi_tol = self._bounds[id(signal)]
         if lo_tol <= value <= hi_tol:  # NaN fails this too
-            return value
-        where = f"{message.name}: signal {signal.name}"
+            convert = self._convert.get(key)
+            return value if convert is None else value * convert[0] + convert[1]
+        where = f"{name}: signal {signal.name}"
         if not math.isfinite(value):
             raise ProtocolError(f"{where} = {value} is not finite")
         raise ProtocolError(f"{where} = {_fmt(value)} is outside the allowed range [{_fmt(lo)}, {_fmt(hi)}]")

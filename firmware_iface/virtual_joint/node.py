@@ -147,8 +147,8 @@ class VirtualJointNode:
         """Act on one received frame (ignored unless it is a command for this node)."""
         if msg.is_error_frame:
             return
-        node, _ = self.profile.split_id(msg.arbitration_id)
-        if node != self.node_id:
+        node = self.profile.node_of(msg)
+        if node is not None and node != self.node_id:
             return
         try:
             decoded = self.profile.decode(msg)
@@ -500,7 +500,13 @@ class NodeRunner:
             return False
         if msg is None:
             return False
-        node = self.nodes.get(self.profile.split_id(msg.arbitration_id)[0])
+        located = self.profile.addressing.locate(msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
+        if located is not None and located.name in self.profile.sidecar.broadcast:
+            for node in self.nodes.values():  # NMT, SYNC: for every node
+                node.handle(msg)
+            return True
+        # an id of no message goes to the node its node field names, which counts it as a bad frame
+        node = self.nodes.get(located.node_id if located is not None else self.profile.split_id(msg.arbitration_id)[0])
         if node is None:
             self.counters["foreign"] += 1
         else:
