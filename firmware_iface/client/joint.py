@@ -85,6 +85,7 @@ class JointClient:
         # so two threads asking at once (a GUI job and the GUI thread) could take or drop each other's answer
         self._request_lock = threading.Lock()
         self._warned: set[str] = set()
+        self._mode_sent: str | None = None
         self.hub.register(self.node_id, self._on_frame)
 
     def close(self) -> None:
@@ -139,7 +140,10 @@ class JointClient:
 
     @property
     def mode(self) -> str | None:
-        return self.status.get(self._by_semantic.get("status.mode", (None, None))[1])
+        """The mode the joint reports, or where its profile has no mode report, the mode last sent to it."""
+        if "status.mode" not in self._by_semantic:
+            return self._mode_sent
+        return self.status.get(self._by_semantic["status.mode"][1])
 
     @property
     def faults(self) -> list[str]:
@@ -218,6 +222,7 @@ class JointClient:
     def set_mode(self, mode: str) -> None:
         self.need("modes", command=f"set mode {mode}")
         self._send_semantic({"command.mode": mode})
+        self._mode_sent = mode
 
     def set_state(self, state: str) -> None:
         self.need("state_machine", command=f"set state {state}")
@@ -231,7 +236,7 @@ class JointClient:
         self.set_state("closed_loop")
         if wait:
             self.wait_state("closed_loop", timeout_s)
-            if mode is not None:
+            if mode is not None and self._capabilities["mode_report"]:
                 self.wait_for(lambda: self.mode == mode, timeout_s, f"heartbeat in mode {mode}")
 
     def disable(self) -> None:

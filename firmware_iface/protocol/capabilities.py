@@ -30,7 +30,9 @@ CAPABILITIES: dict[str, Capability] = {
     "heartbeat": Capability("a periodic status frame: the joint is alive, and confirmed before any write",
                             ("status.state",)),
     "state_machine": Capability("enable and disable (idle, closed loop)", ("status.state", "command.state")),
-    "modes": Capability("control modes chosen and reported", ("status.mode", "command.mode")),
+    # a joint that does not report its mode (ODrive's heartbeat) is taken to be in the mode it was last sent
+    "modes": Capability("control modes chosen", ("command.mode",)),
+    "mode_report": Capability("the control mode reported", ("status.mode",)),
     "faults": Capability("fault bits reported", ("status.faults",)),
     "clear_faults": Capability("faults cleared on request", (), ("clear_faults",)),
     "estop": Capability("an emergency stop frame", (), ("estop",)),

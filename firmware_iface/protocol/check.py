@@ -252,13 +252,13 @@ def _constant_problems(profile: Profile, side: str) -> list[Problem]:
 
 
 def _bitfield_problems(side: str, sem: SemanticSignal, signal: Signal) -> list[Problem]:
-    """A ``bitfield`` signal is an unsigned integer whose value table, if any, names single bits."""
+    """A ``bitfield`` signal is an unsigned integer whose value table, if any, names single bits (and 0: none)."""
     where = f"[semantic] {sem.name} (bitfield)"
     if signal.is_float or signal.is_signed or signal.scale != 1 or signal.offset != 0:
         return [Problem(side, sem.message, sem.signal, f"{where}: the signal must be an unsigned integer with scale 1 "
                                                        f"and offset 0 ({_layout(signal)})")]
     return [Problem(side, sem.message, sem.signal, f"{where}: value {value} ({name}) is not a single bit")
-            for value, name in (signal.choices or {}).items() if value <= 0 or value & (value - 1)]
+            for value, name in (signal.choices or {}).items() if value < 0 or value & (value - 1)]
 
 
 def _sidecar_problems(profile: Profile, dbc: str, side: str) -> list[Problem]:

@@ -119,7 +119,9 @@ class Profile:
         # by (message, signal): bit-field signals (any combination of bits valid), unit conversions, value names
         self._bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
         self._convert = {(s.message, s.signal): (s.scale, s.offset) for s in sems if s.converted}
-        self._to_toolkit = {(s.message, s.signal): {v: k for k, v in s.names.items()} for s in sems if s.names}
+        # several of the toolkit's names may map to one value of the DBC's: it decodes to the first listed
+        self._to_toolkit = {(s.message, s.signal): {v: k for k, v in reversed(s.names.items())} for s in sems
+                            if s.names}
         self._to_wire = {(s.message, s.signal): dict(s.names) for s in sems if s.names}
         self._raw = {(f.message, f.data): f.role for f in sidecar.raw_frames.values()}
 
@@ -343,12 +345,15 @@ class Profile:
         return None
 
     def fault_names(self, bits: int) -> list[str]:
-        """Names of the fault bits set in ``bits``: the sidecar's [faults], or the value table of a ``bitfield``
-        status.faults signal; a set bit neither names is ``bit N``, so every set bit is reported."""
-        table = dict(self.sidecar.faults)
+        """Names of the fault bits set in ``bits``: the value table of a ``bitfield`` status.faults signal (the
+        joint's own names, e.g. ODrive's axis errors), else the sidecar's [faults]; a set bit neither names is
+        ``bit N``, so every set bit is reported."""
         sem = self.sidecar.semantic.get("status.faults")
-        if not table and sem is not None and sem.bitfield:
-            table = {str(name): int(value) for value, name in self.signal(sem.message, sem.signal).choices.items()}
+        table = {}
+        if sem is not None and sem.bitfield:
+            table = {str(name): int(value) for value, name in self.signal(sem.message, sem.signal).choices.items()
+                     if value > 0} if self.signal(sem.message, sem.signal).choices else {}
+        table = table or dict(self.sidecar.faults)
         bits, names, named = int(bits), [], 0
         for name, bit in table.items():
             if bits & bit:

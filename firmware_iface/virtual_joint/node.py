@@ -30,15 +30,17 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import can
 import numpy as np
 from cantools.database.can import Message as DbcMessage
 
-from actuator.control.supervisor import FAULT_ESTOP
+from actuator.control.supervisor import FAULT_ESTOP, FAULT_NAMES
 from actuator.errors import ConfigError, FaultError, ProtocolError
 from actuator.model import layout as L
 from actuator.simulation import INJECTIONS
+from firmware_iface.protocol.capabilities import message_of
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.firmware import RATES, JointFirmware, ParamError
@@ -58,15 +60,28 @@ NODE_INJECTIONS = {
 }
 
 
+class _Signal(NamedTuple):
+    """One telemetry signal compiled once: the toolkit's value of ``semantic`` -> the wire's."""
+
+    name: str
+    semantic: str | None
+    lo: float  # the DBC's range, wire units
+    hi: float
+    choices: dict[str, int]  # value name (the toolkit's where the profile maps names) -> raw value
+    modulus: int  # a counter's modulus, else 0
+    scale: float  # toolkit = wire * scale + offset
+    offset: float
+    constant: float | None  # the node id where the node is in the payload
+
+
 @dataclass
 class _Telemetry:
-    """One telemetry message compiled once: its DBC message, bus id, and per signal (name, semantic, lo, hi,
-    value table, counter modulus or 0)."""
+    """One telemetry message compiled once: its DBC message, bus id, and its signals."""
 
     name: str
     message: DbcMessage
     arbitration_id: int
-    signals: list[tuple[str, str | None, float, float, dict[str, int], int]]
+    signals: list[_Signal]
     period_s: float = 0.0
     due_s: float = 0.0
 
@@ -102,12 +117,17 @@ class VirtualJointNode:
         self._commands = self._command_semantics()
         self._telemetry = self._compile_telemetry()
         self._rate_params = {m: param for param, messages in RATES.items() for m in messages}
-        self._diagnostics = self.profile.semantic("diagnostics.loop_time_us")[0]
+        sems = self.profile.sidecar.semantic
+        self._diagnostics = sems["diagnostics.loop_time_us"].message if "diagnostics.loop_time_us" in sems else None
         self._setpoints = set().union(*self.profile.sidecar.modes.values())
         status_message = self.profile.semantic("status.state")[0]
         self._heartbeat = next(tm for tm in self._telemetry if tm.name == status_message)
-        self._status_requests = {self.profile.semantic("command.state")[0], self.profile.semantic("command.mode")[0],
-                                 "estop", "clear_faults"}
+        self._estop, self._clear = message_of(self.profile, "estop"), message_of(self.profile, "clear_faults")
+        self._status_requests = {sems[k].message for k in ("command.state", "command.mode") if k in sems} | {
+            self._estop, self._clear}
+        # the firmware's fault bits -> the profile's (by name: an ODrive reports an over-current as MOTOR_FAILED)
+        self._fault_bits = [(bit, self.profile.sidecar.faults[name]) for bit, name in FAULT_NAMES.items()
+                            if name in self.profile.sidecar.faults]
 
     # --- compiled protocol tables ------------------------------------------------------------------------
     def _command_semantics(self) -> dict[str, list[tuple[str, str]]]:
@@ -119,18 +139,28 @@ class VirtualJointNode:
         return out
 
     def _compile_telemetry(self) -> list[_Telemetry]:
-        by_signal = {(s.message, s.signal): name for name, s in self.profile.sidecar.semantic.items()}
+        sems = self.profile.sidecar.semantic
+        by_signal = {(s.message, s.signal): name for name, s in sems.items()}
         out = []
         for name in self.profile.telemetry:
             message = self.profile.message(name)
+            node_signal = self.profile.sidecar.node_in_payload.get(name)
             signals = []
             for s in message.signals:
                 sem = by_signal.get((name, s.name))
+                entry = sems.get(sem) if sem else None
                 lo = s.minimum if s.minimum is not None else -math.inf
                 hi = s.maximum if s.maximum is not None else math.inf
-                choices = {str(v): k for k, v in s.choices.items()} if s.choices else {}
+                choices = {}
+                if s.choices and not (entry and entry.bitfield):
+                    choices = {str(v): k for k, v in s.choices.items()}
+                    # the toolkit's names first, so that where several map to one value the value is found
+                    choices = {ours: choices[theirs] for ours, theirs in (entry.names if entry else {}).items()
+                               if theirs in choices} | choices
                 counter = (s.name == "counter" and sem is None) or sem == "status.counter"
-                signals.append((s.name, sem, lo, hi, choices, 1 << s.length if counter else 0))
+                signals.append(_Signal(s.name, sem, lo, hi, choices, 1 << s.length if counter else 0,
+                                       entry.scale if entry else 1.0, entry.offset if entry else 0.0,
+                                       float(self.node_id) if s.name == node_signal else None))
             out.append(_Telemetry(name, message, self.profile.arbitration_id(name, self.node_id), signals))
         return out
 
@@ -174,11 +204,14 @@ class VirtualJointNode:
 
     def _dispatch(self, name: str, v: dict) -> None:
         fw = self.fw
-        if name == "estop":
+        if name == self._estop:
             fw.estop()
-        elif name == "clear_faults":
+        elif name == self._clear:
             fw.clear_faults()
         elif "state" in v:
+            if v["state"] not in REQUESTS:
+                raise ConfigError(f"state {v['state']!r} is not one the simulated joint enters: allowed "
+                                  f"{', '.join(REQUESTS)}")
             fw.set_state(REQUESTS[v["state"]])
         elif "mode" in v:
             fw.set_mode(v["mode"])
@@ -198,12 +231,14 @@ class VirtualJointNode:
     def _setpoint(self, v: dict) -> None:
         fw = self.fw
         if "impedance_position_rad" in v:
-            ok = fw.impedance(v["impedance_position_rad"], v["impedance_velocity_rad_s"],
-                              v["impedance_kp_nm_per_rad"], v["impedance_kd_nm_s_per_rad"], v["impedance_torque_ff_nm"])
+            ok = fw.impedance(v["impedance_position_rad"], v.get("impedance_velocity_rad_s", 0.0),
+                              v["impedance_kp_nm_per_rad"], v["impedance_kd_nm_s_per_rad"],
+                              v.get("impedance_torque_ff_nm", 0.0))
         elif "position_rad" in v:
-            ok = fw.command(fw.mode, v["position_rad"], v["position_velocity_ff_rad_s"], v["position_torque_ff_nm"])
+            ok = fw.command(fw.mode, v["position_rad"], v.get("position_velocity_ff_rad_s", 0.0),
+                            v.get("position_torque_ff_nm", 0.0))
         elif "velocity_rad_s" in v:
-            ok = fw.command(fw.mode, 0.0, v["velocity_rad_s"], v["velocity_torque_ff_nm"])
+            ok = fw.command(fw.mode, 0.0, v["velocity_rad_s"], v.get("velocity_torque_ff_nm", 0.0))
         else:
             ok = fw.command(fw.mode, 0.0, 0.0, v["torque_nm"])
         if not ok:  # the firmware refused it (not in closed loop, or stopping)
@@ -308,18 +343,21 @@ class VirtualJointNode:
 
     def _encode(self, tm: _Telemetry, values: dict) -> can.Message:
         data = {}
-        for signal, sem, lo, hi, choices, modulus in tm.signals:
-            if modulus:
-                data[signal] = self._seq[tm.name] % modulus
+        for sig in tm.signals:
+            if sig.modulus:
+                data[sig.name] = self._seq[tm.name] % sig.modulus
                 continue
-            value = values.get(sem, 0.0)
-            if choices:
-                value = choices.get(str(value), 0)
-            value = float(value)
+            if sig.constant is not None:
+                data[sig.name] = sig.constant
+                continue
+            value = values.get(sig.semantic, 0.0)
+            if sig.choices:
+                value = sig.choices.get(str(value), 0)
+            value = (float(value) - sig.offset) / sig.scale
             if value != value:  # NaN has no encoding: send 0 and count it rather than stop transmitting
                 self.counters["nonfinite"] += 1
                 value = 0.0
-            data[signal] = min(max(value, lo), hi)  # a real firmware saturates what its field cannot carry
+            data[sig.name] = min(max(value, sig.lo), sig.hi)  # a real firmware saturates what its field cannot carry
         self._seq[tm.name] += 1
         payload = tm.message.encode(data, scaling=True, padding=False, strict=False)
         return can.Message(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False,
@@ -333,7 +371,11 @@ class VirtualJointNode:
             state = "estop"
         wrench = tel["wrench"]
         total, n, worst = self._loop_us
-        out = {"status.state": state, "status.mode": tel["mode"], "status.faults": tel["fault_bits"] & 0xFFFF,
+        faults = 0
+        for bit, theirs in self._fault_bits:
+            if tel["fault_bits"] & bit:
+                faults |= theirs
+        out = {"status.state": state, "status.mode": tel["mode"], "status.faults": faults,
                "status.limits_active": tel["limits_active"], "telemetry.ft_saturated": tel["ft_saturated"],
                "telemetry.ft_temp_c": tel["housing_temp_c"],
                "diagnostics.rx_errors": min(self.counters["rx_errors"], 255),
