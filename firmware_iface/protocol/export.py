@@ -32,6 +32,7 @@ from firmware_iface.protocol.profile import Profile
 
 MAX_NAME_CHARS = 32  # Vector CANdb++ (and the DBC's short names) allow 32 characters per identifier
 HOST_NODE = "Host"
+NO_NODE = "Vector__XXX"  # the DBC's placeholder for "no sender / no receiver", not a node of the BU_ list
 DBC_ENCODING = "cp1252"  # what cantools (and Vector's tools) read a DBC as by default
 MAX_CYCLE_TIME_MS = 2**16 - 1
 
@@ -65,9 +66,11 @@ def cycle_time_ms(rate_hz: float | None) -> int | None:
     return min(MAX_CYCLE_TIME_MS, max(1, round(1000.0 / rate_hz)))
 
 
-def _map_node(name: str, node_id: int) -> str:
-    """A BU_ name of the source DBC in the export: its host (any case) is ``Host``; every other node is the joint."""
-    return HOST_NODE if name.lower() == HOST_NODE.lower() else joint_node(node_id)
+def _map_nodes(names: Sequence[str], node_id: int) -> list[str]:
+    """BU_ names of the source DBC in the export: its host (any case) is ``Host``; every other node is the joint at
+    ``node_id`` (a profile addresses one kind of device); the placeholder ``Vector__XXX`` is dropped."""
+    mapped = [HOST_NODE if n.lower() == HOST_NODE.lower() else joint_node(node_id) for n in names if n != NO_NODE]
+    return list(dict.fromkeys(mapped))
 
 
 def _copy_signal(signal: Signal, node_id: int) -> Signal:
@@ -76,7 +79,7 @@ def _copy_signal(signal: Signal, node_id: int) -> Signal:
         is_signed=signal.is_signed, raw_initial=signal.raw_initial, raw_invalid=signal.raw_invalid,
         conversion=copy.deepcopy(signal.conversion), minimum=signal.minimum, maximum=signal.maximum, unit=signal.unit,
         dbc_specifics=copy.deepcopy(signal.dbc), comment=copy.deepcopy(signal.comments),
-        receivers=[_map_node(r, node_id) for r in signal.receivers], is_multiplexer=signal.is_multiplexer,
+        receivers=_map_nodes(signal.receivers, node_id), is_multiplexer=signal.is_multiplexer,
         multiplexer_ids=copy.copy(signal.multiplexer_ids), multiplexer_signal=signal.multiplexer_signal,
         spn=signal.spn)
 
@@ -94,7 +97,7 @@ def _copy_message(profile: Profile, name: str, node_id: int) -> Message:
     return Message(
         frame_id=frame_id, name=node_message_name(name, node_id), length=source.length,
         signals=[_copy_signal(s, node_id) for s in source.signals], unused_bit_pattern=source.unused_bit_pattern,
-        comment=copy.deepcopy(source.comments), senders=[_map_node(s, node_id) for s in source.senders],
+        comment=copy.deepcopy(source.comments), senders=_map_nodes(source.senders, node_id),
         send_type=source.send_type, cycle_time=cycle_time_ms(rate) if rate is not None else source.cycle_time,
         dbc_specifics=copy.deepcopy(source.dbc), is_extended_frame=source.is_extended_frame,
         is_fd=source.is_fd or profile.sidecar.fd, bus_name=source.bus_name,
@@ -178,7 +181,7 @@ def export_dbc(profile: Profile, node_ids: Sequence[int]) -> Database:
         try:
             node = profile.check_node(n)
         except JointkitError as e:
-            raise ConfigError(f"cannot export node {n!r}: {e} (the allowed range of profile {profile.name})") from e
+            raise ConfigError(f"cannot export node {n!r}: {e}") from e
         if node in nodes:
             raise ConfigError(f"cannot export node {node} twice: node ids must be given once each")
         nodes.append(node)
