@@ -1,5 +1,6 @@
-"""The protocol layer: a profile (DBC + sidecar TOML) that encodes and decodes frames of one node, its checker, and a
-compiled batch codec for high-rate telemetry. cantools is the reference codec; nothing here opens a bus.
+"""The protocol layer: a profile (DBC + sidecar TOML) that encodes and decodes frames of one node, its checker, a
+compiled batch codec for high-rate telemetry, and the per-node DBC export for third-party tools. cantools is the
+reference codec; nothing here opens a bus.
 """
 
 from __future__ import annotations
