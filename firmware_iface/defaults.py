@@ -19,3 +19,7 @@ DEFAULT_FRAME_SUFFIX = ".blf"
 # the control modes a host enables a joint in (the controller's modes but relay, a tuning experiment, and admittance,
 # which needs the F/T sensor calibrated on the joint first)
 ENABLE_MODES = ("position", "velocity", "torque", "impedance")
+
+# the protocol profiles shipped in dbc/, by the name --profile takes (firmware_iface.protocol.load.SHIPPED has their
+# files; tests/cli/test_cli_imports.py checks the two agree)
+SHIPPED_PROFILES = ("native", "odrive")

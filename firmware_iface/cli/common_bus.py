@@ -39,26 +39,26 @@ def bus_from_args(args: argparse.Namespace) -> can.BusABC:
 
 
 def add_profile_options(parser: argparse.ArgumentParser) -> None:
-    """``--profile DBC [--sidecar TOML]``: the protocol the joints speak (default: the native profile)."""
+    """``--profile NAME|DBC [--sidecar TOML]``: the protocol the joints speak (default: the native profile)."""
+    from firmware_iface.defaults import SHIPPED_PROFILES
+
     group = parser.add_argument_group("protocol profile")
-    group.add_argument("--profile", type=Path, metavar="DBC", help="the DBC of the joints' protocol "
-                                                                   "(default: the bundled jointkit_native profile)")
+    group.add_argument("--profile", metavar="NAME|DBC",
+                       help=f"the joints' protocol: a shipped profile ({', '.join(SHIPPED_PROFILES)}) or the path of "
+                            "a DBC (default: native)")
     group.add_argument("--sidecar", type=Path, metavar="TOML",
                        help="its sidecar TOML (default: DBC with .toml, when it exists)")
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile:
     from actuator.errors import ConfigError
-    from firmware_iface.protocol.load import load_native, load_profile
+    from firmware_iface.protocol.load import load_named, load_native
 
     if args.profile is None:
         if args.sidecar is not None:
             raise ConfigError(f"--sidecar {args.sidecar} needs --profile (the DBC it describes)")
         return load_native()
-    sidecar = args.sidecar
-    if sidecar is None and args.profile.with_suffix(".toml").is_file():
-        sidecar = args.profile.with_suffix(".toml")
-    return load_profile(args.profile, sidecar)
+    return load_named(args.profile, args.sidecar)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """``jointkit scan``: the joints on a bus, from their heartbeats: passive (nothing is sent), each node reported as
-confirmed or not as a joint of the profile; ``--query`` asks each confirmed joint for its protocol version.
+confirmed or not as a joint of the profile; ``--query`` asks each confirmed joint for its protocol version;
+``--profile auto`` names the shipped profile(s) each node's heartbeats confirm it as.
 
 Exit 0 whether or not a joint is found ("no joints found" / ``"nodes": []``); 2 when the bus or the profile cannot
 be opened.
@@ -24,12 +25,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _detect(args: argparse.Namespace) -> int:
+    """``--profile auto``: the profile each node matches, among the shipped ones (nothing is sent)."""
+    from actuator.errors import ConfigError
+    from firmware_iface.client.scan import detect
+    from firmware_iface.protocol.load import SHIPPED, load_named
+
+    if args.query or args.sidecar is not None:
+        raise ConfigError("--profile auto listens only: without --query and --sidecar")
+    profiles = {name: load_named(name) for name in SHIPPED}
+    with bus_session(args, profiles["native"]) as (bus, _):
+        nodes = detect(bus, profiles, args.listen_s)
+        channel = bus.channel_info
+    if args.json:
+        print_json({"nodes": nodes, "bus": channel, "listen_s": args.listen_s, "profiles": list(profiles)})
+        return 0
+    if not nodes:
+        print(f"no joints found on {channel} (listened {args.listen_s:g} s)")
+    for n in nodes:
+        found = ", ".join(n["matches"]) or f"none confirmed (decodes as {', '.join(n['decodes_as'])})"
+        print(f"node {n['node_id']}: {found}" + (f", state {n['state']}" if n["matches"] else ""))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from firmware_iface.client.scan import scan
 
+    if args.profile == "auto":
+        return _detect(args)
     profile = profile_from_args(args)
     with bus_session(args, profile) as (bus, _):
         nodes = scan(bus, profile, args.listen_s, query=args.query)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_iface.cli.common import emit
+from firmware_iface.cli.common_bus import add_profile_options, profile_from_args
 from firmware_iface.defaults import DEFAULT_PORT, LOOPBACK
 
 
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="fault injection at start (repeatable), e.g. drop_frames=0.1@2")
     serve.add_argument("--duration-s", dest="serve_duration_s", type=float,
                        help="stop after this many seconds (default: until Ctrl-C)")
+    add_profile_options(serve)
     serve.set_defaults(func=run_serve)
 
 
@@ -145,11 +147,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from firmware_iface.virtual_joint.serve import JointServer
 
     _check_bind(args.host, args.port, args.allow_remote)
-    node_ids = parse_nodes(args.nodes)
+    profile = profile_from_args(args)
+    node_ids = parse_nodes(args.nodes, profile)
     injections = _check_serve_options(args, node_ids)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     server = JointServer(node_ids, preset=args.serve_preset, port=args.port, host=args.host,
-                         paced=not args.free_running, flash_dir=args.flash_dir, watchdog_timeout_s=args.watchdog_s)
+                         paced=not args.free_running, flash_dir=args.flash_dir, watchdog_timeout_s=args.watchdog_s,
+                         profile=profile)
     try:
         for name, value, node in injections:
             for n in server.nodes:
@@ -157,7 +161,7 @@ def run_serve(args: argparse.Namespace) -> int:
                     n.inject(name, value)
         server.start()
         ids = ",".join(str(n.node_id) for n in server.nodes)
-        print(f"serving virtual joints {ids} ({args.serve_preset}) on {server.url} "
+        print(f"serving virtual joints {ids} ({args.serve_preset}, profile {profile.name}) on {server.url} "
               f"(--interface remote --channel {server.url}); Ctrl-C stops", flush=True)
         deadline = None if args.serve_duration_s is None else time.monotonic() + args.serve_duration_s
         while deadline is None or time.monotonic() < deadline:

@@ -9,7 +9,9 @@ Identity: a frame of another protocol can decode as this profile's heartbeat (an
 idle axis reads as a native heartbeat "idle, torque mode"), and a command to such a node is a frame its own protocol
 obeys. A node is *confirmed* (``confirmed``) as a joint of the profile once its heartbeats show the profile's
 signature: with a heartbeat counter (``status.counter``), two consecutive heartbeats whose counter advances by one
-(a foreign frame's bytes there hold a constant field); without one, ``UNCOUNTED_BEATS`` decoded heartbeats.
+(a foreign frame's bytes there hold a constant field); without one, ``UNCOUNTED_BEATS`` heartbeats in a row whose
+bits outside every signal are zero, as a sender that encodes the message leaves them (a native heartbeat read as an
+ODrive one has its counter in the ODrive's reserved bits).
 ``JointClient`` writes nothing to a node before it is confirmed.
 
 Recorders are python-can listeners (``add_listener``): every frame the hub receives, and every frame it sends
@@ -37,6 +39,7 @@ import can
 
 from actuator.errors import BusError, ProtocolError
 from firmware_iface.client.clock import WALL, Clock
+from firmware_iface.protocol.check import signal_bits
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
 
@@ -62,6 +65,12 @@ class BusHub:
         self._counter = None if sem is None or sem.message != self._status_message else (
             sem.signal, 1 << self.profile.signal(sem.message, sem.signal).length)
         self._last_counter: dict[int, int] = {}
+        self._streak: Counter[int] = Counter()  # heartbeats in a row with the unused bits zero, by node
+        self._unused_bits = 0  # bits of the heartbeat outside every signal: zero in a frame of this profile
+        if self._status_message is not None:
+            used = {b for s in self.profile.message(self._status_message).signals for b in signal_bits(s)}
+            self._unused_bits = sum(1 << b for b in range(8 * self.profile.message(self._status_message).length)
+                                    if b not in used)
         self.counters = Counter(rx=0, tx=0, rx_errors=0, bus_errors=0, foreign=0)
         self.last_error = ""
         self._send_lock = threading.Lock()
@@ -230,7 +239,7 @@ class BusHub:
         self._received("rx", msg, decoded)
         if decoded.name == self._status_message:
             self.heartbeats[decoded.node_id] = (t, decoded.signals)
-            self._observe(decoded.node_id, decoded.signals)
+            self._observe(decoded.node_id, decoded.signals, bytes(msg.data))
         handler = self.handlers.get(decoded.node_id)
         if handler is None:
             self.counters["foreign"] += 1
@@ -241,13 +250,15 @@ class BusHub:
             self.counters["handler_errors"] += 1
             self.last_error = f"handler of node {decoded.node_id} on {decoded.name}: {e!r}"
 
-    def _observe(self, node: int, signals: dict) -> None:
+    def _observe(self, node: int, signals: dict, data: bytes) -> None:
         """One heartbeat of ``node`` towards its confirmation (see the module docstring)."""
         self.beats[node] += 1
         if node in self.confirmed:
             return
         if self._counter is None:
-            if self.beats[node] >= UNCOUNTED_BEATS:
+            clean = not int.from_bytes(data, "little") & self._unused_bits
+            self._streak[node] = self._streak[node] + 1 if clean else 0
+            if self._streak[node] >= UNCOUNTED_BEATS:
                 self.confirmed.add(node)
             return
         name, modulus = self._counter
@@ -267,6 +278,9 @@ class BusHub:
         if self._counter is not None and beats >= 2:
             return (f"{beats} frames decode as its {self._status_message} but their {self._counter[0]} does not "
                     f"advance (stuck at {self._last_counter.get(node)}): another protocol's frame on that id")
+        if self._counter is None and beats > self._streak[node] + UNCOUNTED_BEATS:
+            return (f"{beats} frames decode as its {self._status_message} but bits outside its signals are set: "
+                    "another protocol's frame on that id")
         return f"{beats} heartbeat(s) heard, not enough to confirm it"
 
     # --- writing -----------------------------------------------------------------------------------------

@@ -99,3 +99,43 @@ def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LIST
     for node, version in zip(asked, versions, strict=True):
         node["profile_version"] = version
     return nodes
+
+
+class _Collector(can.Listener):
+    def __init__(self) -> None:
+        self.frames: list[tuple[can.Message, float]] = []
+
+    def on_message_received(self, msg: can.Message) -> None:
+        if msg.is_rx:
+            self.frames.append((msg, time.perf_counter()))
+
+
+def detect(bus: can.BusABC, profiles: dict[str, Profile], listen_s: float = LISTEN_S) -> list[dict[str, Any]]:
+    """Which profile each node on ``bus`` speaks, sending nothing: the frames heard in ``listen_s`` are read with each
+    profile as its ``BusHub`` reads them, and a node is listed with every profile its heartbeats confirm it as
+    (``matches``) and, where none does, the profiles whose heartbeat it merely decodes as (``decodes_as``)."""
+    if not (isinstance(listen_s, int | float) and math.isfinite(listen_s) and listen_s > 0):
+        raise ConfigError(f"listen_s = {listen_s!r}: must be a positive number of seconds")
+    hub = BusHub.of(bus, next(iter(profiles.values())))
+    collector = _Collector()
+    hub.add_listener(collector)
+    try:
+        time.sleep(listen_s)
+    finally:
+        hub.remove_listener(collector)
+    nodes: dict[int, dict[str, Any]] = {}
+    for name, profile in profiles.items():
+        if not provided(profile)["heartbeat"]:
+            continue
+        reader = BusHub(bus, profile)  # never started: it only reads the frames collected
+        for msg, t in collector.frames:
+            reader.dispatch(msg, t)
+        for node in reader.beats:
+            row = nodes.setdefault(node, {"node_id": node, "matches": [], "decodes_as": [], "state": None})
+            if node in reader.confirmed:
+                row["matches"].append(name)
+                state = profile.sidecar.semantic["status.state"].signal
+                row["state"] = row["state"] or reader.heartbeats[node][1].get(state)
+            else:
+                row["decodes_as"].append(name)
+    return [nodes[n] for n in sorted(nodes)]

@@ -296,18 +296,27 @@ def _record(w: _Walker, figures: dict[str, float], t_end: float) -> BusRun:
     ring = c.rings[c.state_message]
     rows = ring.since(t0)
     t_rows = dejittered(rows, ring)
-    motor, iq_signal = c.profile.semantic("telemetry.iq_a")
-    m_ring = c.rings[motor]
-    m_rows = m_ring.since(t0)
-    iq = (np.interp(t_rows, dejittered(m_rows, m_ring), m_rows[:, m_ring.index[iq_signal]]) if len(m_rows)
-          else np.full(len(t_rows), np.nan))
+    iq = _resampled(c, "telemetry.iq_a", t0, t_rows)
+    # what the profile does not report (an ODrive 0.5.6 sends no torque) is NaN: figures of it are NaN, not made up
     col = {s: rows[:, ring.index[c.profile.semantic(f"telemetry.{s}")[1]]]
+           if c.profile.sidecar.semantic.get(f"telemetry.{s}", None) is not None
+           and c.profile.semantic(f"telemetry.{s}")[0] == c.state_message else np.full(len(rows), np.nan)
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     run = BusRun(w.t_cmd[ran] - t0, w.reference[ran], t_rows - t0, col["position_rad"], col["velocity_rad_s"],
                  col["torque_nm"], iq, figures, t0, rx_t_s=rows[:, 0] - t0, tick=np.flatnonzero(ran),
                  segment=w.segment[ran], load_nm=w.load[ran], decim=w.decim,
                  held={name: v[:last] for name, v in w.held.items()})
     return _timed_by_joint(w, run, rows, ring, (t0, t_end)) if w.joint_clock and len(rows) >= 2 else run
+
+
+def _resampled(c: JointClient, semantic: str, t0: float, t_rows: np.ndarray) -> np.ndarray:
+    """``semantic`` from its own message, interpolated to the joint state's times (NaN where the profile has none)."""
+    sem = c.profile.sidecar.semantic.get(semantic)
+    m_ring = c.rings.get(sem.message) if sem is not None else None
+    m_rows = m_ring.since(t0) if m_ring is not None else ()
+    if not len(m_rows):
+        return np.full(len(t_rows), np.nan)
+    return np.interp(t_rows, dejittered(m_rows, m_ring), m_rows[:, m_ring.index[sem.signal]])
 
 
 def _timed_by_joint(w: _Walker, run: BusRun, rows: np.ndarray, ring: Any, span: tuple[float, float]) -> BusRun:
@@ -331,7 +340,10 @@ def _timed_by_joint(w: _Walker, run: BusRun, rows: np.ndarray, ring: Any, span: 
 
 
 def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
-    """The value of ``semantic`` the joint last reported at each grid time (NaN before its first report)."""
+    """The value of ``semantic`` the joint last reported at each grid time (NaN before its first report, and where
+    the profile has no such report)."""
+    if semantic not in client.profile.sidecar.semantic:
+        return np.full(grid.size, np.nan)
     message, signal = client.profile.semantic(semantic)
     ring = client.rings.get(message)
     if ring is None:

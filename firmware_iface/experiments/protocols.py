@@ -338,8 +338,9 @@ def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     t, y, r = s["t_s"][sel], _output(s, c)[sel], s["reference"][sel]
     if t.size < 10:
         return Outcome({"rise_time_s": math.nan}, _motion_panels(s))
-    current = s["iq_a"][sel] if "iq_a" in s else None
-    m = step_metrics(t - t[0], y, r, torque=s["torque_nm"][sel], current=current)
+    # a joint that does not report torque or current (ODrive 0.5.6 sends no torque) has no peak of it
+    torque, current = (s[k][sel] if k in s and np.all(np.isfinite(s[k][sel])) else None for k in ("torque_nm", "iq_a"))
+    m = step_metrics(t - t[0], y, r, torque=torque, current=current)
     name = "velocity (rad/s)" if c.get("loop") == "velocity" else "position (rad)"
     panels = [Panel(name, [Series(name.split()[0], t - t[0], y), Series("set-point", t - t[0], r, "--")])]
     return Outcome(step_figures(m, c.get("loop", "position")), panels)

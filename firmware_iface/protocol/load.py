@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from actuator.errors import ConfigError
+from actuator.paths import DBC_DIR
 from firmware_iface.protocol.check import check_profile
 from firmware_iface.protocol.profile import NATIVE_DBC, NATIVE_SIDECAR, Profile
 
@@ -22,6 +23,28 @@ def load_profile(dbc_path: str | Path, sidecar_path: str | Path | None = None, *
             raise ConfigError(f"{dbc_path}: the profile has {len(problems)} problem(s) (see `jointkit dbc "
                               "check`):\n  " + "\n  ".join(str(p) for p in problems))
     return profile
+
+
+# the profiles shipped in dbc/, by the name ``--profile`` takes: (DBC, sidecar); a DBC path names any other profile
+SHIPPED = {
+    "native": (NATIVE_DBC, NATIVE_SIDECAR),
+    "odrive": (DBC_DIR / "odrive_cansimple_0.5.6.dbc", DBC_DIR / "odrive_cansimple_0.5.6.toml"),
+}
+
+
+def load_named(name_or_path: str | Path, sidecar_path: str | Path | None = None) -> Profile:
+    """A shipped profile by name (``SHIPPED``), or the DBC at a path with its sidecar (default: the DBC's path with
+    .toml, where it exists)."""
+    text = str(name_or_path)
+    if text in SHIPPED and sidecar_path is None:
+        return load_profile(*SHIPPED[text])
+    path = Path(name_or_path)
+    if not path.is_file() and path.suffix.lower() != ".dbc":
+        raise ConfigError(f"--profile {text!r}: no shipped profile of that name and no such DBC file: allowed "
+                          f"{', '.join(SHIPPED)} or the path of a DBC")
+    if sidecar_path is None and path.with_suffix(".toml").is_file():
+        sidecar_path = path.with_suffix(".toml")
+    return load_profile(path, sidecar_path)
 
 
 def load_native(*, validate: bool = True) -> Profile:

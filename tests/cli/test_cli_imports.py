@@ -69,3 +69,11 @@ def test_checking_a_profile_loads_no_kernel():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           check=True)
     assert proc.stdout.split() == ["['actuator']", "False"]
+
+
+def test_shipped_profile_names_agree_with_the_loader():
+    from firmware_iface.defaults import SHIPPED_PROFILES
+    from firmware_iface.protocol.load import SHIPPED
+
+    assert tuple(SHIPPED) == SHIPPED_PROFILES
+    assert all(dbc.is_file() and toml.is_file() for dbc, toml in SHIPPED.values())
