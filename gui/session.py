@@ -122,7 +122,7 @@ class Session:
         setpoint = here if mode in ("position", "impedance") else 0.0
         gains = (0.0, 0.0)
         if mode == "impedance":
-            gains = (c.read_gain("impedance_kp"), c.read_gain("impedance_kd"))
+            gains = c.impedance_gains()
         c.enable(mode, wait=False)
         self.commander.start_stream(node, mode, setpoint, gains)
 

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_bus_command_options(p)
     p.add_argument("--query", action="store_true",
                    help="ask each confirmed joint for its protocol version (sends param_read; default: send nothing)")
+    p.add_argument("--nodes", help="with --query, for joints that only answer (MIT mode): the node ids to ask, e.g. "
+                                   "1,2 (nothing is sent to any other)")
     p.add_argument("--listen-s", type=float, default=LISTEN_S,
                    help=f"how long to listen for heartbeats, s (default {LISTEN_S:g}: 3 beats at 10 Hz)")
     p.set_defaults(func=run)
@@ -48,6 +50,12 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replies_only(profile: object) -> bool:
+    from firmware_iface.protocol.capabilities import replies_only
+
+    return replies_only(profile)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -56,22 +64,29 @@ def run(args: argparse.Namespace) -> int:
 
     if args.profile == "auto":
         return _detect(args)
+    from firmware_iface.protocol.load import parse_nodes
+
     profile = profile_from_args(args)
+    asked = parse_nodes(args.nodes, profile) if args.nodes else None
     with bus_session(args, profile) as (bus, _):
-        nodes = scan(bus, profile, args.listen_s, query=args.query)
+        nodes = scan(bus, profile, args.listen_s, query=args.query, nodes=asked)
         channel = bus.channel_info
     if args.json:
         print_json({"nodes": nodes, "bus": channel, "listen_s": args.listen_s})
         return 0
     if not nodes:
-        print(f"no joints found on {channel} (listened {args.listen_s:g} s)")
+        how = "asked" if args.query else f"listened {args.listen_s:g} s"
+        hint = "; its joints only answer: --query --nodes 1,2 asks them" if _replies_only(profile) and \
+            not args.query else ""
+        print(f"no joints found on {channel} ({how}){hint}")
         return 0
     table = Table(title=f"jointkit scan: {channel}")
     for name in ("node", "identity", "state", "mode", "faults", "profile version"):
         table.add_column(name, justify="right" if name in ("node", "profile version") else "left")
     for n in nodes:
-        version = "not asked" if not (args.query and n["confirmed"]) else (
-            "no answer" if n["profile_version"] is None else str(n["profile_version"]))
+        version = "n/a" if "profile_version" not in profile.sidecar.params else "not asked" if not (
+            args.query and n["confirmed"]) else "no answer" if n["profile_version"] is None else str(
+            n["profile_version"])
         state, mode = (str(n["state"]), str(n["mode"])) if n["confirmed"] else ("?", "?")
         table.add_row(str(n["node_id"]), "confirmed" if n["confirmed"] else "NOT confirmed", state, mode,
                       ", ".join(n["faults"]) or "none", version)

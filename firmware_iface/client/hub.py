@@ -11,7 +11,9 @@ obeys. A node is *confirmed* (``confirmed``) as a joint of the profile once its 
 signature: with a heartbeat counter (``status.counter``), two consecutive heartbeats whose counter advances by one
 (a foreign frame's bytes there hold a constant field); without one, ``UNCOUNTED_BEATS`` heartbeats in a row whose
 bits outside every signal are zero, as a sender that encodes the message leaves them (a native heartbeat read as an
-ODrive one has its counter in the ODrive's reserved bits).
+ODrive one has its counter in the ODrive's reserved bits). A joint that only answers (MIT mode: no heartbeat, a reply
+to each command with its id in the payload) is confirmed by its first reply, to the query ``JointClient.identify``
+sends (its profile's safest frame: MIT's "exit motor mode").
 ``JointClient`` writes nothing to a node before it is confirmed.
 
 Recorders are python-can listeners (``add_listener``): every frame the hub receives, and every frame it sends
@@ -39,6 +41,7 @@ import can
 
 from actuator.errors import BusError, ProtocolError
 from firmware_iface.client.clock import WALL, Clock
+from firmware_iface.protocol.capabilities import replies_only, status_message
 from firmware_iface.protocol.check import signal_bits
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
@@ -56,8 +59,8 @@ class BusHub:
         self.bus = bus
         self.profile = profile or load_native()
         self.handlers: dict[int, Handler] = {}
-        status = self.profile.sidecar.semantic.get("status.state")  # None: a profile without a heartbeat
-        self._status_message = status.message if status is not None else None
+        self._status_message = status_message(self.profile)  # None: a profile without a heartbeat or status reply
+        self._replies_only = replies_only(self.profile)
         self.heartbeats: dict[int, tuple[float, dict]] = {}  # node -> (receive time, signals)
         self.confirmed: set[int] = set()  # nodes whose heartbeats show the profile's signature
         self.beats: Counter[int] = Counter()  # heartbeats decoded, by node
@@ -254,6 +257,9 @@ class BusHub:
         """One heartbeat of ``node`` towards its confirmation (see the module docstring)."""
         self.beats[node] += 1
         if node in self.confirmed:
+            return
+        if self._replies_only:  # a reply comes only when asked, and carries the node's own id: that is the signature
+            self.confirmed.add(node)
             return
         if self._counter is None:
             clean = not int.from_bytes(data, "little") & self._unused_bits

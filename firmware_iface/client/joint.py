@@ -30,10 +30,11 @@ from actuator.errors import ConfigError, FaultError, IdentityError, ProtocolErro
 from firmware_iface.client.clock import Clock
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.rings import Ring
-from firmware_iface.protocol.capabilities import message_of, provided, require
+from firmware_iface.protocol.capabilities import message_of, provided, replies_only, require, status_message
 from firmware_iface.protocol.profile import Decoded, Profile, allowed_range
 
 FAULT_STATES = ("fault", "estop")
+RAW_STATES = {"closed_loop": "enable", "idle": "disable"}  # the special frames of a profile without command.state
 # telemetry rates for several joints sharing one 1 Mbit/s bus, by rate parameter: the wrench off, the rest at the
 # joint's defaults (the native joint's 1111 frames/s a joint: six joints need 83 % of the bus with their 1 kHz
 # commands, where the defaults need 158 %). Applied where a joint's profile has the parameter.
@@ -52,19 +53,17 @@ class JointClient:
         self.hub = BusHub.of(bus, profile, start=threaded)
         self.profile = self.hub.profile
         self.node_id = self.profile.check_node(node_id)
-        status = self.profile.sidecar.semantic.get("status.state")
-        rate = self.profile.telemetry.get(status.message, 10.0) if status is not None else 10.0
-        self.heartbeat_period_s = heartbeat_period_s or 1.0 / rate
+        self._status_message = status_message(self.profile)
+        # a joint that only answers (MIT mode) has no heartbeat to miss: it is alive while it answers
+        self._replies_only = replies_only(self.profile)
+        rate = self.profile.telemetry.get(self._status_message, 10.0) if self._status_message else 10.0
+        self.heartbeat_period_s = heartbeat_period_s or (math.inf if self._replies_only or rate <= 0 else 1.0 / rate)
         self.missed_heartbeats = missed_heartbeats
-        self.rings: dict[str, Ring] = {}
-        for name in self.profile.telemetry:
-            signals = self.profile.message(name).signals
-            if not any(s.choices for s in signals):
-                self.rings[name] = Ring(("bus_t_s", *(s.name for s in signals)), capacity)
+        self.rings = self._make_rings(capacity)
         self._by_semantic = {k: (v.message, v.signal) for k, v in self.profile.sidecar.semantic.items()}
         # every semantic name is optional (``protocol.capabilities``): what the profile lacks is None here
         self.state_message = self._by_semantic.get("telemetry.position_rad", (None,))[0]
-        self._status = self._by_semantic.get("status.state", (None, None))
+        self._state_signal = self._by_semantic.get("status.state", (None, None))[1]
         self._faults_signal = self._by_semantic.get("status.faults", (None, None))[1]
         self._reply_message = self._by_semantic.get("reply.param_value", (None,))[0]
         self._capabilities = provided(self.profile)
@@ -86,7 +85,24 @@ class JointClient:
         self._request_lock = threading.Lock()
         self._warned: set[str] = set()
         self._mode_sent: str | None = None
+        # replies only: the state the host last set, and the one waiting for a reply sent after it (state, time)
+        self._state_set: str = "idle"
+        self._state_pending: tuple[str, float] | None = None
         self.hub.register(self.node_id, self._on_frame)
+
+    def _make_rings(self, capacity: int) -> dict[str, Ring]:
+        """A ring per telemetry message of its number signals: messages of value-table signals only where they
+        carry telemetry too (MIT's reply, its error code beside the position)."""
+        sems = self.profile.sidecar.semantic.values()
+        carriers = {s.message for s in sems if s.name.startswith(("telemetry.", "diagnostics."))}
+        bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
+        rings = {}
+        for name in self.profile.telemetry:
+            signals = self.profile.message(name).signals
+            numbers = [s.name for s in signals if not s.choices or (name, s.name) in bitfields]
+            if name in carriers or len(numbers) == len(signals):
+                rings[name] = Ring(("bus_t_s", *numbers), capacity)
+        return rings
 
     def close(self) -> None:
         self.hub.unregister(self.node_id)
@@ -98,10 +114,12 @@ class JointClient:
         sig = d.signals
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))
-        if d.name == self._status[0]:
+        if d.name == self._status_message:
             status = dict(sig)
-            faults = int(sig[self._faults_signal]) if self._faults_signal is not None else 0
-            status["fault_names"] = self.profile.fault_names(faults)
+            status["fault_names"] = self.profile.faults_of(sig[self._faults_signal]) if self._faults_signal else []
+            pending = self._state_pending
+            if pending is not None and t >= pending[1]:  # the reply to (or after) the state's special frame
+                self._state_set, self._state_pending = pending[0], None
             self.status, self.heartbeat_t, self.heartbeat_bus_t = status, t, bus_t
         elif d.name == self._reply_message:
             self._replies.put(sig)
@@ -136,7 +154,13 @@ class JointClient:
 
     @property
     def state(self) -> str | None:
-        return self.status.get(self._status[1])
+        """The state the heartbeat reports; for a joint that only answers, the state the host set once a reply came
+        after it (``fault`` while the reply reports a fault), None before its first reply."""
+        if self._state_signal is None:
+            if self.heartbeat_t is None:
+                return None
+            return "fault" if self.faults else self._state_set
+        return self.status.get(self._state_signal)
 
     @property
     def mode(self) -> str | None:
@@ -170,7 +194,9 @@ class JointClient:
             self.clock.idle(self.hub, 0.001)
 
     def wait_alive(self, timeout_s: float = 1.0) -> dict[str, Any]:
-        """Wait for a heartbeat; the joint's status."""
+        """Wait for a heartbeat (a joint that only answers is asked: ``identify``); the joint's status."""
+        if self._replies_only and not self.identified:
+            self.identify(max(timeout_s, 0.5))
         self.wait_for(lambda: self.heartbeat_t is not None, timeout_s, "heartbeat")
         return self.status
 
@@ -193,6 +219,11 @@ class JointClient:
         second); ``IdentityError`` naming what was heard instead. Every write waits for this first:
         a frame of this profile may be a command in a foreign node's protocol."""
         timeout_s = max(2.0, 5.0 * self.heartbeat_period_s) if timeout_s is None else timeout_s
+        if self._replies_only and not self.identified:
+            timeout_s = 2.0 if math.isinf(timeout_s) else timeout_s
+            # the one write before confirmation: the profile's query, the frame that moves nothing (MIT: exit
+            # motor mode), without which a joint that only answers is never heard
+            self._state_pending = ("idle", self.hub.send(self.profile.encode_raw("query", self.node_id)))
         try:
             self.wait_for(lambda: self.identified, timeout_s, f"confirmation as a {self.profile.name} joint")
         except TimeoutError:
@@ -226,12 +257,26 @@ class JointClient:
 
     def set_state(self, state: str) -> None:
         self.need("state_machine", command=f"set state {state}")
-        self._send_semantic({"command.state": state})
+        if "command.state" in self._by_semantic:
+            self._send_semantic({"command.state": state})
+            return
+        role = RAW_STATES.get(state)  # MIT: the special frames, answered by a reply
+        if role is None:
+            raise ConfigError(f"node {self.node_id}: profile {self.profile.name} enters only "
+                              f"{', '.join(RAW_STATES)}, not {state!r}")
+        if not self.identified:
+            self.identify()
+        self._state_pending = (state, self.hub.send(self.profile.encode_raw(role, self.node_id)))
 
     def enable(self, mode: str | None = None, *, wait: bool = True, timeout_s: float = 1.0) -> None:
         """Select ``mode`` (if given) and enter closed loop; with ``wait`` until the heartbeat says so."""
-        self.need("state_machine", *(("modes",) if mode is not None else ()), command="enable")
-        if mode is not None:
+        # a profile of one mode and no mode command (MIT: impedance) is in that mode
+        single = mode is not None and "command.mode" not in self._by_semantic and tuple(self.profile.sidecar.modes) \
+            == (mode,)
+        self.need("state_machine", *(("modes",) if mode is not None and not single else ()), command="enable")
+        if single:
+            self._mode_sent = mode
+        elif mode is not None:
             self.set_mode(mode)
         self.set_state("closed_loop")
         if wait:
@@ -327,6 +372,14 @@ class JointClient:
 
     def read_gain(self, name: str, timeout_s: float = 0.5) -> float:
         return self.read_param(f"gain.{name}", timeout_s)
+
+    def impedance_gains(self) -> tuple[float, float]:
+        """(kp N·m/rad, kd N·m·s/rad) for impedance set-points: the joint's own, read back, or where it keeps none
+        (MIT: they travel with every command) the profile's ``[impedance]`` defaults."""
+        own = self.profile.sidecar.impedance
+        if not self._capabilities["parameters"] and {"kp_nm_per_rad", "kd_nm_s_per_rad"} <= own.keys():
+            return own["kp_nm_per_rad"], own["kd_nm_s_per_rad"]
+        return self.read_gain("impedance_kp"), self.read_gain("impedance_kd")
 
     def read_param(self, name: str, timeout_s: float = 0.5) -> float:
         self.need("parameters", command=f"read {name}")

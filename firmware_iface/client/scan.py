@@ -25,7 +25,7 @@ from actuator.errors import ConfigError, TimeoutError
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.joint import JointClient
 from firmware_iface.defaults import LISTEN_S
-from firmware_iface.protocol.capabilities import provided, require
+from firmware_iface.protocol.capabilities import provided, replies_only, require
 from firmware_iface.protocol.profile import Profile
 
 # A joint answers param_read within its next control chunk (1 ms on the virtual joint); 0.2 s is generous for a
@@ -62,28 +62,31 @@ def _read_version(client: JointClient, timeout_s: float) -> float | None:
 
 
 def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S, *, query: bool = False,
-         timeout_s: float = VERSION_TIMEOUT_S) -> list[dict[str, Any]]:
+         timeout_s: float = VERSION_TIMEOUT_S, nodes: list[int] | None = None) -> list[dict[str, Any]]:
     """The nodes heard on ``bus``: ``[{"node_id", "state", "mode", "faults", "confirmed", "identity",
     "profile_version"}]`` by node id.
 
     ``faults`` are the names of the heartbeat's fault bits; ``profile_version`` is asked (``query``) of confirmed
     nodes only, and ``None`` for a node not asked or that does not answer ``param_read`` within ``timeout_s``. An
-    empty list when no heartbeat arrives in ``listen_s``.
+    empty list when no heartbeat arrives in ``listen_s``. A joint that only answers (MIT mode) is not heard by
+    listening: with ``query`` each of ``nodes`` (only those: the query is a write) is sent its profile's query.
     """
     hub = BusHub.of(bus, profile)
     profile = hub.profile
     require(profile, "heartbeat", command="scan")
+    if replies_only(profile):
+        return _ask(bus, profile, nodes or [], timeout_s) if query else []
     found = listen(bus, profile, listen_s)
     sem = profile.sidecar.semantic
     state_sig, mode_sig, faults_sig = (sem[f"status.{k}"].signal if f"status.{k}" in sem else None
                                        for k in ("state", "mode", "faults"))
-    nodes = [{"node_id": node_id, "state": sig.get(state_sig), "mode": sig.get(mode_sig),
+    rows = [{"node_id": node_id, "state": sig.get(state_sig), "mode": sig.get(mode_sig),
               "faults": profile.fault_names(int(sig.get(faults_sig, 0))), "confirmed": node_id in hub.confirmed,
               "identity": hub.identity(node_id), "profile_version": None}
              for node_id, sig in found.items()]
-    asked = [n for n in nodes if n["confirmed"]]
+    asked = [n for n in rows if n["confirmed"]]
     if not (query and asked) or VERSION_PARAM not in profile.sidecar.params or not provided(profile)["parameters"]:
-        return nodes
+        return rows
     previous = {n["node_id"]: hub.handlers.get(n["node_id"]) for n in asked}
     # capacity 2: these clients only wait for one reply, their telemetry rings are never read
     clients = [JointClient(bus, n["node_id"], profile, capacity=2) for n in asked]
@@ -98,7 +101,26 @@ def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LIST
                 hub.register(client.node_id, handler)
     for node, version in zip(asked, versions, strict=True):
         node["profile_version"] = version
-    return nodes
+    return rows
+
+
+def _ask(bus: can.BusABC, profile: Profile, nodes: list[int], timeout_s: float) -> list[dict[str, Any]]:
+    """Each of ``nodes`` sent the profile's query (MIT: exit motor mode); those that answer, with their status."""
+    if not nodes:
+        raise ConfigError(f"profile {profile.name}: its joints only answer, so a scan must ask them, and only the "
+                          "nodes named (--nodes 1,2): the query is a write")
+    out = []
+    for node in nodes:
+        client = JointClient(bus, node, profile, capacity=2)
+        try:
+            client.identify(max(timeout_s, 0.1))
+        except TimeoutError:
+            continue
+        finally:
+            client.close()
+        out.append({"node_id": node, "state": client.state, "mode": client.mode, "faults": client.faults,
+                    "confirmed": True, "identity": client.hub.identity(node), "profile_version": None})
+    return out
 
 
 class _Collector(can.Listener):
@@ -125,8 +147,8 @@ def detect(bus: can.BusABC, profiles: dict[str, Profile], listen_s: float = LIST
         hub.remove_listener(collector)
     nodes: dict[int, dict[str, Any]] = {}
     for name, profile in profiles.items():
-        if not provided(profile)["heartbeat"]:
-            continue
+        if not provided(profile)["heartbeat"] or replies_only(profile):
+            continue  # a joint that only answers (MIT) is not heard by listening
         reader = BusHub(bus, profile)  # never started: it only reads the frames collected
         for msg, t in collector.frames:
             reader.dispatch(msg, t)

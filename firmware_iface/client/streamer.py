@@ -147,7 +147,7 @@ class Streamer:
                 gains = None
                 if c.mode == "impedance":  # hold with the joint's own stiffness (its gains, read once here)
                     with contextlib.suppress(JointkitError):
-                        gains = (c.read_gain("impedance_kp"), c.read_gain("impedance_kd"))
+                        gains = c.impedance_gains()
                     if gains is None:
                         continue
                 self.start_stream(n, c.mode, value, gains)

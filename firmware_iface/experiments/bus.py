@@ -226,8 +226,7 @@ def _ready(client: JointClient, segments: list[Segment], command: str) -> None:
 def _walk(client: JointClient, segments: list[Segment], fixture: Fixture | None,
           idle_after: bool) -> tuple[Signals, BusRun]:
     """The walk itself, on a joint made ready (``_ready``)."""
-    gains = ((client.read_gain("impedance_kp"), client.read_gain("impedance_kd"))
-             if any(s.mode == "impedance" for s in segments) else None)
+    gains = client.impedance_gains() if any(s.mode == "impedance" for s in segments) else None
     walker = _Walker(client, segments, fixture, gains)
     echo_rate = _echo_on(client) if walker.echoes else None
     try:
@@ -255,7 +254,8 @@ def needs(segments: list[Segment]) -> list[str]:
     anything is sent."""
     modes = {s.mode for s in segments if s.mode is not None}
     caps = ["heartbeat", "state_machine", "position_telemetry", *sorted({MODE_COMMANDS[m] for m in modes})]
-    return [*caps, "modes"] if modes else caps
+    # choosing the mode (``modes``) is asked by ``JointClient.enable``: a joint of one mode (MIT) needs no choice
+    return caps
 
 
 def _await_last_tick(w: _Walker) -> None:

@@ -24,12 +24,17 @@ class Capability:
     what: str
     names: tuple[str, ...] = ()      # semantic names the profile must map
     messages: tuple[str, ...] = ()   # message roles the profile must have
+    raw: tuple[str, ...] = ()        # special frames ([raw_frames]) the profile must have
+    # another way to provide it (MIT mode: a reply to every command for a heartbeat, special frames to enable)
+    instead: Capability | None = None
 
 
 CAPABILITIES: dict[str, Capability] = {
-    "heartbeat": Capability("a periodic status frame: the joint is alive, and confirmed before any write",
-                            ("status.state",)),
-    "state_machine": Capability("enable and disable (idle, closed loop)", ("status.state", "command.state")),
+    "heartbeat": Capability("a periodic status frame, or a status reply to a query: the joint is alive, and "
+                            "confirmed before any write", ("status.state",),
+                            instead=Capability("", messages=("status_reply",), raw=("query",))),
+    "state_machine": Capability("enable and disable (idle, closed loop)", ("status.state", "command.state"),
+                                instead=Capability("", messages=("status_reply",), raw=("enable", "disable"))),
     # a joint that does not report its mode (ODrive's heartbeat) is taken to be in the mode it was last sent
     "modes": Capability("control modes chosen", ("command.mode",)),
     "mode_report": Capability("the control mode reported", ("status.mode",)),
@@ -69,11 +74,20 @@ def message_of(profile: Profile, role: str) -> str | None:
 
 
 def missing(profile: Profile, capability: str) -> list[str]:
-    """What the profile lacks for ``capability``: semantic names, and message roles as ``message <role>``."""
+    """What the profile lacks for ``capability``: semantic names, message roles as ``message <role>`` and special
+    frames as ``raw frame <role>`` (nothing when its other way, ``instead``, is complete)."""
     cap = CAPABILITIES[capability]
+    lacking = _lacking(profile, cap)
+    if lacking and cap.instead is not None and not _lacking(profile, cap.instead):
+        return []
+    return lacking
+
+
+def _lacking(profile: Profile, cap: Capability) -> list[str]:
     semantic = profile.sidecar.semantic
     return [n for n in cap.names if n not in semantic] + [
-        f"message {role}" for role in cap.messages if message_of(profile, role) is None]
+        f"message {role}" for role in cap.messages if message_of(profile, role) is None] + [
+        f"raw frame {role}" for role in cap.raw if role not in profile.sidecar.raw_frames]
 
 
 def provided(profile: Profile) -> dict[str, bool]:
@@ -96,3 +110,15 @@ def table(profile: Profile) -> list[dict[str, object]]:
         lacking = missing(profile, name)
         rows.append({"capability": name, "what": cap.what, "provided": not lacking, "missing": lacking})
     return rows
+
+
+def status_message(profile: Profile) -> str | None:
+    """The message that tells the joint's state: its heartbeat (status.state's), else the reply it answers every
+    command with (``[messages] status_reply``, MIT mode), else None."""
+    sem = profile.sidecar.semantic.get("status.state")
+    return sem.message if sem is not None else message_of(profile, "status_reply")
+
+
+def replies_only(profile: Profile) -> bool:
+    """A joint that sends nothing unless spoken to: no heartbeat, a reply to every command (MIT mode)."""
+    return "status.state" not in profile.sidecar.semantic and message_of(profile, "status_reply") is not None

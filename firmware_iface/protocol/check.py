@@ -300,6 +300,10 @@ def _mapped_signal(profile: Profile, name: str) -> Signal | None:
 
 def _fault_problems(profile: Profile, side: str) -> list[Problem]:
     out, signal = [], _mapped_signal(profile, "status.faults")
+    if profile.fault_codes:  # one code, not bits (MIT's error byte): [faults] gives codes of the value table
+        return [Problem(side, None, None, f"[faults] {name} = {code} is not a value of status.faults "
+                                          f"({_choices(signal)})")
+                for name, code in profile.sidecar.faults.items() if code not in signal.choices]
     for name, bit in profile.sidecar.faults.items():
         if bit <= 0 or bit & (bit - 1):
             out.append(Problem(side, None, None, f"[faults] {name} = {bit} is not a single bit"))
@@ -307,6 +311,10 @@ def _fault_problems(profile: Profile, side: str) -> list[Problem]:
             out.append(Problem(side, None, None, f"[faults] {name} = {bit} does not fit the {signal.length}-bit "
                                                  "status.faults signal"))
     return out
+
+
+def _choices(signal: Signal) -> str:
+    return ", ".join(f"{k} {v}" for k, v in signal.choices.items())
 
 
 def _param_problems(profile: Profile, side: str) -> list[Problem]:
@@ -330,6 +338,8 @@ def check_profile(profile: Profile) -> list[Problem]:
     ids: dict[tuple[int, bool], str] = {}
     for m in profile.db.messages:
         out += _signal_problems(dbc, m, profile.sidecar.fd)
+        if m.name in profile.sidecar.node_in_payload:
+            continue  # on its own id, apart from the node-addressed ids (MIT: replies to the master's id 0)
         first = ids.setdefault((m.frame_id, m.is_extended_frame), m.name)
         if first != m.name:
             out.append(Problem(dbc, m.name, None, f"frame id 0x{m.frame_id:x} is also the id of {first}"))

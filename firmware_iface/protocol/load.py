@@ -29,6 +29,7 @@ def load_profile(dbc_path: str | Path, sidecar_path: str | Path | None = None, *
 SHIPPED = {
     "native": (NATIVE_DBC, NATIVE_SIDECAR),
     "odrive": (DBC_DIR / "odrive_cansimple_0.5.6.dbc", DBC_DIR / "odrive_cansimple_0.5.6.toml"),
+    "mit": (DBC_DIR / "mit_ak80_9.dbc", DBC_DIR / "mit_ak80_9.toml"),
 }
 
 

@@ -15,6 +15,7 @@ profile without node addressing (node 0 only).
 
 from __future__ import annotations
 
+import logging
 import math
 from numbers import Integral
 from pathlib import Path
@@ -51,13 +52,23 @@ def read_dbc(path: str | Path) -> Database:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such DBC file")
+    log = logging.getLogger("cantools.database.can.database")
+    quiet = _SharedIdFilter()
+    log.addFilter(quiet)  # ids shared on purpose (MIT's command and reply): ``check`` reports real collisions
     try:
         db = cantools.database.load_file(path, strict=False)
     except Exception as e:  # cantools raises parser, format, OS and Unicode errors alike
         raise ConfigError(f"{path}: cannot read the DBC: {e}") from e
+    finally:
+        log.removeFilter(quiet)
     if not isinstance(db, Database):
         raise ConfigError(f"{path}: not a CAN database")
     return db
+
+
+class _SharedIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Overwriting message")
 
 
 def representable_range(signal: Signal) -> tuple[float, float]:
@@ -344,15 +355,35 @@ class Profile:
                 return name
         return None
 
+    @property
+    def fault_codes(self) -> bool:
+        """Whether status.faults is one code with a value table (MIT's error byte), not a set of bits."""
+        sem = self.sidecar.semantic.get("status.faults")
+        if sem is None or sem.bitfield or sem.message not in self._by_name:
+            return False
+        signal = next((s for s in self.message(sem.message).signals if s.name == sem.signal), None)
+        return bool(signal is not None and signal.choices)
+
+    def faults_of(self, value: SignalValue) -> list[str]:
+        """The faults a status.faults value reports: the names of its bits (``fault_names``), or of a fault code (a
+        value-table name; the code 0 is no fault)."""
+        if isinstance(value, str):
+            sem = self.sidecar.semantic["status.faults"]
+            return [] if value == str(self.signal(sem.message, sem.signal).choices.get(0)) else [value]
+        return self.fault_names(int(value))
+
     def fault_names(self, bits: int) -> list[str]:
         """Names of the fault bits set in ``bits``: the value table of a ``bitfield`` status.faults signal (the
         joint's own names, e.g. ODrive's axis errors), else the sidecar's [faults]; a set bit neither names is
         ``bit N``, so every set bit is reported."""
         sem = self.sidecar.semantic.get("status.faults")
         table = {}
+        if self.fault_codes:
+            choices = self.signal(sem.message, sem.signal).choices
+            return [] if int(bits) == 0 else [str(choices.get(int(bits), f"code {int(bits)}"))]
         if sem is not None and sem.bitfield:
-            table = {str(name): int(value) for value, name in self.signal(sem.message, sem.signal).choices.items()
-                     if value > 0} if self.signal(sem.message, sem.signal).choices else {}
+            choices = self.signal(sem.message, sem.signal).choices or {}
+            table = {str(name): int(value) for value, name in choices.items() if value > 0}
         table = table or dict(self.sidecar.faults)
         bits, names, named = int(bits), [], 0
         for name, bit in table.items():

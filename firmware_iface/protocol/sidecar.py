@@ -2,13 +2,16 @@
 file and field); checked against the DBC by ``firmware_iface.protocol.check``.
 
 Sections: ``[profile]`` (name, version, bitrate, fd, source), ``[addressing]`` (``firmware_iface.protocol.addressing``),
-``[rates_hz]``, ``[modes]``, ``[commands]``, ``[faults]``, ``[params]``, ``[messages]`` (roles of signal-less
-messages), ``[constants]`` (signals a message always carries with one value, e.g. ODrive's ``Input_Mode`` beside
-``Control_Mode``), ``[raw_frames]`` (special frames by role: a message's id with fixed data, e.g. MIT mode's "enter
-motor mode"), ``[identity]`` (what confirms a node) and ``[semantic]``. A semantic entry maps a toolkit name to a
-message's signal, with the toolkit's ``unit`` and ``range``, and where the wire differs from the toolkit: ``scale``
-and ``offset`` (toolkit value = signal * scale + offset, e.g. rev -> rad), the DBC's own unit as ``signal_unit``,
-``names`` (the toolkit's state or mode names -> the DBC's value-table names) and ``bitfield``.
+``[rates_hz]``, ``[modes]``, ``[commands]``, ``[faults]`` (the simulated joint's fault names -> this profile's bits, or
+codes where status.faults is one code), ``[params]``, ``[messages]`` (roles of signal-less messages, and
+``status_reply``: the joint's answer to every command, where it sends no heartbeat), ``[impedance]`` (the host's
+``kp_nm_per_rad`` and ``kd_nm_s_per_rad`` for a joint that keeps no impedance gains), ``[constants]`` (signals a
+message always carries with one value, e.g. ODrive's ``Input_Mode`` beside ``Control_Mode``), ``[raw_frames]``
+(special frames by role: a message's id with fixed data, e.g. MIT mode's enable, disable, zero and query) and
+``[semantic]``. A semantic entry maps a toolkit name to a message's signal, with the toolkit's ``unit`` and ``range``,
+and where the wire differs from the toolkit: ``scale`` and ``offset`` (toolkit value = signal * scale + offset, e.g.
+rev -> rad), the DBC's own unit as ``signal_unit``, ``names`` (the toolkit's state or mode names -> the DBC's
+value-table names) and ``bitfield``.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ class Sidecar:
     messages: dict[str, str] = field(default_factory=dict)  # role (estop, clear_faults, ...) -> message name
     constants: dict[str, dict[str, int | float | str]] = field(default_factory=dict)
     raw_frames: dict[str, RawFrame] = field(default_factory=dict)
-    identity: dict[str, Any] = field(default_factory=dict)
+    impedance: dict[str, float] = field(default_factory=dict)  # the host's kp, kd where the joint keeps none (MIT)
 
 
 SCHEMES = ("shift", "per_axis")
@@ -205,5 +208,6 @@ def read_sidecar(path: str | Path) -> Sidecar:
         messages={k: _field(messages, k, str, f"{path} [messages]") for k in messages},
         constants=_constants(_section(doc, "constants", path), f"{path} [constants]"),
         raw_frames={k: _raw_frame(k, v, f"{path} [raw_frames]") for k, v in _section(doc, "raw_frames", path).items()},
-        identity=dict(_section(doc, "identity", path)),
+        impedance={k: float(_field(_section(doc, "impedance", path), k, int | float, f"{path} [impedance]"))
+                   for k in _section(doc, "impedance", path)},
     )

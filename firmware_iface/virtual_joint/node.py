@@ -36,11 +36,11 @@ import can
 import numpy as np
 from cantools.database.can import Message as DbcMessage
 
-from actuator.control.supervisor import FAULT_ESTOP, FAULT_NAMES
+from actuator.control.supervisor import FAULT_ESTOP, FAULT_NAMES, FAULT_WATCHDOG
 from actuator.errors import ConfigError, FaultError, ProtocolError
 from actuator.model import layout as L
 from actuator.simulation import INJECTIONS
-from firmware_iface.protocol.capabilities import message_of
+from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.firmware import RATES, JointFirmware, ParamError
@@ -113,21 +113,31 @@ class VirtualJointNode:
         # preserve_timestamps=True passes it on), so a host measures in the joint's time even when a loaded
         # machine makes the simulation stutter
         self.time_origin = time.time() - self.fw.t_s
-        self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values())
+        self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values(),
+                                                                self.profile.sidecar.raw_frames)
         self._commands = self._command_semantics()
         self._telemetry = self._compile_telemetry()
         self._rate_params = {m: param for param, messages in RATES.items() for m in messages}
         sems = self.profile.sidecar.semantic
         self._diagnostics = sems["diagnostics.loop_time_us"].message if "diagnostics.loop_time_us" in sems else None
         self._setpoints = set().union(*self.profile.sidecar.modes.values())
-        status_message = self.profile.semantic("status.state")[0]
-        self._heartbeat = next(tm for tm in self._telemetry if tm.name == status_message)
+        self._heartbeat = next(tm for tm in self._telemetry if tm.name == status_message(self.profile))
+        self._replies_only = replies_only(self.profile)  # MIT: a reply to every command, no heartbeat
+        modes = tuple(self.profile.sidecar.modes)
+        if len(modes) == 1 and "command.mode" not in sems:
+            self.fw.set_mode(modes[0])  # the one mode of the protocol (MIT: impedance)
         self._estop, self._clear = message_of(self.profile, "estop"), message_of(self.profile, "clear_faults")
         self._status_requests = {sems[k].message for k in ("command.state", "command.mode") if k in sems} | {
             self._estop, self._clear}
-        # the firmware's fault bits -> the profile's (by name: an ODrive reports an over-current as MOTOR_FAILED)
+        # the firmware's fault bits -> the profile's (by name: an ODrive reports an over-current as MOTOR_FAILED), or
+        # where status.faults is one code (MIT), the name of the code of the first that has one
         self._fault_bits = [(bit, self.profile.sidecar.faults[name]) for bit, name in FAULT_NAMES.items()
                             if name in self.profile.sidecar.faults]
+        self._fault_code_names = {}
+        if self.profile.fault_codes:
+            sem = sems["status.faults"]
+            self._fault_code_names = {int(k): str(v) for k, v in self.profile.signal(sem.message,
+                                                                                     sem.signal).choices.items()}
 
     # --- compiled protocol tables ------------------------------------------------------------------------
     def _command_semantics(self) -> dict[str, list[tuple[str, str]]]:
@@ -195,7 +205,7 @@ class VirtualJointNode:
             except (ConfigError, FaultError) as e:
                 self.counters["rejected"] += 1
                 self.last_error = f"{decoded.name}: {e}"
-            if decoded.name in self._status_requests:
+            if decoded.name in self._status_requests or self._replies_only:
                 self._send_heartbeat()  # answer a state change at once, as drives do, not at the next 10 Hz beat
 
     def _rx_error(self, reason: str) -> None:
@@ -204,7 +214,9 @@ class VirtualJointNode:
 
     def _dispatch(self, name: str, v: dict) -> None:
         fw = self.fw
-        if name == self._estop:
+        if name in self.profile.sidecar.raw_frames:
+            self._raw(name)
+        elif name == self._estop:
             fw.estop()
         elif name == self._clear:
             fw.clear_faults()
@@ -227,6 +239,20 @@ class VirtualJointNode:
             self._param(int(v["param_read_id"]), None)
         elif name == "save_to_flash":
             self._save()
+
+    def _raw(self, role: str) -> None:
+        """MIT mode's special frames: enable enters closed loop (leaving a watchdog stop first, as a motor that timed
+        out is simply re-entered), disable and query leave it; zero is not emulated (counted as rejected)."""
+        fw = self.fw
+        if role == "enable":
+            if fw.state == "fault" and fw.faults == FAULT_WATCHDOG:
+                fw.clear_faults()
+            fw.set_state("closed_loop")
+        elif role in ("disable", "query"):
+            if fw.state != "fault":
+                fw.set_state("idle")
+        else:
+            raise ConfigError(f"special frame {role} is not emulated by the simulated joint")
 
     def _setpoint(self, v: dict) -> None:
         fw = self.fw
@@ -375,6 +401,10 @@ class VirtualJointNode:
         for bit, theirs in self._fault_bits:
             if tel["fault_bits"] & bit:
                 faults |= theirs
+                if self._fault_code_names:  # one code: the first
+                    break
+        if self._fault_code_names:
+            faults = self._fault_code_names.get(faults, self._fault_code_names.get(0, 0))
         out = {"status.state": state, "status.mode": tel["mode"], "status.faults": faults,
                "status.limits_active": tel["limits_active"], "telemetry.ft_saturated": tel["ft_saturated"],
                "telemetry.ft_temp_c": tel["housing_temp_c"],
