@@ -134,7 +134,9 @@ class Profile:
         self._to_toolkit = {(s.message, s.signal): {v: k for k, v in reversed(s.names.items())} for s in sems
                             if s.names}
         self._to_wire = {(s.message, s.signal): dict(s.names) for s in sems if s.names}
-        self._raw = {(f.message, f.data): f.role for f in sidecar.raw_frames.values()}
+        self._raw: dict[tuple[str, bytes], str] = {}
+        for f in sidecar.raw_frames.values():  # two roles of one frame (MIT's query is its disable): the first
+            self._raw.setdefault((f.message, f.data), f.role)
 
     @classmethod
     def load(cls, dbc_path: str | Path, sidecar_path: str | Path | None = None) -> Profile:
@@ -282,15 +284,15 @@ class Profile:
                                 f"in profile {self.name}")
         node_id, name, message = located
         sc = self.sidecar
+        role = self._raw.get((name, data))
+        if role is None and len(data) != message.length:
+            raise ProtocolError(f"frame 0x{arb:03x} ({name}, node {node_id}): {len(data)} data bytes, "
+                                f"expected {message.length}")
         if name not in sc.broadcast and not sc.node_min <= node_id <= sc.node_max:
             raise ProtocolError(f"frame 0x{arb:03x} ({name}): node id {node_id} is outside "
                                 f"{sc.node_min}..{sc.node_max}")
-        role = self._raw.get((name, data))
         if role is not None:
             return Decoded(node_id, role, {})
-        if len(data) != message.length:
-            raise ProtocolError(f"frame 0x{arb:03x} ({name}, node {node_id}): {len(data)} data bytes, "
-                                f"expected {message.length}")
         try:
             raw = message.decode(data, decode_choices=False, scaling=True)
         except Exception as e:  # cantools raises DecodeError, ValueError
