@@ -136,7 +136,9 @@ class Trajectory:
         if lands and abs(self.velocity_rad_s) <= 2.0 * dec * dt_s:  # at the target this step: snap
             self.position_rad, self.velocity_rad_s = target_rad, 0.0
             return True
-        v_want = math.copysign(min(v_max, math.sqrt(2.0 * dec * abs(e))), e)
+        # the speed from which steps of dec * dt_s stop exactly at the target: v (v + dec dt) / (2 dec) = |e|
+        a = dec * dt_s
+        v_want = math.copysign(min(v_max, (math.sqrt(a * a + 8.0 * dec * abs(e)) - a) / 2.0), e)
         v = self.velocity_rad_s
         rate = acc if abs(v_want) > abs(v) and v_want * v >= 0.0 else dec
         self.velocity_rad_s = v + min(max(v_want - v, -rate * dt_s), rate * dt_s)
