@@ -23,7 +23,9 @@ Supported:
 * SYNC (COB-ID from 0x1005): TPDOs sampled and sent first, then synchronous RPDOs, then the cyclic modes' targets
   (0x607A, 0x60FF, 0x6071, with 0x60B1/0x60B2 as feedforward) go to the firmware. Each SYNC and each RPDO is a
   keep-alive of the firmware's own watchdog in the cyclic modes.
-* CiA 402 state machine, modes 1 PP, 8 CSP, 9 CSV, 10 CST, and 0 (enabled, holding), statusword bits 0-13.
+* CiA 402 state machine, modes 1 PP, 8 CSP, 9 CSV, 10 CST, and 0 (enabled, holding), statusword bits 0-13. Enabling
+  holds the present position until the first SYNC; from then CSP follows 0x607A as it stands, so a master sets the
+  target to the actual position before enabling (as with any CSP drive).
 * Heartbeat producer (0x1017 ms) and consumer (0x1016: monitoring starts at the producer's first heartbeat; a
   miss is a fault, EMCY 0x8130). SYNC loss: with 0x1006 non-zero, in OPERATION ENABLED with a cyclic mode, no SYNC
   for 0x2000 (default 3) x 0x1006 since the later of the last SYNC and the enable is a fault, EMCY 0x8700. Both

@@ -176,6 +176,20 @@ def test_a_mode_without_its_set_point_does_not_move_the_joint(
     assert master.state == "OPERATION ENABLED" and node.fw.counters["watchdog_trips"] == 0
 
 
+def test_cst_drives_the_torque_of_the_target_and_quick_stop_holds_still(master: canopen.BaseNode402) -> None:
+    enable(master, "CYCLIC SYNCHRONOUS TORQUE")
+    start = position_rad(master)
+    master.rpdo[3]["Target torque"].raw = 400  # 40 % of the 50 N m rated: ~1 rad/s within 0.2 s (measured)
+    master.rpdo[3].transmit()
+    wait_for(lambda: master.tpdo_values[0x606C] > 0.3 * COUNTS_PER_RAD, 2.0, "the joint turning forward")
+    assert 300 < master.tpdo_values[0x6077] < 500  # torque actual, per mille
+    master.rpdo[3]["Target torque"].raw = 0
+    master.rpdo[3].transmit()
+    master.state = "QUICK STOP ACTIVE"
+    wait_for(lambda: master.statusword & 0x0400, 2.0, "quick stop: standing still (bit 10)")
+    assert position_rad(master) > start and abs(master.tpdo_values[0x606C]) < 0.05 * COUNTS_PER_RAD
+
+
 def test_profile_position_moves_to_the_target_and_reports_it_reached(master: canopen.BaseNode402) -> None:
     master.sdo[0x6081].raw = round(2.0 * COUNTS_PER_RAD)
     master.sdo[0x6083].raw = master.sdo[0x6084].raw = round(20.0 * COUNTS_PER_RAD)
