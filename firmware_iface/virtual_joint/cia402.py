@@ -20,6 +20,11 @@ Supported:
   of mappable objects, at most 8 bytes; refused with abort 0x06040041/0x06040042 otherwise).
 * RPDOs: types 0-240 take effect at the next SYNC, 254/255 at once. TPDOs: types 1-240 every n-th SYNC (0 is taken
   as 1), 254/255 at the event timer or, with no timer, on change no more often than the inhibit time.
+* Default mapping: RPDO1 (0x200+id) controlword + target position + modes of operation, RPDO2 (0x300+id) target
+  velocity, RPDO3 (0x400+id) target torque, RPDO4 (off) velocity + torque offsets; TPDO1 (0x180+id) statusword +
+  position actual + modes display, TPDO2 (0x280+id) velocity + torque actual, both at every SYNC; TPDO3/4 (off).
+  RPDOs are type 255 so that canopen's BaseNode402 sends the controlword at once; the mode is in RPDO1 only, since
+  a second RPDO mapping it would overwrite the mode with whatever that frame carries.
 * SYNC (COB-ID from 0x1005): TPDOs sampled and sent first, then synchronous RPDOs, then the cyclic modes' targets
   (0x607A, 0x60FF, 0x6071, with 0x60B1/0x60B2 as feedforward) go to the firmware. Each SYNC and each RPDO is a
   keep-alive of the firmware's own watchdog in the cyclic modes.

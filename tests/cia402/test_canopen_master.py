@@ -253,6 +253,21 @@ def test_without_sync_monitoring_the_firmware_watchdog_stops_the_joint(
     assert node.fw.counters["watchdog_trips"] == 1
 
 
+def test_a_firmware_fault_is_reported_with_its_code_and_persists_through_a_reset_while_present(
+        master: canopen.BaseNode402, joint: tuple[Cia402JointNode, Cia402Runner, str]) -> None:
+    node = joint[0]
+    enable(master, "CYCLIC SYNCHRONOUS POSITION")
+    node.inject("over_temperature", 20.0)  # the winding 20 °C over its limit: it cools in minutes, not here
+    emcy = wait_for(lambda: [e for e in master.emcy.log if e.code == 0x4310], what="EMCY 0x4310")[0]
+    assert emcy.register == 0x09  # generic + temperature
+    wait_for(lambda: master.state == "FAULT", what="FAULT")
+    master.emcy.reset()
+    master.controlword = 0x00
+    master.controlword = 0x80  # fault reset while still hot: back in fault, reported again
+    wait_for(lambda: [e for e in master.emcy.log if e.code == 0x4310], what="EMCY 0x4310 again")
+    assert master.sdo[0x603F].raw == 0x4310 and node.drive.state == FAULT
+
+
 def test_state_machine_transitions() -> None:
     assert transition(SWITCH_ON_DISABLED, 0x06, 0) == READY  # 2
     assert transition(READY, 0x07, 0x06) == SWITCHED_ON  # 3
