@@ -515,7 +515,7 @@ class Cia402JointNode:
         drive = self.drive
         if cfg.cycle_s > 0.0 and drive.state == ENABLED and drive.mode in CYCLIC_MODES:
             since = max(self._last_sync_s, drive.enabled_since_t)
-            if t - since > cfg.loss_cycles * cfg.cycle_s:
+            if t - since > cfg.loss_cycles * cfg.cycle_s + 1e-6:  # a microsecond for the joint clock's rounding
                 self.last_error = f"no SYNC for {(t - since) * 1e3:.1f} ms"
                 self._comm_fault(EMCY_SYNC_LOSS, cfg)
 

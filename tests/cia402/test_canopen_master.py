@@ -268,6 +268,51 @@ def test_a_firmware_fault_is_reported_with_its_code_and_persists_through_a_reset
     assert master.sdo[0x603F].raw == 0x4310 and node.drive.state == FAULT
 
 
+def test_sync_loss_rule_in_lock_step() -> None:
+    """No master library, no threads: raw frames and ``runner.step()``, so the rule is checked to the millisecond of
+    joint time: enabled in CSP with 0x1006 = 1 ms and 0x2000 = 3, the fault comes at the first chunk more than 3 ms
+    after the last SYNC: the SYNC is taken at joint time t, the chunks end at t + 1, 2, 3 (not yet), 4 ms (fault)."""
+    channel = f"cia402-lockstep-{os.getpid()}-{next(_channels)}"
+    node_bus = can.Bus(interface="virtual", channel=channel)
+    host = can.Bus(interface="virtual", channel=channel)
+    try:
+        node = Cia402JointNode(node_bus, 7, watchdog_timeout_s=0.5)
+        runner = Cia402Runner(node_bus, [node], paced=False)
+
+        def send(cob: int, data: bytes, steps: int = 1) -> None:
+            host.send(can.Message(arbitration_id=cob, data=data, is_extended_id=False))
+            for _ in range(steps):
+                runner.step()
+
+        def sdo_write(index: int, sub: int, value: int, size: int) -> None:
+            send(0x607, bytes([0x23 | (4 - size) << 2, index & 0xFF, index >> 8, sub]) + value.to_bytes(4, "little"))
+
+        runner.step()  # boot-up
+        sdo_write(0x1006, 0, 1000, 4)
+        sdo_write(0x2000, 0, 3, 1)
+        sdo_write(0x6060, 0, 8, 1)
+        send(0x000, bytes([0x01, 7]))  # NMT start
+        for cw in (0x06, 0x07, 0x0F):
+            sdo_write(0x6040, 0, cw, 2)
+            send(0x080, b"")
+        for _ in range(20):
+            send(0x080, b"")
+        assert node.drive.state == ENABLED
+        steps = 0  # chunks after the one that followed the last SYNC
+        while node.drive.state == ENABLED and steps < 50:
+            runner.step()
+            steps += 1
+        assert steps == 3 and node.last_error.startswith("no SYNC")
+        frames = []
+        while (msg := host.recv(0.0)) is not None:
+            frames.append(msg)
+        emcy = [m for m in frames if m.arbitration_id == 0x087]
+        assert len(emcy) == 1 and int.from_bytes(emcy[0].data[:2], "little") == 0x8700
+    finally:
+        host.shutdown()
+        node_bus.shutdown()
+
+
 def test_state_machine_transitions() -> None:
     assert transition(SWITCH_ON_DISABLED, 0x06, 0) == READY  # 2
     assert transition(READY, 0x07, 0x06) == SWITCHED_ON  # 3
