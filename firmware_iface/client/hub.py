@@ -41,7 +41,7 @@ import can
 
 from actuator.errors import BusError, ProtocolError
 from firmware_iface.client.clock import WALL, Clock
-from firmware_iface.protocol.capabilities import replies_only, status_message
+from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
 from firmware_iface.protocol.check import signal_bits
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
@@ -59,20 +59,21 @@ class BusHub:
         self.bus = bus
         self.profile = profile or load_native()
         self.handlers: dict[int, Handler] = {}
-        self._status_message = status_message(self.profile)  # None: a profile without a heartbeat or status reply
+        # the frame that tells a node is there (CANopen: the NMT heartbeat; None: a profile without one)
+        self.heartbeat_message = message_of(self.profile, "heartbeat") or status_message(self.profile)
         self._replies_only = replies_only(self.profile)
         self.heartbeats: dict[int, tuple[float, dict]] = {}  # node -> (receive time, signals)
         self.confirmed: set[int] = set()  # nodes whose heartbeats show the profile's signature
         self.beats: Counter[int] = Counter()  # heartbeats decoded, by node
         sem = self.profile.sidecar.semantic.get("status.counter")
-        self._counter = None if sem is None or sem.message != self._status_message else (
+        self._counter = None if sem is None or sem.message != self.heartbeat_message else (
             sem.signal, 1 << self.profile.signal(sem.message, sem.signal).length)
         self._last_counter: dict[int, int] = {}
         self._streak: Counter[int] = Counter()  # heartbeats in a row with the unused bits zero, by node
         self._unused_bits = 0  # bits of the heartbeat outside every signal: zero in a frame of this profile
-        if self._status_message is not None:
-            used = {b for s in self.profile.message(self._status_message).signals for b in signal_bits(s)}
-            self._unused_bits = sum(1 << b for b in range(8 * self.profile.message(self._status_message).length)
+        if self.heartbeat_message is not None:
+            used = {b for s in self.profile.message(self.heartbeat_message).signals for b in signal_bits(s)}
+            self._unused_bits = sum(1 << b for b in range(8 * self.profile.message(self.heartbeat_message).length)
                                     if b not in used)
         self.counters = Counter(rx=0, tx=0, rx_errors=0, bus_errors=0, foreign=0)
         self.last_error = ""
@@ -240,7 +241,7 @@ class BusHub:
             self._received("rx_errors", msg, None)
             return
         self._received("rx", msg, decoded)
-        if decoded.name == self._status_message:
+        if decoded.name == self.heartbeat_message:
             self.heartbeats[decoded.node_id] = (t, decoded.signals)
             self._observe(decoded.node_id, decoded.signals, bytes(msg.data))
         handler = self.handlers.get(decoded.node_id)
@@ -282,10 +283,10 @@ class BusHub:
         if beats == 0:
             return f"no {self.profile.name} heartbeat heard from it"
         if self._counter is not None and beats >= 2:
-            return (f"{beats} frames decode as its {self._status_message} but their {self._counter[0]} does not "
+            return (f"{beats} frames decode as its {self.heartbeat_message} but their {self._counter[0]} does not "
                     f"advance (stuck at {self._last_counter.get(node)}): another protocol's frame on that id")
         if self._counter is None and beats > self._streak[node] + UNCOUNTED_BEATS:
-            return (f"{beats} frames decode as its {self._status_message} but bits outside its signals are set: "
+            return (f"{beats} frames decode as its {self.heartbeat_message} but bits outside its signals are set: "
                     "another protocol's frame on that id")
         return f"{beats} heartbeat(s) heard, not enough to confirm it"
 

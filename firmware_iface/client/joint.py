@@ -54,9 +54,12 @@ class JointClient:
         self.profile = self.hub.profile
         self.node_id = self.profile.check_node(node_id)
         self._status_message = status_message(self.profile)
+        # the frame that says the joint is alive: its heartbeat (CANopen's NMT heartbeat beside the statusword's PDO)
+        self._alive_message = message_of(self.profile, "heartbeat") or self._status_message
+        self._sync = self.profile.sidecar.messages.get("sync")  # CANopen: SYNC after set-points and while waiting
         # a joint that only answers (MIT mode) has no heartbeat to miss: it is alive while it answers
         self._replies_only = replies_only(self.profile)
-        rate = self.profile.telemetry.get(self._status_message, 10.0) if self._status_message else 10.0
+        rate = self.profile.telemetry.get(self._alive_message, 10.0) if self._alive_message else 10.0
         self.heartbeat_period_s = heartbeat_period_s or (math.inf if self._replies_only or rate <= 0 else 1.0 / rate)
         self.missed_heartbeats = missed_heartbeats
         self.rings = self._make_rings(capacity)
@@ -64,7 +67,8 @@ class JointClient:
         # every semantic name is optional (``protocol.capabilities``): what the profile lacks is None here
         self.state_message = self._by_semantic.get("telemetry.position_rad", (None,))[0]
         self._state_signal = self._by_semantic.get("status.state", (None, None))[1]
-        self._faults_signal = self._by_semantic.get("status.faults", (None, None))[1]
+        self._faults_message, self._faults_signal = self._by_semantic.get("status.faults", (None, None))
+        self._reported_faults: list[str] = []  # from a fault message of its own (CANopen's EMCY)
         self._reply_message = self._by_semantic.get("reply.param_value", (None,))[0]
         self._capabilities = provided(self.profile)
         self._latest_names = [(k, v) for k, v in self._by_semantic.items()
@@ -87,19 +91,30 @@ class JointClient:
         self._mode_sent: str | None = None
         # replies only: the state the host last set, and the one waiting for a reply sent after it (state, time)
         self._state_set: str = "idle"
+        # the values sent beside others in one message (_fill): the last state's wire value, a mode's "none"
+        self._carried = {m: [k for k, v in self._by_semantic.items() if v[0] == m and k.startswith("command.")]
+                         for m in {v[0] for v in self._by_semantic.values()}}
+        idle = self.profile.sidecar.semantic.get("command.state")
+        idle_names = idle.names.get("idle", "idle") if idle is not None else "idle"
+        self._state_wire: Any = idle_names[0] if isinstance(idle_names, tuple) else idle_names
+        mode_sem = self.profile.sidecar.semantic.get("command.mode")
+        choices = self.profile.signal(mode_sem.message, mode_sem.signal).choices if mode_sem else None
+        self._no_mode: Any = str(choices[0]) if choices and 0 in choices else 0
         self._state_pending: tuple[str, float] | None = None
         self.hub.register(self.node_id, self._on_frame)
 
     def _make_rings(self, capacity: int) -> dict[str, Ring]:
-        """A ring per telemetry message of its number signals: messages of value-table signals only where they
-        carry telemetry too (MIT's reply, its error code beside the position)."""
+        """A ring per telemetry message of its number signals: messages of value-table (or masked) signals only where
+        they carry telemetry too (MIT's reply, its error code beside the position; CANopen's TPDO1)."""
         sems = self.profile.sidecar.semantic.values()
         carriers = {s.message for s in sems if s.name.startswith(("telemetry.", "diagnostics."))}
         bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
+        named = {(s.message, s.signal) for s in sems if s.masks}  # decoded to names (CiA 402's statusword)
         rings = {}
         for name in self.profile.telemetry:
             signals = self.profile.message(name).signals
-            numbers = [s.name for s in signals if not s.choices or (name, s.name) in bitfields]
+            numbers = [s.name for s in signals if (not s.choices or (name, s.name) in bitfields)
+                       and (name, s.name) not in named]
             if name in carriers or len(numbers) == len(signals):
                 rings[name] = Ring(("bus_t_s", *numbers), capacity)
         return rings
@@ -114,13 +129,18 @@ class JointClient:
         sig = d.signals
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))
+        if d.name == self._alive_message:
+            self.heartbeat_t, self.heartbeat_bus_t = t, bus_t
+        if d.name == self._faults_message and d.name != self._status_message:
+            self._reported_faults = self.profile.faults_of(sig[self._faults_signal])
         if d.name == self._status_message:
             status = dict(sig)
-            status["fault_names"] = self.profile.faults_of(sig[self._faults_signal]) if self._faults_signal else []
+            status["fault_names"] = self.profile.faults_of(sig[self._faults_signal]) \
+                if self._faults_message == d.name else []
             pending = self._state_pending
             if pending is not None and t >= pending[1]:  # the reply to (or after) the state's special frame
                 self._state_set, self._state_pending = pending[0], None
-            self.status, self.heartbeat_t, self.heartbeat_bus_t = status, t, bus_t
+            self.status = status
         elif d.name == self._reply_message:
             self._replies.put(sig)
         ring = self.rings.get(d.name)
@@ -171,6 +191,9 @@ class JointClient:
 
     @property
     def faults(self) -> list[str]:
+        """The faults the joint reports: its status's, or while in fault those of its own fault message (EMCY)."""
+        if self._faults_message != self._status_message:
+            return list(self._reported_faults) if self.state in FAULT_STATES else []
         return list(self.status.get("fault_names", []))
 
     def check(self) -> None:
@@ -191,6 +214,8 @@ class JointClient:
             self.hub.check_lost()
             if self.clock.now() > end:
                 raise TimeoutError(f"node {self.node_id}: no {what} within {timeout_s:g} s")
+            if self._sync is not None and self.identified:
+                self.sync()  # a CANopen drive reports (TPDOs) and acts at SYNC: the waiting host produces it
             self.clock.idle(self.hub, 0.001)
 
     def wait_alive(self, timeout_s: float = 1.0) -> dict[str, Any]:
@@ -238,11 +263,33 @@ class JointClient:
         return self.hub.send(self.profile.encode(name, self.node_id, **signals))
 
     def _send_semantic(self, values: dict[str, Any]) -> float:
-        """Send the message carrying these semantic names (all of one message)."""
+        """Send the message carrying these semantic names (all of one message); the other names the message carries
+        are filled (``_fill``: CANopen's RPDO1 has the controlword, target position and mode in one frame)."""
         messages = {self._by_semantic[k][0] for k in values}
         if len(messages) != 1:
             raise ConfigError(f"semantic names {sorted(values)} are not all in one message: {sorted(messages)}")
-        return self._send(messages.pop(), **{self._by_semantic[k][1]: v for k, v in values.items()})
+        message = messages.pop()
+        for name in self._carried.get(message, ()):
+            if name not in values:
+                values = {**values, name: self._fill(name)}
+        if "command.state" in values:
+            self._state_wire = values["command.state"]
+        return self._send(message, **{self._by_semantic[k][1]: v for k, v in values.items()})
+
+    def _fill(self, semantic: str) -> Any:
+        """A value for a semantic name sent beside others: the state and mode last sent (kept as they are), where
+        the joint is for a position (held), else 0."""
+        if semantic == "command.state":
+            return self._state_wire
+        if semantic == "command.mode":
+            return self._mode_sent or self._no_mode
+        if semantic.startswith("command.") and semantic.endswith("position_rad"):
+            return self.latest().get("telemetry.position_rad", 0.0)
+        return 0.0
+
+    def sync(self) -> float:
+        """Send the profile's SYNC (CANopen: the drives sample, report and apply targets at it)."""
+        return self._send(self._sync)
 
     def need(self, *capabilities: str, command: str) -> None:
         """``ProtocolError`` before anything is sent when the profile lacks a capability ``command`` needs (looked up
@@ -258,7 +305,9 @@ class JointClient:
     def set_state(self, state: str) -> None:
         self.need("state_machine", command=f"set state {state}")
         if "command.state" in self._by_semantic:
-            self._send_semantic({"command.state": state})
+            sequence = self.profile.sidecar.semantic["command.state"].names.get(state)
+            for wire in sequence if isinstance(sequence, tuple) else (state,):  # CiA 402: controlwords in turn
+                self._send_semantic({"command.state": wire})
             return
         role = RAW_STATES.get(state)  # MIT: the special frames, answered by a reply
         if role is None:
@@ -274,6 +323,9 @@ class JointClient:
         single = mode is not None and "command.mode" not in self._by_semantic and tuple(self.profile.sidecar.modes) \
             == (mode,)
         self.need("state_machine", *(("modes",) if mode is not None and not single else ()), command="enable")
+        start = self.profile.sidecar.messages.get("start")
+        if start is not None:
+            self._send(start)  # CANopen: NMT start, PDOs flow only in OPERATIONAL
         if single:
             self._mode_sent = mode
         elif mode is not None:
@@ -289,12 +341,20 @@ class JointClient:
 
     def clear_faults(self) -> None:
         self.need("clear_faults", command="clear faults")
-        self._send(message_of(self.profile, "clear_faults"))
+        self._role_or_state("clear_faults")
 
     def estop(self) -> None:
         """One frame, no handshake, no checks (but the node's identity): always sent."""
         self.need("estop", command="estop")
-        self._send(message_of(self.profile, "estop"))
+        self._role_or_state("estop")
+
+    def _role_or_state(self, role: str) -> None:
+        """The message of ``role``, or where the state machine has it, that state's frames (CiA 402's controlwords)."""
+        message = message_of(self.profile, role)
+        if message is not None:
+            self._send(message)
+        else:
+            self.set_state(role)
 
     # --- set-points --------------------------------------------------------------------------------------------
     def _clamp(self, semantic: str, value: float) -> float:
@@ -320,6 +380,8 @@ class JointClient:
             raise ProtocolError(f"node {self.node_id}: profile {self.profile.name} has no {', '.join(unmapped)}: "
                                 "send it as 0, nothing was sent")
         t = self._send_semantic({k: self._clamp(k, float(v)) for k, v in values.items() if k in self._by_semantic})
+        if self._sync is not None:
+            self.sync()
         self.counters["commands"] += 1
         self.last_command_t = t
         if self._pending_command_t is None:

@@ -78,9 +78,10 @@ def scan(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LIST
         return _ask(bus, profile, nodes or [], timeout_s) if query else []
     found = listen(bus, profile, listen_s)
     sem = profile.sidecar.semantic
-    state_sig, mode_sig, faults_sig = (sem[f"status.{k}"].signal if f"status.{k}" in sem else None
-                                       for k in ("state", "mode", "faults"))
-    rows = [{"node_id": node_id, "state": sig.get(state_sig), "mode": sig.get(mode_sig),
+    heard = hub.heartbeat_message  # what a scan hears: the heartbeat (CANopen's NMT heartbeat has no 402 state)
+    mode_sig, faults_sig = (sem[k].signal if k in sem and sem[k].message == heard else None
+                            for k in ("status.mode", "status.faults"))
+    rows = [{"node_id": node_id, "state": _heard_state(profile, hub, sig), "mode": sig.get(mode_sig),
               "faults": profile.fault_names(int(sig.get(faults_sig, 0))), "confirmed": node_id in hub.confirmed,
               "identity": hub.identity(node_id), "profile_version": None}
              for node_id, sig in found.items()]
@@ -123,6 +124,15 @@ def _ask(bus: can.BusABC, profile: Profile, nodes: list[int], timeout_s: float) 
     return out
 
 
+def _heard_state(profile: Profile, hub: BusHub, signals: dict[str, Any]) -> Any:
+    """The state a heartbeat says: its status.state, or CANopen's NMT state where the 402 state is elsewhere."""
+    sem = profile.sidecar.semantic
+    for name in ("status.state", "status.nmt"):
+        if name in sem and sem[name].message == hub.heartbeat_message:
+            return signals.get(sem[name].signal)
+    return None
+
+
 class _Collector(can.Listener):
     def __init__(self) -> None:
         self.frames: list[tuple[can.Message, float]] = []
@@ -156,8 +166,7 @@ def detect(bus: can.BusABC, profiles: dict[str, Profile], listen_s: float = LIST
             row = nodes.setdefault(node, {"node_id": node, "matches": [], "decodes_as": [], "state": None})
             if node in reader.confirmed:
                 row["matches"].append(name)
-                state = profile.sidecar.semantic["status.state"].signal
-                row["state"] = row["state"] or reader.heartbeats[node][1].get(state)
+                row["state"] = row["state"] or _heard_state(profile, reader, reader.heartbeats[node][1])
             else:
                 row["decodes_as"].append(name)
     return [nodes[n] for n in sorted(nodes)]

@@ -25,6 +25,7 @@ class Capability:
     names: tuple[str, ...] = ()      # semantic names the profile must map
     messages: tuple[str, ...] = ()   # message roles the profile must have
     raw: tuple[str, ...] = ()        # special frames ([raw_frames]) the profile must have
+    states: tuple[str, ...] = ()     # values command.state must name (CiA 402: clear_faults, a controlword sequence)
     # another way to provide it (MIT mode: a reply to every command for a heartbeat, special frames to enable)
     instead: Capability | None = None
 
@@ -39,8 +40,10 @@ CAPABILITIES: dict[str, Capability] = {
     "modes": Capability("control modes chosen", ("command.mode",)),
     "mode_report": Capability("the control mode reported", ("status.mode",)),
     "faults": Capability("fault bits reported", ("status.faults",)),
-    "clear_faults": Capability("faults cleared on request", (), ("clear_faults",)),
-    "estop": Capability("an emergency stop frame", (), ("estop",)),
+    "clear_faults": Capability("faults cleared on request", (), ("clear_faults",),
+                               instead=Capability("", ("command.state",), states=("clear_faults",))),
+    "estop": Capability("an emergency stop frame", (), ("estop",),
+                        instead=Capability("", ("command.state",), states=("estop",))),
     "position_telemetry": Capability("position and velocity reported",
                                      ("telemetry.position_rad", "telemetry.velocity_rad_s")),
     "torque_telemetry": Capability("drive torque reported", ("telemetry.torque_nm",)),
@@ -87,7 +90,13 @@ def _lacking(profile: Profile, cap: Capability) -> list[str]:
     semantic = profile.sidecar.semantic
     return [n for n in cap.names if n not in semantic] + [
         f"message {role}" for role in cap.messages if message_of(profile, role) is None] + [
-        f"raw frame {role}" for role in cap.raw if role not in profile.sidecar.raw_frames]
+        f"raw frame {role}" for role in cap.raw if role not in profile.sidecar.raw_frames] + [
+        f"command.state {state}" for state in cap.states if state not in _state_names(profile)]
+
+
+def _state_names(profile: Profile) -> set[str]:
+    sem = profile.sidecar.semantic.get("command.state")
+    return set(sem.names) if sem is not None else set()
 
 
 def provided(profile: Profile) -> dict[str, bool]:

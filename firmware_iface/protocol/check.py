@@ -228,7 +228,8 @@ def _names_problems(side: str, sem: SemanticSignal, signal: Signal, where: str) 
     table = {str(v) for v in (signal.choices or {}).values()}
     return [Problem(side, sem.message, sem.signal, f"{where} names {ours} = {theirs!r}, not a value of the signal "
                                                    f"({', '.join(sorted(table)) or 'no value table'})")
-            for ours, theirs in sem.names.items() if theirs not in table]
+            for ours, names in sem.names.items() for theirs in ((names,) if isinstance(names, str) else names)
+            if theirs not in table]
 
 
 def _constant_problems(profile: Profile, side: str) -> list[Problem]:
@@ -338,7 +339,7 @@ def check_profile(profile: Profile) -> list[Problem]:
     ids: dict[tuple[int, bool], str] = {}
     for m in profile.db.messages:
         out += _signal_problems(dbc, m, profile.sidecar.fd)
-        if m.name in profile.sidecar.node_in_payload:
+        if m.name in profile.sidecar.node_in_payload or m.name in profile.sidecar.broadcast:
             continue  # on its own id, apart from the node-addressed ids (MIT: replies to the master's id 0)
         first = ids.setdefault((m.frame_id, m.is_extended_frame), m.name)
         if first != m.name:

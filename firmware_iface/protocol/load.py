@@ -30,6 +30,7 @@ SHIPPED = {
     "native": (NATIVE_DBC, NATIVE_SIDECAR),
     "odrive": (DBC_DIR / "odrive_cansimple_0.5.6.dbc", DBC_DIR / "odrive_cansimple_0.5.6.toml"),
     "mit": (DBC_DIR / "mit_ak80_9.dbc", DBC_DIR / "mit_ak80_9.toml"),
+    "cia402": (DBC_DIR / "cia402_joint.dbc", DBC_DIR / "cia402_joint.toml"),
 }
 
 

@@ -131,9 +131,11 @@ class Profile:
         self._bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
         self._convert = {(s.message, s.signal): (s.scale, s.offset) for s in sems if s.converted}
         # several of the toolkit's names may map to one value of the DBC's: it decodes to the first listed
-        self._to_toolkit = {(s.message, s.signal): {v: k for k, v in reversed(s.names.items())} for s in sems
-                            if s.names}
-        self._to_wire = {(s.message, s.signal): dict(s.names) for s in sems if s.names}
+        self._to_toolkit = {(s.message, s.signal): {v: k for k, v in reversed(s.names.items()) if isinstance(v, str)}
+                            for s in sems if s.names}
+        self._to_wire = {(s.message, s.signal): {k: v for k, v in s.names.items() if isinstance(v, str)}
+                         for s in sems if s.names}
+        self._masks = {(s.message, s.signal): s.masks for s in sems if s.masks}
         self._raw: dict[tuple[str, bytes], str] = {}
         for f in sidecar.raw_frames.values():  # two roles of one frame (MIT's query is its disable): the first
             self._raw.setdefault((f.message, f.data), f.role)
@@ -312,6 +314,9 @@ class Profile:
             text = str(signal.choices[value])
             return self._to_toolkit[key].get(text, text) if key in self._to_toolkit else text
         lo, hi, lo_tol, hi_tol = self._bounds[id(signal)]
+        if key in self._masks and lo_tol <= value <= hi_tol:
+            raw = int(value)
+            return next((name for name, mask, want in self._masks[key] if raw & mask == want), raw) if choices else raw
         if lo_tol <= value <= hi_tol:  # NaN fails this too
             convert = self._convert.get(key)
             return value if convert is None else value * convert[0] + convert[1]

@@ -11,7 +11,8 @@ message always carries with one value, e.g. ODrive's ``Input_Mode`` beside ``Con
 ``[semantic]``. A semantic entry maps a toolkit name to a message's signal, with the toolkit's ``unit`` and ``range``,
 and where the wire differs from the toolkit: ``scale`` and ``offset`` (toolkit value = signal * scale + offset, e.g.
 rev -> rad), the DBC's own unit as ``signal_unit``, ``names`` (the toolkit's state or mode names -> the DBC's
-value-table names) and ``bitfield``.
+value-table names, or lists of them sent in turn), ``masks`` (a number read as the name of the first [name, mask,
+value] it matches: CiA 402's statusword) and ``bitfield``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class SemanticSignal:
     scale: float = 1.0  # toolkit value = signal value * scale + offset
     offset: float = 0.0
     signal_unit: str | None = None  # the DBC's unit where scale/offset convert it to ``unit``
-    names: dict[str, str] = field(default_factory=dict)  # toolkit value name -> the DBC's value-table name
+    # toolkit value name -> the DBC's value-table name, or a sequence of them sent in turn (CiA 402: shutdown, then
+    # enable operation)
+    names: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+    masks: tuple[tuple[str, int, int], ...] = ()  # (toolkit name, mask, value): the first with raw & mask == value
 
     @property
     def converted(self) -> bool:
@@ -83,6 +87,7 @@ class Sidecar:
     constants: dict[str, dict[str, int | float | str]] = field(default_factory=dict)
     raw_frames: dict[str, RawFrame] = field(default_factory=dict)
     impedance: dict[str, float] = field(default_factory=dict)  # the host's kp, kd where the joint keeps none (MIT)
+    emulation: str = ""  # how the simulated joint speaks it: "" (VirtualJointNode, by the profile) or "cia402"
 
 
 SCHEMES = ("shift", "per_axis")
@@ -116,19 +121,26 @@ def _semantic_entry(name: str, entry: Any, where: str) -> SemanticSignal:
             raise ConfigError(f"{at}: range = {rng!r} must be [low, high] numbers with low <= high")
         rng = (float(rng[0]), float(rng[1]))
     names = _field(entry, "names", dict, at, {})
-    if not all(isinstance(v, str) for v in names.values()):
-        raise ConfigError(f"{at}: names = {names!r} must map the toolkit's names to the DBC's value names")
+    if not all(isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(x, str) for x in v))
+               for v in names.values()):
+        raise ConfigError(f"{at}: names = {names!r} must map the toolkit's names to the DBC's value names (or to "
+                          "lists of them, sent in turn)")
+    names = {k: tuple(v) if isinstance(v, list) else v for k, v in names.items()}
+    masks = _field(entry, "masks", list, at, [])
+    if not all(isinstance(m, list) and len(m) == 3 and isinstance(m[0], str) and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in m[1:]) for m in masks):
+        raise ConfigError(f"{at}: masks = {masks!r} must be [name, mask, value] lists (non-negative integers)")
     scale = _number(entry, "scale", at, 1.0)
     if scale == 0.0:
         raise ConfigError(f"{at}: scale = 0 loses the value: allowed any other number")
     unknown = sorted(set(entry) - {"message", "signal", "unit", "range", "bitfield", "scale", "offset",
-                                   "signal_unit", "names"})
+                                   "signal_unit", "names", "masks"})
     if unknown:
         raise ConfigError(f"{at}: unknown field(s) {', '.join(unknown)}")
     return SemanticSignal(name, _field(entry, "message", str, at), _field(entry, "signal", str, at),
                           _field(entry, "unit", str, at, None), rng, _field(entry, "bitfield", bool, at, False),
                           scale, _number(entry, "offset", at, 0.0), _field(entry, "signal_unit", str, at, None),
-                          dict(names))
+                          names, tuple((m[0], m[1], m[2]) for m in masks))
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -198,6 +210,7 @@ def read_sidecar(path: str | Path) -> Sidecar:
         source=_field(prof, "source", str, where_prof, ""),
         bitrate=_field(prof, "bitrate", int, where_prof, 1_000_000),
         fd=_field(prof, "fd", bool, where_prof, False),
+        emulation=_field(prof, "emulation", str, where_prof, ""),
         **_addressing(addr, f"{path} [addressing]"),
         rates_hz={k: float(_field(rates, k, int | float, f"{path} [rates_hz]")) for k in rates},
         modes={k: _str_list(v, f"{path} [modes] {k}") for k, v in _section(doc, "modes", path).items()},

@@ -27,8 +27,10 @@ from firmware_iface.client import BusHub, JointClient
 from firmware_iface.client.clock import WALL, Clock, LockStepClock
 from firmware_iface.client.streamer import Streamer
 from firmware_iface.experiments.bus import Fixture, SimFixture
+from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+from firmware_iface.virtual_joint.emulation import joint_node, node_runner
+from firmware_iface.virtual_joint.node import VirtualJointNode
 
 SAFE_STOP_CONFIRM_S = 1.0  # a joint answers a state request with a heartbeat at once; 1 s covers a slow bus
 DRIVE_OFF_STATES = ("idle", "fault", "estop")
@@ -144,11 +146,12 @@ def sim_rig(node_ids: list[int], preset: str, injections: list[tuple[str, float]
         stack.callback(joint_bus.shutdown)
         host_bus = can.Bus(interface="virtual", channel=channel)
         stack.callback(host_bus.shutdown)
-        nodes = {n: VirtualJointNode(joint_bus, n, preset=preset, seed=seed + n, profile=profile) for n in node_ids}
+        profile = profile or load_native()
+        nodes = {n: joint_node(joint_bus, n, profile, preset=preset, seed=seed + n) for n in node_ids}
         for node in nodes.values():
             for name, value in injections:
                 node.inject(name, value)
-        runner = NodeRunner(joint_bus, list(nodes.values()), paced=True)
+        runner = node_runner(joint_bus, list(nodes.values()), profile, paced=True)
         hub = BusHub.of(host_bus, profile, start=not lockstep)
         stack.callback(hub.close)
         if lockstep:

@@ -18,7 +18,8 @@ from actuator.errors import BusError, ConfigError
 from firmware_iface.defaults import DEFAULT_PORT, LOOPBACK
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
-from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+from firmware_iface.virtual_joint.emulation import joint_node, node_runner
+from firmware_iface.virtual_joint.node import VirtualJointNode
 
 
 class JointServer:
@@ -37,13 +38,13 @@ class JointServer:
             if flash is not None and flash.exists() and not flash.is_dir():
                 raise ConfigError(f"flash_dir = {str(flash)!r} is not a directory: allowed a directory (created "
                                   "if missing) that holds the joints' nodeN.toml")
-            self.nodes = [VirtualJointNode(self.bus, n, profile=self.profile, preset=preset, seed=seed + n,
-                                           watchdog_timeout_s=watchdog_timeout_s,
-                                           flash_path=flash / f"node{n}.toml" if flash else None) for n in node_ids]
+            self.nodes = [joint_node(self.bus, n, self.profile, preset=preset, seed=seed + n,
+                                     watchdog_timeout_s=watchdog_timeout_s,
+                                     flash_path=flash / f"node{n}.toml" if flash else None) for n in node_ids]
         except BaseException:
             self.bus.shutdown()  # a bad preset or watchdog must not leave the channel open behind the error
             raise
-        self.runner = NodeRunner(self.bus, self.nodes, paced=paced)
+        self.runner = node_runner(self.bus, self.nodes, self.profile, paced=paced)
         self._server = None
         self._server_thread: threading.Thread | None = None
 
