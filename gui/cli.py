@@ -9,6 +9,7 @@ from firmware_iface.cli.common import emit
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_iface.cli.common_bus import profile_from_args
     from firmware_iface.protocol.load import parse_nodes
     from gui.app import run as run_gui
     from gui.session import Connection
@@ -17,9 +18,10 @@ def run(args: argparse.Namespace) -> int:
     if args.after_step and args.screenshot is None:
         from actuator.errors import ConfigError
         raise ConfigError("--after-step needs --screenshot FILE.png")
-    nodes = tuple(parse_nodes(args.nodes)) if args.nodes else ((1,) if sim else ())
+    profile = profile_from_args(args)
+    nodes = tuple(parse_nodes(args.nodes, profile)) if args.nodes else ((1,) if sim else ())
     conn = Connection(sim=sim, preset=args.preset, nodes=nodes, interface=args.interface, channel=args.channel,
-                      bitrate=args.bitrate)
+                      bitrate=args.bitrate, profile=profile)
     result = run_gui(conn, screenshot=args.screenshot, after_step=args.after_step, amplitude=args.amplitude)
     if isinstance(result, dict):
         emit(result, args.json, "jointkit gui")

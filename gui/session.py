@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from firmware_iface.client.scan import listen
 from firmware_iface.client.streamer import Streamer
 from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
+
+if TYPE_CHECKING:
+    from firmware_iface.protocol.profile import Profile
 
 COMMAND_HZ = 200.0  # set-points a second a joint: 5 ms, a twentieth of the joint's 100 ms watchdog
 RING_ROWS = 65_536  # a 60 s plot window of 1 kHz telemetry fits
@@ -50,6 +53,7 @@ class Connection:
     # joint paced in this process stalls with it when the machine is saturated; a caller measuring something else
     # on such a machine may allow more
     missed_heartbeats: int = 3
+    profile: Profile | None = None  # the joints' protocol (None: the native profile); simulated joints speak it too
 
     def describe(self) -> str:
         if self.sim:
@@ -89,16 +93,16 @@ class Session:
     def _open(conn: Connection) -> Rig:
         if conn.sim:
             # paced to wall time: a person watches and commands it live (lock-step is for runs nobody watches)
-            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=False)
+            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=False, profile=conn.profile)
             if len(conn.nodes) > 1:
                 _share_the_bus(rig)
             return rig
         bus = open_bus(conn.interface, conn.channel, conn.bitrate)
         try:
-            nodes = list(conn.nodes) or sorted(listen(bus))
+            nodes = list(conn.nodes) or sorted(listen(bus, conn.profile))
             if not nodes:
                 raise ConfigError(f"no joint answered on {conn.describe()}: no heartbeat in 0.35 s")
-            rig = bus_rig(bus, nodes, capacity=RING_ROWS)
+            rig = bus_rig(bus, nodes, conn.profile, capacity=RING_ROWS)
         except BaseException:
             close_bus(bus)
             raise

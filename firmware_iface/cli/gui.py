@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from firmware_iface.cli.common import load_entry_point
-from firmware_iface.cli.common_bus import add_bus_options
+from firmware_iface.cli.common_bus import add_bus_options, add_profile_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", default=None, help="node ids, e.g. 1,2 or 1-6 (simulated: default 1; on a bus: "
                                                  "default every joint heard)")
     add_bus_options(p)
+    add_profile_options(p)
     p.add_argument("--screenshot", type=Path, metavar="FILE.png",
                    help="render the window to a PNG (offscreen without a display) and exit")
     p.add_argument("--after-step", action="store_true",

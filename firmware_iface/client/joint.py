@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import can
+import numpy as np
 
 from actuator.errors import ConfigError, FaultError, IdentityError, ProtocolError, TimeoutError
 from firmware_iface.client.clock import Clock
@@ -512,7 +513,10 @@ class JointClient:
         return out
 
     def series(self, semantic: str, since_t: float = -math.inf) -> tuple[Any, Any]:
-        """(receive times, values) of one semantic telemetry name received at or after ``since_t``."""
-        message, signal = self._by_semantic[semantic]
+        """(receive times, values) of one semantic telemetry name received at or after ``since_t``; empty where the
+        profile does not report it (an ODrive's torque): a plot of it stays empty."""
+        message, signal = self._by_semantic.get(semantic, (None, None))
+        if message not in self.rings:
+            return np.empty(0), np.empty(0)
         rows = self.rings[message].window(since_t, columns=("t_s", signal))  # copies only the two columns
         return rows[:, 0], rows[:, 1]
