@@ -551,16 +551,6 @@ class Cia402Runner(NodeRunner):
     """A ``NodeRunner`` for CANopen nodes: every frame goes to every node, which takes what is addressed to it (NMT
     and SYNC are for all of them; node ids are not in fixed bits of the id as in the native profile)."""
 
-    def _receive_one(self, timeout_s: float) -> bool:
-        try:
-            msg = self.bus.recv(timeout_s)
-        except (can.CanError, OSError, ValueError) as e:
-            self.last_error = f"bus receive: {e}"
-            self.counters["bus_errors"] += 1
-            self._stop.wait(0.01)  # a broken bus must not spin this thread
-            return False
-        if msg is None:
-            return False
+    def _route(self, msg: can.Message) -> None:
         for node in self.nodes.values():
             node.handle(msg)
-        return True

@@ -572,15 +572,19 @@ class NodeRunner:
             return False
         if msg is None:
             return False
+        self._route(msg)
+        return True
+
+    def _route(self, msg: can.Message) -> None:
+        """Hand a frame to the node it is for (by the profile's addressing), or to every node for a broadcast."""
         located = self.profile.addressing.locate(msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
         if located is not None and located.name in self.profile.sidecar.broadcast:
             for node in self.nodes.values():  # NMT, SYNC: for every node
                 node.handle(msg)
-            return True
+            return
         # an id of no message goes to the node its node field names, which counts it as a bad frame
         node = self.nodes.get(located.node_id if located is not None else self.profile.split_id(msg.arbitration_id)[0])
         if node is None:
             self.counters["foreign"] += 1
         else:
             node.handle(msg)
-        return True

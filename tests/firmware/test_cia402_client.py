@@ -19,17 +19,9 @@ from firmware_iface.experiments import inprocess
 from firmware_iface.protocol.load import load_named
 from firmware_iface.rig.rig import sim_rig
 from firmware_iface.virtual_joint.firmware import JointFirmware
+from tests.firmware.ticked import SentFrames
 
 CIA402 = load_named("cia402")
-
-
-class Tap:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, bytes]] = []
-
-    def on_message_received(self, msg) -> None:
-        if not msg.is_rx:
-            self.sent.append((msg.arbitration_id, bytes(msg.data)))
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def rig():
 
 
 def test_a_drive_is_confirmed_by_its_heartbeat_and_enabled_through_the_state_machine(rig):
-    tap = Tap()
+    tap = SentFrames()
     rig.hub.add_listener(tap)
     c = rig.clients[1]
     c.identify()

@@ -17,21 +17,11 @@ from firmware_iface.experiments import inprocess
 from firmware_iface.protocol.load import load_named
 from firmware_iface.rig.rig import sim_rig
 from firmware_iface.virtual_joint.firmware import JointFirmware
+from tests.firmware.ticked import SentFrames
 
 MIT = load_named("mit")
 KP, KD = MIT.sidecar.impedance["kp_nm_per_rad"], MIT.sidecar.impedance["kd_nm_s_per_rad"]
 STEP_RAD = 0.2  # kp x 0.2 = 10 N·m: well above the wrist's 3.4 N·m of Coulomb friction
-
-
-class Tap:
-    """Every frame the host sends (a listener on the host's hub)."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def on_message_received(self, msg) -> None:
-        if not msg.is_rx:
-            self.sent.append((msg.arbitration_id, bytes(msg.data)))
 
 
 @pytest.fixture
@@ -42,7 +32,7 @@ def rig():
 
 
 def test_the_first_frame_to_a_motor_is_the_query_and_its_reply_confirms_it(rig):
-    tap = Tap()
+    tap = SentFrames()
     rig.hub.add_listener(tap)
     c = rig.clients[1]
     assert not c.identified and c.state is None  # silent until asked

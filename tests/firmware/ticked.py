@@ -17,3 +17,14 @@ def confirm(node: VirtualJointNode, client: JointClient, chunk_s: float = 0.001)
         node.run_for(chunk_s)
         client.hub.poll()
     raise AssertionError(f"node {client.node_id} not confirmed: {client.hub.identity(client.node_id)}")
+
+
+class SentFrames:
+    """A hub listener keeping every frame the host sends, as (id, data)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, bytes]] = []
+
+    def on_message_received(self, msg) -> None:
+        if not msg.is_rx:
+            self.sent.append((msg.arbitration_id, bytes(msg.data)))
