@@ -280,6 +280,8 @@ class BusHub:
         if node in self.confirmed:
             return f"confirmed as {self.profile.name}"
         beats = self.beats[node]
+        if beats == 0 and self._replies_only:
+            return f"no {self.profile.name} reply to its query"
         if beats == 0:
             return f"no {self.profile.name} heartbeat heard from it"
         if self._counter is not None and beats >= 2:

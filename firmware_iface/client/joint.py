@@ -253,8 +253,9 @@ class JointClient:
         try:
             self.wait_for(lambda: self.identified, timeout_s, f"confirmation as a {self.profile.name} joint")
         except TimeoutError:
+            sent = "nothing but the query was" if self._replies_only else "nothing was"
             raise IdentityError(f"node {self.node_id} is not confirmed as a {self.profile.name} joint within "
-                                f"{timeout_s:g} s ({self.hub.identity(self.node_id)}), so nothing was sent to it: "
+                                f"{timeout_s:g} s ({self.hub.identity(self.node_id)}), so {sent} sent to it: "
                                 "check the node id, or choose its profile with --profile") from None
 
     # --- state and mode -------------------------------------------------------------------------------------------
