@@ -325,6 +325,20 @@ class Profile:
             raise ProtocolError(f"{where} = {value} is not finite")
         raise ProtocolError(f"{where} = {_fmt(value)} is outside the allowed range [{_fmt(lo)}, {_fmt(hi)}]")
 
+    def value_numbers(self, message: str, signal: str) -> dict[str, int] | None:
+        """The number each name a decoded value of ``signal`` can be stands for (a recording stores numbers): the
+        DBC's value names, the toolkit's names for them, and a masked signal's names as the value they match (the
+        state, not every bit: CiA 402's statusword). None for a signal decoded to numbers only."""
+        sig = self.signal(message, signal)
+        key = (message, signal)
+        if key in self._bitfields:
+            return None
+        out = {str(v): k for k, v in sig.choices.items()} if sig.choices else {}
+        out.update({ours: out[theirs] for theirs, ours in self._to_toolkit.get(key, {}).items() if theirs in out})
+        for name, _, want in reversed(self._masks.get(key, ())):
+            out[name] = want
+        return out or None
+
     def semantic(self, name: str) -> tuple[str, str]:
         """(message, signal) carrying the toolkit's semantic name, e.g. ``telemetry.position_rad``."""
         info = self.semantic_info(name)

@@ -281,11 +281,12 @@ class _Group:
 
     __slots__ = ("cols", "index", "meta", "n", "name", "spec")
 
-    def __init__(self, node_id: int, message: Any) -> None:
+    def __init__(self, node_id: int, name: str, profile: Profile) -> None:
+        message = profile.message(name)
         self.name = f"n{node_id}.{message.name}"
-        # (column, signal name, value-table name -> raw number or None), fixed for the group's life
-        self.spec = tuple((j, s.name, {str(v): k for k, v in s.choices.items()} if s.choices else None)
-                          for j, s in enumerate(message.signals, 1))
+        # (column, signal name, value name -> raw number or None), fixed for the group's life; names are the DBC's
+        # and the profile's own (an ODrive's "closed_loop" is its CLOSED_LOOP_CONTROL, 8)
+        self.spec = tuple((j, s.name, profile.value_numbers(name, s.name)) for j, s in enumerate(message.signals, 1))
         self.meta = [(f"{self.name}.{name}", unit, conversion, comment)
                      for name, unit, conversion, comment in (_channel_meta(s) for s in message.signals)]
         self.cols = [np.empty(_INITIAL_ROWS) for _ in range(len(self.spec) + 1)]
@@ -374,9 +375,11 @@ class SignalRecorder(can.Listener):
             if self._stopped:
                 return
             group = self._groups.get((decoded.node_id, decoded.name))
+            if group is None and not decoded.signals:
+                return  # a special frame (MIT's enable) or a signal-less command: nothing to record but the raw frame
             if group is None:
-                group = self._groups[decoded.node_id, decoded.name] = _Group(
-                    decoded.node_id, self.profile.message(decoded.name))
+                group = self._groups[decoded.node_id, decoded.name] = _Group(decoded.node_id, decoded.name,
+                                                                             self.profile)
                 if self._t0 is None:
                     self._t0 = timestamp
             n = group.n

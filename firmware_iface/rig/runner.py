@@ -41,7 +41,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from actuator.errors import FaultError, JointkitError
+from actuator.errors import ConfigError, FaultError, JointkitError
 from firmware_iface.experiments.protocols import Outcome
 from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.protocol.profile import Profile
@@ -49,7 +49,7 @@ from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
 from firmware_iface.rig.report import save_plot, write_report
 from firmware_iface.rig.rig import Rig
 from firmware_iface.rig.sequence import Sequence, Step
-from firmware_iface.rig.steps import run_step
+from firmware_iface.rig.steps import run_step, unmet_needs
 
 SCHEMA = "jointkit.results/1"
 FREQUENCY_PLOTS = ("bode", "tune")
@@ -223,7 +223,12 @@ def _progress(console: Console) -> Progress:
 
 def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None = None,
                  console: Console | None = None) -> dict:
-    """Run every step on ``rig``, writing the outputs into ``out_dir``; the results (see the module docstring)."""
+    """Run every step on ``rig``, writing the outputs into ``out_dir``; the results (see the module docstring). A
+    sequence with steps the joints' profile cannot run is refused before anything is sent (``ConfigError``)."""
+    unmet = unmet_needs(seq, rig.hub.profile)
+    if unmet:
+        raise ConfigError(f"sequence {seq.name}: profile {rig.hub.profile.name} cannot run it, nothing was sent: "
+                          + "; ".join(unmet))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     results = new_results(seq, serial, rig.info, run_metadata(seq, serial, rig.hub.profile))

@@ -22,6 +22,8 @@ from firmware_iface.client.joint import JointClient
 from firmware_iface.experiments.bus import run_segments
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
+from firmware_iface.protocol.capabilities import missing
+from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.rig import Rig
 from firmware_iface.rig.sequence import FIGURES, PROTOCOL_OF, Sequence, Step
 
@@ -46,7 +48,9 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 def _connect(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     c = rig.client(step.node)
     c.wait_alive(step.cfg["timeout_s"])
-    version = c.read_param("profile_version")
+    c.identify()  # confirmed as a joint of the profile, or IdentityError naming what was heard
+    # the protocol version where the profile has it as a parameter (an ODrive or MIT motor: None)
+    version = c.read_param("profile_version") if "profile_version" in c.profile.sidecar.params else None
     return Outcome({"state": c.state, "profile_version": version, "faults": c.faults})
 
 
@@ -200,6 +204,22 @@ EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
     **{t: _protocol_step for t in PROTOCOL_OF},
 }
+
+
+# what a step needs of the joint's profile beyond what its executor checks itself (the protocol steps check their
+# loop's set-points before they send anything): checked for every step before a run starts
+NEEDS = {"connect": ("heartbeat",), "enable": ("state_machine",), "disable": ("state_machine",),
+         "gains": ("gains", "parameters"), "tune": ("gains", "parameters")}
+
+
+def unmet_needs(seq: Sequence, profile: Profile) -> list[str]:
+    """The steps of ``seq`` a joint of ``profile`` cannot run, each with the capabilities it lacks."""
+    out = []
+    for step in seq.steps:
+        lacking = [c for c in NEEDS.get(step.type, ()) if missing(profile, c)]
+        if lacking:
+            out.append(f"step {step.name} ({step.type}) needs {', '.join(lacking)}")
+    return out
 
 
 def run_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
