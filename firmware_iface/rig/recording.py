@@ -283,7 +283,7 @@ class _Group:
 
     def __init__(self, node_id: int, name: str, profile: Profile) -> None:
         message = profile.message(name)
-        self.name = f"n{node_id}.{message.name}"
+        self.name = f"n{node_id}.{name}"  # the profile's name (a per-axis DBC's without the axis prefix)
         # (column, signal name, value name -> raw number or None), fixed for the group's life; names are the DBC's
         # and the profile's own (an ODrive's "closed_loop" is its CLOSED_LOOP_CONTROL, 8)
         self.spec = tuple((j, s.name, profile.value_numbers(name, s.name)) for j, s in enumerate(message.signals, 1))
