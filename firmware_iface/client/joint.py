@@ -271,12 +271,16 @@ class JointClient:
         if len(messages) != 1:
             raise ConfigError(f"semantic names {sorted(values)} are not all in one message: {sorted(messages)}")
         message = messages.pop()
+        sems = self.profile.sidecar.semantic
+        signals = {self._by_semantic[k][1]: v for k, v in values.items()}
+        for name in values:  # the signals that go with a name (an SDO's command specifier)
+            signals.update(sems[name].with_)
         for name in self._carried.get(message, ()):
-            if name not in values:
-                values = {**values, name: self._fill(name)}
+            if self._by_semantic[name][1] not in signals:  # one signal may carry several names (an SDO's object)
+                signals[self._by_semantic[name][1]] = self._fill(name)
         if "command.state" in values:
             self._state_wire = values["command.state"]
-        return self._send(message, **{self._by_semantic[k][1]: v for k, v in values.items()})
+        return self._send(message, **signals)
 
     def _fill(self, semantic: str) -> Any:
         """A value for a semantic name sent beside others: the state and mode last sent (kept as they are), where
@@ -310,6 +314,8 @@ class JointClient:
             sequence = self.profile.sidecar.semantic["command.state"].names.get(state)
             for wire in sequence if isinstance(sequence, tuple) else (state,):  # CiA 402: controlwords in turn
                 self._send_semantic({"command.state": wire})
+            if self._sync is not None:
+                self.sync()  # the drive reports its new state at the SYNC, as a native joint answers at once
             return
         role = RAW_STATES.get(state)  # MIT: the special frames, answered by a reply
         if role is None:
@@ -430,8 +436,12 @@ class JointClient:
 
     # --- gains and parameters ----------------------------------------------------------------------------------
     def write_gain(self, name: str, value: float) -> None:
-        """Write one gain live (no reply in the protocol: read it back with ``read_gain``)."""
+        """Write one gain live (no reply in the native protocol: read it back with ``read_gain``); where the profile
+        has gains as parameters only (CANopen's SDO objects), as the parameter ``gain.NAME``."""
         self.need("gains", command=f"write gain {name}")
+        if "command.gain_id" not in self._by_semantic:
+            self.write_param(f"gain.{name}", value)
+            return
         self._send_semantic({"command.gain_id": name, "command.gain_value": float(value)})
 
     def read_gain(self, name: str, timeout_s: float = 0.5) -> float:
@@ -497,6 +507,9 @@ class JointClient:
             if int(reply[id_sig]) != pid:
                 continue
             status = reply[status_sig]
+            if status == "written":  # a reply without the value (an SDO download's): ask for it
+                return self._request_locked(name, pid, lambda: self._send_semantic({"command.param_read_id": pid}),
+                                            timeout_s)
             if status != "ok":
                 shown = "" if value is None else f" = {value!r}"
                 raise ConfigError(f"node {self.node_id}: {name}{shown} refused by the joint: {status}")

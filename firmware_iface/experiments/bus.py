@@ -38,7 +38,7 @@ from typing import Protocol as TypingProtocol
 
 import numpy as np
 
-from actuator.errors import ConfigError
+from actuator.errors import ConfigError, JointkitError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
 from firmware_iface.experiments.grid import ECHO, BusRun, dejittered, held, joint_times, on_grid, on_joint_clock
@@ -74,6 +74,7 @@ MAX_GRID_ROWS = 600_000  # ten minutes at 1 kHz: longer steps keep every decim-t
 DRAIN_LONGER_THAN_S = 20.0  # steps longer than this put their telemetry on the grid as they go
 DRAIN_S = 5.0  # how often, at most (and within 40 % of the smallest ring's span)
 DRAIN_LAG_ROWS = 200  # rows left for the next drain: their frames may still be on their way
+DISABLE_CONFIRM_S = 0.5  # longest wait after a test for the status that says the drive is off
 TAIL_S = 0.05  # longest wait for the last tick's echo (half the joint's watchdog: the joint holds its set-point)
 
 
@@ -243,6 +244,9 @@ def _walk(client: JointClient, segments: list[Segment], fixture: Fixture | None,
             fixture.apply(0.0)
         if idle_after:
             client.disable()
+            # the next test must not take the joint for enabled from a status sent before the disable
+            with contextlib.suppress(JointkitError):
+                client.wait_for(lambda: client.state != "closed_loop", DISABLE_CONFIRM_S, "the drive off")
         if echo_rate is not None:
             client.write_param(ECHO_RATE, echo_rate, timeout_s=ECHO_REPLY_S)
     run = _record(walker, figures, t_end)

@@ -26,6 +26,7 @@ class Capability:
     messages: tuple[str, ...] = ()   # message roles the profile must have
     raw: tuple[str, ...] = ()        # special frames ([raw_frames]) the profile must have
     states: tuple[str, ...] = ()     # values command.state must name (CiA 402: clear_faults, a controlword sequence)
+    params: tuple[str, ...] = ()     # prefixes of [params] names the profile must have (gains as parameters)
     # another way to provide it (MIT mode: a reply to every command for a heartbeat, special frames to enable)
     instead: Capability | None = None
 
@@ -61,7 +62,8 @@ CAPABILITIES: dict[str, Capability] = {
     "impedance": Capability("impedance set-points (position, velocity, kp, kd, torque)", tuple(
         f"command.impedance_{k}" for k in ("position_rad", "velocity_rad_s", "kp_nm_per_rad", "kd_nm_s_per_rad",
                                            "torque_ff_nm"))),
-    "gains": Capability("controller gains written live", ("command.gain_id", "command.gain_value")),
+    "gains": Capability("controller gains written live", ("command.gain_id", "command.gain_value"),
+                        instead=Capability("", _PARAMS, params=("gain.",))),  # CANopen: gains are SDO objects
     "parameters": Capability("parameters read and written, with a reply", _PARAMS),
     "flash": Capability("parameters saved to flash", _PARAMS, ("save_to_flash",)),
 }
@@ -91,7 +93,9 @@ def _lacking(profile: Profile, cap: Capability) -> list[str]:
     return [n for n in cap.names if n not in semantic] + [
         f"message {role}" for role in cap.messages if message_of(profile, role) is None] + [
         f"raw frame {role}" for role in cap.raw if role not in profile.sidecar.raw_frames] + [
-        f"command.state {state}" for state in cap.states if state not in _state_names(profile)]
+        f"command.state {state}" for state in cap.states if state not in _state_names(profile)] + [
+        f"parameters {prefix}*" for prefix in cap.params
+        if not any(p.startswith(prefix) for p in profile.sidecar.params)]
 
 
 def _state_names(profile: Profile) -> set[str]:

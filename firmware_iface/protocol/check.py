@@ -195,6 +195,8 @@ def _semantic_problems(profile: Profile, side: str) -> list[Problem]:
         if sem.bitfield:
             out += _bitfield_problems(side, sem, signal)
         out += _unit_problems(side, sem, signal, where)
+        out += [Problem(side, sem.message, name, f"{where} sends with it {name!r}, not a signal of {sem.message}")
+                for name in sem.with_ if name not in {s.name for s in message.signals}]
         out += _names_problems(side, sem, signal, where)
         if sem.range_ is not None:
             lo, hi = allowed_range(signal)

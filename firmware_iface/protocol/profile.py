@@ -131,7 +131,9 @@ class Profile:
         self._bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
         self._convert = {(s.message, s.signal): (s.scale, s.offset) for s in sems if s.converted}
         # several of the toolkit's names may map to one value of the DBC's: it decodes to the first listed
-        self._to_toolkit = {(s.message, s.signal): {v: k for k, v in reversed(s.names.items()) if isinstance(v, str)}
+        # a list of the DBC's names under one of ours is a sequence when sent, any of them when read
+        self._to_toolkit = {(s.message, s.signal): {v: k for k, vs in reversed(s.names.items())
+                                                    for v in ((vs,) if isinstance(vs, str) else vs)}
                             for s in sems if s.names}
         self._to_wire = {(s.message, s.signal): {k: v for k, v in s.names.items() if isinstance(v, str)}
                          for s in sems if s.names}

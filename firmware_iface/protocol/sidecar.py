@@ -11,8 +11,9 @@ message always carries with one value, e.g. ODrive's ``Input_Mode`` beside ``Con
 ``[semantic]``. A semantic entry maps a toolkit name to a message's signal, with the toolkit's ``unit`` and ``range``,
 and where the wire differs from the toolkit: ``scale`` and ``offset`` (toolkit value = signal * scale + offset, e.g.
 rev -> rad), the DBC's own unit as ``signal_unit``, ``names`` (the toolkit's state or mode names -> the DBC's
-value-table names, or lists of them sent in turn), ``masks`` (a number read as the name of the first [name, mask,
-value] it matches: CiA 402's statusword) and ``bitfield``.
+value-table names, or lists of them: sent in turn for a command, any of them for a status), ``with`` (other
+signals sent with the name, e.g. an SDO's command specifier), ``masks`` (a number read as the name of the first
+[name, mask, value] it matches: CiA 402's statusword) and ``bitfield``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SemanticSignal:
     # enable operation)
     names: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     masks: tuple[tuple[str, int, int], ...] = ()  # (toolkit name, mask, value): the first with raw & mask == value
+    # other signals of the message sent with this name, and their values (CiA 301's SDO: the command specifier)
+    with_: dict[str, int | float | str] = field(default_factory=dict)
 
     @property
     def converted(self) -> bool:
@@ -134,13 +137,13 @@ def _semantic_entry(name: str, entry: Any, where: str) -> SemanticSignal:
     if scale == 0.0:
         raise ConfigError(f"{at}: scale = 0 loses the value: allowed any other number")
     unknown = sorted(set(entry) - {"message", "signal", "unit", "range", "bitfield", "scale", "offset",
-                                   "signal_unit", "names", "masks"})
+                                   "signal_unit", "names", "masks", "with"})
     if unknown:
         raise ConfigError(f"{at}: unknown field(s) {', '.join(unknown)}")
     return SemanticSignal(name, _field(entry, "message", str, at), _field(entry, "signal", str, at),
                           _field(entry, "unit", str, at, None), rng, _field(entry, "bitfield", bool, at, False),
                           scale, _number(entry, "offset", at, 0.0), _field(entry, "signal_unit", str, at, None),
-                          names, tuple((m[0], m[1], m[2]) for m in masks))
+                          names, tuple((m[0], m[1], m[2]) for m in masks), _constant_values(entry.get("with", {}), at))
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -168,13 +171,14 @@ def _raw_frame(role: str, entry: Any, where: str) -> RawFrame:
 
 
 def _constants(section: dict, where: str) -> dict[str, dict[str, int | float | str]]:
-    out: dict[str, dict[str, int | float | str]] = {}
-    for message, values in section.items():
-        if not isinstance(values, dict) or not all(
-                isinstance(v, int | float | str) and not isinstance(v, bool) for v in values.values()):
-            raise ConfigError(f"{where} {message} = {values!r} must map signals to numbers or value names")
-        out[message] = dict(values)
-    return out
+    return {message: _constant_values(values, f"{where} {message}") for message, values in section.items()}
+
+
+def _constant_values(values: Any, where: str) -> dict[str, int | float | str]:
+    if not isinstance(values, dict) or not all(
+            isinstance(v, int | float | str) and not isinstance(v, bool) for v in values.values()):
+        raise ConfigError(f"{where} = {values!r} must map signals to numbers or value names")
+    return dict(values)
 
 
 def _addressing(addr: dict, where: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from canopen.objectdictionary import ODVariable
 from canopen.sdo import SdoAbortedError
 
 from actuator.control import cascade as C
+from actuator.control.config import GAINS
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.paths import DBC_DIR
@@ -90,6 +91,8 @@ NMT_NEXT = {0x01: OPERATIONAL, 0x02: STOPPED, 0x80: PRE_OPERATIONAL}
 NMT_RESET_NODE, NMT_RESET_COMMUNICATION = 0x81, 0x82
 PDO_INVALID = 1 << 31
 ABORT_RANGE, ABORT_NOT_MAPPABLE, ABORT_PDO_LENGTH = 0x06090030, 0x06040041, 0x06040042
+GAINS_INDEX = 0x2100  # the controller gains (REAL32), sub-index i the i-th of GAIN_NAMES
+GAIN_NAMES = tuple(GAINS)
 NODE_INJECTIONS = ("over_temperature", "encoder_loss", "bus_silence")
 # objects whose writes set the drive's settings: index -> (settings field, factor to SI units)
 SETTINGS = {0x6081: ("profile_velocity_rad_s", 1 / COUNTS_PER_RAD),
@@ -358,6 +361,8 @@ class Cia402JointNode:
 
     def _on_read(self, index: int, subindex: int, od: ODVariable) -> int | None:
         """The objects that are the joint's state, computed when read (SDO upload or a TPDO being built)."""
+        if index == GAINS_INDEX and 1 <= subindex <= len(GAIN_NAMES):
+            return self.fw.read_gain(GAIN_NAMES[subindex - 1])
         if index < 0x6000 and index != 0x1001:
             return None
         drive, lim = self.drive, self.fw.limits
@@ -384,7 +389,12 @@ class Cia402JointNode:
             self._config = None
             return
         value = od.decode_raw(data)
-        if index == 0x2000:
+        if index == GAINS_INDEX and 1 <= subindex <= len(GAIN_NAMES):
+            try:  # live, checked by the firmware: a gain it refuses aborts the transfer, nothing changes
+                self.fw.write_gain(GAIN_NAMES[subindex - 1], float(value))
+            except (ParamError, ConfigError) as e:
+                raise SdoAbortedError(ABORT_RANGE) from e
+        elif index == 0x2000:
             self._config = None
         elif index == 0x6040:
             self._cw_pending = value

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from actuator.errors import FaultError
+from actuator.errors import ConfigError, FaultError
 from firmware_iface.experiments import bus as on_bus
 from firmware_iface.experiments import inprocess
 from firmware_iface.protocol.load import load_named
@@ -74,3 +74,24 @@ def test_a_drive_left_without_set_points_faults_with_emcy_and_is_reset(rig):
     assert c.faults == [] and c.status["Statusword"] == "idle"
     c.enable("position")
     assert c.state == "closed_loop"
+
+
+def test_gains_are_sdo_objects_read_written_live_and_refused_by_the_drive(rig):
+    c = rig.clients[1]
+    fw = rig.nodes[1].fw
+    assert c.read_gain("position_kp") == pytest.approx(fw.read_gain("position_kp"), rel=1e-6)  # REAL32
+    assert c.write_param("gain.velocity_kp", 150.0) == pytest.approx(150.0)  # downloaded, then uploaded back
+    assert fw.read_gain("velocity_kp") == pytest.approx(150.0)
+    with pytest.raises(ConfigError, match="refused by the joint: refused"):
+        c.write_param("gain.position_kp", -1.0)  # SDO abort 0x06090030: nothing changes
+    assert fw.read_gain("position_kp") > 0.0
+
+
+def test_tune_writes_the_gains_by_sdo_and_measures_the_joint(rig):
+    from actuator.params import load_preset
+    from firmware_iface.experiments.tune import tune_joint
+
+    tuned = tune_joint(rig.clients[1], load_preset("knee"), 5.0, apply=True)
+    fw = rig.nodes[1].fw
+    assert tuned.written["position_kp"] == pytest.approx(fw.read_gain("position_kp"), rel=1e-6)
+    assert tuned.measured.figures["bandwidth_hz"] == pytest.approx(5.0, rel=0.10)  # the 4.87 Hz the model verifies
