@@ -83,7 +83,7 @@ from firmware_iface.virtual_joint.cia402_drive import (
     rad_to_counts,
 )
 from firmware_iface.virtual_joint.firmware import JointFirmware, ParamError
-from firmware_iface.virtual_joint.node import NodeRunner
+from firmware_iface.virtual_joint.node import NodeRunner, transmit
 
 EDS_PATH = DBC_DIR / "cia402_joint.eds"
 INITIALISING, STOPPED, OPERATIONAL, PRE_OPERATIONAL = 0, 4, 5, 127
@@ -468,12 +468,7 @@ class Cia402JointNode:
         if self.fw.t_s < self._silent_until_s:
             self.counters["silenced"] += 1
             return
-        try:
-            self.bus.send(msg)
-            self.counters["tx"] += 1
-        except (can.CanError, OSError, ValueError) as e:
-            self.counters["tx_errors"] += 1
-            self.last_error = f"bus send: {e}"
+        self.last_error = transmit(self.bus, msg, self.counters) or self.last_error
 
     def _send_tpdo(self, pdo: _Pdo) -> bytes:
         payload = b"".join(self.local.get_data(index, sub)[:size] for index, sub, size in pdo.entries)

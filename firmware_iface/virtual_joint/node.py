@@ -323,12 +323,7 @@ class VirtualJointNode:
         self._transmit(msg)
 
     def _transmit(self, msg: can.Message) -> None:
-        try:
-            self.bus.send(msg)
-            self.counters["tx"] += 1
-        except (can.CanError, OSError, ValueError) as e:
-            self.counters["tx_errors"] += 1
-            self.last_error = f"bus send: {e}"
+        self.last_error = transmit(self.bus, msg, self.counters) or self.last_error
 
     def tick(self) -> None:
         """One chunk of joint time, then the telemetry that is due."""
@@ -456,6 +451,18 @@ class VirtualJointNode:
             self._drop_p = value
         elif name == "delay_frames":
             self._delay_s = value
+
+
+def transmit(bus: can.BusABC, msg: can.Message, counters: collections.Counter) -> str | None:
+    """Send a simulated joint's frame: a bus error is counted (``tx_errors``) and returned as text, never raised (a
+    joint goes on whatever its bus does)."""
+    try:
+        bus.send(msg)
+    except (can.CanError, OSError, ValueError) as e:
+        counters["tx_errors"] += 1
+        return f"bus send: {e}"
+    counters["tx"] += 1
+    return None
 
 
 class NodeRunner:
