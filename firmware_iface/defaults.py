@@ -22,4 +22,4 @@ ENABLE_MODES = ("position", "velocity", "torque", "impedance")
 
 # the protocol profiles shipped in dbc/, by the name --profile takes (firmware_iface.protocol.load.SHIPPED has their
 # files; tests/cli/test_cli_imports.py checks the two agree)
-SHIPPED_PROFILES = ("native", "odrive", "mit", "cia402")
+SHIPPED_PROFILES = ("native", "odrive", "odrive-0.6", "mit", "cia402")

@@ -29,6 +29,7 @@ def load_profile(dbc_path: str | Path, sidecar_path: str | Path | None = None, *
 SHIPPED = {
     "native": (NATIVE_DBC, NATIVE_SIDECAR),
     "odrive": (DBC_DIR / "odrive_cansimple_0.5.6.dbc", DBC_DIR / "odrive_cansimple_0.5.6.toml"),
+    "odrive-0.6": (DBC_DIR / "odrive_cansimple_0.6.10.dbc", DBC_DIR / "odrive_cansimple_0.6.10.toml"),
     "mit": (DBC_DIR / "mit_ak80_9.dbc", DBC_DIR / "mit_ak80_9.toml"),
     "cia402": (DBC_DIR / "cia402_joint.dbc", DBC_DIR / "cia402_joint.toml"),
 }

@@ -45,7 +45,16 @@ def rig():
     r.close()
 
 
-def test_odrive_axes_are_confirmed_enabled_and_stepped_like_the_in_process_joint(rig, in_process_step):
+@pytest.mark.parametrize("name", ["odrive", "odrive-0.6"])
+def test_odrive_axes_are_confirmed_enabled_and_stepped_like_the_in_process_joint(name, in_process_step):
+    rig = sim_rig([1, 2], "knee", profile=load_named(name))
+    try:
+        _step_like_in_process(rig, in_process_step, torque_reported=name == "odrive-0.6")
+    finally:
+        rig.close()
+
+
+def _step_like_in_process(rig, in_process_step: dict[str, float], *, torque_reported: bool) -> None:
     c = rig.clients[1]
     c.identify()
     assert c.identified and c.state == "idle" and c.faults == []
@@ -56,7 +65,10 @@ def test_odrive_axes_are_confirmed_enabled_and_stepped_like_the_in_process_joint
         assert figures[name] == pytest.approx(in_process_step[name], rel=0.10), name
     assert abs(figures["overshoot_pct"] - in_process_step["overshoot_pct"]) < 1.0  # points of overshoot
     assert abs(figures["steady_state_error_rad"]) < 1e-3  # 1 % of the step
-    assert "peak_torque_nm" not in figures  # ODrive 0.5.6 reports no torque: no figure is made up
+    # ODrive 0.5.6 reports no torque: no figure is made up; 0.6 has Get_Torques
+    assert ("peak_torque_nm" in figures) == torque_reported
+    if torque_reported:
+        assert figures["peak_torque_nm"] == pytest.approx(in_process_step["peak_torque_nm"], rel=0.10)
     c.wait_state("idle", 0.5)  # the step leaves it idle
     assert rig.clients[2].latest()["telemetry.position_rad"] == pytest.approx(0.0, abs=1e-3)  # the other axis stayed
 

@@ -39,6 +39,19 @@ def test_the_dbc_is_the_published_file_and_checks_clean(capsys):
     assert len(PROFILE.messages) == 27
 
 
+def test_the_0_6_dbc_is_odrive_s_file_and_checks_clean(capsys):
+    dbc, _ = SHIPPED["odrive-0.6"]
+    text = dbc.read_bytes()
+    assert text.startswith(b'VERSION "0.6.10"')
+    assert len(cantools.database.load_file(dbc, strict=False).messages) == 224  # 28 messages x 8 axes
+    # sha256 of odrive_can/dbc/odrive-cansimple-0.6.10.dbc in the odrive_can 2.1.0 wheel (PyPI)
+    assert hashlib.sha256(text).hexdigest() == "b7fef5e257c1ce6e3095a57d9f999ed5d2004c9bb2b05aae4914378b2fbd4b5c"
+    assert main(["dbc", "check", str(dbc)]) == 0
+    profile = load_named("odrive-0.6")
+    assert profile.arbitration_id("Estop", 2) == 2 << 5 | 2 and profile.fault_names(16777216 | 4096) == [
+        "CURRENT_LIMIT_VIOLATION", "WATCHDOG_TIMER_EXPIRED"]
+
+
 def test_per_axis_ids_are_the_dbc_s_own():
     for node in range(8):
         for name in ("Heartbeat", "Set_Input_Pos", "Get_Encoder_Estimates"):
