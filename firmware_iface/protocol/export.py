@@ -84,7 +84,7 @@ def _copy_signal(signal: Signal, node_id: int) -> Signal:
         spn=signal.spn)
 
 
-def _copy_message(profile: Profile, name: str, node_id: int) -> Message:
+def _copy_message(profile: Profile, name: str, node_id: int, *, shared: bool = False) -> Message:
     source = profile.message(name)
     if source.is_container:
         raise ConfigError(f"{profile.dbc_path}: message {name} is a container message, which the export does not "
@@ -95,7 +95,7 @@ def _copy_message(profile: Profile, name: str, node_id: int) -> Message:
         raise ConfigError(f"{profile.dbc_path}: cannot export {name} for node {node_id}: {e}") from e
     rate = profile.telemetry.get(name)
     return Message(
-        frame_id=frame_id, name=node_message_name(name, node_id), length=source.length,
+        frame_id=frame_id, name=name if shared else node_message_name(name, node_id), length=source.length,
         signals=[_copy_signal(s, node_id) for s in source.signals], unused_bit_pattern=source.unused_bit_pattern,
         comment=copy.deepcopy(source.comments), senders=_map_nodes(source.senders, node_id),
         send_type=source.send_type, cycle_time=cycle_time_ms(rate) if rate is not None else source.cycle_time,
@@ -185,7 +185,12 @@ def export_dbc(profile: Profile, node_ids: Sequence[int]) -> Database:
         if node in nodes:
             raise ConfigError(f"cannot export node {node} twice: node ids must be given once each")
         nodes.append(node)
-    exported = [(n, name, _copy_message(profile, name, n)) for n in nodes for name in profile.messages]
+    # messages of every node on one id (CANopen's NMT and SYNC, MIT's replies with the motor id inside) once, as named
+    shared = set(profile.sidecar.broadcast) | set(profile.sidecar.node_in_payload)
+    exported = [(n, name, _copy_message(profile, name, n)) for n in nodes for name in profile.messages
+                if name not in shared]
+    exported += [(nodes[0], name, _copy_message(profile, name, nodes[0], shared=True)) for name in profile.messages
+                 if name in shared]
     _check_unique(exported, profile)
     bus = Bus(name="", comment=_comment(profile, nodes), baudrate=profile.sidecar.bitrate)
     bu = [Node(HOST_NODE, "The host (controller) commanding the joints.")]

@@ -175,3 +175,21 @@ def test_export_is_deterministic():
 def test_written_file_paths_are_not_in_the_comment(tmp_path):
     """The comment names the profile's files, not where they lie: the output does not depend on the checkout."""
     assert str(Path(NATIVE_DBC).parent) not in export_dbc(PROFILE, NODES).buses[0].comment
+
+
+@pytest.mark.parametrize(("name", "shared", "per_node"), [("mit", {"MIT_Reply": 0x000}, 1), ("cia402", {
+    "NMT": 0x000, "SYNC": 0x080}, 9)])
+def test_messages_of_every_node_on_one_id_are_exported_once(name, shared, per_node):
+    """MIT's replies (every motor on the master's id, its id in byte 0) and CANopen's NMT and SYNC: one message each,
+    at its own id, beside the per-node copies of the rest; a reply of motor 2 decodes with Motor_ID 2."""
+    from firmware_iface.protocol.load import load_named
+
+    profile = load_named(name)
+    db = cantools.database.load_string(dbc_text(export_dbc(profile, [1, 2])), database_format="dbc", strict=True)
+    assert {m.name: m.frame_id for m in db.messages if m.name in shared} == shared
+    assert len(db.messages) == len(shared) + 2 * per_node
+    if name == "mit":
+        reply = profile.encode("MIT_Reply", 2, Position=0.5, Velocity=0.0, Torque=1.0, Temperature=30, Error=0)
+        decoded = db.decode_message(reply.arbitration_id, reply.data)
+        assert decoded["Motor_ID"] == 2 and decoded["Position"] == pytest.approx(0.5, abs=4e-4)
+        assert db.get_message_by_frame_id(2).name == "MIT_Command_n2"
