@@ -28,8 +28,8 @@ KNEE_TOML = PRESETS_DIR / "knee.toml"
 # --- presets -----------------------------------------------------------------------------------------
 
 
-def test_preset_names_are_knee_and_wrist() -> None:
-    assert preset_names() == ["knee", "wrist"]
+def test_preset_names_are_the_shipped_joints() -> None:
+    assert preset_names() == ["knee", "qdd", "wrist"]
 
 
 @pytest.mark.parametrize("name", ["knee", "wrist"])
@@ -224,7 +224,7 @@ def test_unknown_preset_lists_known_presets() -> None:
         load_preset("ankle")
     message = str(info.value)
     assert "'ankle'" in message and "not found" in message
-    assert "knee, wrist" in message
+    assert "knee, qdd, wrist" in message
 
 
 def test_nonexistent_path(tmp_path: Path) -> None:

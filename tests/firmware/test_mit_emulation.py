@@ -73,3 +73,20 @@ def test_a_motor_that_timed_out_ignores_set_points_until_enabled_again(rig):
         c.clock.sleep(0.002)
     assert c.latest()["telemetry.position_rad"] == pytest.approx(STEP_RAD, abs=0.05)  # friction / kp = 0.07 at most
     c.disable()
+
+
+def test_the_quasi_direct_drive_preset_is_an_mit_motor_s_simulated_joint():
+    """The qdd preset (AK80-9-class motor, 9:1 planetary, peak 18 N·m: the profile's range) behind the MIT profile:
+    the impedance step on the bus is the in-process one within 10 % (issue 16, item 10)."""
+    r = sim_rig([1], "qdd", profile=MIT)
+    try:
+        figures = on_bus.step_test(r.clients[1], "impedance", STEP_RAD)[0].figures
+    finally:
+        r.close()
+    fw = JointFirmware("qdd")
+    gains = fw.gains.replace("impedance", kp_nm_per_rad=KP, kd_nm_s_per_rad=KD)
+    ref = inprocess.step_test(fw.params, gains, "impedance", STEP_RAD)[0].figures
+    for name in ("rise_time_s", "peak_torque_nm"):
+        assert figures[name] == pytest.approx(ref[name], rel=0.10), name
+    assert abs(figures["steady_state_error_rad"] - ref["steady_state_error_rad"]) < 2e-3
+    assert ref["peak_torque_nm"] <= 18.0  # within the AK80-9's peak, which the MIT profile carries
