@@ -57,18 +57,12 @@ class MotorParams:
     current_limit_a: float = _pos("A")
     voltage_limit_v: float = _pos("V")
     continuous_torque_nm: float = _pos("N·m")
-    slots: int = _num(3, 1000)  # stator slots: with the poles they set the cogging period
+    cogging_periods_per_rev: int = _num(1, 100000)
     cogging_harmonics_nm: tuple[float, ...] = _nonneg("N·m")
     cogging_phases_rad: tuple[float, ...] = _num(unit="rad")
     ripple_6th_fraction: float = _num(0.0, 0.5)
     copper_temp_coeff_per_k: float = _num(0.0, 0.01, unit="1/K")
     resistance_ref_temp_c: float = _num(-50.0, 200.0, unit="°C")
-
-    @property
-    def cogging_periods_per_rev(self) -> int:
-        """Cogging periods per mechanical revolution: the least common multiple of slots and poles (a 36-slot,
-        42-pole motor cogs 252 times a turn)."""
-        return math.lcm(self.slots, 2 * self.pole_pairs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -234,22 +234,3 @@ def test_nonexistent_path(tmp_path: Path) -> None:
             load_preset(arg)
         assert str(path) in str(info.value)
         assert "cannot read parameter file" in str(info.value)
-
-
-@pytest.mark.parametrize(("name", "slots", "periods"), [("knee", 24, 120), ("wrist", 12, 84), ("qdd", 36, 252)])
-def test_cogging_periods_are_the_lcm_of_slots_and_poles(name: str, slots: int, periods: int) -> None:
-    """Issue 16, item 7: the cogging torque repeats LCM(slots, 2 p) times a turn (a 36-slot, 42-pole motor 252),
-    read from the kernel's zero-current torque over one revolution: as many zero crossings upward as periods."""
-    import numpy as np
-
-    from actuator.model.electrics import motor_torque
-    from actuator.model.layout import compile_params
-
-    p = load_preset(name)
-    assert (p.motor.slots, p.motor.cogging_periods_per_rev) == (slots, periods)
-    vec = compile_params(p)
-    theta = np.linspace(0.0, 2 * np.pi, 200 * periods, endpoint=False) + 1e-4  # off the zeros of sin at theta = 0
-    tau = np.array([motor_torque(vec, 0.0, 0.0, t) for t in theta])
-    ups = np.count_nonzero((tau[:-1] < 0.0) & (tau[1:] >= 0.0)) + int(tau[-1] < 0.0 <= tau[0])
-    assert ups == periods
-    assert np.max(np.abs(tau)) == pytest.approx(sum(p.motor.cogging_harmonics_nm), rel=1e-3)
