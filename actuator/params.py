@@ -1,11 +1,11 @@
 """Typed, frozen parameter sets of an integrated joint, with TOML load/save and validation.
 
-A joint is described by sections (motor, drive, reducer, encoders, ft_sensor, thermal, load, limits,
-and an optional ``catalogue`` of the vendors' figures the model is checked against), each a frozen dataclass whose field names carry their units. Every numeric field declares its allowed
-range in its metadata; ``load_params`` checks types, ranges, unknown keys, missing sections and the
-cross-field rules, and raises ``ConfigError`` naming the file, the field path, the value and what is
-allowed. ``firmware_iface.files.save_params`` writes TOML that loads back to an equal object (floats are written with
-``repr``, so the round trip is exact).
+A joint is described by sections (motor, drive, reducer, encoders, ft_sensor, thermal, load, limits, and an
+optional ``catalogue`` of the vendors' figures its model is checked against), each a frozen dataclass whose
+field names carry their units. Every numeric field declares its allowed range in its metadata; ``load_params``
+checks types, ranges, unknown keys, missing sections and the cross-field rules, and raises ``ConfigError``
+naming the file, the field path, the value and what is allowed. ``firmware_iface.files.save_params`` writes
+TOML that loads back to an equal object (floats are written with ``repr``, so the round trip is exact).
 
 Presets live in ``seeds/joints/NAME.toml``; ``load_preset`` takes a preset name or a path.
 """
@@ -199,8 +199,9 @@ class CatalogueEfficiency:
     source: str
 
 
-def _value_field(lo: float, hi: float, unit: str, *, lo_open: bool = False) -> Any:
-    return field(default=None, metadata={"lo": lo, "hi": hi, "lo_open": lo_open, "unit": unit})
+def _in(lo: float, hi: float, unit: str, *, lo_open: bool = True) -> dict[str, Any]:
+    """The allowed range of a catalogue entry's value (``(lo, hi]`` by default)."""
+    return {"lo": lo, "hi": hi, "lo_open": lo_open, "unit": unit}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,13 +209,13 @@ class CatalogueParams:
     """Every entry optional: a check whose figure is absent is not run."""
 
     stiffness: CatalogueStiffness | None = None
-    hysteresis_loss_rad: CatalogueValue | None = _value_field(0.0, 0.1, "rad", lo_open=True)
-    torque_constant_nm_per_a: CatalogueValue | None = _value_field(0.0, 100.0, "N·m/A", lo_open=True)
-    continuous_torque_nm: CatalogueValue | None = _value_field(0.0, 1e4, "N·m", lo_open=True)
-    winding_limit_c: CatalogueValue | None = _value_field(0.0, 300.0, "°C", lo_open=True)
-    starting_torque_nm: CatalogueValue | None = _value_field(0.0, 1e3, "N·m (input side)", lo_open=True)
-    backdriving_torque_nm: CatalogueValue | None = _value_field(0.0, 1e4, "N·m (output side)", lo_open=True)
-    cogging_periods_per_rev: CatalogueValue | None = _value_field(1.0, 100000.0, "per revolution")
+    hysteresis_loss_rad: CatalogueValue | None = field(default=None, metadata=_in(0.0, 0.1, "rad"))
+    torque_constant_nm_per_a: CatalogueValue | None = field(default=None, metadata=_in(0.0, 100.0, "N·m/A"))
+    continuous_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e4, "N·m"))
+    winding_limit_c: CatalogueValue | None = field(default=None, metadata=_in(0.0, 300.0, "°C"))
+    starting_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e3, "N·m input"))
+    backdriving_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e4, "N·m output"))
+    cogging_periods_per_rev: CatalogueValue | None = field(default=None, metadata=_in(0.5, 1e5, "per rev"))
     efficiency: tuple[CatalogueEfficiency, ...] = ()
 
 
