@@ -70,6 +70,7 @@ class CheckRow:
     tolerance: float
     passed: bool
     note: str = ""
+    at_nm: float | None = None  # the torque the quantity is measured at, where it has one
 
     @property
     def verdict(self) -> str:
@@ -178,8 +179,9 @@ def check_twist(p: JointParams, curve: CatalogueStiffness, tolerance: float = 0.
         for label, t in zip(TWIST_FRACTIONS, twist_points_nm(curve), strict=True):
             torque = sign * t
             (sim,) = static_twists_rad(p, [torque])
-            rows.append(_relative_row(f"twist at {'+' if sign > 0 else '-'}{label} ({torque:g} N·m)", "rad",
-                                      catalogue_twist_rad(curve, torque), curve.source, sim, tolerance))
+            row = _relative_row(f"twist at {'+' if sign > 0 else '-'}{label} ({torque:g} N·m)", "rad",
+                                catalogue_twist_rad(curve, torque), curve.source, sim, tolerance)
+            rows.append(replace(row, at_nm=torque))
     return rows
 
 
