@@ -48,28 +48,53 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None or value != value else f"{value:.4g}"
+    return "-" if value is None or value != value else f"{value:.4g}".replace("e-0", "e-")
+
+
+def _cells(r: dict) -> tuple[str, str]:
+    """The error and tolerance columns of a row, in its kind (relative in %, margin, absolute)."""
+    if r["error_kind"] == "relative":
+        return f"{100 * r['error']:+.1f} %", f"{100 * r['tolerance']:g} %"
+    if r["error_kind"] == "margin":
+        return _fmt(-r["error"]), "≤ 0"
+    return _fmt(r["error"]), f"±{r['tolerance']:g}"
 
 
 def _print_table(result: dict) -> None:
+    """The rows (sources by number, each distinct source in full below with the rows' notes), then what was
+    not checked and the failing quantities (on standard error)."""
+    from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"jointkit model check: {result['preset']}")
-    for name, justify in (("quantity", "left"), ("unit", "left"), ("catalogue", "right"), ("simulated", "right"),
-                          ("error", "right"), ("tolerance", "right"), ("verdict", "left"), ("source", "left")):
-        table.add_column(name, justify=justify, overflow="fold")
+    table = Table(title=f"jointkit model check: {result['preset']}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("quantity [unit]", overflow="fold", min_width=20)
+    table.add_column("verdict", no_wrap=True)
+    for name in ("catalogue", "simulated", "error", "tol."):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("src", no_wrap=True)
+    sources: dict[str, int] = {}
+    notes = []
     for r in result["rows"]:
-        err = f"{100 * r['error']:+.1f} %" if r["error_kind"] == "relative" else _fmt(r["error"])
-        tol = f"{100 * r['tolerance']:g} %" if r["error_kind"] == "relative" else (
-            "≤ catalogue" if r["error_kind"] == "margin" else f"±{r['tolerance']:g}")
+        n = sources.setdefault(r["source"], len(sources) + 1)
+        err, tol = _cells(r)
         verdict = "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]"
-        table.add_row(r["quantity"], r["unit"], _fmt(r["catalogue"]), _fmt(r["simulated"]), err, tol, verdict,
-                      r["source"] + (f" ({r['note']})" if r["note"] else ""))
+        table.add_row(escape(f"{r['quantity']} [{r['unit']}]"), verdict, _fmt(r["catalogue"]), _fmt(r["simulated"]),
+                      err, tol, f"({n})")
+        if r["note"]:
+            notes.append(f"{r['quantity']}: {r['note']}")
     console = Console()
     console.print(table)
+    console.print("error: simulated - catalogue (relative, or in the unit); ≤ 0: simulated - catalogue limit",
+                  markup=False)
+    for source, n in sources.items():
+        console.print(f"({n}) {source}", markup=False)
+    for note in notes:
+        console.print(f"note: {note}", markup=False)
     if result["skipped"]:
-        console.print(f"not in the preset's catalogue (not checked): {', '.join(result['skipped'])}")
+        console.print(f"not in the preset's catalogue (not checked): {', '.join(result['skipped'])}", markup=False)
     if result["failed"]:
         print(f"FAIL: {len(result['failed'])} check(s): " + "; ".join(result["failed"]), file=sys.stderr)
     else:
