@@ -1,11 +1,11 @@
 """Typed, frozen parameter sets of an integrated joint, with TOML load/save and validation.
 
-A joint is described by sections (motor, drive, reducer, encoders, ft_sensor, thermal, load, limits),
-each a frozen dataclass whose field names carry their units. Every numeric field declares its allowed
-range in its metadata; ``load_params`` checks types, ranges, unknown keys, missing sections and the
-cross-field rules, and raises ``ConfigError`` naming the file, the field path, the value and what is
-allowed. ``firmware_iface.files.save_params`` writes TOML that loads back to an equal object (floats are written with
-``repr``, so the round trip is exact).
+A joint is described by sections (motor, drive, reducer, encoders, ft_sensor, thermal, load, limits, and an
+optional ``catalogue`` of the vendors' figures its model is checked against), each a frozen dataclass whose
+field names carry their units. Every numeric field declares its allowed range in its metadata; ``load_params``
+checks types, ranges, unknown keys, missing sections and the cross-field rules, and raises ``ConfigError``
+naming the file, the field path, the value and what is allowed. ``firmware_iface.files.save_params`` writes
+TOML that loads back to an equal object (floats are written with ``repr``, so the round trip is exact).
 
 Presets live in ``seeds/joints/NAME.toml``; ``load_preset`` takes a preset name or a path.
 """
@@ -166,6 +166,91 @@ class LimitParams:
     torque_rated_nm: float = _pos("N·m")
 
 
+# --- catalogue: the vendors' figures a preset's model is checked against (``jointkit model check``) -----
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogueValue:
+    """One catalogue figure and where it comes from (a source tag [S]/[S2]/[R]/[A] and the document)."""
+
+    value: float = _num(unit="see the field")
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogueStiffness:
+    """The catalogue's piecewise torsional stiffness curve (HD CHA manual eq. 68.1-68.3), output side."""
+
+    t1_nm: float = _pos("N·m")
+    t2_nm: float = _pos("N·m")
+    k1_nm_per_rad: float = _pos("N·m/rad")
+    k2_nm_per_rad: float = _pos("N·m/rad")
+    k3_nm_per_rad: float = _pos("N·m/rad")
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogueEfficiency:
+    """One point of the catalogue's efficiency curves: input speed, temperature and load -> efficiency."""
+
+    input_speed_rpm: float = _pos("rpm")
+    temperature_c: float = _num(-50.0, 150.0, unit="°C")
+    load_fraction: float = _num(0.0, 2.0, lo_open=True, unit="of reducer.rated_torque_nm")
+    efficiency_pct: float = _num(0.0, 100.0, lo_open=True, unit="%")
+    source: str
+
+
+def _in(lo: float, hi: float, unit: str, *, lo_open: bool = True) -> dict[str, Any]:
+    """The allowed range of a catalogue entry's value (``(lo, hi]`` by default)."""
+    return {"lo": lo, "hi": hi, "lo_open": lo_open, "unit": unit}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogueParams:
+    """Every entry optional: a check whose figure is absent is not run."""
+
+    stiffness: CatalogueStiffness | None = None
+    hysteresis_loss_rad: CatalogueValue | None = field(default=None, metadata=_in(0.0, 0.1, "rad"))
+    torque_constant_nm_per_a: CatalogueValue | None = field(default=None, metadata=_in(0.0, 100.0, "N·m/A"))
+    continuous_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e4, "N·m"))
+    winding_limit_c: CatalogueValue | None = field(default=None, metadata=_in(0.0, 300.0, "°C"))
+    starting_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e3, "N·m input"))
+    backdriving_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e4, "N·m output"))
+    cogging_periods_per_rev: CatalogueValue | None = field(default=None, metadata=_in(0.5, 1e5, "per rev"))
+    efficiency: tuple[CatalogueEfficiency, ...] = ()
+
+
+def _build_catalogue(data: Any, path: str, source: str | None) -> CatalogueParams:
+    """The ``[catalogue]`` table: each figure an inline table {value, source}, ``stiffness`` a table,
+    ``efficiency`` an array of tables."""
+    if not isinstance(data, dict):
+        _fail(source, path, data, "has the wrong type: expected a table")
+    names = [f.name for f in fields(CatalogueParams)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{_where(source)}{path}.{unknown[0]}: unknown key; allowed keys here: {', '.join(names)}")
+    kwargs: dict[str, Any] = {}
+    for f in fields(CatalogueParams):
+        if f.name not in data:
+            continue
+        sub, value = f"{path}.{f.name}", data[f.name]
+        if f.name == "stiffness":
+            curve = _build(CatalogueStiffness, value, sub, source)
+            if curve.t2_nm <= curve.t1_nm:
+                _fail(source, f"{sub}.t2_nm", curve.t2_nm, f"must be greater than {sub}.t1_nm = {curve.t1_nm!r}")
+            kwargs[f.name] = curve
+        elif f.name == "efficiency":
+            if not isinstance(value, list):
+                _fail(source, sub, value, "has the wrong type: expected an array of tables ([[catalogue.efficiency]])")
+            kwargs[f.name] = tuple(_build(CatalogueEfficiency, v, f"{sub}[{i}]", source) for i, v in enumerate(value))
+        else:
+            entry = _build(CatalogueValue, value, sub, source)
+            _check_scalar(entry.value, float, dict(f.metadata), f"{sub}.value", source)
+            if not entry.source.strip():
+                _fail(source, f"{sub}.source", entry.source, "must name where the figure comes from")
+            kwargs[f.name] = entry
+    return CatalogueParams(**kwargs)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JointParams:
     name: str
@@ -178,6 +263,7 @@ class JointParams:
     thermal: ThermalParams
     load: LoadParams
     limits: LimitParams
+    catalogue: CatalogueParams | None = field(default=None, metadata={"builder": _build_catalogue})
 
     @property
     def torque_constant_nm_per_a(self) -> float:
@@ -267,7 +353,9 @@ def _build(cls: type, data: Any, path: str, source: str | None) -> Any:
             kind = "section" if is_dataclass(hints[f.name]) else "key"
             raise ConfigError(f"{_where(source)}{sub}: missing {kind}")
         hint = hints[f.name]
-        if is_dataclass(hint):
+        if "builder" in f.metadata:
+            kwargs[f.name] = f.metadata["builder"](data[f.name], sub, source)
+        elif is_dataclass(hint):
             kwargs[f.name] = _build(hint, data[f.name], sub, source)
         else:
             kwargs[f.name] = _check_value(data[f.name], hint, dict(f.metadata), sub, source)
@@ -359,8 +447,12 @@ def params_to_dict(p: Any) -> dict:
     out: dict[str, Any] = {}
     for f in fields(p):
         v = getattr(p, f.name)
+        if v is None:  # an optional section or entry that is absent (TOML has no null)
+            continue
         if is_dataclass(v):
             out[f.name] = params_to_dict(v)
+        elif isinstance(v, tuple) and v and is_dataclass(v[0]):
+            out[f.name] = [params_to_dict(x) for x in v]
         elif isinstance(v, tuple):
             out[f.name] = [list(x) if isinstance(x, tuple) else x for x in v]
         else:

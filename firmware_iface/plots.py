@@ -79,6 +79,41 @@ def plot_bode(fr, band, path: str | Path, title: str, bandwidth_hz: float, model
     return _save(fig, path)
 
 
+def plot_twist_curve(curve: dict, points: list[dict], path: str | Path, title: str) -> Path:
+    """The catalogue's twist curve (``curve``: torque_nm, twist_rad) against the simulated static twists
+    (``points``: torque_nm, simulated_rad), both signs, with the ±5 % band of the check."""
+    fig, ax = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
+    t, phi = np.asarray(curve["torque_nm"]), np.asarray(curve["twist_rad"])
+    ax.plot(t, phi * 1e3, "k-", lw=1.2, label="catalogue (T1, T2, K1-K3)")
+    ax.fill_between(t, phi * 0.95e3, phi * 1.05e3, color="k", alpha=0.08, lw=0, label="±5 %")
+    ax.plot([p["torque_nm"] for p in points], [p["simulated_rad"] * 1e3 for p in points], "o", color="C3",
+            label="simulated, motor held, from rest")
+    ax.set_xlabel("output torque [N·m]")
+    ax.set_ylabel("twist [mrad]")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_efficiency_map(emap: dict, path: str | Path, title: str, catalogue: list[dict] | None = None) -> Path:
+    """Simulated efficiency against input speed, one line per load (``efficiency_map`` of
+    ``actuator.analysis.catalogue``), with the catalogue's points where the preset gives them."""
+    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    for frac, row in zip(emap["load_fractions"], emap["efficiency_pct"], strict=True):
+        ax.plot(emap["speeds_rpm"], row, "o-", lw=1.2, label=f"simulated, {frac:g} x rated torque")
+    for pt in catalogue or []:
+        ax.plot(pt["input_speed_rpm"], pt["efficiency_pct"], "kx", ms=8)
+    if catalogue:
+        ax.plot([], [], "kx", label="catalogue")
+    ax.set_xlabel("input speed [rpm]")
+    ax.set_ylabel("efficiency [%]")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from firmware_iface.cli import (
     dbc,
     demo,
     gui,
+    model,
     monitor,
     param,
     record,
@@ -34,7 +35,7 @@ from firmware_iface.cli import (
     tune,
 )
 
-COMMANDS = (sim, step, bode, tune, bench, dbc, demo, scan, monitor, param, run, record, replay, results, gui)
+COMMANDS = (sim, step, bode, tune, model, bench, dbc, demo, scan, monitor, param, run, record, replay, results, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,166 @@
+"""The catalogue checks of ``actuator.analysis.catalogue`` against references computed by hand: the catalogue curve
+against the review's numbers, and each measurement on a case the model gets exactly (hysteresis off, Dahl closed
+forms, Kt = 1.5 p lambda, the thermal network's steady state, LuGre breakaway, a loss-free or mesh-loss-only gear)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from scipy.optimize import brentq
+
+from actuator.analysis import catalogue as C
+from actuator.errors import ConfigError
+from actuator.params import PRESETS_DIR, CatalogueEfficiency, CatalogueValue, JointParams, load_params
+from tests.actuator.conftest import ideal_reducer, variant
+
+REVIEW_KNEE_TWIST_RAD = (1.13e-4, 4.52e-4, 7.92e-4, 1.132e-3, 1.553e-3)
+
+
+def with_catalogue(p: JointParams, **entries: object) -> JointParams:
+    return replace(p, catalogue=replace(p.catalogue, **entries))
+
+
+def no_hysteresis(p: JointParams) -> JointParams:
+    return variant(p, reducer={"hysteresis_torque_nm": 0.0})
+
+
+def test_catalogue_curve_reproduces_the_review_knee_numbers(knee: JointParams) -> None:
+    curve = knee.catalogue.stiffness
+    for t, want in zip(C.twist_points_nm(curve), REVIEW_KNEE_TWIST_RAD, strict=True):
+        assert C.catalogue_twist_rad(curve, t) == pytest.approx(want, abs=1e-6)
+        assert C.catalogue_twist_rad(curve, -t) == pytest.approx(-want, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["knee", "wrist"])
+def test_twist_without_hysteresis_is_the_catalogue_curve(name: str, request: pytest.FixtureRequest) -> None:
+    """The model's spring is the catalogue's piecewise curve: with the Dahl state off every point passes."""
+    p = no_hysteresis(request.getfixturevalue(name))
+    rows = C.check_twist(p, p.catalogue.stiffness)
+    assert len(rows) == 10
+    for row in rows:
+        assert row.simulated == pytest.approx(row.catalogue, rel=5e-3), row.quantity
+        assert row.passed
+
+
+def test_twist_with_hysteresis_is_the_dahl_closed_form(knee: JointParams) -> None:
+    """From rest, K1 phi + tau_max (1 - exp(-sigma phi / tau_max)) = T below T1 (the continuous Dahl loading curve)."""
+    r = knee.reducer
+    t = 0.25 * r.t1_nm
+    f = lambda phi: r.k1_nm_per_rad * phi + r.hysteresis_torque_nm * (  # noqa: E731
+        1 - math.exp(-r.hysteresis_stiffness_nm_per_rad * phi / r.hysteresis_torque_nm)) - t
+    want = brentq(f, 0.0, t / r.k1_nm_per_rad)
+    (got,) = C.static_twists_rad(knee, [t])
+    assert got == pytest.approx(want, rel=5e-3)
+    (neg,) = C.static_twists_rad(knee, [-t])
+    assert neg == pytest.approx(-want, rel=5e-3)
+
+
+def test_hysteresis_loss_is_twice_tau_max_over_k1(knee: JointParams) -> None:
+    """Unloading from a saturated Dahl state, zero torque is reached at phi = tau_max / K1 (exp(-10) neglected)."""
+    r = knee.reducer
+    assert C.hysteresis_loss_rad(knee, r.rated_torque_nm) == pytest.approx(
+        2 * r.hysteresis_torque_nm / r.k1_nm_per_rad, rel=1e-2)
+    assert abs(C.hysteresis_loss_rad(no_hysteresis(knee), r.rated_torque_nm)) < 1e-8
+    row = C.check_hysteresis(knee, CatalogueValue(value=1e-4, source="[A] test"))
+    assert not row.passed and row.quantity.startswith("hysteresis loss")
+
+
+@pytest.mark.parametrize("name", ["knee", "wrist"])
+def test_torque_constant_is_1p5_p_lambda(name: str, request: pytest.FixtureRequest) -> None:
+    p = request.getfixturevalue(name)
+    assert C.torque_constant_nm_per_a(p, 5.0) == pytest.approx(1.5 * p.motor.pole_pairs * p.motor.flux_linkage_wb,
+                                                               rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["knee", "wrist"])
+def test_steady_winding_temperature_is_the_network_by_hand(name: str, request: pytest.FixtureRequest) -> None:
+    """T_w - T_a = 1.5 i² R0 (1 + alpha (T_w - T_ref)) (R_wh + R_ha), solved for T_w; the kernel agrees over 0.5 s."""
+    p = request.getfixturevalue(name)
+    m, th = p.motor, p.thermal
+    i, ta = 3.0, 25.0
+    rth = th.winding_to_housing_k_per_w + th.housing_to_ambient_k_per_w
+    k = 1.5 * i * i * m.phase_resistance_ohm * rth
+    want = (ta + k * (1 - m.copper_temp_coeff_per_k * m.resistance_ref_temp_c)) / (1 - k * m.copper_temp_coeff_per_k)
+    assert C.steady_winding_temp_c(p, i, ta) == pytest.approx(want, rel=1e-6)
+    assert C.thermal_kernel_gap_k(p, i) < 0.01
+    assert C.steady_winding_temp_c(p, 200.0, ta) == math.inf  # copper loss outgrows the network: runaway
+
+
+def test_starting_torque_is_the_static_friction(wrist: JointParams) -> None:
+    """No load: the input turns once the motor torque passes F_s (LuGre breakaway), within 2 %."""
+    assert C.starting_torque_nm(wrist, 0.1) == pytest.approx(wrist.reducer.static_friction_nm, rel=2e-2)
+
+
+def test_backdriving_torque_by_hand(wrist: JointParams) -> None:
+    """At rest the input sees tau (1/N + KE'(0)) against F_s plus the mesh loss (1/eta - 1) of it:
+    T = F_s / ((1/N + sum k A_k cos phi_k) (2 - 1/eta))."""
+    r = wrist.reducer
+    harmonics = zip(r.kinematic_error_amplitudes_rad, r.kinematic_error_phases_rad, strict=True)
+    trans = 1 / r.ratio + sum((k + 1) * a * math.cos(ph) for k, (a, ph) in enumerate(harmonics))
+    want = r.static_friction_nm / (trans * (2 - 1 / r.efficiency))
+    assert C.backdriving_torque_nm(wrist, 10.0) == pytest.approx(want, rel=1e-2)
+
+
+def test_efficiency_of_a_lossless_and_a_mesh_loss_gear(wrist: JointParams) -> None:
+    ideal = variant(wrist, reducer=ideal_reducer(wrist))
+    assert C.efficiency(ideal, 1000.0, 10.0) == pytest.approx(1.0, abs=1e-2)
+    mesh = variant(wrist, reducer=ideal_reducer(wrist, efficiency=0.8))
+    assert C.efficiency(mesh, 1000.0, 10.0) == pytest.approx(0.8, abs=1e-2)
+    point = CatalogueEfficiency(input_speed_rpm=1000.0, temperature_c=25.0, load_fraction=0.5, efficiency_pct=80.0,
+                                source="[A] test")
+    (row,) = C.check_efficiency(with_catalogue(mesh, efficiency=(point,)))
+    assert row.passed and abs(row.error) < 1.0
+    (row,) = C.check_efficiency(with_catalogue(mesh, efficiency=(replace(point, efficiency_pct=90.0),)))
+    assert not row.passed and row.quantity.startswith("efficiency at 1000 rpm")
+
+
+def test_cogging_periods_are_measured_and_must_be_a_multiple_of_the_poles(knee: JointParams,
+                                                                         wrist: JointParams) -> None:
+    assert C.cogging_periods_per_rev(wrist) == wrist.motor.cogging_periods_per_rev
+    assert C.check_cogging(wrist, wrist.catalogue.cogging_periods_per_rev).passed
+    row = C.check_cogging(knee, knee.catalogue.cogging_periods_per_rev)  # 252 with 20 poles
+    assert not row.passed and "20 poles" in row.note
+    assert not C.check_cogging(wrist, CatalogueValue(value=126, source="[A] test")).passed
+
+
+def _wrist_toml(tmp_path: Path, old: str, new: str) -> Path:
+    text = (PRESETS_DIR / "wrist.toml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "wrist_copy.toml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def test_a_wrong_catalogue_value_fails_and_names_the_quantity(tmp_path: Path) -> None:
+    """The wrist with its catalogue's Kt set to the model's own passes that row; set to 0.2 it fails and names it."""
+    right = load_params(_wrist_toml(tmp_path, "value = 0.07246,", "value = 0.06604,"))
+    row = C.check_torque_constant(right, right.catalogue.torque_constant_nm_per_a, 5.0)
+    assert row.passed
+    wrong = load_params(_wrist_toml(tmp_path, "value = 0.07246,", "value = 0.2,"))
+    report = C.run_checks(replace(wrong, catalogue=replace(wrong.catalogue, stiffness=None)))
+    assert "motor torque constant Kt" in report.failed and not report.ok
+    assert "stiffness" in report.skipped
+
+
+@pytest.mark.parametrize(("old", "new", "names"), [
+    ("value = 0.07246,", "value = -1.0,", "catalogue.torque_constant_nm_per_a.value"),
+    ("value = 0.07246,", 'value = "a lot",', "catalogue.torque_constant_nm_per_a.value"),
+    ('value = 3.3, source = "[S2] Harmonic Drive CSF-17-100 catalogue: backdriving torque 3.3 N·m at the output '
+     '(joint-physics sec. 2)"', "value = 3.3", "catalogue.backdriving_torque_nm.source"),
+    ("starting_torque_nm = {", "start_torque_nm = {", "catalogue.start_torque_nm"),
+    ("t2_nm = 12.0\nk1_nm_per_rad = 1.0e4\nk2", "t2_nm = 3.0\nk1_nm_per_rad = 1.0e4\nk2", "catalogue.stiffness.t2_nm"),
+])
+def test_bad_catalogue_entries_raise_config_error_naming_file_and_field(old: str, new: str, names: str,
+                                                                          tmp_path: Path) -> None:
+    path = _wrist_toml(tmp_path, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(path) in str(info.value) and names in str(info.value)
+
+
+def test_a_preset_without_catalogue_is_a_config_error(wrist: JointParams) -> None:
+    with pytest.raises(ConfigError, match="no \\[catalogue\\]"):
+        C.run_checks(replace(wrist, catalogue=None))
