@@ -64,3 +64,13 @@ def test_bad_preset_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert code == 2 and err.startswith("error:") and str(bad) in err
     code, _, err = run_cli(capsys, "model", "check", "no_such_preset")
     assert code == 2 and "not found" in err
+
+
+def test_the_quasi_direct_drive_preset_passes_its_motor_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    """qdd (AK80-9 class): Kt within 5 % of 0.095 N·m/A, the winding under 155 °C holding Tc at 25 °C ambient,
+    cogging LCM(36, 42) = 252: exit 0."""
+    code, out, _ = run_cli(capsys, "model", "check", "qdd", "--json")
+    rows = {r["quantity"]: r for r in json.loads(out)["rows"]}
+    assert code == 0 and all(r["verdict"] == "pass" for r in rows.values())
+    assert rows["motor torque constant Kt"]["simulated"] == pytest.approx(0.095, rel=0.05)
+    assert rows["steady winding temperature at Tc, 25 °C ambient"]["simulated"] < 155.0
