@@ -55,8 +55,8 @@ class JointClient:
         self.profile = self.hub.profile
         self.node_id = self.profile.check_node(node_id)
         self._status_message = status_message(self.profile)
-        # the frame that says the joint is alive: its heartbeat (CANopen's NMT heartbeat beside the statusword's PDO)
-        self._alive_message = message_of(self.profile, "heartbeat") or self._status_message
+        # the frame that says the joint is alive: the hub's heartbeat (CANopen's NMT heartbeat beside the statusword)
+        self._alive_message = self.hub.heartbeat_message
         self._sync = self.profile.sidecar.messages.get("sync")  # CANopen: SYNC after set-points and while waiting
         # a joint that only answers (MIT mode) has no heartbeat to miss: it is alive while it answers
         self._replies_only = replies_only(self.profile)

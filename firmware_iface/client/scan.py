@@ -46,12 +46,16 @@ def wire_value(profile: Profile, value: float) -> float:
 def listen(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S) -> dict[int, dict[str, Any]]:
     """The nodes whose heartbeat arrived during the next ``listen_s`` seconds: node id -> its last heartbeat's
     signals (sorted by node id). ``profile`` is used only if the bus has no hub yet."""
-    if not (isinstance(listen_s, int | float) and math.isfinite(listen_s) and listen_s > 0):
-        raise ConfigError(f"listen_s = {listen_s!r}: must be a positive number of seconds")
+    _check_listen(listen_s)
     hub = BusHub.of(bus, profile)
     t0 = time.perf_counter()
     time.sleep(listen_s)
     return hub.nodes(time.perf_counter() - t0)
+
+
+def _check_listen(listen_s: float) -> None:
+    if not (isinstance(listen_s, int | float) and math.isfinite(listen_s) and listen_s > 0):
+        raise ConfigError(f"listen_s = {listen_s!r}: must be a positive number of seconds")
 
 
 def _read_version(client: JointClient, timeout_s: float) -> float | None:
@@ -133,35 +137,26 @@ def _heard_state(profile: Profile, hub: BusHub, signals: dict[str, Any]) -> Any:
     return None
 
 
-class _Collector(can.Listener):
-    def __init__(self) -> None:
-        self.frames: list[tuple[can.Message, float]] = []
-
-    def on_message_received(self, msg: can.Message) -> None:
-        if msg.is_rx:
-            self.frames.append((msg, time.perf_counter()))
-
-
 def detect(bus: can.BusABC, profiles: dict[str, Profile], listen_s: float = LISTEN_S) -> list[dict[str, Any]]:
     """Which profile each node on ``bus`` speaks, sending nothing: the frames heard in ``listen_s`` are read with each
     profile as its ``BusHub`` reads them, and a node is listed with every profile its heartbeats confirm it as
     (``matches``) and, where none does, the profiles whose heartbeat it merely decodes as (``decodes_as``)."""
-    if not (isinstance(listen_s, int | float) and math.isfinite(listen_s) and listen_s > 0):
-        raise ConfigError(f"listen_s = {listen_s!r}: must be a positive number of seconds")
+    _check_listen(listen_s)
     hub = BusHub.of(bus, next(iter(profiles.values())))
-    collector = _Collector()
-    hub.add_listener(collector)
+    heard = can.BufferedReader()  # every frame the hub receives, in order
+    hub.add_listener(heard)
     try:
         time.sleep(listen_s)
     finally:
-        hub.remove_listener(collector)
+        hub.remove_listener(heard)
+    frames = list(iter(lambda: heard.get_message(0.0), None))
     nodes: dict[int, dict[str, Any]] = {}
     for name, profile in profiles.items():
         if not provided(profile)["heartbeat"] or replies_only(profile):
             continue  # a joint that only answers (MIT) is not heard by listening
         reader = BusHub(bus, profile)  # never started: it only reads the frames collected
-        for msg, t in collector.frames:
-            reader.dispatch(msg, t)
+        for msg in frames:
+            reader.dispatch(msg, msg.timestamp)
         for node in reader.beats:
             row = nodes.setdefault(node, {"node_id": node, "matches": [], "decodes_as": [], "state": None})
             if node in reader.confirmed:

@@ -15,6 +15,7 @@ to the master's id with the motor id in byte 0).
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from cantools.database.can import Database, Message
@@ -40,7 +41,9 @@ class Addressing:
         self.per_axis = sc.scheme == "per_axis"
         self._mask = (1 << sc.node_bits) - 1 if sc.node_bits else (0 if not sc.node_shift else -1)
         self._per_node: dict[tuple[str, int], Message] = {}
+        self.profile_names: dict[str, str] = {m.name: m.name for m in db.messages}  # DBC name -> the profile's
         self._by_id: dict[tuple[int, bool], Located] = {}  # exact bus ids: per-axis, broadcast, node-in-payload
+        self._axis_names: set[str] = set()  # per_axis: the names with a copy per node
         if self.per_axis:
             self.templates = self._per_axis_tables(db)
         else:
@@ -65,11 +68,13 @@ class Addressing:
                     base = m.name[len(prefix):]
                     templates.setdefault(base, m)
                     self._per_node[(base, node)] = m
+                    self.profile_names[m.name] = base
                     self._by_id[(m.frame_id, m.is_extended_frame)] = Located(node, base, m)
-        # messages of no axis (a prefix of no node in range) keep their names and ids
-        prefixed = {m.name for m in self._per_node.values()}
+        self._axis_names = set(templates)
+        # messages of no axis keep their names and ids; those of an axis outside the node range are left out
+        any_axis = re.compile(re.escape(self.sc.message_prefix).replace(re.escape("{node}"), r"\d+"))
         for name, m in by_name.items():
-            if name not in prefixed and not any(name.startswith(self.prefix(n)) for n in range(0, 64)):
+            if not any_axis.match(name):
                 templates.setdefault(name, m)
         return templates
 
@@ -79,7 +84,7 @@ class Addressing:
             m = self._per_node.get((name, node_id))
             if m is not None:
                 return m
-            if name in self.templates and self.templates[name] in self._per_node.values():
+            if name in self._axis_names:
                 raise ProtocolError(f"profile {self.profile_name}: the DBC has no {self.prefix(node_id)}{name} "
                                     f"for node {node_id}")
         return self.templates[name]
@@ -107,7 +112,7 @@ class Addressing:
     def locate(self, arbitration_id: int, is_extended: bool, data: bytes = b"") -> Located | None:
         """The node and message of a bus frame, None when the profile has no such id. A node-in-payload message's
         node is read from its data (``data`` too short: node -1)."""
-        exact = self._by_id.get((arbitration_id, is_extended))
+        exact = self._by_id.get((arbitration_id, is_extended)) if self._by_id else None
         if exact is not None:
             if exact.name in self.sc.node_in_payload:
                 return exact._replace(node_id=self._payload_node(exact.message, data))

@@ -165,12 +165,13 @@ def _per_axis_problems(profile: Profile, dbc: str) -> list[Problem]:
     """Every node in range has its copy of each per-axis message, with the first node's layout."""
     sc, out = profile.sidecar, []
     address = profile.addressing
+    by_name = {m.name: m for m in profile.db.messages}
     for name, template in address.templates.items():
         if not template.name.startswith(address.prefix(sc.node_min)):
             continue
         layout = [(s.name, _layout(s), s.scale, s.offset) for s in template.signals]
         for node in range(sc.node_min, sc.node_max + 1):
-            copy = next((m for m in profile.db.messages if m.name == address.prefix(node) + name), None)
+            copy = by_name.get(address.prefix(node) + name)
             if copy is None:
                 out.append(Problem(dbc, name, None, f"per_axis: no {address.prefix(node)}{name} for node {node}"))
             elif [(s.name, _layout(s), s.scale, s.offset) for s in copy.signals] != layout \

@@ -110,6 +110,29 @@ def _fmt(x: float) -> str:
     return f"{x:.12g}"
 
 
+class _SignalPlan(NamedTuple):
+    """How one DBC signal is encoded and decoded, made once per signal (``_plan``)."""
+
+    bounds: tuple[float, float, float, float]  # allowed lo, hi, and both widened by the rounding tolerance
+    table: bool  # decoded through its value table (it has one and is not a bit field)
+    to_toolkit: dict[str, str]  # the DBC's value name -> the toolkit's
+    to_wire: dict[str, str]  # the toolkit's value name -> the DBC's
+    masks: tuple[tuple[str, int, int], ...]
+    convert: tuple[float, float] | None  # (scale, offset): toolkit value = wire value * scale + offset
+
+
+def _plan(signal: Signal, sem: SemanticSignal | None) -> _SignalPlan:
+    lo, hi = allowed_range(signal)
+    tol = _tolerance(lo, hi, signal)
+    names = sem.names if sem is not None else {}
+    # several of the toolkit's names may map to one value of the DBC's: it decodes to the first listed; a list of the
+    # DBC's names under one of ours is a sequence when sent, any of them when read
+    to_toolkit = {v: k for k, vs in reversed(names.items()) for v in ((vs,) if isinstance(vs, str) else vs)}
+    return _SignalPlan((lo, hi, lo - tol, hi + tol), bool(signal.choices) and not (sem is not None and sem.bitfield),
+                       to_toolkit, {k: v for k, v in names.items() if isinstance(v, str)},
+                       sem.masks if sem is not None else (), (sem.scale, sem.offset) if sem and sem.converted else None)
+
+
 class Profile:
     """A loaded protocol profile: the cantools database, its sidecar, and the codec of single frames."""
 
@@ -119,25 +142,10 @@ class Profile:
         self.dbc_path = dbc_path
         self.addressing = Addressing(db, sidecar, sidecar.name)
         self._by_name = self.addressing.templates
-        # each signal's allowed range widened by the rounding tolerance, computed once: decode runs per frame
-        self._bounds = {}
-        for m in db.messages:
-            for sig in m.signals:
-                lo, hi = allowed_range(sig)
-                tol = _tolerance(lo, hi, sig)
-                self._bounds[id(sig)] = (lo, hi, lo - tol, hi + tol)
-        sems = sidecar.semantic.values()
-        # by (message, signal): bit-field signals (any combination of bits valid), unit conversions, value names
-        self._bitfields = {(s.message, s.signal) for s in sems if s.bitfield}
-        self._convert = {(s.message, s.signal): (s.scale, s.offset) for s in sems if s.converted}
-        # several of the toolkit's names may map to one value of the DBC's: it decodes to the first listed
-        # a list of the DBC's names under one of ours is a sequence when sent, any of them when read
-        self._to_toolkit = {(s.message, s.signal): {v: k for k, vs in reversed(s.names.items())
-                                                    for v in ((vs,) if isinstance(vs, str) else vs)}
-                            for s in sems if s.names}
-        self._to_wire = {(s.message, s.signal): {k: v for k, v in s.names.items() if isinstance(v, str)}
-                         for s in sems if s.names}
-        self._masks = {(s.message, s.signal): s.masks for s in sems if s.masks}
+        # each signal's codec plan (every per-axis copy too), made once: encode and decode run per frame
+        by_signal = {(s.message, s.signal): s for s in sidecar.semantic.values()}
+        self._plans = {id(sig): _plan(sig, by_signal.get((self.addressing.profile_names[m.name], sig.name)))
+                       for m in db.messages for sig in m.signals}
         self._raw: dict[tuple[str, bytes], str] = {}
         for f in sidecar.raw_frames.values():  # two roles of one frame (MIT's query is its disable): the first
             self._raw.setdefault((f.message, f.data), f.role)
@@ -241,14 +249,13 @@ class Profile:
 
     def _wire_value(self, name: str, signal: Signal, value: SignalValue) -> SignalValue:
         """The DBC's value of a toolkit value, checked against the signal's range or value table."""
-        key = (name, signal.name)
+        plan = self._plans[id(signal)]
         if isinstance(value, NamedSignalValue):
             value = value.name
         if isinstance(value, str):
-            value = self._to_wire.get(key, {}).get(value, value)
-        elif key in self._convert and isinstance(value, int | float) and not isinstance(value, bool):
-            scale, offset = self._convert[key]
-            value = (value - offset) / scale
+            value = plan.to_wire.get(value, value)
+        elif plan.convert is not None and isinstance(value, int | float) and not isinstance(value, bool):
+            value = (value - plan.convert[1]) / plan.convert[0]
         self._check_encode_value(name, signal, value)
         return value
 
@@ -263,7 +270,7 @@ class Profile:
             raise ProtocolError(f"{where} = {value!r} is not a number")
         if not math.isfinite(value):
             raise ProtocolError(f"{where} = {value!r} is not finite")
-        lo, hi, lo_tol, hi_tol = self._bounds[id(signal)]
+        lo, hi, lo_tol, hi_tol = self._plans[id(signal)].bounds
         if not lo_tol <= value <= hi_tol:
             unit = f" {signal.unit}" if signal.unit else ""
             raise ProtocolError(f"{where} = {_fmt(value)}{unit} is outside the allowed range "
@@ -288,7 +295,7 @@ class Profile:
                                 f"in profile {self.name}")
         node_id, name, message = located
         sc = self.sidecar
-        role = self._raw.get((name, data))
+        role = self._raw.get((name, data)) if self._raw else None  # a profile without special frames: no lookup
         if role is None and len(data) != message.length:
             raise ProtocolError(f"frame 0x{arb:03x} ({name}, node {node_id}): {len(data)} data bytes, "
                                 f"expected {message.length}")
@@ -306,21 +313,21 @@ class Profile:
         return Decoded(node_id, name, values)
 
     def _checked_value(self, name: str, signal: Signal, value: int | float, choices: bool) -> SignalValue:
-        key = (name, signal.name)
-        if signal.choices and key not in self._bitfields:
+        plan = self._plans[id(signal)]
+        if plan.table:
             if value not in signal.choices:
                 raise ProtocolError(f"{name}: signal {signal.name} = {value} is not in its value table "
                                     f"({_choices_text(signal)})")
             if not choices:
                 return value
             text = str(signal.choices[value])
-            return self._to_toolkit[key].get(text, text) if key in self._to_toolkit else text
-        lo, hi, lo_tol, hi_tol = self._bounds[id(signal)]
-        if key in self._masks and lo_tol <= value <= hi_tol:
+            return plan.to_toolkit.get(text, text)
+        lo, hi, lo_tol, hi_tol = plan.bounds
+        if plan.masks and lo_tol <= value <= hi_tol:
             raw = int(value)
-            return next((name for name, mask, want in self._masks[key] if raw & mask == want), raw) if choices else raw
+            return next((name for name, mask, want in plan.masks if raw & mask == want), raw) if choices else raw
         if lo_tol <= value <= hi_tol:  # NaN fails this too
-            convert = self._convert.get(key)
+            convert = plan.convert
             return value if convert is None else value * convert[0] + convert[1]
         where = f"{name}: signal {signal.name}"
         if not math.isfinite(value):
@@ -332,12 +339,12 @@ class Profile:
         DBC's value names, the toolkit's names for them, and a masked signal's names as the value they match (the
         state, not every bit: CiA 402's statusword). None for a signal decoded to numbers only."""
         sig = self.signal(message, signal)
-        key = (message, signal)
-        if key in self._bitfields:
+        plan = self._plans[id(sig)]
+        if sig.choices and not plan.table:  # a bit field
             return None
         out = {str(v): k for k, v in sig.choices.items()} if sig.choices else {}
-        out.update({ours: out[theirs] for theirs, ours in self._to_toolkit.get(key, {}).items() if theirs in out})
-        for name, _, want in reversed(self._masks.get(key, ())):
+        out.update({ours: out[theirs] for theirs, ours in plan.to_toolkit.items() if theirs in out})
+        for name, _, want in reversed(plan.masks):
             out[name] = want
         return out or None
 
