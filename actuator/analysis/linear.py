@@ -2,8 +2,14 @@
 on and what it predicts.
 
 Plant: two inertias, output-referred (motor side J1 = J_m N², load J2), joined by the flexspline's
-small-torque stiffness k1 and damping c, with input viscous friction (b_in N²) and load damping. Coulomb
-friction, gravity (cancelled by the feedforward) and the catalogue's stiffening are left out.
+small-torque stiffness k1 and damping c, with input viscous friction (b_in N²) and load damping. Gravity
+(cancelled by the feedforward) and the catalogue's stiffening are left out. Coulomb friction (F_c N at the
+output) is left out too, unless the response is asked at a reference amplitude A: then it enters as its
+describing function, an equivalent damping 4 F_c N / (pi V) on the motor side, V the motor side's velocity
+amplitude at that frequency in the closed loop (Gelb & Vander Velde's sinusoidal-input describing function of
+an ideal relay), solved per frequency (V depends on the damping it sets). At a chirp's small amplitude this is
+what makes the measured bandwidth fall short of the linear one; where the loop's torque cannot reach
+4 F_c N / pi the joint sticks and the response is taken as nil.
 
     [J1 s² + (c + b1) s + k,  -(c s + k)] [θm]   [τ]
     [-(c s + k),  J2 s² + (c + b2) s + k] [θL] = [0]
@@ -47,17 +53,21 @@ class TwoMass:
     load_viscous_nm_s_per_rad: float
     current_bandwidth_hz: float
     model_step_s: float
+    coulomb_nm: float = 0.0  # output-referred, on the motor side: for the describing function only
 
     @classmethod
     def from_params(cls, p: JointParams) -> TwoMass:
-        n2 = p.reducer.ratio ** 2
-        return cls(p.motor_side_inertia_kg_m2 * n2, p.load.inertia_kg_m2, p.reducer.k1_nm_per_rad,
-                   p.reducer.flexspline_damping_nm_s_per_rad, p.reducer.viscous_friction_nm_s_per_rad * n2,
-                   p.load.damping_nm_s_per_rad, p.drive.current_loop_bandwidth_hz, p.dt_s)
+        r = p.reducer
+        n2 = r.ratio ** 2
+        return cls(p.motor_side_inertia_kg_m2 * n2, p.load.inertia_kg_m2, r.k1_nm_per_rad,
+                   r.flexspline_damping_nm_s_per_rad, r.viscous_friction_nm_s_per_rad * n2,
+                   p.load.damping_nm_s_per_rad, p.drive.current_loop_bandwidth_hz, p.dt_s,
+                   r.coulomb_friction_nm * r.ratio)
 
-    def with_rigid_body(self, inertia_kg_m2: float, viscous_nm_s_per_rad: float) -> TwoMass:
+    def with_rigid_body(self, inertia_kg_m2: float, viscous_nm_s_per_rad: float,
+                        coulomb_nm: float | None = None) -> TwoMass:
         """The model rescaled to an identified total inertia and viscous friction (the split between motor
-        and load side, which a rigid-body identification cannot see, is kept)."""
+        and load side, which a rigid-body identification cannot see, is kept), and its Coulomb friction."""
         from dataclasses import replace
 
         j = inertia_kg_m2 / self.total_inertia_kg_m2
@@ -66,7 +76,8 @@ class TwoMass:
         return replace(self, motor_inertia_kg_m2=self.motor_inertia_kg_m2 * j,
                        load_inertia_kg_m2=self.load_inertia_kg_m2 * j,
                        motor_viscous_nm_s_per_rad=self.motor_viscous_nm_s_per_rad * b,
-                       load_viscous_nm_s_per_rad=self.load_viscous_nm_s_per_rad * b)
+                       load_viscous_nm_s_per_rad=self.load_viscous_nm_s_per_rad * b,
+                       coulomb_nm=self.coulomb_nm if coulomb_nm is None else coulomb_nm)
 
     @property
     def total_inertia_kg_m2(self) -> float:
@@ -77,10 +88,10 @@ class TwoMass:
         j1, j2 = self.motor_inertia_kg_m2, self.load_inertia_kg_m2
         return math.sqrt(self.stiffness_nm_per_rad * (j1 + j2) / (j1 * j2)) / (2 * math.pi)
 
-    def plant(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(θm / τ, θL / τ) at the complex frequencies ``s``."""
+    def plant(self, s: np.ndarray, motor_damping: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(θm / τ, θL / τ) at the complex frequencies ``s``, with ``motor_damping`` added on the motor side."""
         k, c = self.stiffness_nm_per_rad, self.flex_damping_nm_s_per_rad
-        a11 = self.motor_inertia_kg_m2 * s * s + (c + self.motor_viscous_nm_s_per_rad) * s + k
+        a11 = self.motor_inertia_kg_m2 * s * s + (c + self.motor_viscous_nm_s_per_rad + motor_damping) * s + k
         a22 = self.load_inertia_kg_m2 * s * s + (c + self.load_viscous_nm_s_per_rad) * s + k
         a12 = c * s + k
         det = a11 * a22 - a12 * a12
@@ -104,14 +115,29 @@ class LoopResponse:
     loop: np.ndarray    # L(jw) at the torque input
 
 
-def loop_response(model: TwoMass, cfg: ControllerConfig, freq_hz: np.ndarray, loop: str = "position") -> LoopResponse:
-    """T and L of the cascade (``loop`` position or velocity) on ``model`` at ``freq_hz``."""
+def loop_response(model: TwoMass, cfg: ControllerConfig, freq_hz: np.ndarray, loop: str = "position",
+                  amplitude: float | None = None) -> LoopResponse:
+    """T and L of the cascade (``loop`` position or velocity) on ``model`` at ``freq_hz``; at a reference
+    ``amplitude`` (rad, or rad/s for the velocity loop) with the Coulomb friction's describing function."""
     f = np.asarray(freq_hz, dtype=float)
     s = 2j * math.pi * f
+    extra = 0.0
+    if amplitude is not None and model.coulomb_nm > 0.0:
+        extra = _friction_damping(model, cfg, s, loop, abs(amplitude))
+    closed, lgain, _ = _cascade(model, cfg, s, loop, extra)
+    if np.ndim(extra):
+        closed = np.where(np.isinf(extra), 0.0, closed)  # stuck: the loop's torque never breaks the joint free
+    return LoopResponse(f, closed, lgain)
+
+
+def _cascade(model: TwoMass, cfg: ControllerConfig, s: np.ndarray, loop: str,
+             motor_damping: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, L, T_m): the closed loop to the output, the loop gain at the torque input, and the closed loop to the
+    motor side's velocity per unit reference (the describing function's V / A)."""
     dt = model.model_step_s
     t_v = 1.0 / cfg.velocity_loop_rate_hz
     t_p = 1.0 / cfg.position_loop_rate_hz
-    g_m, g_l = model.plant(s)
+    g_m, g_l = model.plant(s, np.where(np.isinf(motor_damping), 1e30, motor_damping))
     a = np.exp(-s * (0.5 * t_v + 2 * dt)) / (1.0 + s / (2 * math.pi * model.current_bandwidth_hz))
     w_o = 2 * math.pi * cfg.estimator_bandwidth_hz
     observer = cfg.estimator == "observer"
@@ -120,17 +146,39 @@ def loop_response(model: TwoMass, cfg: ControllerConfig, freq_hz: np.ndarray, lo
     inner = cvy * obs * s * g_m
     if loop == "velocity":
         lgain = a * inner
-        closed = s * g_l * a * cvr / (1.0 + lgain)
+        drive = a * cvr / (1.0 + lgain)  # torque per unit velocity reference
     else:
         d_p = np.exp(-s * (0.5 * t_p + dt))
         cpr, cpy = _pid(cfg.position, s)
         lgain = a * (cvr * d_p * cpy * g_l + inner)
-        closed = g_l * a * cvr * d_p * cpr / (1.0 + lgain)
-    return LoopResponse(f, closed, lgain)
+        drive = a * cvr * d_p * cpr / (1.0 + lgain)  # torque per unit position reference
+    closed = (s * g_l if loop == "velocity" else g_l) * drive
+    return closed, lgain, s * g_m * drive
+
+
+def _friction_damping(model: TwoMass, cfg: ControllerConfig, s: np.ndarray, loop: str,
+                      amplitude: float) -> np.ndarray:
+    """Per frequency, the damping b with b V(b) = 4 F_c / pi, V(b) = |T_m(b)| A (bisection on log b: b V grows
+    with b towards the loop's torque amplitude); inf where even that torque cannot move the joint."""
+    target = 4.0 * model.coulomb_nm / math.pi
+    lo = np.full(s.shape, -6.0)
+    hi = np.full(s.shape, 9.0)
+
+    def excess(log_b: np.ndarray) -> np.ndarray:
+        b = 10.0 ** log_b
+        return b * np.abs(_cascade(model, cfg, s, loop, b)[2]) * amplitude - target
+
+    stuck = excess(hi) < 0.0
+    for _ in range(48):  # 15 decades to 1e-13 of a decade
+        mid = 0.5 * (lo + hi)
+        up = excess(mid) < 0.0
+        lo = np.where(up, mid, lo)
+        hi = np.where(up, hi, mid)
+    return np.where(stuck, np.inf, 10.0 ** hi)
 
 
 def _as_frf(f: np.ndarray, h: np.ndarray) -> FrequencyResponse:
-    return FrequencyResponse(freq_hz=f, h=h, magnitude_db=20 * np.log10(np.abs(h)),
+    return FrequencyResponse(freq_hz=f, h=h, magnitude_db=20 * np.log10(np.maximum(np.abs(h), 1e-300)),
                              phase_deg=np.degrees(np.unwrap(np.angle(h))), coherence=np.ones(f.size))
 
 
@@ -143,13 +191,17 @@ class Prediction:
     peak_db: float
 
 
-def predict(model: TwoMass, cfg: ControllerConfig, loop: str = "position", f_max_hz: float = 2000.0) -> Prediction:
-    """Bandwidth, margins and the small-step response the linear model predicts for ``cfg``."""
+def predict(model: TwoMass, cfg: ControllerConfig, loop: str = "position", f_max_hz: float = 2000.0,
+            amplitude: float | None = None) -> Prediction:
+    """Bandwidth, margins and the small-step response the linear model predicts for ``cfg``; with a reference
+    ``amplitude``, the bandwidth of a test at that amplitude (Coulomb friction by its describing function; the
+    margins and the step stay the linear model's)."""
     f = np.geomspace(0.05, f_max_hz, 3000)
     r = loop_response(model, cfg, f, loop)
     gm, pm = margins_above_crossover(_as_frf(f, r.loop))
-    mag_db = 20 * np.log10(np.abs(r.closed))
-    return Prediction(bandwidth_hz(_as_frf(f, r.closed)), gm, pm, predicted_step(model, cfg, loop),
+    closed = r.closed if amplitude is None else loop_response(model, cfg, f, loop, amplitude).closed
+    mag_db = 20 * np.log10(np.maximum(np.abs(closed), 1e-300))
+    return Prediction(bandwidth_hz(_as_frf(f, closed)), gm, pm, predicted_step(model, cfg, loop),
                       float(mag_db.max() - mag_db[0]))
 
 

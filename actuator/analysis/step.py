@@ -175,3 +175,14 @@ def step_figures(m: StepMetrics, loop: str = "position") -> dict[str, float]:
     if m.peak_abs_current_a is not None:
         figures["peak_current_a"] = m.peak_abs_current_a
     return figures
+
+
+def friction_hold_rad(breakaway_nm: float, velocity_ki: float, position_kp: float, rest_s: float) -> float:
+    """The largest position error a joint held by static friction can keep for ``rest_s`` under a P position loop
+    (``position_kp``, (rad/s)/rad) over a PI velocity loop (``velocity_ki``, N·m/rad): stuck, the velocity
+    integrator charges at ki kp e N·m/s and must swing by up to twice the breakaway torque (from holding one way
+    to breaking free the other) before the joint moves, so an error e stays for 2 breakaway / (ki kp e) s.
+    A bound for the steady-state error of a step on a joint with stiction (the record's rest after settling)."""
+    if velocity_ki <= 0.0 or position_kp <= 0.0 or rest_s <= 0.0:
+        return math.inf
+    return 2.0 * breakaway_nm / (velocity_ki * position_kp * rest_s)

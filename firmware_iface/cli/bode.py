@@ -43,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
     outcome, _, chirp = bode_test(params, cfg, args.loop, f0, f1, args.amplitude)
     gm, pm = loop_gain_test(params, cfg, f0, f1)[1:] if args.loop == "position" else (math.nan, math.nan)
     fr, bw = outcome.response, outcome.figures["bandwidth_hz"]
+    amplitude = chirp["amplitude_rad"]
+    # at the chirp's amplitude: the gear's Coulomb friction by its describing function (actuator.analysis.linear)
+    at_amplitude = predict(model, cfg_loop, args.loop, amplitude=amplitude)
     figures = {"preset": params.name, "loop": args.loop, "f0_hz": f0, "f1_hz": f1, "bandwidth_hz": bw,
-               "gain_margin_db": gm, "phase_margin_deg": pm, "amplitude": chirp["amplitude_rad"],
-               "predicted": {"bandwidth_hz": pred.bandwidth_hz, "gain_margin_db": pred.gain_margin_db,
-                             "phase_margin_deg": pred.phase_margin_deg}}
+               "gain_margin_db": gm, "phase_margin_deg": pm, "amplitude": amplitude,
+               "predicted": {"bandwidth_hz": at_amplitude.bandwidth_hz, "linear_bandwidth_hz": pred.bandwidth_hz,
+                             "gain_margin_db": pred.gain_margin_db, "phase_margin_deg": pred.phase_margin_deg}}
     if not math.isfinite(gm):
         figures["margins_note"] = ("not measurable: the loop-gain measurement needs the joint moving (static "
                                    "friction held it); the predicted margins are the linear model's")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
         band = (fr.freq_hz >= f0) & (fr.freq_hz <= f1)
         write_frf(args.out, fr, band)
-        model_h = loop_response(model, cfg_loop, fr.freq_hz[band], args.loop).closed
+        model_h = loop_response(model, cfg_loop, fr.freq_hz[band], args.loop, amplitude).closed
         png = plot_bode(fr, band, png_next_to(args.out), f"{params.name}: {args.loop} loop", bw, model_h)
         figures.update(response_csv=str(args.out), plot_png=str(png))
     emit(figures, args.json, f"jointkit bode: {params.name} {args.loop}")

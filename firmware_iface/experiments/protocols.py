@@ -104,8 +104,10 @@ def ramp(v0: float, v1: float, duration_s: float) -> Reference:
 
 
 def released(load_nm: float | np.ndarray, since_s: float | np.ndarray) -> float | np.ndarray:
-    """The load of a fixture that let go ``since_s`` ago with ``load_nm`` on (``Segment.release_rad_s``)."""
-    return load_nm * np.clip(1.0 - np.asarray(since_s) / RELEASE_S, 0.0, 1.0)
+    """The load of a fixture that let go ``since_s`` ago with ``load_nm`` on (``Segment.release_rad_s``); exactly 0
+    from RELEASE_S on, also where the step times' rounding leaves since_s a few ulp short of it."""
+    left = np.clip(1.0 - np.asarray(since_s) / RELEASE_S, 0.0, 1.0)
+    return load_nm * np.where(left > 1e-9, left, 0.0)
 
 
 def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3, mode: str = "position") -> list[Segment]:

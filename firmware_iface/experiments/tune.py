@@ -64,7 +64,8 @@ def tune_model(params: JointParams, bandwidth_hz: float, *, zeta: float = 1.0, v
     identified = None
     if identify:
         identified = inprocess.identification_test(params, base or default_controller(params)).fit
-        model = model.with_rigid_body(identified.inertia_kg_m2.value, identified.viscous_nm_s_per_rad.value)
+        model = model.with_rigid_body(identified.inertia_kg_m2.value, identified.viscous_nm_s_per_rad.value,
+                                      identified.coulomb_nm.value)
         notes.append(f"identified in simulation: J {identified.inertia_kg_m2} kg·m², "
                      f"B {identified.viscous_nm_s_per_rad} N·m·s/rad, Fc {identified.coulomb_nm} N·m")
     design = design_cascade(params, bandwidth_hz, zeta=zeta, velocity_ratio=velocity_ratio, base=base, model=model)
@@ -86,10 +87,11 @@ def tune_model(params: JointParams, bandwidth_hz: float, *, zeta: float = 1.0, v
         notes.append(f"iteration {it}: measured {measured:.4g} Hz, position kp x {kp_next / cfg.position.kp:.3f}")
         cfg = with_position_gain(cfg, kp_next)
     _, cfg, measured, figures, bode, it = best
-    notes.append(f"kept iteration {it} (closest to the request); "
-                 "the linear model has no Coulomb friction, which lowers the measured small-signal bandwidth")
-    return TuneResult(cfg, bandwidth_hz, predict(model, cfg), measured, figures, bode.response, it, "model", notes,
-                      identified)
+    amplitude = figures["step_amplitude_rad"] / VERIFY_STEP_CHIRPS
+    notes.append(f"kept iteration {it} (closest to the request); predicted at the chirp's {amplitude:.3g} rad, with "
+                 "the gear's Coulomb friction as its describing function (it lowers a small test's bandwidth)")
+    return TuneResult(cfg, bandwidth_hz, predict(model, cfg, amplitude=amplitude), measured, figures, bode.response,
+                      it, "model", notes, identified)
 
 
 def tune_relay(params: JointParams, *, gain_margin: float = 4.0, relay_rad_s: float | None = None,
@@ -102,8 +104,9 @@ def tune_relay(params: JointParams, *, gain_margin: float = 4.0, relay_rad_s: fl
     cfg = with_position_gain(cfg, ku / check_gain_margin(gain_margin))
     measured, figures, bode = verify(params, cfg, max(fu / 4, 0.5))
     notes = [f"relay: K_u = {ku:.4g} (rad/s)/rad, f_u = {fu:.4g} Hz; kp = K_u / {gain_margin:g}"]
-    return TuneResult(cfg, math.nan, predict(TwoMass.from_params(params), cfg), measured, figures, bode.response, 1,
-                      "relay", notes)
+    amplitude = figures["step_amplitude_rad"] / VERIFY_STEP_CHIRPS
+    return TuneResult(cfg, math.nan, predict(TwoMass.from_params(params), cfg, amplitude=amplitude), measured,
+                      figures, bode.response, 1, "relay", notes)
 
 
 @dataclass

@@ -172,7 +172,8 @@ def test_loop_response_limits_on_the_presets(request, name: str, loop: str) -> N
     # current loop, estimator and the plant's 1/s² roll off: measured |T| < 1e-6 at 10 kHz
     assert np.all(np.abs(r.closed[2:]) < 1e-5)
     assert abs(r.closed[3]) < abs(r.closed[2])
-    assert np.all(np.abs(r.loop[:2]) > 1e5) and np.all(np.abs(r.loop[2:]) < 1e-5)
+    # ki / (b w) below the crossover: the knee's velocity loop 5.6e4 at 1 mHz (gear viscous 15.5 N·m·s/rad)
+    assert np.all(np.abs(r.loop[:2]) > 3e4) and np.all(np.abs(r.loop[2:]) < 1e-5)
 
 
 def independent_margins(m: TwoMass, cfg: ControllerConfig) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import pytest
 from cliutil import run_cli, run_json
 
 from actuator.analysis.linear import TwoMass, predict
+from actuator.analysis.step import friction_hold_rad
 from actuator.analysis.tuning import default_controller
 from actuator.control.config import load_gains
 from actuator.params import load_preset
@@ -48,7 +49,12 @@ def test_step_position_json_csv_and_png(capsys, tmp_path) -> None:
     # measured: rise 0.068 s, overshoot 0.016 %, settling 0.157 s, e_ss -2.9e-6 rad, peak 18.4 A
     assert 0.0 <= s["overshoot_pct"] <= 5.0
     assert 0.0 < s["rise_time_s"] < s["settling_time_s"] < 1.0
-    assert abs(s["steady_state_error_rad"]) <= 5e-5  # encoder INL at 0.1 rad + LSB + friction hold
+    # stuck by the gear's breakaway after settling: the velocity integrator's hold (actuator.analysis.step), or
+    # the encoder's INL at 0.1 rad + a few LSB; measured -7.4e-5 rad
+    knee, gains = load_preset("knee"), default_controller("knee")
+    hold = friction_hold_rad(knee.reducer.ratio * knee.reducer.static_friction_nm, gains.velocity.ki,
+                             gains.position.kp, 1.0 - s["settling_time_s"])
+    assert abs(s["steady_state_error_rad"]) <= max(5e-5, hold)
     assert 0.0 < s["peak_current_a"] <= load_preset("knee").motor.current_limit_a
     # the default gains saturate the torque command (150 N·m) briefly on a 0.1 rad step
     assert set(s["limits_hit"]) <= {"torque"}
@@ -62,7 +68,7 @@ def test_step_position_json_csv_and_png(capsys, tmp_path) -> None:
     assert rows[-1][col["reference"]] == 0.1
     # the hold before the step (0.05 s) and the hold after it (--duration-s, default 1 s), on the 1 kHz grid
     assert rows[-1][col["t_s"]] == pytest.approx(1.05, abs=1e-3)
-    assert rows[-1][col["position_rad"]] == pytest.approx(0.1, abs=5e-5)
+    assert rows[-1][col["position_rad"]] == pytest.approx(0.1, abs=max(5e-5, hold))  # the same friction hold
     assert all(b[col["t_s"]] > a[col["t_s"]] for a, b in itertools.pairwise(rows))
     assert_png(tmp_path / "trace.png")
 
@@ -114,19 +120,24 @@ def test_step_impedance_with_zero_gains_runs_and_holds(capsys, tmp_path) -> None
 def test_bode_position_json_csv_and_png(capsys, tmp_path) -> None:
     out = tmp_path / "bode.csv"
     b = run_json(capsys, "bode", "--preset", "knee", "--loop", "position", "--out", str(out))
-    # measured 4.54 Hz: the default gains were tuned for 5 Hz (4.94 Hz measured with the tuner's larger
-    # chirp; this chirp is sized for 3 x the predicted 6.9 Hz, so smaller, and friction weighs more)
+    # measured 4.39 Hz: the default gains were tuned for 5 Hz (4.83 Hz measured with the tuner's larger chirp;
+    # this chirp is sized for 3 x the linear model's 6.56 Hz, so smaller, and friction weighs more)
     assert finite(b["bandwidth_hz"])
     assert b["bandwidth_hz"] == pytest.approx(5.0, rel=0.3)
-    # the predicted block is the linear model's for the same gains (knee defaults: 6.90 Hz, 12.4 dB, 51.2 deg)
+    # the predicted block: the bandwidth at the chirp's amplitude (Coulomb friction by its describing function:
+    # 4.64 Hz, within 20 % of the measured), the linear model's beside it (6.56 Hz), and the linear margins
     knee = load_preset("knee")
     model = predict(TwoMass.from_params(knee), default_controller(knee))
     pred = b["predicted"]
-    assert finite(pred["bandwidth_hz"]) and pred["bandwidth_hz"] == pytest.approx(model.bandwidth_hz, rel=1e-9)
+    at_amplitude = predict(TwoMass.from_params(knee), default_controller(knee), amplitude=b["amplitude"])
+    assert pred["bandwidth_hz"] == pytest.approx(at_amplitude.bandwidth_hz, rel=1e-9)
+    assert pred["bandwidth_hz"] == pytest.approx(b["bandwidth_hz"], rel=0.2)
+    assert finite(pred["linear_bandwidth_hz"]) and pred["linear_bandwidth_hz"] == pytest.approx(model.bandwidth_hz,
+                                                                                                rel=1e-9)
     assert pred["gain_margin_db"] == pytest.approx(model.gain_margin_db, rel=1e-9)
     assert pred["phase_margin_deg"] == pytest.approx(model.phase_margin_deg, rel=1e-9)
-    assert b["f0_hz"] == pytest.approx(0.1 * pred["bandwidth_hz"])
-    assert b["f1_hz"] == pytest.approx(3.0 * pred["bandwidth_hz"])
+    assert b["f0_hz"] == pytest.approx(0.1 * pred["linear_bandwidth_hz"])
+    assert b["f1_hz"] == pytest.approx(3.0 * pred["linear_bandwidth_hz"])
     # margins need the joint moving: with static friction they come back null, with a note
     if b["gain_margin_db"] is None:
         assert "margins_note" in b

@@ -48,8 +48,13 @@ def test_an_impedance_step_on_the_bus_is_the_in_process_step(rig):
     fw = JointFirmware("wrist")
     gains = fw.gains.replace("impedance", kp_nm_per_rad=KP, kd_nm_s_per_rad=KD)
     ref = inprocess.step_test(fw.params, gains, "impedance", STEP_RAD)[0].figures
-    for name in ("rise_time_s", "peak_torque_nm", "steady_state_error_rad"):
+    for name in ("rise_time_s", "peak_torque_nm"):
         assert figures[name] == pytest.approx(ref[name], rel=0.10), name
+    # the joint sticks where kp e falls inside the gear's breakaway (N F_s / kp = 0.068 rad wide each way); the
+    # bus's latency changes the last swing and so the point: measured -0.0110 (bus) and -0.0098 rad (in process)
+    band = 100 * fw.params.reducer.static_friction_nm / KP
+    assert abs(figures["steady_state_error_rad"]) < band
+    assert figures["steady_state_error_rad"] == pytest.approx(ref["steady_state_error_rad"], abs=0.05 * band)
     assert abs(figures["overshoot_pct"] - ref["overshoot_pct"]) < 2.0  # points
     other = rig.clients[2]
     other.identify()

@@ -186,10 +186,11 @@ def test_velocity_mode_reaches_its_command(wire):
     assert v[-200:].mean() == pytest.approx(0.5, rel=0.005)
 
 
-@pytest.mark.parametrize("torque_nm", [20.0, -20.0])
+@pytest.mark.parametrize("torque_nm", [30.0, -30.0])
 def test_torque_mode_accelerates_with_the_sign_of_the_command(wire, torque_nm):
-    # 20 N·m: above the reducer's breakaway torque (static friction 0.13 N·m at the motor x ratio 100 = 13 N·m at
-    # the output; 5 and 12 N·m do not move the knee), so the 0.5 kg·m² knee accelerates at a few rad/s²
+    # 30 N·m: above the reducer's breakaway torque (static friction 0.15 N·m at the motor x ratio 100 = 15 N·m at
+    # the output), so the knee (1.39 kg·m² with the rotor) speeds up towards (30 - 11.5) / 16 = 1.16 rad/s against
+    # its Coulomb and viscous (16 N·m·s/rad) friction, with a time constant of 0.09 s
     node, client = lockstep(wire)
     since = client.clock.now()
     enable(node, client, "torque")

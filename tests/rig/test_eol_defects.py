@@ -15,17 +15,17 @@ from firmware_iface.rig.sequence import PROTOCOL_OF, load_sequence
 
 EOL = load_sequence(SEEDS_DIR / "sequences" / "eol.toml")
 MEASURED = [s for s in EOL.steps if s.type in PROTOCOL_OF]
-# --inject -> the checks it must fail, with (batch; bus) figures against the limit. Friction also lifts the
-# back-drive torque (the same friction holds the idle link), to 25.4 N·m against 25: a failure there is allowed.
+# --inject -> the checks it must fail, with the batch figures against the limit. Friction (Coulomb and viscous x 1.3)
+# also lowers the small-signal bandwidth, to 2.61 Hz against 2.9: a failure there is allowed.
 DEFECTS = {
     "": set(),
-    "stiffness=0.7": {"stiffness.stiffness_nm_per_rad"},  # 3.11e4; 3.12e4 N·m/rad < 3.5e4
-    "ft_noise=3": {"ft_zero.ft_force_noise_n", "ft_zero.ft_moment_noise_nm"},  # 0.62; 0.62 N > 0.3, 0.012 > 0.008
-    "encoder_offset=0.05": {"friction.encoder_mismatch_rad"},  # 5.5e-4; 5.5e-4 rad > 2e-4
-    "resistance=1.5": {"thermal_soak.thermal_rise_at_load_k"},  # 10.8; 10.7 K > 8.8
-    "friction=1.3": {"friction.friction_torque_nm"},  # 15.5 N·m > 14.5
+    "stiffness=0.7": {"stiffness.stiffness_nm_per_rad"},  # 2.95e4 N·m/rad < 3.1e4
+    "ft_noise=3": {"ft_zero.ft_force_noise_n", "ft_zero.ft_moment_noise_nm"},  # 0.58 N > 0.3, 0.012 > 0.008
+    "encoder_offset=0.05": {"friction.encoder_mismatch_rad"},  # 6.2e-4 rad > 3e-4
+    "resistance=1.5": {"thermal_soak.thermal_rise_at_load_k"},  # 5.1 K > 4.2
+    "friction=1.3": {"friction.friction_torque_nm"},  # 25.2 N·m > 23.5
 }
-MAY_ALSO_FAIL = {"friction=1.3": {"backdrive.backdrive_torque_nm"}}
+MAY_ALSO_FAIL = {"friction=1.3": {"bode.bandwidth_hz", "backdrive.backdrive_torque_nm"}}
 
 
 @pytest.fixture(scope="module")

@@ -38,20 +38,21 @@ CFGS = {
     "ft_zero": {"home_rad": 0, "duration_s": 1, "expected_force_n": [9.81, 0, 0], "expected_moment_nm": [0, 0, 0]},
     "thermal": {"home_rad": 0, "load_nm": 100, "duration_s": 6, "average_s": 0.3},
 }
-# One nominal knee through the seven steps in this order over the simulated bus (experiments.bus), and the tolerance of
+# One nominal knee through the seven steps over the simulated bus (`jointkit run seeds/sequences/eol.toml --sim`, after
+# issue 16's model), and the tolerance of
 # the batch's figure against it, with what the tolerance covers: the bus adds ~1 ms of latency and 1 ms sample-and-hold,
 # jitter of the host loop, the telemetry's quantisation (temperature 0.25 K, force 0.05 N), and its own noise draws.
 BUS = [
-    ("friction", "friction_torque_nm", 12.25, 0.12),      # plateau means: latency moves no mean; 1 %
-    ("friction", "encoder_mismatch_rad", 5.1e-5, 0.5e-5),  # INL and twist averages over both plateaus; 10 %
-    ("backdrive", "backdrive_torque_nm", 20.2, 0.1),       # 20 N·m/s ramp: 5 ms of latency and grid
-    ("stiffness", "stiffness_nm_per_rad", 4.14e4, 0.08e4),  # twists from 1 kHz encoder frames; 2 %
-    ("step", "rise_time_s", 0.0674, 0.002),               # two ticks: one on each crossing
-    ("step", "overshoot_pct", 0.03, 0.02),                # 2e-5 rad of a 0.1 rad step: encoder frames' resolution
-    ("step", "settling_time_s", 0.156, 0.003),            # from the step: the bus's 1-2 ms latency adds
-    ("bode", "bandwidth_hz", 3.50, 0.1),                  # a delay moves no magnitude; Welch over 3 periods, 3 %
-    ("ft_zero", "ft_force_noise_n", 0.195, 0.025),        # std of 1000 (batch) vs 500 (bus, 500 Hz) samples: 3 sd
-    ("thermal", "thermal_rise_k", 7.5, 0.3),              # each of the two means quantised to 0.25 K on the bus
+    ("friction", "friction_torque_nm", 19.50, 0.12),       # plateau means: latency moves no mean; 1 %
+    ("friction", "encoder_mismatch_rad", 1.21e-4, 0.12e-4),  # INL and twist averages over both plateaus; 10 %
+    ("backdrive", "backdrive_torque_nm", 16.98, 0.1),      # 20 N·m/s ramp: 5 ms of latency and grid
+    ("stiffness", "stiffness_nm_per_rad", 3.82e4, 0.08e4),  # twists from 1 kHz encoder frames; 2 %
+    ("step", "rise_time_s", 0.0657, 0.002),               # two ticks: one on each crossing
+    ("step", "overshoot_pct", 0.098, 0.02),               # 2e-5 rad of a 0.1 rad step: encoder frames' resolution
+    ("step", "settling_time_s", 0.1505, 0.003),            # from the step: the bus's 1-2 ms latency adds
+    ("bode", "bandwidth_hz", 3.357, 0.1),                 # a delay moves no magnitude; Welch over 3 periods, 3 %
+    ("ft_zero", "ft_force_noise_n", 0.205, 0.025),        # std of 1000 (batch) vs 500 (bus, 500 Hz) samples: 3 sd
+    ("thermal", "thermal_rise_k", 4.75, 0.3),              # each of the two means quantised to 0.25 K on the bus
 ]
 STEP_INDEX = {name: i for i, name in enumerate(CFGS)}
 
