@@ -22,7 +22,10 @@ from cantools.database.can import Signal
 from numba import njit, prange
 
 from actuator.errors import ProtocolError
+from actuator.kernel_cache import configure
 from firmware_iface.protocol.profile import Profile, allowed_range
+
+configure()  # before the kernels below are decorated (actuator.kernel_cache)
 
 KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64 = 0, 1, 2, 3
 ROW_UNKNOWN_ID, ROW_BAD_NODE, ROW_BAD_LENGTH, ROW_OUT_OF_RANGE = -1, -2, -3, -4
