@@ -57,12 +57,18 @@ class MotorParams:
     current_limit_a: float = _pos("A")
     voltage_limit_v: float = _pos("V")
     continuous_torque_nm: float = _pos("N·m")
-    cogging_periods_per_rev: int = _num(1, 100000)
+    # cogging repeats LCM(slots, poles) times a revolution: give the slots (the periods follow), or the periods
+    slots: int = _num(0, 1000, default=0)
+    cogging_periods_per_rev: int = _num(0, 100000, default=0)
     cogging_harmonics_nm: tuple[float, ...] = _nonneg("N·m")
     cogging_phases_rad: tuple[float, ...] = _num(unit="rad")
     ripple_6th_fraction: float = _num(0.0, 0.5)
     copper_temp_coeff_per_k: float = _num(0.0, 0.01, unit="1/K")
     resistance_ref_temp_c: float = _num(-50.0, 200.0, unit="°C")
+    # The model's dq frame is amplitude-invariant: |i_dq| is the phase current's peak, Kt = 1.5 p λ per peak
+    # amp and the back-EMF's peak phase voltage is p λ ω. A catalogue quoting per rms amp (Kollmorgen) is
+    # converted by √2 (Kt_rms = √2 Kt_peak); the field states the convention so a preset cannot leave it open.
+    current_convention: str = field(default="peak", metadata={"choices": ("peak",)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +103,10 @@ class ReducerParams:
     viscous_friction_nm_s_per_rad: float = _nonneg("N·m·s/rad")
     presliding_stiffness_nm_per_rad: float = _pos("N·m/rad")
     presliding_damping_nm_s_per_rad: float = _nonneg("N·m·s/rad")
-    efficiency: float = _num(0.5, 1.0, lo_open=True)
+    efficiency: float = _num(0.5, 1.0, lo_open=True)  # the mesh's, in motion; the no-load losses come on top
+    # grease: the speed-independent no-load losses (Coulomb, static) scale by exp(-coeff (T_housing - ref))
+    lubricant_temp_coeff_per_k: float = _num(0.0, 0.2, unit="1/K", default=0.0)
+    lubricant_ref_temp_c: float = _num(-50.0, 200.0, unit="°C", default=25.0)
     kinematic_error_amplitudes_rad: tuple[float, ...] = _nonneg("rad")
     kinematic_error_phases_rad: tuple[float, ...] = _num(unit="rad")
     wave_generator_inertia_kg_m2: float = _nonneg("kg·m²")
@@ -177,6 +186,17 @@ class CatalogueValue:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogueKt(CatalogueValue):
+    """The catalogue's torque constant, and whether its amps are peak or rms (Kollmorgen: rms)."""
+
+    amps: str = field(default="peak", metadata={"choices": ("peak", "rms")})
+
+    @property
+    def per_peak_amp(self) -> float:
+        return self.value / math.sqrt(2.0) if self.amps == "rms" else self.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CatalogueStiffness:
     """The catalogue's piecewise torsional stiffness curve (HD CHA manual eq. 68.1-68.3), output side."""
 
@@ -210,7 +230,7 @@ class CatalogueParams:
 
     stiffness: CatalogueStiffness | None = None
     hysteresis_loss_rad: CatalogueValue | None = field(default=None, metadata=_in(0.0, 0.1, "rad"))
-    torque_constant_nm_per_a: CatalogueValue | None = field(default=None, metadata=_in(0.0, 100.0, "N·m/A"))
+    torque_constant_nm_per_a: CatalogueKt | None = field(default=None, metadata=_in(0.0, 100.0, "N·m/A"))
     continuous_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e4, "N·m"))
     winding_limit_c: CatalogueValue | None = field(default=None, metadata=_in(0.0, 300.0, "°C"))
     starting_torque_nm: CatalogueValue | None = field(default=None, metadata=_in(0.0, 1e3, "N·m input"))
@@ -243,7 +263,7 @@ def _build_catalogue(data: Any, path: str, source: str | None) -> CatalogueParam
                 _fail(source, sub, value, "has the wrong type: expected an array of tables ([[catalogue.efficiency]])")
             kwargs[f.name] = tuple(_build(CatalogueEfficiency, v, f"{sub}[{i}]", source) for i, v in enumerate(value))
         else:
-            entry = _build(CatalogueValue, value, sub, source)
+            entry = _build(CatalogueKt if f.name == "torque_constant_nm_per_a" else CatalogueValue, value, sub, source)
             _check_scalar(entry.value, float, dict(f.metadata), f"{sub}.value", source)
             if not entry.source.strip():
                 _fail(source, f"{sub}.source", entry.source, "must name where the figure comes from")
@@ -264,6 +284,12 @@ class JointParams:
     load: LoadParams
     limits: LimitParams
     catalogue: CatalogueParams | None = field(default=None, metadata={"builder": _build_catalogue})
+
+    @property
+    def cogging_periods_per_rev(self) -> int:
+        """LCM(slots, 2 p) when the preset gives its slots, else its ``motor.cogging_periods_per_rev``."""
+        m = self.motor
+        return math.lcm(m.slots, 2 * m.pole_pairs) if m.slots else m.cogging_periods_per_rev
 
     @property
     def torque_constant_nm_per_a(self) -> float:
@@ -393,6 +419,10 @@ def _check_lengths(p: JointParams, source: str | None) -> None:
             _fail(source, path, list(amps), f"must have as many entries as its phases ({len(phases)})")
 
 
+def _initial_stiffness(r: ReducerParams) -> float:
+    return r.cubic_k1_nm_per_rad if r.stiffness_model == "cubic" else r.k1_nm_per_rad
+
+
 def _check_relations(p: JointParams, source: str | None) -> None:
     r, d, t, lim = p.reducer, p.drive, p.thermal, p.limits
     rules = [
@@ -401,6 +431,9 @@ def _check_relations(p: JointParams, source: str | None) -> None:
          f"must be at least reducer.coulomb_friction_nm = {r.coulomb_friction_nm!r}"),
         (r.stiffness_model != "cubic" or r.cubic_k1_nm_per_rad > 0, "reducer.cubic_k1_nm_per_rad",
          r.cubic_k1_nm_per_rad, "must be > 0 when reducer.stiffness_model = 'cubic'"),
+        (r.hysteresis_stiffness_nm_per_rad <= _initial_stiffness(r), "reducer.hysteresis_stiffness_nm_per_rad",
+         r.hysteresis_stiffness_nm_per_rad, f"must be at most the spring's initial stiffness "
+         f"({_initial_stiffness(r):g} N·m/rad): the spring less the Dahl loading path must not soften below zero"),
         (r.repeated_peak_torque_nm >= r.rated_torque_nm, "reducer.repeated_peak_torque_nm",
          r.repeated_peak_torque_nm, f"must be at least reducer.rated_torque_nm = {r.rated_torque_nm!r}"),
         (r.momentary_peak_torque_nm >= r.repeated_peak_torque_nm, "reducer.momentary_peak_torque_nm",
@@ -428,6 +461,12 @@ def _check_relations(p: JointParams, source: str | None) -> None:
     for ok, path, value, why in rules:
         if not ok:
             _fail(source, path, value, why)
+    m = p.motor
+    if not m.slots and not m.cogging_periods_per_rev:
+        _fail(source, "motor.slots", m.slots, "must be given (or motor.cogging_periods_per_rev): the cogging's period")
+    if m.slots and m.cogging_periods_per_rev not in (0, p.cogging_periods_per_rev):
+        _fail(source, "motor.cogging_periods_per_rev", m.cogging_periods_per_rev,
+              f"must be LCM(motor.slots, 2 x motor.pole_pairs) = {p.cogging_periods_per_rev} (or left out)")
     ft_steps = d.current_loop_rate_hz / p.ft_sensor.sample_rate_hz
     if ft_steps < 1 or abs(ft_steps - round(ft_steps)) > 1e-9:
         _fail(source, "ft_sensor.sample_rate_hz", p.ft_sensor.sample_rate_hz,

@@ -22,17 +22,18 @@ How each quantity is measured:
 - hysteresis loss: the same fixture cycled 0 -> +T -> 0 -> -T -> 0 -> +T -> 0 (T = reducer rated torque); the
   loss is the difference of the twists at zero torque after +T and after -T (the catalogue's definition);
 - Kt: locked rotor at 11 angles spread over a revolution (so cogging and 6th-harmonic ripple average out),
-  a q current step; Kt = mean electromagnetic torque / mean measured i_q;
+  a q current step; Kt = mean electromagnetic torque / mean measured i_q, per peak amp (the model's
+  amplitude-invariant dq), shown x √2 when the catalogue quotes per rms amp (``amps = "rms"``);
 - winding temperature: holding the catalogue's continuous torque (i_q = Tc / model Kt), the steady state of
-  the model's own two-node network (``layout.thermal_matrices``, with R(T)) solved exactly, and checked
+  the model's own two-node network, below the limit and the derating starts (else Tc is not sustained) (``layout.thermal_matrices``, with R(T)) solved exactly, and checked
   against the full joint kernel over a short locked-rotor run (``kernel_gap_k`` in the row's note);
 - starting torque: output free, motor torque ramped slowly; the torque at which the motor has turned 1 mrad
   (50 times the presliding displacement);
 - backdriving torque: motor current held at zero, an output torque ramped slowly; the torque at which the
   motor has turned 1 mrad;
 - efficiency: output flywheel at input speed / N, motor torque for the asked load; efficiency = mean output
-  power / mean input power over 8 whole wave-generator revolutions after 0.1 s (about 0.5 point). The model's
-  gear losses do not depend on temperature: a point's temperature only sets the ambient;
+  power / mean input power over 8 whole wave-generator revolutions after 0.1 s (about 0.5 point), with the housing (the gear's
+  grease) at the point's temperature;
 - cogging periods: the model's motor torque at zero current over one revolution, the dominant FFT bin.
 """
 
@@ -42,11 +43,13 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+from scipy.optimize import brentq
 
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.model.electrics import motor_torque
-from actuator.params import CatalogueStiffness, CatalogueValue, JointParams
+from actuator.model.mechanics import dahl_virgin, lubricant_factor, spring_torque
+from actuator.params import CatalogueKt, CatalogueStiffness, CatalogueValue, JointParams
 from actuator.simulation import JointModel
 
 HELD_INERTIA_KG_M2 = 1e6
@@ -217,10 +220,12 @@ def torque_constant_nm_per_a(p: JointParams, current_a: float, n_angles: int = 1
     return float(np.mean(torques) / np.mean(currents))
 
 
-def check_torque_constant(p: JointParams, entry: CatalogueValue, current_a: float, tolerance: float = 0.05) -> CheckRow:
+def check_torque_constant(p: JointParams, entry: CatalogueKt, current_a: float, tolerance: float = 0.05) -> CheckRow:
+    """The model's Kt (per peak amp: amplitude-invariant dq) in the catalogue's convention (per rms amp: x √2)."""
     sim = torque_constant_nm_per_a(p, current_a)
-    return _relative_row("motor torque constant Kt", "N·m/A", entry.value, entry.source, sim, tolerance,
-                         f"locked rotor at {current_a:.3g} A")
+    shown = sim * math.sqrt(2.0) if entry.amps == "rms" else sim
+    return _relative_row(f"motor torque constant Kt (per A {entry.amps})", "N·m/A", entry.value, entry.source, shown,
+                         tolerance, f"locked rotor at {current_a:.3g} A peak; the model's Kt {sim:.4g} N·m per A peak")
 
 
 def cogging_periods_per_rev(p: JointParams, n_samples: int = 1 << 14) -> int:
@@ -257,8 +262,9 @@ def _reduced_thermal(p: JointParams, current_a: float, dt_s: float):
     return a, b, power_w
 
 
-def steady_winding_temp_c(p: JointParams, current_a: float, ambient_c: float) -> float:
-    """The fixed point T = A T + B [P(T_w), T_a] of the model's network (P linear in T_w); inf on runaway."""
+def steady_temps_c(p: JointParams, current_a: float, ambient_c: float) -> tuple[float, float]:
+    """Winding and housing at the fixed point T = A T + B [P(T_w), T_a] of the model's network (P linear in
+    T_w); (inf, inf) on thermal runaway."""
     a, b, power_w = _reduced_thermal(p, current_a, 1.0)
     p0 = power_w(0.0)
     dp = power_w(1.0) - p0  # dP/dT_w
@@ -266,9 +272,15 @@ def steady_winding_temp_c(p: JointParams, current_a: float, ambient_c: float) ->
     lhs = np.eye(2) - a
     lhs[:, 0] -= b[:, 0] * dp
     if np.linalg.det(lhs) <= 0.0 or np.linalg.cond(lhs) > 1e12:
-        return math.inf
+        return math.inf, math.inf
     tw, th = np.linalg.solve(lhs, b[:, 0] * p0 + b[:, 1] * ambient_c)
-    return float(tw) if tw > ambient_c - 1e-9 and th > ambient_c - 1e-9 else math.inf
+    if tw > ambient_c - 1e-9 and th > ambient_c - 1e-9:
+        return float(tw), float(th)
+    return math.inf, math.inf
+
+
+def steady_winding_temp_c(p: JointParams, current_a: float, ambient_c: float) -> float:
+    return steady_temps_c(p, current_a, ambient_c)[0]
 
 
 def thermal_kernel_gap_k(p: JointParams, current_a: float, run_s: float = 0.5, step_s: float = 0.01) -> float:
@@ -285,17 +297,23 @@ def thermal_kernel_gap_k(p: JointParams, current_a: float, run_s: float = 0.5, s
 
 
 def check_thermal(p: JointParams, torque: CatalogueValue, limit: CatalogueValue, ambient_c: float = 25.0) -> CheckRow:
-    """Steady winding temperature holding the catalogue's continuous torque at 25 °C ambient, under the limit."""
+    """Steady winding temperature holding the catalogue's continuous torque at 25 °C ambient: under the
+    insulation's limit, and under the drive's derating starts (winding and housing), or the joint would not
+    sustain the torque but derate it."""
     current = torque.value / p.torque_constant_nm_per_a
-    sim = steady_winding_temp_c(p, current, ambient_c)
+    tw, th = steady_temps_c(p, current, ambient_c)
     gap = thermal_kernel_gap_k(replace(p, thermal=replace(p.thermal, ambient_c=ambient_c)), current)
-    note = (f"holding Tc = {torque.value:g} N·m needs {current:.3g} A at the model's Kt; "
-            f"kernel_gap_k = {gap:.2g} over 0.5 s; derating (from {p.thermal.winding_derate_start_c:g} °C) ignored")
-    if not math.isfinite(sim):
+    t = p.thermal
+    allowed = min(limit.value, t.winding_derate_start_c)
+    housing_ok = th <= t.housing_derate_start_c
+    note = (f"holding Tc = {torque.value:g} N·m needs {current:.3g} A at the model's Kt; housing {th:.4g} °C "
+            f"(derating from {t.housing_derate_start_c:g}); winding allowed up to {allowed:g} °C (the limit, or "
+            f"the derating start); kernel_gap_k = {gap:.2g} over 0.5 s")
+    if not math.isfinite(tw):
         note += "; thermal runaway: copper loss grows faster with T than the network sheds it"
     return CheckRow(f"steady winding temperature at Tc, {ambient_c:g} °C ambient", "°C", limit.value,
-                    f"{limit.source}; Tc: {torque.source}", sim, limit.value - sim, "margin", 0.0,
-                    bool(sim <= limit.value), note)
+                    f"{limit.source}; Tc: {torque.source}", tw, allowed - tw, "margin", 0.0,
+                    bool(tw <= allowed and housing_ok), note)
 
 
 # --- friction and efficiency ---------------------------------------------------------------------------
@@ -346,13 +364,17 @@ def efficiency(p: JointParams, input_speed_rpm: float, load_nm: float, ambient_c
     bench = bench_params(p, gear_only=True, load_inertia_kg_m2=FLYWHEEL_INERTIA_KG_M2)
     model = JointModel(bench)
     model.inject("ambient_c", ambient_c)
+    model.x[[L.X_TW, L.X_TH]] = ambient_c  # soaked at the point's temperature, as a catalogue measures
     r = p.reducer
     w_in = input_speed_rpm * 2.0 * math.pi / 60.0
-    # start in the loaded steady state: twisted to carry the load with the Dahl state saturated
-    phi = (load_nm - r.hysteresis_torque_nm) / r.k1_nm_per_rad if load_nm > r.hysteresis_torque_nm else 0.0
+    # start in the loaded steady state: loaded from rest, the spring carries the load on its catalogue curve
+    # and the Dahl state sits on its loading path
+    v = L.compile_params(bench)
+    phi = float(brentq(lambda f: spring_torque(v, f) - load_nm, 0.0, 1.0)) if load_nm > 0.0 else 0.0
     model.x[[L.X_WM, L.X_WL, L.X_THM, L.X_PHI, L.X_HYS]] = (
-        w_in, w_in / r.ratio, phi * r.ratio, phi, min(load_nm, r.hysteresis_torque_nm))
-    tau_m = load_nm / (r.ratio * r.efficiency) + r.coulomb_friction_nm + r.viscous_friction_nm_s_per_rad * w_in
+        w_in, w_in / r.ratio, phi * r.ratio, phi, dahl_virgin(v, phi))
+    grease = lubricant_factor(v, ambient_c)
+    tau_m = load_nm / (r.ratio * r.efficiency) + grease * r.coulomb_friction_nm + r.viscous_friction_nm_s_per_rad * w_in
     settle = round(0.1 / model.dt_s)
     n = settle + round(revolutions * 2.0 * math.pi / w_in / model.dt_s)
     trace = _run(model, np.full(n, tau_m / p.torque_constant_nm_per_a), np.zeros(n))
@@ -404,7 +426,7 @@ def run_checks(p: JointParams) -> CatalogueReport:
     if given("hysteresis_loss_rad"):
         rows.append(check_hysteresis(p, c.hysteresis_loss_rad))
     if given("torque_constant_nm_per_a"):
-        ic = c.continuous_torque_nm.value / c.torque_constant_nm_per_a.value if c.continuous_torque_nm else None
+        ic = c.continuous_torque_nm.value / c.torque_constant_nm_per_a.per_peak_amp if c.continuous_torque_nm else None
         rows.append(check_torque_constant(p, c.torque_constant_nm_per_a, ic or 0.5 * p.motor.current_limit_a))
     if given("continuous_torque_nm") & given("winding_limit_c"):
         rows.append(check_thermal(p, c.continuous_torque_nm, c.winding_limit_c))

@@ -33,8 +33,8 @@ ENC_BUF = 8  # encoder latency ring buffer, in model steps
  P_FT_SAT, P_FT_DECIM, P_FT_TOOL_MASS, P_FT_DIST,
  P_TH_A00, P_TH_A01, P_TH_A10, P_TH_A11, P_TH_BP0, P_TH_BP1, P_TH_BA0, P_TH_BA1,
  P_TH_LIMIT, P_WD_START, P_WD_END, P_HD_START, P_HD_END,
- P_J_L, P_MGL, P_B_L, P_G) = range(68)
-P_COG_A = 68                       # MAX_HARMONICS amplitudes, then MAX_HARMONICS phases
+ P_J_L, P_MGL, P_B_L, P_G, P_LUBE_BETA, P_LUBE_TREF) = range(70)
+P_COG_A = 70                       # MAX_HARMONICS amplitudes, then MAX_HARMONICS phases
 P_COG_PH = P_COG_A + MAX_HARMONICS
 P_KE_A = P_COG_PH + MAX_HARMONICS  # kinematic error, harmonics k = 1.. of the wave-generator angle
 P_KE_PH = P_KE_A + MAX_HARMONICS
@@ -159,7 +159,7 @@ def compile_params(p: JointParams, dt_s: float | None = None) -> np.ndarray:
         dt, m.pole_pairs, m.phase_resistance_ohm, m.d_inductance_h, m.q_inductance_h, m.flux_linkage_wb)
     v[[P_J_M, P_I_LIMIT, P_V_MOTOR_LIMIT, P_MODULATION, P_COG_PERIODS, P_RIPPLE, P_ALPHA_CU, P_T_REF_C]] = (
         p.motor_side_inertia_kg_m2, m.current_limit_a, m.voltage_limit_v, d.max_modulation,
-        m.cogging_periods_per_rev, m.ripple_6th_fraction, m.copper_temp_coeff_per_k, m.resistance_ref_temp_c)
+        p.cogging_periods_per_rev, m.ripple_6th_fraction, m.copper_temp_coeff_per_k, m.resistance_ref_temp_c)
     v[[P_KP_D, P_KI_D, P_KP_Q, P_KI_Q]] = (
         m.d_inductance_h * wc_d, m.phase_resistance_ohm * wc_d, m.q_inductance_h * wc_q, m.phase_resistance_ohm * wc_q)
     v[[P_OC_TRIP, P_UV_TRIP, P_OV_TRIP]] = d.overcurrent_trip_a, d.undervoltage_trip_v, d.overvoltage_trip_v
@@ -171,6 +171,7 @@ def compile_params(p: JointParams, dt_s: float | None = None) -> np.ndarray:
         r.coulomb_friction_nm, r.static_friction_nm, r.stribeck_velocity_rad_s, r.stribeck_exponent,
         r.viscous_friction_nm_s_per_rad, r.presliding_stiffness_nm_per_rad, r.presliding_damping_nm_s_per_rad,
         r.efficiency)
+    v[[P_LUBE_BETA, P_LUBE_TREF]] = r.lubricant_temp_coeff_per_k, r.lubricant_ref_temp_c
     _put_harmonics(v, P_COG_A, m.cogging_harmonics_nm)
     _put_harmonics(v, P_COG_PH, m.cogging_phases_rad)
     _put_harmonics(v, P_KE_A, r.kinematic_error_amplitudes_rad)

@@ -6,14 +6,24 @@ dominant: twice per wave-generator turn) the twist is
 
     phi = theta_m / N + KE(theta_m) - theta_L,      dphi/dt = w_m (1/N + KE'(theta_m)) - w_L
 
-and the flexspline torque tau_fs = K(phi) + tau_h + c dphi/dt, with K the catalogue piecewise-linear
+and the flexspline torque tau_fs = K(phi) - D(phi) + tau_h + c dphi/dt, with K the catalogue piecewise-linear
 curve (HD CHA manual eq. 68.1-68.3, odd-symmetric) or a cubic k1 phi + k3 phi^3, tau_h a Dahl hysteresis
-state, c a structural damping. The motor side sees tau_fs through the same transmission (1/N + KE'), so
+state, D(phi) = tau_hmax (1 - exp(-sigma |phi| / tau_hmax)) sgn(phi) the Dahl state's path when loaded from
+rest, and c a structural damping. Subtracting D makes the loading curve from rest the catalogue's K (which
+is how the catalogue measures it) instead of K plus a saturated Dahl torque, which stiffened the joint near
+zero load to K1 + sigma; unloading then runs 2 tau_hmax below it, and the twist at zero torque after +-T
+differs by about 3.69 tau_hmax / K1 (sigma = K1): the hysteresis loss. Small signals about rest see K1. The motor side sees tau_fs through the same transmission (1/N + KE'), so
 the kinematic error does no net work over a closed path.
 
-Friction at the input is LuGre with a Stribeck curve g(w) = Fc + (Fs - Fc) exp(-|w/ws|^delta); the mesh
-loss is a load-dependent Coulomb term (1/eta - 1)|tau_fs (1/N + KE')| added to g, which gives forward
-efficiency eta and back-driving efficiency 2 - 1/eta: driving and back-driving differ, as they do.
+Friction at the input is LuGre with a Stribeck curve g(w) = Fc + (Fs - Fc) e, e = exp(-|w/ws|^delta), plus
+viscous b w: the gear's no-load losses. The grease's temperature factor exp(-beta (T_h - T_ref)), at the
+housing temperature, scales the speed-independent part (Fc and Fs): fitted to the cold efficiency points it
+grows 5x from 25 to -10 °C while the viscous part stays (scaling b instead overshoots the loss at speed). The mesh loss is a load-dependent Coulomb term (1/eta - 1)|tau_fs (1/N + KE')| (1 - e)
+added to g: in motion it gives forward efficiency eta and back-driving efficiency 2 - 1/eta (driving and
+back-driving differ, as they do); at breakaway (e = 1) it is absent, so the backdriving torque is N x the
+starting torque, as Harmonic Drive's catalogue figures are (CSF-17-100: 3.3 N·m and 3.4 N·cm). Efficiency
+then falls with input speed (b w), at light load (the no-load losses against a smaller torque: Harmonic
+Drive's factor K) and in the cold (the grease).
 
 Integration (reference section 8): semi-implicit Euler, velocities first then angles with the new
 velocities; the viscous terms acting on one body alone (input viscous friction, load damping) are
@@ -49,6 +59,8 @@ from actuator.model.layout import (
     P_K3,
     P_KE_A,
     P_KE_PH,
+    P_LUBE_BETA,
+    P_LUBE_TREF,
     P_MGL,
     P_RATIO,
     P_SIGMA0,
@@ -61,6 +73,7 @@ from actuator.model.layout import (
     X_TAU_F,
     X_TAU_FS,
     X_THL,
+    X_TH,
     X_THM,
     X_WL,
     X_WM,
@@ -122,18 +135,31 @@ def dahl_update(p, tau_h, dphi):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def dahl_virgin(p, phi):
+    """D(phi): the Dahl torque along the loading path from rest (subtracted from the spring, see above)."""
+    tmax = p[P_HYS_T]
+    if tmax <= 0.0:
+        return 0.0
+    e = p[P_HYS_SIGMA] * abs(phi) / tmax
+    d = tmax if e > 40.0 else tmax * (1.0 - math.exp(-e))
+    return d if phi >= 0.0 else -d
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def stribeck_level(p, w, scale):
-    """g(w): the Coulomb-Stribeck friction level at input speed w."""
-    fc = p[P_FC] * scale
-    fs = p[P_FS] * scale
-    if fs == fc:
-        return fc
+    """g(w) = Fc + (Fs - Fc) e, the Coulomb-Stribeck level at input speed w, and e = exp(-|w/ws|^delta)."""
     r = abs(w) / p[P_WS]
     # the common Gaussian Stribeck shape (delta = 2) without a pow call: this runs every model step
-    e = r * r if p[P_DELTA] == 2.0 else r ** p[P_DELTA]
-    if e > 40.0:  # exp(-40) < 1e-17: skip libm's slow underflow path at speed
-        return fc
-    return fc + (fs - fc) * math.exp(-e)
+    x = r * r if p[P_DELTA] == 2.0 else r ** p[P_DELTA]
+    e = 0.0 if x > 40.0 else math.exp(-x)  # exp(-40) < 1e-17: skip libm's slow underflow path at speed
+    return (p[P_FC] + (p[P_FS] - p[P_FC]) * e) * scale, e
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def lubricant_factor(p, temp_c):
+    """The grease's share of the no-load losses at the gear's (housing's) temperature: 1 at the reference."""
+    beta = p[P_LUBE_BETA]
+    return 1.0 if beta == 0.0 else math.exp(-beta * (temp_c - p[P_LUBE_TREF]))
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -159,9 +185,11 @@ def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
     phi = thm / p[P_RATIO] + ke - thl
     dphi_dt = wm * trans - wl
     tau_h = dahl_update(p, x[X_HYS], phi - x[X_PHI])
-    tau_fs = spring_torque(p, phi) * stiffness_scale + tau_h + p[P_FS_DAMP] * dphi_dt
-    # mesh loss as load-dependent Coulomb friction at the input (see module docstring)
-    g = stribeck_level(p, wm, friction_scale) + (1.0 / p[P_EFF] - 1.0) * abs(tau_fs * trans)
+    tau_fs = (spring_torque(p, phi) - dahl_virgin(p, phi)) * stiffness_scale + tau_h + p[P_FS_DAMP] * dphi_dt
+    # no-load losses with the grease's temperature; the mesh loss, load-dependent Coulomb friction at the input,
+    # acts once the teeth slide (1 - e): at breakaway the catalogue's backdriving torque is N x its starting torque
+    g0, e = stribeck_level(p, wm, friction_scale * lubricant_factor(p, x[X_TH]))
+    g = g0 + (1.0 / p[P_EFF] - 1.0) * abs(tau_fs * trans) * (1.0 - e)
     z, tau_f = lugre_update(p, x[X_Z], wm, g)
     b = p[P_B] * friction_scale
     jm = p[P_J_M]

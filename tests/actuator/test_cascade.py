@@ -40,7 +40,7 @@ from firmware_iface.files import save_gains
 # --------------------------------------------------------------------------------------------------------
 
 QMIN, QMAX, QZONE = -1.0, 1.0, 0.1
-VMAX, VZONE_FRACTION = 4.0, 0.25  # the velocity zone is 1 rad/s wide: 3..4 rad/s
+VMAX, VZONE_FRACTION = 3.0, 1.0 / 3.0  # the velocity zone is 1 rad/s wide: 2..3 rad/s (the knee allows 3.2)
 TMAX = 100.0
 LIMITS = SafetyLimits(position_min_rad=QMIN, position_max_rad=QMAX, position_zone_rad=QZONE,
                       velocity_max_rad_s=VMAX, velocity_zone_fraction=VZONE_FRACTION, torque_max_nm=TMAX)
@@ -152,7 +152,7 @@ def test_limiter_is_continuous_across_the_zones(lim_c):
 
 
 def test_position_wall_wins_over_the_velocity_cap(lim_c):
-    q, qd = QMAX + QZONE / 2, -1.1 * VMAX  # wall: hi = -tmax / 2; velocity cap: lo = +0.4 tmax (brake)
+    q, qd = QMAX + QZONE / 2, -1.1 * VMAX  # wall: hi = -tmax / 2; velocity cap: lo = +0.3 tmax (brake)
     _, _, conflict = reference_limit(q, qd, 0.0)
     assert conflict
     assert _limit(lim_c, q, qd, 0.0)[0] == pytest.approx(-TMAX / 2, rel=1e-12)
@@ -367,7 +367,7 @@ def test_rates_that_do_not_divide_are_rejected(knee):
 
 @pytest.mark.parametrize(("field", "value", "joint"), [
     ("torque_max_nm", 200.0, "limits.torque_max_nm = 150.0"),
-    ("velocity_max_rad_s", 6.0, "limits.velocity_max_rad_s = 5.0"),
+    ("velocity_max_rad_s", 4.0, "limits.velocity_max_rad_s = 3.2"),
     ("current_max_a", 30.0, "motor.current_limit_a = 25.0"),
 ])
 def test_limits_above_the_joints_are_rejected(knee, field, value, joint):

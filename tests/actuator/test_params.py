@@ -50,7 +50,7 @@ def test_knee_values_match_toml() -> None:
     assert knee.reducer.t2_nm == 48.0
     assert knee.reducer.stiffness_model == "piecewise"
     assert knee.motor.pole_pairs == 10 and type(knee.motor.pole_pairs) is int
-    assert knee.motor.flux_linkage_wb == 5.33e-3
+    assert knee.motor.flux_linkage_wb == 7.811e-3
     assert knee.motor.cogging_harmonics_nm == (0.0116,)
     assert knee.reducer.kinematic_error_amplitudes_rad == (0.0, 1.45e-4)
     assert knee.encoders.output.bits == 20
@@ -58,7 +58,7 @@ def test_knee_values_match_toml() -> None:
     assert len(knee.ft_sensor.crosstalk) == 6 and all(len(row) == 6 for row in knee.ft_sensor.crosstalk)
     assert knee.ft_sensor.crosstalk[0] == (0.0, 0.01, -0.005, 0.0, 0.002, 0.0)
     assert knee.load.inertia_kg_m2 == 0.5
-    assert knee.torque_constant_nm_per_a == pytest.approx(0.07995, abs=1e-12)
+    assert knee.torque_constant_nm_per_a == pytest.approx(0.117165, abs=1e-12)
     assert knee.motor_side_inertia_kg_m2 == pytest.approx(4.75e-5 + 0.413e-4, abs=1e-15)
     assert knee.dt_s == pytest.approx(25e-6, abs=1e-15)
 
@@ -66,11 +66,11 @@ def test_knee_values_match_toml() -> None:
 def test_wrist_values_match_toml() -> None:
     wrist = load_preset("wrist")
     assert wrist.motor.pole_pairs == 7
-    assert wrist.motor.flux_linkage_wb == 6.29e-3
+    assert wrist.motor.flux_linkage_wb == 4.879e-3
     assert wrist.reducer.t1_nm == 3.9
     assert wrist.drive.overcurrent_trip_a == 14.0
-    assert wrist.torque_constant_nm_per_a == pytest.approx(1.5 * 7 * 6.29e-3, abs=1e-12)
-    assert wrist.torque_constant_nm_per_a == pytest.approx(0.066045, abs=1e-12)
+    assert wrist.torque_constant_nm_per_a == pytest.approx(1.5 * 7 * 4.879e-3, abs=1e-12)
+    assert wrist.torque_constant_nm_per_a == pytest.approx(0.0512295, abs=1e-12)
 
 
 def test_params_are_frozen() -> None:
