@@ -57,7 +57,7 @@ def twist(params: JointParams, motor_position_rad: ArrayLike, position_rad: Arra
     r = params.reducer
     thm = np.asarray(motor_position_rad, dtype=float)
     ke = sum((a * np.sin((k + 1) * thm + ph) for k, (a, ph) in
-              enumerate(zip(r.kinematic_error_amplitudes_rad, r.kinematic_error_phases_rad, strict=False))),
+              enumerate(zip(r.kinematic_error_amplitudes_rad, r.kinematic_error_phases_rad, strict=True))),
              start=np.zeros_like(thm))
     return thm / r.ratio + ke - np.asarray(position_rad, dtype=float)
 
@@ -115,8 +115,10 @@ def energy_balance(params: JointParams, columns: Any, stiffness_scale: float = 1
            (*POWER_COLUMNS, "t_s", "id_a", "iq_a", "motor_position_rad", "motor_velocity_rad_s", "position_rad",
             "velocity_rad_s", "gravity_torque_nm", "external_torque_nm")}
     t = col["t_s"]
-    if t.size < 2 or not np.all(np.diff(t) > 0):
-        raise ConfigError("an energy balance needs at least two rows at increasing t_s")
+    if t.size < 2 or not np.allclose(np.diff(t), params.dt_s, rtol=1e-6, atol=0.0):
+        spacing = f"{float(np.median(np.diff(t))):g} s apart" if t.size > 1 else "one row"
+        raise ConfigError(f"an energy balance needs a row for every model step of {params.dt_s:g} s "
+                          f"(record_every = 1), at least two: got {t.size} rows, {spacing}")
     power = {name: _trapezoid(t, col[name]) for name in POWER_COLUMNS}
     stored = stored_energy(params, col, stiffness_scale)
     return EnergyBalance(

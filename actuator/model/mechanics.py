@@ -13,18 +13,19 @@ rest, and c a structural damping. Subtracting D makes the loading curve from res
 is how the catalogue measures it) instead of K plus a saturated Dahl torque, which stiffened the joint near
 zero load to K1 + sigma; unloading then runs 2 tau_hmax below it, and the twist at zero torque after +-T
 differs by about 3.69 tau_hmax / K1 (sigma = K1): the hysteresis loss. Small signals about rest see K1.
-The motor side sees tau_fs through the same transmission (1/N + KE'), so the kinematic error does no net work
-over a closed path.
+The motor side sees tau_fs through the same transmission (1/N + KE'), so the kinematic error does no net
+work over a closed path.
 
 Friction at the input is LuGre with a Stribeck curve g(w) = Fc + (Fs - Fc) e, e = exp(-|w/ws|^delta), plus
 viscous b w: the gear's no-load losses. The grease's temperature factor exp(-beta (T_h - T_ref)), at the
 housing temperature, scales the speed-independent part (Fc and Fs): fitted to the cold efficiency points it
 grows 5x from 25 to -10 °C while the viscous part stays (scaling b instead overshoots the loss at speed).
-The mesh loss is a load-dependent Coulomb term (1/eta - 1)|tau_fs (1/N + KE')| (1 - e) added to g: in motion
-it gives forward efficiency eta and back-driving efficiency 2 - 1/eta (driving and back-driving differ, as they
-do); at breakaway (e = 1) it is absent, so the backdriving torque is N x the starting torque, as Harmonic Drive's
-catalogue figures are (CSF-17-100: 3.3 N·m and 3.4 N·cm). Efficiency then falls with input speed (b w), at light
-load (the no-load losses against a smaller torque: Harmonic Drive's factor K) and in the cold (the grease).
+The mesh loss is a load-dependent Coulomb term (1/eta - 1)|tau_fs (1/N + KE')| (1 - e) added to g: in
+motion it gives forward efficiency eta and back-driving efficiency 2 - 1/eta (driving and back-driving
+differ, as they do); at breakaway (e = 1) it is absent, so the backdriving torque is N x the starting
+torque, as Harmonic Drive's catalogue figures are (CSF-17-100: 3.3 N·m and 3.4 N·cm). Efficiency
+then falls with input speed (b w), at light load (the no-load losses against a smaller torque: Harmonic
+Drive's factor K) and in the cold (the grease).
 
 Integration (reference section 8): semi-implicit Euler, velocities first then angles with the new
 velocities; the viscous terms acting on one body alone (input viscous friction, load damping) are
@@ -35,8 +36,8 @@ Energy (the trace's loss columns, ``actuator.analysis.energy``): with s the stif
 s K(phi) stores V(phi) = s int_0^phi K, its hysteretic part tau_h - s D(phi) takes (tau_h - s D) dphi/dt, the
 damping c (dphi/dt)^2; the input loses tau_f w_m to LuGre friction (split into no-load and mesh in the ratio
 g0 : g - g0) and b w_m^2 to viscous friction, the load b_L w_L^2 to its damping; gravity stores
-m g l (1 - cos theta_L). Motor power in minus these, minus the two bodies' kinetic energy, balances to the
-integrator's error (measured in tests/actuator/test_energy_trace.py).
+m g l (1 - cos theta_L). The motor's and the external torque's work, less these losses and the change of the
+kinetic, spring and gravity energy, is the integrator's error (measured in tests/actuator/test_energy_trace.py).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from actuator.analysis.energy import POWER_COLUMNS, energy_balance, spring_energy
+from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.params import JointParams
 from actuator.simulation import Injection, Trace, simulate
@@ -187,3 +188,9 @@ def test_power_columns_integrate_to_the_balance_terms(joint: JointParams, trace:
     for column, term in names.items():
         assert b[term] == pytest.approx(np.trapezoid(trace[column], trace.t_s), rel=1e-12, abs=1e-12)
     assert math.isfinite(b["residual_j"])
+
+
+def test_a_balance_needs_every_steps_row(joint: JointParams) -> None:
+    sparse = simulate(joint, duration_s=0.01, current_a=2.0, record_every=4)
+    with pytest.raises(ConfigError, match="record_every = 1"):
+        energy_balance(joint, sparse)
