@@ -232,7 +232,8 @@ def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
     # (Coulomb-Stribeck) and the mesh loss in the proportion of their levels in g; it includes the bristle's small
     # stored energy, so it dips below zero for a few steps at a reversal. Of the flexspline torque s K(phi) is the
     # spring (its energy a function of phi), tau_h - s D(phi) the hysteretic part: its power is negative while a
-    # loaded flexspline unloads, its integral over a closed cycle the loop's area; c dphi/dt the damping.
+    # loaded flexspline unloads, its integral over a closed cycle the loop's area; c dphi/dt the damping, whose loss
+    # takes the rate that force was computed with, a square (>= 0) within second order of c dphi/dt x the new rate.
     p_f = tau_f * wm_new
     coulomb = p_f * g0 / g if g > 0.0 else 0.0
     x[X_P_COULOMB] = coulomb

@@ -35,8 +35,8 @@ Step types and figures (units in the names):
   _rad_s, peak_torque_nm, peak_current_a), from the reported position (the output encoder) or velocity. Where the
   signals hold the true state (a simulated joint) the same four motion figures of the true output follow, prefixed
   ``true_`` (true_rise_time_s, true_overshoot_pct, true_settling_time_s, true_steady_state_error_rad or _rad_s): what
-  the encoder's quantisation, nonlinearity and latency hide. They are not among the figures a sequence's limits may
-  name (``Protocol.figures``): a rig has no true state.
+  the measurement hides (the encoder's quantisation, nonlinearity and latency; the velocity estimate's filter). They
+  are not among the figures a sequence's limits may name (``Protocol.figures``): a rig has no true state.
 * ``bode``: the periodic chirp of ``actuator.signals.periodic_chirp`` on the position (default) or velocity loop,
   first sweep discarded; bandwidth_hz (-3 dB of reference -> output).
 * ``identify``: torque mode, a multisine torque (``identify_config``); the rigid body fitted by
