@@ -6,6 +6,8 @@ One model step (one current-loop period, 25-50 us) in this order:
   3. the voltage computed on the previous step is applied (one-sample delay) and the RL circuit steps;
   4. electromagnetic torque, cogging and ripple -> the two-inertia mechanics step;
   5. copper losses -> thermal step and derating; encoders sampled; the F/T sensor on its own rate.
+The step also records its energy flows (``X_P_*``: electrical power, copper loss, the mechanics' losses) for the
+trace; the model never reads them back.
 Faults latch in ``x[X_FAULTS]`` until the caller clears them; kernels return the fault bits as status.
 
 The kernels use Numba's NumPy error model: no zero check on every division (worth ~15 % of a step);
@@ -64,6 +66,8 @@ from actuator.model.layout import (
     X_ID_REF,
     X_IQ,
     X_IQ_REF,
+    X_P_CU,
+    X_P_ELEC,
     X_TAU_EM,
     X_TH,
     X_THM,
@@ -119,7 +123,12 @@ def joint_step(p, x, env, iq_cmd, id_cmd, ext_torque_nm, noise):
     tau_ext = ext_torque_nm + wrench_joint_torque(p[P_FT_DIST], env, E_WRENCH)
     mechanics_step(p, x, tau_em, tau_ext, env[E_FRICTION_SCALE], env[E_STIFFNESS_SCALE])
 
-    thermal_step(p, x, 1.5 * r_ohm * (i_d * i_d + i_q * i_q), env[E_AMBIENT_C])
+    # the inverter's output power over this step and the winding's copper loss, both at the currents the step
+    # ends with: the currents the torque above and the thermal network use, so the energy columns balance
+    copper_w = 1.5 * r_ohm * (i_d * i_d + i_q * i_q)
+    x[X_P_ELEC] = 1.5 * (vd_applied * i_d + vq_applied * i_q)
+    x[X_P_CU] = copper_w
+    thermal_step(p, x, copper_w, env[E_AMBIENT_C])
     x[X_DERATE] = derate_factor(p, x[X_TW], x[X_TH])
     if x[X_TW] > p[P_TH_LIMIT]:
         bits |= FAULT_OVERTEMPERATURE

@@ -49,7 +49,9 @@ N_PARAMS = P_FT_XT + 36
  X_THM, X_WM, X_THL, X_WL, X_PHI, X_HYS, X_Z,
  X_TAU_EM, X_TAU_FS, X_TAU_F, X_TW, X_TH, X_DERATE, X_FAULTS,
  X_ENC_M, X_ENC_O, X_ENC_HEAD, X_FT_SAT, X_FT_COUNT, X_FT_NOISE_IDX, X_R_CACHED, X_AD, X_AQ) = range(32)
-X_ENC_M_BUF = 32
+# energy flows of the last step (W) and the torques on the load it saw (N·m): recorded, never read back by the model
+(X_P_ELEC, X_P_CU, X_P_COULOMB, X_P_MESH, X_P_VISCOUS, X_P_HYS, X_P_DAMP, X_TAU_GRAV, X_TAU_EXT) = range(32, 41)
+X_ENC_M_BUF = 41  # the ring buffers and the F/T's vectors come last: they are addressed with offsets
 X_ENC_O_BUF = X_ENC_M_BUF + ENC_BUF
 X_FT_BIAS = X_ENC_O_BUF + ENC_BUF   # 6
 X_FT_MEAS = X_FT_BIAS + 6           # 6
@@ -75,13 +77,17 @@ TRACE_FIELDS = (
     "motor_encoder_rad", "output_encoder_rad",
     "fx_n", "fy_n", "fz_n", "mx_nm", "my_nm", "mz_nm", "ft_saturated",
     "winding_temp_c", "housing_temp_c", "derate", "faults",
+    # energy flows of each step (appended: the columns above keep their indices); see ``actuator.analysis.energy``
+    "electrical_power_w", "copper_loss_w", "coulomb_loss_w", "mesh_loss_w", "viscous_loss_w", "hysteresis_power_w",
+    "damping_loss_w", "gravity_torque_nm", "external_torque_nm",
 )
 N_TRACE = len(TRACE_FIELDS)
 # state index recorded in each trace column (in TRACE_FIELDS order)
 TRACE_SOURCE = np.array([
     X_TIME, X_IQ_REF, X_ID, X_IQ, X_VD, X_VQ, X_THM, X_WM, X_THL, X_WL, X_PHI, X_TAU_FS, X_TAU_EM, X_TAU_F,
     X_HYS, X_ENC_M, X_ENC_O, X_FT_MEAS, X_FT_MEAS + 1, X_FT_MEAS + 2, X_FT_MEAS + 3, X_FT_MEAS + 4,
-    X_FT_MEAS + 5, X_FT_SAT, X_TW, X_TH, X_DERATE, X_FAULTS], dtype=np.int64)
+    X_FT_MEAS + 5, X_FT_SAT, X_TW, X_TH, X_DERATE, X_FAULTS,
+    X_P_ELEC, X_P_CU, X_P_COULOMB, X_P_MESH, X_P_VISCOUS, X_P_HYS, X_P_DAMP, X_TAU_GRAV, X_TAU_EXT], dtype=np.int64)
 
 # --- fault bits ------------------------------------------------------------------------------------------
 FAULT_OVERCURRENT = 1

@@ -31,6 +31,13 @@ Integration (reference section 8): semi-implicit Euler, velocities first then an
 velocities; the viscous terms acting on one body alone (input viscous friction, load damping) are
 implicit; the Dahl and LuGre states use their implicit updates
     tau_h+ = (tau_h + sigma dphi) / (1 + sigma |dphi| / tau_hmax),  z+ = (z + h w) / (1 + h sigma0 |w| / g).
+
+Energy (the trace's loss columns, ``actuator.analysis.energy``): with s the stiffness scale, the flexspline's
+s K(phi) stores V(phi) = s int_0^phi K, its hysteretic part tau_h - s D(phi) takes (tau_h - s D) dphi/dt, the
+damping c (dphi/dt)^2; the input loses tau_f w_m to LuGre friction (split into no-load and mesh in the ratio
+g0 : g - g0) and b w_m^2 to viscous friction, the load b_L w_L^2 to its damping; gravity stores
+m g l (1 - cos theta_L). The motor's and the external torque's work, less these losses and the change of the
+kinetic, spring and gravity energy, is the integrator's error (measured in tests/actuator/test_energy_trace.py).
 """
 
 from __future__ import annotations
@@ -71,9 +78,16 @@ from actuator.model.layout import (
     P_T2,
     P_WS,
     X_HYS,
+    X_P_COULOMB,
+    X_P_DAMP,
+    X_P_HYS,
+    X_P_MESH,
+    X_P_VISCOUS,
     X_PHI,
+    X_TAU_EXT,
     X_TAU_F,
     X_TAU_FS,
+    X_TAU_GRAV,
     X_TH,
     X_THL,
     X_THM,
@@ -187,7 +201,8 @@ def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
     phi = thm / p[P_RATIO] + ke - thl
     dphi_dt = wm * trans - wl
     tau_h = dahl_update(p, x[X_HYS], phi - x[X_PHI])
-    tau_fs = (spring_torque(p, phi) - dahl_virgin(p, phi)) * stiffness_scale + tau_h + p[P_FS_DAMP] * dphi_dt
+    virgin = dahl_virgin(p, phi)
+    tau_fs = (spring_torque(p, phi) - virgin) * stiffness_scale + tau_h + p[P_FS_DAMP] * dphi_dt
     # no-load losses with the grease's temperature; the mesh loss, load-dependent Coulomb friction at the input,
     # acts once the teeth slide (1 - e): at breakaway the catalogue's backdriving torque is N x its starting torque
     g0, e = stribeck_level(p, wm, friction_scale * lubricant_factor(p, x[X_TH]))
@@ -197,8 +212,10 @@ def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
     jm = p[P_J_M]
     jl = p[P_J_L]
     wm_new = (wm + dt / jm * (tau_motor - tau_fs * trans - tau_f)) / (1.0 + dt * b / jm)
-    tau_load = tau_fs - p[P_MGL] * math.sin(thl) + tau_ext
-    wl_new = (wl + dt / jl * tau_load) / (1.0 + dt * p[P_B_L] / jl)
+    tau_grav = -p[P_MGL] * math.sin(thl)
+    tau_load = tau_fs + tau_grav + tau_ext
+    b_l = p[P_B_L]
+    wl_new = (wl + dt / jl * tau_load) / (1.0 + dt * b_l / jl)
     x[X_WM] = wm_new
     x[X_WL] = wl_new
     x[X_THM] = thm + dt * wm_new
@@ -208,3 +225,21 @@ def mechanics_step(p, x, tau_motor, tau_ext, friction_scale, stiffness_scale):
     x[X_Z] = z
     x[X_TAU_FS] = tau_fs
     x[X_TAU_F] = tau_f + b * wm_new
+
+    # Energy flows of this step. Each torque is paired with the velocity that moves its body over the step (the
+    # new one: the angles advance with it), so force x displacement is what left the bodies; the implicit viscous
+    # terms (b w_m, b_L w_L) are exactly that. The LuGre friction's power tau_f w_m is split between the no-load
+    # (Coulomb-Stribeck) and the mesh loss in the proportion of their levels in g; it includes the bristle's small
+    # stored energy, so it dips below zero for a few steps at a reversal. Of the flexspline torque s K(phi) is the
+    # spring (its energy a function of phi), tau_h - s D(phi) the hysteretic part: its power is negative while a
+    # loaded flexspline unloads, its integral over a closed cycle the loop's area; c dphi/dt the damping, whose loss
+    # takes the rate that force was computed with, a square (>= 0) within second order of c dphi/dt x the new rate.
+    p_f = tau_f * wm_new
+    coulomb = p_f * g0 / g if g > 0.0 else 0.0
+    x[X_P_COULOMB] = coulomb
+    x[X_P_MESH] = p_f - coulomb
+    x[X_P_VISCOUS] = b * wm_new * wm_new
+    x[X_P_HYS] = (tau_h - virgin * stiffness_scale) * (wm_new * trans - wl_new)
+    x[X_P_DAMP] = p[P_FS_DAMP] * dphi_dt * dphi_dt + b_l * wl_new * wl_new
+    x[X_TAU_GRAV] = tau_grav
+    x[X_TAU_EXT] = tau_ext

@@ -11,7 +11,9 @@ external torque, let go per joint as the bus executor's fixture does (``Segment.
 one tick per kernel call, each joint's velocity estimate, what its telemetry reports, checked before every tick,
 until every running joint's fixture has let go). One row per 1 ms is recorded and turned into the ``Signals`` of the
 bus executor, which the protocol's own ``analyze`` judges. Telemetry here is exact: no bus latency, no
-sample-and-hold of slower messages, no quantisation of the frames.
+sample-and-hold of slower messages, no quantisation of the frames (the position is still the output encoder's
+reading). Beside it the rows hold the model's true output angle and speed, which no telemetry carries
+(``true_position_rad``, ``true_velocity_rad_s``: the step's true figures).
 
 The firmware's constants (the controller's torque per amp, the telemetry's Kt N) come from ``firmware`` when given:
 a production firmware is flashed with the type's nominal values, not the unit's own, so a weak magnet shows as more
@@ -51,11 +53,13 @@ from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Se
 JOINT_STEPS_PER_CALL = 2_000_000  # per kernel call: bounds the per-step arrays (REF, U, NOISE: ~130 MB)
 RECORD_BYTES = 256 * 2**20      # the 1 kHz record of one step, all joints of a group
 NOISE_POOL_MIN = 2**16          # noise numbers per call from which they are drawn on threads
-# recorded row: state indices, then the controller's velocity estimate (what telemetry reports)
-_SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.X_FT_MEAS + 6)], dtype=np.int64)
+# recorded row: state indices (what telemetry reports, then the true output angle and speed, which no telemetry
+# reports: the step's true figures), then the controller's velocity estimate (what telemetry reports)
+_SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.X_FT_MEAS + 6), L.X_THL, L.X_WL],
+                   dtype=np.int64)
 _CSOURCE = np.array([C.K_VEL], dtype=np.int64)
-R_ENC_O, R_ENC_M, R_IQ, R_TW, R_FT, R_VEL = 0, 1, 2, 3, 4, 10
-N_ROW = 11
+R_ENC_O, R_ENC_M, R_IQ, R_TW, R_FT, R_THL, R_WL, R_VEL = 0, 1, 2, 3, 4, 10, 11, 12
+N_ROW = 13
 
 
 # --- the batch ---------------------------------------------------------------------------------------------------
@@ -299,7 +303,8 @@ def _signals(rec: _Recorded, j: int, kt_n: float) -> dict[str, np.ndarray]:
             "load_nm": rec.load[j].copy(), "position_rad": r[:, R_ENC_O].copy(), "velocity_rad_s": r[:, R_VEL].copy(),
             "torque_nm": r[:, R_IQ] * kt_n, "iq_a": r[:, R_IQ].copy(), "winding_temp_c": r[:, R_TW].copy(),
             "force_n": r[:, R_FT:R_FT + 3].copy(), "moment_nm": r[:, R_FT + 3:R_FT + 6].copy(),
-            "motor_encoder_rad": r[:, R_ENC_M].copy(), "output_encoder_rad": r[:, R_ENC_O].copy()}
+            "motor_encoder_rad": r[:, R_ENC_M].copy(), "output_encoder_rad": r[:, R_ENC_O].copy(),
+            "true_position_rad": r[:, R_THL].copy(), "true_velocity_rad_s": r[:, R_WL].copy()}
 
 
 def _nan_like(figures: dict[str, Any]) -> dict[str, Any]:

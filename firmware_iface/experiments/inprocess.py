@@ -6,10 +6,13 @@ changes as ``JointClient`` sends them (enable = mode then closed loop, a mode ch
 set-point in its mode's field (``JointFirmware.command``, the feedforwards 0, as ``JointClient.setpoint`` sends it);
 the fixture's load through the joint's F/T tool (as ``bus.SimFixture`` applies it), let go at the first tick the
 joint's velocity exceeds ``Segment.release_rad_s``; then one millisecond of the joint. The signals are the joint's
-own values at the start of each tick (what its telemetry would report, without latency or quantisation), so the
-firmware driven here and the batch executor over the same joint give the same rows to the last bit
-(tests/rig/test_population.py). Besides the protocols' signals it reports ``limits``: the cascade's limiter bits
-(``actuator.control.cascade.LIMIT_NAMES``) at the end of each tick, which no telemetry carries.
+own values at the start of each tick (what its telemetry would report, without the bus's latency or the frames'
+quantisation: the position is the output encoder's reading, as a rig sees it), so the firmware driven here and the
+batch executor over the same joint give the same rows to the last bit (tests/rig/test_population.py). Besides the
+protocols' signals it reports ``limits``: the cascade's limiter bits (``actuator.control.cascade.LIMIT_NAMES``) at
+the end of each tick, which no telemetry carries, and the model's true output angle and speed
+(``true_position_rad``, ``true_velocity_rad_s``), which no encoder gives: the step's figures come with their true
+twins (``protocols.analyze_step``).
 
 ``step_test``, ``bode_test`` and ``identification_test`` are the step, bode and identify protocols on a fresh
 simulated joint of a preset and gains: the CLI's ``step``/``bode`` without ``--node`` and the tuner's identification
@@ -63,8 +66,9 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
     """Run the protocol on ``fw``; the signals on the 1 kHz grid of the protocols module (see the module docstring)."""
     ends = np.cumsum([s.duration_s for s in segments])
     n = math.ceil(ends[-1] * RATE_HZ) + 1
-    rows = np.empty((n, 11))
-    limits = np.zeros(n, dtype=np.int64)  # output encoder, velocity, iq, winding, motor encoder, F/T (6)
+    # output encoder, velocity, iq, winding, motor encoder, F/T (6), and the true output angle and speed
+    rows = np.empty((n, 13))
+    limits = np.zeros(n, dtype=np.int64)
     out: Signals = {"t_s": np.arange(n) / RATE_HZ, "segment": np.empty(n, dtype=np.int64),
                     "reference": np.full(n, np.nan), "load_nm": np.zeros(n)}
     distance_m = fw.params.ft_sensor.distance_from_axis_m
@@ -89,7 +93,8 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
         if load != applied:
             _load(fw, load, distance_m)
             applied = load
-        rows[tick] = (x[L.X_ENC_O], k[C.K_VEL], x[L.X_IQ], x[L.X_TW], x[L.X_ENC_M], *x[L.X_FT_MEAS:L.X_FT_MEAS + 6])
+        rows[tick] = (x[L.X_ENC_O], k[C.K_VEL], x[L.X_IQ], x[L.X_TW], x[L.X_ENC_M], *x[L.X_FT_MEAS:L.X_FT_MEAS + 6],
+                      x[L.X_THL], x[L.X_WL])
         out["segment"][tick], out["load_nm"][tick] = i, load
         if seg.mode is not None and seg.reference is not None:
             r = float(seg.reference(t_in, q0))
@@ -104,7 +109,7 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
     out.update(position_rad=rows[:, 0].copy(), velocity_rad_s=rows[:, 1].copy(), torque_nm=rows[:, 2] * kt_n,
                iq_a=rows[:, 2].copy(), winding_temp_c=rows[:, 3].copy(), motor_encoder_rad=rows[:, 4].copy(),
                output_encoder_rad=rows[:, 0].copy(), force_n=rows[:, 5:8].copy(), moment_nm=rows[:, 8:11].copy(),
-               limits=limits)
+               true_position_rad=rows[:, 11].copy(), true_velocity_rad_s=rows[:, 12].copy(), limits=limits)
     return out
 
 

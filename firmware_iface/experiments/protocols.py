@@ -12,7 +12,10 @@ Bode test is checked once, by ``step_config`` and ``bode_config``.
 Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
 ``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
 ``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``iq_a``, ``winding_temp_c``,
-``force_n`` (n, 3), ``moment_nm`` (n, 3), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``.
+``force_n`` (n, 3), ``moment_nm`` (n, 3), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``. The
+position is what the joint reports: its output encoder's reading (quantised, with its nonlinearity and latency), as a
+rig measures it. A simulated joint's executors (``inprocess``, ``batch``) add the model's true output angle and speed,
+``true_position_rad`` and ``true_velocity_rad_s``, which no bus carries.
 
 Step types and figures (units in the names):
 * ``friction``: velocity mode, +v then -v over the same travel; friction_torque_nm = (mean torque forward - mean
@@ -29,7 +32,11 @@ Step types and figures (units in the names):
 * ``step``: a step of the position (default), impedance or velocity loop (``loop``; amplitude_rad, or
   amplitude_rad_s for velocity; the move home takes ``move_s``, default 0.6 s); the figures of
   ``actuator.analysis.step.step_figures`` (rise_time_s, overshoot_pct, settling_time_s, steady_state_error_rad or
-  _rad_s, peak_torque_nm, peak_current_a).
+  _rad_s, peak_torque_nm, peak_current_a), from the reported position (the output encoder) or velocity. Where the
+  signals hold the true state (a simulated joint) the same four motion figures of the true output follow, prefixed
+  ``true_`` (true_rise_time_s, true_overshoot_pct, true_settling_time_s, true_steady_state_error_rad or _rad_s): what
+  the measurement hides (the encoder's quantisation, nonlinearity and latency; the velocity estimate's filter). They
+  are not among the figures a sequence's limits may name (``Protocol.figures``): a rig has no true state.
 * ``bode``: the periodic chirp of ``actuator.signals.periodic_chirp`` on the position (default) or velocity loop,
   first sweep discarded; bandwidth_hz (-3 dB of reference -> output).
 * ``identify``: torque mode, a multisine torque (``identify_config``); the rigid body fitted by
@@ -331,8 +338,9 @@ def analyze_stiffness(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     return Outcome({"stiffness_nm_per_rad": slope, "twist_at_levels_rad": [float(v) for v in x]}, panels)
 
 
-def _output(s: Signals, c: dict) -> np.ndarray:
-    return s["velocity_rad_s"] if c.get("loop", "position") == "velocity" else s["position_rad"]
+def _output(s: Signals, c: dict, prefix: str = "") -> np.ndarray:
+    """The loop's output as the joint reports it (``prefix`` "true_": the model's true state)."""
+    return s[f"{prefix}velocity_rad_s"] if c.get("loop", "position") == "velocity" else s[f"{prefix}position_rad"]
 
 
 def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
@@ -343,9 +351,13 @@ def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     # a joint that does not report torque or current (ODrive 0.5.6 sends no torque) has no peak of it
     torque, current = (s[k][sel] if k in s and np.all(np.isfinite(s[k][sel])) else None for k in ("torque_nm", "iq_a"))
     m = step_metrics(t - t[0], y, r, torque=torque, current=current)
+    figures = step_figures(m, c.get("loop", "position"))
+    if "true_position_rad" in s:  # a simulated joint: the same figures of its true output, beside the measured ones
+        true = step_metrics(t - t[0], _output(s, c, "true_")[sel], r)
+        figures.update({f"true_{k}": v for k, v in step_figures(true, c.get("loop", "position")).items()})
     name = "velocity (rad/s)" if c.get("loop") == "velocity" else "position (rad)"
     panels = [Panel(name, [Series(name.split()[0], t - t[0], y), Series("set-point", t - t[0], r, "--")])]
-    return Outcome(step_figures(m, c.get("loop", "position")), panels)
+    return Outcome(figures, panels)
 
 
 def analyze_bode(s: Signals, segs: list[Segment], c: dict) -> Outcome:
