@@ -45,3 +45,13 @@ class FaultError(JointkitError):
 
 class SimulationError(JointkitError):
     """A simulation that cannot run as asked (bad duration, step, input or injection)."""
+
+
+class CalibrationError(JointkitError):
+    """A calibration routine that cannot give a trustworthy result (poses too close together for the fit, a sensor
+    that saturated, a joint that did not reach a pose): it stops and says which, never returns a made-up value.
+    ``reason`` names the case (``ill_conditioned``, ``saturated``, ``not_reached``, ...)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

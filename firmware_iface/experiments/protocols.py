@@ -66,6 +66,8 @@ from actuator.analysis.step import step_figures, step_metrics
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.experiments import ft_calibration as ftc
+from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.panels import Panel, Series
 
 RATE_HZ = 1000.0
@@ -95,6 +97,8 @@ class Outcome:
     panels: list[Panel] = field(default_factory=list)
     response: FrequencyResponse | None = None  # a frequency test's estimate, for a Bode plot or a CSV
     fit: Any = None  # a fitted model with its uncertainties (identify: ``actuator.analysis.identify.RigidBodyId``)
+    # a calibration's certificates, unjudged (``experiments.certificate``): the rig judges them by the step's limits
+    certificates: list[Certificate] = field(default_factory=list)
 
 
 def hold(q: float) -> Reference:
@@ -259,6 +263,17 @@ def ft_zero_segments(c: dict) -> list[Segment]:
     return [*_go_home(c["home_rad"]), Segment(c["duration_s"], "position", hold(c["home_rad"]), tag="still")]
 
 
+def ft_calibrate_segments(c: dict) -> list[Segment]:
+    """Home on the first pose, then at each pose (``ft_calibration.ft_calibrate_config``) a cosine move, a settle
+    and the average (tagged ``pose{i}``) the fit takes."""
+    segs = _go_home(c["home_rad"], c["move_s"], c["settle_s"])
+    for i, q in enumerate(c["poses_rad"]):
+        segs += [Segment(c["move_s"], "position", move_to(q, c["move_s"])),
+                 Segment(c["settle_s"], "position", hold(q)),
+                 Segment(c["average_s"], "position", hold(q), tag=f"pose{i}")]
+    return segs
+
+
 def thermal_segments(c: dict) -> list[Segment]:
     home, load, avg = c["home_rad"], c["load_nm"], c["average_s"]
     return [*_go_home(home), Segment(avg, "position", hold(home), tag="before"),
@@ -398,6 +413,28 @@ def analyze_ft_zero(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     return Outcome(figures, panels)
 
 
+def analyze_ft_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    """The pose means into ``ft_calibration.fit_ft_load``; ``CalibrationError`` for a pose not reached or a sensor
+    that saturated (its ``ft_saturated`` flag, where the joint reports one) before any fit."""
+    poses = c["poses_rad"]
+    sel = [_tagged(s, segs, f"pose{i}") for i in range(len(poses))]
+    means = ftc.check_poses([s["position_rad"][k] for k in sel], poses, c["reach_tol_rad"])
+    if "ft_saturated" in s:
+        ftc.check_saturation([s["ft_saturated"][k] for k in sel], poses)
+    force = np.array([s["force_n"][k].mean(axis=0) for k in sel])
+    moment = np.array([s["moment_nm"][k].mean(axis=0) for k in sel])
+    fit = ftc.fit_ft_load(means + c["hang_offset_rad"], force, moment, c["gravity_m_s2"])
+    figures = ftc.figures_of(fit)
+    samples = min(int(k.sum()) for k in sel)
+    t = s["t_s"]
+    panels = [Panel("position (rad)", [Series("position", t, s["position_rad"]), Series("set-point", t,
+                                                                                       s["reference"], "--")]),
+              Panel("force (N)", [Series(a, t, s["force_n"][:, i]) for i, a in enumerate("xyz")]),
+              Panel("moment (N·m)", [Series(a, t, s["moment_nm"][:, i]) for i, a in enumerate("xyz")])]
+    return Outcome(figures, panels, fit=fit,
+                   certificates=ftc.certificates_of(figures, len(poses), float(np.ptp(means)), samples))
+
+
 def analyze_thermal(s: Signals, segs: list[Segment], c: dict) -> Outcome:
     before, after = _tagged(s, segs, "before"), _tagged(s, segs, "after")
     rise = _mean(s["winding_temp_c"][after]) - _mean(s["winding_temp_c"][before])
@@ -435,6 +472,7 @@ PROTOCOLS: dict[str, Protocol] = {
                                                                "viscous_nm_s_per_rad"), needs_encoders=True),
     "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero, ("ft_force_offset_n", "ft_moment_offset_nm",
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
+    "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }

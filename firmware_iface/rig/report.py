@@ -353,6 +353,7 @@ def _step_html(position: int, step: dict, out_dir: Path) -> str:
         out.append(f"<table><tr><th>figure</th><th>value</th></tr>{rows}</table>")
     else:
         out.append('<p class="muted">No figures.</p>')
+    out.append(_certificates_html(step))
     if step.get("error"):
         out.append(f'<div class="errmsg">{_t(step["error"])}</div>')
     plot = step.get("plot")
@@ -364,6 +365,26 @@ def _step_html(position: int, step: dict, out_dir: Path) -> str:
             out.append(f'<p class="muted">Plot {_t(plot)}: {html.escape(problem)}.</p>')
     out.append("</section>")
     return "\n".join(out)
+
+
+def _certificates_html(step: dict) -> str:
+    """A calibration step's certificates (``experiments.certificate``): per quantity its value, standard
+    uncertainty, unit, limits and verdict, and the method below the table (one text when they share it)."""
+    certs = [c for c in _as_list(step.get("certificates")) if isinstance(c, dict)]
+    if not certs:
+        return ""
+    rows = []
+    for c in certs:
+        lim = _as_dict(c.get("limits"))
+        limits = f"{_t(lim.get('figure'))}: {_t(lim.get('min'))} … {_t(lim.get('max'))}" if lim else DASH
+        rows.append(f"<tr><td>{_t(c.get('quantity'))}</td><td class=\"num\">{_t(c.get('value'))}</td>"
+                    f"<td class=\"num\">{_t(c.get('uncertainty'))}</td><td>{_t(c.get('unit'))}</td>"
+                    f"<td>{limits}</td><td>{_badge(c.get('verdict') or 'unknown')}</td></tr>")
+    methods = list(dict.fromkeys(str(c.get("method") or "") for c in certs))
+    head = ("<tr><th>quantity</th><th>value</th><th>standard uncertainty (k = 1)</th><th>unit</th><th>limits</th>"
+            "<th>verdict</th></tr>")
+    notes = "".join(f'<p class="muted">Method: {html.escape(m)}</p>' for m in methods if m)
+    return f'<div class="certificate"><h4>Calibration certificate</h4><table>{head}{"".join(rows)}</table>{notes}</div>'
 
 
 def _num(value: Any) -> float | None:

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from actuator.errors import ConfigError, FaultError, JointkitError
+from firmware_iface.experiments.certificate import judge_all
 from firmware_iface.experiments.protocols import Outcome
 from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.protocol.profile import Profile
@@ -109,13 +110,14 @@ def new_results(seq: Sequence, serial: str | None, rig_info: dict, metadata: dic
             "verdict": "incomplete", "failed_checks": [], "error": None, "recording_errors": [],
             "steps": [{"index": s.index, "name": s.name, "type": s.type, "node": s.node, "status": "pending",
                        "started_s": None, "duration_s": None, "figures": {}, "checks": [], "error": None,
-                       "plot": None} for s in seq.steps],
+                       "plot": None, "certificates": []} for s in seq.steps],
             "outputs": {"results": "results.json", "report": "report.html", "frames": "frames.blf",
                         "signals": "signals.mf4"}}
 
 
 UNITS = (("_nm_s_per_rad", "N·m·s/rad"), ("_nm_per_rad", "N·m/rad"), ("_kg_m2", "kg·m²"), ("_nm", "N·m"),
-         ("_n", "N"), ("_rad", "rad"), ("_hz", "Hz"), ("_pct", "%"), ("_k", "K"), ("_c", "°C"), ("_s", "s"))
+         ("_kg", "kg"), ("_m", "m"), ("_n", "N"), ("_rad", "rad"), ("_hz", "Hz"), ("_pct", "%"), ("_k", "K"),
+         ("_c", "°C"), ("_s", "s"))
 
 
 def unit_of(figure: str) -> str:
@@ -151,6 +153,8 @@ def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_
             outcome = run_step(rig, seq, step)
         entry["figures"] = outcome.figures
         entry["checks"] = checks_of(step, outcome.figures)
+        # a calibration's certificates, judged by the same limits as its checks
+        entry["certificates"] = judge_all(outcome.certificates, step.limits, outcome.figures)
         entry["status"] = "fail" if any(c["verdict"] != "pass" for c in entry["checks"]) else "pass"
         entry["plot"] = _plot(out_dir, step, outcome)
     except FaultError as e:

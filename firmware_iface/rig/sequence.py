@@ -20,6 +20,8 @@ from typing import Any
 from actuator.control.config import GAINS
 from actuator.errors import ConfigError
 from firmware_iface.defaults import ENABLE_MODES as MODES
+from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
+from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
@@ -56,6 +58,11 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                   "average_s": _k(float, 0.2, 0.01, 10.0)},
     "ft_zero": {**_HOME, "duration_s": _k(float, 1.0, 0.05, 60.0), "expected_force_n": _k(list, [0.0, 0.0, 0.0]),
                 "expected_moment_nm": _k(list, [0.0, 0.0, 0.0])},
+    # the F/T sensor's bias and tool load (experiments.ft_calibration): poses inside the preset's position limits
+    "ft_calibrate": {"poses_rad": _k(list, list(FT_POSES_RAD)), "settle_s": _k(float, 0.4, 0.0, 30.0),
+                     "average_s": _k(float, 0.5, 0.01, 60.0), "move_s": _k(float, 0.8, 0.05, 30.0),
+                     "hang_offset_rad": _k(float, 0.0, -math.pi, math.pi),
+                     "reach_tol_rad": _k(float, 0.01, 1e-6, 0.5)},
     "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
                      "average_s": _k(float, 0.3, 0.05, 60.0)},
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
@@ -171,9 +178,9 @@ def _measure_figures(path: Path, i: int, name: str, signals: list) -> tuple[str,
     return tuple(out)
 
 
-# list keys of fixed content: key -> (how many numbers: None for any number >= 2, unit shown in errors)
+# list keys of fixed content: key -> (how many numbers: None for any number >= 2, -n for n or more; unit in errors)
 _VECTORS = {"loads_nm": (None, "N·m"), "expected_force_n": (3, "N (x, y, z)"),
-            "expected_moment_nm": (3, "N·m (x, y, z)")}
+            "expected_moment_nm": (3, "N·m (x, y, z)"), "poses_rad": (-FT_MIN_POSES, "rad (output angles)")}
 
 
 def _check_contents(path: Path, i: int, name: str, cfg: dict, telemetry: set[str] | None) -> None:
@@ -185,7 +192,11 @@ def _check_contents(path: Path, i: int, name: str, cfg: dict, telemetry: set[str
             continue
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
             _fail(path, i, name, key, f"{value!r}: allowed a list of finite numbers, {unit}")
-        if size is not None and len(value) != size:
+        if size is not None and size < 0 and len(value) < -size:  # a negative size: at least that many
+            _fail(path, i, name, key, f"{value!r} has {len(value)} numbers: allowed {-size} or more, {unit}")
+        if key == "poses_rad" and not all(_Q[0] <= v <= _Q[1] for v in value):
+            _fail(path, i, name, key, f"{value!r}: allowed angles in [{_Q[0]:g}, {_Q[1]:g}] rad")
+        if size is not None and size > 0 and len(value) != size:
             _fail(path, i, name, key, f"{value!r} has {len(value)} numbers: allowed exactly {size}, {unit}")
         if size is None and len(value) < 2:
             _fail(path, i, name, key, f"{value!r}: allowed 2 or more loads, {unit} (a stiffness is a slope)")

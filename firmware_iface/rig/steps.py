@@ -45,6 +45,19 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     return proto.analyze(signals, segments, cfg)
 
 
+def _ft_calibrate(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    """The F/T calibration (``experiments.ft_calibration``) over the bus: the poses checked against the sequence
+    preset's position limits and gravity before anything moves; the outcome carries the certificates."""
+    from actuator.params import load_preset
+    from firmware_iface.experiments.ft_calibration import ft_calibrate_config
+
+    cfg = ft_calibrate_config(params=load_preset(seq.preset), **step.cfg)
+    proto = PROTOCOLS["ft_calibrate"]
+    segments = proto.segments(cfg)
+    signals, _ = run_segments(rig.client(step.node), segments)
+    return proto.analyze(signals, segments, cfg)
+
+
 def _connect(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     c = rig.client(step.node)
     c.wait_alive(step.cfg["timeout_s"])
@@ -202,7 +215,7 @@ def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "connect": _connect, "enable": _enable, "disable": _disable, "gains": _gains, "move": _move, "hold": _hold,
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
-    **{t: _protocol_step for t in PROTOCOL_OF},
+    **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _ft_calibrate,
 }
 
 

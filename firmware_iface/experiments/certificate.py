@@ -1,0 +1,65 @@
+"""Calibration certificates: what a calibration routine states about each quantity it calibrated.
+
+A ``Certificate`` holds the value (a number or a vector), its standard uncertainty (same shape, k = 1), the unit,
+the method (how it was measured and where the result is applied) and, once judged against limits, the limits and the
+verdict. A routine builds them unjudged (``Outcome.certificates``); whoever holds the limits judges them: the rig
+with the sequence step's ``limits`` (``judged``), the CLI with the routine's default limits. The same shape serves
+every routine (F/T bias and tool load now; motor R/L/Kt, encoder offset, cogging and friction maps next), so the
+report (``rig.report``) shows any of them as one table.
+
+Verdicts: ``pass`` / ``fail`` from the limit on the certificate's ``limit_figure`` (default: its quantity; a vector
+quantity is judged through a scalar figure such as its largest component); ``fail`` also for a value or uncertainty
+that is not finite; ``not checked`` when no limit names that figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+
+NOT_CHECKED = "not checked"
+
+
+class LimitLike(Protocol):
+    min: float | None
+    max: float | None
+
+    def verdict(self, value: Any) -> str: ...
+
+
+def _finite(value: Any) -> bool:
+    values = value if isinstance(value, list | tuple) else [value]
+    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    quantity: str                      # the figure it certifies, unit in the name (``tool_mass_kg``)
+    value: float | list[float]
+    uncertainty: float | list[float]   # standard uncertainty (k = 1), same shape as the value
+    unit: str
+    method: str
+    limit_figure: str | None = None    # the scalar figure whose limits judge it (None: the quantity itself)
+    limits: dict[str, float | None] | None = None
+    verdict: str = NOT_CHECKED
+
+    def judged(self, limits: dict[str, LimitLike], figures: dict[str, Any]) -> Certificate:
+        """This certificate with the limit (of ``limits``, by figure name) that judges it and its verdict."""
+        figure = self.limit_figure or self.quantity
+        if not (_finite(self.value) and _finite(self.uncertainty)):
+            return replace(self, verdict="fail")
+        lim = limits.get(figure)
+        if lim is None:
+            return replace(self, verdict=NOT_CHECKED)
+        return replace(self, limits={"figure": figure, "min": lim.min, "max": lim.max},  # type: ignore[dict-item]
+                       verdict=lim.verdict(figures.get(figure)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge_all(certificates: list[Certificate], limits: dict[str, LimitLike],
+              figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The certificates judged and as plain dictionaries (results.json's ``certificates`` of a step)."""
+    return [c.judged(limits, figures).as_dict() for c in certificates]
