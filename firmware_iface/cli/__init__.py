@@ -19,6 +19,7 @@ import traceback
 from firmware_iface.cli import (
     bench,
     bode,
+    calibrate,
     dbc,
     demo,
     gui,
@@ -35,7 +36,8 @@ from firmware_iface.cli import (
     tune,
 )
 
-COMMANDS = (sim, step, bode, tune, model, bench, dbc, demo, scan, monitor, param, run, record, replay, results, gui)
+COMMANDS = (sim, step, bode, tune, calibrate, model, bench, dbc, demo, scan, monitor, param, run, record, replay,
+            results, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,9 @@ with the sequence step's ``limits`` (``judged``), the CLI with the routine's def
 every routine (F/T bias and tool load now; motor R/L/Kt, encoder offset, cogging and friction maps next), so the
 report (``rig.report``) shows any of them as one table.
 
-Verdicts: ``pass`` / ``fail`` from the limit on the certificate's ``limit_figure`` (default: its quantity; a vector
-quantity is judged through a scalar figure such as its largest component); ``fail`` also for a value or uncertainty
-that is not finite; ``not checked`` when no limit names that figure.
+Verdicts: ``pass`` / ``fail`` from the limits on the certificate's ``limit_figure`` (default: its quantity; a vector
+quantity is judged through a scalar figure such as its largest component) and on its ``uncertainty_figure``; ``fail``
+also for a value or uncertainty that is not finite; ``not checked`` when no limit names either figure.
 """
 
 from __future__ import annotations
@@ -41,19 +41,21 @@ class Certificate:
     unit: str
     method: str
     limit_figure: str | None = None    # the scalar figure whose limits judge it (None: the quantity itself)
-    limits: dict[str, float | None] | None = None
+    uncertainty_figure: str | None = None  # the scalar figure of its uncertainty, whose limits judge it too
+    limits: dict[str, dict[str, float | None]] | None = None  # figure -> {min, max}, once judged
     verdict: str = NOT_CHECKED
 
     def judged(self, limits: dict[str, LimitLike], figures: dict[str, Any]) -> Certificate:
-        """This certificate with the limit (of ``limits``, by figure name) that judges it and its verdict."""
-        figure = self.limit_figure or self.quantity
+        """This certificate with the limits (of ``limits``, by figure name) that judge it, its value's and its
+        uncertainty's, and its verdict: fail if one fails, pass if one was checked and none failed."""
         if not (_finite(self.value) and _finite(self.uncertainty)):
             return replace(self, verdict="fail")
-        lim = limits.get(figure)
-        if lim is None:
+        names = [f for f in (self.limit_figure or self.quantity, self.uncertainty_figure) if f in limits]
+        if not names:
             return replace(self, verdict=NOT_CHECKED)
-        return replace(self, limits={"figure": figure, "min": lim.min, "max": lim.max},  # type: ignore[dict-item]
-                       verdict=lim.verdict(figures.get(figure)))
+        verdicts = [limits[f].verdict(figures.get(f)) for f in names]
+        used = {f: {"min": limits[f].min, "max": limits[f].max} for f in names}
+        return replace(self, limits=used, verdict="fail" if "fail" in verdicts else "pass")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

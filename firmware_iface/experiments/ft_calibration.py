@@ -198,5 +198,6 @@ def certificates_of(figures: dict[str, Any], n_poses: int, span_rad: float, samp
                         "ft_bias_force_max_n"),
             Certificate("ft_bias_moment_nm", figures["ft_bias_moment_nm"], figures["ft_bias_moment_u_nm"], "N·m",
                         method, "ft_bias_moment_max_nm"),
-            Certificate("tool_mass_kg", figures["tool_mass_kg"], figures["tool_mass_u_kg"], "kg", method),
+            Certificate("tool_mass_kg", figures["tool_mass_kg"], figures["tool_mass_u_kg"], "kg", method,
+                        uncertainty_figure="tool_mass_u_kg"),
             Certificate("tool_com_m", figures["tool_com_m"], figures["tool_com_u_m"], "m", method, "tool_com_max_m")]

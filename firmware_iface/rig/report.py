@@ -375,8 +375,9 @@ def _certificates_html(step: dict) -> str:
         return ""
     rows = []
     for c in certs:
-        lim = _as_dict(c.get("limits"))
-        limits = f"{_t(lim.get('figure'))}: {_t(lim.get('min'))} … {_t(lim.get('max'))}" if lim else DASH
+        lims = _as_dict(c.get("limits"))
+        limits = "<br>".join(f"{_t(fig)}: {_t(_as_dict(lim).get('min'))} … {_t(_as_dict(lim).get('max'))}"
+                             for fig, lim in lims.items()) or DASH
         rows.append(f"<tr><td>{_t(c.get('quantity'))}</td><td class=\"num\">{_t(c.get('value'))}</td>"
                     f"<td class=\"num\">{_t(c.get('uncertainty'))}</td><td>{_t(c.get('unit'))}</td>"
                     f"<td>{limits}</td><td>{_badge(c.get('verdict') or 'unknown')}</td></tr>")
