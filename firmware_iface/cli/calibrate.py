@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load")
     add_joint_options(p)
     p.add_argument("--poses", type=_floats, metavar="Q1,Q2,...",
-                   help="output angles to hold, rad (default: 7 over -1.5..1.5)")
+                   help="output angles to hold, rad, as --poses=-1,0,1 (default: 7 over -1.5..1.5)")
     p.add_argument("--settle-s", type=float, default=0.4, help="settling time at each pose, s")
     p.add_argument("--average-s", type=float, default=0.5, help="averaging time at each pose, s")
     p.add_argument("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ",

@@ -1,0 +1,101 @@
+"""``jointkit calibrate ft`` through argv: in-process on the simulated knee (with a known bias injected), on joint
+``--node`` over a virtual bus, its refusals; and ``jointkit run seeds/sequences/calibrate.toml --sim`` with the
+certificate in results.json and report.html. Recovery bounds: tests/rig/test_ft_calibration.py's docstring."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+import uuid
+from pathlib import Path
+
+import can
+import numpy as np
+import pytest
+from cliutil import run_cli, run_json
+
+from actuator.params import SEEDS_DIR
+from firmware_iface.cli import main
+from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
+
+BIAS = [3.0, -2.0, 5.0, 0.2, -0.1, 0.05]
+SHORT = ("--poses=-1,0,1", "--settle-s", "0.2", "--average-s", "0.3")  # 4.7 s of joint time
+
+
+def test_calibrate_ft_recovers_an_injected_bias(capsys, tmp_path: Path) -> None:
+    out = run_json(capsys, "calibrate", "ft", "--inject-ft-bias", ",".join(map(str, BIAS)), "--out", str(tmp_path))
+    assert out["verdict"] == "pass" and out["failed"] == [] and out["injected_ft_bias"] == BIAS
+    f = out["figures"]
+    np.testing.assert_allclose(f["ft_bias_force_n"], BIAS[:3], atol=0.17)
+    np.testing.assert_allclose(f["ft_bias_moment_nm"], BIAS[3:], atol=2e-3)
+    assert f["tool_mass_kg"] == pytest.approx(1.0, rel=0.02)
+    mass = next(c for c in out["certificates"] if c["quantity"] == "tool_mass_kg")
+    assert mass["verdict"] == "pass" and mass["unit"] == "kg" and mass["uncertainty"] == f["tool_mass_u_kg"]
+    assert "tool_mass_u_kg" in mass["limits"] and "least squares over 7 output poses" in mass["method"]
+    written = json.loads((tmp_path / "calibration.json").read_text())
+    assert written["figures"] == f and (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_calibrate_ft_table(capsys) -> None:
+    code, out, _ = run_cli(capsys, "calibrate", "ft", *SHORT)
+    assert code == 0 and "PASS" in out and "tool_mass_kg" in out and "nothing is written to" in out
+
+
+def test_calibrate_ft_refuses_poses_too_close(capsys) -> None:
+    code, out, err = run_cli(capsys, "calibrate", "ft", "--poses=-0.1,0,0.1", "--settle-s", "0.1",
+                             "--average-s", "0.1")
+    assert code == 2 and out == "" and "error: F/T calibration: the poses" in err and "condition number" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--inject-ft-bias", "1,2,3"), "expected 6 value(s)"),
+    (("--poses", "0,4"), "at least 3"),
+    (("--poses=-3,0,1",), "outside the joint's position limits"),
+])
+def test_calibrate_ft_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "ft", *argv)
+    assert code == 2 and message in err
+
+
+def test_calibrate_ft_on_a_node(capsys) -> None:
+    """The same routine over a virtual bus on a knee node paced to wall time (about 5 s)."""
+    channel = f"jointkit-test-{uuid.uuid4().hex}"
+    bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+    node = VirtualJointNode(bus, 1)
+    runner = NodeRunner(bus, [node], paced=True).start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while not node.counters["tx"]:
+            assert time.monotonic() < deadline, "virtual joint silent"
+            time.sleep(0.01)
+        out = run_json(capsys, "calibrate", "ft", "--node", "1", "--interface", "virtual", "--channel", channel,
+                       *SHORT)
+    finally:
+        runner.stop()
+        bus.shutdown()
+    assert out["node"] == 1 and out["verdict"] == "pass"
+    # the knee's own sensor (no bias injected: its walk only) and tool; force telemetry quantised to 0.05 N
+    np.testing.assert_allclose(out["figures"]["ft_bias_force_n"], [0.0, 0.0, 0.0], atol=0.17)
+    assert out["figures"]["tool_mass_kg"] == pytest.approx(1.0, rel=0.02)
+    assert node.fw.state == "idle"  # left idle, as an engineer expects after a test
+
+
+def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
+    argv = ["run", str(SEEDS_DIR / "sequences" / "calibrate.toml"), "--sim", "--serial", "SIM-CAL",
+            "--out", str(tmp_path / "out"), "--db", str(tmp_path / "r.db"), "--json"]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(argv)
+    results = json.loads(buffer.getvalue())
+    assert code == 0 and results["verdict"] == "pass" and results["failed_checks"] == []
+    step = next(s for s in results["steps"] if s["type"] == "ft_calibrate")
+    assert step["status"] == "pass" and step["figures"]["tool_mass_kg"] == pytest.approx(1.0, rel=0.02)
+    certs = {c["quantity"]: c for c in step["certificates"]}
+    assert set(certs) == {"ft_bias_force_n", "ft_bias_moment_nm", "tool_mass_kg", "tool_com_m"}
+    assert all(c["verdict"] == "pass" for c in certs.values())
+    assert certs["tool_mass_kg"]["limits"]["tool_mass_kg"] == {"min": 0.98, "max": 1.02}
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "Calibration certificate" in report and "tool_mass_kg" in report
+    assert "nothing is written to the joint&#x27;s parameters or flash" in report
