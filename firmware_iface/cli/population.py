@@ -30,7 +30,7 @@ from firmware_iface.experiments.batch import run_batch
 from firmware_iface.jsonsafe import json_safe as clean
 from firmware_iface.rig.results_db import append_many, ensure, summary
 from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
-from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence
+from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, protocol_config
 from firmware_iface.rig.spread import draw, load_spread
 
 
@@ -66,7 +66,7 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
     spread = load_spread(spread_path)
     nominal = load_preset(args.preset or seq.preset)
     measured = [s for s in seq.steps if s.type in PROTOCOL_OF]
-    steps = [(PROTOCOL_OF[s.type], {**s.cfg, "ratio": seq.ratio}) for s in measured]
+    steps = [(PROTOCOL_OF[s.type], protocol_config(s, seq, nominal)) for s in measured]
     drawn = draw(nominal, spread, n, args.seed)
     extra = dict(injections)
     batch = run_batch([p for p, _ in drawn], [{**inj, **extra} for _, inj in drawn], steps, seed=args.seed,

@@ -43,7 +43,7 @@ from actuator.control.config import (
     new_controller_state,
     resolved_limits,
 )
-from actuator.errors import ConfigError
+from actuator.errors import CalibrationError, ConfigError
 from actuator.model import layout as L
 from actuator.model.sensors import prime_encoders
 from actuator.params import JointParams
@@ -318,7 +318,10 @@ def _analyze(b: _Batch, rec: _Recorded, name: str, cfg: dict, panels: bool) -> l
     proto = PROTOCOLS[name]
     out: list[Outcome | None] = [None] * b.n
     for j in np.flatnonzero(~b.faulted):
-        o = proto.analyze(_signals(rec, j, b.kt_n[j]), rec.segments, cfg)
+        try:
+            o = proto.analyze(_signals(rec, j, b.kt_n[j]), rec.segments, cfg)
+        except CalibrationError:  # this joint refused its calibration: NaN figures, so its checks fail
+            continue
         out[j] = o if panels else Outcome(o.figures)
     template = next((o.figures for o in out if o is not None), None)
     if template is None:  # every joint faulted: the names from what joint 0 recorded, if it can be analysed

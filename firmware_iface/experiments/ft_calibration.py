@@ -172,7 +172,8 @@ def check_saturation(saturated: list[np.ndarray], poses_rad: list[float]) -> Non
     """``CalibrationError`` (``saturated``) when the sensor flagged saturation during a pose's average (its
     readings are clipped there: a fit through them is wrong, whatever its residuals)."""
     for i, (flags, pose) in enumerate(zip(saturated, poses_rad, strict=True)):
-        if flags.size and np.nanmax(flags) > 0:
+        reported = flags[np.isfinite(flags)]  # NaN: a profile without the flag (nothing to check on it)
+        if reported.size and reported.max() > 0:
             raise CalibrationError(f"F/T calibration: the sensor saturated at pose {i + 1} ({pose:g} rad): its "
                                    "readings are clipped; unload the tool or check the sensor's range", "saturated")
 

@@ -12,7 +12,8 @@ Bode test is checked once, by ``step_config`` and ``bode_config``.
 Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
 ``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
 ``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``iq_a``, ``winding_temp_c``,
-``force_n`` (n, 3), ``moment_nm`` (n, 3), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``. The
+``force_n`` (n, 3), ``moment_nm`` (n, 3), ``ft_saturated`` (the sensor's saturation flag: 1 while a channel clips;
+NaN where a profile does not report it), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``. The
 position is what the joint reports: its output encoder's reading (quantised, with its nonlinearity and latency), as a
 rig measures it. A simulated joint's executors (``inprocess``, ``batch``) add the model's true output angle and speed,
 ``true_position_rad`` and ``true_velocity_rad_s``, which no bus carries.
@@ -44,6 +45,10 @@ Step types and figures (units in the names):
   its uncertainties, in ``Outcome.fit``).
 * ``ft_zero``: position hold with no load; ft_force_offset_n, ft_moment_offset_nm (largest |mean - expected| over
   the axes; expected is the tool's known static load), ft_force_noise_n, ft_moment_noise_nm (largest std).
+* ``ft_calibrate``: position holds at several output poses (``ft_calibration.ft_calibrate_config``); the F/T sensor's
+  biases and the tool's mass and centre of mass by least squares over the pose means, with their uncertainties and
+  certificates (``Outcome.certificates``): ``experiments.ft_calibration``. Raises ``CalibrationError`` for a pose not
+  reached, a sensor that saturated or poses too close together for the fit.
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how

@@ -19,9 +19,11 @@ from typing import Any
 
 from actuator.control.config import GAINS
 from actuator.errors import ConfigError
+from actuator.params import JointParams, load_preset
 from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
+from firmware_iface.experiments.ft_calibration import ft_calibrate_config
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
@@ -286,3 +288,11 @@ def load_sequence(path: str | Path, profile: Profile | None = None) -> Sequence:
             _fail(path, s.index, s.name, "file", f"{s.cfg['file']!r}: no such gains file next to the sequence")
     return Sequence(path, str(head.get("name", path.stem)), str(head.get("description", "")), node,
                     str(head.get("preset", "knee")), float(ratio), steps, hashlib.sha256(blob).hexdigest())
+
+
+def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None) -> dict[str, Any]:
+    """A measuring step's configuration for its protocol: its keys and the sequence's ratio; a calibration's checked
+    against the joint type (``params``, default the sequence's preset: position limits, gravity)."""
+    if step.type == "ft_calibrate":
+        return ft_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
+    return {**step.cfg, "ratio": seq.ratio}

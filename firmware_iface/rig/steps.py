@@ -25,7 +25,7 @@ from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Se
 from firmware_iface.protocol.capabilities import missing
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.rig.rig import Rig
-from firmware_iface.rig.sequence import FIGURES, PROTOCOL_OF, Sequence, Step
+from firmware_iface.rig.sequence import FIGURES, PROTOCOL_OF, Sequence, Step, protocol_config
 
 WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reaction is seen to 1 ms
 
@@ -48,10 +48,7 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 def _ft_calibrate(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     """The F/T calibration (``experiments.ft_calibration``) over the bus: the poses checked against the sequence
     preset's position limits and gravity before anything moves; the outcome carries the certificates."""
-    from actuator.params import load_preset
-    from firmware_iface.experiments.ft_calibration import ft_calibrate_config
-
-    cfg = ft_calibrate_config(params=load_preset(seq.preset), **step.cfg)
+    cfg = protocol_config(step, seq)
     proto = PROTOCOLS["ft_calibrate"]
     segments = proto.segments(cfg)
     signals, _ = run_segments(rig.client(step.node), segments)
