@@ -49,6 +49,10 @@ Step types and figures (units in the names):
   biases and the tool's mass and centre of mass by least squares over the pose means, with their uncertainties and
   certificates (``Outcome.certificates``): ``experiments.ft_calibration``. Raises ``CalibrationError`` for a pose not
   reached, a sensor that saturated or poses too close together for the fit.
+* ``friction_calibrate``: velocity plateaus at several speeds, +v and -v over the same travel
+  (``friction_calibration.friction_calibrate_config``); Coulomb, static, Stribeck velocity and viscous friction by a
+  least-squares Stribeck fit, with uncertainties and certificates: ``experiments.friction_calibration``. Raises
+  ``CalibrationError`` for a plateau that did not move, too few plateaus or a fit that did not converge.
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
@@ -59,64 +63,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, frequency_response
+from actuator.analysis.frequency import bandwidth_hz, frequency_response
 from actuator.analysis.identify import excitation_torque, identify_rigid_body
 from actuator.analysis.loops import LOOPS
 from actuator.analysis.step import step_figures, step_metrics
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.experiments import friction_calibration as fcal
 from firmware_iface.experiments import ft_calibration as ftc
-from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.panels import Panel, Series
-
-RATE_HZ = 1000.0
-# a fixture that lets go (Segment.release_rad_s) takes its load to 0 over this time: a load motor's torque ramp,
-# quick enough that a back-driven idle knee stops within 0.01 rad of where it started to move (test_population)
-RELEASE_S = 0.1
-Signals = dict[str, np.ndarray]
-Reference = Callable[[float, float], float]  # (seconds into the segment, position at its start) -> set-point
-
-
-@dataclass(frozen=True)
-class Segment:
-    duration_s: float
-    mode: str | None                       # control mode; None: drive idle (no current)
-    reference: Reference | None = None     # set-point of the mode (rad, rad/s or N·m)
-    load_nm: Callable[[float], float] | float = 0.0  # fixture torque about the joint axis, seconds into the segment
-    tag: str = ""                          # the analysis picks its samples by tag
-    # the fixture lets go once the output moves faster than this (|velocity| as the joint reports it): from that
-    # tick the load falls from its value then to 0 over RELEASE_S and stays 0 for the rest of the step, whatever
-    # the later segments' loads. The executor watches the telemetry (bus) or the joints' state (batch, in-process)
-    release_rad_s: float | None = None
-
-
-@dataclass
-class Outcome:
-    figures: dict[str, Any]
-    panels: list[Panel] = field(default_factory=list)
-    response: FrequencyResponse | None = None  # a frequency test's estimate, for a Bode plot or a CSV
-    fit: Any = None  # a fitted model with its uncertainties (identify: ``actuator.analysis.identify.RigidBodyId``)
-    # a calibration's certificates, unjudged (``experiments.certificate``): the rig judges them by the step's limits
-    certificates: list[Certificate] = field(default_factory=list)
-
-
-def hold(q: float) -> Reference:
-    return lambda t, q0: q
-
-
-def move_to(q1: float, duration_s: float) -> Reference:
-    """A cosine ramp from wherever the segment starts to ``q1``."""
-    return lambda t, q0: q0 + (q1 - q0) * 0.5 * (1.0 - math.cos(math.pi * min(t / duration_s, 1.0)))
-
-
-def ramp(v0: float, v1: float, duration_s: float) -> Reference:
-    return lambda t, q0: v0 + (v1 - v0) * min(t / duration_s, 1.0)
+from firmware_iface.experiments.segments import (
+    RATE_HZ,
+    RELEASE_S,
+    Outcome,
+    Segment,
+    Signals,
+    hold,
+    move_to,
+    ramp,
+)
+from firmware_iface.experiments.segments import go_home as _go_home
+from firmware_iface.experiments.segments import mean_or_nan as _mean
+from firmware_iface.experiments.segments import tagged as _tagged
 
 
 def released(load_nm: float | np.ndarray, since_s: float | np.ndarray) -> float | np.ndarray:
@@ -124,10 +98,6 @@ def released(load_nm: float | np.ndarray, since_s: float | np.ndarray) -> float 
     from RELEASE_S on, also where the step times' rounding leaves since_s a few ulp short of it."""
     left = np.clip(1.0 - np.asarray(since_s) / RELEASE_S, 0.0, 1.0)
     return load_nm * np.where(left > 1e-9, left, 0.0)
-
-
-def _go_home(home_rad: float, move_s: float = 0.6, settle_s: float = 0.3, mode: str = "position") -> list[Segment]:
-    return [Segment(move_s, mode, move_to(home_rad, move_s)), Segment(settle_s, mode, hold(home_rad))]
 
 
 STEP_LOOPS = LOOPS  # every loop a step can close
@@ -289,11 +259,6 @@ def thermal_segments(c: dict) -> list[Segment]:
 
 
 # --- analyses -----------------------------------------------------------------------------------------------------
-def _tagged(s: Signals, segments: list[Segment], tag: str) -> np.ndarray:
-    idx = [i for i, seg in enumerate(segments) if seg.tag == tag]
-    return np.isin(s["segment"], idx)
-
-
 def window(s: Signals, segments: list[Segment], tag: str) -> Signals:
     """The samples of the segments tagged ``tag`` (a step's hold and step, without the move home), ``t_s`` from the
     first of them."""
@@ -302,10 +267,6 @@ def window(s: Signals, segments: list[Segment], tag: str) -> Signals:
     if out["t_s"].size:
         out["t_s"] = out["t_s"] - out["t_s"][0]
     return out
-
-
-def _mean(a: np.ndarray) -> float:
-    return float(np.mean(a)) if a.size else math.nan
 
 
 def _twist(s: Signals, ratio: float) -> np.ndarray:
@@ -478,6 +439,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero, ("ft_force_offset_n", "ft_moment_offset_nm",
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
+    "friction_calibrate": Protocol(fcal.friction_calibrate_segments, fcal.analyze_friction_calibrate, fcal.FIGURES),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }
