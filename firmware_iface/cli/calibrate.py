@@ -1,10 +1,13 @@
 """``jointkit calibrate ROUTINE``: a calibration routine (issue 17) on the simulated joint in-process, or on joint
 ``--node N`` over a bus (real or simulated), with its certificates (value, standard uncertainty, unit, method,
-limits, verdict). Routines: ``ft``, the six-axis F/T sensor's bias and tool load (``experiments.ft_calibration``).
+limits, verdict). Routines: ``ft``, the six-axis F/T sensor's bias and tool load (``experiments.ft_calibration``);
+``friction``, the friction map: Coulomb, static, Stribeck velocity and viscous friction at the output
+(``experiments.friction_calibration``).
 
-Exit 0 when every certificate passes its limit (the routine's defaults, ``ft_calibration.DEFAULT_LIMITS``), 1 when
+Exit 0 when every certificate passes its limit (the routine's defaults, ``DEFAULT_LIMITS`` of its module), 1 when
 one fails (named on stderr), 2 when the routine cannot give a result (``CalibrationError``: poses too narrow, a
-saturated sensor, a pose not reached) or on any other error."""
+saturated sensor, a pose not reached; a plateau that did not move, a Stribeck fit that did not converge) or on any
+other error."""
 
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
 
-ROUTINES = ("ft",)
+ROUTINES = ("ft", "friction")
+PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate"}
+TITLE = {"ft": "F/T calibration", "friction": "friction calibration"}
 
 
 def _floats(text: str) -> list[float]:
@@ -29,12 +34,17 @@ def _floats(text: str) -> list[float]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint)")
-    p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load")
+    p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load; friction: the "
+                   "friction map (Coulomb, static, Stribeck velocity, viscous)")
     add_joint_options(p)
     p.add_argument("--poses", type=_floats, metavar="Q1,Q2,...",
                    help="output angles to hold, rad, as --poses=-1,0,1 (default: 7 over -1.5..1.5)")
-    p.add_argument("--settle-s", type=float, default=0.4, help="settling time at each pose, s")
-    p.add_argument("--average-s", type=float, default=0.5, help="averaging time at each pose, s")
+    p.add_argument("--speeds", type=_floats, metavar="V1,V2,...",
+                   help="friction: output speeds, rad/s (default: 8 log-spaced 0.02 .. 0.8 x the velocity limit)")
+    p.add_argument("--settle-s", type=float, help="settling time at each pose (ft, default 0.4) or before each "
+                   "plateau (friction, default 0.2), s")
+    p.add_argument("--average-s", type=float, help="averaging time at each pose (ft, default 0.5) or of each "
+                   "plateau (friction, default 0.4), s")
     p.add_argument("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ",
                    help="simulated joint only: a known F/T bias to inject, N and N·m (to see it recovered)")
     p.add_argument("--seed", type=int, default=0, help="simulated joint only: its noise seed")
@@ -44,9 +54,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, params: Any) -> dict:
+    """The routine's checked configuration; an option of the other routine is refused, not ignored."""
+    from actuator.errors import ConfigError
+    from firmware_iface.experiments.friction_calibration import friction_calibrate_config
     from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD, ft_calibrate_config
 
-    return ft_calibrate_config(args.poses or DEFAULT_POSES_RAD, args.settle_s, args.average_s, params=params)
+    if args.routine == "friction":
+        if args.poses is not None or args.inject_ft_bias is not None:
+            raise ConfigError("--poses and --inject-ft-bias are options of the ft routine, not of friction")
+        return friction_calibrate_config(args.speeds, plateau_s=0.4 if args.average_s is None else args.average_s,
+                                         settle_s=0.2 if args.settle_s is None else args.settle_s, params=params)
+    if args.speeds is not None:
+        raise ConfigError("--speeds is an option of the friction routine, not of ft")
+    return ft_calibrate_config(args.poses or DEFAULT_POSES_RAD, 0.4 if args.settle_s is None else args.settle_s,
+                               0.5 if args.average_s is None else args.average_s, params=params)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     fw = JointFirmware(params, gains, seed=args.seed)
     if args.inject_ft_bias is not None:
         fw.model.inject("ft_bias_step", args.inject_ft_bias)  # SimulationError names the 6 values it wants
-    outcome, _ = run_protocol(fw, "ft_calibrate", cfg)
+    outcome, _ = run_protocol(fw, PROTOCOL[args.routine], cfg)
     head = {"routine": args.routine, "preset": params.name, "injected_ft_bias": args.inject_ft_bias}
     return _report(args, head, outcome, f"{params.name} (simulated)")
 
@@ -77,7 +98,7 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
     if args.inject_ft_bias is not None:
         raise ConfigError("--inject-ft-bias acts on the in-process simulated joint: not with --node")
     cfg = _config(args, load_preset(args.preset))
-    proto = PROTOCOLS["ft_calibrate"]
+    proto = PROTOCOLS[PROTOCOL[args.routine]]
     segments = proto.segments(cfg)
     signals, _ = run_segments(client, segments, idle_after=True)
     outcome = proto.analyze(signals, segments, cfg)
@@ -87,11 +108,12 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
 
 def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> int:
     """Judge the certificates by the routine's default limits, print them, write ``--out``; the exit code."""
+    from firmware_iface.experiments import friction_calibration, ft_calibration
     from firmware_iface.experiments.certificate import judge_all
-    from firmware_iface.experiments.ft_calibration import DEFAULT_LIMITS
     from firmware_iface.rig.sequence import Limit
 
-    limits = {name: Limit(lo, hi) for name, (lo, hi) in DEFAULT_LIMITS.items()}
+    defaults = (ft_calibration if args.routine == "ft" else friction_calibration).DEFAULT_LIMITS
+    limits = {name: Limit(lo, hi) for name, (lo, hi) in defaults.items()}
     checks = {name: lim.verdict(outcome.figures.get(name)) for name, lim in limits.items()}
     certs = judge_all(outcome.certificates, limits, outcome.figures)
     failed = sorted({n for n, v in checks.items() if v != "pass"}
@@ -101,7 +123,7 @@ def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> i
                              "verdict": v} for n, v in checks.items()},
               "certificates": certs}
     if args.out:
-        result["outputs"] = _write(args.out, result, outcome, where)
+        result["outputs"] = _write(args.out, result, outcome, f"{TITLE[args.routine]}: {where}")
     if args.json:
         print_json(result)
     else:
@@ -111,7 +133,7 @@ def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> i
     return 1 if failed else 0
 
 
-def _write(out: Path, result: dict, outcome: Any, where: str) -> dict[str, str]:
+def _write(out: Path, result: dict, outcome: Any, title: str) -> dict[str, str]:
     import json
 
     from firmware_iface.jsonsafe import json_safe
@@ -119,7 +141,7 @@ def _write(out: Path, result: dict, outcome: Any, where: str) -> dict[str, str]:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(json_safe(result), indent=2))
-    png = save_plot(out / "calibration.png", f"F/T calibration: {where}", outcome.panels)
+    png = save_plot(out / "calibration.png", title, outcome.panels)
     return {"json": str(out / "calibration.json"), "plot_png": str(png)}
 
 

@@ -21,6 +21,8 @@ from actuator.control.config import GAINS
 from actuator.errors import ConfigError
 from actuator.params import JointParams, load_preset
 from firmware_iface.defaults import ENABLE_MODES as MODES
+from firmware_iface.experiments.friction_calibration import MIN_SPEEDS as FRICTION_MIN_SPEEDS
+from firmware_iface.experiments.friction_calibration import friction_calibrate_config
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
 from firmware_iface.experiments.ft_calibration import ft_calibrate_config
@@ -65,6 +67,12 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                      "average_s": _k(float, 0.5, 0.01, 60.0), "move_s": _k(float, 0.8, 0.05, 30.0),
                      "hang_offset_rad": _k(float, 0.0, -math.pi, math.pi),
                      "reach_tol_rad": _k(float, 0.01, 1e-6, 0.5)},
+    # the friction map (experiments.friction_calibration): speeds default to the preset's (log-spaced to 0.8 of its
+    # velocity limit), each pair's travel checked against its position limits
+    "friction_calibrate": {**_HOME, "speeds_rad_s": _k(list, None), "plateau_s": _k(float, 0.4, 0.02, 30.0),
+                           "settle_s": _k(float, 0.2, 0.0, 10.0), "ramp_s": _k(float, 0.2, 0.01, 5.0),
+                           "max_travel_rad": _k(float, 1.0, 1e-3, 4.0), "move_s": _k(float, 0.5, 0.05, 30.0),
+                           "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
     "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
                      "average_s": _k(float, 0.3, 0.05, 60.0)},
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
@@ -182,7 +190,8 @@ def _measure_figures(path: Path, i: int, name: str, signals: list) -> tuple[str,
 
 # list keys of fixed content: key -> (how many numbers: None for any number >= 2, -n for n or more; unit in errors)
 _VECTORS = {"loads_nm": (None, "N·m"), "expected_force_n": (3, "N (x, y, z)"),
-            "expected_moment_nm": (3, "N·m (x, y, z)"), "poses_rad": (-FT_MIN_POSES, "rad (output angles)")}
+            "expected_moment_nm": (3, "N·m (x, y, z)"), "poses_rad": (-FT_MIN_POSES, "rad (output angles)"),
+            "speeds_rad_s": (-FRICTION_MIN_SPEEDS, "rad/s (output speeds)")}
 
 
 def _check_contents(path: Path, i: int, name: str, cfg: dict, telemetry: set[str] | None) -> None:
@@ -295,4 +304,6 @@ def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None
     against the joint type (``params``, default the sequence's preset: position limits, gravity)."""
     if step.type == "ft_calibrate":
         return ft_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
+    if step.type == "friction_calibrate":
+        return friction_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
     return {**step.cfg, "ratio": seq.ratio}

@@ -45,11 +45,12 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     return proto.analyze(signals, segments, cfg)
 
 
-def _ft_calibrate(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    """The F/T calibration (``experiments.ft_calibration``) over the bus: the poses checked against the sequence
-    preset's position limits and gravity before anything moves; the outcome carries the certificates."""
+def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    """A calibration (``experiments.ft_calibration``, ``experiments.friction_calibration``) over the bus: its
+    configuration checked against the sequence preset (position and velocity limits, gravity) before anything
+    moves; the outcome carries the certificates."""
     cfg = protocol_config(step, seq)
-    proto = PROTOCOLS["ft_calibrate"]
+    proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
     signals, _ = run_segments(rig.client(step.node), segments)
     return proto.analyze(signals, segments, cfg)
@@ -212,7 +213,8 @@ def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "connect": _connect, "enable": _enable, "disable": _disable, "gains": _gains, "move": _move, "hold": _hold,
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
-    **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _ft_calibrate,
+    **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _calibration,
+    "friction_calibrate": _calibration,
 }
 
 
