@@ -99,3 +99,35 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Calibration certificate" in report and "tool_mass_kg" in report
     assert "nothing is written to the joint&#x27;s parameters or flash" in report
+    friction = next(s for s in results["steps"] if s["type"] == "friction_calibrate")
+    fcerts = {c["quantity"]: c for c in friction["certificates"]}
+    assert friction["status"] == "pass" and set(fcerts) == {"friction_coulomb_nm", "friction_static_nm",
+                                                            "friction_stribeck_velocity_rad_s",
+                                                            "friction_viscous_nm_s_per_rad"}
+    assert all(c["verdict"] == "pass" for c in fcerts.values()) and "friction_viscous_nm_s_per_rad" in report
+
+
+FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
+
+
+def test_calibrate_friction_in_process(capsys, tmp_path: Path) -> None:
+    """The knee's friction through argv (5 speeds, 12 s of joint time): Fc 11.5 N·m and B 15.5 N·m·s/rad within the
+    bounds of tests/rig/test_friction_calibration.py."""
+    out = run_json(capsys, "calibrate", "friction", *FRICTION_SHORT, "--out", str(tmp_path))
+    assert out["verdict"] == "pass" and out["routine"] == "friction"
+    f = out["figures"]
+    assert abs(f["friction_coulomb_nm"] - 11.5) < 0.4 and -0.2 < f["friction_viscous_nm_s_per_rad"] - 15.5 < 0.5
+    certs = {c["quantity"]: c for c in out["certificates"]}
+    assert certs["friction_coulomb_nm"]["unit"] == "N·m" and certs["friction_coulomb_nm"]["verdict"] == "pass"
+    assert "friction_coulomb_u_nm" in certs["friction_coulomb_nm"]["limits"]
+    assert "nothing is written to the joint" in certs["friction_viscous_nm_s_per_rad"]["method"]
+    assert (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--speeds", "0.1,0.2,0.4"), "at least 5"),
+    (("--poses=-1,0,1",), "options of the ft routine"),
+])
+def test_calibrate_friction_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction", *argv)
+    assert code == 2 and message in err

@@ -48,8 +48,8 @@ def knee():
 def _truth(p) -> tuple[float, float, float]:
     """Output-side Fc, B, Fs of a joint's reducer and load."""
     r = p.reducer
-    return (r.ratio * r.coulomb_friction_nm, r.ratio ** 2 * r.viscous_friction_nm_s_per_rad + p.load.damping_nm_s_per_rad,
-            r.ratio * r.static_friction_nm)
+    viscous = r.ratio ** 2 * r.viscous_friction_nm_s_per_rad + p.load.damping_nm_s_per_rad
+    return r.ratio * r.coulomb_friction_nm, viscous, r.ratio * r.static_friction_nm
 
 
 def _assert_recovered(f: dict, fc: float, b: float, fs: float) -> None:
