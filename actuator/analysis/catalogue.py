@@ -224,7 +224,7 @@ def torque_constant_nm_per_a(p: JointParams, current_a: float, n_angles: int = 1
 def check_torque_constant(p: JointParams, entry: CatalogueKt, current_a: float, tolerance: float = 0.05) -> CheckRow:
     """The model's Kt (per peak amp: amplitude-invariant dq) in the catalogue's convention (per rms amp: x √2)."""
     sim = torque_constant_nm_per_a(p, current_a)
-    shown = sim * math.sqrt(2.0) if entry.amps == "rms" else sim
+    shown = sim * entry.value / entry.per_peak_amp  # in the catalogue's amps (CatalogueKt owns the convention)
     return _relative_row(f"motor torque constant Kt (per A {entry.amps})", "N·m/A", entry.value, entry.source, shown,
                          tolerance, f"locked rotor at {current_a:.3g} A peak; the model's Kt {sim:.4g} N·m per A peak")
 
@@ -370,7 +370,7 @@ def efficiency(p: JointParams, input_speed_rpm: float, load_nm: float, ambient_c
     w_in = input_speed_rpm * 2.0 * math.pi / 60.0
     # start in the loaded steady state: loaded from rest, the spring carries the load on its catalogue curve
     # and the Dahl state sits on its loading path
-    v = L.compile_params(bench)
+    v = model.p  # the model's compiled parameters: the kernels' own curve
     phi = float(brentq(lambda f: spring_torque(v, f) - load_nm, 0.0, 1.0)) if load_nm > 0.0 else 0.0
     model.x[[L.X_WM, L.X_WL, L.X_THM, L.X_PHI, L.X_HYS]] = (
         w_in, w_in / r.ratio, phi * r.ratio, phi, dahl_virgin(v, phi))

@@ -47,7 +47,17 @@ from actuator.errors import CalibrationError, ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.panels import Panel, Series
-from firmware_iface.experiments.segments import Outcome, Segment, Signals, go_home, hold, mean_or_nan, ramp, tagged
+from firmware_iface.experiments.segments import (
+    Outcome,
+    Segment,
+    Signals,
+    check_at_least,
+    go_home,
+    hold,
+    mean_or_nan,
+    ramp,
+    tagged,
+)
 
 N_SPEEDS = 8
 V_MIN_RAD_S = 0.02        # output speed of the slowest plateau: 2 rad/s at the knee's input, under its 5 rad/s vs
@@ -77,12 +87,6 @@ def default_speeds(params: JointParams, n: int = N_SPEEDS) -> list[float]:
     return [float(v) for v in np.geomspace(V_MIN_RAD_S, top, n)]
 
 
-def _check_numbers(**values: tuple[float, float]) -> None:
-    for name, (value, lo) in values.items():
-        if not (math.isfinite(value) and value >= lo):
-            raise ConfigError(f"{name} = {value!r} is out of range: a finite number >= {lo:g}")
-
-
 def friction_calibrate_config(speeds_rad_s: list[float] | tuple[float, ...] | None = None, plateau_s: float = 0.4,
                               settle_s: float = 0.2, ramp_s: float = 0.2, max_travel_rad: float = 1.0,
                               home_rad: float = 0.0, move_s: float = 0.5, stuck_fraction: float = STUCK_FRACTION,
@@ -98,7 +102,7 @@ def friction_calibrate_config(speeds_rad_s: list[float] | tuple[float, ...] | No
     speeds = [float(v) for v in speeds_rad_s]
     if len(speeds) < MIN_SPEEDS or not all(math.isfinite(v) and v > 0 for v in speeds):
         raise ConfigError(f"speeds_rad_s = {speeds_rad_s!r}: at least {MIN_SPEEDS} finite output speeds > 0, rad/s")
-    _check_numbers(plateau_s=(plateau_s, 0.02), settle_s=(settle_s, 0.0), ramp_s=(ramp_s, 0.01),
+    check_at_least(plateau_s=(plateau_s, 0.02), settle_s=(settle_s, 0.0), ramp_s=(ramp_s, 0.01),
                    max_travel_rad=(max_travel_rad, 1e-3), move_s=(move_s, 0.05), stuck_fraction=(stuck_fraction, 0.0))
     plateaus = [max(min(plateau_s, max_travel_rad / v), 0.02) for v in speeds]
     # a pair's excursion: the ramp up and reversal (v ramp_s), two settles and the plateau at v

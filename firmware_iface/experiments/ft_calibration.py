@@ -38,6 +38,7 @@ import numpy as np
 from actuator.errors import CalibrationError, ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
+from firmware_iface.experiments.segments import check_at_least
 
 DEFAULT_POSES_RAD = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)  # 3 rad of the knee's 5: u turns through 172 degrees
 MIN_POSES = 3          # the moment fit's Mz row has three unknowns (b_Mz, p_x, p_y)
@@ -79,10 +80,8 @@ def ft_calibrate_config(poses_rad: list[float] | tuple[float, ...] = DEFAULT_POS
         if outside:
             raise ConfigError(f"poses_rad = {poses!r}: {outside} outside the joint's position limits "
                               f"[{lo:g}, {hi:g}] rad")
-    for name, value, lo in (("settle_s", settle_s, 0.0), ("average_s", average_s, 0.01), ("move_s", move_s, 0.05),
-                            ("reach_tol_rad", reach_tol_rad, 1e-6)):
-        if not (math.isfinite(value) and value >= lo):
-            raise ConfigError(f"{name} = {value!r} is out of range: a finite number >= {lo:g}")
+    check_at_least(settle_s=(settle_s, 0.0), average_s=(average_s, 0.01), move_s=(move_s, 0.05),
+                   reach_tol_rad=(reach_tol_rad, 1e-6))
     g = gravity_m_s2 if gravity_m_s2 is not None else (params.load.gravity_m_s2 if params else 9.81)
     return {"poses_rad": poses, "settle_s": float(settle_s), "average_s": float(average_s), "move_s": float(move_s),
             "home_rad": poses[0] if home_rad is None else float(home_rad), "gravity_m_s2": float(g),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from actuator.analysis.frequency import FrequencyResponse
+from actuator.errors import ConfigError
 from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.panels import Panel
 
@@ -72,3 +73,10 @@ def tagged(s: Signals, segments: list[Segment], tag: str) -> np.ndarray:
 def mean_or_nan(a: np.ndarray) -> float:
     return float(np.mean(a)) if a.size else math.nan
 
+
+def check_at_least(**values: tuple[float, float]) -> None:
+    """A protocol configuration's numbers, each ``name=(value, lowest allowed)``: ``ConfigError`` naming the first
+    that is not a finite number at least its lowest."""
+    for name, (value, lo) in values.items():
+        if not (math.isfinite(value) and value >= lo):
+            raise ConfigError(f"{name} = {value!r} is out of range: a finite number >= {lo:g}")
