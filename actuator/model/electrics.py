@@ -7,9 +7,11 @@ Motor: amplitude-invariant dq model (bgkatz/motorcontrol ``foc.c`` convention)
 discretised exactly for the RL part over one step with the speed voltages held (zero-order hold).
 
 Drive: PI per axis, kp = L w_c and ki = R w_c (pole-zero cancellation), evaluated on the currents
-sampled at the start of a step; its output is applied one step later (the averaged inverter with a
-one-sample computation delay). w_c is chosen in ``layout.current_loop_design`` so that this sampled,
-delayed loop has its -3 dB point at the configured bandwidth. The voltage vector is limited to
+sampled at the start of a step, in the drive's frame: the rotor's turned by the commutation error
+(``commutation_error``: a wrong electrical offset or pole-pair count; 0 on a calibrated drive); its
+output is applied one step later (the averaged inverter with a one-sample computation delay). w_c is
+chosen in ``layout.current_loop_design`` so that this sampled, delayed loop has its -3 dB point at the
+configured bandwidth. The voltage vector is limited to
 min(motor limit, modulation V_bus / sqrt 3) with d-axis priority and the integrators clamped to that limit
 (anti-windup as in Katz's firmware).
 
@@ -31,7 +33,9 @@ from actuator.model.layout import (
     P_COG_A,
     P_COG_PERIODS,
     P_COG_PH,
+    P_DRIVE_PP,
     P_DT,
+    P_ELEC_OFFSET,
     P_HD_END,
     P_HD_START,
     P_KI_D,
@@ -58,6 +62,8 @@ from actuator.model.layout import (
     P_WD_END,
     P_WD_START,
     X_AD,
+    X_ANGLE,
+    X_ANGLE_ON,
     X_AQ,
     X_ID,
     X_INT_D,
@@ -65,6 +71,7 @@ from actuator.model.layout import (
     X_IQ,
     X_R_CACHED,
     X_TH,
+    X_THM,
     X_TW,
     X_VD,
     X_VQ,
@@ -84,11 +91,12 @@ def voltage_limit(p, bus_v):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def current_loop(p, x, id_ref, iq_ref, v_max):
-    """One PI evaluation on the sampled currents; stores the voltage to apply on the next step."""
+def current_loop(p, x, id_ref, iq_ref, v_max, id_meas, iq_meas):
+    """One PI evaluation on the sampled currents (in the drive's frame); stores the voltage to apply on the next
+    step."""
     dt = p[P_DT]
-    ed = id_ref - x[X_ID]
-    eq = iq_ref - x[X_IQ]
+    ed = id_ref - id_meas
+    eq = iq_ref - iq_meas
     int_d = min(max(x[X_INT_D] + p[P_KI_D] * dt * ed, -v_max), v_max)
     int_q = min(max(x[X_INT_Q] + p[P_KI_Q] * dt * eq, -v_max), v_max)
     vd = min(max(p[P_KP_D] * ed + int_d, -v_max), v_max)
@@ -98,6 +106,25 @@ def current_loop(p, x, id_ref, iq_ref, v_max):
     x[X_INT_Q] = int_q
     x[X_VD] = vd
     x[X_VQ] = vq
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def commutation_error(p, x, enc_offset_rad):
+    """delta = theta_e - theta_e_drive, the rotor's electrical angle less the angle the drive commutates on.
+
+    The drive's angle is p_cfg (theta_m + offset) - e_cal from its motor encoder (``enc_offset_rad``: the encoder's
+    zero, mechanical rad; its nonlinearity, quantisation and latency are left out of the commutation), or, while a
+    calibration overrides it (``X_ANGLE_ON``), the calibration's own angle. e_cal NaN is the factory's offset,
+    matched to the encoder as mounted: delta is then exactly 0 (the nominal joint, bit for bit)."""
+    pp = p[P_POLE_PAIRS]
+    if x[X_ANGLE_ON] != 0.0:
+        return pp * x[X_THM] - x[X_ANGLE]
+    e_cal = p[P_ELEC_OFFSET]
+    if e_cal != e_cal and p[P_DRIVE_PP] == pp:
+        return 0.0
+    if e_cal != e_cal:
+        e_cal = p[P_DRIVE_PP] * enc_offset_rad
+    return pp * x[X_THM] - (p[P_DRIVE_PP] * (x[X_THM] + enc_offset_rad) - e_cal)
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")

@@ -24,6 +24,7 @@ import math
 from numba import njit, prange
 
 from actuator.model.electrics import (
+    commutation_error,
     current_loop,
     derate_factor,
     motor_torque,
@@ -59,12 +60,17 @@ from actuator.model.layout import (
     U_EXT_TORQUE,
     U_ID_CMD,
     U_IQ_CMD,
+    X_ANGLE,
+    X_ANGLE_ON,
+    X_ANGLE_RATE,
     X_DERATE,
     X_FAULTS,
     X_FT_COUNT,
     X_ID,
+    X_ID_DRIVE,
     X_ID_REF,
     X_IQ,
+    X_IQ_DRIVE,
     X_IQ_REF,
     X_P_CU,
     X_P_ELEC,
@@ -108,9 +114,22 @@ def joint_step(p, x, env, iq_cmd, id_cmd, ext_torque_nm, noise):
 
     # the PI runs on the currents sampled now; the inverter applies its result on the next step, and
     # applies now what was computed one step ago (the one-sample computation delay of a real drive)
+    # The drive works in its own frame, the rotor's turned by the commutation error delta: it measures the currents
+    # rotated by delta and its voltages reach the rotor rotated back (exactly the rotor's frame when delta is 0)
     vd_applied = x[X_VD]
     vq_applied = x[X_VQ]
-    current_loop(p, x, id_ref, iq_ref, voltage_limit(p, bus_v))
+    delta = commutation_error(p, x, env[E_ENC_M_OFFSET])
+    if delta != 0.0:
+        cd, sd = math.cos(delta), math.sin(delta)
+        x[X_ID_DRIVE] = cd * x[X_ID] - sd * x[X_IQ]
+        x[X_IQ_DRIVE] = sd * x[X_ID] + cd * x[X_IQ]
+        vd_applied, vq_applied = cd * vd_applied + sd * vq_applied, cd * vq_applied - sd * vd_applied
+    else:
+        x[X_ID_DRIVE] = x[X_ID]
+        x[X_IQ_DRIVE] = x[X_IQ]
+    if x[X_ANGLE_ON] != 0.0:
+        x[X_ANGLE] += x[X_ANGLE_RATE] * p[P_DT]
+    current_loop(p, x, id_ref, iq_ref, voltage_limit(p, bus_v), x[X_ID_DRIVE], x[X_IQ_DRIVE])
     r_ohm = winding_resistance(p, x[X_TW], env[E_RESISTANCE_SCALE])
     rl_step(p, x, vd_applied, vq_applied, x[X_WM], r_ohm)
     i_d = x[X_ID]

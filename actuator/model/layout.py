@@ -42,7 +42,11 @@ P_FT_RANGE = P_KE_PH + MAX_HARMONICS   # 6: Fx Fy Fz Mx My Mz
 P_FT_NOISE = P_FT_RANGE + 6            # 6: standard deviation per sample
 P_FT_WALK = P_FT_NOISE + 6             # 6: bias random-walk standard deviation per sample
 P_FT_XT = P_FT_WALK + 6                # 36: I + crosstalk, row major
-N_PARAMS = P_FT_XT + 36
+# the drive's commutation settings, written by its calibration (``virtual_joint.drive_calibration``): the pole pairs
+# it is configured with, and its electrical offset (NaN: the factory's, matched to the motor encoder as mounted)
+P_DRIVE_PP = P_FT_XT + 36
+P_ELEC_OFFSET = P_DRIVE_PP + 1
+N_PARAMS = P_ELEC_OFFSET + 1
 
 # --- state vector -------------------------------------------------------------------------------------
 (X_TIME, X_ID, X_IQ, X_VD, X_VQ, X_INT_D, X_INT_Q, X_ID_REF, X_IQ_REF,
@@ -51,7 +55,10 @@ N_PARAMS = P_FT_XT + 36
  X_ENC_M, X_ENC_O, X_ENC_HEAD, X_FT_SAT, X_FT_COUNT, X_FT_NOISE_IDX, X_R_CACHED, X_AD, X_AQ) = range(32)
 # energy flows of the last step (W) and the torques on the load it saw (N·m): recorded, never read back by the model
 (X_P_ELEC, X_P_CU, X_P_COULOMB, X_P_MESH, X_P_VISCOUS, X_P_HYS, X_P_DAMP, X_TAU_GRAV, X_TAU_EXT) = range(32, 41)
-X_ENC_M_BUF = 41  # the ring buffers and the F/T's vectors come last: they are addressed with offsets
+# the currents as the drive measures them, in its own frame (the rotor's, rotated by the commutation error), and the
+# drive's angle override of a calibration: on (1) or off (0), the frame's electrical angle and its rate (rad/s)
+(X_ID_DRIVE, X_IQ_DRIVE, X_ANGLE_ON, X_ANGLE, X_ANGLE_RATE) = range(41, 46)
+X_ENC_M_BUF = 46  # the ring buffers and the F/T's vectors come last: they are addressed with offsets
 X_ENC_O_BUF = X_ENC_M_BUF + ENC_BUF
 X_FT_BIAS = X_ENC_O_BUF + ENC_BUF   # 6
 X_FT_MEAS = X_FT_BIAS + 6           # 6
@@ -80,6 +87,8 @@ TRACE_FIELDS = (
     # energy flows of each step (appended: the columns above keep their indices); see ``actuator.analysis.energy``
     "electrical_power_w", "copper_loss_w", "coulomb_loss_w", "mesh_loss_w", "viscous_loss_w", "hysteresis_power_w",
     "damping_loss_w", "gravity_torque_nm", "external_torque_nm",
+    # the currents as the drive measures them, in its frame (equal to id_a, iq_a on a correctly commutated drive)
+    "id_drive_a", "iq_drive_a",
 )
 N_TRACE = len(TRACE_FIELDS)
 # state index recorded in each trace column (in TRACE_FIELDS order)
@@ -87,7 +96,8 @@ TRACE_SOURCE = np.array([
     X_TIME, X_IQ_REF, X_ID, X_IQ, X_VD, X_VQ, X_THM, X_WM, X_THL, X_WL, X_PHI, X_TAU_FS, X_TAU_EM, X_TAU_F,
     X_HYS, X_ENC_M, X_ENC_O, X_FT_MEAS, X_FT_MEAS + 1, X_FT_MEAS + 2, X_FT_MEAS + 3, X_FT_MEAS + 4,
     X_FT_MEAS + 5, X_FT_SAT, X_TW, X_TH, X_DERATE, X_FAULTS,
-    X_P_ELEC, X_P_CU, X_P_COULOMB, X_P_MESH, X_P_VISCOUS, X_P_HYS, X_P_DAMP, X_TAU_GRAV, X_TAU_EXT], dtype=np.int64)
+    X_P_ELEC, X_P_CU, X_P_COULOMB, X_P_MESH, X_P_VISCOUS, X_P_HYS, X_P_DAMP, X_TAU_GRAV, X_TAU_EXT,
+    X_ID_DRIVE, X_IQ_DRIVE], dtype=np.int64)
 
 # --- fault bits ------------------------------------------------------------------------------------------
 FAULT_OVERCURRENT = 1
@@ -204,6 +214,8 @@ def compile_params(p: JointParams, dt_s: float | None = None) -> np.ndarray:
     v[[P_J_L, P_MGL, P_B_L, P_G]] = (
         ld.inertia_kg_m2, ld.mass_kg * ld.gravity_m_s2 * ld.com_distance_m, ld.damping_nm_s_per_rad,
         ld.gravity_m_s2)
+    v[P_DRIVE_PP] = m.pole_pairs
+    v[P_ELEC_OFFSET] = math.nan
     return v
 
 

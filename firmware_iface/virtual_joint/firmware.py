@@ -37,6 +37,8 @@ from actuator.errors import ConfigError, FaultError
 from actuator.model import layout as L
 from actuator.params import JointParams, load_preset
 from actuator.simulation import JointModel
+from firmware_iface.virtual_joint.drive_calibration import PARAMS as DRIVE_PARAMS
+from firmware_iface.virtual_joint.drive_calibration import DriveSettings, Phase
 
 PROFILE_VERSION = 1.0
 GAIN_RANGE = (-1e6, 1e6)
@@ -98,8 +100,12 @@ class JointFirmware:
         self._t_after = np.zeros(1)
         self.rates_hz = dict(DEFAULT_RATES_HZ)
         self._own_counters = {"chunks": 0, "flash_saves": 0}
+        # the drive's commutation settings and its motor calibration (the calibrating state)
+        self.drive = DriveSettings(m.p, m.x, m.env, self.params.motor.current_limit_a)
         for name, value in (flash[1] if flash else {}).items():
             self.write_param(name, value)
+        if flash and flash[2]:
+            self.drive.from_flash(flash[2], str(self.flash_path))
 
     # --- the supervisor's view of this joint ------------------------------------------------------------------------
     @property
@@ -151,12 +157,32 @@ class JointFirmware:
         chunk_s = self.chunk_steps * self.model.dt_s
         for _ in range(max(1, round(duration_s / chunk_s))):
             self.sup.before_chunk()
+            phase = self._calibration_inputs()
             self._chunk_ref[:] = self.sup.ref[0]
             np.copyto(self._x_safe[0], self.model.x)
-            _, self._bits[0] = self.model.run(self._chunk_u, self.chunk_steps, self._chunk_ref)
+            rows, self._bits[0] = self.model.run(self._chunk_u, 1 if phase and phase.per_step else self.chunk_steps,
+                                                 self._chunk_ref)
+            if phase is not None:
+                self.drive.keep(phase, rows)
             self._own_counters["chunks"] += 1
             self._t_after[0] = self._x_safe[0, L.X_TIME] + chunk_s
             self.sup.after_chunk(self._bits, self._x_safe, self._t_after)
+
+    def _calibration_inputs(self) -> Phase | None:
+        """During the drive's calibration, the chunk's d-axis current (its phase). The drive decides when its run is
+        over: it then sets the supervisor's calibrating time to now, and the supervisor's rule moves the joint to
+        idle; any other state ends the run early (aborted, nothing applied)."""
+        if self.drive.run is None:
+            return None
+        if self.state != "calibrating":
+            self.drive.stop(self._chunk_u, completed=False)
+            return None
+        phase = self.drive.inputs(self._chunk_u)
+        if phase is None and self.drive.stop(self._chunk_u, completed=True):
+            phase = self.drive.inputs(self._chunk_u)  # a second pass
+        if phase is None:
+            self.sup.calibrate_until_t[0] = self.t_s
+        return phase
 
     # --- faults and states ---------------------------------------------------------------------------------
     def estop(self) -> None:
@@ -168,9 +194,14 @@ class JointFirmware:
     def set_state(self, state: str) -> None:
         if state not in STATES or state == "fault":
             raise ConfigError(f"state {state!r} cannot be requested: choose idle, calibrating or closed_loop")
+        if self.drive.run is not None and state != "calibrating":
+            self.drive.stop(self._chunk_u, completed=False)  # asked to stop midway: nothing is applied
         if self.sup.set_state(None, STATES.index(state))[0]:
             raise FaultError(f"joint in fault ({', '.join(fault_names(self.faults))}): clear faults first",
                              faults=tuple(fault_names(self.faults)))
+        if state == "calibrating" and self.drive.run is None:
+            self.drive.start()
+            self.sup.calibrate_until_t[0] = math.inf  # until the drive says its run is over
 
     def set_mode(self, mode: str) -> None:
         if mode not in C.MODES or mode == "relay":
@@ -226,7 +257,7 @@ class JointFirmware:
     # --- parameters ------------------------------------------------------------------------------------------
     def param_names(self) -> tuple[str, ...]:
         return ("profile_version", "flash_saves", "watchdog_timeout_s", "tracking_limit_rad", *LIMIT_PARAMS,
-                *self.rates_hz, *(f"gain.{g}" for g in GAINS))
+                *self.rates_hz, *(f"gain.{g}" for g in GAINS), *DRIVE_PARAMS)
 
     def read_param(self, name: str) -> float:
         if name.startswith("gain."):
@@ -241,6 +272,8 @@ class JointFirmware:
             return float(getattr(self.limits, name))
         if name in self.rates_hz:
             return self.rates_hz[name]
+        if name in DRIVE_PARAMS:
+            return self.drive.read(name)
         raise ParamError("unknown_param", f"parameter {name!r} is unknown: allowed {', '.join(self.param_names())}")
 
     def write_param(self, name: str, value: float) -> None:
@@ -255,6 +288,14 @@ class JointFirmware:
             self.sup.tracking_limit_rad[0] = _in_range(name, value, 1e-3, 10.0)
         elif name in self.rates_hz:
             self.rates_hz[name] = _in_range(name, value, 0.0, MAX_RATE_HZ)
+        elif name in DRIVE_PARAMS:
+            if self.drive.run is not None:
+                raise ParamError("read_only", f"parameter {name} cannot change while the drive calibrates")
+            refused = self.drive.write(name, float(value))
+            if refused:
+                raise ParamError(refused, f"parameter {name} = {value!r} is read-only or out of range: allowed "
+                                 f"{DRIVE_PARAMS[name]} (pole pairs a whole number; the calibration current at most "
+                                 f"the motor's limit {self.drive.current_limit_a:g} A)")
         elif name in LIMIT_PARAMS:
             lim = self.limits
             pos = {"position_min_rad": lim.position_min_rad, "position_max_rad": lim.position_max_rad}
@@ -280,13 +321,13 @@ class JointFirmware:
         tmp = self.flash_path.with_suffix(".tmp")
         doc = {"firmware": {"watchdog_timeout_s": self.watchdog_timeout_s,
                             "tracking_limit_rad": self.tracking_limit_rad, **self.rates_hz},
-               "gains": config_to_dict(replace(self.gains, mode=self.mode))}
+               "gains": config_to_dict(replace(self.gains, mode=self.mode)), "drive": self.drive.to_flash()}
         tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
         tmp.replace(self.flash_path)  # atomic: a power cut never leaves half a flash
         self._own_counters["flash_saves"] += 1
         return self.flash_path
 
-    def _load_flash(self) -> tuple[ControllerConfig, dict[str, float]] | None:
+    def _load_flash(self) -> tuple[ControllerConfig, dict[str, float], dict] | None:
         if self.flash_path is None or not self.flash_path.exists():
             return None
         where = str(self.flash_path)
@@ -300,7 +341,11 @@ class JointFirmware:
         if unknown or not isinstance(data.get("gains"), dict):
             raise ConfigError(f"{where}: not a jointkit flash file (needs [gains]; [firmware] keys allowed: "
                               f"{', '.join(sorted(allowed))}; got {', '.join(unknown) or 'no [gains]'})")
-        return config_from_dict(data["gains"], f"{where} [gains]"), {k: float(v) for k, v in firmware.items()}
+        drive = data.get("drive", {})
+        if not isinstance(drive, dict):
+            raise ConfigError(f"{where}: [drive] must be a table of the drive's settings, got {drive!r}")
+        return (config_from_dict(data["gains"], f"{where} [gains]"), {k: float(v) for k, v in firmware.items()},
+                drive)
 
     # --- telemetry -------------------------------------------------------------------------------------------
     def telemetry(self) -> dict[str, float | str | list[str]]:

@@ -36,6 +36,7 @@ OLD_FIELDS = (
 )
 ENERGY_FIELDS = ("electrical_power_w", "copper_loss_w", "coulomb_loss_w", "mesh_loss_w", "viscous_loss_w",
                  "hysteresis_power_w", "damping_loss_w", "gravity_torque_nm", "external_torque_nm")
+DRIVE_FIELDS = ("id_drive_a", "iq_drive_a")  # appended after the energy columns (the drive's frame)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +61,12 @@ def trace(joint: JointParams) -> Trace:
 
 
 def test_energy_columns_come_last_and_their_state_slots_fit_the_layout() -> None:
-    assert L.TRACE_FIELDS == OLD_FIELDS + ENERGY_FIELDS
+    assert L.TRACE_FIELDS == OLD_FIELDS + ENERGY_FIELDS + DRIVE_FIELDS
     assert L.TRACE_SOURCE.size == L.N_TRACE
-    energy = L.TRACE_SOURCE[len(OLD_FIELDS):]
-    # the new slots are scalars after the old ones, before the ring buffers and F/T vectors addressed by offset
-    assert sorted(energy) == list(range(L.X_AQ + 1, L.X_ENC_M_BUF))
+    energy = L.TRACE_SOURCE[len(OLD_FIELDS):len(OLD_FIELDS) + len(ENERGY_FIELDS)]
+    # the new slots are scalars after the old ones, before the drive's frame and the ring buffers and F/T vectors
+    assert sorted(energy) == list(range(L.X_AQ + 1, L.X_ID_DRIVE))
+    assert L.X_ENC_M_BUF == L.X_ANGLE_RATE + 1
     assert L.X_ENC_O_BUF == L.X_ENC_M_BUF + L.ENC_BUF and L.X_FT_BIAS == L.X_ENC_O_BUF + L.ENC_BUF
     assert L.X_FT_MEAS == L.X_FT_BIAS + 6 and L.N_STATE == L.X_FT_MEAS + 6
     assert len(set(L.TRACE_SOURCE[:len(OLD_FIELDS)]) & set(energy)) == 0
