@@ -373,7 +373,8 @@ def run_batch(params_list: list[JointParams], injections_list: list[dict[str, fl
     """Run the protocol ``steps`` (name, cfg) in order on every joint at once, the state carried from one step to
     the next; ``result[joint][step]`` is the protocol's Outcome. A joint whose model (or tracking check) faults gets
     NaN figures from that step on (``result.faults``, ``result.fault_step``). ``gains``: the firmware's gains
-    (default: the preset's), or a list of one per joint (mode, limits and gravity feed-forward of the first); ``firmware``: the parameters it is configured with (default: each joint's own);
+    (default: the preset's), or a list of one per joint (mode, limits and gravity feed-forward of the
+    first); ``firmware``: the parameters it is configured with (default: each joint's own);
     ``panels=False`` drops the plots (and the recorded arrays they hold) to keep a large batch small."""
     t0 = time.perf_counter()
     _check_steps(steps)
