@@ -24,6 +24,10 @@ Velocity estimate (motor encoder / ratio): a filtered difference (first-order lo
 per-step difference) or a tracking observer (PLL: theta+ = theta + h (w + kp e), w+ = w + h ki e, with
 kp = 2 w_o, ki = w_o^2, critically damped at bandwidth w_o).
 
+Cogging compensation (``cogging_torque``, off unless configured): in every closed-loop mode the cogging torque
+expected at the motor encoder's reading is subtracted from the torque command, after the notch and before the
+safety limiter, so the limiter bounds what is finally commanded.
+
 Safety limiter, on the output torque command (soft zones, continuous everywhere):
 * torque: |tau| <= tau_max;
 * position: within ``zone`` of a limit the torque towards the limit is capped at tau_max (distance / zone),
@@ -66,7 +70,14 @@ EST_DIFFERENCE, EST_OBSERVER = 0, 1
 C_NOTCH = 33                      # 5 biquad coefficients at the velocity-loop rate
 C_POS_PID = C_NOTCH + 5           # position PID parameters (rad -> rad/s)
 C_VEL_PID = C_POS_PID + N_PID_PARAMS  # velocity PID parameters (rad/s -> N·m)
-N_CTRL = C_VEL_PID + N_PID_PARAMS
+# cogging compensation (``cogging_torque``): on flag, periods per motor revolution, the motor encoder's
+# once-per-revolution error (sin, cos), then COG_HARMONICS output-side amplitudes (N·m) and their phases (rad)
+C_COG = C_VEL_PID + N_PID_PARAMS
+C_COG_ON, C_COG_NC, C_COG_ES, C_COG_EC = C_COG, C_COG + 1, C_COG + 2, C_COG + 3
+COG_HARMONICS = 8
+C_COG_A = C_COG + 4
+C_COG_PH = C_COG_A + COG_HARMONICS
+N_CTRL = C_COG_PH + COG_HARMONICS
 
 # --- controller state vector ------------------------------------------------------------------------------
 (K_VEL_CD, K_POS_CD, K_STARTED, K_THETA_M, K_W_M, K_PREV_ENC, K_VEL, K_POS, K_VEL_REF, K_TAU, K_IQ,
@@ -166,6 +177,22 @@ def mesh_loss_factor(c, tau, qd):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def cogging_torque(c, motor_enc_rad):
+    """The cogging torque the compensation expects, referred to the output (N·m): sum_k A_k sin(k N_c theta +
+    phi_k), theta the motor encoder's reading less its once-per-revolution error (the reading, not the rotor, is
+    what the controller has; at 180 periods a revolution the knee's 0.5 deg error would shift the cogging's phase by
+    1.6 rad)."""
+    th = motor_enc_rad - c[C_COG_ES] * math.sin(motor_enc_rad) - c[C_COG_EC] * math.cos(motor_enc_rad)
+    nc = c[C_COG_NC]
+    tau = 0.0
+    for k in range(COG_HARMONICS):
+        a = c[C_COG_A + k]
+        if a != 0.0:
+            tau += a * math.sin((k + 1) * nc * th + c[C_COG_PH + k])
+    return tau
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _ft_joint_torque(c, x, q):
     """Joint torque from the F/T reading (Mz + d Fy) with the tool's weight removed."""
     return x[X_FT_MEAS + 5] + c[C_FT_DIST] * x[X_FT_MEAS + 1] + c[C_TOOL_WEIGHT] * math.sin(q)
@@ -193,7 +220,7 @@ def _position_tick(c, k, x, q, q_ref, qd_ref):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau):
+def _velocity_tick(c, k, q, qd, motor_enc_rad, ref_pos, ref_vel, ref_tau):
     mode = c[C_MODE]
     tau_ff = ref_tau + c[C_MGL] * math.sin(q)
     if mode == MODE_TORQUE:
@@ -214,6 +241,10 @@ def _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau):
                        k[K_VEL_REF], qd, tau_ff)
     if c[C_NOTCH_ON] != 0.0:
         tau = biquad_step(c[C_NOTCH:C_NOTCH + 5], k[K_NOTCH:K_NOTCH + 2], tau)
+    if c[C_COG_ON] != 0.0:
+        # feed-forward past the notch (a notch near the cogging frequency must not eat it) and before the limiter,
+        # which bounds the sum: the compensation never takes the command past a limit
+        tau -= cogging_torque(c, motor_enc_rad)
     tau, bits = limit_torque(c, q, qd, tau)
     iq = tau / c[C_TORQUE_PER_A]
     imax = c[C_LIM_IMAX]
@@ -241,7 +272,7 @@ def controller_step(c, k, x, ref_pos, ref_vel, ref_tau):
             k[K_POS_CD] = c[C_POS_DIV]
             _position_tick(c, k, x, q, ref_pos, ref_vel)
         k[K_POS_CD] -= c[C_VEL_DIV]
-        _velocity_tick(c, k, q, qd, ref_pos, ref_vel, ref_tau)
+        _velocity_tick(c, k, q, qd, x[X_ENC_M], ref_pos, ref_vel, ref_tau)
     k[K_VEL_CD] -= 1.0
     return k[K_IQ]
 

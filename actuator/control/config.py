@@ -15,6 +15,8 @@ A gains file is TOML with the sections of ``ControllerConfig`` (every key option
     [notch]     center_hz = 0 (off), q, depth_db (0: full notch)
     [relay]     amplitude_rad_s, hysteresis_rad (relay auto-tuning)
     [limits]    soft-zone widths; position, velocity, torque and current limits (0: the joint's own)
+    [cogging_compensation] periods_per_rev, harmonics_nm, phases_rad (motor side), encoder_error_sin_rad,
+                encoder_error_cos_rad: the cogging feed-forward (no harmonics: off; ``CoggingCompensation``)
 
 Default gains of a preset live in ``seeds/gains/NAME.toml`` (``actuator.analysis.tuning.default_controller``,
 which designs gains for a preset without a file). ``compile`` turns
@@ -116,6 +118,38 @@ class SafetyLimits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CoggingCompensation:
+    """The cogging feed-forward: sum_k A_k sin(k N_c theta + phi_k) at the motor (the model's form,
+    ``actuator.model.electrics.motor_torque``), N_c = ``periods_per_rev``, theta = r - (s sin r + c cos r), r the
+    motor encoder's reading and s, c its once-per-revolution error as the calibration measured it
+    (``experiments.cogging_calibration``). Harmonic k of the lists is k N_c per revolution."""
+    periods_per_rev: int = num_field(0, 100000, default=0)
+    harmonics_nm: tuple[float, ...] = nonneg_field("N·m", default=())  # at the motor; none (or all 0): off
+    phases_rad: tuple[float, ...] = num_field(unit="rad", default=())
+    encoder_error_sin_rad: float = num_field(-0.1, 0.1, unit="rad", default=0.0)
+    encoder_error_cos_rad: float = num_field(-0.1, 0.1, unit="rad", default=0.0)
+
+    @property
+    def on(self) -> bool:
+        return any(a != 0.0 for a in self.harmonics_nm)
+
+
+def check_cogging(cog: CoggingCompensation, source: str | None = None) -> None:
+    """The checks across the section's fields (each field's own range is the dataclass's)."""
+    where = f"{source}: " if source else ""
+    path = "cogging_compensation"
+    if len(cog.harmonics_nm) > C.COG_HARMONICS:
+        raise ConfigError(f"{where}{path}.harmonics_nm = {list(cog.harmonics_nm)!r} is not allowed: at most "
+                          f"{C.COG_HARMONICS} harmonics")
+    if len(cog.phases_rad) != len(cog.harmonics_nm):
+        raise ConfigError(f"{where}{path}.phases_rad = {list(cog.phases_rad)!r} is not allowed: it must have as "
+                          f"many entries as harmonics_nm ({len(cog.harmonics_nm)})")
+    if cog.on and cog.periods_per_rev <= 0:
+        raise ConfigError(f"{where}{path}.periods_per_rev = {cog.periods_per_rev!r} is not allowed: must be > 0 "
+                          "when harmonics_nm are given (the cogging periods per motor revolution)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ControllerConfig:
     mode: str = field(default="position", metadata={"choices": tuple(C.MODES)})
     velocity_loop_rate_hz: float = pos_field("Hz", default=10000.0)
@@ -130,6 +164,7 @@ class ControllerConfig:
     notch: NotchConfig = field(default_factory=NotchConfig)
     limits: SafetyLimits = field(default_factory=SafetyLimits)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    cogging_compensation: CoggingCompensation = field(default_factory=CoggingCompensation)
 
     def with_mode(self, mode: str) -> ControllerConfig:
         if mode not in C.MODES:
@@ -231,7 +266,21 @@ def compile_controller(cfg: ControllerConfig, params: JointParams) -> np.ndarray
     v[[C.C_RELAY_H, C.C_RELAY_EPS]] = cfg.relay.amplitude_rad_s, cfg.relay.hysteresis_rad
     v[C.C_POS_PID:C.C_POS_PID + 11] = cfg.position.pid(lim.velocity_max_rad_s).compile(dt * pos_div)
     v[C.C_VEL_PID:C.C_VEL_PID + 11] = cfg.velocity.pid(lim.torque_max_nm).compile(dt * vel_div)
+    _compile_cogging(v, cfg.cogging_compensation, params.reducer.ratio)
     return v
+
+
+def _compile_cogging(v: np.ndarray, cog: CoggingCompensation, ratio: float) -> None:
+    """Off leaves the block at zero (the kernel then skips it: bit-identical figures); on, the amplitudes are
+    referred to the output (x ratio), where the torque command lives."""
+    check_cogging(cog)
+    if not cog.on:
+        return
+    n = len(cog.harmonics_nm)
+    v[[C.C_COG_ON, C.C_COG_NC, C.C_COG_ES, C.C_COG_EC]] = (1.0, cog.periods_per_rev, cog.encoder_error_sin_rad,
+                                                           cog.encoder_error_cos_rad)
+    v[C.C_COG_A:C.C_COG_A + n] = np.asarray(cog.harmonics_nm) * ratio
+    v[C.C_COG_PH:C.C_COG_PH + n] = cog.phases_rad
 
 
 def new_controller_state() -> np.ndarray:
@@ -239,7 +288,9 @@ def new_controller_state() -> np.ndarray:
 
 
 def config_from_dict(data: dict, source: str | None = None) -> ControllerConfig:
-    return build_dataclass(ControllerConfig, data, source)
+    cfg = build_dataclass(ControllerConfig, data, source)
+    check_cogging(cfg.cogging_compensation, source)
+    return cfg
 
 
 def config_to_dict(cfg: ControllerConfig) -> dict:

@@ -78,8 +78,12 @@ class _Batch:
     """The stacked joints and their firmware's state (one mode for the whole batch, as all run one protocol)."""
 
     def __init__(self, params_list: list[JointParams], injections_list: list[dict[str, float]],
-                 gains: ControllerConfig, firmware: JointParams | None, seed: int, first: int = 0) -> None:
+                 gains: ControllerConfig | list[ControllerConfig], firmware: JointParams | None, seed: int,
+                 first: int = 0) -> None:
         n = len(params_list)
+        # one gains set per joint (a unit's own calibration, e.g. its cogging compensation), or one for all
+        per_joint = gains if isinstance(gains, list) else [gains] * n
+        gains = per_joint[0]
         models = [JointModel(p) for p in params_list]
         for m, inj in zip(models, injections_list, strict=True):
             for name, value in inj.items():
@@ -96,8 +100,7 @@ class _Batch:
         self.dt = dt
         fw = [firmware or p for p in params_list]
         self.P, self.X, self.ENV = (np.stack([getattr(m, a) for m in models]) for a in ("p", "x", "env"))
-        self.C = np.stack([compile_controller(gains, f) for f in fw] if firmware is None
-                          else [compile_controller(gains, firmware)] * n)
+        self.C = np.stack([compile_controller(g, f) for g, f in zip(per_joint, fw, strict=True)])
         self.K = np.stack([new_controller_state() for _ in range(n)])
         self.kt_n = np.array([f.torque_constant_nm_per_a * f.reducer.ratio for f in fw])
         lims = [resolved_limits(gains, f) for f in fw]
@@ -333,6 +336,10 @@ def _analyze(b: _Batch, rec: _Recorded, name: str, cfg: dict, panels: bool) -> l
 
 
 def _controller(gains: ControllerConfig | str | Path | None, params: JointParams) -> ControllerConfig:
+    if isinstance(gains, list):
+        if not gains or not all(isinstance(g, ControllerConfig) for g in gains):
+            raise ConfigError("gains: a list of gains needs one ControllerConfig per joint")
+        return gains
     if gains is None:
         return default_controller(params)
     return gains if isinstance(gains, ControllerConfig) else load_gains(gains)
@@ -361,12 +368,13 @@ def _run_group(b: _Batch, steps: list[tuple[str, dict]], segments: list[list[Seg
 
 
 def run_batch(params_list: list[JointParams], injections_list: list[dict[str, float]], steps: list[tuple[str, dict]],
-              gains: ControllerConfig | str | Path | None = None, seed: int = 0, *,
+              gains: ControllerConfig | str | Path | list[ControllerConfig] | None = None, seed: int = 0, *,
               firmware: JointParams | None = None, panels: bool = True) -> BatchOutcomes:
     """Run the protocol ``steps`` (name, cfg) in order on every joint at once, the state carried from one step to
     the next; ``result[joint][step]`` is the protocol's Outcome. A joint whose model (or tracking check) faults gets
     NaN figures from that step on (``result.faults``, ``result.fault_step``). ``gains``: the firmware's gains
-    (default: the preset's); ``firmware``: the parameters it is configured with (default: each joint's own);
+    (default: the preset's), or a list of one per joint (mode, limits and gravity feed-forward of the
+    first); ``firmware``: the parameters it is configured with (default: each joint's own);
     ``panels=False`` drops the plots (and the recorded arrays they hold) to keep a large batch small."""
     t0 = time.perf_counter()
     _check_steps(steps)
@@ -375,6 +383,8 @@ def run_batch(params_list: list[JointParams], injections_list: list[dict[str, fl
         raise ConfigError(f"run_batch needs one injections dict per joint: {n} parameter sets, "
                           f"{len(injections_list)} injection dicts")
     config = _controller(gains, firmware or params_list[0])
+    if isinstance(config, list) and len(config) != n:
+        raise ConfigError(f"gains: {len(config)} gains sets for {n} joints: one per joint")
     segments = [PROTOCOLS[name].segments(cfg) for name, cfg in steps]
     ticks = max(math.ceil(sum(s.duration_s for s in segs) * RATE_HZ) + 1 for segs in segments)
     # the 1 kHz record of a step is held for all joints of a group: bound it (a joint is the same in any group)
@@ -383,7 +393,8 @@ def run_batch(params_list: list[JointParams], injections_list: list[dict[str, fl
     result.faults, result.fault_step = [], []
     for first in range(0, n, group):
         t1 = time.perf_counter()
-        b = _Batch(list(params_list[first:first + group]), list(injections_list[first:first + group]), config,
+        cfg = config[first:first + group] if isinstance(config, list) else config
+        b = _Batch(list(params_list[first:first + group]), list(injections_list[first:first + group]), cfg,
                    firmware, seed, first)
         timing["setup_s"] += time.perf_counter() - t1
         result += _run_group(b, steps, segments, panels, timing)

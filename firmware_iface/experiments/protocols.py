@@ -53,6 +53,12 @@ Step types and figures (units in the names):
   (``friction_calibration.friction_calibrate_config``); Coulomb, static, Stribeck velocity and viscous friction by a
   least-squares Stribeck fit, with uncertainties and certificates: ``experiments.friction_calibration``. Raises
   ``CalibrationError`` for a plateau that did not move, too few plateaus or a fit that did not converge.
+* ``cogging_calibrate``: one slow constant speed over whole motor revolutions each way
+  (``cogging_calibration.cogging_calibrate_config``); the cogging map over one motor revolution and its harmonics at
+  multiples of N_c by least squares against the motor encoder, with uncertainties and certificates, for the
+  controller's ``[cogging_compensation]``: ``experiments.cogging_calibration``. Raises ``CalibrationError`` for a
+  joint that did not move or a cogging not above the noise. ``cogging_ripple``: the same sweep over whole cogging
+  periods; the velocity ripple in bands at the cogging's harmonics and in all (before/after the compensation).
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
@@ -75,6 +81,7 @@ from actuator.analysis.step import step_figures, step_metrics
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.experiments import cogging_calibration as cog
 from firmware_iface.experiments import friction_calibration as fcal
 from firmware_iface.experiments import ft_calibration as ftc
 from firmware_iface.experiments.panels import Panel, Series
@@ -440,6 +447,9 @@ PROTOCOLS: dict[str, Protocol] = {
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
     "friction_calibrate": Protocol(fcal.friction_calibrate_segments, fcal.analyze_friction_calibrate, fcal.FIGURES),
+    "cogging_calibrate": Protocol(cog.cogging_calibrate_segments, cog.analyze_cogging_calibrate, cog.FIGURES,
+                                  needs_encoders=True),
+    "cogging_ripple": Protocol(cog.cogging_calibrate_segments, cog.analyze_cogging_ripple, cog.RIPPLE_FIGURES),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }
