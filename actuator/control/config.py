@@ -15,6 +15,10 @@ A gains file is TOML with the sections of ``ControllerConfig`` (every key option
     [notch]     center_hz = 0 (off), q, depth_db (0: full notch)
     [relay]     amplitude_rad_s, hysteresis_rad (relay auto-tuning)
     [limits]    soft-zone widths; position, velocity, torque and current limits (0: the joint's own)
+    [kinematic_error_compensation]  position_feedback = "output" (default) | "motor"; amplitudes_rad,
+                phases_rad (KE(theta_m) = sum A_k sin(k theta_m + phi_k), the reducer's convention, k = 1..4),
+                motor_zero_rad, stiffness_nm_per_rad (0: no twist term), output_zero_rad (0: none);
+                written by ``jointkit calibrate encoders`` (``experiments.encoder_calibration``)
 
 Default gains of a preset live in ``seeds/gains/NAME.toml`` (``actuator.analysis.tuning.default_controller``,
 which designs gains for a preset without a file). ``compile`` turns
@@ -116,6 +120,20 @@ class SafetyLimits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KinematicErrorCompensation:
+    """Where the position loops take the output angle from. ``output``: the output encoder's reading less
+    ``output_zero_rad``. ``motor`` (a joint positioned on its motor encoder, as one without an output encoder is):
+    theta_m / N + KE(theta_m) - motor_zero_rad - m g l sin(q) / stiffness_nm_per_rad, with KE the calibrated table
+    of the reducer's kinematic error at the motor reading and m g l the gravity feed-forward. Defaults: off."""
+    position_feedback: str = field(default="output", metadata={"choices": ("output", "motor")})
+    amplitudes_rad: tuple[float, ...] = nonneg_field("rad", default=())
+    phases_rad: tuple[float, ...] = num_field(unit="rad", default=())
+    motor_zero_rad: float = num_field(unit="rad", default=0.0)
+    stiffness_nm_per_rad: float = nonneg_field("N·m/rad", default=0.0)
+    output_zero_rad: float = num_field(unit="rad", default=0.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ControllerConfig:
     mode: str = field(default="position", metadata={"choices": tuple(C.MODES)})
     velocity_loop_rate_hz: float = pos_field("Hz", default=10000.0)
@@ -130,6 +148,7 @@ class ControllerConfig:
     notch: NotchConfig = field(default_factory=NotchConfig)
     limits: SafetyLimits = field(default_factory=SafetyLimits)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    kinematic_error_compensation: KinematicErrorCompensation = field(default_factory=KinematicErrorCompensation)
 
     def with_mode(self, mode: str) -> ControllerConfig:
         if mode not in C.MODES:
@@ -231,7 +250,21 @@ def compile_controller(cfg: ControllerConfig, params: JointParams) -> np.ndarray
     v[[C.C_RELAY_H, C.C_RELAY_EPS]] = cfg.relay.amplitude_rad_s, cfg.relay.hysteresis_rad
     v[C.C_POS_PID:C.C_POS_PID + 11] = cfg.position.pid(lim.velocity_max_rad_s).compile(dt * pos_div)
     v[C.C_VEL_PID:C.C_VEL_PID + 11] = cfg.velocity.pid(lim.torque_max_nm).compile(dt * vel_div)
+    _compile_compensation(v, cfg.kinematic_error_compensation)
     return v
+
+
+def _compile_compensation(v: np.ndarray, ke: KinematicErrorCompensation) -> None:
+    name = "kinematic_error_compensation"
+    if len(ke.amplitudes_rad) > C.MAX_HARMONICS or len(ke.amplitudes_rad) != len(ke.phases_rad):
+        raise ConfigError(f"{name}.amplitudes_rad = {list(ke.amplitudes_rad)!r} is not allowed: at most "
+                          f"{C.MAX_HARMONICS} harmonics, as many as phases_rad ({len(ke.phases_rad)})")
+    n = len(ke.amplitudes_rad)
+    v[C.C_KE_FB_MOTOR] = 1.0 if ke.position_feedback == "motor" else 0.0
+    v[[C.C_KE_MOTOR_ZERO, C.C_KE_STIFFNESS, C.C_KE_OUTPUT_ZERO]] = (ke.motor_zero_rad, ke.stiffness_nm_per_rad,
+                                                                   ke.output_zero_rad)
+    v[C.C_KE_A:C.C_KE_A + n] = ke.amplitudes_rad
+    v[C.C_KE_PH:C.C_KE_PH + n] = ke.phases_rad
 
 
 def new_controller_state() -> np.ndarray:

@@ -53,6 +53,11 @@ Step types and figures (units in the names):
   (``friction_calibration.friction_calibrate_config``); Coulomb, static, Stribeck velocity and viscous friction by a
   least-squares Stribeck fit, with uncertainties and certificates: ``experiments.friction_calibration``. Raises
   ``CalibrationError`` for a plateau that did not move, too few plateaus or a fit that did not converge.
+* ``encoder_calibrate``: two slow velocity sweeps, +v and -v over the joint's range
+  (``encoder_calibration.encoder_calibrate_config``); the encoders' ratio and mismatch, the reducer's kinematic
+  error (harmonics of the motor angle) by least squares, the output encoder's zero from the gravity torque, with
+  uncertainties and certificates: ``experiments.encoder_calibration``. Raises ``CalibrationError`` for a sweep that
+  did not move, an encoder that froze, a fit that cannot tell the harmonics from the baseline or no gravity.
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
@@ -75,6 +80,7 @@ from actuator.analysis.step import step_figures, step_metrics
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.experiments import encoder_calibration as ecal
 from firmware_iface.experiments import friction_calibration as fcal
 from firmware_iface.experiments import ft_calibration as ftc
 from firmware_iface.experiments.panels import Panel, Series
@@ -440,6 +446,8 @@ PROTOCOLS: dict[str, Protocol] = {
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
     "friction_calibrate": Protocol(fcal.friction_calibrate_segments, fcal.analyze_friction_calibrate, fcal.FIGURES),
+    "encoder_calibrate": Protocol(ecal.encoder_calibrate_segments, ecal.analyze_encoder_calibrate,
+                                  ecal.SCALAR_FIGURES, needs_encoders=True),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }
