@@ -357,7 +357,8 @@ def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outco
     on = fwd_sel | bwd_sel
     r_m, r_o, fwd = s["motor_encoder_rad"][on], s["output_encoder_rad"][on], fwd_sel[on]
     mis = fit_mismatch(r_m, r_o, fwd, n)
-    grav = fit_gravity_zero(r_o, s["torque_nm"][on], fwd)
+    tau = s["torque_nm"][on]
+    grav = fit_gravity_zero(r_o, tau, fwd)
     # the twist-cancelled mismatch: the harmonics (as the mismatch sees them, -KE) and the mean baseline
     ke = ke_series(r_m, mis.amplitudes_rad, mis.phases_rad)
     mismatch = -ke + mean_baseline(mis, r_o)
@@ -374,7 +375,7 @@ def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outco
                     [Series("+v", r_o[fwd], (r_m / n - r_o)[fwd]), Series("-v", r_o[~fwd], (r_m / n - r_o)[~fwd]),
                      Series("twist-cancelled", r_o[fwd], mismatch[fwd])]),
               Panel("drive torque (N·m) against the output angle (rad)",
-                    [Series("+v", r_o[fwd], s["torque_nm"][on][fwd]), Series("-v", r_o[~fwd], s["torque_nm"][on][~fwd])]),
+                    [Series("+v", r_o[fwd], tau[fwd]), Series("-v", r_o[~fwd], tau[~fwd])]),
               Panel("kinematic error (rad) against the motor angle (rad), first turns",
                     [Series("KE fit", r_m[fwd][order][:2000], ke[fwd][order][:2000])])]
     return Outcome(figures | {"compensation": compensation_of(figures)}, panels, fit=(mis, grav),

@@ -33,6 +33,7 @@ import pytest
 from actuator.analysis.tuning import default_controller
 from actuator.control.reference import Step
 from actuator.errors import CalibrationError, ConfigError
+from actuator.model.sensors import prime_encoders
 from actuator.params import load_preset
 from actuator.simulation import simulate
 from firmware_iface.experiments.batch import run_batch
@@ -62,6 +63,8 @@ def nominal(knee):
     fw = JointFirmware(knee, seed=1)
     fw.model.inject("output_encoder_offset", OUTPUT_OFFSET_RAD)
     fw.model.inject("encoder_offset", MOTOR_OFFSET_RAD)
+    # a unit's offsets are there from power-up, as the batch executor primes them
+    prime_encoders(fw.model.p, fw.model.x, MOTOR_OFFSET_RAD, OUTPUT_OFFSET_RAD)
     return run_protocol(fw, "encoder_calibrate", encoder_calibrate_config(params=knee))
 
 
@@ -175,9 +178,9 @@ def test_an_encoder_that_freezes_is_refused(knee) -> None:
     the run is refused as not moving)."""
     cfg = encoder_calibrate_config(params=knee, **SHORT)
     proto = PROTOCOLS["encoder_calibrate"]
-    out, s = run_protocol(JointFirmware(knee, seed=1), "encoder_calibrate", cfg)
+    _, s = run_protocol(JointFirmware(knee, seed=1), "encoder_calibrate", cfg)
     segs = proto.segments(cfg)
-    fwd = np.flatnonzero(s["segment"] == [i for i, g in enumerate(segs) if g.tag == "fwd"][0])
+    fwd = np.flatnonzero(s["segment"] == next(i for i, g in enumerate(segs) if g.tag == "fwd"))
     frozen = dict(s)
     held = frozen["output_encoder_rad"].copy()
     held[fwd[fwd.size // 2]:] = held[fwd[fwd.size // 2]]
