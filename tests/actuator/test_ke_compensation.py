@@ -4,8 +4,9 @@ plain-Python evaluation of KE(theta_m) = sum A_k sin(k theta_m + phi_k), motor f
 theta_m / N + KE(theta_m) - zero, and the default (output feedback, no table) leaving every run bit-identical.
 
 Bounds: the series is the same arithmetic as the plain evaluation up to the order of summation (1e-18 rad on a
-1e-4 rad sum); the motor-feedback hold on the knee at q = 0 (no gravity twist) sits where the table says, to the
-motor encoder's 14-bit LSB at the output (3.8e-4 / 100 = 3.8e-6 rad) plus the output's ripple (1e-6 rad seen)."""
+1e-4 rad sum); on a motor-feedback hold, the true output plus the model's recorded twist less the loop's estimate is
+the table's error to the motor encoder's half LSB at the output (14 bits: 3.8e-4 / 2 / 100 = 1.9e-6 rad) and the
+output's ripple (1e-6 rad seen): bound 3e-6 rad."""
 
 from __future__ import annotations
 

@@ -105,6 +105,13 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
                                                             "friction_stribeck_velocity_rad_s",
                                                             "friction_viscous_nm_s_per_rad"}
     assert all(c["verdict"] == "pass" for c in fcerts.values()) and "friction_viscous_nm_s_per_rad" in report
+    # the encoders over the bus (rig.steps turns the encoders' message on for it): the knee's KE_2 within 1.5 %
+    encoders = next(s for s in results["steps"] if s["type"] == "encoder_calibrate")
+    ecerts = {c["quantity"]: c for c in encoders["certificates"]}
+    assert encoders["status"] == "pass" and set(ecerts) == {"ke_amplitudes_rad", "ke_phases_rad", "output_zero_rad",
+                                                            "motor_zero_rad"}
+    assert 0.0 < encoders["figures"]["ke_dominant_rad"] / 1.45e-4 - 1.0 < 0.015
+    assert ecerts["ke_amplitudes_rad"]["verdict"] == "pass" and "ke_dominant_rad" in report
 
 
 FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
