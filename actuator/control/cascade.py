@@ -48,6 +48,7 @@ from actuator.control.filters import biquad_step
 from actuator.control.pid import N_PID_PARAMS, N_PID_STATE, pid_step
 from actuator.model.joint import joint_step, record_row
 from actuator.model.layout import (
+    MAX_HARMONICS,
     U_EXT_TORQUE,
     U_ID_CMD,
     U_IQ_CMD,
@@ -77,7 +78,17 @@ C_COG_ON, C_COG_NC, C_COG_ES, C_COG_EC = C_COG, C_COG + 1, C_COG + 2, C_COG + 3
 COG_HARMONICS = 8
 C_COG_A = C_COG + 4
 C_COG_PH = C_COG_A + COG_HARMONICS
-N_CTRL = C_COG_PH + COG_HARMONICS
+# position feedback from the motor encoder with the kinematic-error table (config [kinematic_error_compensation]):
+# the flag (0: the output encoder, every figure as before), the output angle of the motor reading's zero, the
+# flexspline stiffness of the gravity-twist term (0: none), the output encoder's zero, then the table's
+# MAX_HARMONICS amplitudes and MAX_HARMONICS phases
+C_KE_FB_MOTOR = C_COG_PH + COG_HARMONICS
+C_KE_MOTOR_ZERO = C_KE_FB_MOTOR + 1
+C_KE_STIFFNESS = C_KE_FB_MOTOR + 2
+C_KE_OUTPUT_ZERO = C_KE_FB_MOTOR + 3
+C_KE_A = C_KE_FB_MOTOR + 4
+C_KE_PH = C_KE_A + MAX_HARMONICS
+N_CTRL = C_KE_PH + MAX_HARMONICS
 
 # --- controller state vector ------------------------------------------------------------------------------
 (K_VEL_CD, K_POS_CD, K_STARTED, K_THETA_M, K_W_M, K_PREV_ENC, K_VEL, K_POS, K_VEL_REF, K_TAU, K_IQ,
@@ -117,6 +128,34 @@ def estimate_velocity(c, k, motor_enc_rad):
         k[K_W_M] += c[C_EST_ALPHA] * (raw - k[K_W_M])
         k[K_PREV_ENC] = motor_enc_rad
     return k[K_W_M] / c[C_RATIO]
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def kinematic_error_table(c, motor_enc_rad):
+    """The compensation table's KE(theta_m) = sum A_k sin(k theta_m + phi_k), output rad, at a motor reading."""
+    ke = 0.0
+    for i in range(MAX_HARMONICS):
+        a = c[C_KE_A + i]
+        if a != 0.0:
+            ke += a * math.sin((i + 1) * motor_enc_rad + c[C_KE_PH + i])
+    return ke
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def position_feedback(c, x):
+    """The output angle the loops close on: the output encoder's reading less its zero, or (motor feedback) the
+    motor reading through the reducer, theta_m / N + KE(theta_m) less the motor zero (the model's output is
+    theta_m / N + KE - twist), less the flexspline's twist under the link's weight m g l sin(q) / K when a
+    stiffness is given."""
+    if c[C_KE_FB_MOTOR] == 0.0:
+        if c[C_KE_OUTPUT_ZERO] == 0.0:
+            return x[X_ENC_O]
+        return x[X_ENC_O] - c[C_KE_OUTPUT_ZERO]
+    m = x[X_ENC_M]
+    q = m / c[C_RATIO] + kinematic_error_table(c, m) - c[C_KE_MOTOR_ZERO]
+    if c[C_KE_STIFFNESS] > 0.0:
+        q -= c[C_MGL] * math.sin(q) / c[C_KE_STIFFNESS]
+    return q
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -260,7 +299,7 @@ def _velocity_tick(c, k, q, qd, motor_enc_rad, ref_pos, ref_vel, ref_tau):
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def controller_step(c, k, x, ref_pos, ref_vel, ref_tau):
     """One model step of the controller: returns the q-axis current reference to hold for this step."""
-    q = x[X_ENC_O]
+    q = position_feedback(c, x)
     qd = estimate_velocity(c, k, x[X_ENC_M])
     k[K_POS] = q
     k[K_VEL] = qd

@@ -17,6 +17,10 @@ A gains file is TOML with the sections of ``ControllerConfig`` (every key option
     [limits]    soft-zone widths; position, velocity, torque and current limits (0: the joint's own)
     [cogging_compensation] periods_per_rev, harmonics_nm, phases_rad (motor side), encoder_error_sin_rad,
                 encoder_error_cos_rad: the cogging feed-forward (no harmonics: off; ``CoggingCompensation``)
+    [kinematic_error_compensation]  position_feedback = "output" (default) | "motor"; amplitudes_rad,
+                phases_rad (KE(theta_m) = sum A_k sin(k theta_m + phi_k), the reducer's convention, k = 1..4),
+                motor_zero_rad, stiffness_nm_per_rad (0: no twist term), output_zero_rad (0: none);
+                written by ``jointkit calibrate encoders`` (``experiments.encoder_calibration``)
 
 Default gains of a preset live in ``seeds/gains/NAME.toml`` (``actuator.analysis.tuning.default_controller``,
 which designs gains for a preset without a file). ``compile`` turns
@@ -147,6 +151,17 @@ def check_cogging(cog: CoggingCompensation, source: str | None = None) -> None:
     if cog.on and cog.periods_per_rev <= 0:
         raise ConfigError(f"{where}{path}.periods_per_rev = {cog.periods_per_rev!r} is not allowed: must be > 0 "
                           "when harmonics_nm are given (the cogging periods per motor revolution)")
+class KinematicErrorCompensation:
+    """Where the position loops take the output angle from. ``output``: the output encoder's reading less
+    ``output_zero_rad``. ``motor`` (a joint positioned on its motor encoder, as one without an output encoder is):
+    theta_m / N + KE(theta_m) - motor_zero_rad - m g l sin(q) / stiffness_nm_per_rad, with KE the calibrated table
+    of the reducer's kinematic error at the motor reading and m g l the gravity feed-forward. Defaults: off."""
+    position_feedback: str = field(default="output", metadata={"choices": ("output", "motor")})
+    amplitudes_rad: tuple[float, ...] = nonneg_field("rad", default=())
+    phases_rad: tuple[float, ...] = num_field(unit="rad", default=())
+    motor_zero_rad: float = num_field(unit="rad", default=0.0)
+    stiffness_nm_per_rad: float = nonneg_field("N·m/rad", default=0.0)
+    output_zero_rad: float = num_field(unit="rad", default=0.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +180,7 @@ class ControllerConfig:
     limits: SafetyLimits = field(default_factory=SafetyLimits)
     relay: RelayConfig = field(default_factory=RelayConfig)
     cogging_compensation: CoggingCompensation = field(default_factory=CoggingCompensation)
+    kinematic_error_compensation: KinematicErrorCompensation = field(default_factory=KinematicErrorCompensation)
 
     def with_mode(self, mode: str) -> ControllerConfig:
         if mode not in C.MODES:
@@ -267,6 +283,7 @@ def compile_controller(cfg: ControllerConfig, params: JointParams) -> np.ndarray
     v[C.C_POS_PID:C.C_POS_PID + 11] = cfg.position.pid(lim.velocity_max_rad_s).compile(dt * pos_div)
     v[C.C_VEL_PID:C.C_VEL_PID + 11] = cfg.velocity.pid(lim.torque_max_nm).compile(dt * vel_div)
     _compile_cogging(v, cfg.cogging_compensation, params.reducer.ratio)
+    _compile_compensation(v, cfg.kinematic_error_compensation)
     return v
 
 
@@ -281,6 +298,19 @@ def _compile_cogging(v: np.ndarray, cog: CoggingCompensation, ratio: float) -> N
                                                            cog.encoder_error_cos_rad)
     v[C.C_COG_A:C.C_COG_A + n] = np.asarray(cog.harmonics_nm) * ratio
     v[C.C_COG_PH:C.C_COG_PH + n] = cog.phases_rad
+
+
+def _compile_compensation(v: np.ndarray, ke: KinematicErrorCompensation) -> None:
+    name = "kinematic_error_compensation"
+    if len(ke.amplitudes_rad) > C.MAX_HARMONICS or len(ke.amplitudes_rad) != len(ke.phases_rad):
+        raise ConfigError(f"{name}.amplitudes_rad = {list(ke.amplitudes_rad)!r} is not allowed: at most "
+                          f"{C.MAX_HARMONICS} harmonics, as many as phases_rad ({len(ke.phases_rad)})")
+    n = len(ke.amplitudes_rad)
+    v[C.C_KE_FB_MOTOR] = 1.0 if ke.position_feedback == "motor" else 0.0
+    v[[C.C_KE_MOTOR_ZERO, C.C_KE_STIFFNESS, C.C_KE_OUTPUT_ZERO]] = (ke.motor_zero_rad, ke.stiffness_nm_per_rad,
+                                                                   ke.output_zero_rad)
+    v[C.C_KE_A:C.C_KE_A + n] = ke.amplitudes_rad
+    v[C.C_KE_PH:C.C_KE_PH + n] = ke.phases_rad
 
 
 def new_controller_state() -> np.ndarray:

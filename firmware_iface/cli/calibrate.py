@@ -2,12 +2,14 @@
 ``--node N`` over a bus (real or simulated), with its certificates (value, standard uncertainty, unit, method,
 limits, verdict). Routines: ``ft``, the six-axis F/T sensor's bias and tool load (``experiments.ft_calibration``);
 ``friction``, the friction map: Coulomb, static, Stribeck velocity and viscous friction at the output
-(``experiments.friction_calibration``).
+(``experiments.friction_calibration``); ``encoders``, the motor and output encoders' consistency, the reducer's
+kinematic-error map and the output encoder's zero (``experiments.encoder_calibration``), whose table ``--gains-out``
+writes into a gains file's ``[kinematic_error_compensation]`` (the joint's profile has no parameter for it).
 
 Exit 0 when every certificate passes its limit (the routine's defaults, ``DEFAULT_LIMITS`` of its module), 1 when
 one fails (named on stderr), 2 when the routine cannot give a result (``CalibrationError``: poses too narrow, a
-saturated sensor, a pose not reached; a plateau that did not move, a Stribeck fit that did not converge) or on any
-other error."""
+saturated sensor, a pose not reached; a plateau that did not move, a Stribeck fit that did not converge; an encoder
+that froze, a fit that cannot tell the kinematic error from the twist, no gravity) or on any other error."""
 
 from __future__ import annotations
 
@@ -20,9 +22,13 @@ from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
 
-ROUTINES = ("ft", "friction")
-PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate"}
-TITLE = {"ft": "F/T calibration", "friction": "friction calibration"}
+ROUTINES = ("ft", "friction", "encoders")
+PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate", "encoders": "encoder_calibrate"}
+TITLE = {"ft": "F/T calibration", "friction": "friction calibration", "encoders": "encoder calibration"}
+# options that belong to one routine only: given to another, they are refused, not ignored
+OWN_OPTIONS = {"poses": "ft", "inject_ft_bias": "ft", "speeds": "friction", "speed": "encoders",
+               "range": "encoders", "inject_output_offset": "encoders", "inject_motor_offset": "encoders",
+               "gains_out": "encoders"}
 
 
 def _floats(text: str) -> list[float]:
@@ -35,7 +41,8 @@ def _floats(text: str) -> list[float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint)")
     p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load; friction: the "
-                   "friction map (Coulomb, static, Stribeck velocity, viscous)")
+                   "friction map (Coulomb, static, Stribeck velocity, viscous); encoders: the encoders' consistency, "
+                   "the kinematic-error map and the output encoder's zero")
     add_joint_options(p)
     p.add_argument("--poses", type=_floats, metavar="Q1,Q2,...",
                    help="output angles to hold, rad, as --poses=-1,0,1 (default: 7 over -1.5..1.5)")
@@ -47,6 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "plateau (friction, default 0.4), s")
     p.add_argument("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ",
                    help="simulated joint only: a known F/T bias to inject, N and N·m (to see it recovered)")
+    p.add_argument("--speed", type=float, help="encoders: the sweeps' output speed, rad/s (default 0.1)")
+    p.add_argument("--range", type=_floats, metavar="LO,HI", help="encoders: the sweeps' ends, rad, as "
+                   "--range=-2,2 (default: a full output turn, or the position limits less 0.2 rad)")
+    p.add_argument("--inject-output-offset", type=float, metavar="RAD",
+                   help="simulated joint only: a known output encoder offset to inject (to see it recovered)")
+    p.add_argument("--inject-motor-offset", type=float, metavar="RAD",
+                   help="simulated joint only: a known motor encoder offset (at the motor) to inject")
+    p.add_argument("--gains-out", type=Path, metavar="FILE", help="encoders: write the gains (--gains or the "
+                   "preset's) with the calibrated [kinematic_error_compensation] table and zeros to FILE")
     p.add_argument("--seed", type=int, default=0, help="simulated joint only: its noise seed")
     p.add_argument("--out", type=Path, help="write DIR/calibration.json and DIR/calibration.png")
     add_node_options(p)
@@ -54,18 +70,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, params: Any) -> dict:
-    """The routine's checked configuration; an option of the other routine is refused, not ignored."""
+    """The routine's checked configuration; an option of another routine is refused, not ignored."""
     from actuator.errors import ConfigError
+    from firmware_iface.experiments.encoder_calibration import encoder_calibrate_config
     from firmware_iface.experiments.friction_calibration import friction_calibrate_config
     from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD, ft_calibrate_config
 
+    foreign = [(f"--{k.replace('_', '-')}", r) for k, r in OWN_OPTIONS.items()
+               if r != args.routine and getattr(args, k) is not None]
+    if foreign:
+        raise ConfigError(f"{', '.join(o for o, _ in foreign)}: options of the {foreign[0][1]} routine, not of "
+                          f"{args.routine}")
+    if args.routine == "encoders":
+        if args.range is not None and len(args.range) != 2:
+            raise ConfigError(f"--range = {args.range!r}: two numbers LO,HI, rad")
+        kw = {} if args.settle_s is None else {"settle_s": args.settle_s}
+        return encoder_calibrate_config(args.speed or 0.1, args.range, params=params, **kw)
     if args.routine == "friction":
-        if args.poses is not None or args.inject_ft_bias is not None:
-            raise ConfigError("--poses and --inject-ft-bias are options of the ft routine, not of friction")
         return friction_calibrate_config(args.speeds, plateau_s=0.4 if args.average_s is None else args.average_s,
                                          settle_s=0.2 if args.settle_s is None else args.settle_s, params=params)
-    if args.speeds is not None:
-        raise ConfigError("--speeds is an option of the friction routine, not of ft")
     return ft_calibrate_config(args.poses or DEFAULT_POSES_RAD, 0.4 if args.settle_s is None else args.settle_s,
                                0.5 if args.average_s is None else args.average_s, params=params)
 
@@ -75,16 +98,26 @@ def run(args: argparse.Namespace) -> int:
     code = on_node(args, run_bus)
     if code is not None:
         return code
+    from actuator.model import layout as L
+    from actuator.model.sensors import prime_encoders
     from firmware_iface.experiments.inprocess import run_protocol
     from firmware_iface.virtual_joint.firmware import JointFirmware
 
     params, gains = joint_and_gains(args)
     cfg = _config(args, params)
     fw = JointFirmware(params, gains, seed=args.seed)
-    if args.inject_ft_bias is not None:
-        fw.model.inject("ft_bias_step", args.inject_ft_bias)  # SimulationError names the 6 values it wants
+    injected = {"ft_bias": ("ft_bias_step", args.inject_ft_bias),
+                "output_offset": ("output_encoder_offset", args.inject_output_offset),
+                "motor_offset": ("encoder_offset", args.inject_motor_offset)}
+    for name, value in injected.values():
+        if value is not None:
+            fw.model.inject(name, value)  # SimulationError names the values it wants
+    # a unit's encoder offsets are there from power-up (as the batch primes them), not a jump at t = 0
+    prime_encoders(fw.model.p, fw.model.x, fw.model.env[L.E_ENC_M_OFFSET], fw.model.env[L.E_ENC_O_OFFSET])
     outcome, _ = run_protocol(fw, PROTOCOL[args.routine], cfg)
-    head = {"routine": args.routine, "preset": params.name, "injected_ft_bias": args.inject_ft_bias}
+    head = {"routine": args.routine, "preset": params.name,
+            **{f"injected_{k}": v for k, (_, v) in injected.items() if v is not None or k == "ft_bias"}}
+    _write_gains(args, gains, outcome)
     return _report(args, head, outcome, f"{params.name} (simulated)")
 
 
@@ -95,24 +128,44 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
     from firmware_iface.experiments.bus import run_segments
     from firmware_iface.experiments.protocols import PROTOCOLS
 
-    if args.inject_ft_bias is not None:
-        raise ConfigError("--inject-ft-bias acts on the in-process simulated joint: not with --node")
+    injected = [o for o in ("inject_ft_bias", "inject_output_offset", "inject_motor_offset")
+                if getattr(args, o) is not None]
+    if injected:
+        raise ConfigError(f"--{injected[0].replace('_', '-')} acts on the in-process simulated joint: not with --node")
     cfg = _config(args, load_preset(args.preset))
     proto = PROTOCOLS[PROTOCOL[args.routine]]
     segments = proto.segments(cfg)
-    signals, _ = run_segments(client, segments, idle_after=True)
+    if proto.needs_encoders:  # the encoders' message is off unless asked for
+        client.write_param("rate_encoders_hz", 1000.0)
+    try:
+        signals, _ = run_segments(client, segments, idle_after=True)
+    finally:
+        if proto.needs_encoders:
+            client.write_param("rate_encoders_hz", 0.0)
     outcome = proto.analyze(signals, segments, cfg)
     head = {"routine": args.routine, "node": client.node_id, "bus": client.hub.bus.channel_info}
+    _write_gains(args, joint_and_gains(args)[1] if args.gains_out else None, outcome)
     return _report(args, head, outcome, f"node {client.node_id}")
+
+
+def _write_gains(args: argparse.Namespace, gains: Any, outcome: Any) -> None:
+    """``--gains-out``: the gains with the calibration's ``[kinematic_error_compensation]`` (feedback unchanged)."""
+    if not args.gains_out:
+        return
+    from firmware_iface.files import save_gains
+
+    comp = outcome.figures["compensation"]
+    save_gains(gains.replace("kinematic_error_compensation", **comp), args.gains_out)
 
 
 def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> int:
     """Judge the certificates by the routine's default limits, print them, write ``--out``; the exit code."""
-    from firmware_iface.experiments import friction_calibration, ft_calibration
+    from firmware_iface.experiments import encoder_calibration, friction_calibration, ft_calibration
     from firmware_iface.experiments.certificate import judge_all
     from firmware_iface.rig.sequence import Limit
 
-    defaults = (ft_calibration if args.routine == "ft" else friction_calibration).DEFAULT_LIMITS
+    defaults = {"ft": ft_calibration, "friction": friction_calibration,
+                "encoders": encoder_calibration}[args.routine].DEFAULT_LIMITS
     limits = {name: Limit(lo, hi) for name, (lo, hi) in defaults.items()}
     checks = {name: lim.verdict(outcome.figures.get(name)) for name, lim in limits.items()}
     certs = judge_all(outcome.certificates, limits, outcome.figures)
@@ -162,4 +215,4 @@ def _print(result: dict, where: str) -> None:
     console = Console()
     console.print(table)
     if result["certificates"]:
-        console.print(f"method: {result['certificates'][0]['method']}")
+        console.print(f"method: {result['certificates'][0]['method']}", markup=False)  # [section] is text

@@ -59,6 +59,11 @@ Step types and figures (units in the names):
   controller's ``[cogging_compensation]``: ``experiments.cogging_calibration``. Raises ``CalibrationError`` for a
   joint that did not move or a cogging not above the noise. ``cogging_ripple``: the same sweep over whole cogging
   periods; the velocity ripple in bands at the cogging's harmonics and in all (before/after the compensation).
+* ``encoder_calibrate``: two slow velocity sweeps, +v and -v over the joint's range
+  (``encoder_calibration.encoder_calibrate_config``); the encoders' ratio and mismatch, the reducer's kinematic
+  error (harmonics of the motor angle) by least squares, the output encoder's zero from the gravity torque, with
+  uncertainties and certificates: ``experiments.encoder_calibration``. Raises ``CalibrationError`` for a sweep that
+  did not move, an encoder that froze, a fit that cannot tell the harmonics from the baseline or no gravity.
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
@@ -82,6 +87,7 @@ from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
 from firmware_iface.experiments import cogging_calibration as cog
+from firmware_iface.experiments import encoder_calibration as ecal
 from firmware_iface.experiments import friction_calibration as fcal
 from firmware_iface.experiments import ft_calibration as ftc
 from firmware_iface.experiments.panels import Panel, Series
@@ -450,6 +456,8 @@ PROTOCOLS: dict[str, Protocol] = {
     "cogging_calibrate": Protocol(cog.cogging_calibrate_segments, cog.analyze_cogging_calibrate, cog.FIGURES,
                                   needs_encoders=True),
     "cogging_ripple": Protocol(cog.cogging_calibrate_segments, cog.analyze_cogging_ripple, cog.RIPPLE_FIGURES),
+    "encoder_calibrate": Protocol(ecal.encoder_calibrate_segments, ecal.analyze_encoder_calibrate,
+                                  ecal.SCALAR_FIGURES, needs_encoders=True),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }

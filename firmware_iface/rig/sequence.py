@@ -21,6 +21,7 @@ from actuator.control.config import GAINS
 from actuator.errors import ConfigError
 from actuator.params import JointParams, load_preset
 from firmware_iface.defaults import ENABLE_MODES as MODES
+from firmware_iface.experiments.encoder_calibration import encoder_calibrate_config
 from firmware_iface.experiments.friction_calibration import MIN_SPEEDS as FRICTION_MIN_SPEEDS
 from firmware_iface.experiments.friction_calibration import friction_calibrate_config
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
@@ -73,6 +74,11 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                            "settle_s": _k(float, 0.2, 0.0, 10.0), "ramp_s": _k(float, 0.2, 0.01, 5.0),
                            "max_travel_rad": _k(float, 1.0, 1e-3, 4.0), "move_s": _k(float, 0.5, 0.05, 30.0),
                            "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
+    # the encoders and the kinematic-error map (experiments.encoder_calibration): the range defaults to the preset's
+    # position limits less 0.2 rad (a full output turn where they allow it), checked against them
+    "encoder_calibrate": {"speed_rad_s": _k(float, 0.1, 1e-3, 5.0), "range_rad": _k(list, None),
+                          "ramp_s": _k(float, 0.5, 0.01, 5.0), "settle_s": _k(float, 0.5, 0.0, 10.0),
+                          "move_s": _k(float, 1.0, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
     "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
                      "average_s": _k(float, 0.3, 0.05, 60.0)},
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
@@ -306,4 +312,6 @@ def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None
         return ft_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
     if step.type == "friction_calibrate":
         return friction_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
+    if step.type == "encoder_calibrate":
+        return encoder_calibrate_config(params=params or load_preset(seq.preset), ratio=seq.ratio, **step.cfg)
     return {**step.cfg, "ratio": seq.ratio}

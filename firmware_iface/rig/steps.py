@@ -46,13 +46,20 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 
 
 def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    """A calibration (``experiments.ft_calibration``, ``experiments.friction_calibration``) over the bus: its
-    configuration checked against the sequence preset (position and velocity limits, gravity) before anything
-    moves; the outcome carries the certificates."""
+    """A calibration (``experiments.ft_calibration``, ``friction_calibration``, ``encoder_calibration``) over the
+    bus: its configuration checked against the sequence preset (position and velocity limits, gravity) before
+    anything moves; the outcome carries the certificates."""
     cfg = protocol_config(step, seq)
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
-    signals, _ = run_segments(rig.client(step.node), segments)
+    client = rig.client(step.node)
+    if proto.needs_encoders:  # the encoders' message is off unless a step asks for it
+        client.write_param("rate_encoders_hz", 1000.0)
+    try:
+        signals, _ = run_segments(client, segments)
+    finally:
+        if proto.needs_encoders:
+            client.write_param("rate_encoders_hz", 0.0)
     return proto.analyze(signals, segments, cfg)
 
 
@@ -214,7 +221,7 @@ EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "connect": _connect, "enable": _enable, "disable": _disable, "gains": _gains, "move": _move, "hold": _hold,
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
     **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _calibration,
-    "friction_calibrate": _calibration,
+    "friction_calibrate": _calibration, "encoder_calibrate": _calibration,
 }
 
 

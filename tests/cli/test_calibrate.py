@@ -105,6 +105,13 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
                                                             "friction_stribeck_velocity_rad_s",
                                                             "friction_viscous_nm_s_per_rad"}
     assert all(c["verdict"] == "pass" for c in fcerts.values()) and "friction_viscous_nm_s_per_rad" in report
+    # the encoders over the bus (rig.steps turns the encoders' message on for it): the knee's KE_2 within 1.5 %
+    encoders = next(s for s in results["steps"] if s["type"] == "encoder_calibrate")
+    ecerts = {c["quantity"]: c for c in encoders["certificates"]}
+    assert encoders["status"] == "pass" and set(ecerts) == {"ke_amplitudes_rad", "ke_phases_rad", "output_zero_rad",
+                                                            "motor_zero_rad"}
+    assert 0.0 < encoders["figures"]["ke_dominant_rad"] / 1.45e-4 - 1.0 < 0.015
+    assert ecerts["ke_amplitudes_rad"]["verdict"] == "pass" and "ke_dominant_rad" in report
 
 
 FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
@@ -130,4 +137,39 @@ def test_calibrate_friction_in_process(capsys, tmp_path: Path) -> None:
 ])
 def test_calibrate_friction_bad_options_exit_2(capsys, argv, message) -> None:
     code, _, err = run_cli(capsys, "calibrate", "friction", *argv)
+    assert code == 2 and message in err
+
+
+ENCODERS_SHORT = ("--range=-2,2",)  # at the default 0.1 rad/s: 2 x 39 s sweeps, 83 s of joint time
+
+
+def test_calibrate_encoders_in_process_writes_the_table_to_a_gains_file(capsys, tmp_path: Path) -> None:
+    """The knee's kinematic error and an injected output zero through argv, over +-2 rad: KE_2 1.45e-4 rad within
+    the 1.5 % of tests/rig/test_encoder_calibration.py at 0.1 rad/s, the zero within 3 standard uncertainties; the
+    table lands in the gains file's [kinematic_error_compensation], which loads back."""
+    from actuator.control.config import load_gains
+
+    gains = tmp_path / "knee_ke.toml"
+    out = run_json(capsys, "calibrate", "encoders", *ENCODERS_SHORT, "--inject-output-offset", "0.003",
+                   "--gains-out", str(gains), "--out", str(tmp_path))
+    assert out["routine"] == "encoders" and out["injected_output_offset"] == 0.003
+    f = out["figures"]
+    assert 0.0 < f["ke_amplitudes_rad"][1] / 1.45e-4 - 1.0 < 0.015
+    assert abs(f["output_zero_rad"] - 0.003) < 3 * f["output_zero_u_rad"]
+    certs = {c["quantity"]: c for c in out["certificates"]}
+    assert certs["ke_amplitudes_rad"]["unit"] == "rad" and "ke_dominant_u_rad" in certs["ke_amplitudes_rad"]["limits"]
+    assert "[kinematic_error_compensation]" in certs["output_zero_rad"]["method"]
+    comp = load_gains(gains).kinematic_error_compensation
+    assert comp.position_feedback == "output" and list(comp.amplitudes_rad) == f["ke_amplitudes_rad"]
+    assert comp.output_zero_rad == f["output_zero_rad"] and comp.motor_zero_rad == f["motor_zero_rad"]
+    assert (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--range=-1",), "two numbers LO,HI"),
+    (("--range=-3,1",), "outside the position limits"),
+    (("--speeds", "0.1,0.2,0.4,0.8,1.0"), "options of the friction routine, not of encoders"),
+])
+def test_calibrate_encoders_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "encoders", *argv)
     assert code == 2 and message in err

@@ -1,0 +1,382 @@
+"""The encoders' calibration (issue 17, item 2): the motor and output encoders' consistency over the joint's range,
+the reducer's kinematic-error map, and the output encoder's absolute zero from gravity. The protocol
+``encoder_calibrate`` (segments and analysis, registered in ``experiments.protocols`` and run by its three
+executors), its configuration (``encoder_calibrate_config``), the checks that refuse a run which cannot give a
+result (``CalibrationError``), the fits (``fit_mismatch``, ``fit_gravity_zero``) and the certificates.
+
+The run: in velocity mode one slow sweep +v over the joint's whole range and one -v back (a full output turn where
+the position limits allow it; the knee's +-2.5 rad do not: its range less a margin at each end). Per sample, with
+r_m, r_o the motor and output readings (``actuator.model.sensors``: reading = angle + INL sin(angle) + offset,
+quantised) and the model's output theta_L = theta_m / N + KE(theta_m) - twist (``actuator.model.mechanics``):
+
+    m = r_m / N - r_o = -KE(theta_m) + INL_m sin(theta_m) / N + twist - INL_o sin(theta_L) + off_m / N - off_o
+
+(the ``friction`` protocol's ``_twist``, ``protocols._twist``). Fitted by linear least squares against the motor
+reading: the harmonics k = 1..MAX_HARMONICS of the wave-generator angle (shared by both sweeps), and per sweep a
+smooth baseline in the output angle (Legendre polynomials, ``BASELINE_DEGREE``): the twist (the link's weight
+m g l sin q / K, the load damping and the flexspline's hysteresis, whose direction-dependent part the two sweeps'
+baselines take apart and their mean cancels), the output encoder's once-per-turn INL and the offsets. What is and
+is not separable:
+* the motor encoder's once-per-turn INL is at k = 1 of the motor angle, as KE's first harmonic: the k = 1 term is
+  their sum (KE_1 - INL_m / N in the reducer's sign). What a motor-side position needs is that sum, so the table
+  takes it as it is;
+* the output encoder's once-per-turn INL has the shape of the gravity twist (both sin theta_L): inseparable without
+  the flexspline's stiffness, it stays in the baseline and is not reported;
+* KE is reported in the reducer's convention (``reducer.kinematic_error_amplitudes_rad`` / ``_phases_rad``):
+  amplitude >= 0, phase in (-pi, pi]; a standard uncertainty (k = 1) from s^2 (A^T A)^-1 of the fit, widened by
+  half the difference of the two sweeps' own estimates (what the sweeps disagree on is not noise).
+The sweeps must be slow: the link follows KE through the flexspline as a spring-mass (sqrt(K / J_L) = 249 rad/s on
+the knee), which magnifies what the output encoder sees by 1 / (1 - (k w_m / w_n)^2): at 0.1 rad/s, 0.65 % at k = 2.
+
+The output encoder's zero: the link hangs at theta = 0 under gravity. The drive torque at constant speed is
+m g l sin(theta_L) plus friction; friction and the mesh loss change sign with the direction, gravity does not. So
+
+    tau = a sin r_o + b cos r_o + c + s (d + e |sin r_o|),  s = +-1 the sweep's direction
+
+with a = m g l cos(off_o), b = -m g l sin(off_o): off_o = atan2(-b, a), its uncertainty by first-order propagation.
+The motor zero (``motor_zero_rad``: the output angle that r_m / N + KE reads at the true zero, off_m / N) is the
+mismatch's mean baseline at r_o = off_o plus off_o.
+
+Where it goes: the joint's protocol profile has no encoder offset or kinematic-error parameter (dbc/
+jointkit_native.toml ``[params]``, ``JointFirmware.param_names``), so the results are written to the gains file,
+section ``[kinematic_error_compensation]`` (``actuator.control.config``): the table, the motor zero and the output
+zero, which the controller applies when ``position_feedback = "motor"`` (output angle from the motor encoder).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from actuator.errors import CalibrationError, ConfigError
+from actuator.model.layout import MAX_HARMONICS
+from actuator.params import JointParams
+from firmware_iface.experiments.certificate import Certificate
+from firmware_iface.experiments.friction_calibration import check_moving
+from firmware_iface.experiments.panels import Panel, Series
+from firmware_iface.experiments.segments import (
+    Outcome,
+    Segment,
+    Signals,
+    check_at_least,
+    go_home,
+    hold,
+    ramp,
+    tagged,
+)
+
+SPEED_RAD_S = 0.1       # output: the KE magnification at k = 2 stays under 1 % on the knee (module docstring)
+MARGIN_RAD = 0.2        # from each position limit: twice the limiter's 0.1 rad soft zone
+MIN_TRAVEL_RAD = 0.2    # 20 motor turns at N = 100: the harmonics and the baseline apart (the conditioning check)
+BASELINE_DEGREE = 6     # the twist's m g l sin q / K over up to 2 pi, to under 1e-6 rad of the knee's 3e-4 rad
+# largest condition number of the column-scaled design matrix: the harmonics against the baseline, 2 x 7 polynomial
+# columns and 8 harmonic ones. The knee's +-2.3 rad sweeps give 20; a single motor turn's travel several thousand
+COND_MAX = 200.0
+FROZEN_S = 0.1          # an encoder whose reading stays the same this long while the joint moves has dropped out
+STUCK_FRACTION = 0.5
+FIGURES = ("encoder_ratio", "encoder_ratio_error", "encoder_mismatch_rad", "encoder_mismatch_max_rad",
+           "ke_amplitudes_rad", "ke_phases_rad", "ke_amplitudes_u_rad", "ke_phases_u_rad", "ke_dominant_rad",
+           "ke_dominant_u_rad", "ke_residual_rms_rad", "ke_condition_number", "output_zero_rad", "output_zero_u_rad",
+           "motor_zero_rad", "motor_zero_u_rad", "gravity_torque_nm", "gravity_residual_rms_nm",
+           "encoder_travel_rad", "encoder_full_turn")
+SCALAR_FIGURES = tuple(f for f in FIGURES if not f.startswith(("ke_amplitudes", "ke_phases")))
+# the CLI's limits when no sequence gives them: counted motor turns against the output's travel to 0.1 % (a wrong
+# ratio or a slipping encoder is percents); the k = 2 term known to 3 % of the knee's 1.45e-4 rad at 3 standard
+# uncertainties; the zero to 2e-4 rad (a fifth of the knee's 1e-3 rad position error budget, [A])
+DEFAULT_LIMITS = {"encoder_ratio_error": (-1e-3, 1e-3), "ke_dominant_u_rad": (None, 1.5e-6),
+                  "output_zero_u_rad": (None, 2e-4), "ke_condition_number": (None, COND_MAX)}
+METHOD = ("{n} samples of two constant-speed sweeps at {v:g} rad/s over {lo:.3g}..{hi:.3g} rad ({turn}); "
+          "mismatch motor/N - output by linear least squares: harmonics k = 1..{k} of the motor angle and a "
+          "degree-{d} Legendre baseline in the output angle per direction (the twist's direction part cancels in "
+          "their mean); the k = 1 term holds the motor encoder's INL / N (inseparable), the output encoder's INL "
+          "stays in the baseline (inseparable from the gravity twist). Output zero from the gravity torque's "
+          "phase (mean of the two directions' drive torque). Standard uncertainty (k = 1): the fit's covariance, "
+          "the KE widened by half the sweeps' difference. Applied through the gains file's "
+          "[kinematic_error_compensation] (amplitudes_rad, phases_rad, motor_zero_rad, output_zero_rad): the "
+          "joint's profile has no encoder or kinematic-error parameter, so nothing is written to the joint.")
+
+
+def sweep_range(params: JointParams, margin_rad: float = MARGIN_RAD) -> tuple[float, float, bool]:
+    """The sweeps' ends: a full output turn (-pi..pi) where the position limits allow it, else the limits less
+    ``margin_rad``; and whether it is a full turn."""
+    lo = max(params.limits.position_min_rad + margin_rad, -math.pi)
+    hi = min(params.limits.position_max_rad - margin_rad, math.pi)
+    return lo, hi, lo <= -math.pi and hi >= math.pi
+
+
+def encoder_calibrate_config(speed_rad_s: float = SPEED_RAD_S, range_rad: tuple[float, float] | None = None,
+                             ramp_s: float = 0.5, settle_s: float = 0.5, move_s: float = 1.0,
+                             stuck_fraction: float = STUCK_FRACTION, ratio: float | None = None,
+                             params: JointParams | None = None) -> dict[str, Any]:
+    """The routine's configuration, checked before anything moves: the sweep speed (rad/s at the output, > 0,
+    under the joint's velocity limit), the range (default ``sweep_range``: inside the position limits), the
+    velocity ramps and the settle before each sweep's averaged part, the move to the start, and the ratio (from
+    ``params`` unless given)."""
+    if ratio is None:
+        if params is None:
+            raise ConfigError("ratio: give the reducer's ratio or the joint's parameters")
+        ratio = params.reducer.ratio
+    if range_rad is None:
+        if params is None:
+            raise ConfigError("range_rad: give the sweep's range or the joint's parameters (its position limits)")
+        lo, hi, _ = sweep_range(params)
+    else:
+        lo, hi = (float(x) for x in range_rad)
+    check_at_least(speed_rad_s=(speed_rad_s, 1e-4), ramp_s=(ramp_s, 0.01), settle_s=(settle_s, 0.0),
+                   move_s=(move_s, 0.05), stuck_fraction=(stuck_fraction, 0.0), ratio=(ratio, 1.0))
+    travel = hi - lo - speed_rad_s * (ramp_s + settle_s)  # the averaged part of each sweep
+    if not (math.isfinite(travel) and travel >= MIN_TRAVEL_RAD):
+        raise ConfigError(f"range_rad = {[lo, hi]!r}: the sweeps would average over {travel:.3g} rad, at least "
+                          f"{MIN_TRAVEL_RAD:g} rad is needed (ramps and settle take speed x {ramp_s + settle_s:g} s)")
+    if params is not None:
+        lim = params.limits
+        if not lim.position_min_rad < lo < hi < lim.position_max_rad:
+            raise ConfigError(f"range_rad = {[lo, hi]!r}: outside the position limits [{lim.position_min_rad:g}, "
+                              f"{lim.position_max_rad:g}] rad")
+        if speed_rad_s > lim.velocity_max_rad_s:
+            raise ConfigError(f"speed_rad_s = {speed_rad_s!r}: above the joint's velocity limit "
+                              f"{lim.velocity_max_rad_s:g} rad/s")
+    return {"speed_rad_s": float(speed_rad_s), "range_rad": [lo, hi], "sweep_s": travel / speed_rad_s,
+            "ramp_s": float(ramp_s), "settle_s": float(settle_s), "move_s": float(move_s),
+            "stuck_fraction": float(stuck_fraction), "ratio": float(ratio),
+            "full_turn": bool(lo <= -math.pi and hi >= math.pi)}
+
+
+def encoder_calibrate_segments(c: dict) -> list[Segment]:
+    """Move (position mode) to the range's low end, ramp to +v, settle, sweep (``fwd``) to half a ramp's travel
+    short of the high end, reverse, settle, sweep back (``bwd``), ramp to 0 half a ramp's travel above the low end."""
+    v, r, s, t = c["speed_rad_s"], c["ramp_s"], c["settle_s"], c["sweep_s"]
+    return [*go_home(c["range_rad"][0], c["move_s"], 0.3),
+            Segment(r, "velocity", ramp(0.0, v, r)), Segment(s, "velocity", hold(v)),
+            Segment(t, "velocity", hold(v), tag="fwd"), Segment(2 * r, "velocity", ramp(v, -v, 2 * r)),
+            Segment(s, "velocity", hold(-v)), Segment(t, "velocity", hold(-v), tag="bwd"),
+            Segment(r, "velocity", ramp(-v, 0.0, r))]
+
+
+@dataclass(frozen=True)
+class MismatchFit:
+    amplitudes_rad: tuple[float, ...]     # KE, the reducer's convention: A_k >= 0
+    phases_rad: tuple[float, ...]         # phi_k in (-pi, pi]
+    amplitudes_u_rad: tuple[float, ...]   # standard uncertainties (k = 1)
+    phases_u_rad: tuple[float, ...]
+    residual_rms_rad: float
+    condition_number: float
+    baselines: tuple[np.ndarray, np.ndarray]  # Legendre coefficients of the fwd and bwd baselines
+    span_rad: tuple[float, float]             # the output angles the baselines' x = -1..1 map to
+
+
+def _x(r_o: np.ndarray, span: tuple[float, float]) -> np.ndarray:
+    lo, hi = span
+    return (2.0 * r_o - (lo + hi)) / (hi - lo)
+
+
+def _harmonic_columns(r_m: np.ndarray, k_max: int) -> np.ndarray:
+    return np.column_stack([f(k * r_m) for k in range(1, k_max + 1) for f in (np.sin, np.cos)])
+
+
+def _ls(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Least squares on column-scaled ``a``: the solution, its covariance s^2 (A^T A)^-1, the residuals and the
+    scaled matrix's condition number."""
+    scale = np.sqrt(np.sum(a * a, axis=0))
+    scale[scale == 0.0] = 1.0
+    a_s = a / scale
+    sol, *_ = np.linalg.lstsq(a_s, y, rcond=None)
+    res = y - a_s @ sol
+    s2 = float(res @ res) / max(y.size - a.shape[1], 1)
+    sv = np.linalg.svd(a_s, compute_uv=False)
+    cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
+    cov = s2 * np.linalg.pinv(a_s.T @ a_s) / np.outer(scale, scale)
+    return sol / scale, cov, res, cond
+
+
+def _polar(sin_c: float, cos_c: float, cov2: np.ndarray) -> tuple[float, float, float, float]:
+    """a sin t + b cos t = A sin(t + psi): A, psi and their first-order standard uncertainties."""
+    amp = math.hypot(sin_c, cos_c)
+    if amp == 0.0:
+        return 0.0, 0.0, math.sqrt(max(np.trace(cov2) / 2, 0.0)), math.pi
+    g_amp = np.array([sin_c, cos_c]) / amp
+    g_psi = np.array([-cos_c, sin_c]) / amp ** 2
+    return amp, math.atan2(cos_c, sin_c), math.sqrt(g_amp @ cov2 @ g_amp), math.sqrt(g_psi @ cov2 @ g_psi)
+
+
+def _mismatch_ls(r_m: np.ndarray, m: np.ndarray, x: np.ndarray, fwd: np.ndarray, k_max: int,
+                 degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    legendre = np.polynomial.legendre.legvander(x, degree)
+    a = np.column_stack([_harmonic_columns(r_m, k_max), legendre * fwd[:, None], legendre * ~fwd[:, None]])
+    return _ls(a, m)
+
+
+def fit_mismatch(r_m: np.ndarray, r_o: np.ndarray, fwd: np.ndarray, ratio: float, k_max: int = MAX_HARMONICS,
+                 degree: int = BASELINE_DEGREE) -> MismatchFit:
+    """The KE harmonics and the two sweeps' baselines of m = r_m / N - r_o (``fwd``: the +v sweep's samples).
+    ``CalibrationError`` (``ill_conditioned``) when the harmonics cannot be told from the baselines (too few motor
+    turns) or a sweep has too few samples."""
+    r_m, r_o, fwd = np.asarray(r_m, float), np.asarray(r_o, float), np.asarray(fwd, bool)
+    n_cols = 2 * k_max + 2 * (degree + 1)
+    if min(fwd.sum(), (~fwd).sum()) < 2 * n_cols:
+        raise CalibrationError(f"encoder calibration: {fwd.sum()} and {(~fwd).sum()} samples in the two sweeps, "
+                               f"at least {2 * n_cols} each for {n_cols} unknowns", "ill_conditioned")
+    m = r_m / ratio - r_o
+    span = (float(r_o.min()), float(r_o.max()))
+    sol, cov, res, cond = _mismatch_ls(r_m, m, _x(r_o, span), fwd, k_max, degree)
+    if not (cond <= COND_MAX and np.all(np.isfinite(sol))):
+        raise CalibrationError(f"encoder calibration: the fit is ill-conditioned (condition number {cond:.3g}, "
+                               f"at most {COND_MAX:g}): {np.ptp(r_m) / (2 * math.pi):.3g} motor turns cannot tell "
+                               "the kinematic error from the twist's baseline; sweep a wider range", "ill_conditioned")
+    # each sweep alone: what the two disagree on widens the uncertainty
+    own = [_mismatch_ls(r_m[s], m[s], _x(r_o[s], span), fwd[s], k_max, degree)[0] for s in (fwd, ~fwd)]
+    amps, phases, u_amps, u_phases = [], [], [], []
+    for k in range(k_max):
+        i = 2 * k
+        # KE = -(harmonic of m): the reducer's sign
+        amp, psi, u_a, u_p = _polar(-sol[i], -sol[i + 1], cov[i:i + 2, i:i + 2])
+        split = [_polar(-o[i], -o[i + 1], cov[i:i + 2, i:i + 2])[:2] for o in own]
+        d_amp = abs(split[0][0] - split[1][0]) / 2
+        d_psi = abs(math.remainder(split[0][1] - split[1][1], 2 * math.pi)) / 2
+        amps.append(amp)
+        phases.append(psi)
+        u_amps.append(math.hypot(u_a, d_amp))
+        u_phases.append(math.hypot(u_p, d_psi))
+    h = 2 * k_max
+    return MismatchFit(tuple(amps), tuple(phases), tuple(u_amps), tuple(u_phases),
+                       float(np.sqrt(np.mean(res ** 2))), cond, (sol[h:h + degree + 1], sol[h + degree + 1:]), span)
+
+
+def ke_series(r_m: np.ndarray | float, amplitudes_rad: tuple[float, ...], phases_rad: tuple[float, ...]) -> Any:
+    """KE(r_m) = sum A_k sin(k r_m + phi_k), plain numpy (the controller's ``kinematic_error_table`` compiled)."""
+    return sum(a * np.sin((k + 1) * np.asarray(r_m) + p) for k, (a, p) in enumerate(zip(amplitudes_rad, phases_rad,
+                                                                                      strict=True)))
+
+
+def mean_baseline(fit: MismatchFit, r_o: np.ndarray | float) -> np.ndarray:
+    """The two sweeps' mean baseline at output readings ``r_o``: the mismatch with the twist's direction part gone
+    and the harmonics removed."""
+    x = _x(np.asarray(r_o, float), fit.span_rad)
+    leg = np.polynomial.legendre.legval
+    return 0.5 * (leg(x, fit.baselines[0]) + leg(x, fit.baselines[1]))
+
+
+@dataclass(frozen=True)
+class GravityFit:
+    zero_rad: float
+    zero_u_rad: float
+    torque_nm: float        # m g l as the drive torque sees it
+    residual_rms_nm: float
+
+
+def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray) -> GravityFit:
+    """The output reading at which the link hangs (the gravity torque's zero) from both sweeps' drive torque.
+    ``CalibrationError`` (``no_gravity``) when the fitted m g l is under 10 standard uncertainties (a link without
+    weight, a horizontal axis: nothing to find the zero from)."""
+    r_o, tau, s = np.asarray(r_o, float), np.asarray(torque_nm, float), np.where(fwd, 1.0, -1.0)
+    ok = np.isfinite(r_o) & np.isfinite(tau)
+    r_o, tau, s = r_o[ok], tau[ok], s[ok]
+    a = np.column_stack([np.sin(r_o), np.cos(r_o), np.ones_like(r_o), s, s * np.abs(np.sin(r_o))])
+    sol, cov, res, _ = _ls(a, tau)
+    mgl, psi, u_mgl, u_psi = _polar(sol[0], sol[1], cov[:2, :2])
+    if not (mgl > 10.0 * u_mgl):
+        raise CalibrationError(f"encoder calibration: the drive torque shows no gravity to find the output's zero "
+                               f"from (m g l = {mgl:.3g} +- {u_mgl:.2g} N·m)", "no_gravity")
+    # a sin q + b cos q = mgl sin(q + psi) = mgl sin(q - zero)
+    return GravityFit(float(-psi), u_psi, mgl, float(np.sqrt(np.mean(res ** 2))))
+
+
+def check_encoders(s: Signals, sweeps: list[np.ndarray], ratio: float) -> None:
+    """``CalibrationError`` (``encoder_fault``) for an encoder whose reading stood still for FROZEN_S on a sweep
+    (a dropout freezes it), or that did not travel with the other (a slipping magnet, a wrong ratio by far)."""
+    t = s["t_s"]
+    for i, sel in enumerate(sweeps):
+        travel = {}
+        for name in ("motor_encoder_rad", "output_encoder_rad"):
+            r = s[name][sel]
+            moved = np.flatnonzero(np.diff(r) != 0.0)
+            ts = t[sel]
+            edges = np.concatenate([[ts[0]], ts[moved + 1], [ts[-1]]])
+            if not np.all(np.isfinite(r)) or np.max(np.diff(edges)) >= FROZEN_S:
+                raise CalibrationError(f"encoder calibration: the {name.split('_')[0]} encoder's reading stood "
+                                       f"still for {np.max(np.diff(edges)):.3g} s on sweep {i + 1} while the "
+                                       "joint moved: an encoder fault; stopped", "encoder_fault")
+            travel[name] = r[-1] - r[0]
+        out, mot = travel["output_encoder_rad"], travel["motor_encoder_rad"] / ratio
+        if not abs(mot - out) <= 0.1 * abs(out):
+            raise CalibrationError(f"encoder calibration: on sweep {i + 1} the motor encoder travelled "
+                                   f"{mot:.4g} rad at the output and the output encoder {out:.4g} rad: more than "
+                                   "10 % apart, an encoder fault or a wrong ratio", "encoder_fault")
+
+
+def figures_of(mis: MismatchFit, grav: GravityFit, ratio_measured: float, c: dict, mismatch: np.ndarray,
+               motor_zero: tuple[float, float]) -> dict[str, Any]:
+    k2 = 1 if len(mis.amplitudes_rad) > 1 else 0  # two per wave-generator turn: the harmonic that dominates
+    lo, hi = c["range_rad"]
+    return {"encoder_ratio": ratio_measured, "encoder_ratio_error": ratio_measured / c["ratio"] - 1.0,
+            "encoder_mismatch_rad": float(np.mean(mismatch)),
+            "encoder_mismatch_max_rad": float(np.max(np.abs(mismatch - np.mean(mismatch)))),
+            "ke_amplitudes_rad": list(mis.amplitudes_rad), "ke_phases_rad": list(mis.phases_rad),
+            "ke_amplitudes_u_rad": list(mis.amplitudes_u_rad), "ke_phases_u_rad": list(mis.phases_u_rad),
+            "ke_dominant_rad": mis.amplitudes_rad[k2], "ke_dominant_u_rad": mis.amplitudes_u_rad[k2],
+            "ke_residual_rms_rad": mis.residual_rms_rad, "ke_condition_number": mis.condition_number,
+            "output_zero_rad": grav.zero_rad, "output_zero_u_rad": grav.zero_u_rad,
+            "motor_zero_rad": motor_zero[0], "motor_zero_u_rad": motor_zero[1],
+            "gravity_torque_nm": grav.torque_nm, "gravity_residual_rms_nm": grav.residual_rms_nm,
+            "encoder_travel_rad": hi - lo, "encoder_full_turn": c["full_turn"]}
+
+
+def certificates_of(figures: dict[str, Any], c: dict, n: int) -> list[Certificate]:
+    lo, hi = c["range_rad"]
+    turn = "a full output turn" if c["full_turn"] else "the joint's range less margins: no full output turn"
+    method = METHOD.format(n=n, v=c["speed_rad_s"], lo=lo, hi=hi, turn=turn, k=len(figures["ke_amplitudes_rad"]),
+                           d=BASELINE_DEGREE)
+    return [Certificate("ke_amplitudes_rad", figures["ke_amplitudes_rad"], figures["ke_amplitudes_u_rad"], "rad",
+                        method, limit_figure="ke_dominant_rad", uncertainty_figure="ke_dominant_u_rad"),
+            Certificate("ke_phases_rad", figures["ke_phases_rad"], figures["ke_phases_u_rad"], "rad", method),
+            Certificate("output_zero_rad", figures["output_zero_rad"], figures["output_zero_u_rad"], "rad", method,
+                        uncertainty_figure="output_zero_u_rad"),
+            Certificate("motor_zero_rad", figures["motor_zero_rad"], figures["motor_zero_u_rad"], "rad", method,
+                        uncertainty_figure="motor_zero_u_rad")]
+
+
+def compensation_of(figures: dict[str, Any]) -> dict[str, Any]:
+    """The gains file's ``[kinematic_error_compensation]`` entries of a calibration (feedback left as it is)."""
+    return {"amplitudes_rad": figures["ke_amplitudes_rad"], "phases_rad": figures["ke_phases_rad"],
+            "motor_zero_rad": figures["motor_zero_rad"], "output_zero_rad": figures["output_zero_rad"]}
+
+
+def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    """The sweeps' speed (``check_moving``) and encoders (``check_encoders``), the ratio over each sweep, the
+    mismatch fit, the gravity zero and the motor zero."""
+    v, n = c["speed_rad_s"], c["ratio"]
+    fwd_sel, bwd_sel = tagged(s, segs, "fwd"), tagged(s, segs, "bwd")
+    check_moving([s["velocity_rad_s"][fwd_sel], s["velocity_rad_s"][bwd_sel]], [v, -v], c["stuck_fraction"],
+                 "encoder calibration")
+    check_encoders(s, [fwd_sel, bwd_sel], n)
+    ratios = [(s["motor_encoder_rad"][k][-1] - s["motor_encoder_rad"][k][0])
+              / (s["output_encoder_rad"][k][-1] - s["output_encoder_rad"][k][0]) for k in (fwd_sel, bwd_sel)]
+    on = fwd_sel | bwd_sel
+    r_m, r_o, fwd = s["motor_encoder_rad"][on], s["output_encoder_rad"][on], fwd_sel[on]
+    mis = fit_mismatch(r_m, r_o, fwd, n)
+    tau = s["torque_nm"][on]
+    grav = fit_gravity_zero(r_o, tau, fwd)
+    # the twist-cancelled mismatch: the harmonics (as the mismatch sees them, -KE) and the mean baseline
+    ke = ke_series(r_m, mis.amplitudes_rad, mis.phases_rad)
+    mismatch = -ke + mean_baseline(mis, r_o)
+    # the motor zero: the mean baseline where the link hangs, plus the output zero; its uncertainty the zero's
+    # carried through the baseline's slope there (the baseline's own is far smaller)
+    at = float(mean_baseline(mis, grav.zero_rad))
+    slope = float(mean_baseline(mis, grav.zero_rad + 1e-3) - mean_baseline(mis, grav.zero_rad - 1e-3)) / 2e-3
+    motor_zero = (at + grav.zero_rad, abs(1.0 + slope) * grav.zero_u_rad)
+    figures = figures_of(mis, grav, float(np.mean(ratios)), c, mismatch, motor_zero)
+    t = s["t_s"]
+    order = np.argsort(r_m[fwd])
+    panels = [Panel("velocity (rad/s)", [Series("velocity", t, s["velocity_rad_s"])]),
+              Panel("motor/N - output (rad) against the output angle (rad)",
+                    [Series("+v", r_o[fwd], (r_m / n - r_o)[fwd]), Series("-v", r_o[~fwd], (r_m / n - r_o)[~fwd]),
+                     Series("twist-cancelled", r_o[fwd], mismatch[fwd])]),
+              Panel("drive torque (N·m) against the output angle (rad)",
+                    [Series("+v", r_o[fwd], tau[fwd]), Series("-v", r_o[~fwd], tau[~fwd])]),
+              Panel("kinematic error (rad) against the motor angle (rad), first turns",
+                    [Series("KE fit", r_m[fwd][order][:2000], ke[fwd][order][:2000])])]
+    return Outcome(figures | {"compensation": compensation_of(figures)}, panels, fit=(mis, grav),
+                   certificates=certificates_of(figures, c, int(on.sum())))
