@@ -151,6 +151,9 @@ def check_cogging(cog: CoggingCompensation, source: str | None = None) -> None:
     if cog.on and cog.periods_per_rev <= 0:
         raise ConfigError(f"{where}{path}.periods_per_rev = {cog.periods_per_rev!r} is not allowed: must be > 0 "
                           "when harmonics_nm are given (the cogging periods per motor revolution)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KinematicErrorCompensation:
     """Where the position loops take the output angle from. ``output``: the output encoder's reading less
     ``output_zero_rad``. ``motor`` (a joint positioned on its motor encoder, as one without an output encoder is):
