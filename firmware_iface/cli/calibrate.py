@@ -2,12 +2,14 @@
 ``--node N`` over a bus (real or simulated), with its certificates (value, standard uncertainty, unit, method,
 limits, verdict). Routines: ``ft``, the six-axis F/T sensor's bias and tool load (``experiments.ft_calibration``);
 ``friction``, the friction map: Coulomb, static, Stribeck velocity and viscous friction at the output
-(``experiments.friction_calibration``).
+(``experiments.friction_calibration``); ``kt``, the motor's torque constant against the fixture and the mesh efficiency
+(``experiments.kt_calibration``: it loads the joint, so on the simulated joint only; over a bus the rig's fixture is
+needed, which ``jointkit run`` has on a simulated rig).
 
 Exit 0 when every certificate passes its limit (the routine's defaults, ``DEFAULT_LIMITS`` of its module), 1 when
 one fails (named on stderr), 2 when the routine cannot give a result (``CalibrationError``: poses too narrow, a
-saturated sensor, a pose not reached; a plateau that did not move, a Stribeck fit that did not converge) or on any
-other error."""
+saturated sensor, a pose not reached; a plateau that did not move, a Stribeck fit that did not converge; a saturated
+current, loads that cannot give a slope) or on any other error."""
 
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
 
-ROUTINES = ("ft", "friction")
-PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate"}
-TITLE = {"ft": "F/T calibration", "friction": "friction calibration"}
+ROUTINES = ("ft", "friction", "kt")
+PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate", "kt": "kt_calibrate"}
+TITLE = {"ft": "F/T calibration", "friction": "friction calibration", "kt": "Kt calibration"}
 
 
 def _floats(text: str) -> list[float]:
@@ -35,16 +37,20 @@ def _floats(text: str) -> list[float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint)")
     p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load; friction: the "
-                   "friction map (Coulomb, static, Stribeck velocity, viscous)")
+                   "friction map (Coulomb, static, Stribeck velocity, viscous); kt: the torque constant against the "
+                   "fixture")
     add_joint_options(p)
     p.add_argument("--poses", type=_floats, metavar="Q1,Q2,...",
                    help="output angles to hold, rad, as --poses=-1,0,1 (default: 7 over -1.5..1.5)")
     p.add_argument("--speeds", type=_floats, metavar="V1,V2,...",
                    help="friction: output speeds, rad/s (default: 8 log-spaced 0.02 .. 0.8 x the velocity limit)")
+    p.add_argument("--loads", type=_floats, metavar="L1,L2,...",
+                   help="kt: fixture loads, N·m, as --loads=-40,0,40 (default: -0.8..0.8 x the rated torque, 5)")
+    p.add_argument("--speed", type=float, help="kt: the plateaus' output speed, rad/s (default 0.5)")
     p.add_argument("--settle-s", type=float, help="settling time at each pose (ft, default 0.4) or before each "
-                   "plateau (friction, default 0.2), s")
+                   "plateau (friction, kt, default 0.2), s")
     p.add_argument("--average-s", type=float, help="averaging time at each pose (ft, default 0.5) or of each "
-                   "plateau (friction, default 0.4), s")
+                   "plateau (friction, kt, default 0.4), s")
     p.add_argument("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ",
                    help="simulated joint only: a known F/T bias to inject, N and N·m (to see it recovered)")
     p.add_argument("--seed", type=int, default=0, help="simulated joint only: its noise seed")
@@ -58,7 +64,17 @@ def _config(args: argparse.Namespace, params: Any) -> dict:
     from actuator.errors import ConfigError
     from firmware_iface.experiments.friction_calibration import friction_calibrate_config
     from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD, ft_calibrate_config
+    from firmware_iface.experiments.kt_calibration import kt_calibrate_config
 
+    if args.routine != "kt" and (args.loads is not None or args.speed is not None):
+        raise ConfigError("--loads and --speed are options of the kt routine, not of " + args.routine)
+    if args.routine == "kt":
+        if args.poses is not None or args.inject_ft_bias is not None or args.speeds is not None:
+            raise ConfigError("--poses, --inject-ft-bias and --speeds are options of the ft and friction routines, "
+                              "not of kt")
+        return kt_calibrate_config(params, args.loads, args.speed,
+                                   plateau_s=0.4 if args.average_s is None else args.average_s,
+                                   settle_s=0.2 if args.settle_s is None else args.settle_s)
     if args.routine == "friction":
         if args.poses is not None or args.inject_ft_bias is not None:
             raise ConfigError("--poses and --inject-ft-bias are options of the ft routine, not of friction")
@@ -108,11 +124,12 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
 
 def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> int:
     """Judge the certificates by the routine's default limits, print them, write ``--out``; the exit code."""
-    from firmware_iface.experiments import friction_calibration, ft_calibration
+    from firmware_iface.experiments import friction_calibration, ft_calibration, kt_calibration
     from firmware_iface.experiments.certificate import judge_all
     from firmware_iface.rig.sequence import Limit
 
-    defaults = (ft_calibration if args.routine == "ft" else friction_calibration).DEFAULT_LIMITS
+    defaults = {"ft": ft_calibration, "friction": friction_calibration,
+                "kt": kt_calibration}[args.routine].DEFAULT_LIMITS
     limits = {name: Limit(lo, hi) for name, (lo, hi) in defaults.items()}
     checks = {name: lim.verdict(outcome.figures.get(name)) for name, lim in limits.items()}
     certs = judge_all(outcome.certificates, limits, outcome.figures)

@@ -192,13 +192,15 @@ def fit_stribeck(speeds_rad_s: np.ndarray, friction_nm: np.ndarray) -> StribeckF
     return StribeckFit(fc, fs, vs, b, tuple(float(x) for x in u), float(np.sqrt(np.mean(r ** 2))))
 
 
-def check_moving(velocity_rad_s: list[np.ndarray], setpoints_rad_s: list[float], fraction: float) -> None:
+def check_moving(velocity_rad_s: list[np.ndarray], setpoints_rad_s: list[float], fraction: float,
+                 routine: str = "friction calibration") -> None:
     """``CalibrationError`` (``stuck``) naming the first plateau whose mean speed is under ``fraction`` of its
-    set-point (a joint jammed, or held by more friction than the drive's torque limit)."""
+    set-point (a joint jammed, or held by more friction than the drive's torque limit); ``routine`` starts the
+    message."""
     for i, (w, v) in enumerate(zip(velocity_rad_s, setpoints_rad_s, strict=True)):
         mean = mean_or_nan(w)
         if not mean * math.copysign(1.0, v) >= fraction * abs(v):
-            raise CalibrationError(f"friction calibration: plateau {i + 1} ({v:+.4g} rad/s) did not move: mean "
+            raise CalibrationError(f"{routine}: plateau {i + 1} ({v:+.4g} rad/s) did not move: mean "
                                    f"speed {mean:.4g} rad/s, under {fraction:g} of the set-point; stopped", "stuck")
 
 

@@ -53,6 +53,10 @@ Step types and figures (units in the names):
   (``friction_calibration.friction_calibrate_config``); Coulomb, static, Stribeck velocity and viscous friction by a
   least-squares Stribeck fit, with uncertainties and certificates: ``experiments.friction_calibration``. Raises
   ``CalibrationError`` for a plateau that did not move, too few plateaus or a fit that did not converge.
+* ``kt_calibrate``: velocity plateaus +v and -v over the same travel under several fixture loads
+  (``kt_calibration.kt_calibrate_config``); the torque constant from the slope of the plateaus' mean current against
+  the load, and the mesh efficiency, with uncertainties and certificates: ``experiments.kt_calibration``. Raises
+  ``CalibrationError`` for a plateau that did not move, a saturated current or loads that cannot determine the slope.
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
@@ -77,6 +81,7 @@ from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
 from firmware_iface.experiments import friction_calibration as fcal
 from firmware_iface.experiments import ft_calibration as ftc
+from firmware_iface.experiments import kt_calibration as ktc
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.segments import (
     RATE_HZ,
@@ -440,6 +445,7 @@ PROTOCOLS: dict[str, Protocol] = {
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
     "friction_calibrate": Protocol(fcal.friction_calibrate_segments, fcal.analyze_friction_calibrate, fcal.FIGURES),
+    "kt_calibrate": Protocol(ktc.kt_calibrate_segments, ktc.analyze_kt_calibrate, ktc.FIGURES, needs_fixture=True),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }

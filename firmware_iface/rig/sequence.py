@@ -26,6 +26,7 @@ from firmware_iface.experiments.friction_calibration import friction_calibrate_c
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
 from firmware_iface.experiments.ft_calibration import ft_calibrate_config
+from firmware_iface.experiments.kt_calibration import kt_calibrate_config
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
@@ -73,6 +74,13 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                            "settle_s": _k(float, 0.2, 0.0, 10.0), "ramp_s": _k(float, 0.2, 0.01, 5.0),
                            "max_travel_rad": _k(float, 1.0, 1e-3, 4.0), "move_s": _k(float, 0.5, 0.05, 30.0),
                            "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
+    # the torque constant against the fixture (experiments.kt_calibration): loads default to the preset's (+-0.8 and
+    # +-0.4 of its rated torque and 0), checked against its drive's ceiling, the speed against its velocity limit
+    "kt_calibrate": {**_HOME, "loads_nm": _k(list, None), "speed_rad_s": _k(float, 0.5, 0.01, 10.0),
+                     "plateau_s": _k(float, 0.4, 0.05, 30.0), "settle_s": _k(float, 0.2, 0.0, 10.0),
+                     "ramp_s": _k(float, 0.2, 0.01, 5.0), "load_ramp_s": _k(float, 0.3, 0.01, 10.0),
+                     "move_s": _k(float, 0.5, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0),
+                     "saturation_fraction": _k(float, 0.9, 0.1, 1.0)},
     "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
                      "average_s": _k(float, 0.3, 0.05, 60.0)},
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
@@ -306,4 +314,6 @@ def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None
         return ft_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
     if step.type == "friction_calibrate":
         return friction_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
+    if step.type == "kt_calibrate":
+        return kt_calibrate_config(params or load_preset(seq.preset), **step.cfg)
     return {**step.cfg, "ratio": seq.ratio}

@@ -105,6 +105,11 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
                                                             "friction_stribeck_velocity_rad_s",
                                                             "friction_viscous_nm_s_per_rad"}
     assert all(c["verdict"] == "pass" for c in fcerts.values()) and "friction_viscous_nm_s_per_rad" in report
+    kt = next(s for s in results["steps"] if s["type"] == "kt_calibrate")  # over the bus, with the rig's fixture
+    assert kt["status"] == "pass" and kt["figures"]["kt_nm_per_a"] == pytest.approx(0.117165, rel=0.005)
+    assert {c["quantity"]: c["verdict"] for c in kt["certificates"]} == {"kt_nm_per_a": "pass",
+                                                                         "kt_mesh_efficiency": "pass"}
+    assert "kt_mesh_efficiency" in report
 
 
 FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
@@ -131,3 +136,32 @@ def test_calibrate_friction_in_process(capsys, tmp_path: Path) -> None:
 def test_calibrate_friction_bad_options_exit_2(capsys, argv, message) -> None:
     code, _, err = run_cli(capsys, "calibrate", "friction", *argv)
     assert code == 2 and message in err
+
+
+KT_SHORT = ("--loads=-30,0,30", "--average-s", "0.2", "--settle-s", "0.1")  # 7.5 s of joint time
+
+
+def test_calibrate_kt_in_process(capsys, tmp_path: Path) -> None:
+    """The knee's Kt through argv: 0.11717 N·m per peak amp within tests/rig/test_kt_calibration.py's 0.5 %."""
+    out = run_json(capsys, "calibrate", "kt", *KT_SHORT, "--out", str(tmp_path))
+    assert out["verdict"] == "pass" and out["routine"] == "kt"
+    assert out["figures"]["kt_nm_per_a"] == pytest.approx(0.117165, rel=0.005)
+    certs = {c["quantity"]: c for c in out["certificates"]}
+    assert certs["kt_nm_per_a"]["verdict"] == "pass" and "kt_relative_u" in certs["kt_nm_per_a"]["limits"]
+    assert "Applied host-side" in certs["kt_nm_per_a"]["method"] and certs["kt_mesh_efficiency"]["verdict"] == "pass"
+    assert (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--loads=-10,10",), "at least 3"),
+    (("--loads=-140,0,140",), "lower the loads"),
+    (("--speeds", "0.1,0.2,0.3,0.4,0.5"), "options of the ft and friction routines"),
+])
+def test_calibrate_kt_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "kt", *argv)
+    assert code == 2 and message in err
+
+
+def test_kt_options_are_refused_by_the_other_routines(capsys) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction", "--loads=-10,0,10")
+    assert code == 2 and "options of the kt routine" in err
