@@ -88,7 +88,7 @@ def default_loads(params: JointParams) -> list[float]:
     return [f * params.limits.torque_rated_nm for f in LOAD_FRACTIONS]
 
 
-def _drive_ceiling_a(params: JointParams) -> float:
+def drive_ceiling_a(params: JointParams) -> float:
     """The largest |iq| the drive gives: its current limit, or the torque limit in amps, whichever is lower."""
     kt_n = params.torque_constant_nm_per_a * params.reducer.ratio
     return min(params.motor.current_limit_a, params.limits.torque_max_nm / kt_n)
@@ -121,7 +121,7 @@ def kt_calibrate_config(params: JointParams, loads_nm: list[float] | tuple[float
     worst = (max(abs(x) for x in loads) + ld.mass_kg * ld.gravity_m_s2 * ld.com_distance_m + r.ratio *
              r.static_friction_nm + (r.ratio ** 2 * r.viscous_friction_nm_s_per_rad + ld.damping_nm_s_per_rad) * v)
     worst /= r.efficiency
-    ceiling = _drive_ceiling_a(params) * kt_n
+    ceiling = drive_ceiling_a(params) * kt_n
     if worst > saturation_fraction * ceiling:
         raise ConfigError(f"loads_nm = {loads!r}: the heaviest needs about {worst:.4g} N·m of drive torque, above "
                           f"{saturation_fraction:g} of the drive's {ceiling:.4g} N·m; lower the loads")
@@ -137,7 +137,7 @@ def kt_calibrate_config(params: JointParams, loads_nm: list[float] | tuple[float
             "home_rad": float(home_rad), "move_s": float(move_s), "stuck_fraction": float(stuck_fraction),
             "saturation_fraction": float(saturation_fraction), "min_load_span_nm": float(span),
             "ratio": r.ratio, "kt_nominal_nm_per_a": params.torque_constant_nm_per_a,
-            "drive_ceiling_a": _drive_ceiling_a(params)}
+            "drive_ceiling_a": drive_ceiling_a(params)}
 
 
 def kt_calibrate_segments(c: dict) -> list[Segment]:

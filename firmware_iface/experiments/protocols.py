@@ -12,6 +12,7 @@ Bode test is checked once, by ``step_config`` and ``bode_config``.
 Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
 ``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
 ``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``iq_a``, ``winding_temp_c``,
+``housing_temp_c`` (the motor housing's sensor, where the reducer's grease is; NaN where a profile does not report it),
 ``force_n`` (n, 3), ``moment_nm`` (n, 3), ``ft_saturated`` (the sensor's saturation flag: 1 while a channel clips;
 NaN where a profile does not report it), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``. The
 position is what the joint reports: its output encoder's reading (quantised, with its nonlinearity and latency), as a
@@ -53,6 +54,10 @@ Step types and figures (units in the names):
   (``friction_calibration.friction_calibrate_config``); Coulomb, static, Stribeck velocity and viscous friction by a
   least-squares Stribeck fit, with uncertainties and certificates: ``experiments.friction_calibration``. Raises
   ``CalibrationError`` for a plateau that did not move, too few plateaus or a fit that did not converge.
+* ``friction_temperature_calibrate``: the ``friction_calibrate`` map several times, the joint heating itself between
+  maps (a position hold loaded by the fixture); beta of the grease's exp(-beta (T - T_ref)) and Fc, Fs at T_ref by
+  a weighted fit over the maps' housing temperatures: ``experiments.friction_temperature``. Raises
+  ``CalibrationError`` as the map does, and for temperatures too close together or none reported.
 * ``kt_calibrate``: velocity plateaus +v and -v over the same travel under several fixture loads
   (``kt_calibration.kt_calibrate_config``); the torque constant from the slope of the plateaus' mean current against
   the load, and the mesh efficiency, with uncertainties and certificates: ``experiments.kt_calibration``. Raises
@@ -80,6 +85,7 @@ from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
 from firmware_iface.experiments import friction_calibration as fcal
+from firmware_iface.experiments import friction_temperature as ftemp
 from firmware_iface.experiments import ft_calibration as ftc
 from firmware_iface.experiments import kt_calibration as ktc
 from firmware_iface.experiments.panels import Panel, Series
@@ -445,6 +451,8 @@ PROTOCOLS: dict[str, Protocol] = {
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
     "friction_calibrate": Protocol(fcal.friction_calibrate_segments, fcal.analyze_friction_calibrate, fcal.FIGURES),
+    "friction_temperature_calibrate": Protocol(ftemp.friction_temperature_segments,
+                                               ftemp.analyze_friction_temperature, ftemp.FIGURES, needs_fixture=True),
     "kt_calibrate": Protocol(ktc.kt_calibrate_segments, ktc.analyze_kt_calibrate, ktc.FIGURES, needs_fixture=True),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
