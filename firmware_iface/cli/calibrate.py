@@ -4,7 +4,9 @@ limits, verdict). Routines: ``ft``, the six-axis F/T sensor's bias and tool load
 ``friction``, the friction map: Coulomb, static, Stribeck velocity and viscous friction at the output
 (``experiments.friction_calibration``); ``kt``, the motor's torque constant against the fixture and the mesh efficiency
 (``experiments.kt_calibration``: it loads the joint, so on the simulated joint only; over a bus the rig's fixture is
-needed, which ``jointkit run`` has on a simulated rig).
+needed, which ``jointkit run`` has on a simulated rig); ``friction-temperature``, the friction map at several housing
+temperatures reached by loaded holds and the grease's temperature coefficient beta
+(``experiments.friction_temperature``: minutes of joint time, also loading the joint).
 
 Exit 0 when every certificate passes its limit (the routine's defaults, ``DEFAULT_LIMITS`` of its module), 1 when
 one fails (named on stderr), 2 when the routine cannot give a result (``CalibrationError``: poses too narrow, a
@@ -22,9 +24,11 @@ from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
 
-ROUTINES = ("ft", "friction", "kt")
-PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate", "kt": "kt_calibrate"}
-TITLE = {"ft": "F/T calibration", "friction": "friction calibration", "kt": "Kt calibration"}
+ROUTINES = ("ft", "friction", "kt", "friction-temperature")
+PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate", "kt": "kt_calibrate",
+            "friction-temperature": "friction_temperature_calibrate"}
+TITLE = {"ft": "F/T calibration", "friction": "friction calibration", "kt": "Kt calibration",
+         "friction-temperature": "friction over temperature"}
 
 
 def _floats(text: str) -> list[float]:
@@ -38,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint)")
     p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load; friction: the "
                    "friction map (Coulomb, static, Stribeck velocity, viscous); kt: the torque constant against the "
-                   "fixture")
+                   "fixture; friction-temperature: the friction map over the housing temperature (beta)")
     add_joint_options(p)
     p.add_argument("--poses", type=_floats, metavar="Q1,Q2,...",
                    help="output angles to hold, rad, as --poses=-1,0,1 (default: 7 over -1.5..1.5)")
@@ -46,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="friction: output speeds, rad/s (default: 8 log-spaced 0.02 .. 0.8 x the velocity limit)")
     p.add_argument("--loads", type=_floats, metavar="L1,L2,...",
                    help="kt: fixture loads, N·m, as --loads=-40,0,40 (default: -0.8..0.8 x the rated torque, 5)")
+    p.add_argument("--maps", type=int, help="friction-temperature: friction maps, a heat before each after the "
+                   "first (default 3)")
+    p.add_argument("--heat-s", type=float, help="friction-temperature: each heat's loaded hold, s (default 240)")
     p.add_argument("--speed", type=float, help="kt: the plateaus' output speed, rad/s (default 0.5)")
     p.add_argument("--settle-s", type=float, help="settling time at each pose (ft, default 0.4) or before each "
                    "plateau (friction, kt, default 0.2), s")
@@ -63,11 +70,15 @@ def _config(args: argparse.Namespace, params: Any) -> dict:
     """The routine's checked configuration; an option of the other routine is refused, not ignored."""
     from actuator.errors import ConfigError
     from firmware_iface.experiments.friction_calibration import friction_calibrate_config
+    from firmware_iface.experiments.friction_temperature import friction_temperature_config
     from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD, ft_calibrate_config
     from firmware_iface.experiments.kt_calibration import kt_calibrate_config
 
     if args.routine != "kt" and (args.loads is not None or args.speed is not None):
         raise ConfigError("--loads and --speed are options of the kt routine, not of " + args.routine)
+    if args.routine != "friction-temperature" and (args.maps is not None or args.heat_s is not None):
+        raise ConfigError("--maps and --heat-s are options of the friction-temperature routine, not of "
+                          + args.routine)
     if args.routine == "kt":
         if args.poses is not None or args.inject_ft_bias is not None or args.speeds is not None:
             raise ConfigError("--poses, --inject-ft-bias and --speeds are options of the ft and friction routines, "
@@ -75,9 +86,14 @@ def _config(args: argparse.Namespace, params: Any) -> dict:
         return kt_calibrate_config(params, args.loads, args.speed,
                                    plateau_s=0.4 if args.average_s is None else args.average_s,
                                    settle_s=0.2 if args.settle_s is None else args.settle_s)
-    if args.routine == "friction":
+    if args.routine in ("friction", "friction-temperature"):
         if args.poses is not None or args.inject_ft_bias is not None:
-            raise ConfigError("--poses and --inject-ft-bias are options of the ft routine, not of friction")
+            raise ConfigError(f"--poses and --inject-ft-bias are options of the ft routine, not of {args.routine}")
+        if args.routine == "friction-temperature":
+            extra = {k: v for k, v in (("maps", args.maps), ("heat_s", args.heat_s)) if v is not None}
+            return friction_temperature_config(params, speeds_rad_s=args.speeds,
+                                               plateau_s=0.4 if args.average_s is None else args.average_s,
+                                               settle_s=0.2 if args.settle_s is None else args.settle_s, **extra)
         return friction_calibrate_config(args.speeds, plateau_s=0.4 if args.average_s is None else args.average_s,
                                          settle_s=0.2 if args.settle_s is None else args.settle_s, params=params)
     if args.speeds is not None:
@@ -124,12 +140,12 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
 
 def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> int:
     """Judge the certificates by the routine's default limits, print them, write ``--out``; the exit code."""
-    from firmware_iface.experiments import friction_calibration, ft_calibration, kt_calibration
+    from firmware_iface.experiments import friction_calibration, friction_temperature, ft_calibration, kt_calibration
     from firmware_iface.experiments.certificate import judge_all
     from firmware_iface.rig.sequence import Limit
 
     defaults = {"ft": ft_calibration, "friction": friction_calibration,
-                "kt": kt_calibration}[args.routine].DEFAULT_LIMITS
+                "kt": kt_calibration, "friction-temperature": friction_temperature}[args.routine].DEFAULT_LIMITS
     limits = {name: Limit(lo, hi) for name, (lo, hi) in defaults.items()}
     checks = {name: lim.verdict(outcome.figures.get(name)) for name, lim in limits.items()}
     certs = judge_all(outcome.certificates, limits, outcome.figures)

@@ -47,9 +47,9 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 
 def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     """A calibration (``experiments.ft_calibration``, ``experiments.friction_calibration``,
-    ``experiments.kt_calibration``) over the bus, with the rig's fixture where it loads the joint: its configuration
-    checked against the sequence preset (position and velocity limits, gravity, the drive's ceiling) before anything
-    moves; the outcome carries the certificates."""
+    ``experiments.kt_calibration``, ``experiments.friction_temperature``) over the bus, with the rig's fixture where
+    it loads the joint: its configuration checked against the sequence preset (position and velocity limits,
+    gravity, the drive's ceiling) before anything moves; the outcome carries the certificates."""
     cfg = protocol_config(step, seq)
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
@@ -216,6 +216,7 @@ EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
     **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _calibration,
     "friction_calibrate": _calibration, "kt_calibrate": _calibration,
+    "friction_temperature_calibrate": _calibration,
 }
 
 

@@ -110,6 +110,11 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     assert {c["quantity"]: c["verdict"] for c in kt["certificates"]} == {"kt_nm_per_a": "pass",
                                                                          "kt_mesh_efficiency": "pass"}
     assert "kt_mesh_efficiency" in report
+    temp = next(s for s in results["steps"] if s["type"] == "friction_temperature_calibrate")
+    assert temp["status"] == "pass" and temp["figures"]["friction_temp_span_k"] > 3.0
+    assert {c["quantity"] for c in temp["certificates"]} == {"friction_beta_per_k", "friction_coulomb_ref_nm",
+                                                             "friction_static_ref_nm"}
+    assert "friction_beta_per_k" in report
 
 
 FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
@@ -165,3 +170,26 @@ def test_calibrate_kt_bad_options_exit_2(capsys, argv, message) -> None:
 def test_kt_options_are_refused_by_the_other_routines(capsys) -> None:
     code, _, err = run_cli(capsys, "calibrate", "friction", "--loads=-10,0,10")
     assert code == 2 and "options of the kt routine" in err
+
+
+def test_calibrate_friction_temperature_refuses_a_heat_too_short(capsys) -> None:
+    """Two short maps around a 2 s heat (16 s of joint time): the housing warms by hundredths of a kelvin, under the
+    3 K the fit needs, so the routine refuses (exit 2) instead of returning a beta of the maps' scatter."""
+    code, out, err = run_cli(capsys, "calibrate", "friction-temperature", "--maps", "2", "--heat-s", "2",
+                             "--speeds", "0.05,0.1,0.2,0.4,0.8", "--average-s", "0.2", "--settle-s", "0.1")
+    assert code == 2 and out == "" and "error: friction over temperature" in err and "under 3 K" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--maps", "1"), "maps = 1"),
+    (("--loads=-10,0,10",), "options of the kt routine"),
+    (("--poses=-1,0,1",), "options of the ft routine"),
+])
+def test_calibrate_friction_temperature_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction-temperature", *argv)
+    assert code == 2 and message in err
+
+
+def test_temperature_options_are_refused_by_the_other_routines(capsys) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction", "--heat-s", "10")
+    assert code == 2 and "options of the friction-temperature routine" in err
