@@ -104,3 +104,13 @@ def test_out_of_range_values_are_refused(field, value) -> None:
 
     with pytest.raises(ConfigError, match=field):
         config_from_dict({"impedance": {field: value}})
+
+
+def test_the_plain_python_path_gives_the_kernel_s_value(knee) -> None:
+    """``friction_coulomb_at`` without Numba (its ``py_func``, what NUMBA_DISABLE_JIT runs) and compiled agree."""
+    imp = ImpedanceGains(friction_coulomb_nm=11.5, friction_temp_coeff_per_k=0.043, friction_ref_temp_c=25.0)
+    c = compile_controller(ControllerConfig(mode="impedance", impedance=imp), knee)
+    for housing_c in (-10.0, 25.0, 47.5):
+        plain = C.friction_coulomb_at.py_func(c, housing_c)
+        assert plain == pytest.approx(11.5 * math.exp(-0.043 * (housing_c - 25.0)), rel=1e-15)
+        assert C.friction_coulomb_at(c, housing_c) == pytest.approx(plain, rel=1e-15)
