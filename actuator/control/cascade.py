@@ -10,7 +10,8 @@ safety limiter bounds and that is turned into a q-axis current reference for the
   PI(D) on the motor-side velocity estimate -> tau. Dual feedback as usual for harmonic-drive joints:
   position where it matters (after the flexspline), velocity where the loop is collocated (the motor);
 * impedance (MIT style): tau = Kp (q_des - q) + Kd (qd_des - qd) + tau_ff, with optional friction
-  feedforward (Coulomb through a smooth sign, viscous) and the reducer efficiency in the conversion;
+  feedforward (Coulomb through a smooth sign, viscous; the Coulomb part optionally following the housing
+  temperature, exp(-beta (T - T_ref))) and the reducer efficiency in the conversion;
 * admittance: the gravity-compensated, low-pass-filtered F/T joint torque drives a virtual
   mass-damper-spring whose displacement offsets the position reference of the cascade;
 * relay: the position PID replaced by a relay (+-h rad/s velocity reference, hysteresis eps on the
@@ -55,6 +56,7 @@ from actuator.model.layout import (
     X_ENC_M,
     X_ENC_O,
     X_FT_MEAS,
+    X_TH,
 )
 
 MODE_TORQUE, MODE_VELOCITY, MODE_POSITION, MODE_IMPEDANCE, MODE_ADMITTANCE, MODE_RELAY = 0, 1, 2, 3, 4, 5
@@ -88,7 +90,11 @@ C_KE_STIFFNESS = C_KE_FB_MOTOR + 2
 C_KE_OUTPUT_ZERO = C_KE_FB_MOTOR + 3
 C_KE_A = C_KE_FB_MOTOR + 4
 C_KE_PH = C_KE_A + MAX_HARMONICS
-N_CTRL = C_KE_PH + MAX_HARMONICS
+# the impedance loop's friction feed-forward following the housing temperature (issue 17, item 4): Coulomb x
+# exp(-beta (T_housing - T_ref)), the grease's law (actuator.model.mechanics); beta 0: off, the feed-forward as before
+C_FRIC_TEMP = C_KE_PH + MAX_HARMONICS
+C_FRIC_BETA, C_FRIC_TREF = C_FRIC_TEMP, C_FRIC_TEMP + 1
+N_CTRL = C_FRIC_TEMP + 2
 
 # --- controller state vector ------------------------------------------------------------------------------
 (K_VEL_CD, K_POS_CD, K_STARTED, K_THETA_M, K_W_M, K_PREV_ENC, K_VEL, K_POS, K_VEL_REF, K_TAU, K_IQ,
@@ -259,7 +265,16 @@ def _position_tick(c, k, x, q, q_ref, qd_ref):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _velocity_tick(c, k, q, qd, motor_enc_rad, ref_pos, ref_vel, ref_tau):
+def friction_coulomb_at(c, housing_c):
+    """The Coulomb feed-forward at the housing temperature ``housing_c`` (°C): the gain itself when beta is 0
+    (the same float, so the loop is bit-identical to one without the temperature term)."""
+    if c[C_FRIC_BETA] == 0.0:
+        return c[C_FRIC_FC]
+    return c[C_FRIC_FC] * math.exp(-c[C_FRIC_BETA] * (housing_c - c[C_FRIC_TREF]))
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _velocity_tick(c, k, q, qd, motor_enc_rad, ref_pos, ref_vel, ref_tau, housing_c):
     mode = c[C_MODE]
     tau_ff = ref_tau + c[C_MGL] * math.sin(q)
     if mode == MODE_TORQUE:
@@ -271,7 +286,7 @@ def _velocity_tick(c, k, q, qd, motor_enc_rad, ref_pos, ref_vel, ref_tau):
         tau = c[C_IMP_KP] * (ref_pos - q) + c[C_IMP_KD] * (ref_vel - qd) + tau_ff
         # the mesh loss scales the torque carried through the flexspline; input friction does not
         tau = tau * mesh_loss_factor(c, tau, qd)
-        tau += c[C_FRIC_FC] * math.tanh(qd / c[C_FRIC_VEPS]) + c[C_FRIC_B] * qd
+        tau += friction_coulomb_at(c, housing_c) * math.tanh(qd / c[C_FRIC_VEPS]) + c[C_FRIC_B] * qd
     else:
         if mode == MODE_VELOCITY:
             k[K_REF] = ref_vel
@@ -311,7 +326,8 @@ def controller_step(c, k, x, ref_pos, ref_vel, ref_tau):
             k[K_POS_CD] = c[C_POS_DIV]
             _position_tick(c, k, x, q, ref_pos, ref_vel)
         k[K_POS_CD] -= c[C_VEL_DIV]
-        _velocity_tick(c, k, q, qd, x[X_ENC_M], ref_pos, ref_vel, ref_tau)
+        # the motor encoder (cogging compensation) and the housing sensor (friction feed-forward) the firmware reads
+        _velocity_tick(c, k, q, qd, x[X_ENC_M], ref_pos, ref_vel, ref_tau, x[X_TH])
     k[K_VEL_CD] -= 1.0
     return k[K_IQ]
 

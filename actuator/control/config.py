@@ -85,6 +85,10 @@ class ImpedanceGains:
     friction_viscous_nm_s_per_rad: float = nonneg_field("N·m·s/rad", default=0.0)
     friction_velocity_epsilon_rad_s: float = pos_field("rad/s", default=0.01)  # width of the smooth sign
     efficiency: float = num_field(0.5, 1.0, lo_open=True, default=1.0)  # 1: no mesh-loss compensation
+    # the Coulomb feed-forward x exp(-beta (T_housing - T_ref)), beta from the friction-temperature calibration
+    # (experiments.friction_temperature); 0: off, the feed-forward independent of temperature as before
+    friction_temp_coeff_per_k: float = num_field(0.0, 0.5, unit="1/K", default=0.0)
+    friction_ref_temp_c: float = num_field(-50.0, 150.0, unit="°C", default=25.0)  # where friction_coulomb_nm holds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,6 +291,7 @@ def compile_controller(cfg: ControllerConfig, params: JointParams) -> np.ndarray
     v[C.C_VEL_PID:C.C_VEL_PID + 11] = cfg.velocity.pid(lim.torque_max_nm).compile(dt * vel_div)
     _compile_cogging(v, cfg.cogging_compensation, params.reducer.ratio)
     _compile_compensation(v, cfg.kinematic_error_compensation)
+    v[[C.C_FRIC_BETA, C.C_FRIC_TREF]] = imp.friction_temp_coeff_per_k, imp.friction_ref_temp_c
     return v
 
 

@@ -1,15 +1,18 @@
-"""``jointkit calibrate ROUTINE``: a calibration routine (issue 17) on the simulated joint in-process, or on joint
-``--node N`` over a bus (real or simulated), with its certificates (value, standard uncertainty, unit, method,
-limits, verdict). Routines: ``ft``, the six-axis F/T sensor's bias and tool load (``experiments.ft_calibration``);
-``friction``, the friction map: Coulomb, static, Stribeck velocity and viscous friction at the output
-(``experiments.friction_calibration``); ``encoders``, the motor and output encoders' consistency, the reducer's
-kinematic-error map and the output encoder's zero (``experiments.encoder_calibration``), whose table ``--gains-out``
-writes into a gains file's ``[kinematic_error_compensation]`` (the joint's profile has no parameter for it).
+"""``jointkit calibrate ROUTINE``: a calibration routine of issue 17 (``experiments.calibrations``) on a new simulated
+joint in-process, or on joint ``--node N`` over a bus (real or simulated), with its certificates (value, standard
+uncertainty, unit, method, limits, verdict).
 
-Exit 0 when every certificate passes its limit (the routine's defaults, ``DEFAULT_LIMITS`` of its module), 1 when
-one fails (named on stderr), 2 when the routine cannot give a result (``CalibrationError``: poses too narrow, a
-saturated sensor, a pose not reached; a plateau that did not move, a Stribeck fit that did not converge; an encoder
-that froze, a fit that cannot tell the kinematic error from the twist, no gravity) or on any other error."""
+Routines: ``motor`` (the drive's own: phase resistance and inductance, pole pairs, electrical offset; kept by the
+drive, ``--save`` to its flash), ``ft`` (the F/T sensor's bias and tool load), ``kt`` (the torque constant against
+the fixture), ``friction`` (the friction map), ``friction-temperature`` (the map over the housing temperature),
+``encoders`` (consistency, kinematic-error map, output zero), ``cogging`` (the cogging map). ``--gains-out FILE``
+writes the gains (``--gains`` or the preset's) with the sections the routine sets: the profile has no gain for
+a friction feed-forward, a table of harmonics or an encoder zero, so those go through a gains file.
+
+Options belong to routines (``OPTIONS``): one given to a routine that has no use for it is refused, not ignored.
+Exit 0 when every certificate passes its limit (the routine's default limits), 1 when one fails (named on stderr),
+2 when the routine cannot give a result (``CalibrationError`` naming the case) or on any other error.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +25,32 @@ from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
 
-ROUTINES = ("ft", "friction", "encoders")
-PROTOCOL = {"ft": "ft_calibrate", "friction": "friction_calibrate", "encoders": "encoder_calibrate"}
-TITLE = {"ft": "F/T calibration", "friction": "friction calibration", "encoders": "encoder calibration"}
-# options that belong to one routine only: given to another, they are refused, not ignored
-OWN_OPTIONS = {"poses": "ft", "inject_ft_bias": "ft", "speeds": "friction", "speed": "encoders",
-               "range": "encoders", "inject_output_offset": "encoders", "inject_motor_offset": "encoders",
-               "gains_out": "encoders"}
+NAMES = ("motor", "ft", "kt", "friction", "friction-temperature", "encoders", "cogging")
+SETTLE = ("ft", "kt", "friction", "friction-temperature", "encoders")
+# CLI option -> {routine: the keyword of its configuration} (None: handled by this module, not a configuration key)
+OPTIONS: dict[str, dict[str, str | None]] = {
+    "poses": {"ft": "poses_rad"},
+    "speeds": {"friction": "speeds_rad_s", "friction-temperature": "speeds_rad_s"},
+    "loads": {"kt": "loads_nm"},
+    "speed": {"kt": "speed_rad_s", "encoders": "speed_rad_s"},
+    "range": {"encoders": "range_rad"},
+    "maps": {"friction-temperature": "maps"},
+    "heat_s": {"friction-temperature": "heat_s"},
+    "cogging_hz": {"cogging": "cogging_hz"},
+    "revolutions": {"cogging": "revolutions"},
+    "settle_s": {r: "settle_s" for r in SETTLE},
+    "average_s": {"ft": "average_s", "kt": "plateau_s", "friction": "plateau_s", "friction-temperature": "plateau_s"},
+    "current_a": {"motor": None},
+    "save": {"motor": None},
+    "inject_ft_bias": {"ft": None},
+    "inject_output_offset": {r: None for r in NAMES},
+    "inject_motor_offset": {r: None for r in NAMES},
+    "inject_electrical_offset": {"motor": None},
+    "inject_pole_pairs": {"motor": None},
+    "gains_out": {"friction": None, "friction-temperature": None, "encoders": None, "cogging": None},
+}
+SIMULATED_ONLY = ("inject_ft_bias", "inject_output_offset", "inject_motor_offset", "inject_electrical_offset",
+                  "inject_pole_pairs")
 
 
 def _floats(text: str) -> list[float]:
@@ -39,101 +61,123 @@ def _floats(text: str) -> list[float]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint)")
-    p.add_argument("routine", choices=ROUTINES, help="ft: the F/T sensor's bias and tool load; friction: the "
-                   "friction map (Coulomb, static, Stribeck velocity, viscous); encoders: the encoders' consistency, "
-                   "the kinematic-error map and the output encoder's zero")
+    p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint or --node)")
+    p.add_argument("routine", choices=NAMES, help="motor: R, L, pole pairs, electrical offset (the drive's own); "
+                   "ft: the F/T sensor's bias and tool load; kt: the torque constant against the fixture; friction: "
+                   "the friction map; friction-temperature: the map over the housing temperature; encoders: "
+                   "consistency, kinematic-error map, output zero; cogging: the cogging map")
     add_joint_options(p)
-    p.add_argument("--poses", type=_floats, metavar="Q1,Q2,...",
-                   help="output angles to hold, rad, as --poses=-1,0,1 (default: 7 over -1.5..1.5)")
-    p.add_argument("--speeds", type=_floats, metavar="V1,V2,...",
-                   help="friction: output speeds, rad/s (default: 8 log-spaced 0.02 .. 0.8 x the velocity limit)")
-    p.add_argument("--settle-s", type=float, help="settling time at each pose (ft, default 0.4) or before each "
-                   "plateau (friction, default 0.2), s")
-    p.add_argument("--average-s", type=float, help="averaging time at each pose (ft, default 0.5) or of each "
-                   "plateau (friction, default 0.4), s")
-    p.add_argument("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ",
-                   help="simulated joint only: a known F/T bias to inject, N and N·m (to see it recovered)")
-    p.add_argument("--speed", type=float, help="encoders: the sweeps' output speed, rad/s (default 0.1)")
-    p.add_argument("--range", type=_floats, metavar="LO,HI", help="encoders: the sweeps' ends, rad, as "
-                   "--range=-2,2 (default: a full output turn, or the position limits less 0.2 rad)")
-    p.add_argument("--inject-output-offset", type=float, metavar="RAD",
-                   help="simulated joint only: a known output encoder offset to inject (to see it recovered)")
-    p.add_argument("--inject-motor-offset", type=float, metavar="RAD",
-                   help="simulated joint only: a known motor encoder offset (at the motor) to inject")
-    p.add_argument("--gains-out", type=Path, metavar="FILE", help="encoders: write the gains (--gains or the "
-                   "preset's) with the calibrated [kinematic_error_compensation] table and zeros to FILE")
-    p.add_argument("--seed", type=int, default=0, help="simulated joint only: its noise seed")
-    p.add_argument("--out", type=Path, help="write DIR/calibration.json and DIR/calibration.png")
+    a = p.add_argument
+    a("--poses", type=_floats, metavar="Q1,Q2,...", help="ft: output angles to hold, rad (default 7 over -1.5..1.5)")
+    a("--speeds", type=_floats, metavar="V1,V2,...", help="friction, friction-temperature: output speeds, rad/s")
+    a("--loads", type=_floats, metavar="L1,L2,...", help="kt: fixture loads, N·m (default -0.8..0.8 x rated, 5)")
+    a("--speed", type=float, help="kt: the plateaus' output speed (default 0.5); encoders: the sweeps' (0.1), rad/s")
+    a("--range", type=_floats, metavar="LO,HI", help="encoders: the sweeps' ends, rad (default: the limits less 0.2)")
+    a("--maps", type=int, help="friction-temperature: friction maps, a heat before each after the first (3)")
+    a("--heat-s", type=float, help="friction-temperature: each heat's loaded hold, s (default 240)")
+    a("--cogging-hz", type=float, help="cogging: the cogging frequency of the sweep, Hz (default 20)")
+    a("--revolutions", type=float, help="cogging: motor revolutions each way (default 1)")
+    a("--settle-s", type=float, help="settling before each pose, plateau or sweep, s")
+    a("--average-s", type=float, help="averaging time at each pose (ft) or of each plateau, s")
+    a("--current-a", type=float, help="motor: the drive's calibration current, A (default 0.4 x the limit)")
+    a("--save", action="store_true", default=None, help="motor: keep the result in the joint's flash")
+    a("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ", help="simulated joint only: a known F/T bias")
+    a("--inject-output-offset", type=float, metavar="RAD", help="simulated joint only: an output encoder offset")
+    a("--inject-motor-offset", type=float, metavar="RAD", help="simulated joint only: a motor encoder offset (at "
+      "the motor)")
+    a("--inject-electrical-offset", type=float, metavar="RAD", help="simulated joint only (motor): a wrong "
+      "electrical offset set in the drive before it calibrates")
+    a("--inject-pole-pairs", type=int, metavar="P", help="simulated joint only (motor): a wrong pole-pair count "
+      "set in the drive before it calibrates")
+    a("--gains-out", type=Path, metavar="FILE", help="friction, friction-temperature, encoders, cogging: write the "
+      "gains (--gains or the preset's) with the routine's result to FILE")
+    a("--seed", type=int, default=0, help="simulated joint only: its noise seed")
+    a("--out", type=Path, help="write DIR/calibration.json and DIR/calibration.png")
     add_node_options(p)
     p.set_defaults(func=run)
 
 
-def _config(args: argparse.Namespace, params: Any) -> dict:
-    """The routine's checked configuration; an option of another routine is refused, not ignored."""
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The routine's configuration keywords from the options given; an option of other routines is refused."""
     from actuator.errors import ConfigError
-    from firmware_iface.experiments.encoder_calibration import encoder_calibrate_config
-    from firmware_iface.experiments.friction_calibration import friction_calibrate_config
-    from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD, ft_calibrate_config
 
-    foreign = [(f"--{k.replace('_', '-')}", r) for k, r in OWN_OPTIONS.items()
-               if r != args.routine and getattr(args, k) is not None]
+    foreign = [f"--{k.replace('_', '-')}" for k, owners in OPTIONS.items()
+               if getattr(args, k) is not None and args.routine not in owners]
     if foreign:
-        raise ConfigError(f"{', '.join(o for o, _ in foreign)}: options of the {foreign[0][1]} routine, not of "
-                          f"{args.routine}")
-    if args.routine == "encoders":
-        if args.range is not None and len(args.range) != 2:
-            raise ConfigError(f"--range = {args.range!r}: two numbers LO,HI, rad")
-        kw = {} if args.settle_s is None else {"settle_s": args.settle_s}
-        return encoder_calibrate_config(args.speed or 0.1, args.range, params=params, **kw)
-    if args.routine == "friction":
-        return friction_calibrate_config(args.speeds, plateau_s=0.4 if args.average_s is None else args.average_s,
-                                         settle_s=0.2 if args.settle_s is None else args.settle_s, params=params)
-    return ft_calibrate_config(args.poses or DEFAULT_POSES_RAD, 0.4 if args.settle_s is None else args.settle_s,
-                               0.5 if args.average_s is None else args.average_s, params=params)
+        raise ConfigError(f"{', '.join(foreign)}: not an option of the {args.routine} routine")
+    if args.range is not None and len(args.range) != 2:
+        raise ConfigError(f"--range = {args.range!r}: two numbers LO,HI, rad")
+    return {OPTIONS[k][args.routine]: getattr(args, k) for k in OPTIONS
+            if getattr(args, k) is not None and OPTIONS[k][args.routine] is not None}
 
 
 def run(args: argparse.Namespace) -> int:
-    """The routine on a new simulated joint (``experiments.inprocess``), at rest at 0, with the preset's gains."""
+    """The routine on a new simulated joint at rest at 0, with the preset's (or ``--gains``) gains: a protocol
+    through ``experiments.inprocess``, the motor's through the firmware's own calibration."""
     code = on_node(args, run_bus)
     if code is not None:
         return code
-    from actuator.model import layout as L
-    from actuator.model.sensors import prime_encoders
+    from firmware_iface.experiments import motor_calibration
+    from firmware_iface.experiments.calibrations import ROUTINES, config_of
     from firmware_iface.experiments.inprocess import run_protocol
-    from firmware_iface.virtual_joint.firmware import JointFirmware
 
+    routine = ROUTINES[args.routine]
     params, gains = joint_and_gains(args)
-    cfg = _config(args, params)
-    fw = JointFirmware(params, gains, seed=args.seed)
-    injected = {"ft_bias": ("ft_bias_step", args.inject_ft_bias),
-                "output_offset": ("output_encoder_offset", args.inject_output_offset),
-                "motor_offset": ("encoder_offset", args.inject_motor_offset)}
-    for name, value in injected.values():
-        if value is not None:
-            fw.model.inject(name, value)  # SimulationError names the values it wants
-    # a unit's encoder offsets are there from power-up (as the batch primes them), not a jump at t = 0
-    prime_encoders(fw.model.p, fw.model.x, fw.model.env[L.E_ENC_M_OFFSET], fw.model.env[L.E_ENC_O_OFFSET])
-    outcome, _ = run_protocol(fw, PROTOCOL[args.routine], cfg)
+    cfg = config_of(routine, params, **_options(args))
+    fw = _simulated_joint(args, params, gains)
+    if routine.config is None:
+        outcome = motor_calibration.on_firmware(fw, args.current_a, bool(args.save))
+    else:
+        outcome, _ = run_protocol(fw, routine.step, cfg)
     head = {"routine": args.routine, "preset": params.name,
-            **{f"injected_{k}": v for k, (_, v) in injected.items() if v is not None or k == "ft_bias"}}
-    _write_gains(args, gains, outcome)
+            **{f"injected_{k.removeprefix('inject_')}": getattr(args, k) for k in SIMULATED_ONLY
+               if getattr(args, k) is not None}}
+    _write_gains(args, routine, gains, outcome)
     return _report(args, head, outcome, f"{params.name} (simulated)")
 
 
+def _simulated_joint(args: argparse.Namespace, params: Any, gains: Any) -> Any:
+    """The joint with what ``--inject-*`` asks: sensor offsets from power-up (as a unit has them), a drive set wrong."""
+    from actuator.model import layout as L
+    from actuator.model.sensors import prime_encoders
+    from firmware_iface.virtual_joint.firmware import JointFirmware
+
+    fw = JointFirmware(params, gains, seed=args.seed)
+    for name, value in (("ft_bias_step", args.inject_ft_bias), ("output_encoder_offset", args.inject_output_offset),
+                        ("encoder_offset", args.inject_motor_offset)):
+        if value is not None:
+            fw.model.inject(name, value)  # SimulationError names the values it wants
+    prime_encoders(fw.model.p, fw.model.x, fw.model.env[L.E_ENC_M_OFFSET], fw.model.env[L.E_ENC_O_OFFSET])
+    for name, value in (("motor.electrical_offset_rad", args.inject_electrical_offset),
+                        ("motor.pole_pairs", args.inject_pole_pairs)):
+        if value is not None:
+            fw.write_param(name, value)  # ParamError names the range
+    return fw
+
+
 def run_bus(args: argparse.Namespace, client: Any) -> int:
-    """The routine on joint ``--node`` (bus executor); ``--preset`` is the joint type (position limits, gravity)."""
+    """The routine on joint ``--node``; ``--preset`` is the joint type (its limits, gravity, ratio)."""
     from actuator.errors import ConfigError
     from actuator.params import load_preset
+    from firmware_iface.experiments import motor_calibration
     from firmware_iface.experiments.bus import run_segments
+    from firmware_iface.experiments.calibrations import ROUTINES, config_of
     from firmware_iface.experiments.protocols import PROTOCOLS
 
-    injected = [o for o in ("inject_ft_bias", "inject_output_offset", "inject_motor_offset")
-                if getattr(args, o) is not None]
+    injected = [f"--{k.replace('_', '-')}" for k in SIMULATED_ONLY if getattr(args, k) is not None]
     if injected:
-        raise ConfigError(f"--{injected[0].replace('_', '-')} acts on the in-process simulated joint: not with --node")
-    cfg = _config(args, load_preset(args.preset))
-    proto = PROTOCOLS[PROTOCOL[args.routine]]
+        raise ConfigError(f"{injected[0]} acts on the in-process simulated joint: not with --node")
+    routine = ROUTINES[args.routine]
+    if routine.needs_fixture:
+        raise ConfigError(f"the {args.routine} routine loads the joint's output: it needs the rig's fixture, which "
+                          "jointkit calibrate --node has not; run it as a step of jointkit run on a rig")
+    params = load_preset(args.preset)
+    cfg = config_of(routine, params, **_options(args))
+    head = {"routine": args.routine, "node": client.node_id, "bus": client.hub.bus.channel_info}
+    if routine.config is None:
+        outcome = motor_calibration.on_client(client, params, args.current_a, bool(args.save))
+        return _report(args, head, outcome, f"node {client.node_id}")
+    proto = PROTOCOLS[routine.step]
     segments = proto.segments(cfg)
     if proto.needs_encoders:  # the encoders' message is off unless asked for
         client.write_param("rate_encoders_hz", 1000.0)
@@ -143,30 +187,27 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
         if proto.needs_encoders:
             client.write_param("rate_encoders_hz", 0.0)
     outcome = proto.analyze(signals, segments, cfg)
-    head = {"routine": args.routine, "node": client.node_id, "bus": client.hub.bus.channel_info}
-    _write_gains(args, joint_and_gains(args)[1] if args.gains_out else None, outcome)
+    _write_gains(args, routine, joint_and_gains(args)[1] if args.gains_out else None, outcome)
     return _report(args, head, outcome, f"node {client.node_id}")
 
 
-def _write_gains(args: argparse.Namespace, gains: Any, outcome: Any) -> None:
-    """``--gains-out``: the gains with the calibration's ``[kinematic_error_compensation]`` (feedback unchanged)."""
+def _write_gains(args: argparse.Namespace, routine: Any, gains: Any, outcome: Any) -> None:
     if not args.gains_out:
         return
+    from firmware_iface.experiments.calibrations import gains_with
     from firmware_iface.files import save_gains
 
-    comp = outcome.figures["compensation"]
-    save_gains(gains.replace("kinematic_error_compensation", **comp), args.gains_out)
+    save_gains(gains_with(gains, routine, outcome.figures), args.gains_out)
 
 
 def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> int:
     """Judge the certificates by the routine's default limits, print them, write ``--out``; the exit code."""
-    from firmware_iface.experiments import encoder_calibration, friction_calibration, ft_calibration
+    from firmware_iface.experiments.calibrations import ROUTINES
     from firmware_iface.experiments.certificate import judge_all
     from firmware_iface.rig.sequence import Limit
 
-    defaults = {"ft": ft_calibration, "friction": friction_calibration,
-                "encoders": encoder_calibration}[args.routine].DEFAULT_LIMITS
-    limits = {name: Limit(lo, hi) for name, (lo, hi) in defaults.items()}
+    routine = ROUTINES[args.routine]
+    limits = {name: Limit(lo, hi) for name, (lo, hi) in routine.default_limits.items()}
     checks = {name: lim.verdict(outcome.figures.get(name)) for name, lim in limits.items()}
     certs = judge_all(outcome.certificates, limits, outcome.figures)
     failed = sorted({n for n, v in checks.items() if v != "pass"}
@@ -176,7 +217,7 @@ def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> i
                              "verdict": v} for n, v in checks.items()},
               "certificates": certs}
     if args.out:
-        result["outputs"] = _write(args.out, result, outcome, f"{TITLE[args.routine]}: {where}")
+        result["outputs"] = _write(args.out, result, outcome, f"{routine.title}: {where}")
     if args.json:
         print_json(result)
     else:
@@ -194,8 +235,10 @@ def _write(out: Path, result: dict, outcome: Any, title: str) -> dict[str, str]:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(json_safe(result), indent=2))
-    png = save_plot(out / "calibration.png", title, outcome.panels)
-    return {"json": str(out / "calibration.json"), "plot_png": str(png)}
+    outputs = {"json": str(out / "calibration.json")}
+    if outcome.panels:
+        outputs["plot_png"] = str(save_plot(out / "calibration.png", title, outcome.panels))
+    return outputs
 
 
 def _print(result: dict, where: str) -> None:
@@ -214,5 +257,5 @@ def _print(result: dict, where: str) -> None:
         table.add_row(name, format_value(check["value"]), "", "", check["verdict"])
     console = Console()
     console.print(table)
-    if result["certificates"]:
-        console.print(f"method: {result['certificates'][0]['method']}", markup=False)  # [section] is text
+    for c in result["certificates"]:
+        console.print(f"{c['quantity']}: {c['method']}")

@@ -57,10 +57,10 @@ NOISE_POOL_MIN = 2**16          # noise numbers per call from which they are dra
 # reports: the step's true figures), the F/T sensor's saturation flag, then the controller's velocity estimate (what
 # telemetry reports)
 _SOURCE = np.array([L.X_ENC_O, L.X_ENC_M, L.X_IQ, L.X_TW, *range(L.X_FT_MEAS, L.X_FT_MEAS + 6), L.X_THL, L.X_WL,
-                    L.X_FT_SAT], dtype=np.int64)
+                    L.X_FT_SAT, L.X_TH], dtype=np.int64)
 _CSOURCE = np.array([C.K_VEL], dtype=np.int64)
-R_ENC_O, R_ENC_M, R_IQ, R_TW, R_FT, R_THL, R_WL, R_FT_SAT, R_VEL = 0, 1, 2, 3, 4, 10, 11, 12, 13
-N_ROW = 14
+R_ENC_O, R_ENC_M, R_IQ, R_TW, R_FT, R_THL, R_WL, R_FT_SAT, R_TH, R_VEL = 0, 1, 2, 3, 4, 10, 11, 12, 13, 14
+N_ROW = 15
 
 
 # --- the batch ---------------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def _signals(rec: _Recorded, j: int, kt_n: float) -> dict[str, np.ndarray]:
             "force_n": r[:, R_FT:R_FT + 3].copy(), "moment_nm": r[:, R_FT + 3:R_FT + 6].copy(),
             "motor_encoder_rad": r[:, R_ENC_M].copy(), "output_encoder_rad": r[:, R_ENC_O].copy(),
             "true_position_rad": r[:, R_THL].copy(), "true_velocity_rad_s": r[:, R_WL].copy(),
-            "ft_saturated": r[:, R_FT_SAT].copy()}
+            "ft_saturated": r[:, R_FT_SAT].copy(), "housing_temp_c": r[:, R_TH].copy()}
 
 
 def _nan_like(figures: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from firmware_iface.virtual_joint.node import VirtualJointNode
 # grid signal -> semantic telemetry name(s)
 _SCALARS = {"position_rad": "telemetry.position_rad", "velocity_rad_s": "telemetry.velocity_rad_s",
             "torque_nm": "telemetry.torque_nm", "iq_a": "telemetry.iq_a", "winding_temp_c": "telemetry.winding_temp_c",
+            "housing_temp_c": "telemetry.housing_temp_c",
             "motor_encoder_rad": "telemetry.motor_encoder_rad", "output_encoder_rad": "telemetry.output_encoder_rad",
             "ft_saturated": "telemetry.ft_saturated"}
 _VECTORS = {"force_n": ("telemetry.force_x_n", "telemetry.force_y_n", "telemetry.force_z_n"),

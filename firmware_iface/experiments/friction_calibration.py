@@ -26,8 +26,10 @@ they stay in the result (tests/rig/test_friction_calibration.py states the bias 
 b_L and N Fs).
 
 Temperature: the grease's friction (Fc, Fs) falls with the housing temperature; the map is valid at the temperature
-of the run, reported as the winding temperature's mean over the plateaus (``friction_winding_temp_c``: the joint
-reports no housing temperature). A sweep over temperature is not part of this routine.
+of the run, reported as the winding temperature's mean over the plateaus (``friction_winding_temp_c``, kept
+as it was; the signals now carry the housing temperature too, ``housing_temp_c``). The sweep over temperature, the
+law of the grease's friction against the housing temperature, is ``experiments.friction_temperature``, which runs
+this map several times.
 
 Where it is applied: the impedance loop's friction feed-forward (``actuator.control.config`` ``ImpedanceGains``
 ``friction_coulomb_nm``, ``friction_viscous_nm_s_per_rad``), through the gains file: the joint's protocol profile

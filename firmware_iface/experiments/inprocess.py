@@ -66,8 +66,9 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
     """Run the protocol on ``fw``; the signals on the 1 kHz grid of the protocols module (see the module docstring)."""
     ends = np.cumsum([s.duration_s for s in segments])
     n = math.ceil(ends[-1] * RATE_HZ) + 1
-    # output encoder, velocity, iq, winding, motor encoder, F/T (6), the true output angle and speed, F/T saturated
-    rows = np.empty((n, 14))
+    # output encoder, velocity, iq, winding, motor encoder, F/T (6), the true output angle and speed, F/T saturated,
+    # housing
+    rows = np.empty((n, 15))
     limits = np.zeros(n, dtype=np.int64)
     out: Signals = {"t_s": np.arange(n) / RATE_HZ, "segment": np.empty(n, dtype=np.int64),
                     "reference": np.full(n, np.nan), "load_nm": np.zeros(n)}
@@ -94,7 +95,7 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
             _load(fw, load, distance_m)
             applied = load
         rows[tick] = (x[L.X_ENC_O], k[C.K_VEL], x[L.X_IQ], x[L.X_TW], x[L.X_ENC_M], *x[L.X_FT_MEAS:L.X_FT_MEAS + 6],
-                      x[L.X_THL], x[L.X_WL], x[L.X_FT_SAT])
+                      x[L.X_THL], x[L.X_WL], x[L.X_FT_SAT], x[L.X_TH])
         out["segment"][tick], out["load_nm"][tick] = i, load
         if seg.mode is not None and seg.reference is not None:
             r = float(seg.reference(t_in, q0))
@@ -110,7 +111,7 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
                iq_a=rows[:, 2].copy(), winding_temp_c=rows[:, 3].copy(), motor_encoder_rad=rows[:, 4].copy(),
                output_encoder_rad=rows[:, 0].copy(), force_n=rows[:, 5:8].copy(), moment_nm=rows[:, 8:11].copy(),
                true_position_rad=rows[:, 11].copy(), true_velocity_rad_s=rows[:, 12].copy(),
-               ft_saturated=rows[:, 13].copy(), limits=limits)
+               ft_saturated=rows[:, 13].copy(), housing_temp_c=rows[:, 14].copy(), limits=limits)
     return out
 
 

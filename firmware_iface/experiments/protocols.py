@@ -12,6 +12,7 @@ Bode test is checked once, by ``step_config`` and ``bode_config``.
 Signals (``Signals``: name -> array on a 1 kHz grid, sample-and-hold of what the joint reported) are
 ``t_s`` (from the step's start), ``segment`` (index), ``reference``, ``load_nm`` (fixture), ``position_rad``,
 ``velocity_rad_s``, ``torque_nm`` (drive torque at the output, Kt N iq), ``iq_a``, ``winding_temp_c``,
+``housing_temp_c`` (the motor housing's sensor, where the reducer's grease is; NaN where a profile does not report it),
 ``force_n`` (n, 3), ``moment_nm`` (n, 3), ``ft_saturated`` (the sensor's saturation flag: 1 while a channel clips;
 NaN where a profile does not report it), ``motor_encoder_rad`` (at the motor) and ``output_encoder_rad``. The
 position is what the joint reports: its output encoder's reading (quantised, with its nonlinearity and latency), as a
@@ -64,6 +65,14 @@ Step types and figures (units in the names):
   error (harmonics of the motor angle) by least squares, the output encoder's zero from the gravity torque, with
   uncertainties and certificates: ``experiments.encoder_calibration``. Raises ``CalibrationError`` for a sweep that
   did not move, an encoder that froze, a fit that cannot tell the harmonics from the baseline or no gravity.
+* ``friction_temperature_calibrate``: the ``friction_calibrate`` map several times, the joint heating itself between
+  maps (a position hold loaded by the fixture); beta of the grease's exp(-beta (T - T_ref)) and Fc, Fs at T_ref by
+  a weighted fit over the maps' housing temperatures: ``experiments.friction_temperature``. Raises
+  ``CalibrationError`` as the map does, and for temperatures too close together or none reported.
+* ``kt_calibrate``: velocity plateaus +v and -v over the same travel under several fixture loads
+  (``kt_calibration.kt_calibrate_config``); the torque constant from the slope of the plateaus' mean current against
+  the load, and the mesh efficiency, with uncertainties and certificates: ``experiments.kt_calibration``. Raises
+  ``CalibrationError`` for a plateau that did not move, a saturated current or loads that cannot determine the slope.
 * ``thermal``: position hold with a fixture load for a time; thermal_rise_k = winding temperature at the end minus
   at the start (means over ``average_s``); thermal_rise_at_load_k, the same scaled by load² / mean(drive torque²)
   over the loaded hold (the rise had the drive carried the whole load: it follows the winding resistance, not how
@@ -89,7 +98,9 @@ from actuator.signals import chirp_period_s, periodic_chirp
 from firmware_iface.experiments import cogging_calibration as cog
 from firmware_iface.experiments import encoder_calibration as ecal
 from firmware_iface.experiments import friction_calibration as fcal
+from firmware_iface.experiments import friction_temperature as ftemp
 from firmware_iface.experiments import ft_calibration as ftc
+from firmware_iface.experiments import kt_calibration as ktc
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.segments import (
     RATE_HZ,
@@ -458,6 +469,9 @@ PROTOCOLS: dict[str, Protocol] = {
     "cogging_ripple": Protocol(cog.cogging_calibrate_segments, cog.analyze_cogging_ripple, cog.RIPPLE_FIGURES),
     "encoder_calibrate": Protocol(ecal.encoder_calibrate_segments, ecal.analyze_encoder_calibrate,
                                   ecal.SCALAR_FIGURES, needs_encoders=True),
+    "friction_temperature_calibrate": Protocol(ftemp.friction_temperature_segments,
+                                               ftemp.analyze_friction_temperature, ftemp.FIGURES, needs_fixture=True),
+    "kt_calibrate": Protocol(ktc.kt_calibrate_segments, ktc.analyze_kt_calibrate, ktc.FIGURES, needs_fixture=True),
     "thermal": Protocol(thermal_segments, analyze_thermal, ("thermal_rise_k", "thermal_rise_at_load_k",
                                                             "max_winding_temp_c"), needs_fixture=True),
 }

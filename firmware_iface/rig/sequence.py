@@ -24,9 +24,11 @@ from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.experiments.encoder_calibration import encoder_calibrate_config
 from firmware_iface.experiments.friction_calibration import MIN_SPEEDS as FRICTION_MIN_SPEEDS
 from firmware_iface.experiments.friction_calibration import friction_calibrate_config
+from firmware_iface.experiments.friction_temperature import friction_temperature_config
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
 from firmware_iface.experiments.ft_calibration import ft_calibrate_config
+from firmware_iface.experiments.kt_calibration import kt_calibrate_config
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
@@ -79,6 +81,21 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
     "encoder_calibrate": {"speed_rad_s": _k(float, 0.1, 1e-3, 5.0), "range_rad": _k(list, None),
                           "ramp_s": _k(float, 0.5, 0.01, 5.0), "settle_s": _k(float, 0.5, 0.0, 10.0),
                           "move_s": _k(float, 1.0, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
+    # the friction map over temperature (experiments.friction_temperature): the friction map's keys, the maps and
+    # the loaded heats between them; the heat's load defaults to 0.85 of the preset's drive ceiling, checked against it
+    "friction_temperature_calibrate": {
+        **_HOME, "maps": _k(int, 3, 2, 20), "heat_s": _k(float, 240.0, 1.0, 36000.0),
+        "heat_load_nm": _k(float, None, 0.0, 500.0), "min_span_k": _k(float, 3.0, 0.0, 100.0),
+        "speeds_rad_s": _k(list, None), "plateau_s": _k(float, 0.4, 0.02, 30.0), "settle_s": _k(float, 0.2, 0.0, 10.0),
+        "ramp_s": _k(float, 0.2, 0.01, 5.0), "max_travel_rad": _k(float, 1.0, 1e-3, 4.0),
+        "move_s": _k(float, 0.5, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
+    # the torque constant against the fixture (experiments.kt_calibration): loads default to the preset's (+-0.8 and
+    # +-0.4 of its rated torque and 0), checked against its drive's ceiling, the speed against its velocity limit
+    "kt_calibrate": {**_HOME, "loads_nm": _k(list, None), "speed_rad_s": _k(float, 0.5, 0.01, 10.0),
+                     "plateau_s": _k(float, 0.4, 0.05, 30.0), "settle_s": _k(float, 0.2, 0.0, 10.0),
+                     "ramp_s": _k(float, 0.2, 0.01, 5.0), "load_ramp_s": _k(float, 0.3, 0.01, 10.0),
+                     "move_s": _k(float, 0.5, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0),
+                     "saturation_fraction": _k(float, 0.9, 0.1, 1.0)},
     "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
                      "average_s": _k(float, 0.3, 0.05, 60.0)},
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
@@ -314,4 +331,8 @@ def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None
         return friction_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
     if step.type == "encoder_calibrate":
         return encoder_calibrate_config(params=params or load_preset(seq.preset), ratio=seq.ratio, **step.cfg)
+    if step.type == "friction_temperature_calibrate":
+        return friction_temperature_config(params or load_preset(seq.preset), **step.cfg)
+    if step.type == "kt_calibrate":
+        return kt_calibrate_config(params or load_preset(seq.preset), **step.cfg)
     return {**step.cfg, "ratio": seq.ratio}

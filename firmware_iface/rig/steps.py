@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,37 +31,36 @@ from firmware_iface.rig.sequence import FIGURES, PROTOCOL_OF, Sequence, Step, pr
 WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reaction is seen to 1 ms
 
 
-def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    proto = PROTOCOLS[PROTOCOL_OF[step.type]]
-    cfg = {**step.cfg, "ratio": seq.ratio}
+def _run_segments(rig: Rig, step: Step, proto: Any, segments: list[Segment]) -> dict:
+    """A protocol's segments on the step's joint over the bus, with the rig's fixture on it, and the encoders'
+    message turned on for the step where the protocol reads the encoders (it is off unless a step asks for it)."""
     client = rig.client(step.node)
     if proto.needs_encoders:
         client.write_param("rate_encoders_hz", 1000.0)
     try:
-        segments = proto.segments(cfg)
         signals, _ = run_segments(client, segments, rig.fixtures.get(step.node))
     finally:
         if proto.needs_encoders:
             client.write_param("rate_encoders_hz", 0.0)
-    return proto.analyze(signals, segments, cfg)
+    return signals
+
+
+def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    proto = PROTOCOLS[PROTOCOL_OF[step.type]]
+    cfg = {**step.cfg, "ratio": seq.ratio}
+    segments = proto.segments(cfg)
+    return proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
 
 
 def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    """A calibration (``experiments.ft_calibration``, ``friction_calibration``, ``encoder_calibration``) over the
-    bus: its configuration checked against the sequence preset (position and velocity limits, gravity) before
-    anything moves; the outcome carries the certificates."""
+    """A calibration (``experiments.ft_calibration``, ``friction_calibration``, ``encoder_calibration``,
+    ``kt_calibration``, ``friction_temperature``, ``cogging_calibration``) over the bus, with the rig's fixture where
+    it loads the joint: its configuration checked against the sequence preset (position and velocity limits,
+    gravity, the drive's ceiling) before anything moves; the outcome carries the certificates."""
     cfg = protocol_config(step, seq)
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
-    client = rig.client(step.node)
-    if proto.needs_encoders:  # the encoders' message is off unless a step asks for it
-        client.write_param("rate_encoders_hz", 1000.0)
-    try:
-        signals, _ = run_segments(client, segments)
-    finally:
-        if proto.needs_encoders:
-            client.write_param("rate_encoders_hz", 0.0)
-    return proto.analyze(signals, segments, cfg)
+    return proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
 
 
 def _connect(rig: Rig, seq: Sequence, step: Step) -> Outcome:
@@ -221,7 +221,8 @@ EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "connect": _connect, "enable": _enable, "disable": _disable, "gains": _gains, "move": _move, "hold": _hold,
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
     **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _calibration,
-    "friction_calibrate": _calibration, "encoder_calibrate": _calibration,
+    "friction_calibrate": _calibration, "encoder_calibrate": _calibration, "kt_calibrate": _calibration,
+    "friction_temperature_calibrate": _calibration,
 }
 
 

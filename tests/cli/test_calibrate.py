@@ -114,6 +114,18 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     assert ecerts["ke_amplitudes_rad"]["verdict"] == "pass" and "ke_dominant_rad" in report
 
 
+    kt = next(s for s in results["steps"] if s["type"] == "kt_calibrate")  # over the bus, with the rig's fixture
+    assert kt["status"] == "pass" and kt["figures"]["kt_nm_per_a"] == pytest.approx(0.117165, rel=0.005)
+    assert {c["quantity"]: c["verdict"] for c in kt["certificates"]} == {"kt_nm_per_a": "pass",
+                                                                         "kt_mesh_efficiency": "pass"}
+    assert "kt_mesh_efficiency" in report
+    temp = next(s for s in results["steps"] if s["type"] == "friction_temperature_calibrate")
+    assert temp["status"] == "pass" and temp["figures"]["friction_temp_span_k"] > 3.0
+    assert {c["quantity"] for c in temp["certificates"]} == {"friction_beta_per_k", "friction_coulomb_ref_nm",
+                                                             "friction_static_ref_nm"}
+    assert "friction_beta_per_k" in report
+
+
 FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
 
 
@@ -133,7 +145,7 @@ def test_calibrate_friction_in_process(capsys, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (("--speeds", "0.1,0.2,0.4"), "at least 5"),
-    (("--poses=-1,0,1",), "options of the ft routine"),
+    (("--poses=-1,0,1",), "--poses: not an option of the friction routine"),
 ])
 def test_calibrate_friction_bad_options_exit_2(capsys, argv, message) -> None:
     code, _, err = run_cli(capsys, "calibrate", "friction", *argv)
@@ -162,14 +174,65 @@ def test_calibrate_encoders_in_process_writes_the_table_to_a_gains_file(capsys, 
     comp = load_gains(gains).kinematic_error_compensation
     assert comp.position_feedback == "output" and list(comp.amplitudes_rad) == f["ke_amplitudes_rad"]
     assert comp.output_zero_rad == f["output_zero_rad"] and comp.motor_zero_rad == f["motor_zero_rad"]
+
+
+KT_SHORT = ("--loads=-30,0,30", "--average-s", "0.2", "--settle-s", "0.1")  # 7.5 s of joint time
+
+
+def test_calibrate_kt_in_process(capsys, tmp_path: Path) -> None:
+    """The knee's Kt through argv: 0.11717 N·m per peak amp within tests/rig/test_kt_calibration.py's 0.5 %."""
+    out = run_json(capsys, "calibrate", "kt", *KT_SHORT, "--out", str(tmp_path))
+    assert out["verdict"] == "pass" and out["routine"] == "kt"
+    assert out["figures"]["kt_nm_per_a"] == pytest.approx(0.117165, rel=0.005)
+    certs = {c["quantity"]: c for c in out["certificates"]}
+    assert certs["kt_nm_per_a"]["verdict"] == "pass" and "kt_relative_u" in certs["kt_nm_per_a"]["limits"]
+    assert "Applied host-side" in certs["kt_nm_per_a"]["method"] and certs["kt_mesh_efficiency"]["verdict"] == "pass"
     assert (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (("--range=-1",), "two numbers LO,HI"),
     (("--range=-3,1",), "outside the position limits"),
-    (("--speeds", "0.1,0.2,0.4,0.8,1.0"), "options of the friction routine, not of encoders"),
+    (("--speeds", "0.1,0.2,0.4,0.8,1.0"), "--speeds: not an option of the encoders routine"),
 ])
 def test_calibrate_encoders_bad_options_exit_2(capsys, argv, message) -> None:
     code, _, err = run_cli(capsys, "calibrate", "encoders", *argv)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--loads=-10,10",), "at least 3"),
+    (("--loads=-140,0,140",), "lower the loads"),
+    (("--speeds", "0.1,0.2,0.3,0.4,0.5"), "--speeds: not an option of the kt routine"),
+])
+def test_calibrate_kt_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "kt", *argv)
+    assert code == 2 and message in err
+
+
+def test_kt_options_are_refused_by_the_other_routines(capsys) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction", "--loads=-10,0,10")
+    assert code == 2 and "--loads: not an option of the friction routine" in err
+
+
+def test_calibrate_friction_temperature_refuses_a_heat_too_short(capsys) -> None:
+    """Two short maps around a 2 s heat (16 s of joint time): the housing warms by hundredths of a kelvin, under the
+    3 K the fit needs, so the routine refuses (exit 2) instead of returning a beta of the maps' scatter."""
+    code, out, err = run_cli(capsys, "calibrate", "friction-temperature", "--maps", "2", "--heat-s", "2",
+                             "--speeds", "0.05,0.1,0.2,0.4,0.8", "--average-s", "0.2", "--settle-s", "0.1")
+    assert code == 2 and out == "" and "error: friction over temperature" in err and "under 3 K" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--maps", "1"), "maps = 1"),
+    (("--loads=-10,0,10",), "--loads: not an option of the friction-temperature routine"),
+    (("--poses=-1,0,1",), "--poses: not an option of the friction-temperature routine"),
+])
+def test_calibrate_friction_temperature_bad_options_exit_2(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction-temperature", *argv)
+    assert code == 2 and message in err
+
+
+def test_temperature_options_are_refused_by_the_other_routines(capsys) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "friction", "--heat-s", "10")
+    assert code == 2 and "--heat-s: not an option of the friction routine" in err

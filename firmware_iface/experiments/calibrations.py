@@ -1,0 +1,93 @@
+"""The calibration routines of issue 17 by name: the one table that ``jointkit calibrate``, the rig's calibration steps
+and the GUI's calibration panel read. A routine is a protocol of ``experiments.protocols`` (its segments run by any
+executor, its analysis giving certificates) or, for the motor, the drive's own calibration read back from the joint
+(``experiments.motor_calibration``).
+
+Per routine: the sequence step it is (``step``), its configuration from the joint's parameters and the caller's
+options (``config``: each module's checked ``*_config``), the limits a certificate is judged by when no sequence
+gives them (its module's ``DEFAULT_LIMITS``), whether it loads the joint through the rig's fixture, and the gains
+sections its result goes to (``gains``: the controller's ``[impedance]`` friction feed-forward,
+``[cogging_compensation]``, ``[kinematic_error_compensation]``), which ``gains_with`` applies to a gains set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from actuator.control.config import ControllerConfig
+from actuator.params import JointParams
+from firmware_iface.experiments import (
+    cogging_calibration,
+    encoder_calibration,
+    friction_calibration,
+    friction_temperature,
+    ft_calibration,
+    kt_calibration,
+    motor_calibration,
+)
+
+Gains = dict[str, dict[str, Any]]  # gains section -> fields
+
+
+@dataclass(frozen=True)
+class Routine:
+    name: str                                  # jointkit calibrate NAME
+    step: str                                  # the sequence step (and protocol) it is
+    title: str
+    module: ModuleType                         # its DEFAULT_LIMITS
+    config: Callable[..., dict] | None         # (params, **options) -> checked configuration; None: the drive's own
+    gains: Callable[[dict], Gains] | None = None  # its figures -> the gains sections it sets
+    needs_fixture: bool = False                # it loads the joint: the rig's fixture (or the simulated joint's)
+
+    @property
+    def default_limits(self) -> dict[str, tuple[float | None, float | None]]:
+        return self.module.DEFAULT_LIMITS
+
+
+def _friction_gains(f: dict) -> Gains:
+    return {"impedance": {"friction_coulomb_nm": f["friction_coulomb_nm"],
+                          "friction_viscous_nm_s_per_rad": f["friction_viscous_nm_s_per_rad"]}}
+
+
+def _friction_temperature_gains(f: dict) -> Gains:
+    return {"impedance": {"friction_coulomb_nm": f["friction_coulomb_ref_nm"],
+                          "friction_temp_coeff_per_k": f["friction_beta_per_k"],
+                          "friction_ref_temp_c": f["friction_ref_temp_c"]}}
+
+
+ROUTINES: dict[str, Routine] = {r.name: r for r in (
+    Routine("motor", "motor_calibrate", "motor calibration", motor_calibration, None),
+    Routine("ft", "ft_calibrate", "F/T calibration", ft_calibration,
+            lambda params, **o: ft_calibration.ft_calibrate_config(params=params, **o)),
+    Routine("kt", "kt_calibrate", "Kt calibration", kt_calibration, kt_calibration.kt_calibrate_config,
+            needs_fixture=True),
+    Routine("friction", "friction_calibrate", "friction calibration", friction_calibration,
+            lambda params, **o: friction_calibration.friction_calibrate_config(params=params, **o), _friction_gains),
+    Routine("friction-temperature", "friction_temperature_calibrate", "friction over temperature",
+            friction_temperature, friction_temperature.friction_temperature_config, _friction_temperature_gains,
+            needs_fixture=True),
+    Routine("encoders", "encoder_calibrate", "encoder calibration", encoder_calibration,
+            lambda params, **o: encoder_calibration.encoder_calibrate_config(params=params, **o),
+            lambda f: {"kinematic_error_compensation": f["compensation"]}),
+    Routine("cogging", "cogging_calibrate", "cogging calibration", cogging_calibration,
+            cogging_calibration.cogging_calibrate_config,
+            lambda f: {"cogging_compensation": f["cogging_compensation"]}),
+)}
+BY_STEP = {r.step: r for r in ROUTINES.values()}
+
+
+def gains_with(gains: ControllerConfig, routine: Routine, figures: dict) -> ControllerConfig:
+    """``gains`` with the sections ``routine``'s result sets (unchanged for a routine that sets none)."""
+    for section, fields in (routine.gains(figures) if routine.gains else {}).items():
+        gains = gains.replace(section, **fields)
+    return gains
+
+
+def config_of(routine: Routine, params: JointParams, **options: Any) -> dict:
+    """The routine's checked configuration for a joint of ``params`` (``options``: its ``*_config``'s keywords)."""
+    if routine.config is None:
+        return dict(options)
+    return routine.config(params, **options)
