@@ -33,8 +33,8 @@ FIGURES = ("motor_resistance_ohm", "motor_resistance_u_ohm", "motor_resistance_t
            "motor_electrical_offset_rad", "motor_electrical_offset_u_rad", "motor_offset_u_output_rad")
 READ = tuple(name for name in PARAMS if name != "motor.calibration_current_a")
 # the CLI's limits when no sequence gives them: the drive's own fits, each far inside what a motor's nameplate
-# tolerance allows (R and L to 1 %, the offset to a third of an electrical degree)
-DEFAULT_LIMITS = {"motor_resistance_u_ohm": (None, 0.01), "motor_inductance_u_h": (None, 0.01),
+# tolerance allows (R to 1 mohm, L to 1 uH: 1 % of the knee's; the offset to a third of an electrical degree)
+DEFAULT_LIMITS = {"motor_resistance_u_ohm": (None, 0.001), "motor_inductance_u_h": (None, 1e-6),
                   "motor_electrical_offset_u_rad": (None, 0.006)}
 METHOD = {
     "R": "drive's own: d-axis current at two levels ({i_half:.3g} and {i:.3g} A) with the rotor aligned on the current "

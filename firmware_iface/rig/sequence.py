@@ -21,14 +21,11 @@ from actuator.control.config import GAINS
 from actuator.errors import ConfigError
 from actuator.params import JointParams, load_preset
 from firmware_iface.defaults import ENABLE_MODES as MODES
-from firmware_iface.experiments.encoder_calibration import encoder_calibrate_config
+from firmware_iface.experiments.calibrations import BY_STEP, config_of
 from firmware_iface.experiments.friction_calibration import MIN_SPEEDS as FRICTION_MIN_SPEEDS
-from firmware_iface.experiments.friction_calibration import friction_calibrate_config
-from firmware_iface.experiments.friction_temperature import friction_temperature_config
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
-from firmware_iface.experiments.ft_calibration import ft_calibrate_config
-from firmware_iface.experiments.kt_calibration import kt_calibrate_config
+from firmware_iface.experiments.motor_calibration import FIGURES as MOTOR_FIGURES
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
@@ -96,6 +93,15 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                      "ramp_s": _k(float, 0.2, 0.01, 5.0), "load_ramp_s": _k(float, 0.3, 0.01, 10.0),
                      "move_s": _k(float, 0.5, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0),
                      "saturation_fraction": _k(float, 0.9, 0.1, 1.0)},
+    # the cogging map (experiments.cogging_calibration): the sweep's cogging frequency sets its speed, checked
+    # against the preset's velocity limit and the flexspline's mode
+    "cogging_calibrate": {**_HOME, "cogging_hz": _k(float, 20.0, 0.1, 500.0), "revolutions": _k(float, 1.0, 1.0, 20.0),
+                          "harmonics": _k(int, 2, 1, 8), "settle_s": _k(float, 1.0, 0.0, 10.0),
+                          "ramp_s": _k(float, 0.5, 0.01, 5.0), "move_s": _k(float, 0.5, 0.05, 30.0),
+                          "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
+    # the drive's own motor calibration (experiments.motor_calibration): no protocol, the drive moves the motor
+    "motor_calibrate": {"current_a": _k(float, None, 0.01, 1000.0), "save": _k(bool, False),
+                        "timeout_s": _k(float, 30.0, 1.0, 600.0)},
     "thermal_soak": {**_HOME, "load_nm": _k(float, 100.0, 0.0, 500.0), "duration_s": _k(float, 6.0, 1.0, 36000.0),
                      "average_s": _k(float, 0.3, 0.05, 60.0)},
     "fault_reaction": {**_HOME, "command_s": _k(float, 0.3, 0.05, 10.0), "timeout_s": _k(float, 2.0, 0.1, 60.0)},
@@ -110,6 +116,7 @@ FIGURES: dict[str, tuple[str, ...]] = {  # the figures a step reports: its proto
     "fault_reaction": ("watchdog_reaction_s",),
     "identify": ("inertia_kg_m2", "viscous_nm_s_per_rad", "coulomb_nm", "gravity_nm"),
     "tune": ("simulated_bandwidth_hz", "measured_bandwidth_hz"),
+    "motor_calibrate": MOTOR_FIGURES,
 }
 STATS = ("mean", "std", "min", "max", "p2p", "rms")
 
@@ -325,14 +332,8 @@ def load_sequence(path: str | Path, profile: Profile | None = None) -> Sequence:
 def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None) -> dict[str, Any]:
     """A measuring step's configuration for its protocol: its keys and the sequence's ratio; a calibration's checked
     against the joint type (``params``, default the sequence's preset: position limits, gravity)."""
-    if step.type == "ft_calibrate":
-        return ft_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
-    if step.type == "friction_calibrate":
-        return friction_calibrate_config(params=params or load_preset(seq.preset), **step.cfg)
-    if step.type == "encoder_calibrate":
-        return encoder_calibrate_config(params=params or load_preset(seq.preset), ratio=seq.ratio, **step.cfg)
-    if step.type == "friction_temperature_calibrate":
-        return friction_temperature_config(params or load_preset(seq.preset), **step.cfg)
-    if step.type == "kt_calibrate":
-        return kt_calibrate_config(params or load_preset(seq.preset), **step.cfg)
+    routine = BY_STEP.get(step.type)
+    if routine is not None and routine.config is not None:
+        ratio = {"ratio": seq.ratio} if step.type == "encoder_calibrate" else {}
+        return config_of(routine, params or load_preset(seq.preset), **step.cfg, **ratio)
     return {**step.cfg, "ratio": seq.ratio}

@@ -18,8 +18,10 @@ import numpy as np
 from actuator.analysis.identify import excitation_torque, identify_rigid_body
 from actuator.control.config import CASCADE_GAINS, gain_of, load_gains
 from actuator.errors import ConfigError
+from actuator.params import load_preset
 from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
+from firmware_iface.experiments import motor_calibration
 from firmware_iface.experiments.bus import run_segments
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
@@ -61,6 +63,14 @@ def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
     return proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
+
+
+def _motor_calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
+    """The drive's own motor calibration (``experiments.motor_calibration``): asked for, waited for, read back; the
+    sequence's preset gives the reference temperature of R and the ratio."""
+    params = load_preset(seq.preset) if seq.preset else None
+    return motor_calibration.on_client(rig.client(step.node), params, step.cfg["current_a"], step.cfg["save"],
+                                       step.cfg["timeout_s"])
 
 
 def _connect(rig: Rig, seq: Sequence, step: Step) -> Outcome:
@@ -222,7 +232,8 @@ EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
     **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _calibration,
     "friction_calibrate": _calibration, "encoder_calibrate": _calibration, "kt_calibrate": _calibration,
-    "friction_temperature_calibrate": _calibration,
+    "friction_temperature_calibrate": _calibration, "cogging_calibrate": _calibration,
+    "motor_calibrate": _motor_calibration,
 }
 
 

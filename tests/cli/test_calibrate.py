@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import time
 import uuid
 from pathlib import Path
@@ -112,8 +113,6 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
                                                             "motor_zero_rad"}
     assert 0.0 < encoders["figures"]["ke_dominant_rad"] / 1.45e-4 - 1.0 < 0.015
     assert ecerts["ke_amplitudes_rad"]["verdict"] == "pass" and "ke_dominant_rad" in report
-
-
     kt = next(s for s in results["steps"] if s["type"] == "kt_calibrate")  # over the bus, with the rig's fixture
     assert kt["status"] == "pass" and kt["figures"]["kt_nm_per_a"] == pytest.approx(0.117165, rel=0.005)
     assert {c["quantity"]: c["verdict"] for c in kt["certificates"]} == {"kt_nm_per_a": "pass",
@@ -124,6 +123,15 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     assert {c["quantity"] for c in temp["certificates"]} == {"friction_beta_per_k", "friction_coulomb_ref_nm",
                                                              "friction_static_ref_nm"}
     assert "friction_beta_per_k" in report
+    # the drive's own calibration, read back over the bus: R within 1 % of the knee's 0.1 ohm at 25 °C
+    motor = next(s for s in results["steps"] if s["type"] == "motor_calibrate")
+    assert motor["status"] == "pass" and motor["figures"]["motor_resistance_ref_ohm"] == pytest.approx(0.1, rel=0.01)
+    assert {c["quantity"]: c["verdict"] for c in motor["certificates"]} == {
+        "motor_resistance_ohm": "pass", "motor_inductance_h": "pass", "motor_pole_pairs": "pass",
+        "motor_electrical_offset_rad": "pass"}
+    cogging = next(s for s in results["steps"] if s["type"] == "cogging_calibrate")
+    assert cogging["status"] == "pass" and cogging["figures"]["cogging_amplitude_nm"] == pytest.approx(0.0116, rel=0.05)
+    assert "motor_electrical_offset_rad" in report and "cogging_harmonics_nm" in report
 
 
 FRICTION_SHORT = ("--speeds", "0.02,0.05,0.1,0.3,1.0", "--average-s", "0.2", "--settle-s", "0.1")
@@ -236,3 +244,40 @@ def test_calibrate_friction_temperature_bad_options_exit_2(capsys, argv, message
 def test_temperature_options_are_refused_by_the_other_routines(capsys) -> None:
     code, _, err = run_cli(capsys, "calibrate", "friction", "--heat-s", "10")
     assert code == 2 and "--heat-s: not an option of the friction routine" in err
+
+
+def test_calibrate_motor_puts_a_wrong_drive_right(capsys) -> None:
+    """A drive set with 7 pole pairs and an offset 1 rad off, its motor encoder's zero 3e-3 rad: the drive finds the
+    knee's 10 and pp x 3e-3 within one output LSB (tests/firmware/test_drive_calibration.py's bounds)."""
+    out = run_json(capsys, "calibrate", "motor", "--inject-pole-pairs", "7", "--inject-electrical-offset", "1.0",
+                   "--inject-motor-offset", "0.003")
+    assert out["verdict"] == "pass" and out["injected_pole_pairs"] == 7
+    f = out["figures"]
+    assert f["motor_pole_pairs"] == 10 and f["motor_resistance_ref_ohm"] == pytest.approx(0.1, rel=0.01)
+    assert abs(f["motor_electrical_offset_rad"] - 0.03) / (10 * 100) < 2 * math.pi / 2**20
+    assert {c["quantity"] for c in out["certificates"]} == {"motor_resistance_ohm", "motor_inductance_h",
+                                                            "motor_pole_pairs", "motor_electrical_offset_rad"}
+
+
+def test_calibrate_cogging_writes_the_compensation_to_a_gains_file(capsys, tmp_path: Path) -> None:
+    """The knee's cogging (0.0116 N·m at the motor, 180 periods a revolution) within the 5 % of
+    tests/rig/test_cogging_calibration.py; the harmonics land in the gains file's [cogging_compensation]."""
+    from actuator.control.config import load_gains
+
+    gains = tmp_path / "knee_cog.toml"
+    out = run_json(capsys, "calibrate", "cogging", "--gains-out", str(gains))
+    assert out["verdict"] == "pass" and out["figures"]["cogging_amplitude_nm"] == pytest.approx(0.0116, rel=0.05)
+    comp = load_gains(gains).cogging_compensation
+    assert comp.periods_per_rev == 180 and comp.on
+    assert list(comp.harmonics_nm) == out["figures"]["cogging_compensation"]["harmonics_nm"]
+
+
+@pytest.mark.parametrize(("routine", "argv", "message"), [
+    ("motor", ("--speed", "1"), "--speed: not an option of the motor routine"),
+    ("ft", ("--save",), "--save: not an option of the ft routine"),
+    ("cogging", ("--inject-pole-pairs", "7"), "--inject-pole-pairs: not an option of the cogging routine"),
+    ("motor", ("--inject-pole-pairs", "0"), "motor.pole_pairs = 0"),
+])
+def test_options_of_other_routines_are_refused(capsys, routine, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", routine, *argv)
+    assert code == 2 and message in err
