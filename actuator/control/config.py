@@ -208,7 +208,12 @@ class ControllerConfig:
 GAINS = {"position_kp": ("position", "kp"), "position_ki": ("position", "ki"), "position_kd": ("position", "kd"),
          "velocity_kp": ("velocity", "kp"), "velocity_ki": ("velocity", "ki"), "velocity_kd": ("velocity", "kd"),
          "impedance_kp": ("impedance", "kp_nm_per_rad"), "impedance_kd": ("impedance", "kd_nm_s_per_rad"),
-         "gravity_feedforward": ("", "gravity_feedforward_nm")}
+         "gravity_feedforward": ("", "gravity_feedforward_nm"),
+         # the friction feed-forward a friction calibration sets (experiments.calibrations), written live like the rest
+         "impedance_friction_coulomb": ("impedance", "friction_coulomb_nm"),
+         "impedance_friction_viscous": ("impedance", "friction_viscous_nm_s_per_rad"),
+         "impedance_friction_temp_coeff": ("impedance", "friction_temp_coeff_per_k"),
+         "impedance_friction_ref_temp": ("impedance", "friction_ref_temp_c")}
 CASCADE_GAINS = ("position_kp", "position_ki", "position_kd", "velocity_kp", "velocity_ki", "velocity_kd")
 
 

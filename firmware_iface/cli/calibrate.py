@@ -41,7 +41,8 @@ OPTIONS: dict[str, dict[str, str | None]] = {
     "settle_s": {r: "settle_s" for r in SETTLE},
     "average_s": {"ft": "average_s", "kt": "plateau_s", "friction": "plateau_s", "friction-temperature": "plateau_s"},
     "current_a": {"motor": None},
-    "save": {"motor": None},
+    "save": {"motor": None, "friction": None, "friction-temperature": None},
+    "write": {"friction": None, "friction-temperature": None},
     "inject_ft_bias": {"ft": None},
     "inject_output_offset": {r: None for r in NAMES},
     "inject_motor_offset": {r: None for r in NAMES},
@@ -80,7 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--settle-s", type=float, help="settling before each pose, plateau or sweep, s")
     a("--average-s", type=float, help="averaging time at each pose (ft) or of each plateau, s")
     a("--current-a", type=float, help="motor: the drive's calibration current, A (default 0.4 x the limit)")
-    a("--save", action="store_true", default=None, help="motor: keep the result in the joint's flash")
+    a("--save", action="store_true", default=None, help="motor, and friction with --write: keep the result in the "
+      "joint's flash")
+    a("--write", action="store_true", default=None, help="friction, friction-temperature: write the feed-forward "
+      "gains to the joint live (the profile's gain_write; read back), as well as to --gains-out")
     a("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ", help="simulated joint only: a known F/T bias")
     a("--inject-output-offset", type=float, metavar="RAD", help="simulated joint only: an output encoder offset")
     a("--inject-motor-offset", type=float, metavar="RAD", help="simulated joint only: a motor encoder offset (at "
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     code = on_node(args, run_bus)
     if code is not None:
         return code
+    from actuator.control.config import GAINS
     from firmware_iface.experiments import motor_calibration
     from firmware_iface.experiments.calibrations import ROUTINES, config_of
     from firmware_iface.experiments.inprocess import run_protocol
@@ -129,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         outcome = motor_calibration.on_firmware(fw, args.current_a, bool(args.save))
     else:
         outcome, _ = run_protocol(fw, routine.step, cfg)
+    _write_joint(args, routine, fw, outcome, tuple(GAINS))  # the simulated firmware writes every gain by name
     head = {"routine": args.routine, "preset": params.name,
             **{f"injected_{k.removeprefix('inject_')}": getattr(args, k) for k in SIMULATED_ONLY
                if getattr(args, k) is not None}}
@@ -187,8 +193,23 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
         if proto.needs_encoders:
             client.write_param("rate_encoders_hz", 0.0)
     outcome = proto.analyze(signals, segments, cfg)
+    _write_joint(args, routine, client, outcome, client.profile.gain_names)
     _write_gains(args, routine, joint_and_gains(args)[1] if args.gains_out else None, outcome)
     return _report(args, head, outcome, f"node {client.node_id}")
+
+
+def _write_joint(args: argparse.Namespace, routine: Any, joint: Any, outcome: Any, gain_names: tuple[str, ...]) -> None:
+    """``--write``: the result's feed-forward gains to the joint (``--save``: and its flash); what it now holds goes
+    into the figures as ``gains_written`` (a ConfigError when its profile has none of them)."""
+    if not args.write:
+        return
+    from actuator.errors import ConfigError
+    from firmware_iface.experiments.calibrations import joint_gains, write_to_joint
+
+    if not joint_gains(routine, outcome.figures, gain_names):
+        raise ConfigError(f"--write: the joint's profile has no gain for the {args.routine} routine's result "
+                          f"(gains it has: {', '.join(gain_names) or 'none'}); use --gains-out")
+    outcome.figures["gains_written"] = write_to_joint(joint, routine, outcome.figures, gain_names, bool(args.save))
 
 
 def _write_gains(args: argparse.Namespace, routine: Any, gains: Any, outcome: Any) -> None:

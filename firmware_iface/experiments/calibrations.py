@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from actuator.control.config import ControllerConfig
+from actuator.control.config import GAINS, ControllerConfig
 from actuator.params import JointParams
 from firmware_iface.experiments import (
     cogging_calibration,
@@ -91,3 +91,29 @@ def config_of(routine: Routine, params: JointParams, **options: Any) -> dict:
     if routine.config is None:
         return dict(options)
     return routine.config(params, **options)
+
+
+def joint_gains(routine: Routine, figures: dict, gain_names: tuple[str, ...]) -> dict[str, float]:
+    """Of the gains a routine's result sets, those the joint's profile can write (by ``GAINS`` name): the scalar
+    feed-forwards. A table of harmonics has no gain on any profile: it goes through a gains file only."""
+    by_field = {fields: name for name, fields in GAINS.items()}
+    out = {}
+    for section, values in (routine.gains(figures) if routine.gains else {}).items():
+        for field_name, value in values.items():
+            name = by_field.get((section, field_name))
+            if name in gain_names and isinstance(value, int | float):
+                out[name] = float(value)
+    return out
+
+
+def write_to_joint(joint: Any, routine: Routine, figures: dict, gain_names: tuple[str, ...],
+                   save: bool = False) -> dict[str, float]:
+    """Write the result's gains to ``joint`` live (a ``JointClient`` or a simulated ``JointFirmware``: both have
+    ``write_gain``), each read back; with ``save`` into its flash too. Returns what the joint now holds."""
+    written = {}
+    for name, value in joint_gains(routine, figures, gain_names).items():
+        joint.write_gain(name, value)
+        written[name] = joint.read_gain(name)
+    if save and written:
+        (joint.save if hasattr(joint, "save") else joint.save_to_flash)()
+    return written

@@ -32,8 +32,9 @@ law of the grease's friction against the housing temperature, is ``experiments.f
 this map several times.
 
 Where it is applied: the impedance loop's friction feed-forward (``actuator.control.config`` ``ImpedanceGains``
-``friction_coulomb_nm``, ``friction_viscous_nm_s_per_rad``), through the gains file: the joint's protocol profile
-has no gain for them (``Profile.gain_names``), so nothing is written to the joint.
+``friction_coulomb_nm``, ``friction_viscous_nm_s_per_rad``): written to the joint live where its profile has those
+gains (the native profile's ``impedance_friction_coulomb`` and ``_viscous``: a step's ``write_gains``, the CLI's
+``--write``; ``experiments.calibrations.write_to_joint``), and to a gains file (``--gains-out``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ METHOD = ("Stribeck curve d(v) = Fc + (Fs - Fc) exp(-(v/vs)^2) + B v by nonlinea
           "(Kt N iq) at +v and -v over the same travel (gravity cancels); symmetric in direction; standard "
           "uncertainty (k = 1) from the fit's residuals and covariance. Valid at the run's winding temperature "
           "{temp:.1f} °C (no temperature sweep). Used by the impedance loop's friction feed-forward "
-          "(friction_coulomb_nm = Fc, friction_viscous_nm_s_per_rad = B) through the gains file: the joint's "
-          "profile has no gain for them, so nothing is written to the joint.")
+          "(friction_coulomb_nm = Fc, friction_viscous_nm_s_per_rad = B): written to the joint through its "
+          "profile's gain_write when the step asks (write_gains, --write), and to a gains file (--gains-out).")
 
 
 def default_speeds(params: JointParams, n: int = N_SPEEDS) -> list[float]:

@@ -24,8 +24,8 @@ the fast plateaus that fix Fc come last.
 
 Where it is applied: the impedance loop's friction feed-forward follows the housing temperature the firmware reads,
 ``ImpedanceGains.friction_coulomb_nm`` = Fc(T_ref), ``friction_temp_coeff_per_k`` = beta, ``friction_ref_temp_c`` =
-T_ref (``actuator.control.cascade``), through the gains file: the joint's profile has no gain for them, so nothing is
-written to the joint.
+T_ref (``actuator.control.cascade``): written to the joint through its profile's gains where it has them (a step's
+``write_gains``, the CLI's ``--write``), and to a gains file (``--gains-out``).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ METHOD = ("friction map (Stribeck fit over +-v plateau pairs, experiments.fricti
           "loading it {load:.3g} N·m for {heat:.0f} s between maps); ln Fc, ln Fs = ln F(T_ref) - beta (T - T_ref), "
           "T_ref = {tref:g} °C, weighted least squares with the maps' uncertainties, standard uncertainty (k = 1) "
           "scaled by the residuals. Used by the impedance loop's friction feed-forward (friction_coulomb_nm = "
-          "Fc(T_ref), friction_temp_coeff_per_k = beta, friction_ref_temp_c = T_ref) through the gains file: the "
-          "joint's profile has no gain for them, so nothing is written to the joint.")
+          "Fc(T_ref), friction_temp_coeff_per_k = beta, friction_ref_temp_c = T_ref): written to the joint through "
+          "its profile's gain_write when the step asks (write_gains, --write), and to a gains file (--gains-out).")
 
 
 def friction_temperature_config(params: JointParams, maps: int = MAPS, heat_s: float = HEAT_S,

@@ -69,7 +69,8 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                      "reach_tol_rad": _k(float, 0.01, 1e-6, 0.5)},
     # the friction map (experiments.friction_calibration): speeds default to the preset's (log-spaced to 0.8 of its
     # velocity limit), each pair's travel checked against its position limits
-    "friction_calibrate": {**_HOME, "speeds_rad_s": _k(list, None), "plateau_s": _k(float, 0.4, 0.02, 30.0),
+    "friction_calibrate": {"write_gains": _k(bool, False), **_HOME, "speeds_rad_s": _k(list, None),
+                           "plateau_s": _k(float, 0.4, 0.02, 30.0),
                            "settle_s": _k(float, 0.2, 0.0, 10.0), "ramp_s": _k(float, 0.2, 0.01, 5.0),
                            "max_travel_rad": _k(float, 1.0, 1e-3, 4.0), "move_s": _k(float, 0.5, 0.05, 30.0),
                            "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
@@ -81,7 +82,7 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
     # the friction map over temperature (experiments.friction_temperature): the friction map's keys, the maps and
     # the loaded heats between them; the heat's load defaults to 0.85 of the preset's drive ceiling, checked against it
     "friction_temperature_calibrate": {
-        **_HOME, "maps": _k(int, 3, 2, 20), "heat_s": _k(float, 240.0, 1.0, 36000.0),
+        **_HOME, "write_gains": _k(bool, False), "maps": _k(int, 3, 2, 20), "heat_s": _k(float, 240.0, 1.0, 36000.0),
         "heat_load_nm": _k(float, None, 0.0, 500.0), "min_span_k": _k(float, 3.0, 0.0, 100.0),
         "speeds_rad_s": _k(list, None), "plateau_s": _k(float, 0.4, 0.02, 30.0), "settle_s": _k(float, 0.2, 0.0, 10.0),
         "ramp_s": _k(float, 0.2, 0.01, 5.0), "max_travel_rad": _k(float, 1.0, 1e-3, 4.0),
@@ -335,5 +336,6 @@ def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None
     routine = BY_STEP.get(step.type)
     if routine is not None and routine.config is not None:
         ratio = {"ratio": seq.ratio} if step.type == "encoder_calibrate" else {}
-        return config_of(routine, params or load_preset(seq.preset), **step.cfg, **ratio)
+        cfg = {k: v for k, v in step.cfg.items() if k != "write_gains"}  # the step's, not the protocol's
+        return config_of(routine, params or load_preset(seq.preset), **cfg, **ratio)
     return {**step.cfg, "ratio": seq.ratio}

@@ -23,6 +23,7 @@ from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
 from firmware_iface.experiments import motor_calibration
 from firmware_iface.experiments.bus import run_segments
+from firmware_iface.experiments.calibrations import BY_STEP, write_to_joint
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
 from firmware_iface.protocol.capabilities import missing
@@ -62,7 +63,12 @@ def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     cfg = protocol_config(step, seq)
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
-    return proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
+    outcome = proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
+    if step.cfg.get("write_gains"):  # the friction feed-forward into the joint, through its profile's gain_write
+        client = rig.client(step.node)
+        outcome.figures["gains_written"] = write_to_joint(client, BY_STEP[step.type], outcome.figures,
+                                                          client.profile.gain_names)
+    return outcome
 
 
 def _motor_calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:

@@ -106,6 +106,9 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
                                                             "friction_stribeck_velocity_rad_s",
                                                             "friction_viscous_nm_s_per_rad"}
     assert all(c["verdict"] == "pass" for c in fcerts.values()) and "friction_viscous_nm_s_per_rad" in report
+    # written to the joint through the profile's gain_write and read back (float32 on the wire)
+    assert friction["figures"]["gains_written"]["impedance_friction_viscous"] == pytest.approx(
+        friction["figures"]["friction_viscous_nm_s_per_rad"], rel=1e-6)
     # the encoders over the bus (rig.steps turns the encoders' message on for it): the knee's KE_2 within 1.5 %
     encoders = next(s for s in results["steps"] if s["type"] == "encoder_calibrate")
     ecerts = {c["quantity"]: c for c in encoders["certificates"]}
@@ -123,6 +126,8 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     assert {c["quantity"] for c in temp["certificates"]} == {"friction_beta_per_k", "friction_coulomb_ref_nm",
                                                              "friction_static_ref_nm"}
     assert "friction_beta_per_k" in report
+    assert temp["figures"]["gains_written"]["impedance_friction_temp_coeff"] == pytest.approx(
+        temp["figures"]["friction_beta_per_k"], rel=1e-6)
     # the drive's own calibration, read back over the bus: R within 1 % of the knee's 0.1 ohm at 25 °C
     motor = next(s for s in results["steps"] if s["type"] == "motor_calibrate")
     assert motor["status"] == "pass" and motor["figures"]["motor_resistance_ref_ohm"] == pytest.approx(0.1, rel=0.01)
@@ -147,7 +152,7 @@ def test_calibrate_friction_in_process(capsys, tmp_path: Path) -> None:
     certs = {c["quantity"]: c for c in out["certificates"]}
     assert certs["friction_coulomb_nm"]["unit"] == "N·m" and certs["friction_coulomb_nm"]["verdict"] == "pass"
     assert "friction_coulomb_u_nm" in certs["friction_coulomb_nm"]["limits"]
-    assert "nothing is written to the joint" in certs["friction_viscous_nm_s_per_rad"]["method"]
+    assert "written to the joint through its profile's gain_write" in certs["friction_viscous_nm_s_per_rad"]["method"]
     assert (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -281,3 +286,11 @@ def test_calibrate_cogging_writes_the_compensation_to_a_gains_file(capsys, tmp_p
 def test_options_of_other_routines_are_refused(capsys, routine, argv, message) -> None:
     code, _, err = run_cli(capsys, "calibrate", routine, *argv)
     assert code == 2 and message in err
+
+
+def test_calibrate_friction_writes_its_feed_forward_to_the_joint(capsys) -> None:
+    """--write: Fc and B into the (simulated) joint's impedance feed-forward through its gains, read back equal."""
+    out = run_json(capsys, "calibrate", "friction", *FRICTION_SHORT, "--write")
+    f = out["figures"]
+    assert f["gains_written"] == {"impedance_friction_coulomb": f["friction_coulomb_nm"],
+                                  "impedance_friction_viscous": f["friction_viscous_nm_s_per_rad"]}
