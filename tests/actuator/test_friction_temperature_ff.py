@@ -93,8 +93,9 @@ def test_off_is_bit_identical_in_closed_loop(knee) -> None:
     assert not np.array_equal(default, on, equal_nan=True)
 
 
-def test_the_new_block_comes_after_the_velocity_pid() -> None:
-    assert C.C_FRIC_BETA == C.C_VEL_PID + 11 and C.N_CTRL == C.C_FRIC_TREF + 1
+def test_the_new_block_comes_last() -> None:
+    """After the velocity PID, the cogging and the kinematic-error blocks: the older entries keep their indices."""
+    assert C.C_FRIC_BETA == C.C_KE_PH + C.MAX_HARMONICS and C.N_CTRL == C.C_FRIC_TREF + 1
 
 
 @pytest.mark.parametrize(("field", "value"), [("friction_temp_coeff_per_k", -0.01),

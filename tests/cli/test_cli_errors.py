@@ -71,8 +71,8 @@ def test_an_unstable_gains_file_names_the_file_the_key_and_the_reason(capsys, tm
 
 def test_a_simulation_too_long_for_memory_is_refused_naming_the_limit(capsys):
     code, err = run(capsys, "sim", "--torque-nm", "1", "--duration-s", "1e7")  # MemoryError before
-    # 2 GiB / 8 bytes x (3 inputs + 3 references + 37 trace + 6 controller columns) per 25 us step
-    assert code == 2 and "duration_s = 1e+07 needs" in err and "allowed up to 136.957 s (2 GiB)" in err
+    # 2 GiB / 8 bytes x (3 inputs + 3 references + 39 trace + 6 controller columns) per 25 us step
+    assert code == 2 and "duration_s = 1e+07 needs" in err and "allowed up to 131.586 s (2 GiB)" in err
 
 
 @pytest.mark.parametrize("port", ["99999", "0", "-1"])
