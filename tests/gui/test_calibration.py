@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 from actuator.control.config import load_gains
 from actuator.params import load_preset
-from tests.gui.test_window import CONNECT_MS, button, click, enable_position, window  # noqa: F401 - the fixture
+from tests.gui.test_window import button, click, enable_position, window  # noqa: F401 - the fixture
 
 RUN_MS = 120_000  # a routine's run on a loaded machine: a safety net, nothing is timed
 
