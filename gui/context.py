@@ -27,3 +27,4 @@ class PanelContext:
     status: Callable[[str], None]                     # a message in the status bar
     show_error: Callable[..., None]                   # an error in the status bar (and a dialog for files)
     open_dialog: Callable[[QtWidgets.QMessageBox], None]  # a non-modal question, kept by the window until answered
+    fixture: Callable[[int], Any]                     # the rig's fixture on a node's output (None: the rig has none)

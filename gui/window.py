@@ -1,5 +1,5 @@
-"""The main window: connection, joints, live plots, control, gains, tests, faults, recording, status and the
-always-visible E-STOP (also on the Escape key, from anywhere in the application).
+"""The main window: connection, joints, live plots, control, gains, tests, calibration, faults, recording, status and
+the always-visible E-STOP (also on the Escape key, from anywhere in the application).
 
 The window owns one ``Session`` at a time (opened and closed on a connector thread, never on the GUI thread), the
 ``PlotBoard`` that redraws from the clients' rings at a fixed rate, and a 5 Hz status timer that refreshes the
@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from actuator.errors import JointkitError
 from firmware_iface.client import JointClient
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
+from gui.calibration import CalibrationPanel
 from gui.context import PanelContext
 from gui.gains import GainsPanel
 from gui.jobs import Jobs
@@ -123,7 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.joints.itemSelectionChanged.connect(self._joint_selected)
         ctx = PanelContext(actions=self.actions, jobs=self.jobs, board=self.board, current_client=self.current_client,
                            preset=lambda: self.preset, status=self.status_message, show_error=self.show_error,
-                           open_dialog=self._open_dialog)
+                           open_dialog=self._open_dialog, fixture=self._fixture)
         self.control = ControlPanel(ctx)
         self.faults = FaultsPanel(ctx)
         self.chooser = SignalChooser()
@@ -138,6 +139,8 @@ class MainWindow(QtWidgets.QMainWindow):
         tabs = QtWidgets.QTabWidget(objectName="right_tabs")
         tabs.addTab(self.tests, "Tests")
         tabs.addTab(self.gains, "Gains")
+        self.calibration = CalibrationPanel(ctx)
+        tabs.addTab(self.calibration, "Calibration")
         split = QtWidgets.QSplitter()
         split.addWidget(left)
         split.addWidget(self.board)
@@ -257,6 +260,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status_message("no joint selected (not connected?)")
             return None
         return self.session.clients[node]
+
+    def _fixture(self, node: int) -> Any:
+        return None if self.session is None else self.session.rig.fixtures.get(node)
 
     def _joint_selected(self) -> None:
         node = self.current_node()

@@ -165,10 +165,7 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
     """The routine on joint ``--node``; ``--preset`` is the joint type (its limits, gravity, ratio)."""
     from actuator.errors import ConfigError
     from actuator.params import load_preset
-    from firmware_iface.experiments import motor_calibration
-    from firmware_iface.experiments.bus import run_segments
-    from firmware_iface.experiments.calibrations import ROUTINES, config_of
-    from firmware_iface.experiments.protocols import PROTOCOLS
+    from firmware_iface.experiments.calibrations import ROUTINES, config_of, run_on_client
 
     injected = [f"--{k.replace('_', '-')}" for k in SIMULATED_ONLY if getattr(args, k) is not None]
     if injected:
@@ -180,19 +177,7 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
     params = load_preset(args.preset)
     cfg = config_of(routine, params, **_options(args))
     head = {"routine": args.routine, "node": client.node_id, "bus": client.hub.bus.channel_info}
-    if routine.config is None:
-        outcome = motor_calibration.on_client(client, params, args.current_a, bool(args.save))
-        return _report(args, head, outcome, f"node {client.node_id}")
-    proto = PROTOCOLS[routine.step]
-    segments = proto.segments(cfg)
-    if proto.needs_encoders:  # the encoders' message is off unless asked for
-        client.write_param("rate_encoders_hz", 1000.0)
-    try:
-        signals, _ = run_segments(client, segments, idle_after=True)
-    finally:
-        if proto.needs_encoders:
-            client.write_param("rate_encoders_hz", 0.0)
-    outcome = proto.analyze(signals, segments, cfg)
+    outcome = run_on_client(client, routine, params, cfg, current_a=args.current_a, save=bool(args.save))
     _write_joint(args, routine, client, outcome, client.profile.gain_names)
     _write_gains(args, routine, joint_and_gains(args)[1] if args.gains_out else None, outcome)
     return _report(args, head, outcome, f"node {client.node_id}")
@@ -223,29 +208,21 @@ def _write_gains(args: argparse.Namespace, routine: Any, gains: Any, outcome: An
 
 def _report(args: argparse.Namespace, head: dict, outcome: Any, where: str) -> int:
     """Judge the certificates by the routine's default limits, print them, write ``--out``; the exit code."""
-    from firmware_iface.experiments.calibrations import ROUTINES
-    from firmware_iface.experiments.certificate import judge_all
-    from firmware_iface.rig.sequence import Limit
+    from firmware_iface.experiments.calibrations import ROUTINES, judged
 
     routine = ROUTINES[args.routine]
-    limits = {name: Limit(lo, hi) for name, (lo, hi) in routine.default_limits.items()}
-    checks = {name: lim.verdict(outcome.figures.get(name)) for name, lim in limits.items()}
-    certs = judge_all(outcome.certificates, limits, outcome.figures)
-    failed = sorted({n for n, v in checks.items() if v != "pass"}
-                    | {c["quantity"] for c in certs if c["verdict"] == "fail"})
-    result = {**head, "verdict": "fail" if failed else "pass", "failed": failed, "figures": outcome.figures,
-              "checks": {n: {"value": outcome.figures.get(n), "min": limits[n].min, "max": limits[n].max,
-                             "verdict": v} for n, v in checks.items()},
-              "certificates": certs}
+    verdict = judged(routine, outcome)
+    result = {**head, "verdict": verdict["verdict"], "failed": verdict["failed"], "figures": outcome.figures,
+              "checks": verdict["checks"], "certificates": verdict["certificates"]}
     if args.out:
         result["outputs"] = _write(args.out, result, outcome, f"{routine.title}: {where}")
     if args.json:
         print_json(result)
     else:
         _print(result, where)
-    if failed:
-        print(f"calibration failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    if verdict["failed"]:
+        print(f"calibration failed: {', '.join(verdict['failed'])}", file=sys.stderr)
+    return 1 if verdict["failed"] else 0
 
 
 def _write(out: Path, result: dict, outcome: Any, title: str) -> dict[str, str]:

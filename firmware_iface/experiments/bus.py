@@ -220,6 +220,20 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     return _walk(client, segments, fixture, idle_after)
 
 
+def run_protocol_segments(client: JointClient, proto: Any, segments: list[Segment], fixture: Fixture | None = None,
+                          *, idle_after: bool = False) -> Signals:
+    """``run_segments`` of a protocol's segments, with the encoders' message turned on for the run where the protocol
+    reads the encoders (``needs_encoders``: it is off unless a run asks for it); the signals on the grid."""
+    if proto.needs_encoders:
+        client.write_param("rate_encoders_hz", 1000.0)
+    try:
+        signals, _ = run_segments(client, segments, fixture, idle_after=idle_after)
+    finally:
+        if proto.needs_encoders:
+            client.write_param("rate_encoders_hz", 0.0)
+    return signals
+
+
 def _ready(client: JointClient, segments: list[Segment], command: str) -> None:
     """Before anything is sent: the capabilities the walk needs of the profile, then the joint's heartbeat."""
     client.need(*needs(segments), command=command)

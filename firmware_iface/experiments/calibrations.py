@@ -8,6 +8,9 @@ options (``config``: each module's checked ``*_config``), the limits a certifica
 gives them (its module's ``DEFAULT_LIMITS``), whether it loads the joint through the rig's fixture, and the gains
 sections its result goes to (``gains``: the controller's ``[impedance]`` friction feed-forward,
 ``[cogging_compensation]``, ``[kinematic_error_compensation]``), which ``gains_with`` applies to a gains set.
+
+Also the one way a routine runs on a joint over its bus (``run_on_client``: ``jointkit calibrate --node`` and the
+GUI's calibration panel) and the one judging of its result by the routine's default limits (``judged``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from actuator.control.config import GAINS, ControllerConfig
 from actuator.params import JointParams
 from firmware_iface.experiments import (
+    bus,
     cogging_calibration,
     encoder_calibration,
     friction_calibration,
@@ -28,6 +32,8 @@ from firmware_iface.experiments import (
     kt_calibration,
     motor_calibration,
 )
+from firmware_iface.experiments.protocols import PROTOCOLS
+from firmware_iface.experiments.segments import Outcome
 
 Gains = dict[str, dict[str, Any]]  # gains section -> fields
 
@@ -117,3 +123,32 @@ def write_to_joint(joint: Any, routine: Routine, figures: dict, gain_names: tupl
     if save and written:
         (joint.save if hasattr(joint, "save") else joint.save_to_flash)()
     return written
+
+
+def run_on_client(client: Any, routine: Routine, params: JointParams | None, cfg: dict, fixture: Any = None, *,
+                  current_a: float | None = None, save: bool = False) -> Outcome:
+    """Run ``routine`` on joint ``client`` over its bus with configuration ``cfg`` (``config_of``), the joint left idle:
+    the drive's own for the motor (``current_a``, ``save`` to its flash), else the protocol's segments (with
+    ``fixture`` on the output for a routine that loads it) and their analysis."""
+    if routine.config is None:
+        return motor_calibration.on_client(client, params, current_a, save)
+    proto = PROTOCOLS[routine.step]
+    segments = proto.segments(cfg)
+    signals = bus.run_protocol_segments(client, proto, segments, fixture, idle_after=True)
+    return proto.analyze(signals, segments, cfg)
+
+
+def judged(routine: Routine, outcome: Outcome) -> dict[str, Any]:
+    """The result judged by the routine's default limits: ``verdict`` (pass / fail), ``failed`` (the figures and
+    quantities that failed), ``checks`` (each limited figure: value, min, max, verdict) and ``certificates`` (judged,
+    as dictionaries)."""
+    from firmware_iface.experiments.certificate import judge_all
+    from firmware_iface.rig.sequence import Limit  # the rig imports this table: imported when first judged
+
+    limits = {name: Limit(lo, hi) for name, (lo, hi) in routine.default_limits.items()}
+    checks = {name: {"value": outcome.figures.get(name), "min": lim.min, "max": lim.max,
+                     "verdict": lim.verdict(outcome.figures.get(name))} for name, lim in limits.items()}
+    certs = judge_all(outcome.certificates, limits, outcome.figures)
+    failed = sorted({n for n, c in checks.items() if c["verdict"] != "pass"}
+                    | {c["quantity"] for c in certs if c["verdict"] == "fail"})
+    return {"verdict": "fail" if failed else "pass", "failed": failed, "checks": checks, "certificates": certs}

@@ -22,7 +22,7 @@ from actuator.params import load_preset
 from firmware_iface.client.gain_check import check_gains
 from firmware_iface.client.joint import JointClient
 from firmware_iface.experiments import motor_calibration
-from firmware_iface.experiments.bus import run_segments
+from firmware_iface.experiments.bus import run_protocol_segments, run_segments
 from firmware_iface.experiments.calibrations import BY_STEP, write_to_joint
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.protocols import PROTOCOLS, RATE_HZ, Outcome, Segment, hold, move_to
@@ -35,17 +35,8 @@ WATCHDOG_HEARTBEAT_HZ = 1000.0  # heartbeats while timing the watchdog: the reac
 
 
 def _run_segments(rig: Rig, step: Step, proto: Any, segments: list[Segment]) -> dict:
-    """A protocol's segments on the step's joint over the bus, with the rig's fixture on it, and the encoders'
-    message turned on for the step where the protocol reads the encoders (it is off unless a step asks for it)."""
-    client = rig.client(step.node)
-    if proto.needs_encoders:
-        client.write_param("rate_encoders_hz", 1000.0)
-    try:
-        signals, _ = run_segments(client, segments, rig.fixtures.get(step.node))
-    finally:
-        if proto.needs_encoders:
-            client.write_param("rate_encoders_hz", 0.0)
-    return signals
+    """A protocol's segments on the step's joint over the bus, with the rig's fixture on it."""
+    return run_protocol_segments(rig.client(step.node), proto, segments, rig.fixtures.get(step.node))
 
 
 def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
