@@ -142,8 +142,7 @@ def judged(routine: Routine, outcome: Outcome) -> dict[str, Any]:
     """The result judged by the routine's default limits: ``verdict`` (pass / fail), ``failed`` (the figures and
     quantities that failed), ``checks`` (each limited figure: value, min, max, verdict) and ``certificates`` (judged,
     as dictionaries)."""
-    from firmware_iface.experiments.certificate import judge_all
-    from firmware_iface.rig.sequence import Limit  # the rig imports this table: imported when first judged
+    from firmware_iface.experiments.certificate import Limit, judge_all
 
     limits = {name: Limit(lo, hi) for name, (lo, hi) in routine.default_limits.items()}
     checks = {name: {"value": outcome.figures.get(name), "min": lim.min, "max": lim.max,

@@ -21,6 +21,21 @@ from typing import Any, Protocol
 NOT_CHECKED = "not checked"
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A figure's limits (a sequence step's ``limits.FIGURE``, a routine's defaults): pass when the value is a finite
+    number within them."""
+
+    min: float | None
+    max: float | None
+
+    def verdict(self, value: Any) -> str:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return "fail"
+        ok = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        return "pass" if ok else "fail"
+
+
 class LimitLike(Protocol):
     min: float | None
     max: float | None

@@ -22,6 +22,7 @@ from actuator.errors import ConfigError
 from actuator.params import JointParams, load_preset
 from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.experiments.calibrations import BY_STEP, config_of
+from firmware_iface.experiments.certificate import Limit
 from firmware_iface.experiments.friction_calibration import MIN_SPEEDS as FRICTION_MIN_SPEEDS
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
@@ -120,18 +121,6 @@ FIGURES: dict[str, tuple[str, ...]] = {  # the figures a step reports: its proto
     "motor_calibrate": MOTOR_FIGURES,
 }
 STATS = ("mean", "std", "min", "max", "p2p", "rms")
-
-
-@dataclass(frozen=True)
-class Limit:
-    min: float | None
-    max: float | None
-
-    def verdict(self, value: Any) -> str:
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            return "fail"
-        ok = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
-        return "pass" if ok else "fail"
 
 
 @dataclass(frozen=True)
