@@ -32,6 +32,7 @@ from firmware_iface.experiments import (
     kt_calibration,
     motor_calibration,
 )
+from firmware_iface.experiments.certificate import Limit, judge_all
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.experiments.segments import Outcome
 
@@ -142,8 +143,6 @@ def judged(routine: Routine, outcome: Outcome) -> dict[str, Any]:
     """The result judged by the routine's default limits: ``verdict`` (pass / fail), ``failed`` (the figures and
     quantities that failed), ``checks`` (each limited figure: value, min, max, verdict) and ``certificates`` (judged,
     as dictionaries)."""
-    from firmware_iface.experiments.certificate import Limit, judge_all
-
     limits = {name: Limit(lo, hi) for name, (lo, hi) in routine.default_limits.items()}
     checks = {name: {"value": outcome.figures.get(name), "min": lim.min, "max": lim.max,
                      "verdict": lim.verdict(outcome.figures.get(name))} for name, lim in limits.items()}

@@ -46,7 +46,7 @@ from actuator.control.config import CoggingCompensation
 from actuator.errors import CalibrationError, ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
-from firmware_iface.experiments.friction_calibration import check_moving
+from firmware_iface.experiments.friction_calibration import STUCK_FRACTION, check_moving
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.segments import (
     RATE_HZ,
@@ -75,7 +75,6 @@ DETECT_SIGMA = 5.0              # the fundamental must stand this many standard 
 APPLY_SIGMA = 3.0               # a harmonic under this many uncertainties is applied as 0 (noise, not cogging)
 BAND_FRACTION = 0.15            # ripple band about k f_c: wide for the encoder error's +-1/rev sidebands, narrow
                                 # enough to leave out the 6th-harmonic ripple (6 p / N_c = 1/3 of f_c on the knee)
-STUCK_FRACTION = 0.5
 FIGURES = ("cogging_amplitude_nm", "cogging_amplitude_u_nm", "cogging_phase_rad", "cogging_phase_u_rad",
            "cogging_map_pp_nm", "cogging_residual_rms_nm", "cogging_encoder_error_rad", "cogging_periods_per_rev",
            "cogging_velocity_ripple_rad_s", "velocity_ripple_rms_rad_s")

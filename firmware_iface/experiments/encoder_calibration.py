@@ -55,7 +55,7 @@ from actuator.errors import CalibrationError, ConfigError
 from actuator.model.layout import MAX_HARMONICS
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
-from firmware_iface.experiments.friction_calibration import check_moving
+from firmware_iface.experiments.friction_calibration import STUCK_FRACTION, check_moving
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.segments import (
     Outcome,
@@ -76,7 +76,6 @@ BASELINE_DEGREE = 6     # the twist's m g l sin q / K over up to 2 pi, to under 
 # columns and 8 harmonic ones. The knee's +-2.3 rad sweeps give 20; a single motor turn's travel several thousand
 COND_MAX = 200.0
 FROZEN_S = 0.1          # an encoder whose reading stays the same this long while the joint moves has dropped out
-STUCK_FRACTION = 0.5
 FIGURES = ("encoder_ratio", "encoder_ratio_error", "encoder_mismatch_rad", "encoder_mismatch_max_rad",
            "ke_amplitudes_rad", "ke_phases_rad", "ke_amplitudes_u_rad", "ke_phases_u_rad", "ke_dominant_rad",
            "ke_dominant_u_rad", "ke_residual_rms_rad", "ke_condition_number", "output_zero_rad", "output_zero_u_rad",

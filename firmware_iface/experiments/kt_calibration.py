@@ -44,7 +44,7 @@ import numpy as np
 from actuator.errors import CalibrationError, ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
-from firmware_iface.experiments.friction_calibration import check_moving
+from firmware_iface.experiments.friction_calibration import STUCK_FRACTION, check_moving
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.segments import (
     Outcome,
@@ -97,7 +97,7 @@ def drive_ceiling_a(params: JointParams) -> float:
 def kt_calibrate_config(params: JointParams, loads_nm: list[float] | tuple[float, ...] | None = None,
                         speed_rad_s: float | None = None, plateau_s: float = 0.4, settle_s: float = 0.2,
                         ramp_s: float = 0.2, load_ramp_s: float = 0.3, home_rad: float = 0.0, move_s: float = 0.5,
-                        stuck_fraction: float = 0.5, saturation_fraction: float = SATURATION_FRACTION,
+                        stuck_fraction: float = STUCK_FRACTION, saturation_fraction: float = SATURATION_FRACTION,
                         min_load_span_nm: float | None = None) -> dict[str, Any]:
     """The routine's configuration, checked against the joint type (``params``: its nominal Kt and ratio, limits,
     friction and gravity) before anything moves: the loads (N·m, at least MIN_LOADS, each pair's drive torque

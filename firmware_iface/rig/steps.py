@@ -40,22 +40,15 @@ def _run_segments(rig: Rig, step: Step, proto: Any, segments: list[Segment]) -> 
 
 
 def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    proto = PROTOCOLS[PROTOCOL_OF[step.type]]
-    cfg = {**step.cfg, "ratio": seq.ratio}
-    segments = proto.segments(cfg)
-    return proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
-
-
-def _calibration(rig: Rig, seq: Sequence, step: Step) -> Outcome:
-    """A calibration (``experiments.ft_calibration``, ``friction_calibration``, ``encoder_calibration``,
-    ``kt_calibration``, ``friction_temperature``, ``cogging_calibration``) over the bus, with the rig's fixture where
-    it loads the joint: its configuration checked against the sequence preset (position and velocity limits,
-    gravity, the drive's ceiling) before anything moves; the outcome carries the certificates."""
+    """A measuring step or a calibration (``experiments.calibrations``) over the bus, with the rig's fixture where it
+    loads the joint: a calibration's configuration is checked against the sequence preset (position and velocity
+    limits, gravity, the drive's ceiling) before anything moves, and its outcome carries the certificates; with
+    ``write_gains`` the friction feed-forward it found goes into the joint through its profile's gain_write."""
     cfg = protocol_config(step, seq)
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
     outcome = proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
-    if step.cfg.get("write_gains"):  # the friction feed-forward into the joint, through its profile's gain_write
+    if step.cfg.get("write_gains"):
         client = rig.client(step.node)
         outcome.figures["gains_written"] = write_to_joint(client, BY_STEP[step.type], outcome.figures,
                                                           client.profile.gain_names)
@@ -227,9 +220,7 @@ def _measure(rig: Rig, seq: Sequence, step: Step) -> Outcome:
 EXECUTORS: dict[str, Callable[[Rig, Sequence, Step], Outcome]] = {
     "connect": _connect, "enable": _enable, "disable": _disable, "gains": _gains, "move": _move, "hold": _hold,
     "wait": _wait, "fault_reaction": _fault_reaction, "identify": _identify, "tune": _tune, "measure": _measure,
-    **{t: _protocol_step for t in PROTOCOL_OF}, "ft_calibrate": _calibration,
-    "friction_calibrate": _calibration, "encoder_calibrate": _calibration, "kt_calibrate": _calibration,
-    "friction_temperature_calibrate": _calibration, "cogging_calibrate": _calibration,
+    **{t: _protocol_step for t in PROTOCOL_OF},
     "motor_calibrate": _motor_calibration,
 }
 
