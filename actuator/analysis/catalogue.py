@@ -35,7 +35,14 @@ How each quantity is measured:
 - efficiency: output flywheel at input speed / N, motor torque for the asked load; efficiency = mean output
   power / mean input power over 8 whole wave-generator revolutions after 0.1 s (about 0.5 point), with the
   housing (the gear's grease) soaked at the point's temperature;
-- cogging periods: the model's motor torque at zero current over one revolution, the dominant FFT bin.
+- cogging periods: the model's motor torque at zero current over one revolution, the dominant FFT bin;
+- small-signal resonance (item 6 of the fidelity review; its reference is jointkit's own linear model, not the
+  catalogue, so it is not a row of ``run_checks``; ``tests/actuator/test_small_signal.py`` compares them): the load the
+  preset's link inertia without gravity or damping, an external torque ramped (smooth, 1.5 s) to the operating
+  torque while the motor, driven open loop, slides at a speed whose kinematic error lies below the band; then a
+  multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s) and the twist's response on
+  its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural frequency of a
+  two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque).resonance_hz``.
 """
 
 from __future__ import annotations
@@ -403,6 +410,45 @@ def check_efficiency(p: JointParams, tolerance_points: float = 5.0) -> list[Chec
                              f"{pt.load_fraction:g}·rated", "%", pt.efficiency_pct, pt.source, sim, err,
                              "absolute", tolerance_points, bool(abs(err) <= tolerance_points)))
     return rows
+
+
+# --- small-signal resonance: the linear model against the plant ----------------------------------------
+
+RESONANCE_PERIOD_S = 4.0  # the multisine's period: lines 0.25 Hz apart
+RESONANCE_SETTLE_S = 2.5  # the 1.5 s ramp to the operating point, then 1 s for the Dahl state to settle
+
+
+def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
+    """(resonance, mean twist) of ``p`` measured about a sliding state whose flexspline carries ``torque_nm``."""
+    from actuator.analysis.identify import excitation_torque
+    from actuator.analysis.linear import TwoMass
+    from actuator.simulation import simulate
+
+    b = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
+    r, dt = b.reducer, b.dt_s
+    f_band = TwoMass.from_params(b, torque_nm).resonance_hz
+    # the kinematic error (twice per wave-generator turn) at a quarter of the unloaded resonance: below the band
+    speed = 0.25 * TwoMass.from_params(b).resonance_hz * math.pi / r.ratio
+    mesh = 1.0 / r.efficiency if torque_nm >= 0.0 else 2.0 - 1.0 / r.efficiency  # driving, or driven by the load
+    bias = torque_nm * mesh + r.ratio * (r.static_friction_nm + r.viscous_friction_nm_s_per_rad * r.ratio * speed)
+    settle, n = round(RESONANCE_SETTLE_S / dt), round(RESONANCE_PERIOD_S / dt)
+    ramp = np.ones(settle + n)
+    ramp[: round(1.5 / dt)] = _smooth(round(1.5 / dt))
+    amplitude = 0.3 * max(r.hysteresis_torque_nm, 0.1 * r.t1_nm)  # small against the Dahl's saturation
+    d = excitation_torque(RESONANCE_PERIOD_S, dt, amplitude, 0.5 * f_band, 2.0 * f_band)
+    tr = simulate(b, duration_s=(settle + n) * dt, torque_nm=bias * ramp + np.concatenate([np.zeros(settle), d]),
+                  external_torque_nm=-torque_nm * ramp)
+    v = tr["velocity_rad_s"][settle:]
+    if not np.all(v > 0.0):
+        raise ConfigError(f"preset {p.name!r}: the joint did not slide at {torque_nm:g} N·m (output speed "
+                          f"{v.min():.3g}..{v.max():.3g} rad/s): no resonance about a sliding state to measure")
+    twist = tr["twist_rad"][settle:settle + n]
+    u_f, y_f = np.fft.rfft(d), np.fft.rfft(twist - twist.mean())
+    lines = np.abs(u_f) > 0.1 * np.abs(u_f).max()
+    w = 2.0 * math.pi * np.fft.rfftfreq(n, dt)[lines]
+    (a, bw), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(w), -w * w]), (u_f[lines] / y_f[lines]).real,
+                                  rcond=None)
+    return math.sqrt(a / bw) / (2.0 * math.pi), float(twist.mean())
 
 
 # --- all checks -----------------------------------------------------------------------------------------

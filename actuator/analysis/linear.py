@@ -2,8 +2,10 @@
 on and what it predicts.
 
 Plant: two inertias, output-referred (motor side J1 = J_m N², load J2), joined by the flexspline's
-small-torque stiffness k1 and damping c, with input viscous friction (b_in N²) and load damping. Gravity
-(cancelled by the feedforward) and the catalogue's stiffening are left out. Coulomb friction (F_c N at the
+small-signal stiffness and damping c, with input viscous friction (b_in N²) and load damping. Gravity
+(cancelled by the feedforward) is left out. The stiffness is k1 at no load; at an operating torque it is the
+small-signal stiffness there (``small_signal_stiffness_nm_per_rad``): the catalogue curve's slope plus what the
+Dahl hysteresis adds to small motions about a loaded twist, up to k1 more. Coulomb friction (F_c N at the
 output) is left out too, unless the response is asked at a reference amplitude A: then it enters as its
 describing function, an equivalent damping 4 F_c N / (pi V) on the motor side, V the motor side's velocity
 amplitude at that frequency in the closed loop (Gelb & Vander Velde's sinusoidal-input describing function of
@@ -34,11 +36,58 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, margins_above_crossover
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.control.config import ControllerConfig, LoopGains
+from actuator.model.layout import compile_params
+from actuator.model.mechanics import dahl_virgin, spring_torque
 from actuator.params import JointParams
+
+
+def operating_twist_rad(p: JointParams, torque_nm: float) -> float:
+    """The twist at which the flexspline carries ``torque_nm`` in motion: K(phi) - D(phi) = torque_nm.
+
+    The model's flexspline torque is K(phi) - D(phi) + tau_h (actuator/model/mechanics.py). Loaded from rest,
+    tau_h = D(phi) and the twist is the catalogue's. In motion the kinematic error and the torque ripple cycle the
+    Dahl state, whose memory fades with the twist it travels (as exp(-sigma |dphi| / tau_hmax)), so its mean settles
+    on zero and the twist on K - D = torque. On the simulated wrist sliding at 0.0105 N·m (its load damping) this
+    gives 1.29e-5 rad where 1.26e-5 was measured and the catalogue curve alone 1.05e-6.
+    """
+    v = compile_params(p)
+    target = abs(torque_nm)
+    if target == 0.0:
+        return 0.0
+
+    def excess(phi: float) -> float:
+        return spring_torque(v, phi) - dahl_virgin(v, phi) - target
+
+    hi = (target + p.reducer.hysteresis_torque_nm) / p.reducer.k1_nm_per_rad
+    while excess(hi) < 0.0:  # K - D >= K1 phi - tau_hmax on the piecewise curve; the cubic may need more
+        hi *= 2.0
+    return math.copysign(brentq(excess, 0.0, hi, xtol=1e-15, rtol=1e-12), torque_nm)
+
+
+def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0) -> float:
+    """The flexspline's stiffness to small motions about the twist carrying ``torque_nm`` in motion.
+
+    d/dphi of K - D + tau_h, with tau_h's slope averaged over a small symmetric cycle: sigma (1 - tau_h / tau_hmax)
+    one way, sigma (1 + tau_h / tau_hmax) back, so sigma whatever tau_h is. That is K'(phi0) + sigma - D'(phi0) =
+    K'(phi0) + sigma (1 - exp(-sigma |phi0| / tau_hmax)): k1 at no load, and the catalogue slope plus sigma once the
+    twist is well past tau_hmax / sigma (8e-5 rad on the shipped presets). No load gives exactly the preset's k1.
+    """
+    r = p.reducer
+    if torque_nm == 0.0:
+        return r.k1_nm_per_rad
+    v = compile_params(p)
+    a = abs(operating_twist_rad(p, torque_nm))
+    h = 1e-9 * max(a, 1e-6)  # forward (loading) difference: exact on a piecewise-linear curve away from its knees
+    slope = (spring_torque(v, a + h) - spring_torque(v, a)) / h
+    if r.hysteresis_torque_nm <= 0.0:
+        return slope
+    sigma = r.hysteresis_stiffness_nm_per_rad
+    return slope + sigma * (1.0 - math.exp(-sigma * a / r.hysteresis_torque_nm))
 
 
 @dataclass(frozen=True)
@@ -56,10 +105,12 @@ class TwoMass:
     coulomb_nm: float = 0.0  # output-referred, on the motor side: for the describing function only
 
     @classmethod
-    def from_params(cls, p: JointParams) -> TwoMass:
+    def from_params(cls, p: JointParams, operating_torque_nm: float = 0.0) -> TwoMass:
+        """The plant of ``p`` about the twist carrying ``operating_torque_nm`` in motion (0: its k1)."""
         r = p.reducer
         n2 = r.ratio ** 2
-        return cls(p.motor_side_inertia_kg_m2 * n2, p.load.inertia_kg_m2, r.k1_nm_per_rad,
+        return cls(p.motor_side_inertia_kg_m2 * n2, p.load.inertia_kg_m2,
+                   small_signal_stiffness_nm_per_rad(p, operating_torque_nm),
                    r.flexspline_damping_nm_s_per_rad, r.viscous_friction_nm_s_per_rad * n2,
                    p.load.damping_nm_s_per_rad, p.drive.current_loop_bandwidth_hz, p.dt_s,
                    r.coulomb_friction_nm * r.ratio)
