@@ -218,18 +218,27 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"db": name, "serial": args.serial, "runs": runs})
         return 0
+    console = Console()
     table = Table(title=f"jointkit results show {args.serial}: {name}")
     for column in ("id", "started (UTC)", "sequence", "verdict", "rig", "jointkit", "profile", "preset", "gains",
-                   "certificates", "failed checks"):
-        table.add_column(column, justify="right" if column == "id" else "left", overflow="fold")
+                   "failed checks"):
+        table.add_column(column, justify="right" if column == "id" else "left")
     for r in runs:
         style = {"pass": "green", "fail": "red"}.get(r["verdict"], "yellow")
-        certs = "\n".join(f"{c['id'] or '—'} {c['quantity']} {c['verdict']}" for c in r["certificates"])
         table.add_row(str(r["id"]), r["started_utc"][:19].replace("T", " "), r["sequence"],
                       f"[{style}]{r['verdict']}[/{style}]", r["rig_id"] or "—", r["jointkit_version"] or "—",
-                      _short(r["profile_sha256"]), _short(r["preset_sha256"]), _short(r["gains_sha256"]), certs,
+                      _short(r["profile_sha256"]), _short(r["preset_sha256"]), _short(r["gains_sha256"]),
                       ", ".join(r["failed_checks"]) or (r["error"] or ""))
-    Console().print(table)
+    console.print(table)
+    certs = [(r["id"], c) for r in runs for c in r["certificates"]]
+    if certs:
+        ct = Table(title="calibration certificates")
+        for column in ("run", "step", "certificate", "quantity", "verdict"):
+            ct.add_column(column, justify="right" if column in ("run", "step") else "left")
+        for run_id, c in certs:
+            ct.add_row(str(run_id), str(c["step"]), c["id"] or "—", c["quantity"], c["verdict"])
+        console.print(ct)
+    console.print(f"sha256 shown to {HASH_SHOWN} hex digits; --json gives them whole")
     return 0
 
 
