@@ -1,5 +1,6 @@
-"""The production results database: appends (schema, validation, transactions, concurrency) and the figures
-read back (yield, mean, std, Cp, Cpk) checked against hand-computed values and a known normal population."""
+"""The production results database, on SQLite and on PostgreSQL (a real server: tests/conftest.py): appends (schema,
+validation, transactions, concurrency) and the figures read back (yield, mean, std, Cp, Cpk) checked against
+hand-computed values and a known normal population."""
 
 from __future__ import annotations
 
