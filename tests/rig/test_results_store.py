@@ -190,3 +190,18 @@ def test_migrate_through_argv(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"{db}: migrated from schema version 1 to 2, 2 run(s)"
     assert main(["results", "migrate", str(db), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"db": str(db), "migrated_to": None, "steps": [], "runs": 2}
+
+
+def test_the_bench_stations_store_eol_records_exactly_once(new_db):
+    # jointkit bench results at 2 stations x 5 runs: its records are real EOL results (validated on the way in) and
+    # its own count of what was stored is exact
+    from firmware_iface.bench.results import measure
+
+    figures = measure(new_db, 2, 5)
+    assert (figures["runs"], figures["stored"], figures["distinct_ids"]) == (10, 10, 10)
+    assert (figures["lost"], figures["duplicates"]) == (0, 0)
+    assert figures["runs_per_s"] == pytest.approx(10 / figures["wall_s"])
+    [run] = results_db.list_runs(new_db, last=1)
+    checks = next(g for g in results_db.summary(new_db)["sequences"])["checks"]
+    assert run["verdict"] == "pass" and len(checks) == 15  # the EOL sequence's 15 limits, every value inside
+    assert all(c["fails"] == 0 and c["n"] == 10 for c in checks)
