@@ -319,7 +319,7 @@ def migrate(db_path: str | Path) -> dict[str, Any]:
         _rederive(conn, version)
 
     with store.transaction(write=True, migrate=step) as conn:
-        runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        runs = conn.execute(sql.COUNT_RUNS).fetchone()[0]
     return {"db": store.name, "migrated_to": sql.SCHEMA_VERSION if before else None, "steps": before, "runs": runs}
 
 

@@ -1,9 +1,10 @@
 """Every SQL text of the results database, for both back-ends (SQLite and PostgreSQL): the migrations that build
 the schema, and the statements that write and read it.
 
-One dialect is written here: SQLite's, with ``?`` placeholders and three tokens a back-end fills in
-(``results_store``): ``{pk}`` (an integer key the database numbers), ``{float}`` (a float64 column: PostgreSQL's
-``REAL`` is float32) and nothing else. PostgreSQL gets the same text with ``%s`` placeholders. The schema is the same
+One dialect is written here: SQLite's, with ``?`` placeholders and two tokens a back-end fills in
+(``results_store``): ``{pk}`` (an integer key the database numbers) and ``{float}`` (a float64 column: PostgreSQL's
+``REAL`` is float32). PostgreSQL gets the same text with ``%s`` placeholders. The few statements that only one
+back-end has (its catalogue, its markers, its lock) are at the end, by back-end. The schema is the same
 on both and is built the same way, migration by migration from version 0, whether the database is new or old.
 
 Schema versions (``SCHEMA_VERSION``, stored in the table ``schema_version``; version 1 predates the table and lives
@@ -99,6 +100,7 @@ REDERIVE = frozenset({2})
 TABLES = ("runs", "checks", "certificates", "schema_version")
 
 READ_VERSION = "SELECT application, version FROM schema_version"
+COUNT_RUNS = "SELECT count(*) FROM runs"
 CLEAR_VERSION = "DELETE FROM schema_version"
 WRITE_VERSION = "INSERT INTO schema_version (application, version) VALUES (?, ?)"
 
@@ -158,3 +160,14 @@ HISTORY_RUNS = (f"SELECT id, started_utc, finished_utc, sequence_name, sequence_
                 f"{', '.join(TRACE_COLUMNS)} FROM runs WHERE serial = ? ORDER BY started_ts, id")
 HISTORY_CERTIFICATES = ("SELECT c.run_id, c.step, c.id, c.quantity, c.verdict FROM certificates c "
                         "JOIN runs r ON r.id = c.run_id WHERE r.serial = ? ORDER BY c.run_id, c.position")
+
+# ------------------------------------------------------------------------------------- one back-end's statements
+
+SQLITE_HAS_TABLE = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+SQLITE_IS_EMPTY = "SELECT count(*) = 0 FROM sqlite_master"
+SQLITE_APPLICATION_ID = "PRAGMA application_id"
+SQLITE_USER_VERSION = "PRAGMA user_version"
+PG_HAS_TABLE = ("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_name = ?")
+PG_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(?)"  # held till the transaction ends
+PG_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # the reads of one call see one snapshot

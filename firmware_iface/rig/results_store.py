@@ -211,20 +211,20 @@ class SqliteStore(Store):
         raw.close()
 
     def _has_table(self, conn: Conn, name: str) -> bool:
-        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (name,)).fetchone()[0] > 0
+        return conn.execute(sql.SQLITE_HAS_TABLE, (name,)).fetchone()[0] > 0
 
     def _legacy_version(self, conn: Conn) -> int:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        app_id = conn.execute(sql.SQLITE_APPLICATION_ID).fetchone()[0]
+        if app_id == 0 and conn.execute(sql.SQLITE_IS_EMPTY).fetchone()[0]:
             return 0
         if app_id != APPLICATION_ID:
             raise self.error("not a jointkit results database (an SQLite file of something else)")
-        return int(conn.execute("PRAGMA user_version").fetchone()[0])  # version 1 kept it there
+        return int(conn.execute(sql.SQLITE_USER_VERSION).fetchone()[0])  # version 1 kept it there
 
     def _mark(self, conn: Conn) -> None:
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
+        # a PRAGMA takes no parameter: the two integers are this module's constants
+        conn.execute(f"{sql.SQLITE_APPLICATION_ID} = {APPLICATION_ID}")
+        conn.execute(f"{sql.SQLITE_USER_VERSION} = {sql.SCHEMA_VERSION}")
 
     def _foreign(self, e: Exception) -> str | None:
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
@@ -260,7 +260,7 @@ class PostgresStore(Store):
         return text.replace(password, "***") if password else text
 
     def _begin(self, raw: Any, write: bool) -> None:
-        raw.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        raw.execute("BEGIN" if write else sql.PG_BEGIN_READ)
 
     def _close(self, raw: Any) -> None:
         with contextlib.suppress(Exception):  # a connection already broken has nothing left to roll back
@@ -269,8 +269,7 @@ class PostgresStore(Store):
         raw.close()
 
     def _has_table(self, conn: Conn, name: str) -> bool:
-        return conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() "
-                            "AND table_name = ?", (name,)).fetchone()[0] > 0
+        return conn.execute(sql.PG_HAS_TABLE, (name,)).fetchone()[0] > 0
 
     def _legacy_version(self, conn: Conn) -> int:
         # PostgreSQL support began at version 2: a database without schema_version is new, unless it holds tables
@@ -281,7 +280,7 @@ class PostgresStore(Store):
         return 0
 
     def _lock_schema(self, conn: Conn) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_SCHEMA_LOCK,))
+        conn.execute(sql.PG_SCHEMA_LOCK, (PG_SCHEMA_LOCK,))
 
     def _foreign(self, e: Exception) -> str | None:
         import psycopg
