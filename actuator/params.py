@@ -524,16 +524,21 @@ def preset_names() -> list[str]:
     return sorted(f.stem for f in PRESETS_DIR.glob("*.toml"))
 
 
-def load_preset(name_or_path: str | Path) -> JointParams:
-    """A preset by name (``knee``) or by path (``my/joint.toml``)."""
+def preset_path(name_or_path: str | Path) -> Path:
+    """The file of a preset given by name (``knee``: seeds/joints/knee.toml) or by path (``my/joint.toml``)."""
     text = str(name_or_path)
     candidate = Path(text)
     if isinstance(name_or_path, Path) or candidate.suffix == ".toml" or "/" in text:
-        return load_params(candidate)
+        return candidate
     path = PRESETS_DIR / f"{text}.toml"
     if not path.exists() and candidate.is_file():
-        return load_params(candidate)
+        return candidate
     if not path.exists():
         raise ConfigError(f"preset {text!r} not found: known presets are {', '.join(preset_names())}, "
                           "or give a path to a .toml file")
-    return load_params(path)
+    return path
+
+
+def load_preset(name_or_path: str | Path) -> JointParams:
+    """A preset by name (``knee``) or by path (``my/joint.toml``)."""
+    return load_params(preset_path(name_or_path))

@@ -12,7 +12,7 @@ from firmware_iface.cli.common import emit, load_entry_point
 
 # each a module of firmware_iface.bench with run(preset, quick) -> dict; the GUI's is gui.bench, loaded through the
 # jointkit.bench_gui entry point (firmware_iface never imports gui)
-TARGETS = ("sim", "control", "codec", "loop", "gui", "record", "rig")
+TARGETS = ("sim", "control", "codec", "loop", "gui", "record", "rig", "results")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="knee", help="joint preset (default knee)")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisier figures)")
     p.add_argument("--minutes", type=float, help="record: minutes of synthetic telemetry (default 60, --quick 3)")
+    p.add_argument("--db", help="results: a postgresql:// URL to measure instead of a temporary server")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -34,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
         bench_run = importlib.import_module(f"firmware_iface.bench.{args.target}").run
     if args.minutes is not None and not (args.target == "record" and 1.0 <= args.minutes <= 24 * 60):
         raise ConfigError(f"--minutes {args.minutes:g}: only for bench record, 1 to 1440 minutes")
-    extra = {"minutes": args.minutes} if args.target == "record" else {}
+    if args.db is not None and args.target != "results":
+        raise ConfigError(f"--db: only for bench results, not bench {args.target}")
+    extra = ({"minutes": args.minutes} if args.target == "record" else {"db": args.db} if args.target == "results"
+             else {})
     figures = bench_run(args.preset, quick=args.quick, **extra)
     emit(figures, args.json, f"jointkit bench {args.target}")
     return 0

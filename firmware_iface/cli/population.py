@@ -28,14 +28,22 @@ from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
 from firmware_iface.experiments.batch import run_batch
 from firmware_iface.jsonsafe import json_safe as clean
-from firmware_iface.rig.results_db import append_many, ensure, summary
-from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
+from firmware_iface.rig.results_db import append_many, display, ensure, summary
+from firmware_iface.rig.runner import (
+    SCHEMA,
+    checks_of,
+    default_rig_id,
+    preset_identity,
+    tool_version,
+    utc_now,
+    write_json,
+)
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, protocol_config
 from firmware_iface.rig.spread import draw, load_spread
 
 
-def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, faults: list[str], info: dict
-                   ) -> dict:
+def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, faults: list[str], info: dict,
+                   metadata: dict) -> dict:
     steps = []
     for step, outcome in zip(measured, outcomes, strict=True):
         figures = dict(outcome.figures)
@@ -46,7 +54,8 @@ def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, f
                       "error": f"faults: {', '.join(faults)}" if faults else None, "plot": None})
     failed = [c["name"] for s in steps for c in s["checks"] if c["verdict"] != "pass"]
     now = utc_now()
-    return clean({"schema": SCHEMA, "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
+    return clean({"schema": SCHEMA, "metadata": {**metadata, "serial": serial},
+                  "sequence": {"name": seq.name, "path": str(seq.path), "sha256": seq.sha256},
                   "serial": serial, "started_utc": now, "finished_utc": now, "rig": info,
                   "verdict": "fail" if failed or faults else "pass", "failed_checks": failed, "error": None,
                   "steps": steps, "outputs": {}})
@@ -73,13 +82,17 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
                       firmware=nominal, panels=False)
     info = {"sim": True, "population": n, "spread": str(spread_path), "preset": nominal.name, "seed": args.seed,
             "injections": extra}
-    records = [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, batch[j], batch.faults[j], info)
+    # the trace a bus run carries, less the profile (the batch model speaks no protocol) and the gains (none written)
+    metadata = {"jointkit_version": tool_version(), "rig_id": args.rig_id or default_rig_id(),
+                "preset": preset_identity(args.preset or seq.preset), "sequence": seq.name,
+                "sequence_sha256": seq.sha256, "gains_sha256": None}
+    records = [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, batch[j], batch.faults[j], info, metadata)
                for j in range(n)]
     out_dir.mkdir(parents=True, exist_ok=True)
     append_many(db, records)
     stats = summary(db, serial_prefix=prefix)  # this batch's yield and Cpk, whatever else the database holds
     report = _report(seq, records, stats, batch.timing, measured, time.perf_counter() - t0)
-    report.update(out_dir=str(out_dir), database=str(db), serial_prefix=prefix,
+    report.update(out_dir=str(out_dir), database=display(db), serial_prefix=prefix,
                   not_simulated=[s.name for s in seq.steps if s.type not in PROTOCOL_OF])
     write_json(out_dir / "population.json", {**report, "joints": records})
     if args.json:

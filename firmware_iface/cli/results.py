@@ -1,9 +1,13 @@
-"""``jointkit results summary|list|add``: the production results database (see firmware_iface/rig/results_db.py).
+"""``jointkit results summary|list|add|show|migrate``: the production results database (see
+firmware_iface/rig/results_db.py): an SQLite file, or a ``postgresql://`` URL wherever DB is asked for.
 
 ``summary`` prints the yield and, per check, n, mean, std, the limits, Cpk and the fails, per sequence name;
 ``list`` prints the runs (the last 20 unless told); ``add`` appends results.json files written earlier, all in
-one transaction (a bad file adds none, so the batch can be rerun once fixed; runs already present are skipped).
-A missing database, or a file that is not one, is ``error: ...`` naming the path (exit 2).
+one transaction (a bad file adds none, so the batch can be rerun once fixed; runs already present are skipped);
+``show SERIAL`` prints a unit's whole history with its trace (rig, jointkit version, profile, preset and gains
+sha256, calibration certificate ids); ``migrate`` takes an older database forward to this jointkit's schema.
+A missing database, one that is not a results database or one of another schema version, and an unreachable
+server are ``error: ...`` naming the database (a URL without its password) (exit 2).
 """
 
 from __future__ import annotations
@@ -18,23 +22,27 @@ from firmware_iface.cli.common import print_json
 if TYPE_CHECKING:
     from rich.console import Console
 
+DB_HELP = "results database: an SQLite file or a postgresql://USER@HOST/DB URL"
+DEFAULT_DB = Path("out") / "results.db"  # where `jointkit run` appends by default
+HASH_SHOWN = 12  # hex digits of a sha256 in the table: enough to tell versions apart; --json has them whole
 LIST_LAST = 20  # a line's database holds thousands of runs: a screenful unless asked for more
 CPK_GOOD, CPK_MARGINAL = 1.33, 1.0  # the usual automotive thresholds (AIAG): >= 1.33 capable, < 1.0 not
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("results", help="production results database: summary (yield, Cpk), list and add runs")
+    p = sub.add_parser("results", help="production results database: summary (yield, Cpk), list, add, show a unit's "
+                                       "history, migrate")
     rsub = p.add_subparsers(dest="results_command", required=True, metavar="ACTION")
 
     s = rsub.add_parser("summary", help="yield and per-check statistics with Cpk")
-    s.add_argument("db", type=Path, help="results database (SQLite)")
+    s.add_argument("db", help=DB_HELP)
     _filter_options(s)
     s.add_argument("--last", type=int, default=None, help="only the N most recent runs (default: all)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=run_summary)
 
     ls = rsub.add_parser("list", help="the runs: id, serial, time, verdict, failed checks")
-    ls.add_argument("db", type=Path, help="results database (SQLite)")
+    ls.add_argument("db", help=DB_HELP)
     _filter_options(ls)
     ls.add_argument("--last", type=int, default=LIST_LAST,
                     help=f"the N most recent runs (default {LIST_LAST}; 0 for all)")
@@ -42,10 +50,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=run_list)
 
     a = rsub.add_parser("add", help="append results.json files to the database (created on first use)")
-    a.add_argument("db", type=Path, help="results database (SQLite)")
+    a.add_argument("db", help=DB_HELP)
     a.add_argument("files", type=Path, nargs="+", metavar="RESULTS_JSON", help="results.json files of rig runs")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=run_add)
+
+    sh = rsub.add_parser("show", help="a unit's whole history: runs, verdicts, trace hashes, certificate ids")
+    sh.add_argument("serial", help="the unit's serial number")
+    sh.add_argument("--db", default=str(DEFAULT_DB), help=DB_HELP + f" (default {DEFAULT_DB}, as `jointkit run`)")
+    sh.add_argument("--json", action="store_true", help="print one JSON object")
+    sh.set_defaults(func=run_show)
+
+    m = rsub.add_parser("migrate", help="take an older results database forward to this jointkit's schema")
+    m.add_argument("db", help=DB_HELP)
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(func=run_migrate)
 
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +129,7 @@ def run_summary(args: argparse.Namespace) -> int:
         print_json(s)
         return 0
     console = Console()
-    console.print(f"[bold]jointkit results summary: {args.db}[/bold]")
+    console.print(f"[bold]jointkit results summary: {s['db']}[/bold]")
     if not s["sequences"]:
         console.print("no runs match")
     for group in s["sequences"]:
@@ -130,9 +149,9 @@ def run_list(args: argparse.Namespace) -> int:
     runs = results_db.list_runs(args.db, sequence=args.sequence, serial_prefix=args.serial_prefix,
                                 last=args.last or None)
     if args.json:
-        print_json({"db": str(args.db), "runs": runs})
+        print_json({"db": results_db.display(args.db), "runs": runs})
         return 0
-    table = Table(title=f"jointkit results list: {args.db}")
+    table = Table(title=f"jointkit results list: {results_db.display(args.db)}")
     for column in ("id", "serial", "started (UTC)", "sequence", "verdict", "failed checks"):
         table.add_column(column, justify="right" if column == "id" else "left")
     for r in runs:
@@ -172,9 +191,66 @@ def run_add(args: argparse.Namespace) -> int:
     rows = [{"file": str(f), "run_id": a.run_id, "added": a.added} for f, a in zip(args.files, appended, strict=True)]
     added = sum(a.added for a in appended)
     if args.json:
-        print_json({"db": str(args.db), "added": added, "already_present": len(appended) - added, "runs": rows})
+        print_json({"db": results_db.display(args.db), "added": added, "already_present": len(appended) - added,
+                    "runs": rows})
         return 0
     for row in rows:
         print(f"{row['file']}: run {row['run_id']}" + ("" if row["added"] else " (already present)"))
-    print(f"added {added} run(s) to {args.db}, {len(appended) - added} already present")
+    print(f"added {added} run(s) to {results_db.display(args.db)}, {len(appended) - added} already present")
+    return 0
+
+
+def _short(sha: str | None) -> str:
+    return "—" if sha is None else sha[:HASH_SHOWN]
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from actuator.errors import ConfigError
+    from firmware_iface.rig import results_db
+
+    runs = results_db.history(args.db, args.serial)
+    name = results_db.display(args.db)
+    if not runs:
+        raise ConfigError(f"{name}: no run of serial {args.serial!r}")
+    if args.json:
+        print_json({"db": name, "serial": args.serial, "runs": runs})
+        return 0
+    console = Console()
+    table = Table(title=f"jointkit results show {args.serial}: {name}")
+    for column in ("id", "started (UTC)", "sequence", "verdict", "rig", "jointkit", "profile", "preset", "gains",
+                   "failed checks"):
+        table.add_column(column, justify="right" if column == "id" else "left")
+    for r in runs:
+        style = {"pass": "green", "fail": "red"}.get(r["verdict"], "yellow")
+        table.add_row(str(r["id"]), r["started_utc"][:19].replace("T", " "), r["sequence"],
+                      f"[{style}]{r['verdict']}[/{style}]", r["rig_id"] or "—", r["jointkit_version"] or "—",
+                      _short(r["profile_sha256"]), _short(r["preset_sha256"]), _short(r["gains_sha256"]),
+                      ", ".join(r["failed_checks"]) or (r["error"] or ""))
+    console.print(table)
+    certs = [(r["id"], c) for r in runs for c in r["certificates"]]
+    if certs:
+        ct = Table(title="calibration certificates")
+        for column in ("run", "step", "certificate", "quantity", "verdict"):
+            ct.add_column(column, justify="right" if column in ("run", "step") else "left")
+        for run_id, c in certs:
+            ct.add_row(str(run_id), str(c["step"]), c["id"] or "—", c["quantity"], c["verdict"])
+        console.print(ct)
+    console.print(f"sha256 shown to {HASH_SHOWN} hex digits; --json gives them whole")
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from firmware_iface.rig import results_db
+
+    done = results_db.migrate(args.db)
+    if args.json:
+        print_json(done)
+    elif done["migrated_to"] is None:
+        print(f"{done['db']}: already at schema version {results_db.DB_VERSION}, {done['runs']} run(s); nothing to do")
+    else:
+        print(f"{done['db']}: migrated from schema version {done['steps'][0] - 1} to {done['migrated_to']}, "
+              f"{done['runs']} run(s)")
     return 0

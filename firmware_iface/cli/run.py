@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", type=int, help="run every step on joint N (default: the sequence's nodes)")
     p.add_argument("--serial", help="serial number of the unit under test")
     p.add_argument("--out", type=Path, help="output folder (default out/run-SERIAL or out/run-TIME)")
-    p.add_argument("--db", type=Path, help="results database (default: results.db next to the output folder)")
+    p.add_argument("--db", help="results database: an SQLite file or a postgresql://USER@HOST/DB URL (default: "
+                                "results.db next to the output folder)")
+    p.add_argument("--rig-id", help="this test station's id, stored with each run (default: $JOINTKIT_RIG_ID, else "
+                                    "the host name)")
     p.add_argument("--no-db", action="store_true", help="do not append the run to a database")
     p.add_argument("--population", type=int, help="simulate N joints from --spread in the batch simulation")
     p.add_argument("--spread", type=Path, help="manufacturing spread for --population (default seeds/spread.toml)")
@@ -119,16 +122,16 @@ def run(args: argparse.Namespace) -> int:
         _LOCKSTEP[:] = [rig.clock]
         signal.signal(signal.SIGINT, _on_sigint)
     try:
-        results = run_sequence(seq, rig, out_dir, serial=args.serial)
+        results = run_sequence(seq, rig, out_dir, serial=args.serial, rig_id=args.rig_id)
     finally:
         rig.close()
         _LOCKSTEP.clear()
         signal.signal(signal.SIGINT, previous_sigint)
     if not args.no_db:
-        from firmware_iface.rig.results_db import append
+        from firmware_iface.rig.results_db import append, display
 
         append(db, results)
-        results["outputs"]["database"] = str(db)
+        results["outputs"]["database"] = display(db)  # a URL's password never goes into a file
     return _emit(args, results, out_dir)
 
 

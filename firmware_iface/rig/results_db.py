@@ -1,33 +1,32 @@
-"""The production results database: rig runs (``results.json``, schema ``jointkit.results/1``) in one SQLite file.
+"""The production results database: rig runs (``results.json``, schema ``jointkit.results/1``) in one SQLite file
+(a path) or in PostgreSQL (a ``postgresql://`` URL, for many rigs writing to one server).
 
-This module owns the database's schema, the validation of a results dict before it is stored, the appends
-(one transaction per call, safe from several processes at once) and the production figures read back out of it
-(:func:`summary`: yield and per-check process capability; :func:`list_runs`).
+This module owns the validation of a results dict before it is stored, the appends (one transaction per call, safe
+from several processes or rigs at once), the explicit migration of an older database, and what is read back out of
+it: the production figures (:func:`summary`: yield and per-check process capability), the runs (:func:`list_runs`)
+and a unit's traceable history (:func:`history`). Where the database lives and how its schema version is checked is
+``results_store``; every SQL text, the tables and their migrations are ``results_sql``.
 
 Tables:
 
 - ``runs``: one row per rig run: id, serial, started_utc, finished_utc, sequence_name, sequence_sha256, verdict,
   error, rig (JSON), results (the whole results dict, JSON), plus ``started_ts`` (Unix seconds, for ordering:
-  ISO texts with and without fractional seconds do not sort as text), ``failed_checks`` (JSON list) and
-  ``digest`` (sha256 of the canonical results JSON, unique: importing the same results.json twice adds it once).
-- ``checks``: one row per check of a step: run_id, step (the step's index), name, value, min, max, unit, verdict.
-
-The file is marked with SQLite's ``application_id`` so that a foreign SQLite file is refused rather than written
-into. The rollback journal is kept (not WAL): WAL needs shared memory and "does not work over a network
-filesystem" (sqlite.org/wal.html), and a line's database may well live on a share; concurrent appends
-serialise on SQLite's write lock with a long busy timeout, which a run every few tens of seconds never
-comes near.
+  ISO texts with and without fractional seconds do not sort as text), ``failed_checks`` (JSON list), ``digest``
+  (sha256 of the canonical results JSON, unique: importing the same results.json twice adds it once) and the
+  trace: ``rig_id``, ``jointkit_version``, ``profile_sha256``, ``preset_sha256``, ``gains_sha256`` (from the
+  results' ``metadata``; null where a results file predates them).
+- ``checks``: one row per check of a step: run_id, position (in the run), step (the step's index), name, value,
+  min, max, unit, verdict.
+- ``certificates``: one row per calibration certificate of a step: run_id, position, step, id, quantity, verdict.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import re
-import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,46 +34,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from actuator.errors import ConfigError
+from firmware_iface.rig import results_sql as sql
+from firmware_iface.rig.results_store import (  # noqa: F401  (re-exported: the database's public names)
+    APPLICATION_ID,
+    BUSY_TIMEOUT_S,
+    Conn,
+    SchemaVersionError,
+    display,
+    open_store,
+)
 
 SCHEMA = "jointkit.results/1"
-APPLICATION_ID = 0x4A4B5254  # "JKRT": marks the file as a jointkit results database
-DB_VERSION = 1  # PRAGMA user_version: the version of the tables below
-BUSY_TIMEOUT_S = 30.0  # another station's append holds the write lock for milliseconds; a summary read for < 1 s
+DB_VERSION = sql.SCHEMA_VERSION  # the version of the tables (results_sql)
 
 RUN_VERDICTS = ("pass", "fail", "error", "incomplete")
 STEP_STATUSES = ("pass", "fail", "error", "skipped", "running", "pending")  # pending: a killed run's
 CHECK_VERDICTS = ("pass", "fail", "error")
-
-_DDL = (
-    """CREATE TABLE IF NOT EXISTS runs (
-        id INTEGER PRIMARY KEY,
-        serial TEXT,
-        started_utc TEXT NOT NULL,
-        started_ts REAL NOT NULL,
-        finished_utc TEXT,
-        sequence_name TEXT NOT NULL,
-        sequence_sha256 TEXT NOT NULL,
-        verdict TEXT NOT NULL,
-        error TEXT,
-        failed_checks TEXT NOT NULL,
-        rig TEXT NOT NULL,
-        results TEXT NOT NULL,
-        digest TEXT NOT NULL UNIQUE)""",
-    """CREATE TABLE IF NOT EXISTS checks (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        step INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        value REAL,
-        min REAL,
-        max REAL,
-        unit TEXT,
-        verdict TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS runs_sequence ON runs(sequence_name, started_ts)",
-    "CREATE INDEX IF NOT EXISTS runs_serial ON runs(serial)",
-    "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_ts)",
-    "CREATE INDEX IF NOT EXISTS checks_run ON checks(run_id)",
-    "CREATE INDEX IF NOT EXISTS checks_name ON checks(name)",
-)
 
 
 class Appended(NamedTuple):
@@ -189,8 +164,54 @@ def _step_rows(steps: list) -> list[tuple]:
     return rows
 
 
-def validate(results: Any) -> tuple[dict, list[tuple]]:
-    """The runs row (as a dict of columns) and the checks rows of ``results``, or ConfigError naming the field."""
+def _hex64(d: dict, key: str, path: str) -> str | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or re.fullmatch(r"[0-9a-fA-F]{64}", value) is None:
+        raise _fail(path + key, value, "a sha256 as 64 hex digits or null")
+    return value.lower()
+
+
+def _optional_dict(d: dict, key: str, path: str) -> dict:
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(path + key, value, "an object or null")
+    return value
+
+
+def _trace(results: dict) -> dict[str, str | None]:
+    """The trace columns from the results' ``metadata`` (absent in files older than these fields: all null)."""
+    meta = _optional_dict(results, "metadata", "")
+    return {"rig_id": _str(meta, "rig_id", "metadata.", nullable=True),
+            "jointkit_version": _str(meta, "jointkit_version", "metadata.", nullable=True),
+            "profile_sha256": _hex64(_optional_dict(meta, "profile", "metadata."), "sha256", "metadata.profile."),
+            "preset_sha256": _hex64(_optional_dict(meta, "preset", "metadata."), "sha256", "metadata.preset."),
+            "gains_sha256": _hex64(meta, "gains_sha256", "metadata.")}
+
+
+def _certificate_rows(steps: list) -> list[tuple]:
+    """(step, id, quantity, verdict) of every step's certificates (``steps[i].certificates``, when present)."""
+    rows = []
+    for i, step in enumerate(steps):
+        certificates = step.get("certificates")
+        if certificates is None:
+            continue
+        if not isinstance(certificates, list):
+            raise _fail(f"steps[{i}].certificates", certificates, "a list or null")
+        for j, cert in enumerate(certificates):
+            path = f"steps[{i}].certificates[{j}]."
+            if not isinstance(cert, dict):
+                raise _fail(path.rstrip("."), cert, "an object")
+            rows.append((step["index"], _str(cert, "id", path, nullable=True),
+                         _str(cert, "quantity", path, nonempty=True), _str(cert, "verdict", path, nonempty=True)))
+    return rows
+
+
+def _validated(results: Any) -> tuple[dict, list[tuple], list[tuple]]:
+    """The runs row (a dict of columns), the checks rows and the certificates rows of ``results``."""
     if not isinstance(results, dict):
         raise _fail("(top level)", results, "an object of schema " + SCHEMA)
     if results.get("schema") != SCHEMA:
@@ -213,134 +234,130 @@ def validate(results: Any) -> tuple[dict, list[tuple]]:
         "failed_checks": json.dumps(failed),
         "rig": json.dumps(_dict(results, "rig", "")),
     }
-    rows = _step_rows(_list(results, "steps", ""))
+    steps = _list(results, "steps", "")
+    rows = _step_rows(steps)
+    certificates = _certificate_rows(steps)
     canonical = json.dumps(results, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     run["results"] = canonical
     run["digest"] = hashlib.sha256(canonical.encode()).hexdigest()
+    run.update(_trace(results))
+    return run, rows, certificates
+
+
+def validate(results: Any) -> tuple[dict, list[tuple]]:
+    """The runs row (as a dict of columns) and the checks rows of ``results``, or ConfigError naming the field."""
+    run, rows, _ = _validated(results)
     return run, rows
 
 
-# ---------------------------------------------------------------------------------------------------- connection
+# ---------------------------------------------------------------------------------------------------- writing
 
 
-def _claim_or_check(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
-    """Create the schema in a fresh file (``create``), or refuse a file that is not ours or is too new."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    if app_id == 0 and create and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-        for ddl in _DDL:
-            conn.execute(ddl)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {DB_VERSION}")
-        return
-    if app_id != APPLICATION_ID:
-        raise ConfigError(f"{path}: not a jointkit results database (an SQLite file of something else)")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > DB_VERSION:
-        raise ConfigError(f"{path}: results database version {version}; this jointkit reads up to {DB_VERSION}")
+def _insert_rows(conn: Conn, run_id: int, rows: list[tuple], certificates: list[tuple]) -> None:
+    conn.executemany(sql.INSERT_CHECK, [(run_id, i, *row) for i, row in enumerate(rows)])
+    conn.executemany(sql.INSERT_CERTIFICATE, [(run_id, i, *row) for i, row in enumerate(certificates)])
 
 
-@contextlib.contextmanager
-def _transaction(db_path: str | Path, *, write: bool) -> Iterator[sqlite3.Connection]:
-    """One transaction on the database: IMMEDIATE for writes (the lock is taken before anything is read, so two
-    writers never both read an empty file and both create it), DEFERRED for reads (one consistent snapshot)."""
-    path = Path(db_path)
-    if write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target, uri = str(path), False
-    else:
-        if not path.is_file():
-            raise ConfigError(f"{path}: " + ("a directory, not a results database" if path.is_dir()
-                                             else "no such results database"))
-        target, uri = path.resolve().as_uri() + "?mode=ro", True  # a read never creates or changes the file
-    try:
-        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=uri)
-    except sqlite3.Error as e:
-        raise ConfigError(f"{path}: cannot open the results database ({e})") from e
-    try:
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        _claim_or_check(conn, path, create=write)
-        yield conn
-        conn.execute("COMMIT")
-    except sqlite3.OperationalError as e:
-        if "locked" in str(e):
-            raise ConfigError(f"{path}: still locked by another process after {BUSY_TIMEOUT_S:g} s") from e
-        raise ConfigError(f"{path}: cannot use the results database ({e})") from e
-    except sqlite3.DatabaseError as e:
-        raise ConfigError(f"{path}: not a jointkit results database ({e})") from e
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.close()
-
-
-def _insert(conn: sqlite3.Connection, run: dict, rows: list[tuple]) -> Appended:
-    found = conn.execute("SELECT id FROM runs WHERE digest = ?", (run["digest"],)).fetchone()
+def _insert(conn: Conn, run: dict, rows: list[tuple], certificates: list[tuple] = ()) -> Appended:
+    found = conn.execute(sql.FIND_DIGEST, (run["digest"],)).fetchone()
     if found is not None:
         return Appended(found[0], False)
-    columns = ", ".join(run)
-    cur = conn.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(run))})", tuple(run.values()))
-    run_id = int(cur.lastrowid)
-    conn.executemany("INSERT INTO checks (run_id, step, name, value, min, max, unit, verdict) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *row) for row in rows])
-    return Appended(run_id, True)
+    inserted = conn.execute(sql.INSERT_RUN, tuple(run[c] for c in sql.RUN_COLUMNS)).fetchone()
+    if inserted is None:  # another rig stored the same results between the look-up and the insert
+        return Appended(conn.execute(sql.FIND_DIGEST, (run["digest"],)).fetchone()[0], False)
+    _insert_rows(conn, int(inserted[0]), rows, list(certificates))
+    return Appended(int(inserted[0]), True)
 
 
 def ensure(db_path: str | Path) -> None:
-    """Create the database if it does not exist, or check that the file is one (ConfigError naming it otherwise):
-    before a run, so that a wrong ``--db`` is refused before anything moves, not after the run."""
-    with _transaction(db_path, write=True):
+    """Create the database if it does not exist, or check that it is one at this jointkit's schema version
+    (ConfigError naming it otherwise): before a run, so that a wrong ``--db`` is refused before anything moves,
+    not after the run."""
+    with open_store(db_path).transaction(write=True):
         pass
 
 
 def append(db_path: str | Path, results: dict) -> int:
     """Append one run (a results dict of schema ``jointkit.results/1``) and return its id.
 
-    The database and its parent directories are created on first use. The run and its checks are written in
-    one transaction: a process killed mid-way leaves the database without the run, never with half of it.
-    Results identical to a run already stored (same canonical JSON) are not stored twice: the stored run's id is
-    returned. A dict that does not follow the schema raises ConfigError naming the field, value and what is
-    allowed, and nothing is written.
+    ``db_path``: an SQLite file (created, with its parent directories, on first use) or a ``postgresql://`` URL
+    (the tables are created in the first write). The run, its checks and its certificates are written in one
+    transaction: a process killed mid-way leaves the database without the run, never with half of it. Results
+    identical to a run already stored (same canonical JSON) are not stored twice: the stored run's id is returned.
+    A dict that does not follow the schema raises ConfigError naming the field, value and what is allowed, and
+    nothing is written.
     """
     return append_many(db_path, [results])[0].run_id
 
 
 def append_many(db_path: str | Path, runs: Iterable[dict]) -> list[Appended]:
     """Append several runs in one transaction: all are validated first, then all or none are stored."""
-    validated = [validate(r) for r in runs]
-    with _transaction(db_path, write=True) as conn:
-        return [_insert(conn, run, rows) for run, rows in validated]
+    validated = [_validated(r) for r in runs]
+    with open_store(db_path).transaction(write=True) as conn:
+        return [_insert(conn, run, rows, certificates) for run, rows, certificates in validated]
+
+
+def _rederive(conn: Conn, version: int) -> None:
+    """Migration step: fill what ``version`` added from each run's stored results JSON (see results_sql)."""
+    for run_id, text in conn.execute(sql.ALL_RESULTS).fetchall():
+        try:
+            run, rows, certificates = _validated(json.loads(text))
+        except (ConfigError, ValueError) as e:
+            raise ConfigError(f"run {run_id}: its stored results cannot be migrated: {e}") from e
+        conn.execute(sql.SET_TRACE, (*(run[c] for c in sql.TRACE_COLUMNS), run_id))
+        _insert_rows(conn, run_id, rows, certificates)
+
+
+def migrate(db_path: str | Path) -> dict[str, Any]:
+    """Take an older results database forward to this jointkit's schema version, in one transaction (all or
+    nothing); a database already there is left as it is. Returns the versions before and after and the runs."""
+    store = open_store(db_path)
+    before: list[int] = []
+
+    def step(conn: Conn, version: int) -> None:
+        before.append(version)
+        _rederive(conn, version)
+
+    with store.transaction(write=True, migrate=step) as conn:
+        runs = conn.execute(sql.COUNT_RUNS).fetchone()[0]
+    return {"db": store.name, "migrated_to": sql.SCHEMA_VERSION if before else None, "steps": before, "runs": runs}
 
 
 # ---------------------------------------------------------------------------------------------------- reading
 
 
 def _selection(sequence: str | None, serial_prefix: str | None, last: int | None) -> tuple[str, list]:
-    """A sub-select of the chosen run ids: filtered, then the ``last`` most recent by start time."""
     if last is not None and last < 1:
         raise ConfigError(f"last = {last}: allowed an integer >= 1 (or none for every run)")
-    where, params = [], []
-    if sequence is not None:
-        where.append("sequence_name = ?")
-        params.append(sequence)
-    if serial_prefix is not None:
-        # substr rather than LIKE: a serial may hold '%' or '_', which LIKE would take as wildcards
-        where.append("substr(serial, 1, ?) = ?")
-        params += [len(serial_prefix), serial_prefix]
-    sql = ("SELECT id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY started_ts DESC, id DESC LIMIT ?")
-    return sql, [*params, -1 if last is None else last]
+    return sql.selection(sequence, serial_prefix, last)
 
 
 def list_runs(db_path: str | Path, *, sequence: str | None = None, serial_prefix: str | None = None,
               last: int | None = None) -> list[dict]:
     """The chosen runs, oldest first: id, serial, started/finished time, sequence, verdict, failed checks, error."""
     sel, params = _selection(sequence, serial_prefix, last)
-    with _transaction(db_path, write=False) as conn:
-        rows = conn.execute(
-            "SELECT id, serial, started_utc, finished_utc, sequence_name, verdict, failed_checks, error FROM runs "
-            f"WHERE id IN ({sel}) ORDER BY started_ts, id", params).fetchall()
+    with open_store(db_path).transaction(write=False) as conn:
+        rows = conn.execute(sql.list_runs(sel), params).fetchall()
     keys = ("id", "serial", "started_utc", "finished_utc", "sequence", "verdict", "failed_checks", "error")
     return [dict(zip(keys, (*row[:6], json.loads(row[6]), row[7]), strict=True)) for row in rows]
+
+
+def history(db_path: str | Path, serial: str) -> list[dict]:
+    """Every run of the unit ``serial``, oldest first: times, sequence and its sha256, verdict, failed checks, error,
+    the trace (rig id, jointkit version, profile, preset and gains sha256) and its calibration certificates."""
+    with open_store(db_path).transaction(write=False) as conn:
+        runs = conn.execute(sql.HISTORY_RUNS, (serial,)).fetchall()
+        certs = conn.execute(sql.HISTORY_CERTIFICATES, (serial,)).fetchall()
+    keys = ("id", "started_utc", "finished_utc", "sequence", "sequence_sha256", "verdict", "failed_checks", "error",
+            *sql.TRACE_COLUMNS)
+    out = []
+    for row in runs:
+        run = dict(zip(keys, row, strict=True))
+        run["failed_checks"] = json.loads(run["failed_checks"])
+        run["certificates"] = [{"step": step, "id": cid, "quantity": quantity, "verdict": verdict}
+                               for run_id, step, cid, quantity, verdict in certs if run_id == run["id"]]
+        out.append(run)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -439,14 +456,9 @@ def summary(db_path: str | Path, *, sequence: str | None = None, serial_prefix: 
       never judged.
     """
     sel, params = _selection(sequence, serial_prefix, last)
-    with _transaction(db_path, write=False) as conn:
-        runs = conn.execute(f"SELECT sequence_name, verdict, sequence_sha256 FROM runs WHERE id IN ({sel}) "
-                            "ORDER BY started_ts, id", params).fetchall()
-        checks = conn.execute(
-            "SELECT r.sequence_name, c.name, c.value, c.min, c.max, c.unit, c.verdict FROM checks c "
-            f"JOIN runs r ON r.id = c.run_id WHERE r.id IN ({sel}) AND r.verdict != 'incomplete' "
-            "ORDER BY r.started_ts, r.id, c.rowid",
-            params).fetchall()
+    with open_store(db_path).transaction(write=False) as conn:
+        runs = conn.execute(sql.summary_runs(sel), params).fetchall()
+        checks = conn.execute(sql.summary_checks(sel), params).fetchall()
     groups: dict[str, tuple[list, list]] = {}
     for name, verdict, sha in runs:
         groups.setdefault(name, ([], []))[0].append((name, verdict, sha))
@@ -455,6 +467,6 @@ def summary(db_path: str | Path, *, sequence: str | None = None, serial_prefix: 
     verdicts = dict.fromkeys(RUN_VERDICTS, 0)
     for _, verdict, _ in runs:
         verdicts[verdict] += 1
-    return {"db": str(db_path), "filters": {"sequence": sequence, "serial_prefix": serial_prefix, "last": last},
+    return {"db": display(db_path), "filters": {"sequence": sequence, "serial_prefix": serial_prefix, "last": last},
             "runs": len(runs), "verdicts": verdicts,
             "sequences": [_group_summary(name, g_runs, g_checks) for name, (g_runs, g_checks) in groups.items()]}

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from actuator.errors import ConfigError, FaultError, JointkitError
+from actuator.params import preset_path
 from firmware_iface.experiments.certificate import judge_all
 from firmware_iface.experiments.protocols import Outcome
 from firmware_iface.jsonsafe import json_safe as clean
@@ -96,11 +97,49 @@ def profile_identity(profile: Profile) -> dict[str, Any]:
             "files": [str(f) for f in files], "sha256": digest.hexdigest() if files else None}
 
 
-def run_metadata(seq: Sequence, serial: str | None, profile: Profile) -> dict[str, Any]:
-    """What a results file or a recording needs to be traced: tool, profile, unit, sequence, machine."""
-    return {"jointkit_version": tool_version(), "profile": profile_identity(profile), "serial": serial,
+def preset_identity(name_or_path: str) -> dict[str, Any]:
+    """Name, file and the sha256 of the file's bytes of the joint preset a run used (the simulated joints' model, or
+    on a bus the model the sequence's gain checks use); ``sha256`` None when the preset cannot be read."""
+    try:
+        path = preset_path(name_or_path)
+        return {"name": str(name_or_path), "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    except (ConfigError, OSError):
+        return {"name": str(name_or_path), "path": None, "sha256": None}
+
+
+def default_rig_id() -> str:
+    """The rig's id when none is given: ``JOINTKIT_RIG_ID`` (set once per station), else the host's name."""
+    return os.environ.get("JOINTKIT_RIG_ID") or platform.node() or "unknown"
+
+
+def run_metadata(seq: Sequence, serial: str | None, profile: Profile, *, rig_id: str | None = None,
+                 preset: str | None = None) -> dict[str, Any]:
+    """What a results file or a recording needs to be traced: tool, profile, preset, unit, sequence, rig, machine.
+    ``gains_sha256`` is filled in when the run ends (``gains_digest``)."""
+    return {"jointkit_version": tool_version(), "profile": profile_identity(profile),
+            "preset": preset_identity(preset or seq.preset), "serial": serial, "rig_id": rig_id or default_rig_id(),
             "sequence": seq.name, "sequence_sha256": seq.sha256, "host": platform.node(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "gains_sha256": None}
+
+
+GAIN_FIGURES = ("gains", "gains_written")  # a gains step's and a calibration's (write_gains) tables written
+
+
+def gains_digest(steps: list[dict]) -> str | None:
+    """The sha256 of the gain tables the run wrote into the joints (read back), in step order, as canonical JSON
+    of [[step index, figure, {gain: value}], ...]; None when the run wrote none."""
+    written = [[s["index"], f, s["figures"][f]] for s in steps for f in GAIN_FIGURES
+               if isinstance(s.get("figures", {}).get(f), dict) and s["figures"][f]]
+    if not written:
+        return None
+    return hashlib.sha256(json.dumps(clean(written), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def certificate_id(serial: str | None, started_utc: str, step_index: int, quantity: str) -> str:
+    """A calibration certificate's id: ``CAL-`` and 16 hex digits of the sha256 of the unit, the run's start, the
+    step and the quantity; unique per certificate, and the same whenever the same results are read again."""
+    key = f"{serial or ''}|{started_utc}|{step_index}|{quantity}"
+    return "CAL-" + hashlib.sha256(key.encode()).hexdigest()[:16].upper()
 
 
 def new_results(seq: Sequence, serial: str | None, rig_info: dict, metadata: dict | None = None) -> dict:
@@ -143,7 +182,7 @@ def _plot(out_dir: Path, step: Step, outcome: Outcome) -> str | None:
     return rel
 
 
-def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_run0: float) -> bool:
+def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_run0: float, results: dict) -> bool:
     """Run one step into its results entry; False when the sequence must stop."""
     t0 = time.perf_counter()
     entry.update(status="running", started_s=t0 - t_run0)
@@ -154,7 +193,9 @@ def _run_one(rig: Rig, seq: Sequence, step: Step, entry: dict, out_dir: Path, t_
         entry["figures"] = outcome.figures
         entry["checks"] = checks_of(step, outcome.figures)
         # a calibration's certificates, judged by the same limits as its checks
-        entry["certificates"] = judge_all(outcome.certificates, step.limits, outcome.figures)
+        entry["certificates"] = [{"id": certificate_id(results["serial"], results["started_utc"], step.index,
+                                                      c["quantity"]), **c}
+                                 for c in judge_all(outcome.certificates, step.limits, outcome.figures)]
         entry["status"] = "fail" if any(c["verdict"] != "pass" for c in entry["checks"]) else "pass"
         entry["plot"] = _plot(out_dir, step, outcome)
     except FaultError as e:
@@ -185,9 +226,11 @@ class _Recordings:
         self.hub, self.errors = rig.hub, results["recording_errors"]
         outputs = results["outputs"]
         self.recorders = {outputs["frames"]: FrameRecorder(out_dir / outputs["frames"])}
-        metadata = {k: v for k, v in results["metadata"].items() if k != "profile"}
+        metadata = {k: v for k, v in results["metadata"].items() if k not in ("profile", "preset")}
         profile = results["metadata"].get("profile") or {}
-        metadata.update(profile=profile.get("name"), profile_sha256=profile.get("sha256"), verdict="incomplete")
+        preset = results["metadata"].get("preset") or {}
+        metadata.update(profile=profile.get("name"), profile_sha256=profile.get("sha256"), preset=preset.get("name"),
+                        preset_sha256=preset.get("sha256"), verdict="incomplete")
         self.signals = SignalRecorder(out_dir / outputs["signals"], rig.hub.profile, metadata=metadata)
         self.recorders[outputs["signals"]] = self.signals
         self.lost: set[str] = set()
@@ -226,7 +269,7 @@ def _progress(console: Console) -> Progress:
 
 
 def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None = None,
-                 console: Console | None = None) -> dict:
+                 console: Console | None = None, rig_id: str | None = None) -> dict:
     """Run every step on ``rig``, writing the outputs into ``out_dir``; the results (see the module docstring). A
     sequence with steps the joints' profile cannot run is refused before anything is sent (``ConfigError``)."""
     unmet = unmet_needs(seq, rig.hub.profile)
@@ -235,7 +278,8 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
                           + "; ".join(unmet))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
-    results = new_results(seq, serial, rig.info, run_metadata(seq, serial, rig.hub.profile))
+    metadata = run_metadata(seq, serial, rig.hub.profile, rig_id=rig_id, preset=rig.info.get("preset"))
+    results = new_results(seq, serial, rig.info, metadata)
     write_json(out_dir / "results.json", results)
     recordings = _Recordings(rig, out_dir, results)
     t_run0 = time.perf_counter()
@@ -246,7 +290,7 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
             task = progress.add_task(f"{seq.name} {serial or ''}".strip(), total=len(seq.steps))
             for step, entry in zip(seq.steps, results["steps"], strict=True):
                 progress.update(task, description=f"{seq.name}: {step.name}")
-                go_on = _run_one(rig, seq, step, entry, out_dir, t_run0)
+                go_on = _run_one(rig, seq, step, entry, out_dir, t_run0, results)
                 recordings.check(step.name)
                 write_json(out_dir / "results.json", results)
                 progress.advance(task)
@@ -269,6 +313,7 @@ def run_sequence(seq: Sequence, rig: Rig, out_dir: Path, *, serial: str | None =
             results["error"] = "; ".join(filter(None, [results["error"], *lost, *problems]))
         results["failed_checks"] = [c["name"] for s in results["steps"] for c in s["checks"] if c["verdict"] != "pass"]
         results["finished_utc"] = utc_now()
+        results["metadata"]["gains_sha256"] = gains_digest(results["steps"])
         results["duration_s"] = time.perf_counter() - t_run0
         write_json(out_dir / "results.json", results)
         write_report(clean(results), out_dir)

@@ -19,6 +19,7 @@ from cliutil import run_cli, run_json
 
 from actuator.params import SEEDS_DIR
 from firmware_iface.cli import main
+from firmware_iface.rig.runner import certificate_id
 from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 BIAS = [3.0, -2.0, 5.0, 0.2, -0.1, 0.05]
@@ -96,6 +97,10 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     certs = {c["quantity"]: c for c in step["certificates"]}
     assert set(certs) == {"ft_bias_force_n", "ft_bias_moment_nm", "tool_mass_kg", "tool_com_m"}
     assert all(c["verdict"] == "pass" for c in certs.values())
+    # each certificate has its id (traceability): of the unit, the run's start, the step and the quantity
+    assert all(c["id"] == certificate_id("SIM-CAL", results["started_utc"], step["index"], q) for q, c in certs.items())
+    assert len({c["id"] for s in results["steps"] for c in s["certificates"]}) == sum(
+        len(s["certificates"]) for s in results["steps"])
     assert certs["tool_mass_kg"]["limits"]["tool_mass_kg"] == {"min": 0.98, "max": 1.02}
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Calibration certificate" in report and "tool_mass_kg" in report

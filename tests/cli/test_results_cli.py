@@ -60,15 +60,15 @@ def wide_terminal(monkeypatch):
 
 
 @pytest.fixture
-def db(tmp_path, capsys) -> Path:
-    path = tmp_path / "line" / "results.sqlite"
+def db(new_db, tmp_path, capsys) -> str | Path:
+    path = new_db  # on each back-end: an SQLite file, or a PostgreSQL URL
     code, _, err = run_cli(capsys, "results", "add", str(path), *write_files(tmp_path / "runs", RUNS))
     assert code == 0, err
     return path
 
 
-def test_add_reports_each_file_and_skips_repeats(tmp_path, capsys):
-    db = tmp_path / "r.sqlite"
+def test_add_reports_each_file_and_skips_repeats(new_db, tmp_path, capsys):
+    db = new_db
     files = write_files(tmp_path / "runs", RUNS[:3])
     code, out, _ = run_cli(capsys, "results", "add", str(db), *files)
     assert code == 0
@@ -102,8 +102,8 @@ def test_summary_json(db, capsys):
     assert c["cp"] == pytest.approx(5 / (6 * sd)) == pytest.approx(0.385758, rel=1e-5)
 
 
-def test_summary_filters_and_degenerate_cpk(tmp_path, capsys):
-    db = tmp_path / "r.sqlite"
+def test_summary_filters_and_degenerate_cpk(new_db, tmp_path, capsys):
+    db = new_db
     runs = [*RUNS[:2], make_results(20.0, sequence="wrist", serial="W-1", minute=9, lo=None, hi=None),
             make_results(10.0, sequence="hip", serial="H-1", minute=10)]
     assert run_cli(capsys, "results", "add", str(db), *write_files(tmp_path / "runs", runs))[0] == 0
@@ -145,8 +145,8 @@ def test_a_file_that_is_not_a_results_database(tmp_path, capsys):
     assert code == 2 and f"error: {junk}: not a jointkit results database" in err
 
 
-def test_add_rejects_a_malformed_file_and_adds_nothing(tmp_path, capsys):
-    db = tmp_path / "r.sqlite"
+def test_add_rejects_a_malformed_file_and_adds_nothing(new_db, db_exists, tmp_path, capsys):
+    db = new_db
     bad = make_results(10.0)
     bad["steps"][0]["checks"][0]["value"] = "ten"
     files = write_files(tmp_path / "runs", [RUNS[0], bad])
@@ -154,7 +154,7 @@ def test_add_rejects_a_malformed_file_and_adds_nothing(tmp_path, capsys):
     assert code == 2
     assert err.strip() == (f"error: {files[1]}: results field steps[0].checks[0].value = 'ten': "
                            "allowed a finite number or null")
-    assert not db.exists()
+    assert not db_exists(db)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     code, _, err = run_cli(capsys, "results", "add", str(db), str(broken))

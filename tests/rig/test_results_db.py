@@ -1,5 +1,6 @@
-"""The production results database: appends (schema, validation, transactions, concurrency) and the figures
-read back (yield, mean, std, Cp, Cpk) checked against hand-computed values and a known normal population."""
+"""The production results database, on SQLite and on PostgreSQL (a real server: tests/conftest.py): appends (schema,
+validation, transactions, concurrency) and the figures read back (yield, mean, std, Cp, Cpk) checked against
+hand-computed values and a known normal population."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def make_results(values: dict[str, float | None], *, verdict: str = "pass", seri
                        "unit": "N·m", "verdict": "pass" if inside else "fail"})
     return {
         "schema": "jointkit.results/1",
+        "metadata": {"jointkit_version": "0.1.0", "rig_id": "RIG-A", "serial": serial,
+                     "profile": {"name": "native", "sha256": "11" * 32},
+                     "preset": {"name": "knee", "sha256": "22" * 32}, "gains_sha256": None},
         "sequence": {"name": sequence, "path": f"seeds/sequences/{sequence}.toml", "sha256": "ab" * 32},
         "serial": serial, "started_utc": started, "finished_utc": None if verdict == "incomplete" else started,
         "rig": {"sim": True, "interface": "virtual", "channel": "t", "preset": "knee", "injections": {}},
@@ -50,7 +54,7 @@ def make_results(values: dict[str, float | None], *, verdict: str = "pass", seri
         "error": "bus went quiet" if verdict == "error" else None,
         "steps": [{"index": 0, "name": "s", "type": "friction", "node": 1,
                    "status": "pass" if verdict == "pass" else "fail", "started_s": 0.0, "duration_s": 1.0,
-                   "figures": {}, "checks": checks, "error": None, "plot": None}],
+                   "figures": {}, "checks": checks, "error": None, "plot": None, "certificates": []}],
         "outputs": {"results": "results.json"},
     }
 
@@ -67,8 +71,8 @@ KNOWN_RUNS = [
 
 
 @pytest.fixture
-def known_db(tmp_path: Path) -> Path:
-    db = tmp_path / "line" / "results.sqlite"  # the parent directory does not exist yet
+def known_db(new_db: str | Path) -> str | Path:
+    db = new_db  # SQLite: the parent directory does not exist yet; PostgreSQL: no table yet
     for i, (verdict, values) in enumerate(KNOWN_RUNS):
         results_db.append(db, make_results(values, verdict=verdict, serial=f"SIM-{i:04d}",
                                            started=f"2026-11-21T13:{i:02d}:00Z"))
@@ -160,15 +164,15 @@ def test_equal_values_are_std_zero_despite_rounding():
     assert c["cpk"] is None and c["cpk_reason"] == "std = 0"
 
 
-def test_no_judged_run_has_no_yield(tmp_path):
-    db = tmp_path / "r.sqlite"
+def test_no_judged_run_has_no_yield(new_db):
+    db = new_db
     results_db.append(db, make_results({"s.a": None}, verdict="error"))
     g = results_db.summary(db)["sequences"][0]
     assert g["yield"] is None and g["yield_reason"] == "no run finished with pass or fail"
 
 
-def test_limits_are_the_most_recent_runs(tmp_path):
-    db = tmp_path / "r.sqlite"
+def test_limits_are_the_most_recent_runs(new_db):
+    db = new_db
     # appended out of time order: the "most recent" is by start time, not by insertion
     results_db.append(db, make_results({"s.a": 10.0}, started="2026-11-21T14:00:00Z",
                                        limits={"s.a": (8.0, 11.0)}))
@@ -177,8 +181,8 @@ def test_limits_are_the_most_recent_runs(tmp_path):
     assert (c["lsl"], c["usl"], c["limits_changed"]) == (8.0, 11.0, True)
 
 
-def test_sequences_are_grouped_and_filtered(tmp_path):
-    db = tmp_path / "r.sqlite"
+def test_sequences_are_grouped_and_filtered(new_db):
+    db = new_db
     for i in range(3):
         results_db.append(db, make_results({"s.a": 9.0 + i}, serial=f"KNEE-{i}", started=f"2026-11-21T13:0{i}:00Z"))
     results_db.append(db, make_results({"s.a": 20.0}, verdict="fail", sequence="wrist", serial="WRIST-0",
@@ -194,12 +198,12 @@ def test_sequences_are_grouped_and_filtered(tmp_path):
     assert [r["serial"] for r in results_db.list_runs(db, last=2)] == ["KNEE-2", "WRIST-0"]
 
 
-def test_normal_population_cpk_within_sampling_error(tmp_path):
+def test_normal_population_cpk_within_sampling_error(new_db):
     mu, sigma, lsl, usl, n = 10.0, 0.5, 8.0, 12.5, 200
     # true Cpu = (12.5 - 10) / 1.5 = 1.667, Cpl = (10 - 8) / 1.5 = 1.333 -> Cpk = 1.333; Cp = 4.5 / 3 = 1.5
     cpk_true, cp_true = (mu - lsl) / (3 * sigma), (usl - lsl) / (6 * sigma)
     values = np.random.default_rng(20261121).normal(mu, sigma, n)
-    db = tmp_path / "r.sqlite"
+    db = new_db
     results_db.append_many(db, [make_results({"s.a": float(v)}, serial=f"SIM-{i:04d}",
                                              limits={"s.a": (lsl, usl)}) for i, v in enumerate(values)])
     c = _check(results_db.summary(db), "s.a")
@@ -230,55 +234,64 @@ def test_bissell_standard_error_matches_the_spread_of_cpk():
 # ------------------------------------------------------------------------------------------- appends and files
 
 
-def _append_many_after(barrier: Any, db: str, tag: str, count: int) -> None:
-    barrier.wait()  # both processes start at once, on a database neither has created yet
+def _append_after(barrier: Any, db: str, tag: str, count: int) -> None:
+    barrier.wait()  # every process starts at once, on a database none has created yet
     for i in range(count):
         results_db.append(db, make_results({"s.a": 10.0}, serial=f"{tag}-{i}", started=f"2026-11-21T13:{i:02d}:00Z"))
 
 
-def test_two_processes_append_at_once(tmp_path):
+def test_eight_processes_append_at_once(new_db):
+    # 8 stations x 50 runs, one transaction per run as a rig appends: the schema is built by whichever comes first
+    # (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), then the appends interleave
     ctx = multiprocessing.get_context("fork")  # fork: the children need not re-import this test module
-    db, count = str(tmp_path / "shared.sqlite"), 25
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_append_many_after, args=(barrier, db, tag, count)) for tag in ("A", "B")]
+    db, stations, count = str(new_db), 8, 50
+    barrier = ctx.Barrier(stations)
+    procs = [ctx.Process(target=_append_after, args=(barrier, db, f"R{k}", count)) for k in range(stations)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0]
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * stations
     runs = results_db.list_runs(db)
-    assert len(runs) == 2 * count
-    assert {r["serial"] for r in runs} == {f"{t}-{i}" for t in "AB" for i in range(count)}
-    assert _check(results_db.summary(db), "s.a")["n"] == 2 * count
+    # nothing lost, nothing twice: exactly 400 runs, 400 distinct ids, every (station, index) once
+    assert len(runs) == stations * count
+    assert len({r["id"] for r in runs}) == stations * count
+    assert sorted(r["serial"] for r in runs) == sorted(f"R{k}-{i}" for k in range(stations) for i in range(count))
+    assert _check(results_db.summary(db), "s.a")["n"] == stations * count
 
 
 def _append_then_die(db: str) -> None:
     insert = results_db._insert
 
-    def insert_and_die(conn: sqlite3.Connection, run: dict, rows: list) -> Any:
-        insert(conn, run, rows)  # the run row and its checks are written, the transaction not yet committed
+    def insert_and_die(conn: Any, run: dict, rows: list, certificates: list) -> Any:
+        insert(conn, run, rows, certificates)  # the run row and its checks are written, not yet committed
         os.kill(os.getpid(), signal.SIGKILL)
 
     results_db._insert = insert_and_die
     results_db.append(db, make_results({"s.a": 11.0}, serial="KILLED"))
 
 
-def test_a_killed_append_leaves_no_half_run(tmp_path):
-    db = str(tmp_path / "r.sqlite")
+def _count_checks(db: str | Path) -> int:
+    with results_db.open_store(db).transaction(write=False) as conn:
+        return conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+
+
+def test_a_killed_append_leaves_no_half_run(new_db):
+    db = str(new_db)
     results_db.append(db, make_results({"s.a": 10.0}, serial="BEFORE"))
     proc = multiprocessing.get_context("fork").Process(target=_append_then_die, args=(db,))
     proc.start()
     proc.join(30)
     assert proc.exitcode == -signal.SIGKILL
     assert [r["serial"] for r in results_db.list_runs(db)] == ["BEFORE"]
-    results_db.append(db, make_results({"s.a": 12.0}, serial="AFTER"))  # the hot journal was rolled back
+    # SQLite: the hot journal is rolled back; PostgreSQL: the server aborts the dead client's transaction
+    results_db.append(db, make_results({"s.a": 12.0}, serial="AFTER"))
     assert _check(results_db.summary(db), "s.a")["n"] == 2
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM checks").fetchone()[0] == 2
+    assert _count_checks(db) == 2
 
 
-def test_the_same_results_are_stored_once(tmp_path):
-    db = tmp_path / "r.sqlite"
+def test_the_same_results_are_stored_once(new_db):
+    db = new_db
     results = make_results({"s.a": 10.0})
     first = results_db.append(db, results)
     assert results_db.append(db, results) == first
@@ -310,15 +323,19 @@ def _mutate(results: dict, path: str, value: Any) -> dict:
     ("steps[0].checks[0].value", True, "a finite number or null"),
     ("steps[0].checks[0].min", 13.0, "a lower limit <= max"),
     ("steps[0].checks[0].verdict", "ok", "pass, fail, error"),
+    ("metadata.rig_id", 7, "a string or null"),
+    ("metadata.preset", "knee", "an object or null"),
+    ("metadata.gains_sha256", "beef", "a sha256 as 64 hex digits or null"),
+    ("steps[0].certificates", {}, "a list or null"),
 ])
-def test_malformed_results_are_rejected_naming_the_field(tmp_path, field, value, allowed):
-    db = tmp_path / "r.sqlite"
+def test_malformed_results_are_rejected_naming_the_field(new_db, db_exists, field, value, allowed):
+    db = new_db
     with pytest.raises(ConfigError) as exc:
         results_db.append(db, _mutate(make_results({"s.a": 10.0}), field, value))
     message = str(exc.value)
     assert f"field {field} = {value!r}" in message
     assert allowed in message
-    assert not db.exists()  # validated before the database is touched
+    assert not db_exists(db)  # validated before the database is touched
 
 
 def test_an_unmeasured_value_cannot_pass(tmp_path):
@@ -327,8 +344,8 @@ def test_an_unmeasured_value_cannot_pass(tmp_path):
         results_db.append(tmp_path / "r.sqlite", results)
 
 
-def test_a_bad_run_in_a_batch_adds_none(tmp_path):
-    db = tmp_path / "r.sqlite"
+def test_a_bad_run_in_a_batch_adds_none(new_db):
+    db = new_db
     results_db.append(db, make_results({"s.a": 10.0}, serial="FIRST"))
     bad = _mutate(make_results({"s.a": 10.0}), "verdict", "maybe")
     with pytest.raises(ConfigError):
@@ -336,8 +353,8 @@ def test_a_bad_run_in_a_batch_adds_none(tmp_path):
     assert [r["serial"] for r in results_db.list_runs(db)] == ["FIRST"]
 
 
-def test_times_are_normalised_to_utc(tmp_path):
-    db = tmp_path / "r.sqlite"
+def test_times_are_normalised_to_utc(new_db):
+    db = new_db
     results_db.append(db, make_results({"s.a": 10.0}, serial="LATE", started="2026-11-21T13:30:00Z"))
     results_db.append(db, make_results({"s.a": 10.0}, serial="EARLY", started="2026-11-21T14:00:00.5+01:00"))
     runs = results_db.list_runs(db)
