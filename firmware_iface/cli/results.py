@@ -1,9 +1,10 @@
-"""``jointkit results summary|list|add``: the production results database (see firmware_iface/rig/results_db.py).
+"""``jointkit results summary|list|add|report``: the production results database (see firmware_iface/rig/results_db.py).
 
 ``summary`` prints the yield and, per check, n, mean, std, the limits, Cpk and the fails, per sequence name;
 ``list`` prints the runs (the last 20 unless told); ``add`` appends results.json files written earlier, all in
 one transaction (a bad file adds none, so the batch can be rerun once fixed; runs already present are skipped).
-A missing database, or a file that is not one, is ``error: ...`` naming the path (exit 2).
+``report`` writes the process-control report (``firmware_iface.rig.spc_report``). A missing database, or a file
+that is not one, is ``error: ...`` naming the path (exit 2).
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("files", type=Path, nargs="+", metavar="RESULTS_JSON", help="results.json files of rig runs")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=run_add)
+
+    r = rsub.add_parser("report", help="process-control report: control charts, Western Electric rules, Cp/Cpk with "
+                                      "intervals, drift alarms, anomaly detection (HTML + JSON)")
+    r.add_argument("db", type=Path, help="results database (SQLite)")
+    r.add_argument("--out", type=Path, required=True, help="output folder: report.html, spc.json, anomaly models")
+    _filter_options(r)
+    r.add_argument("--last", type=int, default=None, help="only the N most recent runs (default: all)")
+    r.add_argument("--subgroup", type=int, default=5,
+                   help="runs per X-bar/R subgroup when the runs carry no batch (default 5)")
+    r.add_argument("--anomaly-model", type=Path, default=None,
+                   help="score the runs with this model (default: fit one on the pass runs, written to --out)")
+    r.add_argument("--alpha", type=float, default=0.01, help="anomaly false-alarm rate of a fitted model (0.01)")
+    r.add_argument("--json", action="store_true", help="print one JSON object (the flags and alarms)")
+    r.set_defaults(func=run_report)
 
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
@@ -177,4 +192,32 @@ def run_add(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['file']}: run {row['run_id']}" + ("" if row["added"] else " (already present)"))
     print(f"added {added} run(s) to {args.db}, {len(appended) - added} already present")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from firmware_iface.rig import spc_report
+
+    figures = spc_report.report(args.db, args.out, sequence=args.sequence, serial_prefix=args.serial_prefix,
+                                last=args.last, subgroup=args.subgroup, model_path=args.anomaly_model,
+                                alpha=args.alpha)
+    brief = {"db": str(args.db), "out": str(args.out), "runs": figures["runs"], "sequences": [
+        {"sequence": s["sequence"], "runs": s["runs"], "anomaly_model": s["anomaly"]["model"],
+         "anomaly_flagged": s["anomaly"].get("flagged", []),
+         "checks": {c["name"]: {"cpk": c["capability"]["cpk"], "cpk_ci": c["capability"]["cpk_ci"],
+                                "we_rules": {r: len(v) for r, v in c["individuals"].get("rules", {}).items() if v},
+                                "drift_alarms": [a["run_id"] for a in c["drift"].get("alarms", [])]}
+                    for c in s["checks"]}} for s in figures["sequences"]]}
+    if args.json:
+        print_json(brief)
+        return 0
+    console = Console()
+    for s in brief["sequences"]:
+        alarms = sum(bool(c["drift_alarms"]) for c in s["checks"].values())
+        rules = sum(bool(c["we_rules"]) for c in s["checks"].values())
+        console.print(f"[bold]{s['sequence']}[/bold]: {s['runs']} runs; {rules} checks with Western Electric "
+                      f"signals, {alarms} with drift alarms; {len(s['anomaly_flagged'])} units flagged anomalous")
+    console.print(f"report: {args.out / 'report.html'}  figures: {args.out / 'spc.json'}")
     return 0
