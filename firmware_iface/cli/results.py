@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware_iface.cli.common import print_json
+from firmware_iface.defaults import ANOMALY_ALPHA, SPC_SUBGROUP
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,11 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", type=Path, required=True, help="output folder: report.html, spc.json, anomaly models")
     _filter_options(r)
     r.add_argument("--last", type=int, default=None, help="only the N most recent runs (default: all)")
-    r.add_argument("--subgroup", type=int, default=5,
-                   help="runs per X-bar/R subgroup when the runs carry no batch (default 5)")
+    r.add_argument("--subgroup", type=int, default=SPC_SUBGROUP,
+                   help=f"runs per X-bar/R subgroup when the runs carry no batch (default {SPC_SUBGROUP})")
     r.add_argument("--anomaly-model", type=Path, default=None,
                    help="score the runs with this model (default: fit one on the pass runs, written to --out)")
-    r.add_argument("--alpha", type=float, default=0.01, help="anomaly false-alarm rate of a fitted model (0.01)")
+    r.add_argument("--alpha", type=float, default=ANOMALY_ALPHA,
+                   help=f"anomaly false-alarm rate of a fitted model (default {ANOMALY_ALPHA:g}; a given model has its own)")
     r.add_argument("--json", action="store_true", help="print one JSON object (the flags and alarms)")
     r.set_defaults(func=run_report)
 

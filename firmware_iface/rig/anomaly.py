@@ -51,9 +51,9 @@ import numpy as np
 from scipy import stats
 
 from actuator.errors import ConfigError
+from firmware_iface.defaults import ANOMALY_ALPHA as DEFAULT_ALPHA
 
 SCHEMA = "jointkit.anomaly/1"
-DEFAULT_ALPHA = 0.01      # false-alarm rate: one good unit in 100 sent for review
 MIN_DISTINCT = 10         # a figure with fewer distinct values in training is quantised: left out of the model
 MIN_PRESENT = 0.9         # a figure missing in more than 10 % of the training runs is left out
 TRIM_ALPHA = 0.001        # phase-I trimming: a good unit is dropped from the estimate once in a thousand
@@ -222,6 +222,12 @@ def fit(rows: list[dict[str, float | None]], sequence: str, alpha: float = DEFAU
     return AnomalyModel(sequence=sequence, variables=variables, shift=shift.tolist(), scale=scale.tolist(),
                         location=loc.tolist(), covariance=cov.tolist(), n_train=n, n_fit=int(keep.sum()),
                         alpha=alpha, excluded=excluded)
+
+
+def t2(model: AnomalyModel, x: np.ndarray) -> np.ndarray:
+    """T^2 of each row of ``x`` (n, p: the model's figures in its order), vectorised (the bench, the tests)."""
+    d = (np.atleast_2d(np.asarray(x, dtype=float)) - np.array(model.shift)) / np.array(model.scale)
+    return _d2(d, np.array(model.location), np.array(model.covariance))
 
 
 def score(model: AnomalyModel, figures: dict[str, float | None], *, in_fit: bool = False,

@@ -40,12 +40,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from actuator.errors import ConfigError
+from firmware_iface.defaults import SPC_SUBGROUP as SUBGROUP
 from firmware_iface.jsonsafe import json_safe
 from firmware_iface.rig import anomaly, spc
 from firmware_iface.rig.report import format_value
 from firmware_iface.rig.results_db import check_table
 
-SUBGROUP = 5
 NO_RIG = "(no rig id)"
 _POP_BATCH = re.compile(r"^(POP-.+-s-?\d+)-\d+$")
 DPI = 80
@@ -326,6 +326,8 @@ def report(db_path: str | Path, out_dir: str | Path, *, sequence: str | None = N
     """Write DIR/report.html, DIR/spc.json (and the fitted anomaly models) for the chosen runs; return the figures."""
     if not isinstance(subgroup, int) or subgroup < 2:
         raise ConfigError(f"subgroup = {subgroup!r}: allowed an integer >= 2 (runs per X-bar/R subgroup)")
+    if not 0.0 < alpha < 0.5:
+        raise ConfigError(f"alpha = {alpha!r}: allowed 0 < alpha < 0.5 (the anomaly model's false-alarm rate)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = check_table(db_path, sequence=sequence, serial_prefix=serial_prefix, last=last)
