@@ -28,7 +28,7 @@ from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
 from firmware_iface.experiments.batch import run_batch
 from firmware_iface.jsonsafe import json_safe as clean
-from firmware_iface.rig.anomaly import AnomalyModel, annotate
+from firmware_iface.rig.anomaly import AnomalyModel, annotate, file_sha256
 from firmware_iface.rig.results_db import append_many, ensure, summary
 from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
 from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, protocol_config
@@ -78,8 +78,9 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
     records = [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, batch[j], batch.faults[j], info)
                for j in range(n)]
     if model is not None:
+        sha = file_sha256(args.anomaly_model)
         for r in records:
-            annotate(r, model, args.anomaly_model)
+            annotate(r, model, args.anomaly_model, sha)
     out_dir.mkdir(parents=True, exist_ok=True)
     append_many(db, records)
     stats = summary(db, serial_prefix=prefix)  # this batch's yield and Cpk, whatever else the database holds

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--anomaly-model", type=Path, default=None,
                    help="score the runs with this model (default: fit one on the pass runs, written to --out)")
     r.add_argument("--alpha", type=float, default=ANOMALY_ALPHA,
-                   help=f"anomaly false-alarm rate of a fitted model (default {ANOMALY_ALPHA:g}; a given model has its own)")
+                   help=f"false-alarm rate of a fitted anomaly model (default {ANOMALY_ALPHA:g}; a given one: its own)")
     r.add_argument("--json", action="store_true", help="print one JSON object (the flags and alarms)")
     r.set_defaults(func=run_report)
 

@@ -299,11 +299,14 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def annotate(results: dict, model: AnomalyModel, model_path: str | Path) -> dict[str, Any] | None:
+def annotate(results: dict, model: AnomalyModel, model_path: str | Path,
+             model_sha256: str | None = None) -> dict[str, Any] | None:
     """Put the unit's score into ``results["anomaly"]`` (a run of the model's sequence; None otherwise). The verdict
-    stays the limits' own: a flag sends a unit that passed for review, it does not fail it."""
+    stays the limits' own: a flag sends a unit that passed for review, it does not fail it. ``model_sha256``: the
+    file's, when the caller has it (a batch annotates many units from one file)."""
     if results.get("sequence", {}).get("name") != model.sequence:
         return None
-    entry = {"model": str(model_path), "model_sha256": file_sha256(model_path), **score(model, figures_of(results))}
+    entry = {"model": str(model_path), "model_sha256": model_sha256 or file_sha256(model_path),
+             **score(model, figures_of(results))}
     results["anomaly"] = entry
     return entry

@@ -117,7 +117,8 @@ def individuals_chart(x: np.ndarray) -> dict[str, Any]:
     out = {"n": int(x.size), "centre": centre, "sigma": sigma, "ucl": centre + 3 * sigma, "lcl": centre - 3 * sigma,
            "mr_bar": mr_bar, "mr_ucl": mr_bar + 3 * d3(2) * sigma, "reason": None}
     if sigma == 0:
-        out.update(reason="no variation between successive runs (sigma = 0)", rules={r: [] for r in WE_RULES})
+        out.update(reason="no variation between successive runs (sigma = 0)", rules={r: [] for r in WE_RULES},
+                   mr_beyond_ucl=[])
         return out
     out["rules"] = western_electric((x - centre) / sigma)
     out["mr_beyond_ucl"] = [int(i) + 1 for i in np.flatnonzero(mr > out["mr_ucl"])]  # index of the later point
@@ -143,7 +144,8 @@ def xbar_r_chart(x: np.ndarray, groups: list[np.ndarray]) -> dict[str, Any]:
            "r_centre": r_centre.tolist(), "r_ucl": (r_centre + r_half).tolist(),
            "r_lcl": np.maximum(r_centre - r_half, 0.0).tolist(), "reason": None}
     if sigma == 0:
-        out.update(reason="no variation within subgroups (sigma = 0)", rules={r: [] for r in WE_RULES})
+        out.update(reason="no variation within subgroups (sigma = 0)", rules={r: [] for r in WE_RULES},
+                   r_beyond_ucl=[])
         return out
     out["rules"] = western_electric((means - grand) / (sigma / np.sqrt(sizes)))
     out["r_beyond_ucl"] = [int(i) for i in np.flatnonzero(ranges > r_centre + r_half)]

@@ -75,8 +75,9 @@ def subgroups(runs: list[dict], n: int) -> tuple[str, list[np.ndarray], list[str
     batches = [batch_of(r) for r in runs]
     order = list(dict.fromkeys(batches))
     if runs and None not in order and len(order) >= 2:
-        groups = [np.flatnonzero([b == key for b in batches]) for key in order]
-        return "batch", groups, order
+        pairs = [(key, np.flatnonzero([b == key for b in batches])) for key in order]
+        pairs = [(key, g) for key, g in pairs if g.size >= 2]  # a batch of one run has no range
+        return "batch", [g for _, g in pairs], [key for key, _ in pairs]
     groups = [np.arange(i, min(i + n, len(runs))) for i in range(0, len(runs), n)]
     groups = [g for g in groups if g.size >= 2]
     return f"consecutive groups of {n} runs", groups, [f"runs {g[0] + 1}-{g[-1] + 1}" for g in groups]
@@ -102,7 +103,7 @@ def check_figures(name: str, runs: list[dict], subgroup: int) -> dict[str, Any]:
         ind["mr_beyond_ucl"] = [ids[i] for i in ind["mr_beyond_ucl"]]
     grouping, groups, labels = subgroups(have, subgroup)
     xbar = spc.xbar_r_chart(x, groups)
-    xbar.update(grouping=grouping, labels=labels[:len(groups)])
+    xbar.update(grouping=grouping, labels=labels)
     if "rules" in xbar:  # subgroup indices -> labels
         xbar["rules"] = {str(rule): [labels[i] for i in idx] for rule, idx in xbar["rules"].items()}
     drift = spc.drift(x)
@@ -172,11 +173,23 @@ def _flags(ax: Axes, xs: np.ndarray, ys: np.ndarray, rules: dict[str, list], key
                     color="red", fontsize=7)
 
 
-def _limit_lines(ax: Axes, c: dict) -> None:
-    cap = c["capability"]
-    for v, style in ((cap.get("lsl"), "--"), (cap.get("usl"), "--")):
-        if v is not None:
-            ax.axhline(v, color="purple", ls=style, lw=0.8)
+def _limit_lines(ax: Axes, c: dict, x: np.ndarray) -> str:
+    """The specification limits as dashed lines where they are near the process; a far one would squash the chart
+    to a line, so it is named in the title instead (returned)."""
+    ind = c["individuals"]
+    span = [float(x.min()), float(x.max())] if x.size else [0.0, 1.0]
+    if ind.get("sigma") is not None:
+        span = [min(span[0], ind["lcl"]), max(span[1], ind["ucl"])]
+    pad = 0.1 * (span[1] - span[0]) or 1.0
+    off = []
+    for label, v in (("LSL", c["capability"].get("lsl")), ("USL", c["capability"].get("usl"))):
+        if v is None:
+            continue
+        if span[0] - 3 * pad <= v <= span[1] + 3 * pad:
+            ax.axhline(v, color="purple", ls="--", lw=0.8)
+        else:
+            off.append(f"{label} {v:.4g}")
+    return f" ({', '.join(off)} off the chart)" if off else ""
 
 
 def chart_png(c: dict) -> str:
@@ -192,8 +205,9 @@ def chart_png(c: dict) -> str:
         for v, col in ((ind["centre"], "green"), (ind["ucl"], "red"), (ind["lcl"], "red")):
             ax.axhline(v, color=col, lw=0.8)
         _flags(ax, k, x, ind.get("rules", {}), ids)
-    _limit_lines(ax, c)
-    ax.set_title(f"{c['name']}: individuals (red: 3 sigma; purple dashed: LSL/USL; rings: WE rules)", fontsize=9)
+    far = _limit_lines(ax, c, x)
+    ax.set_title(f"{c['name']}: individuals (red: 3 sigma; purple dashed: LSL/USL{far}; rings: WE rules)",
+                 fontsize=9)
     ax = axes[1]
     if x.size > 1:
         ax.plot(k[1:], np.abs(np.diff(x)), ".-", lw=0.6, ms=3)

@@ -124,3 +124,17 @@ def test_population_batches_are_the_subgroups() -> None:
     grouping, groups, labels = spc_report.subgroups(runs, 5)
     assert grouping == "batch" and [g.tolist() for g in groups] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert labels == [f"POP-20261206T010203-s{s}" for s in range(3)]
+
+
+def test_a_constant_check_and_a_batch_of_one_are_charted_with_the_reason() -> None:
+    """A figure read on a coarse grid can be the same on every unit (a watchdog reaction in whole ticks): no sigma,
+    so no limits or rules, and the reason says so; a batch of one run has no range and is left out of X-bar/R."""
+    serials = [f"POP-20261206T010203-s{0 if i < 6 else 1 if i < 11 else 2}-{i:04d}" for i in range(12)]
+    c = spc_report.check_figures("k", [_run(i, 0.3, "A", serial=serials[i]) for i in range(12)], 5)
+    assert c["individuals"]["reason"] == "no variation between successive runs (sigma = 0)"
+    assert c["individuals"]["rules"] == {"1": [], "2": [], "3": [], "4": []}
+    assert c["xbar_r"]["labels"] == ["POP-20261206T010203-s0", "POP-20261206T010203-s1"]
+    assert c["xbar_r"]["reason"] == "no variation within subgroups (sigma = 0)"
+    assert c["capability"]["cpk"] is None and c["capability"]["cpk_reason"] == "std = 0"
+    assert c["drift"]["alarms"] == [] and c["drift"]["reason"] is not None
+    spc_report.chart_png(c)  # the chart is drawn all the same
