@@ -23,3 +23,8 @@ ENABLE_MODES = ("position", "velocity", "torque", "impedance")
 # the protocol profiles shipped in dbc/, by the name --profile takes (firmware_iface.protocol.load.SHIPPED has their
 # files; tests/cli/test_cli_imports.py checks the two agree)
 SHIPPED_PROFILES = ("native", "odrive", "odrive-0.6", "mit", "cia402")
+
+# end-of-line anomaly detection (firmware_iface.rig.anomaly): the false-alarm rate of a fitted model, one good unit
+# in 100 sent for review; and the runs per X-bar/R subgroup of the SPC report when runs carry no batch
+ANOMALY_ALPHA = 0.01
+SPC_SUBGROUP = 5

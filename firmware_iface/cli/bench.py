@@ -12,7 +12,7 @@ from firmware_iface.cli.common import emit, load_entry_point
 
 # each a module of firmware_iface.bench with run(preset, quick) -> dict; the GUI's is gui.bench, loaded through the
 # jointkit.bench_gui entry point (firmware_iface never imports gui)
-TARGETS = ("sim", "control", "codec", "loop", "gui", "record", "rig", "results")
+TARGETS = ("sim", "control", "codec", "loop", "gui", "record", "rig", "results", "anomaly")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

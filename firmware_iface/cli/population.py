@@ -28,6 +28,7 @@ from actuator.params import SEEDS_DIR, load_preset
 from firmware_iface.cli.common import print_json
 from firmware_iface.experiments.batch import run_batch
 from firmware_iface.jsonsafe import json_safe as clean
+from firmware_iface.rig.anomaly import AnomalyModel, annotate, file_sha256
 from firmware_iface.rig.results_db import append_many, display, ensure, summary
 from firmware_iface.rig.runner import (
     SCHEMA,
@@ -61,7 +62,8 @@ def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, f
                   "steps": steps, "outputs": {}})
 
 
-def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tuple[str, float]]) -> int:
+def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tuple[str, float]],
+                   model: AnomalyModel | None = None) -> int:
     t0 = time.perf_counter()
     n = args.population
     if not 1 <= n <= 100_000:
@@ -88,10 +90,16 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
                 "sequence_sha256": seq.sha256, "gains_sha256": None}
     records = [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, batch[j], batch.faults[j], info, metadata)
                for j in range(n)]
+    if model is not None:
+        sha = file_sha256(args.anomaly_model)
+        for r in records:
+            annotate(r, model, args.anomaly_model, sha)
     out_dir.mkdir(parents=True, exist_ok=True)
     append_many(db, records)
     stats = summary(db, serial_prefix=prefix)  # this batch's yield and Cpk, whatever else the database holds
     report = _report(seq, records, stats, batch.timing, measured, time.perf_counter() - t0)
+    if model is not None:
+        report["anomaly_flagged"] = [r["serial"] for r in records if r.get("anomaly", {}).get("flagged")]
     report.update(out_dir=str(out_dir), database=display(db), serial_prefix=prefix,
                   not_simulated=[s.name for s in seq.steps if s.type not in PROTOCOL_OF])
     write_json(out_dir / "population.json", {**report, "joints": records})

@@ -1,11 +1,12 @@
-"""``jointkit results summary|list|add|show|migrate``: the production results database (see
+"""``jointkit results summary|list|add|show|migrate|report``: the production results database (see
 firmware_iface/rig/results_db.py): an SQLite file, or a ``postgresql://`` URL wherever DB is asked for.
 
 ``summary`` prints the yield and, per check, n, mean, std, the limits, Cpk and the fails, per sequence name;
 ``list`` prints the runs (the last 20 unless told); ``add`` appends results.json files written earlier, all in
 one transaction (a bad file adds none, so the batch can be rerun once fixed; runs already present are skipped);
 ``show SERIAL`` prints a unit's whole history with its trace (rig, jointkit version, profile, preset and gains
-sha256, calibration certificate ids); ``migrate`` takes an older database forward to this jointkit's schema.
+sha256, calibration certificate ids); ``migrate`` takes an older database forward to this jointkit's schema;
+``report`` writes the process-control report (``firmware_iface.rig.spc_report``).
 A missing database, one that is not a results database or one of another schema version, and an unreachable
 server are ``error: ...`` naming the database (a URL without its password) (exit 2).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware_iface.cli.common import print_json
+from firmware_iface.defaults import ANOMALY_ALPHA, SPC_SUBGROUP
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,6 +67,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("db", help=DB_HELP)
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=run_migrate)
+
+    r = rsub.add_parser("report", help="process-control report: control charts, Western Electric rules, Cp/Cpk with "
+                                      "intervals, drift alarms, anomaly detection (HTML + JSON)")
+    r.add_argument("db", help=DB_HELP)
+    r.add_argument("--out", type=Path, required=True, help="output folder: report.html, spc.json, anomaly models")
+    _filter_options(r)
+    r.add_argument("--last", type=int, default=None, help="only the N most recent runs (default: all)")
+    r.add_argument("--subgroup", type=int, default=SPC_SUBGROUP,
+                   help=f"runs per X-bar/R subgroup when the runs carry no batch (default {SPC_SUBGROUP})")
+    r.add_argument("--anomaly-model", type=Path, default=None,
+                   help="score the runs with this model (default: fit one on the pass runs, written to --out)")
+    r.add_argument("--alpha", type=float, default=ANOMALY_ALPHA,
+                   help=f"false-alarm rate of a fitted anomaly model (default {ANOMALY_ALPHA:g}; a given one: its own)")
+    r.add_argument("--json", action="store_true", help="print one JSON object (the flags and alarms)")
+    r.set_defaults(func=run_report)
 
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
@@ -253,4 +270,32 @@ def run_migrate(args: argparse.Namespace) -> int:
     else:
         print(f"{done['db']}: migrated from schema version {done['steps'][0] - 1} to {done['migrated_to']}, "
               f"{done['runs']} run(s)")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from firmware_iface.rig import spc_report
+
+    figures = spc_report.report(args.db, args.out, sequence=args.sequence, serial_prefix=args.serial_prefix,
+                                last=args.last, subgroup=args.subgroup, model_path=args.anomaly_model,
+                                alpha=args.alpha)
+    brief = {"db": str(args.db), "out": str(args.out), "runs": figures["runs"], "sequences": [
+        {"sequence": s["sequence"], "runs": s["runs"], "anomaly_model": s["anomaly"]["model"],
+         "anomaly_flagged": s["anomaly"].get("flagged", []),
+         "checks": {c["name"]: {"cpk": c["capability"]["cpk"], "cpk_ci": c["capability"]["cpk_ci"],
+                                "we_rules": {r: len(v) for r, v in c["individuals"].get("rules", {}).items() if v},
+                                "drift_alarms": [a["run_id"] for a in c["drift"].get("alarms", [])]}
+                    for c in s["checks"]}} for s in figures["sequences"]]}
+    if args.json:
+        print_json(brief)
+        return 0
+    console = Console()
+    for s in brief["sequences"]:
+        alarms = sum(bool(c["drift_alarms"]) for c in s["checks"].values())
+        rules = sum(bool(c["we_rules"]) for c in s["checks"].values())
+        console.print(f"[bold]{s['sequence']}[/bold]: {s['runs']} runs; {rules} checks with Western Electric "
+                      f"signals, {alarms} with drift alarms; {len(s['anomaly_flagged'])} units flagged anomalous")
+    console.print(f"report: {args.out / 'report.html'}  figures: {args.out / 'spc.json'}")
     return 0

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--population", type=int, help="simulate N joints from --spread in the batch simulation")
     p.add_argument("--spread", type=Path, help="manufacturing spread for --population (default seeds/spread.toml)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    p.add_argument("--anomaly-model", type=Path, default=None,
+                   help="score each unit against this anomaly model (from jointkit results report): results.json "
+                        "gains an 'anomaly' entry (T^2, threshold, flag, driving figures); the verdict is unchanged")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     add_bus_options(p)
     add_profile_options(p)
@@ -99,10 +102,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--inject simulates a defect: it needs --sim")
     if args.realtime and not sim:
         raise ConfigError("--realtime paces the simulated joints: it needs --sim")
+    model = None
+    if args.anomaly_model is not None:
+        from firmware_iface.rig import anomaly
+
+        model = anomaly.load(args.anomaly_model)  # a bad model file is refused before anything moves
+        if model.sequence != seq.name:
+            raise ConfigError(f"--anomaly-model {args.anomaly_model}: a model of sequence {model.sequence!r}, "
+                              f"this is {seq.name!r}")
     if args.population is not None:
         from firmware_iface.cli.population import run_population
 
-        return run_population(args, seq, injections)
+        return run_population(args, seq, injections, model)
     signal.signal(signal.SIGTERM, _on_sigterm)
     out_dir = _out_dir(args)
     db = args.db or out_dir.parent / "results.db"
@@ -127,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
         rig.close()
         _LOCKSTEP.clear()
         signal.signal(signal.SIGINT, previous_sigint)
+    if model is not None and results["verdict"] in ("pass", "fail"):
+        from firmware_iface.rig.anomaly import annotate
+        from firmware_iface.rig.runner import write_json
+
+        annotate(results, model, args.anomaly_model)
+        write_json(out_dir / results["outputs"]["results"], results)
     if not args.no_db:
         from firmware_iface.rig.results_db import append, display
 
@@ -152,6 +169,10 @@ def _emit(args: argparse.Namespace, results: dict, out_dir: Path) -> int:
                       f"{results['serial'] or ''} in {results.get('duration_s', 0):.1f} s")
         for c in results["failed_checks"]:
             console.print(f"  failed: {c}")
+        a = results.get("anomaly")
+        if a and a["flagged"]:
+            console.print(f"[yellow]  anomalous: T^2 {a['t2']:.1f} > {a['threshold']:.1f} (alpha {a['alpha']:g}); "
+                          f"driven by {', '.join(a['drivers'])}[/]")
         for s in results["steps"]:
             if s["error"]:
                 console.print(f"  {s['name']}: {s['error']}")

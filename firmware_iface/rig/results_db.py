@@ -470,3 +470,21 @@ def summary(db_path: str | Path, *, sequence: str | None = None, serial_prefix: 
     return {"db": display(db_path), "filters": {"sequence": sequence, "serial_prefix": serial_prefix, "last": last},
             "runs": len(runs), "verdicts": verdicts,
             "sequences": [_group_summary(name, g_runs, g_checks) for name, (g_runs, g_checks) in groups.items()]}
+
+
+def check_table(db_path: str | Path, *, sequence: str | None = None, serial_prefix: str | None = None,
+                last: int | None = None) -> list[dict[str, Any]]:
+    """The chosen runs with their checks, oldest first, for process control (``rig.spc``, ``rig.anomaly``): per run
+    id, serial, started_utc, sequence, verdict, rig (dict), rig_id (the station's) and ``checks``
+    {name: {value, min, max, unit, verdict}}.
+    ``incomplete`` runs are left out, as in :func:`summary`."""
+    sel, params = _selection(sequence, serial_prefix, last)
+    with open_store(db_path).transaction(write=False) as conn:
+        runs = conn.execute(sql.table_runs(sel), params).fetchall()
+        checks = conn.execute(sql.table_checks(sel), params).fetchall()
+    by_run: dict[int, dict[str, dict]] = {}
+    for run_id, name, value, lo, hi, unit, verdict in checks:
+        by_run.setdefault(run_id, {})[name] = {"value": value, "min": lo, "max": hi, "unit": unit, "verdict": verdict}
+    keys = ("id", "serial", "started_utc", "sequence", "verdict")
+    return [{**dict(zip(keys, row[:5], strict=True)), "rig": json.loads(row[5]), "rig_id": row[6],
+             "checks": by_run.get(row[0], {})} for row in runs]

@@ -156,6 +156,16 @@ def summary_checks(sel: str) -> str:
             "ORDER BY r.started_ts, r.id, c.position")
 
 
+def table_runs(sel: str) -> str:
+    return ("SELECT id, serial, started_utc, sequence_name, verdict, rig, rig_id FROM runs "
+            f"WHERE id IN ({sel}) AND verdict != 'incomplete' ORDER BY started_ts, id")
+
+
+def table_checks(sel: str) -> str:
+    return ("SELECT c.run_id, c.name, c.value, c.min, c.max, c.unit, c.verdict FROM checks c "
+            f"WHERE c.run_id IN ({sel}) ORDER BY c.run_id, c.position")
+
+
 HISTORY_RUNS = (f"SELECT id, started_utc, finished_utc, sequence_name, sequence_sha256, verdict, failed_checks, error, "
                 f"{', '.join(TRACE_COLUMNS)} FROM runs WHERE serial = ? ORDER BY started_ts, id")
 HISTORY_CERTIFICATES = ("SELECT c.run_id, c.step, c.id, c.quantity, c.verdict FROM certificates c "
