@@ -39,6 +39,7 @@ from actuator.errors import CalibrationError, ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.segments import check_at_least
+from firmware_iface.virtual_joint.sensor_settings import BIAS_PARAMS, COMPENSATION_PARAMS
 
 DEFAULT_POSES_RAD = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)  # 3 rad of the knee's 5: u turns through 172 degrees
 MIN_POSES = 3          # the moment fit's Mz row has three unknowns (b_Mz, p_x, p_y)
@@ -201,3 +202,14 @@ def certificates_of(figures: dict[str, Any], n_poses: int, span_rad: float, samp
             Certificate("tool_mass_kg", figures["tool_mass_kg"], figures["tool_mass_u_kg"], "kg", method,
                         uncertainty_figure="tool_mass_u_kg"),
             Certificate("tool_com_m", figures["tool_com_m"], figures["tool_com_u_m"], "m", method, "tool_com_max_m")]
+
+
+def bias_params(figures: dict[str, Any], present: Any) -> dict[str, float]:
+    """The joint's new ``ft.bias_*`` (raw sensor frame) from the fitted bias and the compensation and bias
+    ``present`` (name -> value) it reported the run through: the run saw K (raw - b_old), whose bias is
+    K (b_raw - b_old), so b_raw = b_old + K^-1 b_fit. The tool's load is not written: it is the tool's, not the
+    sensor's, and the admittance controller's gains hold it (``tool_mass_kg``)."""
+    k = np.array([present(n) for n in COMPENSATION_PARAMS]).reshape(6, 6)
+    b_old = np.array([present(n) for n in BIAS_PARAMS])
+    b_fit = np.array([*figures["ft_bias_force_n"], *figures["ft_bias_moment_nm"]], dtype=float)
+    return dict(zip(BIAS_PARAMS, (float(v) for v in b_old + np.linalg.solve(k, b_fit)), strict=True))

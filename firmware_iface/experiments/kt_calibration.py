@@ -57,6 +57,7 @@ from firmware_iface.experiments.segments import (
     ramp,
     tagged,
 )
+from firmware_iface.virtual_joint.sensor_settings import KT_PARAM
 
 LOAD_FRACTIONS = (-0.8, -0.4, 0.0, 0.4, 0.8)  # of the rated torque: both signs, driving and back-driven
 MIN_LOADS = 3              # 2 unknowns (slope, intercept) and a residual
@@ -252,3 +253,9 @@ def analyze_kt_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outcome:
                      Series("fit", x, (fit.zero_load_nm - x) / (fit.kt_nm_per_a * c["ratio"]))])]
     return Outcome(figures | {"kt_mean_iq_a": [float(a) for a in (iq_f + iq_b) / 2.0]}, panels, fit=fit,
                    certificates=certs)
+
+
+def kt_params(figures: dict[str, Any], present: Any = None) -> dict[str, float]:
+    """The drive's Kt parameter (``virtual_joint.sensor_settings``): the measured Kt. The fit uses the current the
+    joint reports, not its torque, so what the drive held before does not enter."""
+    return {KT_PARAM: float(figures["kt_nm_per_a"])}
