@@ -23,8 +23,11 @@ close together cannot tell the weight from the bias: the conditioning check, ``C
 weight acts at the sensor's origin (c = 0: the model puts no moment of it in the sensor frame); the sensor's
 crosstalk of force into moment shows as an apparent c of the crosstalk coefficient (metres per N·m/N).
 
-The bias is applied host-side (subtracted from the readings by whoever uses the sensor); the tool's load is what an
-admittance controller removes (``actuator.control.config`` ``tool_mass_kg``). Nothing is written to the joint.
+The bias is written to the joint with ``--write`` (or a step's ``write``): its ``ft.bias_*`` parameters
+(``virtual_joint.sensor_settings``, ``bias_params``: composed with the compensation and bias the joint reported the
+run through), which the joint subtracts from the raw reading before its compensation matrix (``ft_crosstalk``);
+``--save`` keeps them in its flash. The tool's load is not written: it is the tool's, not the sensor's, and it is what
+an admittance controller removes (``actuator.control.config`` ``tool_mass_kg``).
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ DEFAULT_LIMITS = {"ft_residual_force_rms_n": (None, 0.2), "ft_residual_moment_rm
                   "tool_mass_u_kg": (None, 0.02 / 3), "ft_condition_number": (None, COND_MAX)}
 METHOD = ("linear least squares over {n} output poses ({span:.2f} rad), pose means of {k} samples each: "
           "F = b_F + m g u(q), M = b_M + (m c) x g u(q), u = (cos q, -sin q, 0) in the sensor frame; standard "
-          "uncertainty (k = 1) from the fit's residuals and covariance. Applied host-side (subtracted from the "
-          "readings / the tool's load model): nothing is written to the joint's parameters or flash.")
+          "uncertainty (k = 1) from the fit's residuals and covariance. The bias is written to the joint with --write "
+          "(its ft.bias_* parameters, raw sensor frame; --save to its flash); the tool's load goes to the admittance "
+          "controller's gains (tool_mass_kg), not to the joint.")
 
 
 def ft_calibrate_config(poses_rad: list[float] | tuple[float, ...] = DEFAULT_POSES_RAD, settle_s: float = 0.4,

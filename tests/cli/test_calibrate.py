@@ -41,7 +41,7 @@ def test_calibrate_ft_recovers_an_injected_bias(capsys, tmp_path: Path) -> None:
 
 def test_calibrate_ft_table(capsys) -> None:
     code, out, _ = run_cli(capsys, "calibrate", "ft", *SHORT)
-    assert code == 0 and "PASS" in out and "tool_mass_kg" in out and "nothing is written to" in out
+    assert code == 0 and "PASS" in out and "tool_mass_kg" in out and "ft.bias_*" in out
 
 
 def test_calibrate_ft_refuses_poses_too_close(capsys) -> None:
@@ -99,7 +99,7 @@ def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
     assert certs["tool_mass_kg"]["limits"]["tool_mass_kg"] == {"min": 0.98, "max": 1.02}
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Calibration certificate" in report and "tool_mass_kg" in report
-    assert "nothing is written to the joint&#x27;s parameters or flash" in report
+    assert "its ft.bias_* parameters, raw sensor frame" in report
     friction = next(s for s in results["steps"] if s["type"] == "friction_calibrate")
     fcerts = {c["quantity"]: c for c in friction["certificates"]}
     assert friction["status"] == "pass" and set(fcerts) == {"friction_coulomb_nm", "friction_static_nm",
@@ -199,7 +199,8 @@ def test_calibrate_kt_in_process(capsys, tmp_path: Path) -> None:
     assert out["figures"]["kt_nm_per_a"] == pytest.approx(0.117165, rel=0.005)
     certs = {c["quantity"]: c for c in out["certificates"]}
     assert certs["kt_nm_per_a"]["verdict"] == "pass" and "kt_relative_u" in certs["kt_nm_per_a"]["limits"]
-    assert "Applied host-side" in certs["kt_nm_per_a"]["method"] and certs["kt_mesh_efficiency"]["verdict"] == "pass"
+    assert "motor.torque_constant_nm_per_a" in certs["kt_nm_per_a"]["method"]
+    assert certs["kt_mesh_efficiency"]["verdict"] == "pass"
     assert (tmp_path / "calibration.png").read_bytes().startswith(b"\x89PNG")
 
 
