@@ -25,7 +25,10 @@ where that applies: every segment in a mode with a set-point echo, no fixture lo
 
 The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
 ``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance
-from the axis, which the sensor measures as it would a real load).
+from the axis, which the sensor measures as it would a real load). A wrench fixture (``WrenchFixture``: masses and
+forces at known lever arms, what a sensor's calibration rig applies) also loads the tool with a segment's known
+``Segment.wrench`` in the sensor frame, set on entering each segment; ``SimFixture`` is one. A step with wrenches on a
+rig without one is refused before anything is sent (``CalibrationError`` ``no_fixture``).
 """
 
 from __future__ import annotations

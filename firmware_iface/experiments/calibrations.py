@@ -7,7 +7,9 @@ Per routine: the sequence step it is (``step``), its configuration from the join
 options (``config``: each module's checked ``*_config``), the limits a certificate is judged by when no sequence
 gives them (its module's ``DEFAULT_LIMITS``), whether it loads the joint through the rig's fixture, and the gains
 sections its result goes to (``gains``: the controller's ``[impedance]`` friction feed-forward,
-``[cogging_compensation]``, ``[kinematic_error_compensation]``), which ``gains_with`` applies to a gains set.
+``[cogging_compensation]``, ``[kinematic_error_compensation]``), which ``gains_with`` applies to a gains set, and
+the joint parameters it sets (``joint_params``: the F/T bias, the F/T compensation matrix, the drive's Kt, native
+profile ids 43 and 48-99, ``virtual_joint.sensor_settings``), composed with what the joint holds.
 
 Also the one way a routine runs on a joint over its bus (``run_on_client``: ``jointkit calibrate --node`` and the
 GUI's calibration panel) and the one judging of its result by the routine's default limits (``judged``).

@@ -63,6 +63,7 @@ JOINT_TORQUE_FRACTION = 0.5  # of the rated torque: the most a load case may tur
 # before anything moves: the crosstalk and the bias must not take it into saturation
 RANGE_FRACTION = 0.8
 RAMP_STEPS = 4           # the fixture puts a load on in this many equal steps over ramp_s (a mass lowered on)
+MIN_CASES = 8            # 7 unknowns per axis (its row of S and b) and a residual
 COND_MAX = 100.0         # column-scaled design: the +-a design gives 1.7; fewer or collinear cases grow it
 SENSITIVITY_RANGE = (0.5, 1.5)  # a diagonal outside: the sensor does not see the fixture's loads on that axis
 FIGURES = ("ft_sensitivity", "ft_sensitivity_u", "ft_compensation", "ft_compensation_u", "ft_crosstalk_max_fs",
@@ -119,7 +120,7 @@ def ft_crosstalk_config(params: JointParams, wrenches: list[list[float]] | None 
                         settle_s: float = 0.3, average_s: float = 0.5, ramp_s: float = 0.2, move_s: float = 0.8,
                         reach_tol_rad: float = REACH_TOL_RAD) -> dict[str, Any]:
     """The routine's configuration, checked against the joint type (``params``: its sensor's range, tool, rated
-    torque, position limits) before anything moves: the load cases (N, N·m in the sensor frame; at least 7, each
+    torque, position limits) before anything moves: the load cases (N, N·m in the sensor frame; at least MIN_CASES, each
     reading within RANGE_FRACTION of the range with the tool's weight, each turning the joint by at most
     ``joint_torque_fraction`` of its rated torque), the pose and the times."""
     check_at_least(force_fraction=(force_fraction, 0.0), moment_fraction=(moment_fraction, 0.0),
@@ -128,8 +129,8 @@ def ft_crosstalk_config(params: JointParams, wrenches: list[list[float]] | None 
                    reach_tol_rad=(reach_tol_rad, 1e-6))
     cases = default_wrenches(params, force_fraction, moment_fraction, joint_torque_fraction) if wrenches is None \
         else [[float(v) for v in w] for w in wrenches]
-    if len(cases) < 7 or any(len(w) != 6 or not all(math.isfinite(v) for v in w) for w in cases):
-        raise ConfigError(f"wrenches = {wrenches!r}: at least 7 load cases of 6 finite numbers (Fx Fy Fz N, "
+    if len(cases) < MIN_CASES or any(len(w) != 6 or not all(math.isfinite(v) for v in w) for w in cases):
+        raise ConfigError(f"wrenches = {wrenches!r}: at least {MIN_CASES} load cases of 6 finite numbers (Fx Fy Fz N, "
                           "Mx My Mz N·m in the sensor frame)")
     fs, weight = _ft_range(params), params.ft_sensor.tool_mass_kg * params.load.gravity_m_s2
     d, rated = params.ft_sensor.distance_from_axis_m, params.limits.torque_rated_nm
@@ -192,11 +193,11 @@ def fit_crosstalk(wrenches: np.ndarray, readings: np.ndarray) -> CrosstalkFit:
     w, y = np.asarray(wrenches, dtype=float), np.asarray(readings, dtype=float)
     a = np.column_stack([w, np.ones(w.shape[0])])
     norms = np.linalg.norm(a, axis=0)
-    cond = float(np.linalg.cond(a / np.where(norms > 0, norms, 1.0))) if w.shape[0] > 7 else math.inf
+    cond = float(np.linalg.cond(a / np.where(norms > 0, norms, 1.0))) if w.shape[0] >= MIN_CASES else math.inf
     if not cond <= COND_MAX or np.any(norms == 0):
         raise CalibrationError(f"F/T crosstalk calibration: the {w.shape[0]} load cases do not load each of the six "
                                f"axes independently (condition number {cond:.3g} > {COND_MAX:g}, or an axis never "
-                               "loaded); at least 8 cases, each axis loaded", "ill_conditioned")
+                               f"loaded); at least {MIN_CASES} cases, each axis loaded", "ill_conditioned")
     x, *_ = np.linalg.lstsq(a, y, rcond=None)          # (7, 6): column i is output axis i's row of S, then b_i
     r = y - a @ x
     s2 = np.sum(r ** 2, axis=0) / (a.shape[0] - a.shape[1])

@@ -220,7 +220,7 @@ def test_loads_that_do_not_determine_the_matrix_are_refused() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(wrenches=[[0.0] * 6] * 3), "at least 7"),
+    (dict(wrenches=[[0.0] * 6] * 3), "at least 8"),
     (dict(force_fraction=0.9), "over 0.8 of the sensor's range"),
     (dict(wrenches=[[0.0, 200.0, 0, 0, 0, 0]] + [[0.0] * 6] * 7), "turns the joint by 80"),
     (dict(home_rad=3.0), "outside the joint's position limits"),
