@@ -3,11 +3,13 @@ joint in-process, or on joint ``--node N`` over a bus (real or simulated), with 
 uncertainty, unit, method, limits, verdict).
 
 Routines: ``motor`` (the drive's own: phase resistance and inductance, pole pairs, electrical offset; kept by the
-drive, ``--save`` to its flash), ``ft`` (the F/T sensor's bias and tool load), ``kt`` (the torque constant against
-the fixture), ``friction`` (the friction map), ``friction-temperature`` (the map over the housing temperature),
-``encoders`` (consistency, kinematic-error map, output zero), ``cogging`` (the cogging map). ``--gains-out FILE``
-writes the gains (``--gains`` or the preset's) with the sections the routine sets: the profile has no gain for
-a friction feed-forward, a table of harmonics or an encoder zero, so those go through a gains file.
+drive, ``--save`` to its flash), ``ft`` (the F/T sensor's bias and tool load), ``ft-crosstalk`` (its sensitivity and
+crosstalk matrix against the wrench fixture), ``kt`` (the torque constant against the fixture; ``--write`` makes it
+the drive's, as ``ft --write`` the bias and ``ft-crosstalk --write`` the compensation), ``friction`` (the friction
+map), ``friction-temperature`` (the map over the housing temperature), ``encoders`` (consistency, kinematic-error
+map, output zero), ``cogging`` (the cogging map). ``--gains-out FILE`` writes the gains (``--gains`` or the
+preset's) with the sections the routine sets: the profile has no gain for a friction feed-forward, a table of
+harmonics or an encoder zero, so those go through a gains file.
 
 Options belong to routines (``OPTIONS``): one given to a routine that has no use for it is refused, not ignored.
 Exit 0 when every certificate passes its limit (the routine's default limits), 1 when one fails (named on stderr),
@@ -25,8 +27,9 @@ from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
 
-NAMES = ("motor", "ft", "kt", "friction", "friction-temperature", "encoders", "cogging")
-SETTLE = ("ft", "kt", "friction", "friction-temperature", "encoders")
+NAMES = ("motor", "ft", "ft-crosstalk", "kt", "friction", "friction-temperature", "encoders", "cogging")
+SETTLE = ("ft", "ft-crosstalk", "kt", "friction", "friction-temperature", "encoders")
+WRITES = ("ft", "ft-crosstalk", "kt", "friction", "friction-temperature")  # a result the joint keeps (--write)
 # CLI option -> {routine: the keyword of its configuration} (None: handled by this module, not a configuration key)
 OPTIONS: dict[str, dict[str, str | None]] = {
     "poses": {"ft": "poses_rad"},
@@ -39,11 +42,12 @@ OPTIONS: dict[str, dict[str, str | None]] = {
     "cogging_hz": {"cogging": "cogging_hz"},
     "revolutions": {"cogging": "revolutions"},
     "settle_s": {r: "settle_s" for r in SETTLE},
-    "average_s": {"ft": "average_s", "kt": "plateau_s", "friction": "plateau_s", "friction-temperature": "plateau_s"},
+    "average_s": {"ft": "average_s", "ft-crosstalk": "average_s", "kt": "plateau_s", "friction": "plateau_s",
+                  "friction-temperature": "plateau_s"},
     "current_a": {"motor": None},
-    "save": {"motor": None, "friction": None, "friction-temperature": None},
-    "write": {"friction": None, "friction-temperature": None},
-    "inject_ft_bias": {"ft": None},
+    "save": {"motor": None, **{r: None for r in WRITES}},
+    "write": {r: None for r in WRITES},
+    "inject_ft_bias": {"ft": None, "ft-crosstalk": None},
     "inject_output_offset": {r: None for r in NAMES},
     "inject_motor_offset": {r: None for r in NAMES},
     "inject_electrical_offset": {"motor": None},
@@ -64,7 +68,8 @@ def _floats(text: str) -> list[float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="calibration routine with certificates (simulated joint or --node)")
     p.add_argument("routine", choices=NAMES, help="motor: R, L, pole pairs, electrical offset (the drive's own); "
-                   "ft: the F/T sensor's bias and tool load; kt: the torque constant against the fixture; friction: "
+                   "ft: the F/T sensor's bias and tool load; ft-crosstalk: its 6x6 sensitivity and crosstalk against "
+                   "the wrench fixture; kt: the torque constant against the fixture; friction: "
                    "the friction map; friction-temperature: the map over the housing temperature; encoders: "
                    "consistency, kinematic-error map, output zero; cogging: the cogging map")
     add_joint_options(p)
@@ -81,11 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--settle-s", type=float, help="settling before each pose, plateau or sweep, s")
     a("--average-s", type=float, help="averaging time at each pose (ft) or of each plateau, s")
     a("--current-a", type=float, help="motor: the drive's calibration current, A (default 0.4 x the limit)")
-    a("--save", action="store_true", default=None, help="motor, and friction with --write: keep the result in the "
-      "joint's flash")
+    a("--save", action="store_true", default=None, help="motor, and the routines of --write with it: keep the "
+      "result in the joint's flash")
     a("--write", action="store_true", default=None, help="friction, friction-temperature: write the feed-forward "
-      "gains to the joint live (the profile's gain_write; read back), as well as to --gains-out")
-    a("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ", help="simulated joint only: a known F/T bias")
+      "gains to the joint live (the profile's gain_write; read back), as well as to --gains-out; ft (the bias), "
+      "ft-crosstalk (the compensation matrix), kt (the drive's Kt): write the joint's parameters (param_write; "
+      "read back)")
+    a("--inject-ft-bias", type=_floats, metavar="FX,FY,FZ,MX,MY,MZ", help="simulated joint only (ft, ft-crosstalk): "
+      "a known F/T bias")
     a("--inject-output-offset", type=float, metavar="RAD", help="simulated joint only: an output encoder offset")
     a("--inject-motor-offset", type=float, metavar="RAD", help="simulated joint only: a motor encoder offset (at "
       "the motor)")
@@ -184,14 +192,14 @@ def run_bus(args: argparse.Namespace, client: Any) -> int:
 
 
 def _write_joint(args: argparse.Namespace, routine: Any, joint: Any, outcome: Any, gain_names: tuple[str, ...]) -> None:
-    """``--write``: the result's feed-forward gains to the joint (``--save``: and its flash); what it now holds goes
-    into the figures as ``gains_written`` (a ConfigError when its profile has none of them)."""
+    """``--write``: the result's feed-forward gains or joint parameters to the joint (``--save``: and its flash);
+    what it now holds goes into the figures as ``gains_written`` (a ConfigError when its profile has none of them)."""
     if not args.write:
         return
     from actuator.errors import ConfigError
     from firmware_iface.experiments.calibrations import joint_gains, write_to_joint
 
-    if not joint_gains(routine, outcome.figures, gain_names):
+    if not (joint_gains(routine, outcome.figures, gain_names) or routine.joint_params):
         raise ConfigError(f"--write: the joint's profile has no gain for the {args.routine} routine's result "
                           f"(gains it has: {', '.join(gain_names) or 'none'}); use --gains-out")
     outcome.figures["gains_written"] = write_to_joint(joint, routine, outcome.figures, gain_names, bool(args.save))

@@ -120,12 +120,21 @@ class _Batch:
                                 gravity_ff_nm=gains.gravity_feedforward_nm, mode=gains.mode)
         self.faulted = np.zeros(n, dtype=bool)  # a joint that faulted is out of the run from then on
         self.fault_step: list[int | None] = [None] * n
+        self.wrench_on = False
         self.new_step()
 
     def new_step(self) -> None:
         """A step starts: every joint's fixture follows the protocol's loads again."""
         self.release_t = np.full(self.n, np.nan)  # step time at which the joint's fixture let go
         self.release_load = np.zeros(self.n)
+        self.apply_wrench(None)
+
+    def apply_wrench(self, wrench: tuple[float, ...] | None) -> None:
+        """The wrench fixture's load on every joint's tool (``Segment.wrench``, sensor frame; None: none), as
+        ``bus.SimFixture`` applies it: the model's external wrench, which its F/T sensor reads and its joint feels."""
+        if wrench is not None or self.wrench_on:
+            self.ENV[:, L.E_WRENCH:L.E_WRENCH + 6] = wrench if wrench is not None else 0.0
+        self.wrench_on = wrench is not None
 
     @property
     def n(self) -> int:
@@ -241,6 +250,7 @@ def _run_segment(b: _Batch, seg: Segment, t_step: np.ndarray, t_in: np.ndarray, 
                  reference: np.ndarray, load: np.ndarray, step_index: int) -> None:
     """Ticks at ``t_step`` (seconds into the step) = ``t_in`` (into the segment); ``load`` (joints, ticks)."""
     b.enter(seg)
+    b.apply_wrench(seg.wrench)
     sends = seg.mode is not None and seg.reference is not None
     refs = _references(seg, t_in, b.X[:, L.X_ENC_O].copy()) if sends else None
     if refs is not None:
@@ -297,6 +307,7 @@ def _run_step(b: _Batch, index: int, segs: list[Segment]) -> _Recorded:
         seg = segs[i]
         _run_segment(b, seg, ts[k0:k1], ts[k0:k1] - (ends[i] - seg.duration_s), rec.rows[:, k0:k1],
                      rec.reference[:, k0:k1], rec.load[:, k0:k1], index)
+    b.apply_wrench(None)
     return rec
 
 

@@ -25,7 +25,10 @@ where that applies: every segment in a mode with a set-point echo, no fixture lo
 
 The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
 ``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance
-from the axis, which the sensor measures as it would a real load).
+from the axis, which the sensor measures as it would a real load). A wrench fixture (``WrenchFixture``: masses and
+forces at known lever arms, what a sensor's calibration rig applies) also loads the tool with a segment's known
+``Segment.wrench`` in the sensor frame, set on entering each segment; ``SimFixture`` is one. A step with wrenches on a
+rig without one is refused before anything is sent (``CalibrationError`` ``no_fixture``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Protocol as TypingProtocol
 
 import numpy as np
 
-from actuator.errors import ConfigError, JointkitError
+from actuator.errors import CalibrationError, ConfigError, JointkitError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
 from firmware_iface.experiments.grid import ECHO, BusRun, dejittered, held, joint_times, on_grid, on_joint_clock
@@ -84,18 +87,37 @@ class Fixture(TypingProtocol):
     def apply(self, load_nm: float) -> None: ...
 
 
+class WrenchFixture(Fixture, TypingProtocol):
+    """A fixture that also applies known wrenches on the tool in the sensor frame (``Segment.wrench``)."""
+
+    def apply_wrench(self, wrench: tuple[float, ...] | None) -> None: ...
+
+
 class SimFixture:
-    """Loads a simulated joint's output with ``load_nm`` about its axis, through the F/T sensor's tool."""
+    """Loads a simulated joint's output with ``load_nm`` about its axis, through the F/T sensor's tool, and with a
+    known wrench on the tool (``apply_wrench``, in the sensor frame) on top: one external wrench, the sum."""
 
     def __init__(self, node: VirtualJointNode) -> None:
         self.node = node
         self.distance_m = node.fw.params.ft_sensor.distance_from_axis_m
         self.load_nm = 0.0
+        self.wrench = (0.0,) * 6
 
     def apply(self, load_nm: float) -> None:
         if load_nm != self.load_nm:
-            self.node.inject("external_wrench", [0.0, load_nm / self.distance_m, 0.0, 0.0, 0.0, 0.0])
             self.load_nm = load_nm
+            self._inject()
+
+    def apply_wrench(self, wrench: tuple[float, ...] | None) -> None:
+        wrench = tuple(float(v) for v in wrench) if wrench is not None else (0.0,) * 6
+        if wrench != self.wrench:
+            self.wrench = wrench
+            self._inject()
+
+    def _inject(self) -> None:
+        w = list(self.wrench)
+        w[1] += self.load_nm / self.distance_m
+        self.node.inject("external_wrench", w)
 
 
 class _Walker:
@@ -108,6 +130,7 @@ class _Walker:
     def __init__(self, client: JointClient, segments: list[Segment], fixture: Fixture | None,
                  impedance_gains: tuple[float, float] | None = None) -> None:
         self.client, self.segments, self.fixture = client, segments, fixture
+        self.wrenches = any(s.wrench is not None for s in segments)  # a wrench fixture's step
         self.impedance_gains = impedance_gains
         ends = np.cumsum([s.duration_s for s in segments])
         self.ends = ends
@@ -141,7 +164,8 @@ class _Walker:
         semantic = self.client.profile.sidecar.semantic
         return (JOINT_TIME in semantic and self.drain_every == math.inf and self.decim == 1
                 and all(ECHO.get(seg.mode or "") in self.echoes and seg.reference is not None
-                        and seg.load_nm == 0.0 and seg.release_rad_s is None for seg in self.segments))
+                        and seg.load_nm == 0.0 and seg.wrench is None and seg.release_rad_s is None
+                        for seg in self.segments))
 
     def _enter(self, i: int) -> None:
         seg, c = self.segments[i], self.client
@@ -181,6 +205,8 @@ class _Walker:
         if self.release is not None:
             load = float(released(self.release[1], ts - self.release[0]))
         if self.fixture is not None:
+            if self.wrenches:
+                self.fixture.apply_wrench(seg.wrench)
             self.fixture.apply(load)
         sent, reference = self.client.clock.now(), math.nan
         if seg.mode is not None and seg.reference is not None:
@@ -216,6 +242,10 @@ def run_segments(client: JointClient, segments: list[Segment], fixture: Fixture 
     the end (however the run ends), else leave it as the last segment left it."""
     if any(s.load_nm != 0.0 for s in segments) and fixture is None:
         raise ConfigError("this step loads the joint's output: the rig has no fixture (a simulated rig has one)")
+    if any(s.wrench is not None for s in segments) and not hasattr(fixture, "apply_wrench"):
+        raise CalibrationError("this step loads the F/T sensor's tool with known wrenches: the rig has no wrench "
+                               f"fixture ({type(fixture).__name__ if fixture is not None else 'no fixture'}; a "
+                               "simulated rig's SimFixture is one); nothing was sent", "no_fixture")
     _ready(client, segments, "this experiment")
     return _walk(client, segments, fixture, idle_after)
 
@@ -257,6 +287,8 @@ def _walk(client: JointClient, segments: list[Segment], fixture: Fixture | None,
     finally:
         t_end = client.clock.now()
         if fixture is not None:
+            if walker.wrenches:
+                fixture.apply_wrench(None)
             fixture.apply(0.0)
         if idle_after:
             client.disable()

@@ -7,7 +7,9 @@ Per routine: the sequence step it is (``step``), its configuration from the join
 options (``config``: each module's checked ``*_config``), the limits a certificate is judged by when no sequence
 gives them (its module's ``DEFAULT_LIMITS``), whether it loads the joint through the rig's fixture, and the gains
 sections its result goes to (``gains``: the controller's ``[impedance]`` friction feed-forward,
-``[cogging_compensation]``, ``[kinematic_error_compensation]``), which ``gains_with`` applies to a gains set.
+``[cogging_compensation]``, ``[kinematic_error_compensation]``), which ``gains_with`` applies to a gains set, and
+the joint parameters it sets (``joint_params``: the F/T bias, the F/T compensation matrix, the drive's Kt, native
+profile ids 43 and 48-99, ``virtual_joint.sensor_settings``), composed with what the joint holds.
 
 Also the one way a routine runs on a joint over its bus (``run_on_client``: ``jointkit calibrate --node`` and the
 GUI's calibration panel) and the one judging of its result by the routine's default limits (``judged``).
@@ -21,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from actuator.control.config import GAINS, ControllerConfig
+from actuator.errors import ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments import (
     bus,
@@ -29,14 +32,18 @@ from firmware_iface.experiments import (
     friction_calibration,
     friction_temperature,
     ft_calibration,
+    ft_crosstalk,
     kt_calibration,
     motor_calibration,
 )
 from firmware_iface.experiments.certificate import Limit, judge_all
 from firmware_iface.experiments.protocols import PROTOCOLS
 from firmware_iface.experiments.segments import Outcome
+from firmware_iface.virtual_joint import sensor_settings
 
 Gains = dict[str, dict[str, Any]]  # gains section -> fields
+# (figures, the joint's present value of a parameter by name) -> the joint parameters the result sets
+JointParamsOf = Callable[[dict, Callable[[str], float]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ class Routine:
     config: Callable[..., dict] | None         # (params, **options) -> checked configuration; None: the drive's own
     gains: Callable[[dict], Gains] | None = None  # its figures -> the gains sections it sets
     needs_fixture: bool = False                # it loads the joint: the rig's fixture (or the simulated joint's)
+    joint_params: JointParamsOf | None = None  # its figures -> the joint's parameters it sets (native profile)
+    params: tuple[str, ...] = ()               # their names
 
     @property
     def default_limits(self) -> dict[str, tuple[float | None, float | None]]:
@@ -68,9 +77,13 @@ def _friction_temperature_gains(f: dict) -> Gains:
 ROUTINES: dict[str, Routine] = {r.name: r for r in (
     Routine("motor", "motor_calibrate", "motor calibration", motor_calibration, None),
     Routine("ft", "ft_calibrate", "F/T calibration", ft_calibration,
-            lambda params, **o: ft_calibration.ft_calibrate_config(params=params, **o)),
+            lambda params, **o: ft_calibration.ft_calibrate_config(params=params, **o),
+            joint_params=ft_calibration.bias_params, params=sensor_settings.BIAS_PARAMS),
+    Routine("ft-crosstalk", "ft_crosstalk_calibrate", "F/T crosstalk calibration", ft_crosstalk,
+            ft_crosstalk.ft_crosstalk_config, needs_fixture=True, joint_params=ft_crosstalk.compensation_params,
+            params=sensor_settings.COMPENSATION_PARAMS),
     Routine("kt", "kt_calibrate", "Kt calibration", kt_calibration, kt_calibration.kt_calibrate_config,
-            needs_fixture=True),
+            needs_fixture=True, joint_params=kt_calibration.kt_params, params=(sensor_settings.KT_PARAM,)),
     Routine("friction", "friction_calibrate", "friction calibration", friction_calibration,
             lambda params, **o: friction_calibration.friction_calibrate_config(params=params, **o), _friction_gains),
     Routine("friction-temperature", "friction_temperature_calibrate", "friction over temperature",
@@ -113,14 +126,38 @@ def joint_gains(routine: Routine, figures: dict, gain_names: tuple[str, ...]) ->
     return out
 
 
+def param_names_of(joint: Any) -> tuple[str, ...]:
+    """The parameters ``joint`` has: a ``JointClient``'s profile's, a simulated ``JointFirmware``'s own."""
+    if hasattr(joint, "param_names"):
+        return tuple(joint.param_names())
+    return tuple(joint.profile.sidecar.params)
+
+
+def joint_params(joint: Any, routine: Routine, figures: dict) -> dict[str, float]:
+    """The joint parameters a routine's result sets on ``joint`` (composed with what it holds, read from it);
+    ``ConfigError`` when its profile lacks one of them (nothing is written then)."""
+    if routine.joint_params is None:
+        return {}
+    have = param_names_of(joint)
+    lacking = [n for n in routine.params if n not in have]
+    if lacking:
+        raise ConfigError(f"the joint's profile has no parameter {lacking[0]} for the {routine.name} routine's result "
+                          f"({len(lacking)} missing; the native profile has them): nothing written")
+    return routine.joint_params(figures, joint.read_param)
+
+
 def write_to_joint(joint: Any, routine: Routine, figures: dict, gain_names: tuple[str, ...],
                    save: bool = False) -> dict[str, float]:
-    """Write the result's gains to ``joint`` live (a ``JointClient`` or a simulated ``JointFirmware``: both have
-    ``write_gain``), each read back; with ``save`` into its flash too. Returns what the joint now holds."""
+    """Write the result's gains and joint parameters to ``joint`` live (a ``JointClient`` or a simulated
+    ``JointFirmware``: both have ``write_gain`` and ``write_param``), each read back; with ``save`` into its flash
+    too (the joint idle). Returns what the joint now holds."""
     written = {}
     for name, value in joint_gains(routine, figures, gain_names).items():
         joint.write_gain(name, value)
         written[name] = joint.read_gain(name)
+    for name, value in joint_params(joint, routine, figures).items():
+        joint.write_param(name, value)
+        written[name] = joint.read_param(name)
     if save and written:
         (joint.save if hasattr(joint, "save") else joint.save_to_flash)()
     return written

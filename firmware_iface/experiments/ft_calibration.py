@@ -23,8 +23,11 @@ close together cannot tell the weight from the bias: the conditioning check, ``C
 weight acts at the sensor's origin (c = 0: the model puts no moment of it in the sensor frame); the sensor's
 crosstalk of force into moment shows as an apparent c of the crosstalk coefficient (metres per N·m/N).
 
-The bias is applied host-side (subtracted from the readings by whoever uses the sensor); the tool's load is what an
-admittance controller removes (``actuator.control.config`` ``tool_mass_kg``). Nothing is written to the joint.
+The bias is written to the joint with ``--write`` (or a step's ``write``): its ``ft.bias_*`` parameters
+(``virtual_joint.sensor_settings``, ``bias_params``: composed with the compensation and bias the joint reported the
+run through), which the joint subtracts from the raw reading before its compensation matrix (``ft_crosstalk``);
+``--save`` keeps them in its flash. The tool's load is not written: it is the tool's, not the sensor's, and it is what
+an admittance controller removes (``actuator.control.config`` ``tool_mass_kg``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from actuator.errors import CalibrationError, ConfigError
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.segments import check_at_least
+from firmware_iface.virtual_joint.sensor_settings import BIAS_PARAMS, COMPENSATION_PARAMS
 
 DEFAULT_POSES_RAD = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)  # 3 rad of the knee's 5: u turns through 172 degrees
 MIN_POSES = 3          # the moment fit's Mz row has three unknowns (b_Mz, p_x, p_y)
@@ -60,8 +64,9 @@ DEFAULT_LIMITS = {"ft_residual_force_rms_n": (None, 0.2), "ft_residual_moment_rm
                   "tool_mass_u_kg": (None, 0.02 / 3), "ft_condition_number": (None, COND_MAX)}
 METHOD = ("linear least squares over {n} output poses ({span:.2f} rad), pose means of {k} samples each: "
           "F = b_F + m g u(q), M = b_M + (m c) x g u(q), u = (cos q, -sin q, 0) in the sensor frame; standard "
-          "uncertainty (k = 1) from the fit's residuals and covariance. Applied host-side (subtracted from the "
-          "readings / the tool's load model): nothing is written to the joint's parameters or flash.")
+          "uncertainty (k = 1) from the fit's residuals and covariance. The bias is written to the joint with --write "
+          "(its ft.bias_* parameters, raw sensor frame; --save to its flash); the tool's load goes to the admittance "
+          "controller's gains (tool_mass_kg), not to the joint.")
 
 
 def ft_calibrate_config(poses_rad: list[float] | tuple[float, ...] = DEFAULT_POSES_RAD, settle_s: float = 0.4,
@@ -201,3 +206,14 @@ def certificates_of(figures: dict[str, Any], n_poses: int, span_rad: float, samp
             Certificate("tool_mass_kg", figures["tool_mass_kg"], figures["tool_mass_u_kg"], "kg", method,
                         uncertainty_figure="tool_mass_u_kg"),
             Certificate("tool_com_m", figures["tool_com_m"], figures["tool_com_u_m"], "m", method, "tool_com_max_m")]
+
+
+def bias_params(figures: dict[str, Any], present: Any) -> dict[str, float]:
+    """The joint's new ``ft.bias_*`` (raw sensor frame) from the fitted bias and the compensation and bias
+    ``present`` (name -> value) it reported the run through: the run saw K (raw - b_old), whose bias is
+    K (b_raw - b_old), so b_raw = b_old + K^-1 b_fit. The tool's load is not written: it is the tool's, not the
+    sensor's, and the admittance controller's gains hold it (``tool_mass_kg``)."""
+    k = np.array([present(n) for n in COMPENSATION_PARAMS]).reshape(6, 6)
+    b_old = np.array([present(n) for n in BIAS_PARAMS])
+    b_fit = np.array([*figures["ft_bias_force_n"], *figures["ft_bias_moment_nm"]], dtype=float)
+    return dict(zip(BIAS_PARAMS, (float(v) for v in b_old + np.linalg.solve(k, b_fit)), strict=True))

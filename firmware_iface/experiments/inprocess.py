@@ -3,16 +3,17 @@
 
 Each 1 ms tick does what the bus executor's tick makes the joint do: on entering a segment the state and mode
 changes as ``JointClient`` sends them (enable = mode then closed loop, a mode change, disable); the segment's
-set-point in its mode's field (``JointFirmware.command``, the feedforwards 0, as ``JointClient.setpoint`` sends it);
-the fixture's load through the joint's F/T tool (as ``bus.SimFixture`` applies it), let go at the first tick the
-joint's velocity exceeds ``Segment.release_rad_s``; then one millisecond of the joint. The signals are the joint's
-own values at the start of each tick (what its telemetry would report, without the bus's latency or the frames'
-quantisation: the position is the output encoder's reading, as a rig sees it), so the firmware driven here and the
-batch executor over the same joint give the same rows to the last bit (tests/rig/test_population.py). Besides the
-protocols' signals it reports ``limits``: the cascade's limiter bits (``actuator.control.cascade.LIMIT_NAMES``) at
-the end of each tick, which no telemetry carries, and the model's true output angle and speed
-(``true_position_rad``, ``true_velocity_rad_s``), which no encoder gives: the step's figures come with their true
-twins (``protocols.analyze_step``).
+set-point in its mode's field (``JointFirmware.command``, the feedforwards 0, as ``JointClient.setpoint`` sends it); the
+fixture's load and wrench (``Segment.wrench``) through the joint's F/T tool (as ``bus.SimFixture`` applies them),
+the load let go at the first tick the joint's velocity exceeds ``Segment.release_rad_s``; then one millisecond of
+the joint. The signals are the joint's own values at the start of each tick (what its telemetry would report,
+without the bus's latency or the frames' quantisation: the position is the output encoder's reading, as a rig sees
+it; the torque and the wrench through the joint's own Kt parameter and F/T compensation,
+``virtual_joint.sensor_settings``), so the firmware driven here and the batch executor over the same joint give the
+same rows to the last bit (tests/rig/test_population.py). Besides the protocols' signals it reports ``limits``: the
+cascade's limiter bits (``actuator.control.cascade.LIMIT_NAMES``) at the end of each tick, which no telemetry
+carries, and the model's true output angle and speed (``true_position_rad``, ``true_velocity_rad_s``), which no
+encoder gives: the step's figures come with their true twins (``protocols.analyze_step``).
 
 ``step_test``, ``bode_test`` and ``identification_test`` are the step, bode and identify protocols on a fresh
 simulated joint of a preset and gains: the CLI's ``step``/``bode`` without ``--node`` and the tuner's identification
@@ -58,8 +59,11 @@ def _enter(fw: JointFirmware, mode: str | None, seg: Segment) -> None:
         fw.set_mode(seg.mode)
 
 
-def _load(fw: JointFirmware, load_nm: float, distance_m: float) -> None:
-    fw.model.inject("external_wrench", [0.0, load_nm / distance_m, 0.0, 0.0, 0.0, 0.0])
+def _load(fw: JointFirmware, load_nm: float, distance_m: float, wrench: tuple[float, ...] | None = None) -> None:
+    """The fixture's torque about the axis (a force along y at the sensor) plus its wrench on the tool."""
+    w = [float(v) for v in wrench] if wrench is not None else [0.0] * 6
+    w[1] += load_nm / distance_m
+    fw.model.inject("external_wrench", w)
 
 
 def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
@@ -73,9 +77,9 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
     out: Signals = {"t_s": np.arange(n) / RATE_HZ, "segment": np.empty(n, dtype=np.int64),
                     "reference": np.full(n, np.nan), "load_nm": np.zeros(n)}
     distance_m = fw.params.ft_sensor.distance_from_axis_m
-    kt_n = fw.params.torque_constant_nm_per_a * fw.params.reducer.ratio
+    kt_n = fw.sensor.kt_nm_per_a * fw.params.reducer.ratio  # the drive's Kt parameter, as its telemetry reports
     mode = fw.mode if fw.state == "closed_loop" else None
-    current, q0, release, applied = -1, 0.0, None, 0.0
+    current, q0, release, applied, wrench = -1, 0.0, None, 0.0, None
     x, k = fw.model.x, fw.model.k
     for tick in range(n):
         ts = tick / RATE_HZ
@@ -91,9 +95,9 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
             release = (ts, load)
         if release is not None:
             load = float(released(release[1], ts - release[0]))
-        if load != applied:
-            _load(fw, load, distance_m)
-            applied = load
+        if load != applied or seg.wrench != wrench:
+            _load(fw, load, distance_m, seg.wrench)
+            applied, wrench = load, seg.wrench
         rows[tick] = (x[L.X_ENC_O], k[C.K_VEL], x[L.X_IQ], x[L.X_TW], x[L.X_ENC_M], *x[L.X_FT_MEAS:L.X_FT_MEAS + 6],
                       x[L.X_THL], x[L.X_WL], x[L.X_FT_SAT], x[L.X_TH])
         out["segment"][tick], out["load_nm"][tick] = i, load
@@ -105,8 +109,10 @@ def run_segments(fw: JointFirmware, segments: list[Segment]) -> Signals:
             out["reference"][tick] = r
         fw.advance(1.0 / RATE_HZ)
         limits[tick] = int(fw.model.k[C.K_LIMITS])
-    if applied:
+    if applied or wrench is not None:
         _load(fw, 0.0, distance_m)
+    # the wrench as the joint reports it: through its F/T compensation (identity and no bias until one is written)
+    rows[:, 5:11] = (rows[:, 5:11] - fw.sensor.bias) @ fw.sensor.compensation.T
     out.update(position_rad=rows[:, 0].copy(), velocity_rad_s=rows[:, 1].copy(), torque_nm=rows[:, 2] * kt_n,
                iq_a=rows[:, 2].copy(), winding_temp_c=rows[:, 3].copy(), motor_encoder_rad=rows[:, 4].copy(),
                output_encoder_rad=rows[:, 0].copy(), force_n=rows[:, 5:8].copy(), moment_nm=rows[:, 8:11].copy(),

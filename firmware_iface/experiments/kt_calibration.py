@@ -26,11 +26,11 @@ Half the difference of the directions, D(L) = Kt N (iq(+v) - iq(-v)) / 2 = F(v) 
 bias), is fitted as a line in |G - L|: its slope gives the mesh efficiency eta (``kt_mesh_efficiency``), what the
 impedance loop's mesh compensation takes (``ImpedanceGains.efficiency``).
 
-Where it is applied: the joint's protocol profile has no parameter for the torque constant (``dbc/
-jointkit_native.toml``, ``Profile`` params; the virtual firmware converts with its preset's nominal Kt), so the
-result is applied host-side: the joint's reported ``torque_nm`` (Kt_nominal N iq) times ``kt_ratio_to_nominal`` is
-its true drive torque, and a torque set-point divided by it gives the torque asked for. Nothing is written to the
-joint.
+Where it is applied: the drive's Kt parameter ``motor.torque_constant_nm_per_a`` (``virtual_joint.sensor_settings``,
+native profile id 43; ``kt_params``), written with ``jointkit calibrate kt --write [--save]`` or a step's ``write``:
+the drive then converts torque set-points into current and its current into the reported ``torque_nm`` with it.
+Unwritten, the joint reports torque with the Kt it had (the preset's nominal): ``kt_ratio_to_nominal`` scales that
+host-side. The fit uses the current the joint reports, not its torque, so the Kt it held during the run does not enter.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from firmware_iface.experiments.segments import (
     ramp,
     tagged,
 )
+from firmware_iface.virtual_joint.sensor_settings import KT_PARAM
 
 LOAD_FRACTIONS = (-0.8, -0.4, 0.0, 0.4, 0.8)  # of the rated torque: both signs, driving and back-driven
 MIN_LOADS = 3              # 2 unknowns (slope, intercept) and a residual
@@ -76,9 +77,10 @@ DEFAULT_LIMITS = {"kt_relative_u": (None, 0.01 / 3), "kt_residual_rms_a": (None,
 METHOD = ("slope of the mean q-axis current of +{v:.3g} and -{v:.3g} rad/s plateaus over the same travel against "
           "{n} fixture loads {lo:+.3g}..{hi:+.3g} N·m (friction, gravity and the mesh loss's direction dependence "
           "cancel in the mean): Kt = -1 / (N slope), per peak amp, motor side; linear least squares, standard "
-          "uncertainty (k = 1) from the fit's residuals. Applied host-side: the joint's profile has no torque-constant "
-          "parameter, so it keeps reporting torque with its nominal Kt {kt0:.5g} N·m/A; its torque_nm x "
-          "kt_ratio_to_nominal is the true drive torque. Nothing is written to the joint.")
+          "uncertainty (k = 1) from the fit's residuals. Written to the drive with --write (its "
+          "motor.torque_constant_nm_per_a: set-points and reported torque convert with it; --save to its flash); "
+          "unwritten, the joint reports torque with its Kt {kt0:.5g} N·m/A and torque_nm x kt_ratio_to_nominal is "
+          "the true drive torque.")
 METHOD_ETA = ("slope of half the difference of the +-v plateaus' drive torque against |G - L| (G the load at which "
               "the mean current crosses zero): (1/eta - 1); used by the impedance loop's mesh compensation "
               "(ImpedanceGains.efficiency) through the gains file. Nothing is written to the joint.")
@@ -252,3 +254,9 @@ def analyze_kt_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outcome:
                      Series("fit", x, (fit.zero_load_nm - x) / (fit.kt_nm_per_a * c["ratio"]))])]
     return Outcome(figures | {"kt_mean_iq_a": [float(a) for a in (iq_f + iq_b) / 2.0]}, panels, fit=fit,
                    certificates=certs)
+
+
+def kt_params(figures: dict[str, Any], present: Any = None) -> dict[str, float]:
+    """The drive's Kt parameter (``virtual_joint.sensor_settings``): the measured Kt. The fit uses the current the
+    joint reports, not its torque, so what the drive held before does not enter."""
+    return {KT_PARAM: float(figures["kt_nm_per_a"])}

@@ -50,6 +50,11 @@ Step types and figures (units in the names):
   biases and the tool's mass and centre of mass by least squares over the pose means, with their uncertainties and
   certificates (``Outcome.certificates``): ``experiments.ft_calibration``. Raises ``CalibrationError`` for a pose not
   reached, a sensor that saturated or poses too close together for the fit.
+* ``ft_crosstalk_calibrate``: position hold at one pose while the rig's wrench fixture loads each axis of the
+  sensor frame in turn (``ft_crosstalk.ft_crosstalk_config``, ``Segment.wrench``); the sensor's 6x6 sensitivity and
+  crosstalk matrix and its compensation by least squares, with uncertainties and certificates:
+  ``experiments.ft_crosstalk``. Raises ``CalibrationError`` for a pose not held, a sensor that saturated, loads that
+  do not determine the matrix or a sensor that does not see them.
 * ``friction_calibrate``: velocity plateaus at several speeds, +v and -v over the same travel
   (``friction_calibration.friction_calibrate_config``); Coulomb, static, Stribeck velocity and viscous friction by a
   least-squares Stribeck fit, with uncertainties and certificates: ``experiments.friction_calibration``. Raises
@@ -100,6 +105,7 @@ from firmware_iface.experiments import encoder_calibration as ecal
 from firmware_iface.experiments import friction_calibration as fcal
 from firmware_iface.experiments import friction_temperature as ftemp
 from firmware_iface.experiments import ft_calibration as ftc
+from firmware_iface.experiments import ft_crosstalk as ftx
 from firmware_iface.experiments import kt_calibration as ktc
 from firmware_iface.experiments.panels import Panel, Series
 from firmware_iface.experiments.segments import (
@@ -463,6 +469,8 @@ PROTOCOLS: dict[str, Protocol] = {
     "ft_zero": Protocol(ft_zero_segments, analyze_ft_zero, ("ft_force_offset_n", "ft_moment_offset_nm",
                                                             "ft_force_noise_n", "ft_moment_noise_nm")),
     "ft_calibrate": Protocol(ft_calibrate_segments, analyze_ft_calibrate, ftc.SCALAR_FIGURES),
+    "ft_crosstalk_calibrate": Protocol(ftx.ft_crosstalk_segments, ftx.analyze_ft_crosstalk, ftx.SCALAR_FIGURES,
+                                       needs_fixture=True),
     "friction_calibrate": Protocol(fcal.friction_calibrate_segments, fcal.analyze_friction_calibrate, fcal.FIGURES),
     "cogging_calibrate": Protocol(cog.cogging_calibrate_segments, cog.analyze_cogging_calibrate, cog.FIGURES,
                                   needs_encoders=True),

@@ -36,6 +36,11 @@ class Segment:
     # tick the load falls from its value then to 0 over RELEASE_S and stays 0 for the rest of the step, whatever
     # the later segments' loads. The executor watches the telemetry (bus) or the joints' state (batch, in-process)
     release_rad_s: float | None = None
+    # a wrench fixture's known load on the tool, in the sensor frame (Fx Fy Fz N, Mx My Mz N·m), held over the segment
+    # on top of ``load_nm`` (None: none): masses hung and forces applied at known lever arms, as a sensor's
+    # calibration rig applies them (``experiments.ft_crosstalk``). What of it turns the joint (Mz + d Fy) the joint's
+    # own loop holds
+    wrench: tuple[float, ...] | None = None
 
 
 @dataclass

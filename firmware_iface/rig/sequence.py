@@ -41,6 +41,8 @@ def _k(kind: type | tuple, default: Any = None, lo: float = -INF, hi: float = IN
 
 
 _HOME = {"home_rad": _k(float, 0.0, *_Q)}
+# a calibration whose result the joint keeps as parameters (experiments.calibrations.joint_params): write it, save it
+_WRITE = {"write": _k(bool, False), "save": _k(bool, False)}
 STEP_TYPES: dict[str, dict[str, dict]] = {
     "connect": {"timeout_s": _k(float, 5.0, 0.1, 120.0)},
     "enable": {"mode": _k(str, "position", choices=MODES), "timeout_s": _k(float, 1.0, 0.05, 30.0)},
@@ -64,10 +66,18 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
     "ft_zero": {**_HOME, "duration_s": _k(float, 1.0, 0.05, 60.0), "expected_force_n": _k(list, [0.0, 0.0, 0.0]),
                 "expected_moment_nm": _k(list, [0.0, 0.0, 0.0])},
     # the F/T sensor's bias and tool load (experiments.ft_calibration): poses inside the preset's position limits
-    "ft_calibrate": {"poses_rad": _k(list, list(FT_POSES_RAD)), "settle_s": _k(float, 0.4, 0.0, 30.0),
+    "ft_calibrate": {**_WRITE, "poses_rad": _k(list, list(FT_POSES_RAD)), "settle_s": _k(float, 0.4, 0.0, 30.0),
                      "average_s": _k(float, 0.5, 0.01, 60.0), "move_s": _k(float, 0.8, 0.05, 30.0),
                      "hang_offset_rad": _k(float, 0.0, -math.pi, math.pi),
                      "reach_tol_rad": _k(float, 0.01, 1e-6, 0.5)},
+    # the F/T sensor's sensitivity and crosstalk against the wrench fixture's known loads (experiments.ft_crosstalk):
+    # the default load set from the preset's sensor range and rated torque, checked against them
+    "ft_crosstalk_calibrate": {
+        **_HOME, **_WRITE, "wrenches": _k(list, None), "force_fraction": _k(float, 0.2, 0.0, 1.0),
+        "moment_fraction": _k(float, 0.5, 0.0, 1.0), "joint_torque_fraction": _k(float, 0.5, 0.0, 1.0),
+        "settle_s": _k(float, 0.3, 0.0, 30.0), "average_s": _k(float, 0.5, 0.01, 60.0),
+        "ramp_s": _k(float, 0.2, 0.0, 10.0), "move_s": _k(float, 0.8, 0.05, 30.0),
+        "reach_tol_rad": _k(float, 0.01, 1e-6, 0.5)},
     # the friction map (experiments.friction_calibration): speeds default to the preset's (log-spaced to 0.8 of its
     # velocity limit), each pair's travel checked against its position limits
     "friction_calibrate": {"write_gains": _k(bool, False), **_HOME, "speeds_rad_s": _k(list, None),
@@ -90,7 +100,7 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
         "move_s": _k(float, 0.5, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
     # the torque constant against the fixture (experiments.kt_calibration): loads default to the preset's (+-0.8 and
     # +-0.4 of its rated torque and 0), checked against its drive's ceiling, the speed against its velocity limit
-    "kt_calibrate": {**_HOME, "loads_nm": _k(list, None), "speed_rad_s": _k(float, 0.5, 0.01, 10.0),
+    "kt_calibrate": {**_HOME, **_WRITE, "loads_nm": _k(list, None), "speed_rad_s": _k(float, 0.5, 0.01, 10.0),
                      "plateau_s": _k(float, 0.4, 0.05, 30.0), "settle_s": _k(float, 0.2, 0.0, 10.0),
                      "ramp_s": _k(float, 0.2, 0.01, 5.0), "load_ramp_s": _k(float, 0.3, 0.01, 10.0),
                      "move_s": _k(float, 0.5, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0),
@@ -120,6 +130,7 @@ FIGURES: dict[str, tuple[str, ...]] = {  # the figures a step reports: its proto
     "tune": ("simulated_bandwidth_hz", "measured_bandwidth_hz"),
     "motor_calibrate": MOTOR_FIGURES,
 }
+WRITE_KEYS = ("write_gains", *_WRITE)  # what a calibration step does with its result: the rig's, not the protocol's
 STATS = ("mean", "std", "min", "max", "p2p", "rms")
 
 
@@ -325,6 +336,6 @@ def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None
     routine = BY_STEP.get(step.type)
     if routine is not None and routine.config is not None:
         ratio = {"ratio": seq.ratio} if step.type == "encoder_calibrate" else {}
-        cfg = {k: v for k, v in step.cfg.items() if k != "write_gains"}  # the step's, not the protocol's
+        cfg = {k: v for k, v in step.cfg.items() if k not in WRITE_KEYS}  # the step's, not the protocol's
         return config_of(routine, params or load_preset(seq.preset), **cfg, **ratio)
     return {**step.cfg, "ratio": seq.ratio}

@@ -43,15 +43,23 @@ def _protocol_step(rig: Rig, seq: Sequence, step: Step) -> Outcome:
     """A measuring step or a calibration (``experiments.calibrations``) over the bus, with the rig's fixture where it
     loads the joint: a calibration's configuration is checked against the sequence preset (position and velocity
     limits, gravity, the drive's ceiling) before anything moves, and its outcome carries the certificates; with
-    ``write_gains`` the friction feed-forward it found goes into the joint through its profile's gain_write."""
+    ``write_gains`` the friction feed-forward it found goes into the joint through its profile's gain_write, with
+    ``write`` a result the joint keeps as parameters (F/T bias, compensation, Kt) through param_write, the joint
+    disabled first; ``save`` then stores them in its flash."""
     cfg = protocol_config(step, seq)
     proto = PROTOCOLS[PROTOCOL_OF[step.type]]
     segments = proto.segments(cfg)
     outcome = proto.analyze(_run_segments(rig, step, proto, segments), segments, cfg)
-    if step.cfg.get("write_gains"):
+    if step.cfg.get("write_gains") or step.cfg.get("write"):
         client = rig.client(step.node)
+        if step.cfg.get("write") or step.cfg.get("save"):
+            # the joint's sensor and drive settings change idle (a drive changes no Kt under load), and the flash is
+            # written idle only; the dozens of requests would outlast its watchdog in closed loop with nothing sent.
+            # The next measuring step enables it again
+            client.disable()
+            client.wait_state("idle", 1.0)
         outcome.figures["gains_written"] = write_to_joint(client, BY_STEP[step.type], outcome.figures,
-                                                          client.profile.gain_names)
+                                                          client.profile.gain_names, bool(step.cfg.get("save")))
     return outcome
 
 

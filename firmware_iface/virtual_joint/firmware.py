@@ -39,6 +39,8 @@ from actuator.params import JointParams, load_preset
 from actuator.simulation import JointModel
 from firmware_iface.virtual_joint.drive_calibration import PARAMS as DRIVE_PARAMS
 from firmware_iface.virtual_joint.drive_calibration import DriveSettings, Phase
+from firmware_iface.virtual_joint.sensor_settings import PARAMS as SENSOR_PARAMS
+from firmware_iface.virtual_joint.sensor_settings import SensorSettings
 
 PROFILE_VERSION = 1.0
 GAIN_RANGE = (-1e6, 1e6)
@@ -102,10 +104,16 @@ class JointFirmware:
         self._own_counters = {"chunks": 0, "flash_saves": 0}
         # the drive's commutation settings and its motor calibration (the calibrating state)
         self.drive = DriveSettings(m.p, m.x, m.env, self.params.motor.current_limit_a)
+        # its Kt and F/T compensation (sensor_settings): the calibrations' results, restored from flash at boot
+        ft = self.params.ft_sensor
+        self.sensor = SensorSettings(self.params.torque_constant_nm_per_a, (*ft.range_force_n, *ft.range_torque_nm))
         for name, value in (flash[1] if flash else {}).items():
             self.write_param(name, value)
         if flash and flash[2]:
             self.drive.from_flash(flash[2], str(self.flash_path))
+        if flash and flash[3]:
+            self.sensor.from_flash(flash[3], str(self.flash_path))
+        self._apply_kt()
 
     # --- the supervisor's view of this joint ------------------------------------------------------------------------
     @property
@@ -253,11 +261,16 @@ class JointFirmware:
         self.model.c[:] = vector
         self.model.c[C.C_MODE] = mode
         self.model.c[C.C_MGL] = gains.gravity_feedforward_nm if mgl else 0.0
+        self._apply_kt()
+
+    def _apply_kt(self) -> None:
+        """The drive's Kt parameter into its controller's torque per amp (the compiled gains carry the preset's)."""
+        self.model.c[C.C_TORQUE_PER_A] = self.sensor.kt_nm_per_a * self.params.reducer.ratio
 
     # --- parameters ------------------------------------------------------------------------------------------
     def param_names(self) -> tuple[str, ...]:
         return ("profile_version", "flash_saves", "watchdog_timeout_s", "tracking_limit_rad", *LIMIT_PARAMS,
-                *self.rates_hz, *(f"gain.{g}" for g in GAINS), *DRIVE_PARAMS)
+                *self.rates_hz, *(f"gain.{g}" for g in GAINS), *DRIVE_PARAMS, *SENSOR_PARAMS)
 
     def read_param(self, name: str) -> float:
         if name.startswith("gain."):
@@ -274,6 +287,8 @@ class JointFirmware:
             return self.rates_hz[name]
         if name in DRIVE_PARAMS:
             return self.drive.read(name)
+        if name in SENSOR_PARAMS:
+            return self.sensor.read(name)
         raise ParamError("unknown_param", f"parameter {name!r} is unknown: allowed {', '.join(self.param_names())}")
 
     def write_param(self, name: str, value: float) -> None:
@@ -296,6 +311,11 @@ class JointFirmware:
                 raise ParamError(refused, f"parameter {name} = {value!r} is read-only or out of range: allowed "
                                  f"{DRIVE_PARAMS[name]} (pole pairs a whole number; the calibration current at most "
                                  f"the motor's limit {self.drive.current_limit_a:g} A)")
+        elif name in SENSOR_PARAMS:
+            if self.sensor.write(name, float(value)):
+                raise ParamError("out_of_range", f"parameter {name} = {value!r} is out of range: allowed "
+                                 "[{:g}, {:g}]".format(*self.sensor.allowed(name)))
+            self._apply_kt()
         elif name in LIMIT_PARAMS:
             lim = self.limits
             pos = {"position_min_rad": lim.position_min_rad, "position_max_rad": lim.position_max_rad}
@@ -321,13 +341,14 @@ class JointFirmware:
         tmp = self.flash_path.with_suffix(".tmp")
         doc = {"firmware": {"watchdog_timeout_s": self.watchdog_timeout_s,
                             "tracking_limit_rad": self.tracking_limit_rad, **self.rates_hz},
-               "gains": config_to_dict(replace(self.gains, mode=self.mode)), "drive": self.drive.to_flash()}
+               "gains": config_to_dict(replace(self.gains, mode=self.mode)), "drive": self.drive.to_flash(),
+               "sensor": self.sensor.to_flash()}
         tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
         tmp.replace(self.flash_path)  # atomic: a power cut never leaves half a flash
         self._own_counters["flash_saves"] += 1
         return self.flash_path
 
-    def _load_flash(self) -> tuple[ControllerConfig, dict[str, float], dict] | None:
+    def _load_flash(self) -> tuple[ControllerConfig, dict[str, float], dict, dict] | None:
         if self.flash_path is None or not self.flash_path.exists():
             return None
         where = str(self.flash_path)
@@ -341,16 +362,17 @@ class JointFirmware:
         if unknown or not isinstance(data.get("gains"), dict):
             raise ConfigError(f"{where}: not a jointkit flash file (needs [gains]; [firmware] keys allowed: "
                               f"{', '.join(sorted(allowed))}; got {', '.join(unknown) or 'no [gains]'})")
-        drive = data.get("drive", {})
-        if not isinstance(drive, dict):
-            raise ConfigError(f"{where}: [drive] must be a table of the drive's settings, got {drive!r}")
+        drive, sensor = data.get("drive", {}), data.get("sensor", {})
+        for name, table in (("drive", drive), ("sensor", sensor)):
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where}: [{name}] must be a table of the drive's settings, got {table!r}")
         return (config_from_dict(data["gains"], f"{where} [gains]"), {k: float(v) for k, v in firmware.items()},
-                drive)
+                drive, sensor)
 
     # --- telemetry -------------------------------------------------------------------------------------------
     def telemetry(self) -> dict[str, float | str | list[str]]:
         x, k = self.model.x, self.model.k
-        kt_n = self.params.torque_constant_nm_per_a * self.params.reducer.ratio
+        kt_n = self.sensor.kt_nm_per_a * self.params.reducer.ratio  # the drive's Kt parameter
         return {
             "t_s": self.t_s, "state": self.state, "mode": self.mode, "faults": fault_names(self.faults),
             "fault_bits": self.faults, "position_rad": float(x[L.X_ENC_O]), "velocity_rad_s": float(k[C.K_VEL]),
@@ -358,7 +380,7 @@ class JointFirmware:
             "bus_voltage_v": float(self.model.env[L.E_BUS_V]), "winding_temp_c": float(x[L.X_TW]),
             "motor_encoder_rad": float(x[L.X_ENC_M]), "output_encoder_rad": float(x[L.X_ENC_O]),
             "housing_temp_c": float(x[L.X_TH]),
-            "wrench": [float(v) for v in x[L.X_FT_MEAS:L.X_FT_MEAS + 6]],
+            "wrench": [float(v) for v in self.sensor.wrench(x[L.X_FT_MEAS:L.X_FT_MEAS + 6])],
             "ft_saturated": int(x[L.X_FT_SAT]),
             "limits_active": int(k[C.K_LIMITS]) if self.state == "closed_loop" else 0,
             "setpoint_position_rad": float(self.ref[C.R_POS]), "setpoint_velocity_rad_s": float(self.ref[C.R_VEL]),

@@ -438,6 +438,31 @@ def test_params_survive_a_restart_of_the_virtual_joint(wire, tmp_path):
         assert client.read_gain("position_kp") == 42.5
 
 
+def test_sensor_settings_over_the_bus_change_what_the_joint_reports(wire):
+    """The drive's Kt and F/T compensation (``virtual_joint.sensor_settings``, ids 43, 48-99) written over the bus
+    (float32 on the wire), refused out of range, and applied to the torque and wrench the joint reports: Fx with
+    K_11 = 0.5 and a bias of 2 N is 0.5 (raw - 2), raw the tool's 9.81 N at the hanging pose; the mean of the 0.2 s
+    (100 frames at 500 Hz) reported within 5 sd of its noise (0.5 x 0.12 N / sqrt(100)) and the frames' 0.05 N step."""
+    node, client, clock = clocked(wire)
+    kt = node.fw.params.torque_constant_nm_per_a
+    assert client.read_param("motor.torque_constant_nm_per_a") == pytest.approx(kt, rel=1e-7)
+    assert client.write_param("motor.torque_constant_nm_per_a", 1.05 * kt) == pytest.approx(1.05 * kt, rel=1e-7)
+    assert node.fw.model.c[C.C_TORQUE_PER_A] == pytest.approx(1.05 * kt * node.fw.params.reducer.ratio, rel=1e-7)
+    for name, value in (("motor.torque_constant_nm_per_a", 10.0 * kt), ("ft.compensation_12", 0.9),
+                        ("ft.compensation_11", 3.0), ("ft.bias_fx_n", 1e4)):
+        with pytest.raises(ConfigError, match="out_of_range"):
+            client.write_param(name, value)
+    assert client.write_param("ft.bias_fx_n", 2.0) == 2.0
+    assert client.write_param("ft.compensation_11", 0.5) == 0.5
+    assert node.fw.read_param("ft.compensation_12") == 0.0  # the refused write changed nothing
+    since = clock.now()
+    clock.sleep(0.2)
+    _, fx = client.series("telemetry.force_x_n", since)
+    weight = node.fw.params.ft_sensor.tool_mass_kg * node.fw.params.load.gravity_m_s2
+    assert fx.size >= 90
+    assert float(np.mean(fx)) == pytest.approx(0.5 * (weight - 2.0), abs=5 * 0.5 * 0.12 / 10 + 0.05)
+
+
 # --- 7. fault injection ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("injection", "fault"), [("over_temperature", "over_temperature"),
                                                    ("encoder_loss", "encoder_fault")])

@@ -71,7 +71,7 @@ def test_recovers_the_injected_bias_and_the_tool(knee) -> None:
     assert f["ft_condition_number"] < 5 and f["ft_residual_force_rms_n"] < 0.1
     assert [c.quantity for c in out.certificates] == ["ft_bias_force_n", "ft_bias_moment_nm", "tool_mass_kg",
                                                       "tool_com_m"]
-    assert "nothing is written to the joint" in out.certificates[0].method
+    assert "written to the joint with --write (its ft.bias_* parameters" in out.certificates[0].method
 
 
 def test_a_population_of_20_joints_recovers_its_biases(knee) -> None:

@@ -25,10 +25,13 @@ import pytest
 from actuator.errors import CalibrationError, ConfigError
 from actuator.params import load_preset
 from firmware_iface.experiments.batch import run_batch
-from firmware_iface.experiments.inprocess import run_protocol
-from firmware_iface.experiments.kt_calibration import fit_kt, kt_calibrate_config
+from firmware_iface.experiments.calibrations import ROUTINES, write_to_joint
+from firmware_iface.experiments.inprocess import run_protocol, run_segments
+from firmware_iface.experiments.kt_calibration import fit_kt, kt_calibrate_config, kt_calibrate_segments
+from firmware_iface.experiments.segments import tagged
 from firmware_iface.rig.spread import draw, load_spread
 from firmware_iface.virtual_joint.firmware import JointFirmware
+from firmware_iface.virtual_joint.sensor_settings import KT_PARAM
 
 SPREAD = Path(__file__).resolve().parents[2] / "seeds" / "spread.toml"
 KT_REL = 0.005
@@ -51,7 +54,7 @@ def test_recovers_the_knee_kt(knee) -> None:
     assert f["kt_mesh_efficiency"] == pytest.approx(knee.reducer.efficiency, abs=0.01)
     assert f["kt_load_span_nm"] == pytest.approx(80.0) and f["kt_levels"] == 5
     assert [c.quantity for c in out.certificates] == ["kt_nm_per_a", "kt_mesh_efficiency"]
-    assert "Applied host-side" in out.certificates[0].method and "no torque-constant" in out.certificates[0].method
+    assert "Written to the drive with --write (its motor.torque_constant_nm_per_a" in out.certificates[0].method
 
 
 def test_a_population_of_20_joints_recovers_its_own_kt(knee) -> None:
@@ -106,3 +109,33 @@ def test_loads_that_cannot_give_a_slope_are_refused(loads) -> None:
 def test_bad_configurations_are_refused_before_anything_moves(knee, kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
         kt_calibrate_config(knee, **kwargs)
+
+
+def _torque_against_load(signals: dict, cfg: dict) -> np.ndarray:
+    """Per load, the mean of the reported drive torque (``torque_nm``: the drive's Kt x N x iq) over the +v and -v
+    plateaus: G - L, friction and the mesh loss's direction dependence cancelled (the module's docstring)."""
+    segs = kt_calibrate_segments(cfg)
+    return np.array([(signals["torque_nm"][tagged(signals, segs, f"fwd{i}")].mean()
+                      + signals["torque_nm"][tagged(signals, segs, f"bwd{i}")].mean()) / 2.0
+                     for i in range(len(cfg["loads_nm"]))])
+
+
+def test_the_written_kt_makes_the_reported_torque_match_the_fixture_load(knee, tmp_path) -> None:
+    """A drive set 5 % off (its Kt parameter 1.05 x the motor's): the routine measures the motor's Kt from the
+    current, not from the torque the drive reports; written (``--write --save``), the drive reports torque with it.
+    Between the fixture loads +-30 N·m, the reported torque's mean over the two directions (G - L) then changes by
+    the 60 N·m the fixture changed, within 0.5 % (KT_REL: the Kt's own bias, +0.13 % on the knee, and the mean's
+    load-damping residue, 3e-4 of the slope); before, by 5 % more. A reboot from flash keeps the written Kt."""
+    fw = JointFirmware(knee, seed=1, flash_path=tmp_path / "flash.toml")
+    fw.write_param(KT_PARAM, 1.05 * knee.torque_constant_nm_per_a)
+    cfg = kt_calibrate_config(knee, **SHORT)
+    out, before = run_protocol(fw, "kt_calibrate", cfg)
+    assert out.figures["kt_nm_per_a"] == pytest.approx(knee.torque_constant_nm_per_a, rel=KT_REL)
+    fw.set_state("idle")  # the flash is written idle
+    written = write_to_joint(fw, ROUTINES["kt"], out.figures, (), save=True)
+    assert written == {KT_PARAM: out.figures["kt_nm_per_a"]}
+    span = lambda t: float(t[0] - t[-1])  # noqa: E731  the torque at -30 N·m less that at +30 N·m
+    assert span(_torque_against_load(before, cfg)) == pytest.approx(60.0 * 1.05, rel=KT_REL)
+    after = run_segments(fw, kt_calibrate_segments(cfg))
+    assert span(_torque_against_load(after, cfg)) == pytest.approx(60.0, rel=KT_REL)
+    assert JointFirmware(knee, flash_path=fw.flash_path).read_param(KT_PARAM) == written[KT_PARAM]
