@@ -18,6 +18,9 @@ Fetch = Callable[[float], tuple[np.ndarray, np.ndarray]]
 PLOTS = {"position": ("position and set-point", "rad"), "velocity": ("velocity", "rad/s"),
          "torque": ("torque", "N·m"), "currents": ("currents", "A"), "temperatures": ("temperatures", "°C"),
          "wrench": ("wrench", "N, N·m")}
+# the board's tabs: what a person tuning a loop watches together; three plots of MIN_PLOT_HEIGHT_PX fit a 720 px screen
+PLOT_GROUPS = {"position": "motion", "velocity": "motion", "torque": "motion", "currents": "drive",
+               "temperatures": "drive", "wrench": "wrench"}
 # signal -> (plot, label, unit, shown by default); joints after the first show only CORE by default, so six joints
 # start with 18 curves rather than 54
 CORE = ("telemetry.position_rad", "setpoint", "telemetry.torque_nm")

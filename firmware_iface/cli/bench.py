@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="knee", help="joint preset (default knee)")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisier figures)")
     p.add_argument("--minutes", type=float, help="record: minutes of synthetic telemetry (default 60, --quick 3)")
+    p.add_argument("--joints", type=int, help="gui: also the whole window on this many simulated joints (1 kHz "
+                                              "telemetry each): fps, event-loop lateness, set-point streamer misses")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -34,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
         bench_run = importlib.import_module(f"firmware_iface.bench.{args.target}").run
     if args.minutes is not None and not (args.target == "record" and 1.0 <= args.minutes <= 24 * 60):
         raise ConfigError(f"--minutes {args.minutes:g}: only for bench record, 1 to 1440 minutes")
+    if args.joints is not None and args.target != "gui":
+        raise ConfigError(f"--joints {args.joints}: only for bench gui")
     extra = {"minutes": args.minutes} if args.target == "record" else {}
+    if args.joints is not None:
+        extra["joints"] = args.joints
     figures = bench_run(args.preset, quick=args.quick, **extra)
     emit(figures, args.json, f"jointkit bench {args.target}")
     return 0
