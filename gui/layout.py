@@ -76,7 +76,7 @@ def restore(window: QtWidgets.QMainWindow, board: PlotBoard) -> bool:
             if isinstance(heights, QtCore.QByteArray):
                 board.group_splitter(group).restoreState(heights)
         group = s.value("plots/group")
-        if group in board.groups():
+        if group in board.tab_names():
             board.show_group(group)
         with contextlib.suppress(TypeError, ValueError):  # a hand-edited file: the default window stays
             board.set_window_s(float(s.value("plots/window_s", board.window_s)))

@@ -383,8 +383,21 @@ class PlotBoard(QtWidgets.QWidget):
         i = self.tabs.currentIndex()
         return None if i < 0 else self.tabs.tabText(i)
 
+    def add_page(self, name: str, widget: QtWidgets.QWidget) -> None:
+        """A tab of the caller's own beside the plot groups (the limb view); it draws itself."""
+        if name in self.tab_names():
+            raise ValueError(f"the board already has a tab {name!r}")
+        self.tabs.addTab(widget, name)
+
+    def tab_names(self) -> list[str]:
+        return [self.tabs.tabText(i) for i in range(self.tabs.count())]
+
     def show_group(self, group: str) -> None:
-        self.tabs.setCurrentWidget(self.group_splitter(group).parentWidget().parentWidget())  # splitter < viewport
+        """Bring a plot group (or a page) to the front."""
+        names = self.tab_names()
+        if group not in names:
+            raise KeyError(f"the board has no tab {group!r}; it has {', '.join(names) or 'none'}")
+        self.tabs.setCurrentIndex(names.index(group))
 
     def add_plot(self, name: str, title: str, unit: str, group: str = DEFAULT_GROUP) -> LivePlot:
         if name in self._plots:

@@ -99,6 +99,21 @@ class SignalChooser(QtWidgets.QTreeWidget):
                     out.append((node, item.data(0, QtCore.Qt.ItemDataRole.UserRole)))
         return out
 
+    def node_of(self, item: QtWidgets.QTreeWidgetItem | None) -> int | None:
+        """The joint of a node's row or of one of its signals' rows."""
+        while item is not None and item.parent() is not None:
+            item = item.parent()
+        return None if item is None else item.data(0, QtCore.Qt.ItemDataRole.UserRole)
+
+    def select_node(self, node: int) -> None:
+        """Show ``node``'s signals (its row current and expanded, the others collapsed)."""
+        for i in range(self.topLevelItemCount()):
+            top = self.topLevelItem(i)
+            mine = top.data(0, QtCore.Qt.ItemDataRole.UserRole) == node
+            top.setExpanded(mine)
+            if mine and self.node_of(self.currentItem()) != node:
+                self.setCurrentItem(top)
+
     def set_checked(self, node: int, signal: str, on: bool) -> None:
         for i in range(self.topLevelItemCount()):
             top = self.topLevelItem(i)

@@ -26,6 +26,7 @@ from gui.calibration import CalibrationPanel
 from gui.context import PanelContext
 from gui.gains import GainsPanel
 from gui.jobs import Jobs
+from gui.limb import LimbView
 from gui.panels import ControlPanel, FaultsPanel, JointList
 from gui.plots import PlotBoard
 from gui.session import Connection, Session
@@ -144,6 +145,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.faults = FaultsPanel(ctx)
         self.chooser = SignalChooser()
         self.chooser.changed.connect(self._traces_changed)
+        self.chooser.currentItemChanged.connect(lambda item, _: self.select_joint(self.chooser.node_of(item)))
+        self.limb = LimbView()
+        self.limb.joint_selected.connect(self.select_joint)
+        self.board.add_page("limb", self.limb)
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
         for w in (self.joints, self.control, self.faults):
@@ -257,8 +262,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _connected(self, session: Session) -> None:
         self._connecting, self._lost_since = False, None
         self.session = session
-        self.joints.refresh(session)
         self.chooser.set_nodes(list(session.clients))
+        self.limb.set_nodes(list(session.clients))
+        self.joints.refresh(session)  # selects the first joint, which selects it in the others
         self._traces_changed()
         self.board.start()
         self.status_message(f"connected: {session.conn.describe()}")
@@ -296,9 +302,17 @@ class MainWindow(QtWidgets.QMainWindow):
     def _fixture(self, node: int) -> Any:
         return None if self.session is None else self.session.rig.fixtures.get(node)
 
+    def select_joint(self, node: int | None) -> None:
+        """Make ``node`` the current joint everywhere: the joint list (whose selection drives the rest), the limb
+        view and the signal chooser."""
+        if node is not None and node != self.joints.current_node():
+            self.joints.select(node)
+
     def _joint_selected(self) -> None:
         node = self.current_node()
         if node is not None:
+            self.limb.select(node)
+            self.chooser.select_node(node)
             self.gains.read()
 
     def _traces_changed(self) -> None:
@@ -352,6 +366,8 @@ class MainWindow(QtWidgets.QMainWindow):
         s = self.session
         self.joints.refresh(s)
         self.faults.refresh(s)
+        if self.limb.isVisible():  # nobody sees it otherwise
+            self.limb.refresh(s)
         if s is None:
             if not self._connecting:
                 self.labels["connection"].setText("disconnected")
