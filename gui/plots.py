@@ -47,6 +47,7 @@ SAMPLES_PER_PIXEL = 1.0
 MIN_PLOT_HEIGHT_PX = 150  # below this a plot's data area is too short to read (title, axis and ~100 px of data)
 LEGEND_ROW_PX = 17  # one legend entry at LEGEND_TEXT_SIZE
 LEGEND_TEXT_SIZE = "8pt"
+LEGEND_PAD_PX = 6.0  # between a legend's sample and its label, and between columns
 LEFT_AXIS_PX = 62  # tick labels such as -0.0015 and the unit beside them
 DEFAULT_GROUP = "plots"
 Fetch = Callable[[float], tuple[np.ndarray, np.ndarray]]
@@ -214,6 +215,9 @@ class LivePlot(QtWidgets.QWidget):
         legend one width (``legend_changed``)."""
         rows = max(1, int((self.height() - 2 * LEGEND_ROW_PX) // LEGEND_ROW_PX))
         self.legend.setColumnCount(max(1, math.ceil(len(self.legend.items) / rows)))
+        # as high as its entries, at the top of its cell: stretched to the data's height, its rows drifted apart
+        self.legend.setMaximumHeight(max(1, self.legend.layout.rowCount()) * LEGEND_ROW_PX + 4)
+        self.plot_item.layout.setAlignment(self.legend, QtCore.Qt.AlignmentFlag.AlignTop)
         self.legend_changed.emit()
 
     def legend_width_px(self) -> float:
@@ -221,7 +225,9 @@ class LivePlot(QtWidgets.QWidget):
         grid, widest = self.legend.layout, 0.0
         for row in range(grid.rowCount()):
             items = [grid.itemAt(row, col) for col in range(grid.columnCount())]
-            widest = max(widest, sum(it.preferredWidth() + 3.0 for it in items if it is not None))
+            # a label's own text item, or its preferred width; a sample's preferred width (its bounding box is empty)
+            widest = max(widest, sum(max(getattr(it, "item", it).boundingRect().width(), it.preferredWidth())
+                                     + LEGEND_PAD_PX for it in items if it is not None))
         return widest
 
     def set_legend_width(self, px: float) -> None:

@@ -231,8 +231,11 @@ def test_at_1280x720_every_plot_is_tall_enough_and_nothing_overlaps(qtbot, bare_
             assert p.height() >= MIN_PLOT_HEIGHT_PX, (p.title, p.height())
             pi = p.plot_item
             view = pi.vb.sceneBoundingRect()
-            # the legend beside the data: it starts where the data area ends (the layout's fractions: half a pixel)
+            # the legend beside the data: it starts where the data area ends (the layout's fractions: half a pixel),
+            # and every entry's text ends inside the plot (none cut at its right edge)
             assert p.legend.sceneBoundingRect().left() >= view.right() - 0.5, p.title
+            texts = [label.item.sceneBoundingRect() for _, label in p.legend.items]
+            assert all(r.right() <= p.widget.viewport().width() for r in texts), p.title
             # the y label (rotated) no longer than its axis is high: it cannot run into the next plot's
             axis = pi.getAxis("left")
             assert axis.label.boundingRect().width() <= axis.geometry().height(), p.title
