@@ -196,8 +196,11 @@ class Session:
 
     # --- status -----------------------------------------------------------------------------------------------
     def lost(self) -> str:
-        """Why the connection counts as lost ('' when it is not): no heartbeat from any joint, or a dead reader."""
+        """Why the connection counts as lost ('' when it is not): the served joints' process ended, no heartbeat from
+        any joint, or a dead reader."""
         hub = self.rig.hub
+        if self.served is not None and not self.served.running():
+            return f"the simulated joints' process ended (exit code {self.served.proc.returncode})"
         if hub.lost is not None:
             return f"bus lost: {hub.lost}"
         if not hub.threaded:

@@ -93,9 +93,18 @@ def test_the_window_runs_served_joints_and_lists_their_state_through_a_step(qtbo
     # after it the joint is idle (the bus tests leave it so), as its heartbeats say and the list shows
     qtbot.waitUntil(lambda: c.state == "idle" and item.text(1) == "idle", timeout=10_000)
     limb_view_and_selection(qtbot, w)
+    # the joints' process dies (killed outright): the window says so, and reconnects to a new one
+    os.kill(pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: "simulated joints' process ended (exit code -9)" in w.labels["connection"].text(),
+                    timeout=10_000)
+    qtbot.waitUntil(lambda: w.session is not None and w.session is not session
+                    and all(c.alive for c in w.session.clients.values()), timeout=CONNECT_MS)
+    again = w.session
+    second = again.served.proc.pid
+    assert second != pid and not gone(second, 0.1)
     w.close()
     # the window closed its session, and with it the joints' process (a clean stop: SIGTERM, exit code 0)
-    assert gone(pid, 10.0) and session.served.proc.returncode == 0
+    assert gone(second, 10.0) and again.served.proc.returncode == 0
 
 
 def limb_view_and_selection(qtbot, w: MainWindow) -> None:
