@@ -304,11 +304,8 @@ def _run_limb(app: Any, joints: int, preset: str, quick: bool) -> dict[str, Any]
 
     from PySide6 import QtCore
 
-    from actuator.errors import ConfigError
     from gui import bench_limb
 
-    if not 1 <= joints <= 63:
-        raise ConfigError(f"--joints {joints}: allowed 1 to 63 (node ids of one bus)")
     fmt, scope = QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope
     with tempfile.TemporaryDirectory(prefix="jointkit-bench-settings-") as where, _quiet_offscreen_warning():
         QtCore.QSettings.setPath(fmt, scope, where)

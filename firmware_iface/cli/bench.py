@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--minutes {args.minutes:g}: only for bench record, 1 to 1440 minutes")
     if args.joints is not None and args.target != "gui":
         raise ConfigError(f"--joints {args.joints}: only for bench gui")
+    if args.joints is not None and not 1 <= args.joints <= 63:
+        raise ConfigError(f"--joints {args.joints}: allowed 1 to 63 (the node ids of one bus)")
     extra = {"minutes": args.minutes} if args.target == "record" else {}
     if args.joints is not None:
         extra["joints"] = args.joints
