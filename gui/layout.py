@@ -51,6 +51,7 @@ def save(window: QtWidgets.QMainWindow, board: PlotBoard) -> None:
     s = settings()
     s.setValue("layout/version", LAYOUT_VERSION)
     s.setValue("window/geometry", window.saveGeometry())
+    s.setValue("window/size", window.size())
     s.setValue("window/state", window.saveState(LAYOUT_VERSION))
     s.setValue("plots/group", board.current_group() or "")
     s.setValue("plots/window_s", board.window_s)
@@ -68,6 +69,11 @@ def restore(window: QtWidgets.QMainWindow, board: PlotBoard) -> bool:
         geometry = s.value("window/geometry")
         if isinstance(geometry, QtCore.QByteArray):
             window.restoreGeometry(geometry)
+        size = s.value("window/size")
+        if isinstance(size, QtCore.QSize) and size.isValid():
+            # the size itself: restoreGeometry shrinks a window that filled its screen by a title bar it guesses when
+            # no window manager framed it (Xvfb, offscreen: 720 px came back as 694); fit_to_screen bounds it below
+            window.resize(size)
         state = s.value("window/state")
         if isinstance(state, QtCore.QByteArray):
             window.restoreState(state, LAYOUT_VERSION)

@@ -263,8 +263,19 @@ def test_at_1280x720_every_plot_is_tall_enough_and_nothing_overlaps(qtbot, bare_
     assert w.board.findChild(QtWidgets.QScrollArea, "scroll_motion").verticalScrollBar().isVisible()
 
 
+def reopen(qtbot, w: MainWindow) -> MainWindow:
+    w.close()  # saves the layout
+    again = MainWindow(Connection(sim=True, nodes=(1,)), connect=False)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitExposed(again)
+    return again
+
+
 def test_the_layout_is_restored_after_reopening(qtbot, bare_window) -> None:
-    w = bare_window
+    size = bare_window.size()  # as large as the screen, frame included
+    w = reopen(qtbot, bare_window)
+    assert w.size() == size
     w.resize(1200, 680)  # smaller than the screen, frame included: the size is the user's, not the screen's
     w.board.show_group("drive")
     split = w.board.group_splitter("drive")
@@ -276,11 +287,7 @@ def test_the_layout_is_restored_after_reopening(qtbot, bare_window) -> None:
     w.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, w.docks["signals"])
     w.docks["signals"].show()
     qtbot.wait(50)
-    w.close()  # saves the layout
-    again = MainWindow(Connection(sim=True, nodes=(1,)), connect=False)
-    qtbot.addWidget(again)
-    again.show()
-    qtbot.wait(50)
+    again = reopen(qtbot, w)
     assert again.size() == QtCore.QSize(1200, 680)
     assert again.board.current_group() == "drive" and again.board.window_s == 20.0
     assert again.board.group_splitter("drive").sizes() == sizes
