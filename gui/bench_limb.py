@@ -18,7 +18,8 @@ watchdogs. After ``WARMUP_S`` the figures are taken over ``DURATION_S`` of wall 
 * ``joints_closed_loop_after``: joints still in closed loop at the end (a starved watchdog drops one to a fault).
 * ``meets_target``: ``fps`` >= 30, no set-point gap over half the watchdog timeout, every joint still in closed
   loop (misses of single 5 ms periods are counted, not judged: a loaded machine's scheduler makes some).
-* ``cpu_pct`` (the GUI process) and ``server_cpu_pct`` (the joints' process), in % of one core; ``loadavg_1min``
+* ``cpu_pct`` (the GUI process; of it ``gui_thread_cpu_pct``, ``hub_thread_cpu_pct`` (decoding every frame) and
+  ``streamer_thread_cpu_pct``) and ``server_cpu_pct`` (the joints' process), in % of one core; ``loadavg_1min``
   before the run, so a reader knows how busy the machine was.
 """
 
@@ -44,6 +45,9 @@ QUICK_DURATION_S = 3.0
 CONNECT_TIMEOUT_S = 240.0  # a net: a cold Numba cache compiles for a minute on a busy machine
 ENABLE_TIMEOUT_S = 20.0
 TARGET_FPS = 30.0
+# the GUI process's threads whose CPU is reported: the GUI thread (redraws, paints, panels), the bus hub's reader
+# (every frame decoded into the rings) and the set-point streamer
+THREADS = {"MainThread": "gui_thread", "bus-hub": "hub_thread", "gui-commander": "streamer_thread"}
 STARVED_FRACTION = 0.5  # a set-point gap over half the watchdog timeout counts as starvation (one more such gap trips)
 
 
@@ -80,6 +84,22 @@ def _process_cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return math.nan
+
+
+def _thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's Python threads by name (Linux /proc; empty elsewhere)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid, name in names.items():
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _misses(times_s: np.ndarray, period_s: float) -> tuple[int, float]:
@@ -137,8 +157,11 @@ def measure(app: Any, joints: int, preset: str, in_process: bool, warmup_s: floa
         rows0 = [c.rings["joint_state"].count for c in session.clients.values()]
         frames0, cpu0, wall0 = window.board.frames, time.process_time(), time.perf_counter()
         server0 = _process_cpu_s(server_pid) if server_pid else math.nan
+        threads0 = _thread_cpu_s()
         _spin(app, duration_s)
         wall1 = time.perf_counter()
+        threads = {name: (cpu - threads0.get(name, 0.0)) / (wall1 - wall0) * 100.0
+                   for name, cpu in _thread_cpu_s().items() if name in THREADS}
         wall, cpu = wall1 - wall0, time.process_time() - cpu0
         server = _process_cpu_s(server_pid) - server0 if server_pid else math.nan
         frames = window.board.frames - frames0
@@ -165,6 +188,7 @@ def measure(app: Any, joints: int, preset: str, in_process: bool, warmup_s: floa
             "telemetry_hz": float(np.mean(rows)) / wall,
             "joints_closed_loop_after": sum(c.state == "closed_loop" for c in session.clients.values()),
             "cpu_pct": cpu / wall * 100.0, "server_cpu_pct": server / wall * 100.0,
+            **{f"{THREADS[name]}_cpu_pct": pct for name, pct in threads.items()},
             "loadavg_1min": load, "meets_target": bool(fps >= TARGET_FPS and max(gaps, default=math.inf)
                                                         < STARVED_FRACTION * min(session.commander.watchdog_s.values())
                                                         and all(c.state == "closed_loop"
