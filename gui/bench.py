@@ -1,4 +1,6 @@
-"""Benchmark of the GUI's live plots: 16 curves fed at 1 kHz, redrawn by ``gui.plots.PlotBoard`` at 60 Hz.
+"""Benchmark of the GUI's live plots: 16 curves fed at 1 kHz, redrawn by ``gui.plots.PlotBoard`` at 60 Hz; with
+``--joints N``, also the whole window on N simulated joints (``gui.bench_limb``: fps, event-loop lateness, set-point
+streamer misses, in the joints' own process and in the GUI's).
 
 The board holds ``PLOTS`` LivePlots of ``CURVES_PER_PLOT`` traces each (16 curves), shown at ``WIDTH`` x ``HEIGHT``
 pixels (on the ``offscreen`` Qt platform when there is no display, so painting into the backing store really
@@ -66,6 +68,8 @@ NOISE_RAD = 0.05
 FLAT = ("fps", "frame_ms_p50", "frame_ms_p99", "paints_per_s", "paint_ms_p50", "paint_ms_p99", "busy_ms_per_frame",
         "cpu_pct", "gui_thread_cpu_pct", "feeder_cpu_pct", "feed_rate_hz", "points_per_curve_in_window",
         "points_drawn_per_curve", "meets_target")
+LIMB_FLAT = ("fps", "lateness_ms_p50", "lateness_ms_p99", "streamer_misses", "streamer_gap_ms_max", "telemetry_hz",
+             "joints_closed_loop_after", "cpu_pct", "server_cpu_pct", "loadavg_1min", "meets_target")
 FLAT_LONG = ("fps", "frame_ms_p99", "busy_ms_per_frame", "cpu_pct", "meets_target")  # of the other windows
 
 _app: Any = None  # the QApplication this module created: kept for the process (Qt wants one, never destroyed)
@@ -267,14 +271,16 @@ def _run_windows(app: Any, warmup_s: float, duration_s: float) -> dict[str, dict
         return {f"window_{w:g}s": _measure(board, feeder, meter, curves, w, warmup_s, duration_s) for w in WINDOWS_S}
 
 
-def run(preset: str = "knee", quick: bool = False) -> dict[str, Any]:
-    """``preset`` is accepted for the ``bench`` command's uniform call and not used: no joint is simulated."""
+def run(preset: str = "knee", quick: bool = False, joints: int | None = None) -> dict[str, Any]:
+    """The plot board's figures; with ``joints``, also the whole window's on that many simulated joints of ``preset``
+    (``gui.bench_limb``: under ``limb``, with flat ``limb_*`` copies of the served case)."""
     warmup, duration = (QUICK_WARMUP_S, QUICK_DURATION_S) if quick else (WARMUP_S, DURATION_S)
     app = _application()
     from gui.app import collect_in_gui_thread
 
     with collect_in_gui_thread():  # the feeder thread must not collect widgets
         windows = _run_windows(app, warmup, duration)
+        limb = _run_limb(app, joints, preset, quick) if joints else None
     main, *others = windows
     out: dict[str, Any] = {"curves": PLOTS * CURVES_PER_PLOT, "plots": PLOTS, "feed_hz": FEED_HZ, "rate_hz": RATE_HZ,
                            "target_fps": TARGET_FPS, "size_px": f"{WIDTH}x{HEIGHT}", "qt_platform": app.platformName(),
@@ -283,4 +289,24 @@ def run(preset: str = "knee", quick: bool = False) -> dict[str, Any]:
     for name in others:
         out.update({f"{name}_{key}": windows[name][key] for key in FLAT_LONG})
     out.update({"warmup_s": warmup, "duration_s": duration, "cores": os.cpu_count()})
+    if limb is not None:
+        out["limb"] = limb
+        out.update({f"limb_{key}": limb["served"][key] for key in LIMB_FLAT})
+        if "in_process" in limb:
+            out.update({f"limb_in_process_{key}": limb["in_process"][key] for key in LIMB_FLAT})
     return out
+
+
+def _run_limb(app: Any, joints: int, preset: str, quick: bool) -> dict[str, Any]:
+    """``gui.bench_limb`` with the window's remembered layout in a temporary directory: a benchmark must not change
+    the user's."""
+    import tempfile
+
+    from PySide6 import QtCore
+
+    from gui import bench_limb
+
+    fmt, scope = QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope
+    with tempfile.TemporaryDirectory(prefix="jointkit-bench-settings-") as where, _quiet_offscreen_warning():
+        QtCore.QSettings.setPath(fmt, scope, where)
+        return bench_limb.run(app, joints, preset, quick)

@@ -58,6 +58,13 @@ class JointList(QtWidgets.QTreeWidget):
         item = self.currentItem()
         return None if item is None else int(item.text(0))
 
+    def select(self, node: int) -> None:
+        """Make ``node`` the current joint (``itemSelectionChanged`` follows, as for a click)."""
+        for i in range(self.topLevelItemCount()):
+            if self.topLevelItem(i).text(0) == str(node):
+                self.setCurrentItem(self.topLevelItem(i))
+                return
+
 
 class ControlPanel(QtWidgets.QGroupBox):
     """Enable and disable, mode, set-point (slider and number, sent on change), and a planned move."""

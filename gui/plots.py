@@ -2,8 +2,11 @@
 
 This module owns the drawing of live signals and nothing else: ``Trace`` (what to draw: a key, a legend label, a
 unit and a ``fetch`` callable), ``LivePlot`` (one pyqtgraph plot with its curves, static overlays, a y range mode
-and a read-out cursor) and ``PlotBoard`` (several LivePlots stacked with linked time axes, one redraw timer and a
-toolbar: window length, pause, auto range, cursor). It never talks to a bus: a bus thread fills rings
+and a read-out cursor) and ``PlotBoard`` (LivePlots in groups, one tab a group, each group a scrolling stack of plots
+no lower than ``MIN_PLOT_HEIGHT_PX``, with linked time axes, one redraw timer and a toolbar: window length, pause,
+auto range, cursor). Only the plots of the group shown are redrawn. A plot's legend sits beside its data, never on
+it, in as many columns as its height needs; its y axis is labelled with the unit alone (the title names the plot), so
+a short plot's label fits its axis. It never talks to a bus: a bus thread fills rings
 (``firmware_iface.client.rings.Ring``) and a trace's ``fetch`` copies the rows of the last window out of one, so
 the GUI thread never waits on CAN I/O.
 
@@ -41,6 +44,12 @@ GRID_COLOR = "#303030"
 # vertical stroke from min to max in each column) at a third of pyqtgraph's default 5 samples a pixel, which more
 # than halved the paint time of 16 curves x 10 000 samples (14 -> 9 ms) for 2.5 ms more numpy in the redraw.
 SAMPLES_PER_PIXEL = 1.0
+MIN_PLOT_HEIGHT_PX = 150  # below this a plot's data area is too short to read (title, axis and ~100 px of data)
+LEGEND_ROW_PX = 17  # one legend entry at LEGEND_TEXT_SIZE
+LEGEND_TEXT_SIZE = "8pt"
+LEGEND_PAD_PX = 6.0  # between a legend's sample and its label, and between columns
+LEFT_AXIS_PX = 62  # tick labels such as -0.0015 and the unit beside them
+DEFAULT_GROUP = "plots"
 Fetch = Callable[[float], tuple[np.ndarray, np.ndarray]]
 
 
@@ -81,6 +90,8 @@ def _nearest(x: np.ndarray, y: np.ndarray, at: float) -> float:
 class LivePlot(QtWidgets.QWidget):
     """One pyqtgraph plot of live traces in one unit, with a legend, overlays and an optional cursor read-out."""
 
+    legend_changed = QtCore.Signal()  # its entries or columns changed
+
     def __init__(self, title: str, unit: str, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.title, self.unit = title, unit
@@ -90,13 +101,17 @@ class LivePlot(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.widget)
         pi = self.plot_item = self.widget.getPlotItem()
-        pi.setTitle(title)
-        pi.setLabel("left", title, units=unit)
+        pi.setTitle(title, size="9pt")
+        pi.setLabel("left", unit)  # the unit alone: the title names the plot, and a long rotated label overran it
         pi.setLabel("bottom", "time", units="s")
         for axis in ("left", "bottom"):  # values in the unit the trace states, as the cursor read-out shows them
             pi.getAxis(axis).enableAutoSIPrefix(False)
+        pi.getAxis("left").setWidth(LEFT_AXIS_PX)  # one width on every plot: the data areas line up
         _opaque_grid(pi)
-        pi.addLegend(offset=(10, 10))
+        # the legend in a column of the plot's own layout, right of the data: it never covers a curve
+        self.legend = pg.LegendItem(offset=None, verSpacing=-6, labelTextSize=LEGEND_TEXT_SIZE)
+        pi.layout.addItem(self.legend, 2, 3)
+        pi.legend = self.legend  # PlotItem adds every named curve to it, and removes it with the curve
         # Applied by the PlotItem to every curve added later: draw the min and max of each bin of samples (so spikes
         # stay visible), about SAMPLES_PER_PIXEL bins a pixel, and only the samples inside the x range.
         pi.setDownsampling(auto=True, mode="peak")
@@ -139,6 +154,7 @@ class LivePlot(QtWidgets.QWidget):
         pen = pg.mkPen(self._color("trace", trace.key, color), width=1)  # width 1: Qt's fast path for lines
         self._curves[trace.key] = self._new_curve(trace.label, pen)
         self._traces[trace.key] = trace
+        self._fit_legend()
 
     def _new_curve(self, label: str, pen: QtGui.QPen, x: np.ndarray | None = None,
                    y: np.ndarray | None = None) -> pg.PlotDataItem:
@@ -155,6 +171,7 @@ class LivePlot(QtWidgets.QWidget):
         self.plot_item.removeItem(self._curves.pop(key))  # also removes it from the legend
         del self._traces[key]
         self._colors.pop(("trace", key), None)
+        self._fit_legend()
         self._update_readout()
 
     def traces(self) -> list[str]:
@@ -177,12 +194,14 @@ class LivePlot(QtWidgets.QWidget):
         pen = pg.mkPen(self._color("overlay", key, color), width=1, style=QtCore.Qt.PenStyle.DashLine)
         self._overlays[key] = self._new_curve(label, pen, t - now, y)
         self._overlay_data[key] = (t, y)
+        self._fit_legend()
 
     def remove_overlay(self, key: str) -> None:
         if key in self._overlays:
             self.plot_item.removeItem(self._overlays.pop(key))
             self._overlay_data.pop(key, None)
             self._colors.pop(("overlay", key), None)
+            self._fit_legend()
 
     def clear_overlays(self) -> None:
         for key in list(self._overlays):
@@ -190,6 +209,38 @@ class LivePlot(QtWidgets.QWidget):
 
     def overlays(self) -> list[str]:
         return list(self._overlays)
+
+    def _fit_legend(self) -> None:
+        """As many legend columns as the plot's height needs to show every entry; the board then gives every
+        legend one width (``legend_changed``)."""
+        rows = max(1, int((self.height() - 2 * LEGEND_ROW_PX) // LEGEND_ROW_PX))
+        self.legend.setColumnCount(max(1, math.ceil(len(self.legend.items) / rows)))
+        # as high as its entries, at the top of its cell: stretched to the data's height, its rows drifted apart
+        self.legend.setMaximumHeight(max(1, self.legend.layout.rowCount()) * LEGEND_ROW_PX + 4)
+        self.plot_item.layout.setAlignment(self.legend, QtCore.Qt.AlignmentFlag.AlignTop)
+        self.legend_changed.emit()
+
+    def legend_width_px(self) -> float:
+        """The width the legend's entries need (its widest row of samples and labels)."""
+        grid, widest = self.legend.layout, 0.0
+        for row in range(grid.rowCount()):
+            items = [grid.itemAt(row, col) for col in range(grid.columnCount())]
+            # a label's own text item, or its preferred width; a sample's preferred width (its bounding box is empty)
+            widest = max(widest, sum(max(getattr(it, "item", it).boundingRect().width(), it.preferredWidth())
+                                     + LEGEND_PAD_PX for it in items if it is not None))
+        return widest
+
+    def set_legend_width(self, px: float) -> None:
+        """A fixed legend width: the plots of a board share one, so their data areas are equally wide and the linked
+        time axes line up (pyqtgraph links views of different widths by their screen position)."""
+        if self.legend.minimumWidth() != px or self.legend.maximumWidth() != px:
+            self.legend.setMinimumWidth(px)
+            self.legend.setMaximumWidth(px)
+            self.plot_item.layout.activate()  # now, not at the next event: the link maps through the geometry
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_legend()
 
     # --- drawing ------------------------------------------------------------------------------------------------------
     def set_x_window(self, window_s: float) -> None:
@@ -252,7 +303,9 @@ class LivePlot(QtWidgets.QWidget):
 
 
 class PlotBoard(QtWidgets.QWidget):
-    """LivePlots stacked with linked time axes, redrawn together by one timer, under a small toolbar.
+    """LivePlots in groups (a tab each; the tab bar shows from two groups on), each group a stack of plots that
+    scrolls rather than squash a plot below ``MIN_PLOT_HEIGHT_PX``; linked time axes, redrawn together by one timer,
+    under a small toolbar.
 
     ``clock`` is the time base of the traces' receive times (``time.perf_counter``); a test may pass its own."""
 
@@ -271,8 +324,13 @@ class PlotBoard(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._toolbar())
-        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, self)
-        layout.addWidget(self.splitter, 1)
+        self.tabs = QtWidgets.QTabWidget(self, objectName="plot_groups")
+        self.tabs.setTabBarAutoHide(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.currentChanged.connect(self._group_shown)
+        layout.addWidget(self.tabs, 1)
+        self._groups: dict[str, QtWidgets.QSplitter] = {}
+        self._last_now: float | None = None
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.setInterval(max(1, round(1000.0 / rate_hz)))
@@ -305,19 +363,70 @@ class PlotBoard(QtWidgets.QWidget):
         return bar
 
     # --- plots --------------------------------------------------------------------------------------------------------
-    def add_plot(self, name: str, title: str, unit: str) -> LivePlot:
+    def _group(self, group: str) -> QtWidgets.QSplitter:
+        """The stack of a group's plots (made on first use: a tab holding a scroll area holding a splitter)."""
+        if group not in self._groups:
+            split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, objectName=f"group_{group}")
+            split.setChildrenCollapsible(False)  # a plot keeps its minimum height; the area scrolls instead
+            area = QtWidgets.QScrollArea(objectName=f"scroll_{group}")
+            area.setWidgetResizable(True)  # plots fill the height when it is enough, scroll when it is not
+            area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            area.setWidget(split)
+            self._groups[group] = split
+            self.tabs.addTab(area, group)
+        return self._groups[group]
+
+    def groups(self) -> list[str]:
+        return list(self._groups)
+
+    def group_splitter(self, group: str) -> QtWidgets.QSplitter:
+        if group not in self._groups:
+            raise KeyError(f"the board has no plot group {group!r}; it has {', '.join(self._groups) or 'none'}")
+        return self._groups[group]
+
+    def current_group(self) -> str | None:
+        i = self.tabs.currentIndex()
+        return None if i < 0 else self.tabs.tabText(i)
+
+    def add_page(self, name: str, widget: QtWidgets.QWidget) -> None:
+        """A tab of the caller's own beside the plot groups (the limb view); it draws itself."""
+        if name in self.tab_names():
+            raise ValueError(f"the board already has a tab {name!r}")
+        self.tabs.addTab(widget, name)
+
+    def tab_names(self) -> list[str]:
+        return [self.tabs.tabText(i) for i in range(self.tabs.count())]
+
+    def show_group(self, group: str) -> None:
+        """Bring a plot group (or a page) to the front."""
+        names = self.tab_names()
+        if group not in names:
+            raise KeyError(f"the board has no tab {group!r}; it has {', '.join(names) or 'none'}")
+        self.tabs.setCurrentIndex(names.index(group))
+
+    def add_plot(self, name: str, title: str, unit: str, group: str = DEFAULT_GROUP) -> LivePlot:
         if name in self._plots:
             raise ValueError(f"the board already has a plot {name!r}")
-        plot = LivePlot(title, unit, self.splitter)
+        split = self._group(group)
+        plot = LivePlot(title, unit, split)
+        plot.setMinimumHeight(MIN_PLOT_HEIGHT_PX)
         if self._plots:
             plot.plot_item.setXLink(next(iter(self._plots.values())).plot_item)
         plot.refresh(self._clock(), self._window_s)  # empty until traces are added: sets the x range
         plot.set_auto_range(self.auto_range_box.isChecked())
         plot.set_cursor(self.cursor_box.isChecked())
         plot.plot_item.vb.sigRangeChangedManually.connect(self._zoomed_by_hand)
-        self.splitter.addWidget(plot)
+        plot.legend_changed.connect(self._align_legends)
+        split.addWidget(plot)
         self._plots[name] = plot
         return plot
+
+    def _align_legends(self) -> None:
+        """Every legend as wide as the widest needs (see ``LivePlot.set_legend_width``)."""
+        width = max((p.legend_width_px() for p in self._plots.values()), default=0.0)
+        for p in self._plots.values():
+            p.set_legend_width(width)
 
     def plot(self, name: str) -> LivePlot:
         if name not in self._plots:
@@ -380,14 +489,26 @@ class PlotBoard(QtWidgets.QWidget):
             p.set_cursor(enabled)
 
     # --- redraw -------------------------------------------------------------------------------------------------------
+    def shown(self) -> list[LivePlot]:
+        """The plots of the group on show (the others are not drawn: nobody sees them)."""
+        return [p for p in self._plots.values() if p.isVisibleTo(self)]
+
+    def _group_shown(self, _index: int) -> None:
+        """A group brought to the front draws at once: live at now, paused at the time the others froze at."""
+        if self._paused and self._last_now is not None:
+            for p in self.shown():
+                p.refresh(self._last_now, self._window_s)
+        else:
+            self.redraw()
+
     def redraw(self) -> None:
-        """One refresh of every plot at the clock's now (nothing while paused). Painting follows in the event loop,
-        which Qt coalesces into one paint per plot."""
+        """One refresh of every plot on show at the clock's now (nothing while paused). Painting follows in the event
+        loop, which Qt coalesces into one paint per plot."""
         if self._paused:
             return
         start = time.perf_counter()
-        now = self._clock()
-        for p in self._plots.values():
+        now = self._last_now = self._clock()
+        for p in self.shown():
             p.refresh(now, self._window_s)
         end = time.perf_counter()
         self.frames += 1

@@ -1,6 +1,12 @@
 """The GUI's connection to its joints, with no Qt in it: the bus (simulated joints or a python-can bus), a client
 per joint, the set-point streamer, the jobs that talk to joints off the GUI thread, and the status figures.
 
+Simulated joints run in a process of their own by default (``gui.served``: ``jointkit sim serve`` on a free loopback
+port, reached over python-can-remote, stopped with the session), so they never share the GUI's interpreter lock.
+``Connection.in_process`` keeps them in the GUI's process, paced to wall time (``sim_rig(lockstep=False)``), for what
+needs the simulated node itself: the rig's fixture (a load on the joint's output, which the kt, friction and
+stiffness calibrations apply) and tests that read the simulated firmware's own counters or flash.
+
 The GUI thread never waits on the bus. Telemetry lands in the clients' rings on the hub's reader thread; set-points
 go out from the set-point streamer's thread (``firmware_iface.client.streamer.Streamer``, the rig's too); requests
 that wait for a reply (gain reads, tests, saves) run as ``jobs`` on one worker thread, and the window collects their
@@ -29,6 +35,7 @@ from firmware_iface.client.scan import listen
 from firmware_iface.client.streamer import Streamer
 from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
+from gui.served import ServedJoints
 
 if TYPE_CHECKING:
     from firmware_iface.protocol.profile import Profile
@@ -54,10 +61,13 @@ class Connection:
     # on such a machine may allow more
     missed_heartbeats: int = 3
     profile: Profile | None = None  # the joints' protocol (None: the native profile); simulated joints speak it too
+    # simulated joints in the GUI's own process (with a fixture on each output) rather than in a child process
+    in_process: bool = False
 
     def describe(self) -> str:
         if self.sim:
-            return f"simulated {self.preset} joints {', '.join(map(str, self.nodes))}"
+            where = "in this process" if self.in_process else "in their own process"
+            return f"simulated {self.preset} joints {', '.join(map(str, self.nodes))} ({where})"
         return f"{self.interface or '(config)'} {self.channel or ''}".strip()
 
 
@@ -69,6 +79,35 @@ def _share_the_bus(rig: Rig) -> None:
         for name, rate_hz in SHARED_BUS_RATES_HZ.items():
             if name in c.profile.sidecar.params:
                 c.write_param(name, rate_hz, timeout_s=2.0)
+
+
+def _listen(bus: Any, conn: Connection) -> list[int]:
+    try:
+        nodes = listen(bus, conn.profile)
+    except BaseException:
+        close_bus(bus)
+        raise
+    if not nodes:
+        close_bus(bus)
+        raise ConfigError(f"no joint answered on {conn.describe()}: no heartbeat in 0.35 s")
+    return nodes
+
+
+def _bus_rig(bus: Any, nodes: list[int], conn: Connection, then: Callable[[], Any] | None = None) -> Rig:
+    """The rig of clients on an open bus, which it closes with itself (or at once if the rig cannot be built);
+    ``then`` runs after the bus closed (the served joints' stop: the other end goes last)."""
+    try:
+        rig = bus_rig(bus, nodes, conn.profile, capacity=RING_ROWS)
+    except BaseException:
+        close_bus(bus)
+        raise
+    if then is not None:
+        rig.on_close(then)  # the rig closes in reverse order of registration
+    rig.on_close(close_bus, bus)
+    # first of all: no reader left in the bus while it shuts down (python-can-remote's shutdown reads the socket to
+    # its close frame, and a second reader raced it for that frame: the bus was left half shut)
+    rig.on_close(rig.hub.stop)
+    return rig
 
 
 class Session:
@@ -89,24 +128,30 @@ class Session:
         self._rate_mark = (self.t0, 0, 0)
         self.closed = False
 
-    @staticmethod
-    def _open(conn: Connection) -> Rig:
-        if conn.sim:
+    def _open(self, conn: Connection) -> Rig:
+        self.served: ServedJoints | None = None
+        if conn.sim and conn.in_process:
             # paced to wall time: a person watches and commands it live (lock-step is for runs nobody watches)
             rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=False, profile=conn.profile)
-            if len(conn.nodes) > 1:
+        elif conn.sim:
+            if not conn.nodes:
+                raise ConfigError("simulated joints need node ids, e.g. 1,2")
+            served = self.served = ServedJoints(conn.nodes, conn.preset, conn.profile).start()
+            try:
+                rig = _bus_rig(open_bus("remote", served.url), list(conn.nodes), conn, then=served.stop)
+            except BaseException:
+                served.stop()
+                raise
+            rig.info.update(sim=True, preset=conn.preset, served_url=served.url, server_pid=served.proc.pid)
+        else:
+            bus = open_bus(conn.interface, conn.channel, conn.bitrate)
+            return _bus_rig(bus, list(conn.nodes) or sorted(_listen(bus, conn)), conn)
+        if len(conn.nodes) > 1:
+            try:
                 _share_the_bus(rig)
-            return rig
-        bus = open_bus(conn.interface, conn.channel, conn.bitrate)
-        try:
-            nodes = list(conn.nodes) or sorted(listen(bus, conn.profile))
-            if not nodes:
-                raise ConfigError(f"no joint answered on {conn.describe()}: no heartbeat in 0.35 s")
-            rig = bus_rig(bus, nodes, conn.profile, capacity=RING_ROWS)
-        except BaseException:
-            close_bus(bus)
-            raise
-        rig.on_close(close_bus, bus)
+            except BaseException:
+                rig.close()
+                raise
         return rig
 
     @property
@@ -151,8 +196,11 @@ class Session:
 
     # --- status -----------------------------------------------------------------------------------------------
     def lost(self) -> str:
-        """Why the connection counts as lost ('' when it is not): no heartbeat from any joint, or a dead reader."""
+        """Why the connection counts as lost ('' when it is not): the served joints' process ended, no heartbeat from
+        any joint, or a dead reader."""
         hub = self.rig.hub
+        if self.served is not None and not self.served.running():
+            return f"the simulated joints' process ended (exit code {self.served.proc.returncode})"
         if hub.lost is not None:
             return f"bus lost: {hub.lost}"
         if not hub.threaded:

@@ -18,6 +18,9 @@ Fetch = Callable[[float], tuple[np.ndarray, np.ndarray]]
 PLOTS = {"position": ("position and set-point", "rad"), "velocity": ("velocity", "rad/s"),
          "torque": ("torque", "N·m"), "currents": ("currents", "A"), "temperatures": ("temperatures", "°C"),
          "wrench": ("wrench", "N, N·m")}
+# the board's tabs: what a person tuning a loop watches together; three plots of MIN_PLOT_HEIGHT_PX fit a 720 px screen
+PLOT_GROUPS = {"position": "motion", "velocity": "motion", "torque": "motion", "currents": "drive",
+               "temperatures": "drive", "wrench": "wrench"}
 # signal -> (plot, label, unit, shown by default); joints after the first show only CORE by default, so six joints
 # start with 18 curves rather than 54
 CORE = ("telemetry.position_rad", "setpoint", "telemetry.torque_nm")
@@ -95,6 +98,21 @@ class SignalChooser(QtWidgets.QTreeWidget):
                 if item.checkState(0) == QtCore.Qt.CheckState.Checked:
                     out.append((node, item.data(0, QtCore.Qt.ItemDataRole.UserRole)))
         return out
+
+    def node_of(self, item: QtWidgets.QTreeWidgetItem | None) -> int | None:
+        """The joint of a node's row or of one of its signals' rows."""
+        while item is not None and item.parent() is not None:
+            item = item.parent()
+        return None if item is None else item.data(0, QtCore.Qt.ItemDataRole.UserRole)
+
+    def select_node(self, node: int) -> None:
+        """Show ``node``'s signals (its row current and expanded, the others collapsed)."""
+        for i in range(self.topLevelItemCount()):
+            top = self.topLevelItem(i)
+            mine = top.data(0, QtCore.Qt.ItemDataRole.UserRole) == node
+            top.setExpanded(mine)
+            if mine and self.node_of(self.currentItem()) != node:
+                self.setCurrentItem(top)
 
     def set_checked(self, node: int, signal: str, on: bool) -> None:
         for i in range(self.topLevelItemCount()):

@@ -21,19 +21,35 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from actuator.errors import JointkitError
 from firmware_iface.client import JointClient
 from firmware_iface.rig.recording import FrameRecorder, SignalRecorder
+from gui import layout
 from gui.calibration import CalibrationPanel
 from gui.context import PanelContext
 from gui.gains import GainsPanel
 from gui.jobs import Jobs
+from gui.limb import LimbView
 from gui.panels import ControlPanel, FaultsPanel, JointList
 from gui.plots import PlotBoard
 from gui.session import Connection, Session
-from gui.signals import PLOTS, SignalChooser, signal_traces
+from gui.signals import PLOT_GROUPS, PLOTS, SignalChooser, signal_traces
 from gui.testing import TestsPanel
 
 STATUS_HZ = 5.0
 RECONNECT_S = 2.0
 ESTOP_KEY = "Escape"
+DOCK_WIDTHS_PX = (270, 400)  # joints (left), tools (right): the plots keep 610 px of a 1280 px screen
+
+
+def _scrolled(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    """``widget`` in a scroll area: a panel taller than a 720 px screen scrolls rather than squashing its plots."""
+    area = QtWidgets.QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    # as wide as the panel needs beside a vertical scroll bar: it scrolls down, never sideways
+    extent = area.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_ScrollBarExtent)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + extent)
+    return area
 
 
 class Actions:
@@ -119,7 +135,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_toolbar()
         self.board = PlotBoard(rate_hz=redraw_hz, window_s=10.0)
         for name, (title, unit) in PLOTS.items():
-            self.board.add_plot(name, title, unit)
+            self.board.add_plot(name, title, unit, PLOT_GROUPS[name])
         self.joints = JointList()
         self.joints.itemSelectionChanged.connect(self._joint_selected)
         ctx = PanelContext(actions=self.actions, jobs=self.jobs, board=self.board, current_client=self.current_client,
@@ -129,26 +145,47 @@ class MainWindow(QtWidgets.QMainWindow):
         self.faults = FaultsPanel(ctx)
         self.chooser = SignalChooser()
         self.chooser.changed.connect(self._traces_changed)
+        self.chooser.currentItemChanged.connect(lambda item, _: self.select_joint(self.chooser.node_of(item)))
+        self.limb = LimbView()
+        self.limb.joint_selected.connect(self.select_joint)
+        self.board.add_page("limb", self.limb)
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
-        for w in (self.joints, self.control, self.faults, self.chooser):
+        for w in (self.joints, self.control, self.faults):
             lv.addWidget(w)
         self.tests = TestsPanel(ctx)
         self.gains = GainsPanel(ctx)
         self.tests.gains_applied.connect(lambda values: self.gains.show_values(values, 1))
         tabs = QtWidgets.QTabWidget(objectName="right_tabs")
-        tabs.addTab(self.tests, "Tests")
-        tabs.addTab(self.gains, "Gains")
         self.calibration = CalibrationPanel(ctx)
-        tabs.addTab(self.calibration, "Calibration")
-        split = QtWidgets.QSplitter()
-        split.addWidget(left)
-        split.addWidget(self.board)
-        split.addWidget(tabs)
-        split.setSizes([300, 900, 420])
-        self.setCentralWidget(split)
+        for panel, text in ((self.tests, "Tests"), (self.gains, "Gains"), (self.calibration, "Calibration")):
+            tabs.addTab(_scrolled(panel), text)
+        self.setCentralWidget(self.board)
+        self.docks = {name: self._dock(name, title, widget, area) for name, title, widget, area in (
+            ("joints", "Joints", _scrolled(left), QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("signals", "Signals", self.chooser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("tools", "Tests, gains, calibration", tabs, QtCore.Qt.DockWidgetArea.RightDockWidgetArea))}
         self._build_statusbar()
-        self.resize(1680, 1000)
+        self.resize(*layout.PREFERRED_SIZE)
+        self._layout_restored = layout.restore(self, self.board)
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        layout.fit_to_screen(self)  # again with the frame the window system gave it
+        if not self._layout_restored:  # the docks' first widths (Qt sizes docks only once the window is shown)
+            self._layout_restored = True
+            self.resizeDocks([self.docks["joints"], self.docks["tools"]], list(DOCK_WIDTHS_PX),
+                             QtCore.Qt.Orientation.Horizontal)
+
+    def _dock(self, name: str, title: str, widget: QtWidgets.QWidget,
+              area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self, objectName=f"dock_{name}")  # the name saveState keys it by
+        # movable and floatable, not closable: the window has no menu to bring a closed dock back
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
 
     def _build_toolbar(self) -> None:
         bar = self.addToolBar("main")
@@ -225,8 +262,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _connected(self, session: Session) -> None:
         self._connecting, self._lost_since = False, None
         self.session = session
-        self.joints.refresh(session)
         self.chooser.set_nodes(list(session.clients))
+        self.limb.set_nodes(list(session.clients))
+        self.joints.refresh(session)  # selects the first joint, which selects it in the others
         self._traces_changed()
         self.board.start()
         self.status_message(f"connected: {session.conn.describe()}")
@@ -264,9 +302,17 @@ class MainWindow(QtWidgets.QMainWindow):
     def _fixture(self, node: int) -> Any:
         return None if self.session is None else self.session.rig.fixtures.get(node)
 
+    def select_joint(self, node: int | None) -> None:
+        """Make ``node`` the current joint everywhere: the joint list (whose selection drives the rest), the limb
+        view and the signal chooser."""
+        if node is not None and node != self.joints.current_node():
+            self.joints.select(node)
+
     def _joint_selected(self) -> None:
         node = self.current_node()
         if node is not None:
+            self.limb.select(node)
+            self.chooser.select_node(node)
             self.gains.read()
 
     def _traces_changed(self) -> None:
@@ -320,6 +366,8 @@ class MainWindow(QtWidgets.QMainWindow):
         s = self.session
         self.joints.refresh(s)
         self.faults.refresh(s)
+        if self.limb.isVisible():  # nobody sees it otherwise
+            self.limb.refresh(s)
         if s is None:
             if not self._connecting:
                 self.labels["connection"].setText("disconnected")
@@ -355,6 +403,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.connect_to(self.conn)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        layout.save(self, self.board)
         self._status_timer.stop()
         self.board.stop()
         self.stop_recording()

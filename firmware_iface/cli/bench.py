@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisier figures)")
     p.add_argument("--minutes", type=float, help="record: minutes of synthetic telemetry (default 60, --quick 3)")
     p.add_argument("--db", help="results: a postgresql:// URL to measure instead of a temporary server")
+    p.add_argument("--joints", type=int, help="gui: also the whole window on this many simulated joints (1 kHz "
+                                              "telemetry each): fps, event-loop lateness, set-point streamer misses")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -37,8 +39,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--minutes {args.minutes:g}: only for bench record, 1 to 1440 minutes")
     if args.db is not None and args.target != "results":
         raise ConfigError(f"--db: only for bench results, not bench {args.target}")
+    if args.joints is not None and args.target != "gui":
+        raise ConfigError(f"--joints {args.joints}: only for bench gui")
+    if args.joints is not None and not 1 <= args.joints <= 63:
+        raise ConfigError(f"--joints {args.joints}: allowed 1 to 63 (the node ids of one bus)")
     extra = ({"minutes": args.minutes} if args.target == "record" else {"db": args.db} if args.target == "results"
              else {})
+    if args.joints is not None:
+        extra["joints"] = args.joints
     figures = bench_run(args.preset, quick=args.quick, **extra)
     emit(figures, args.json, f"jointkit bench {args.target}")
     return 0

@@ -13,6 +13,10 @@ from firmware_iface.cli.common_bus import add_bus_options, add_profile_options
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gui", help="the tuning GUI: live plots, control, gains, tests, faults, recording")
     p.add_argument("--sim", action="store_true", help="built-in simulated joints (the default without --interface)")
+    p.add_argument("--in-process", action="store_true",
+                   help="simulated joints in the GUI's own process, each with a fixture on its output (for the "
+                        "calibrations that load it); by default they run in a process of their own (jointkit sim "
+                        "serve on a free loopback port), stopped with the GUI")
     p.add_argument("--preset", default="knee", help="joint preset of the simulated joints, and the model "
                                                     "auto-tune designs on (default knee)")
     p.add_argument("--nodes", default=None, help="node ids, e.g. 1,2 or 1-6 (simulated: default 1; on a bus: "

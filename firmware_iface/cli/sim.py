@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import os
 import signal
 import sys
 import time
@@ -57,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="fault injection at start (repeatable), e.g. drop_frames=0.1@2")
     serve.add_argument("--duration-s", dest="serve_duration_s", type=float,
                        help="stop after this many seconds (default: until Ctrl-C)")
+    serve.add_argument("--parent-pid", type=int, metavar="PID",
+                       help="stop when process PID (the parent that started this one: the GUI) is gone, even if it "
+                            "died without stopping us")
     add_profile_options(serve)
     serve.set_defaults(func=run_serve)
 
@@ -142,6 +146,13 @@ def _check_serve_options(args: argparse.Namespace, node_ids: list[int]) -> list[
     return injections
 
 
+def _parent_alive(pid: int | None) -> bool:
+    """Whether the process that started us is still our parent: a dead parent's children are re-parented (to init or
+    a subreaper), so the parent id changes; this needs no signal to reach us, so a parent killed with SIGKILL (or
+    crashed) still ends its joints within a poll."""
+    return pid is None or os.getppid() == pid
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from firmware_iface.protocol.load import parse_nodes
     from firmware_iface.virtual_joint.serve import JointServer
@@ -164,7 +175,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"serving virtual joints {ids} ({args.serve_preset}, profile {profile.name}) on {server.url} "
               f"(--interface remote --channel {server.url}); Ctrl-C stops", flush=True)
         deadline = None if args.serve_duration_s is None else time.monotonic() + args.serve_duration_s
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and _parent_alive(args.parent_pid):
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass

@@ -38,5 +38,10 @@ def bus_from_args(args: argparse.Namespace) -> can.BusABC:
 def close_bus(bus: can.BusABC) -> None:
     """Shut a bus down; a bus whose other end is already gone (a remote server killed) cannot close cleanly and
     has nothing left to lose, so its error is not raised over the one that ended the session."""
-    with contextlib.suppress(can.CanError, OSError, ValueError):
+    try:
         bus.shutdown()
+    except (can.CanError, OSError, ValueError):
+        # the adapter's own shutdown failed half way (python-can-remote's, on a socket its server closed): python-can's
+        # base shutdown marks the bus shut, else its finaliser tries again and raises in whatever thread collects it
+        with contextlib.suppress(can.CanError, OSError, ValueError):
+            can.BusABC.shutdown(bus)

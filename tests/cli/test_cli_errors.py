@@ -161,3 +161,12 @@ def test_sim_serve_names_a_port_in_use(capsys):
 def test_tune_refuses_a_zero_bandwidth(capsys):
     code, err = run(capsys, "tune", "--bandwidth-hz", "0")  # silently tuned for the default 5 Hz before
     assert code == 2 and err.startswith("error: bandwidth_hz = 0.0 is out of range: allowed (0, ")
+
+
+@pytest.mark.parametrize(("target", "joints", "message"), [
+    ("sim", "6", "--joints 6: only for bench gui"),
+    ("gui", "0", "--joints 0: allowed 1 to 63 (the node ids of one bus)"),
+    ("gui", "64", "--joints 64: allowed 1 to 63 (the node ids of one bus)")])
+def test_bench_joints_is_for_the_gui_and_one_bus(capsys, target, joints, message):
+    code, err = run(capsys, "bench", target, "--joints", joints, "--quick")  # refused before anything runs
+    assert code == 2 and message in err

@@ -29,8 +29,10 @@ CONNECT_MS = 120_000  # a safety net only: a cold Numba cache on a busy machine 
 def window(qtbot):
     # the joint is paced in this process: on a saturated machine (the suite beside two busy loops) it stalled 300 ms
     # with the GUI, and the step test failed on "joint lost", a wall-clock verdict of no concern to what these tests
-    # measure; loss of a joint is tested on its own (tests/firmware/test_bus_loss.py)
-    w = MainWindow(Connection(sim=True, preset="knee", nodes=(1,), missed_heartbeats=30))
+    # measure; loss of a joint is tested on its own (tests/firmware/test_bus_loss.py). In this process, not the GUI's
+    # default (a served child process): these tests and test_calibration's read the simulated firmware's counters and
+    # flash, and the calibrations that load the output need the rig's fixture on the simulated node
+    w = MainWindow(Connection(sim=True, preset="knee", nodes=(1,), missed_heartbeats=30, in_process=True))
     qtbot.addWidget(w)
     w.show()
     qtbot.waitUntil(lambda: w.session is not None and w.session.clients[1].alive, timeout=CONNECT_MS)
