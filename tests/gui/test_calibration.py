@@ -8,6 +8,7 @@ loop for the motor) shown without losing the window. Waits are by condition, gen
 
 from __future__ import annotations
 
+import time
 import tomllib
 
 import pytest
@@ -117,11 +118,14 @@ def test_refusals_show_their_message_and_the_window_keeps_working(qtbot, window,
 
 
 # --- kt, encoders, cogging and friction over temperature from the panel, with short options typed into its fields --
-# These four failed on the machine they were written on (load 11 on 2 cores, the GUI's joint paced to the wall clock
-# beside other test suites): the figures came back off (Kt -1.4 %, cogging at a third, the encoders' sweeps short of
-# their range, beta 0.057) where the same options in-process give the knee's values. Not yet diagnosed: skipped
-# until they are run on a quiet machine.
-UNDIAGNOSED = pytest.mark.skip(reason="failed under load where written; not yet diagnosed (see the comment above)")
+# The GUI's joint is paced to the wall clock; a paced node that falls behind by more than 50 ms resynchronises and
+# drops that joint time (virtual_joint.node.MAX_LAG_S). On a saturated machine (load 11 on 2 cores where these were
+# written) it dropped seconds: the sweeps came up short of their range, plateaus and heats shorter, and the figures
+# off (Kt -1.4 %, cogging at a third, beta 0.057). A run whose joint lost time says nothing of the routine: skipped,
+# naming how much was lost (the joint's own clock against the wall's: the verdict itself uses neither).
+LOST_S = 0.05
+
+
 def run_with_options(qtbot, w, name: str, **options: str) -> dict:
     """The routine with ``options`` typed into its fields (the panel shows the routine's own: the CLI's table);
     returns its figures."""
@@ -129,7 +133,13 @@ def run_with_options(qtbot, w, name: str, **options: str) -> dict:
     assert set(options) <= set(w.calibration.option_fields), sorted(w.calibration.option_fields)
     for key, text in options.items():
         w.calibration.set_option(key, text)
+    fw = w.session.rig.nodes[1].fw
+    joint0, wall0 = fw.t_s, time.perf_counter()
     run_routine(qtbot, w, name)
+    lost = (time.perf_counter() - wall0) - (fw.t_s - joint0)
+    if lost > LOST_S:
+        pytest.skip(f"the paced joint fell {lost:.2f} s behind the wall clock during the {name} routine and dropped "
+                    "that time (a saturated machine): its figures are not the routine's")
     return w.calibration.result.outcome.figures
 
 
@@ -145,7 +155,6 @@ def test_option_fields_are_the_routines_own_and_a_bad_value_is_refused(qtbot, wi
     assert panel.running is None and panel.result is None
 
 
-@UNDIAGNOSED
 def test_kt_from_the_panel(qtbot, window) -> None:  # noqa: F811 - the fixture
     """Three fixture loads (the routine's least) of +-40 N·m. Kt = 1.5 p lambda = 0.11717 N·m/A within the issue's
     3 % (in-process +0.1 %; over the GUI's paced bus on a loaded machine -1.2 .. -1.4 % seen, not explained yet); its
@@ -158,7 +167,6 @@ def test_kt_from_the_panel(qtbot, window) -> None:  # noqa: F811 - the fixture
     assert window.calibration.certificate_values()["kt_nm_per_a"][3] == "pass"
 
 
-@UNDIAGNOSED
 def test_encoders_from_the_panel(qtbot, window) -> None:  # noqa: F811 - the fixture
     """Sweeps over +-0.8 rad at 0.3 rad/s (25 motor turns: +-0.5 rad's 12 leave the fit ill-conditioned). KE_2 =
     1.45e-4 rad: magnified by the flexspline by 1 / (1 - (2 N v / w_n)^2) = +6.2 % at 0.3 rad/s
@@ -177,7 +185,6 @@ def test_encoders_from_the_panel(qtbot, window) -> None:  # noqa: F811 - the fix
                                                              "motor_zero_rad"}
 
 
-@UNDIAGNOSED
 def test_cogging_from_the_panel(qtbot, window) -> None:  # noqa: F811 - the fixture
     """One motor revolution each way at a cogging frequency of 20 Hz (0.7 rad/s at the motor; at 30 Hz the drive
     torque shows 15 % less of it, at 40 Hz 55 % less: the velocity loop no longer follows). The knee's cogging,
@@ -210,7 +217,6 @@ def quick_heat_window(qtbot, tmp_path):
     w.close()
 
 
-@UNDIAGNOSED
 def test_friction_temperature_from_the_panel(qtbot, quick_heat_window) -> None:
     """Two maps of five speeds around one 8 s heat. Fc(T_ref) = 11.5 N·m within 0.3 N·m (the friction map's
     own scatter at 0.2 s plateaus, 0.016 N·m, and the mesh loss's share it carries, +0.1); beta = 0.043/K within 3 of
