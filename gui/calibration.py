@@ -1,5 +1,7 @@
 """The calibration panel: any routine of ``experiments.calibrations.ROUTINES`` on the current joint, run as a job on
-the session's worker, its result shown as the routine's certificates (judged by its default limits, the same judging
+the session's worker with the options its fields give (the routine's own, from the one table
+``experiments.calibration_options`` that ``jointkit calibrate``'s options come from; empty: the routine's default),
+its result shown as the routine's certificates (judged by its default limits, the same judging
 as ``jointkit calibrate``), its figures and its plot panels; the gains it sets saved to a gains file, and the motor's
 result (which the drive applies at once) kept in the drive's flash.
 
@@ -23,6 +25,7 @@ from actuator.analysis.tuning import default_controller
 from actuator.control.config import GAINS, ControllerConfig
 from actuator.errors import JointkitError
 from actuator.params import load_preset
+from firmware_iface.experiments.calibration_options import options_of, parse
 from firmware_iface.experiments.calibrations import ROUTINES, Routine, config_of, gains_with, judged, run_on_client
 from firmware_iface.files import save_gains
 from firmware_iface.rig.report import format_value
@@ -159,6 +162,11 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         row.addWidget(self.routine_box, 1)
         self.run_btn = self._button(row, "Run", "calib_run", self.run)
         layout.addLayout(row)
+        self.options_form = QtWidgets.QFormLayout()
+        self.option_fields: dict[str, QtWidgets.QLineEdit] = {}
+        layout.addLayout(self.options_form)
+        self.routine_box.currentIndexChanged.connect(self._show_options)
+        self._show_options()
         self.status = QtWidgets.QLabel("no calibration yet", objectName="calib_status")
         self.status.setWordWrap(True)
         self.verdict = QtWidgets.QLabel("", objectName="calib_verdict")
@@ -202,6 +210,34 @@ class CalibrationPanel(QtWidgets.QGroupBox):
     def select(self, name: str) -> None:
         self.routine_box.setCurrentIndex(self.routine_box.findData(name))
 
+    # --- options --------------------------------------------------------------------------------------------
+    def _show_options(self) -> None:
+        """One field per option of the selected routine (``calib_opt_NAME``), empty: the routine's default."""
+        while self.options_form.rowCount():
+            self.options_form.removeRow(0)
+        self.option_fields = {}
+        for option in options_of(self.routine().name):
+            field = QtWidgets.QLineEdit(objectName=f"calib_opt_{option.name}")
+            field.setPlaceholderText("default")
+            field.setToolTip(f"{option.help}" + (f" ({option.unit})" if option.unit else ""))
+            label = option.name.replace("_", " ") + (f" ({option.unit})" if option.unit else "")
+            self.options_form.addRow(label, field)
+            self.option_fields[option.name] = field
+
+    def set_option(self, name: str, text: str) -> None:
+        self.option_fields[name].setText(text)
+
+    def options(self) -> dict[str, Any]:
+        """The routine's configuration keywords from the fields filled in (``ConfigError`` for a value that is not
+        of the option's kind, naming it)."""
+        routine = self.routine().name
+        out = {}
+        for option in options_of(routine):
+            text = self.option_fields[option.name].text().strip()
+            if text:
+                out[option.keys[routine]] = parse(option, text)
+        return out
+
     # --- run ------------------------------------------------------------------------------------------------
     def run(self) -> None:
         routine = self.routine()
@@ -212,7 +248,8 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         try:
             if why is not None:
                 raise JointkitError(why)
-            cfg = config_of(routine, load_preset(self.ctx.preset()))  # checked before anything is sent
+            # checked before anything is sent
+            cfg = config_of(routine, load_preset(self.ctx.preset()), **self.options())
         except JointkitError as e:
             self.status.setText(f"{routine.title} refused: {e}")
             self.ctx.show_error(what, e)
@@ -244,6 +281,8 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         idle, r = self.running is None, self.result
         self.run_btn.setEnabled(idle)
         self.routine_box.setEnabled(idle)
+        for field in self.option_fields.values():
+            field.setEnabled(idle)
         self.save_gains_btn.setEnabled(idle and r is not None and r.routine.gains is not None)
         self.save_flash_btn.setEnabled(idle and r is not None and r.routine.config is None)
 

@@ -26,24 +26,13 @@ from typing import Any
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_node_options, on_node
 from firmware_iface.cli.common_loop import add_joint_options, joint_and_gains
+from firmware_iface.experiments.calibration_options import OPTIONS as CONFIG_OPTIONS
 
 NAMES = ("motor", "ft", "ft-crosstalk", "kt", "friction", "friction-temperature", "encoders", "cogging")
-SETTLE = ("ft", "ft-crosstalk", "kt", "friction", "friction-temperature", "encoders")
 WRITES = ("ft", "ft-crosstalk", "kt", "friction", "friction-temperature")  # a result the joint keeps (--write)
-# CLI option -> {routine: the keyword of its configuration} (None: handled by this module, not a configuration key)
-OPTIONS: dict[str, dict[str, str | None]] = {
-    "poses": {"ft": "poses_rad"},
-    "speeds": {"friction": "speeds_rad_s", "friction-temperature": "speeds_rad_s"},
-    "loads": {"kt": "loads_nm"},
-    "speed": {"kt": "speed_rad_s", "encoders": "speed_rad_s"},
-    "range": {"encoders": "range_rad"},
-    "maps": {"friction-temperature": "maps"},
-    "heat_s": {"friction-temperature": "heat_s"},
-    "cogging_hz": {"cogging": "cogging_hz"},
-    "revolutions": {"cogging": "revolutions"},
-    "settle_s": {r: "settle_s" for r in SETTLE},
-    "average_s": {"ft": "average_s", "ft-crosstalk": "average_s", "kt": "plateau_s", "friction": "plateau_s",
-                  "friction-temperature": "plateau_s"},
+# CLI option -> {routine: the keyword of its configuration} (None: handled by this module, not a configuration key):
+# the routines' own options from their one table (experiments.calibration_options), then this command's
+OPTIONS: dict[str, dict[str, str | None]] = {o.name: dict(o.keys) for o in CONFIG_OPTIONS} | {
     "current_a": {"motor": None},
     "save": {"motor": None, **{r: None for r in WRITES}},
     "write": {r: None for r in WRITES},

@@ -5,6 +5,8 @@ This module owns
   distributions about the preset (``sd_pct`` relative or ``sd`` absolute; ``group`` makes fields share one draw),
   plus model injections drawn per joint (``[injections]``, e.g. the motor encoder's offset);
 * ``draw``: parameter sets and injections for n joints, reproducible by seed (joint j is the same joint whatever n).
+  The groups share one seeded stream in the file's order; a group marked ``independent = true`` draws from a stream
+  of its own (a child of the seed keyed by the group's name), so adding one leaves every other draw bit-identical.
 
 The batch that runs the drawn joints is ``firmware_iface.experiments.batch`` (``rig.population`` draws and runs them).
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
+import zlib
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -24,7 +28,8 @@ from actuator.model import layout as L
 from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
 from actuator.simulation import INJECTIONS
 
-_TOLERANCE_KEYS = {"parameter": ("sd_pct", "sd", "group"), "injection": ("sd", "mean", "group")}
+_TOLERANCE_KEYS = {"parameter": ("sd_pct", "sd", "group", "independent"),
+                   "injection": ("sd", "mean", "group", "independent")}
 
 
 MAX_SD_PCT = 30.0  # 3 sd of 30 % leaves a unit at 10 % of the preset's value at worst: still a physical part
@@ -35,6 +40,7 @@ class Tolerance:
     sd_pct: float = 0.0    # % of the preset's value
     group: str = ""        # joints draw one standard normal per group
     mean: float | None = None  # injections: the centre (None: the model's healthy value)
+    independent: bool = False  # the group draws from a stream of its own (keyed by its name), not the shared one
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,12 @@ class Spread:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections)))
+        """The groups drawn from the shared stream, in the file's order."""
+        return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections) if not t.independent))
+
+    @property
+    def independent_groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections) if t.independent))
 
 
 @functools.cache
@@ -97,7 +108,12 @@ def _tolerance(entry: Any, source: str, path: str, kind: str) -> Tolerance:
     group = entry.get("group", path)
     if not isinstance(group, str) or not group:
         raise ConfigError(f"{where}.group = {group!r} is not allowed: a non-empty name of the fields drawn together")
-    return Tolerance(path.removeprefix("injections.") if kind == "injection" else path, sd, sd_pct, group, mean)
+    independent = entry.get("independent", False)
+    if not isinstance(independent, bool):
+        raise ConfigError(f"{where}.independent = {independent!r} is not allowed: true (a stream of the group's own) "
+                          "or false (the shared stream)")
+    return Tolerance(path.removeprefix("injections.") if kind == "injection" else path, sd, sd_pct, group, mean,
+                     independent)
 
 
 def _parameter_tolerances(table: dict, prefix: str, cls: Any, source: str) -> list[Tolerance]:
@@ -164,8 +180,17 @@ def load_spread(path: str | Path) -> Spread:
             raise ConfigError(f"{source}: {key} = {data[key]!r}: unknown key; allowed: preset, injections, "
                               f"{', '.join(sections)}")
     spread = Spread(source, preset, tuple(_parameter_tolerances(data, "", JointParams, source)), tuple(injections))
+    _check_streams(spread)
     _check_against_preset(spread)
     return spread
+
+
+def _check_streams(spread: Spread) -> None:
+    """A group is drawn from one stream: its fields agree on ``independent``."""
+    for g in set(spread.groups) & set(spread.independent_groups):
+        paths = [t.path for t in (*spread.parameters, *spread.injections) if t.group == g]
+        raise ConfigError(f"{spread.source}: group = {g!r} ({', '.join(paths)}): its fields disagree on independent; "
+                          "allowed: the same value for every field of a group (one draw per group and joint)")
 
 
 # --- drawing joints --------------------------------------------------------------------------------------------
@@ -187,14 +212,32 @@ def _drawn(nominal: Any, t: Tolerance, z: float) -> np.ndarray:
     return base * (1.0 + t.sd_pct / 100.0 * z) if t.sd_pct else base + t.sd * z
 
 
+def group_key(group: str) -> int:
+    """The spawn key of an independent group's stream: a stable hash of its name (CRC-32, the same on every run
+    and platform, unlike Python's ``hash``)."""
+    return zlib.crc32(group.encode())
+
+
+def _normals(spread: Spread, n: int, seed: int) -> tuple[np.ndarray, dict[str, int]]:
+    """One standard normal per joint and group: the shared groups from one stream in the file's order (as before
+    independent groups existed), each independent group from ``SeedSequence(seed, spawn_key=(group_key,))``."""
+    shared, own = spread.groups, spread.independent_groups
+    z = np.empty((n, len(shared) + len(own)))
+    z[:, :len(shared)] = np.random.default_rng(seed).standard_normal((n, len(shared)))
+    for i, g in enumerate(own):
+        stream = np.random.SeedSequence(seed, spawn_key=(group_key(g),))
+        z[:, len(shared) + i] = np.random.default_rng(stream).standard_normal(n)
+    return z, {g: i for i, g in enumerate((*shared, *own))}
+
+
 def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[JointParams, dict[str, float]]]:
     """``n`` joints: (parameter set, model injections) each, about ``params`` within ``spread``; reproducible by
     seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range."""
     if not (isinstance(n, int) and n >= 1):
         raise ConfigError(f"population size n = {n!r}: must be an integer >= 1")
-    groups = spread.groups
-    z = np.random.default_rng(seed).standard_normal((n, len(groups)))
-    col = {g: i for i, g in enumerate(groups)}
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"population seed = {seed!r}: must be an integer >= 0")
+    z, col = _normals(spread, n, seed)
     healthy_env = L.default_env(params)
     out = []
     for j in range(n):

@@ -114,3 +114,15 @@ def test_refusals_show_their_message_and_the_window_keeps_working(qtbot, window,
     qtbot.mouseClick(button(w, "read_gains"), QtCore.Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.gains.table.item(0, 1).text() != "", timeout=30_000)
     assert w.session.clients[1].alive
+
+
+def test_option_fields_are_the_routines_own_and_a_bad_value_is_refused(qtbot, window) -> None:  # noqa: F811
+    w, panel = window, window.calibration
+    panel.select("encoders")
+    assert set(panel.option_fields) == {"speed", "range", "settle_s"}
+    panel.select("friction-temperature")
+    assert set(panel.option_fields) == {"speeds", "maps", "heat_s", "settle_s", "average_s"}
+    panel.set_option("maps", "2.5")
+    click(qtbot, w, "calib_run")
+    assert "maps = '2.5' is not allowed: a whole number" in panel.status.text()
+    assert panel.running is None and panel.result is None

@@ -14,16 +14,23 @@ offset 0.01 rad, motor encoder offset 0.004 rad (a motor zero of 4e-5 rad at the
   KE_3, KE_4: nothing injected, under 3e-6 rad (1.3e-6 seen: the INL's second order, INL^2 / 2N);
 * the ratio: motor turns over output travel differ from N by the gravity twist's change over the range,
   2 m g l sin(2.3) / K1 / 4.6 rad = 1.0e-4 (9.7e-5 seen): bound 2e-4;
-* the output zero: the drive torque's ripple (0.18 N·m rms about m g l sin q = 9.8 N·m) leaves 1.2e-4 rad standard
-  uncertainty over the knee's range; errors within 3 of it (1.2 seen at worst over the population);
-* the motor zero follows the output zero's error (it is the baseline there plus the zero): the same bound.
-The output encoder's LSB (20 bits, 6e-6 rad) is 20 times finer than what gravity gives: the issue's "within one LSB"
-needs a torque known to m g l x 6e-6 = 6e-5 N·m, under the drive torque's friction ripple by three orders.
+* the output zero, in LSB of the 20-bit output encoder (q = 2 pi / 2^20 = 6.0e-6 rad), against the reading's zero
+  off - q / 2 (the quantiser floors: the mean reading at the hanging angle is half an LSB under the offset, and that
+  is the zero a loop subtracting it needs). Its error budget, measured on the knee by switching each effect off in the
+  model (0.1 rad/s, errors in LSB): the motor-angle ripple of the drive torque (KE modulating the gravity torque by
+  N KE', 0.29 N·m; cogging; the 6th electrical harmonic) taken as a cos term where the sweeps end in mid-period:
+  up to 39 LSB over the population before the fit's taper (``encoder_calibration.taper``), under 1 after; the
+  friction's drift with the housing's temperature (0.04 K over the run, the grease's 4.3 %/K of 11.5 N·m, not
+  linear in time so the two directions' mean keeps some of it): -2.2 (0.0 without the grease's coefficient); the
+  mesh loss's kink and the load's damping: under 0.5. Seen: -2.3 on the knee, -3.3 .. +0.9 over the population:
+  bound 5 LSB (3.0e-5 rad). The issue's one LSB is not reached by gravity: it needs the friction's temperature drift
+  taken out (a third sweep, or a fixture's reference mark); the standard uncertainty (the fit's covariance under the
+  taper, as if its residuals were white: 26 LSB on the knee) is an upper bound, 10 times the errors seen;
+* the motor zero follows the output zero's error (it is the baseline there plus the zero): within its 3 u.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -87,9 +94,18 @@ def _assert_ke(f: dict, p, k2_rel: float) -> None:
     assert max(a[2:]) < 3e-6
 
 
+LSB_RAD = 2.0 * math.pi / 2**20  # the knee's 20-bit output encoder
+ZERO_BOUND_LSB = 5.0              # the module docstring's budget
+
+
+def _zero_error_lsb(f: dict, output_offset: float) -> float:
+    """The output zero's error in LSB against the reading's zero (the offset less half an LSB: the floor)."""
+    return (f["output_zero_rad"] - (output_offset - LSB_RAD / 2)) / LSB_RAD
+
+
 def _assert_zeros(f: dict, output_offset: float, motor_offset: float, ratio: float) -> None:
     u = f["output_zero_u_rad"]
-    assert u < 3e-4 and abs(f["output_zero_rad"] - output_offset) < 3 * u
+    assert u < 4e-4 and abs(_zero_error_lsb(f, output_offset)) <= ZERO_BOUND_LSB
     assert abs(f["motor_zero_rad"] - motor_offset / ratio) < 3 * f["motor_zero_u_rad"]
 
 
@@ -100,7 +116,7 @@ def test_recovers_the_knees_kinematic_error_and_zeros(knee, nominal) -> None:
     assert f["ke_dominant_rad"] == f["ke_amplitudes_rad"][1] and f["ke_dominant_u_rad"] < 1.5e-6
     assert 0.0 < f["encoder_ratio_error"] < 2e-4 and f["encoder_ratio"] == pytest.approx(100.0, rel=2e-4)
     _assert_zeros(f, OUTPUT_OFFSET_RAD, MOTOR_OFFSET_RAD, 100.0)
-    assert f["output_zero_u_rad"] < 2e-4
+    assert f["output_zero_u_rad"] < 2e-4  # the sequence's limit at 0.1 rad/s
     # the mean mismatch is the offsets' (4e-5 - 0.01 rad); its largest excursion KE + INL / N + the gravity twist
     assert f["encoder_mismatch_rad"] == pytest.approx(MOTOR_OFFSET_RAD / 100 - OUTPUT_OFFSET_RAD, abs=1e-4)
     assert 2e-4 < f["encoder_mismatch_max_rad"] < 1e-3
@@ -140,27 +156,46 @@ def test_the_map_applied_by_motor_feedback_removes_the_kinematic_error(knee, nom
 
 
 def test_a_population_of_20_joints_recovers_its_own_map_and_zeros(knee) -> None:
-    """20 knees of seeds/spread.toml (the motor encoder's zero: its ``encoder_offset``, 3e-3 rad sd at the motor;
-    stiffness 5 %, friction, Kt, ...) through the batch executor, each with its own kinematic error and output
-    encoder zero drawn here (the spread file has none: KE_2 20 % sd about 1.45e-4 rad at a uniform phase, a KE_1
-    up to 2e-5 rad, the output zero 5e-3 rad sd), at 0.2 rad/s to halve the run (KE_2 +2.6 % magnified)."""
-    rng = np.random.default_rng(17)
-    joints, injections = [], []
-    for p, inj in draw(knee, load_spread(SPREAD), 20, seed=5):
-        amps = (2e-5 * rng.uniform(), 1.45e-4 * (1.0 + 0.2 * rng.standard_normal()))
-        reducer = dataclasses.replace(p.reducer, kinematic_error_amplitudes_rad=amps,
-                                      kinematic_error_phases_rad=tuple(rng.uniform(-math.pi, math.pi, 2)))
-        joints.append(dataclasses.replace(p, reducer=reducer))
-        injections.append({**inj, "output_encoder_offset": 5e-3 * rng.standard_normal()})
+    """20 knees of seeds/spread.toml through the batch executor, each with its own kinematic error (KE_2 20 % sd, its
+    phase 1.8 rad sd), output encoder zero (5e-3 rad sd) and motor encoder zero (3e-3 rad sd at the motor), besides
+    stiffness, friction, Kt, ...: the spread's, like every routine's population; at 0.2 rad/s to halve the run (KE_2
+    +2.6 % magnified). Zeros within the module docstring's 5 LSB (3.3 seen at worst; 39 before the taper)."""
+    joints, injections = zip(*draw(knee, load_spread(SPREAD), 20, seed=5), strict=True)
     cfg = encoder_calibrate_config(params=knee, speed_rad_s=0.2)
-    out = run_batch(joints, injections, [("encoder_calibrate", cfg)], firmware=knee, panels=False)
+    out = run_batch(list(joints), list(injections), [("encoder_calibrate", cfg)], firmware=knee, panels=False)
     assert out.faults == [[]] * 20
+    errors = []
     for p, inj, joint in zip(joints, injections, out, strict=True):
         f = joint[0].figures
         _assert_ke(f, p, 0.035)
         _assert_zeros(f, inj["output_encoder_offset"], inj["encoder_offset"], 100.0)
         assert 0.0 < f["encoder_ratio_error"] < 2e-4
-    assert np.std([i["output_encoder_offset"] for i in injections]) > 10 * 3e-4  # the zeros spread past the bound
+        errors.append(_zero_error_lsb(f, inj["output_encoder_offset"]))
+    # the zeros spread far past the bound: a routine that returned the nominal zero would fail
+    assert np.std([i["output_encoder_offset"] for i in injections]) > 100 * ZERO_BOUND_LSB * LSB_RAD
+    assert np.std([p.reducer.kinematic_error_phases_rad[1] for p in joints]) > 1.0
+
+
+def test_the_taper_removes_the_ripples_end_effect() -> None:
+    """Synthetic sweeps of the knee's drive torque at 0.2 rad/s (1 kHz samples): gravity about a zero of 0.01 rad,
+    friction +-11.5 N·m with the mesh loss, and a slow ripple of 0.02 N·m with a period of 0.2 rad (the beat seen in
+    the simulated knee's residuals at this speed) over sweeps that end in mid-period. Uniform weights take its last
+    partial period as a cos term: 6.8 LSB at the worst of eight phases (more than 5 asserted); the taper leaves
+    0.05 LSB at worst (under 0.2 asserted: its leakage falls as the cube of the period over the span)."""
+    q = np.linspace(-2.3, 2.27, 23_000)
+    r_o = np.concatenate([q, q[::-1]])
+    fwd = np.arange(r_o.size) < q.size
+    s = np.where(fwd, 1.0, -1.0)
+    mgl, zero = 9.81, 0.01
+    uniform = np.column_stack([np.sin(r_o), np.cos(r_o), np.ones_like(r_o), s, s * np.abs(np.sin(r_o))])
+    worst = {"uniform": 0.0, "taper": 0.0}
+    for phase in np.linspace(0.0, 2.0 * math.pi, 8, endpoint=False):
+        tau = (mgl * np.sin(r_o - zero) + s * (11.5 + 0.07 * mgl * np.abs(np.sin(r_o - zero)))
+               + 0.02 * np.sin(2.0 * math.pi * r_o / 0.2 + phase))
+        sol = np.linalg.lstsq(uniform, tau, rcond=None)[0]
+        worst["uniform"] = max(worst["uniform"], abs(math.atan2(-sol[1], sol[0]) - zero) / LSB_RAD)
+        worst["taper"] = max(worst["taper"], abs(fit_gravity_zero(r_o, tau, fwd).zero_rad - zero) / LSB_RAD)
+    assert worst["uniform"] > 5.0 and worst["taper"] < 0.2
 
 
 def test_a_joint_that_does_not_move_is_refused(knee) -> None:
