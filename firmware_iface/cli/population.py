@@ -68,14 +68,14 @@ def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tup
     n = args.population
     if not 1 <= n <= 100_000:
         raise ConfigError(f"--population {n}: allowed 1..100000 joints")
+    spread_path = args.spread or SEEDS_DIR / "spread.toml"
+    spread = load_spread(spread_path)  # the inputs first: a bad file is named before any database is touched
+    nominal = load_preset(args.preset or seq.preset)
     out_dir = args.out or Path("out") / f"population-{seq.name}-{n}"
     db = args.db or out_dir / "results.db"
     ensure(db)  # a file that is not a results database is refused before the batch runs; one is appended to
     # serials unique to this batch (time and seed): its runs sit beside earlier batches' in the database
     prefix = f"POP-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-s{args.seed}-"
-    spread_path = args.spread or SEEDS_DIR / "spread.toml"
-    spread = load_spread(spread_path)
-    nominal = load_preset(args.preset or seq.preset)
     measured = [s for s in seq.steps if s.type in PROTOCOL_OF]
     steps = [(PROTOCOL_OF[s.type], protocol_config(s, seq, nominal)) for s in measured]
     drawn = draw(nominal, spread, n, args.seed)
