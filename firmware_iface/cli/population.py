@@ -3,8 +3,10 @@
 N joints are drawn from the manufacturing spread (``seeds/spread.toml``, or ``--spread``) and the sequence's
 measuring steps (those with a test protocol: friction, back-drive, stiffness, step, Bode, F/T zero, thermal soak)
 run on all of them at once in the batch simulation (``firmware_iface.experiments.batch``, all cores), with the same
-protocols and analyses as over the bus, and the sequence's limits. Steps that exercise the firmware over the bus
-(connect, enable, gains, fault reaction, tune, ...) are not in the batch model and are listed as not simulated.
+protocols and analyses as over the bus, and the sequence's limits; with ``--workers K`` or ``--scheduler ADDR`` the
+batch is cut into chunks run on a Dask cluster (``firmware_iface.rig.population``), with the same figures. Steps
+that exercise the firmware over the bus (connect, enable, gains, fault reaction, tune, ...) are not in the batch
+model and are listed as not simulated.
 
 Every joint becomes a results record (serial ``POP-<UTC time>-s<seed>-0001``...) appended to DIR/results.db (or
 ``--db``: a results database is appended to, never replaced; any other file is refused before the batch runs), so
@@ -24,14 +26,15 @@ from rich.console import Console
 from rich.table import Table
 
 from actuator.errors import ConfigError
-from actuator.params import SEEDS_DIR, load_preset
+from actuator.params import SEEDS_DIR, JointParams, load_preset
 from firmware_iface.cli.common import print_json
-from firmware_iface.experiments.batch import run_batch
+from firmware_iface.experiments.segments import Outcome
 from firmware_iface.jsonsafe import json_safe as clean
+from firmware_iface.rig.population import BatchSpec, PopulationResult, cluster, run_population
 from firmware_iface.rig.results_db import append_many, ensure, summary
 from firmware_iface.rig.runner import SCHEMA, checks_of, utc_now, write_json
-from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, protocol_config
-from firmware_iface.rig.spread import draw, load_spread
+from firmware_iface.rig.sequence import PROTOCOL_OF, Sequence, Step, protocol_config
+from firmware_iface.rig.spread import load_spread
 
 
 def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, faults: list[str], info: dict
@@ -52,33 +55,55 @@ def _joint_results(seq: Sequence, serial: str, measured: list, outcomes: list, f
                   "steps": steps, "outputs": {}})
 
 
-def run_population(args: argparse.Namespace, seq: Sequence, injections: list[tuple[str, float]]) -> int:
-    t0 = time.perf_counter()
+def population_spec(args: argparse.Namespace, seq: Sequence, injections: list[tuple[str, float]],
+                    params: JointParams | None = None) -> tuple[BatchSpec, list[Step]]:
+    """The batch of ``--population N`` joints (drawn about ``params``, default the type's nominal preset, which the
+    firmware is configured with) and the sequence's measuring steps it runs."""
     n = args.population
     if not 1 <= n <= 100_000:
         raise ConfigError(f"--population {n}: allowed 1..100000 joints")
+    spread = load_spread(args.spread or SEEDS_DIR / "spread.toml")
+    nominal = load_preset(args.preset or seq.preset)
+    measured = [s for s in seq.steps if s.type in PROTOCOL_OF]
+    steps = tuple((PROTOCOL_OF[s.type], protocol_config(s, seq, nominal)) for s in measured)
+    return BatchSpec(params or nominal, spread, steps, n, args.seed, nominal, tuple(injections)), measured
+
+
+def population_records(seq: Sequence, measured: list[Step], result: PopulationResult, prefix: str, info: dict
+                       ) -> list[dict]:
+    """A results record per joint (serial PREFIX0001...), judged by the sequence's limits."""
+    return [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, [Outcome(f) for f in figures], result.faults[j],
+                           info) for j, figures in enumerate(result.figures)]
+
+
+def run_batch_cli(spec: BatchSpec, client: Any, chunk: int | None, what: str) -> PopulationResult:
+    """``run_population`` with a progress bar (joints done) on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=spec.n)
+        return run_population(spec, client, chunk, progress=lambda k: bar.advance(task, k))
+
+
+def run_population_cli(args: argparse.Namespace, seq: Sequence, injections: list[tuple[str, float]]) -> int:
+    t0 = time.perf_counter()
+    spec, measured = population_spec(args, seq, injections)
+    n = spec.n
     out_dir = args.out or Path("out") / f"population-{seq.name}-{n}"
     db = args.db or out_dir / "results.db"
     ensure(db)  # a file that is not a results database is refused before the batch runs; one is appended to
     # serials unique to this batch (time and seed): its runs sit beside earlier batches' in the database
     prefix = f"POP-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-s{args.seed}-"
-    spread_path = args.spread or SEEDS_DIR / "spread.toml"
-    spread = load_spread(spread_path)
-    nominal = load_preset(args.preset or seq.preset)
-    measured = [s for s in seq.steps if s.type in PROTOCOL_OF]
-    steps = [(PROTOCOL_OF[s.type], protocol_config(s, seq, nominal)) for s in measured]
-    drawn = draw(nominal, spread, n, args.seed)
-    extra = dict(injections)
-    batch = run_batch([p for p, _ in drawn], [{**inj, **extra} for _, inj in drawn], steps, seed=args.seed,
-                      firmware=nominal, panels=False)
-    info = {"sim": True, "population": n, "spread": str(spread_path), "preset": nominal.name, "seed": args.seed,
-            "injections": extra}
-    records = [_joint_results(seq, f"{prefix}{j + 1:04d}", measured, batch[j], batch.faults[j], info)
-               for j in range(n)]
+    with cluster(args.workers, args.scheduler) as client:
+        result = run_batch_cli(spec, client, args.chunk, f"{seq.name}: {n} joints")
+    info = {"sim": True, "population": n, "spread": spec.spread.source, "preset": spec.params.name,
+            "seed": args.seed, "injections": dict(injections)}
+    records = population_records(seq, measured, result, prefix, info)
     out_dir.mkdir(parents=True, exist_ok=True)
     append_many(db, records)
     stats = summary(db, serial_prefix=prefix)  # this batch's yield and Cpk, whatever else the database holds
-    report = _report(seq, records, stats, batch.timing, measured, time.perf_counter() - t0)
+    report = _report(seq, records, stats, result.timing, measured, time.perf_counter() - t0)
     report.update(out_dir=str(out_dir), database=str(db), serial_prefix=prefix,
                   not_simulated=[s.name for s in seq.steps if s.type not in PROTOCOL_OF])
     write_json(out_dir / "population.json", {**report, "joints": records})

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_options, add_profile_options, bus_from_args, profile_from_args
+from firmware_iface.cli.common_cluster import add_cluster_options, add_population_options
 
 if TYPE_CHECKING:
     from firmware_iface.rig.sequence import Sequence
@@ -31,10 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default out/run-SERIAL or out/run-TIME)")
     p.add_argument("--db", type=Path, help="results database (default: results.db next to the output folder)")
     p.add_argument("--no-db", action="store_true", help="do not append the run to a database")
-    p.add_argument("--population", type=int, help="simulate N joints from --spread in the batch simulation")
-    p.add_argument("--spread", type=Path, help="manufacturing spread for --population (default seeds/spread.toml)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    add_population_options(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_cluster_options(p)
     add_bus_options(p)
     add_profile_options(p)
     p.set_defaults(func=run)
@@ -96,10 +96,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--inject simulates a defect: it needs --sim")
     if args.realtime and not sim:
         raise ConfigError("--realtime paces the simulated joints: it needs --sim")
+    if args.population is None and (args.workers is not None or args.scheduler or args.chunk is not None):
+        raise ConfigError("--workers, --scheduler and --chunk spread a population over a Dask cluster: they need "
+                          "--population N")
     if args.population is not None:
-        from firmware_iface.cli.population import run_population
+        from firmware_iface.cli.population import run_population_cli
 
-        return run_population(args, seq, injections)
+        return run_population_cli(args, seq, injections)
     signal.signal(signal.SIGTERM, _on_sigterm)
     out_dir = _out_dir(args)
     db = args.db or out_dir.parent / "results.db"

@@ -187,13 +187,18 @@ def _drawn(nominal: Any, t: Tolerance, z: float) -> np.ndarray:
     return base * (1.0 + t.sd_pct / 100.0 * z) if t.sd_pct else base + t.sd * z
 
 
-def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[JointParams, dict[str, float]]]:
+def draw(params: JointParams, spread: Spread, n: int, seed: int, first: int = 0
+         ) -> list[tuple[JointParams, dict[str, float]]]:
     """``n`` joints: (parameter set, model injections) each, about ``params`` within ``spread``; reproducible by
-    seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range."""
+    seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range.
+    ``first``: the population index of the first joint drawn (a chunk of a batch: joints first .. first + n - 1)."""
     if not (isinstance(n, int) and n >= 1):
         raise ConfigError(f"population size n = {n!r}: must be an integer >= 1")
+    if not (isinstance(first, int) and first >= 0):
+        raise ConfigError(f"first joint = {first!r}: must be an integer >= 0")
     groups = spread.groups
-    z = np.random.default_rng(seed).standard_normal((n, len(groups)))
+    # the normals of joints 0 .. first + n - 1 in order (row j is joint j's whatever the chunk), then this chunk's
+    z = np.random.default_rng(seed).standard_normal((first + n, len(groups)))[first:]
     col = {g: i for i, g in enumerate(groups)}
     healthy_env = L.default_env(params)
     out = []
@@ -208,7 +213,7 @@ def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[J
             mean = healthy_env[idx] if t.mean is None else t.mean
             injections[t.path] = float(np.clip(_drawn(mean, t, z[j, col[t.group]]), lo, hi))
         try:
-            joint = params_from_dict(data, f"{spread.source}: joint {j} of seed {seed}")
+            joint = params_from_dict(data, f"{spread.source}: joint {first + j} of seed {seed}")
         except ConfigError as e:
             raise ConfigError(f"{e} (every drawn joint must pass the preset's rules: let fields that a rule binds "
                               "share a group)") from None
