@@ -19,6 +19,7 @@ warm: ~15 s per worker on a cold cache; ``warm`` runs a tiny batch on every work
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -184,7 +185,7 @@ def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterato
         return
     # one Numba thread per worker (its one Dask thread is a core); the dashboard needs bokeh: off
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}) as local, \
+                      dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}, silence_logs=logging.ERROR) as local, \
             Client(local, set_as_default=False) as client:
         yield client
 
