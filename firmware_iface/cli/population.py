@@ -17,7 +17,9 @@ yield, the failures per check and, per check, the Cpk, and writes DIR/population
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,22 @@ def population_records(seq: Sequence, measured: list[Step], result: PopulationRe
                            info) for j, figures in enumerate(result.figures)]
 
 
+@contextlib.contextmanager
+def open_cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """``rig.population.cluster`` for ``--workers`` / ``--scheduler``, saying on stderr what it starts."""
+    if args.workers is None and args.scheduler is None:
+        with cluster() as client:
+            yield client
+        return
+    what = (f"connecting to the Dask scheduler {args.scheduler}" if args.scheduler else
+            f"starting {args.workers} Dask worker processes")
+    with contextlib.ExitStack() as stack:
+        with Console(stderr=True).status(f"{what} (each compiles the kernels on its first chunk if their cache is "
+                                         "cold, ~15 s)"):
+            client = stack.enter_context(cluster(args.workers, args.scheduler))
+        yield client
+
+
 def run_batch_cli(spec: BatchSpec, client: Any, chunk: int | None, what: str) -> PopulationResult:
     """``run_population`` with a progress bar (joints done) on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -95,7 +113,7 @@ def run_population_cli(args: argparse.Namespace, seq: Sequence, injections: list
     ensure(db)  # a file that is not a results database is refused before the batch runs; one is appended to
     # serials unique to this batch (time and seed): its runs sit beside earlier batches' in the database
     prefix = f"POP-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-s{args.seed}-"
-    with cluster(args.workers, args.scheduler) as client:
+    with open_cluster(args) as client:
         result = run_batch_cli(spec, client, args.chunk, f"{seq.name}: {n} joints")
     info = {"sim": True, "population": n, "spread": spec.spread.source, "preset": spec.params.name,
             "seed": args.seed, "injections": dict(injections)}

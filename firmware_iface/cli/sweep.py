@@ -67,9 +67,9 @@ def _point(seq: Any, measured: list, result: Any, info: dict) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from firmware_iface.cli.population import population_spec, run_batch_cli
+    from firmware_iface.cli.population import open_cluster, population_spec, run_batch_cli
     from firmware_iface.jsonsafe import json_safe as clean
-    from firmware_iface.rig.population import BatchSpec, cluster
+    from firmware_iface.rig.population import BatchSpec
     from firmware_iface.rig.rig import parse_injection
     from firmware_iface.rig.sequence import load_sequence
     from firmware_iface.rig.sweep import parse_vary, value_of, varied
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     plan = [(v, x, varied(base.firmware, v, x)) for v in varies for x in v.points]
     out_dir = args.out or Path("out") / f"sweep-{seq.name}"
     rows = []
-    with cluster(args.workers, args.scheduler) as client:
+    with open_cluster(args) as client:
         for k, (v, x, params) in enumerate(plan, 1):
             spec = BatchSpec(params, base.spread, base.steps, base.n, base.seed, base.firmware, base.injections)
             result = run_batch_cli(spec, client, args.chunk, f"{k}/{len(plan)} {v.name} {x:g}")

@@ -100,7 +100,8 @@ def parse_vary(text: str, spread: Spread | None = None) -> Vary:
         if a <= 0 or b <= 0:
             raise ConfigError(f"--vary {text!r}: factors {a:g}..{b:g} are not allowed: factors on the preset's "
                               "value must be > 0 (give absolute values as V1,V2,... for anything else)")
-        return Vary(text, name, paths, True, tuple(float(v) for v in np.linspace(a, b, n)))
+        # 12 digits: 0.9, not linspace's 0.8999999999999999, in the table and on the preset
+        return Vary(text, name, paths, True, tuple(round(float(v), 12) for v in np.linspace(a, b, n)))
     if ".." in spec:
         raise ConfigError(f"--vary {text!r}: range {spec!r} is not allowed: A..B:N with N the number of points")
     if len(paths) > 1:
