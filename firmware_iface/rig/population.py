@@ -183,9 +183,11 @@ def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterato
         with client:
             yield client
         return
-    # one Numba thread per worker (its one Dask thread is a core); the dashboard needs bokeh: off
+    # one Numba thread per worker (its one Dask thread is a core); every server on 127.0.0.1, the scheduler's HTTP
+    # server (health, metrics; a dashboard with bokeh) on a free port rather than 8787, which another may hold
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}, silence_logs=logging.ERROR) as local, \
+                      dashboard_address="127.0.0.1:0", env={"NUMBA_NUM_THREADS": "1"},
+                      silence_logs=logging.ERROR) as local, \
             Client(local, set_as_default=False) as client:
         yield client
 
