@@ -215,23 +215,23 @@ def _plain(v: Any) -> Any:
 
 
 def population_eol(steps: list[tuple[str, dict]], n: int, spread: Spread | str | Path,
-                   params: JointParams | str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Draw ``n`` joints of ``params`` (default: the spread's preset) within ``spread``, run ``steps`` on them all,
-    and return per joint the figures by step, the faults and what was drawn, with the timing. No limits here."""
+                   params: JointParams | str | None = None, seed: int = 0, client: Any = None) -> dict[str, Any]:
+    """Draw ``n`` joints of ``params`` (default: the spread's preset) within ``spread``, run ``steps`` on them all
+    (``run_population``: this machine, or the Dask ``client``'s workers), and return per joint the figures by step,
+    the faults and what was drawn, with the timing. No limits here."""
     t0 = time.perf_counter()
     spread = spread if isinstance(spread, Spread) else load_spread(spread)
     nominal = params if isinstance(params, JointParams) else load_preset(params or spread.preset or "knee")
-    drawn = draw(nominal, spread, n, seed)
+    drawn = draw(nominal, spread, n, seed)  # what each joint is (the chunks draw the same joints again)
     t_draw = time.perf_counter() - t0
-    batch = run_batch([p for p, _ in drawn], [inj for _, inj in drawn], steps, seed=seed, firmware=nominal,
-                      panels=False)
+    result = run_population(BatchSpec(nominal, spread, tuple(steps), n, seed, nominal), client)
     keys = _step_keys(steps)
     joints = []
-    for j, ((p, inj), outcomes) in enumerate(zip(drawn, batch, strict=True)):
-        at = batch.fault_step[j]
-        joints.append({"joint": j, "figures": {k: o.figures for k, o in zip(keys, outcomes, strict=True)},
-                       "faults": batch.faults[j], "fault_step": None if at is None else keys[at],
+    for j, ((p, inj), figures) in enumerate(zip(drawn, result.figures, strict=True)):
+        at = result.fault_step[j]
+        joints.append({"joint": j, "figures": dict(zip(keys, figures, strict=True)),
+                       "faults": result.faults[j], "fault_step": None if at is None else keys[at],
                        "drawn": {**{t.path: _plain(_value(p, t.path)) for t in spread.parameters}, **inj}})
-    timing = {"draw_s": t_draw, **batch.timing, "total_s": time.perf_counter() - t0}
+    timing = {"draw_s": t_draw, **result.timing, "total_s": time.perf_counter() - t0}
     return {"preset": nominal.name, "spread": spread.source, "n": n, "seed": seed, "steps": keys, "joints": joints,
             "timing": timing}
