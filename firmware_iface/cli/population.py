@@ -64,6 +64,9 @@ def population_spec(args: argparse.Namespace, seq: Sequence, injections: list[tu
     n = args.population
     if not 1 <= n <= 100_000:
         raise ConfigError(f"--population {n}: allowed 1..100000 joints")
+    if args.chunk is not None and ((args.workers is None and args.scheduler is None) or args.chunk < 1):
+        raise ConfigError(f"--chunk {args.chunk}: allowed an integer >= 1 (joints per Dask task), with --workers or "
+                          "--scheduler (the local run is one batch)")
     spread = load_spread(args.spread or SEEDS_DIR / "spread.toml")
     nominal = load_preset(args.preset or seq.preset)
     measured = [s for s in seq.steps if s.type in PROTOCOL_OF]

@@ -138,3 +138,16 @@ def test_bad_vary_is_refused_before_any_batch(capsys, tmp_path, vary, named):
     code, _, err = run_cli(capsys, "sweep", str(seq), "--vary", vary, "--out", str(tmp_path / "s"))
     assert code == 2 and f"--vary '{vary}'" in err and named in err, err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (("--workers", "2"), "--workers, --scheduler and --chunk spread a population over a Dask cluster: they need "
+                         "--population N"),
+    (("--population", "3", "--chunk", "2"), "--chunk 2: allowed an integer >= 1 (joints per Dask task), with "
+                                            "--workers or --scheduler"),
+    (("--population", "3", "--workers", "1", "--chunk", "0"), "--chunk 0: allowed an integer >= 1"),
+], ids=["workers-alone", "chunk-local", "chunk-zero"])
+def test_cluster_options_are_checked_before_anything_runs(capsys, tmp_path, argv, named):
+    code, _, err = run_cli(capsys, "run", "seeds/sequences/eol.toml", "--sim", *argv, "--out", str(tmp_path / "p"))
+    assert code == 2 and named in err, err
+    assert not (tmp_path / "p").exists()
