@@ -8,6 +8,10 @@ Reported, all from one run (the machines are shared: compare ratios, not seconds
 * per worker count K: the cluster's start-up, the wall time of the batch (kernels warmed in every worker first:
   a cold cache compiles them in each worker process, ~15 s each), joints/s, ``worker_s`` (the chunks' own batch
   time, summed) and ``scaling`` = joints/s over the 1-worker joints/s of this run;
+* ``cpu_s`` (CPU seconds the batch's processes got, all their threads), ``cores_got`` = cpu_s / wall and
+  ``joints_per_cpu_s``: on a shared machine (the load average before and after is reported) a worker may get less
+  than its core, and then the scaling ratio measures the machine's spare CPU, not Dask; joints per CPU second is the
+  cost that does not depend on the load;
 * ``identical``: every figure of every joint of each cluster run equals the local run's, bit for bit;
 * ``task_overhead_s``: the scheduler's round trip per task, measured on ``OVERHEAD_TASKS`` empty tasks through the
   2-worker (else the last) cluster, and ``chunk_overhead_s``: (wall x workers - worker_s) / chunks of that run
@@ -22,6 +26,7 @@ Reported, all from one run (the machines are shared: compare ratios, not seconds
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -79,6 +84,8 @@ def _on_cluster(spec: BatchSpec, k: int, local: PopulationResult, chunk: int | N
         overhead = _task_overhead_s(client)
     return {"workers": k, "chunk": size, "chunks": result.timing["chunks"], "startup_s": t1 - t0,
             "warm_s": t2 - t1, "wall_s": wall, "joints_per_s": spec.n / wall, "worker_s": worker_s,
+            "cpu_s": result.timing["cpu_s"], "cores_got": result.timing["cpu_s"] / wall,
+            "joints_per_cpu_s": spec.n / result.timing["cpu_s"],
             "chunk_overhead_s": (wall * k - worker_s) / result.timing["chunks"], "task_overhead_s": overhead,
             "identical": _same(result, local)}
 
@@ -93,13 +100,17 @@ def run(preset: str, quick: bool = False, joints: int | None = None, workers: tu
     local = run_population(spec)
     local_wall = local.timing["batch_wall_s"]
     out: dict[str, Any] = {"joints": n, "sequence": "eol (measuring steps)", "preset": preset,
+                           "cores": os.cpu_count(), "load_average_before": os.getloadavg()[0],
                            "joint_time_s_per_joint": local.timing["joint_time_s"], "local_warm_s": warm_local,
-                           "local": {"wall_s": local_wall, "joints_per_s": n / local_wall}, "clusters": []}
+                           "local": {"wall_s": local_wall, "joints_per_s": n / local_wall,
+                                     "cpu_s": local.timing["cpu_s"], "cores_got": local.timing["cpu_s"] / local_wall,
+                                     "joints_per_cpu_s": n / local.timing["cpu_s"]}, "clusters": []}
     for k in workers:
         out["clusters"].append(_on_cluster(spec, k, local, chunk))
     base = next((c for c in out["clusters"] if c["workers"] == 1), None)
     for c in out["clusters"]:
         c["scaling"] = c["joints_per_s"] / base["joints_per_s"] if base else None
+    out["load_average_after"] = os.getloadavg()[0]
     ref = next((c for c in out["clusters"] if c["workers"] == 2), out["clusters"][-1] if out["clusters"] else None)
     out["identical"] = all(c["identical"] for c in out["clusters"])
     if ref is not None:

@@ -70,11 +70,14 @@ def run_chunk(spec: BatchSpec, first: int, count: int, threads: int | None = Non
     kernel (a Dask worker's task: 1, its thread is one core; None: all cores, the local run)."""
     drawn = draw(spec.params, spec.spread, count, spec.seed, first)
     extra = dict(spec.injections)
+    cpu0 = time.process_time()
     with _numba_threads(threads):
         batch = run_batch([p for p, _ in drawn], [{**inj, **extra} for _, inj in drawn], list(spec.steps),
                           seed=spec.seed, firmware=spec.firmware or spec.params, panels=False, first=first)
-    return ChunkResult(first, [[o.figures for o in joint] for joint in batch], batch.faults, batch.fault_step,
-                       dict(batch.timing))
+    # the CPU the chunk's process got (all its threads): beside the batch's wall time it tells a busy machine's
+    # share of a core from the batch's own cost
+    timing = {**batch.timing, "cpu_s": time.process_time() - cpu0}
+    return ChunkResult(first, [[o.figures for o in joint] for joint in batch], batch.faults, batch.fault_step, timing)
 
 
 @contextlib.contextmanager
@@ -118,8 +121,8 @@ class PopulationResult:
 
 def _gather(parts: list[ChunkResult], wall_s: float, workers: int) -> PopulationResult:
     parts = sorted(parts, key=lambda c: c.first)
-    timing: dict[str, Any] = {k: sum(c.timing.get(k, 0.0) for c in parts) for k in ("setup_s", "simulate_s",
-                                                                                     "analyze_s")}
+    timing: dict[str, Any] = {k: sum(c.timing.get(k, 0.0) for c in parts)
+                              for k in ("setup_s", "simulate_s", "analyze_s", "cpu_s")}
     timing.update(joint_time_s=parts[0].timing.get("joint_time_s"), joints=sum(len(c.figures) for c in parts),
                   chunks=len(parts), workers=workers, batch_wall_s=wall_s)
     return PopulationResult([f for c in parts for f in c.figures], [f for c in parts for f in c.faults],
