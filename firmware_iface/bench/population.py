@@ -115,11 +115,15 @@ def run(preset: str, quick: bool = False, joints: int | None = None, workers: tu
     out["identical"] = all(c["identical"] for c in out["clusters"])
     if ref is not None:
         r1 = ref["joints_per_s"] / ref["workers"]
+        w_max = ref["chunk"] / (r1 * ref["task_overhead_s"])
         out.update(task_overhead_s=ref["task_overhead_s"], chunk_overhead_s=ref["chunk_overhead_s"],
                    per_worker_joints_per_s=r1,
-                   model={"throughput": "W x per_worker_joints_per_s while W < w_max",
-                          "w_max_at_chunk": ref["chunk"],
-                          "w_max": ref["chunk"] / (r1 * ref["task_overhead_s"]),
+                   model={"statement": f"throughput(W workers) ~ W x {r1:.3g} joints/s (the per-worker rate here) "
+                                       f"while W < W_max = chunk / (rate x task overhead) = {ref['chunk']} / ({r1:.3g} "
+                                       f"x {ref['task_overhead_s'] * 1e3:.3g} ms) ~ {w_max:.0f}; beyond, the "
+                                       f"scheduler's {ref['chunk'] / ref['task_overhead_s']:.0f} joints/s, raised "
+                                       "by larger chunks; a machine of C cores runs C workers",
+                          "w_max_at_chunk": ref["chunk"], "w_max": w_max,
                           "scheduler_limit_joints_per_s": ref["chunk"] / ref["task_overhead_s"],
                           "joints_per_day_per_worker": r1 * 86400})
     return out
