@@ -16,11 +16,11 @@ Reported, all from one run (the machines are shared: compare ratios, not seconds
 * ``task_overhead_s``: the scheduler's round trip per task, measured on ``OVERHEAD_TASKS`` empty tasks through the
   2-worker (else the last) cluster, and ``chunk_overhead_s``: (wall x workers - worker_s) / chunks of that run
   (per chunk: scheduling, transfer of the results, and the workers idle at the end, the gather's tail);
-* ``model``: throughput(W workers) ~ W x r1 (r1: the per-worker rate measured here) as long as the scheduler keeps
-  up, i.e. while the tasks it must hand out per second, W x r1 / chunk, stay below 1 / task_overhead_s: up to
-  W_max = chunk / (r1 x task_overhead_s) workers; beyond that the scheduler is the limit (chunk / overhead joints/s)
-  and larger chunks move it. Per machine, W is its cores (one worker per core): a machine of C cores adds about
-  C x r1 joints/s (r1 measured on a machine like it).
+* ``model``: throughput(W workers) ~ W x r1 (r1: a worker's rate on a core of its own, the joints per CPU second
+  measured here) as long as the scheduler keeps up, i.e. while the tasks it must hand out per second,
+  W x r1 / chunk, stay below 1 / task_overhead_s: up to W_max = chunk / (r1 x task_overhead_s) workers; beyond that
+  the scheduler is the limit (chunk / overhead joints/s) and larger chunks move it. Per machine, W is its cores (one
+  worker per core): a machine of C cores adds about C x r1 joints/s.
 """
 
 from __future__ import annotations
@@ -114,16 +114,20 @@ def run(preset: str, quick: bool = False, joints: int | None = None, workers: tu
     ref = next((c for c in out["clusters"] if c["workers"] == 2), out["clusters"][-1] if out["clusters"] else None)
     out["identical"] = all(c["identical"] for c in out["clusters"])
     if ref is not None:
-        r1 = ref["joints_per_s"] / ref["workers"]
+        # the rate of a worker on a core of its own: joints per CPU second, which a shared machine's load does not
+        # move (its wall rate, per_worker_joints_per_s, is what this machine gave)
+        r1 = ref["joints_per_cpu_s"]
         w_max = ref["chunk"] / (r1 * ref["task_overhead_s"])
         out.update(task_overhead_s=ref["task_overhead_s"], chunk_overhead_s=ref["chunk_overhead_s"],
-                   per_worker_joints_per_s=r1,
-                   model={"statement": f"throughput(W workers) ~ W x {r1:.3g} joints/s (the per-worker rate here) "
-                                       f"while W < W_max = chunk / (rate x task overhead) = {ref['chunk']} / ({r1:.3g} "
-                                       f"x {ref['task_overhead_s'] * 1e3:.3g} ms) ~ {w_max:.0f}; beyond, the "
-                                       f"scheduler's {ref['chunk'] / ref['task_overhead_s']:.0f} joints/s, raised "
-                                       "by larger chunks; a machine of C cores runs C workers",
+                   per_worker_joints_per_s=ref["joints_per_s"] / ref["workers"], per_core_joints_per_s=r1,
+                   model={"statement": f"throughput(W workers, a core each) ~ W x {r1:.3g} joints/s (joints per CPU "
+                                       f"second here) while W < W_max = chunk / (rate x task overhead) = "
+                                       f"{ref['chunk']} / ({r1:.3g} x {ref['task_overhead_s'] * 1e3:.3g} ms) ~ "
+                                       f"{w_max:.0f}; beyond, the scheduler's "
+                                       f"{ref['chunk'] / ref['task_overhead_s']:.0f} joints/s, raised by larger "
+                                       "chunks; a machine of C cores runs C workers",
                           "w_max_at_chunk": ref["chunk"], "w_max": w_max,
                           "scheduler_limit_joints_per_s": ref["chunk"] / ref["task_overhead_s"],
-                          "joints_per_day_per_worker": r1 * 86400})
+                          "joints_per_day_per_core": r1 * 86400,
+                          "cores_for_10000_joints_in_10_min": 10_000 / (600 * r1)})
     return out
