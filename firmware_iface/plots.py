@@ -120,3 +120,17 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_sweep_yield(path: str | Path, title: str, curves: dict[str, tuple[list[float], list[float], str]]) -> Path:
+    """Yield (%) against each varied parameter: ``curves[name] = (x, yield_pct, x label)``, one panel each."""
+    fig, axes = plt.subplots(len(curves), 1, figsize=(7, 2.8 * len(curves)), squeeze=False)
+    for ax, (name, (x, y, label)) in zip(axes[:, 0], curves.items(), strict=True):
+        ax.plot(x, y, "o-")
+        ax.set_xlabel(f"{name}: {label}")
+        ax.set_ylabel("yield [%]")
+        ax.set_ylim(-5, 105)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -33,11 +33,12 @@ from firmware_iface.cli import (
     scan,
     sim,
     step,
+    sweep,
     tune,
 )
 
-COMMANDS = (sim, step, bode, tune, calibrate, model, bench, dbc, demo, scan, monitor, param, run, record, replay,
-            results, gui)
+COMMANDS = (sim, step, bode, tune, calibrate, model, bench, dbc, demo, scan, monitor, param, run, sweep, record,
+            replay, results, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_options, add_profile_options, bus_from_args, profile_from_args
+from firmware_iface.cli.common_cluster import add_cluster_options, add_population_options
 
 if TYPE_CHECKING:
     from firmware_iface.rig.sequence import Sequence
@@ -34,13 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rig-id", help="this test station's id, stored with each run (default: $JOINTKIT_RIG_ID, else "
                                     "the host name)")
     p.add_argument("--no-db", action="store_true", help="do not append the run to a database")
-    p.add_argument("--population", type=int, help="simulate N joints from --spread in the batch simulation")
-    p.add_argument("--spread", type=Path, help="manufacturing spread for --population (default seeds/spread.toml)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    add_population_options(p)
     p.add_argument("--anomaly-model", type=Path, default=None,
                    help="score each unit against this anomaly model (from jointkit results report): results.json "
                         "gains an 'anomaly' entry (T^2, threshold, flag, driving figures); the verdict is unchanged")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_cluster_options(p)
     add_bus_options(p)
     add_profile_options(p)
     p.set_defaults(func=run)
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--inject simulates a defect: it needs --sim")
     if args.realtime and not sim:
         raise ConfigError("--realtime paces the simulated joints: it needs --sim")
+    if args.population is None and (args.workers is not None or args.scheduler or args.chunk is not None):
+        raise ConfigError("--workers, --scheduler and --chunk spread a population over a Dask cluster: they need "
+                          "--population N")
     model = None
     if args.anomaly_model is not None:
         from firmware_iface.rig import anomaly
@@ -111,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--anomaly-model {args.anomaly_model}: a model of sequence {model.sequence!r}, "
                               f"this is {seq.name!r}")
     if args.population is not None:
-        from firmware_iface.cli.population import run_population
+        from firmware_iface.cli.population import run_population_cli
 
-        return run_population(args, seq, injections, model)
+        return run_population_cli(args, seq, injections, model)
     signal.signal(signal.SIGTERM, _on_sigterm)
     out_dir = _out_dir(args)
     db = args.db or out_dir.parent / "results.db"

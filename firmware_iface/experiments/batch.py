@@ -380,13 +380,15 @@ def _run_group(b: _Batch, steps: list[tuple[str, dict]], segments: list[list[Seg
 
 def run_batch(params_list: list[JointParams], injections_list: list[dict[str, float]], steps: list[tuple[str, dict]],
               gains: ControllerConfig | str | Path | list[ControllerConfig] | None = None, seed: int = 0, *,
-              firmware: JointParams | None = None, panels: bool = True) -> BatchOutcomes:
+              firmware: JointParams | None = None, panels: bool = True, first: int = 0) -> BatchOutcomes:
     """Run the protocol ``steps`` (name, cfg) in order on every joint at once, the state carried from one step to
     the next; ``result[joint][step]`` is the protocol's Outcome. A joint whose model (or tracking check) faults gets
     NaN figures from that step on (``result.faults``, ``result.fault_step``). ``gains``: the firmware's gains
     (default: the preset's), or a list of one per joint (mode, limits and gravity feed-forward of the
     first); ``firmware``: the parameters it is configured with (default: each joint's own);
-    ``panels=False`` drops the plots (and the recorded arrays they hold) to keep a large batch small."""
+    ``panels=False`` drops the plots (and the recorded arrays they hold) to keep a large batch small; ``first``: the
+    population index of ``params_list[0]`` (a chunk of a larger batch: joint ``first + j`` draws its noise from child
+    ``first + j`` of the seed, so a joint's figures do not depend on how the population is cut)."""
     t0 = time.perf_counter()
     _check_steps(steps)
     n = len(params_list)
@@ -402,11 +404,11 @@ def run_batch(params_list: list[JointParams], injections_list: list[dict[str, fl
     group = max(1, RECORD_BYTES // (ticks * (N_ROW + 2) * 8))
     result, timing = BatchOutcomes(), {"setup_s": 0.0, "simulate_s": 0.0, "analyze_s": 0.0}
     result.faults, result.fault_step = [], []
-    for first in range(0, n, group):
+    for start in range(0, n, group):
         t1 = time.perf_counter()
-        cfg = config[first:first + group] if isinstance(config, list) else config
-        b = _Batch(list(params_list[first:first + group]), list(injections_list[first:first + group]), cfg,
-                   firmware, seed, first)
+        cfg = config[start:start + group] if isinstance(config, list) else config
+        b = _Batch(list(params_list[start:start + group]), list(injections_list[start:start + group]), cfg,
+                   firmware, seed, first + start)
         timing["setup_s"] += time.perf_counter() - t1
         result += _run_group(b, steps, segments, panels, timing)
         result.faults += b.faults

@@ -218,26 +218,31 @@ def group_key(group: str) -> int:
     return zlib.crc32(group.encode())
 
 
-def _normals(spread: Spread, n: int, seed: int) -> tuple[np.ndarray, dict[str, int]]:
-    """One standard normal per joint and group: the shared groups from one stream in the file's order (as before
-    independent groups existed), each independent group from ``SeedSequence(seed, spawn_key=(group_key,))``."""
+def _normals(spread: Spread, n: int, seed: int, first: int = 0) -> tuple[np.ndarray, dict[str, int]]:
+    """One standard normal per joint and group for joints first .. first + n - 1 (row j is joint first + j's
+    whatever the chunk): the shared groups from one stream in the file's order (as before independent groups
+    existed), each independent group from ``SeedSequence(seed, spawn_key=(group_key,))``."""
     shared, own = spread.groups, spread.independent_groups
     z = np.empty((n, len(shared) + len(own)))
-    z[:, :len(shared)] = np.random.default_rng(seed).standard_normal((n, len(shared)))
+    z[:, :len(shared)] = np.random.default_rng(seed).standard_normal((first + n, len(shared)))[first:]
     for i, g in enumerate(own):
         stream = np.random.SeedSequence(seed, spawn_key=(group_key(g),))
-        z[:, len(shared) + i] = np.random.default_rng(stream).standard_normal(n)
+        z[:, len(shared) + i] = np.random.default_rng(stream).standard_normal(first + n)[first:]
     return z, {g: i for i, g in enumerate((*shared, *own))}
 
 
-def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[JointParams, dict[str, float]]]:
+def draw(params: JointParams, spread: Spread, n: int, seed: int, first: int = 0
+         ) -> list[tuple[JointParams, dict[str, float]]]:
     """``n`` joints: (parameter set, model injections) each, about ``params`` within ``spread``; reproducible by
-    seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range."""
+    seed, and joint j is the same whatever ``n``. Values are clipped into each field's (and injection's) range.
+    ``first``: the population index of the first joint drawn (a chunk of a batch: joints first .. first + n - 1)."""
     if not (isinstance(n, int) and n >= 1):
         raise ConfigError(f"population size n = {n!r}: must be an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"population seed = {seed!r}: must be an integer >= 0")
-    z, col = _normals(spread, n, seed)
+    if not (isinstance(first, int) and first >= 0):
+        raise ConfigError(f"first joint = {first!r}: must be an integer >= 0")
+    z, col = _normals(spread, n, seed, first)
     healthy_env = L.default_env(params)
     out = []
     for j in range(n):
@@ -251,7 +256,7 @@ def draw(params: JointParams, spread: Spread, n: int, seed: int) -> list[tuple[J
             mean = healthy_env[idx] if t.mean is None else t.mean
             injections[t.path] = float(np.clip(_drawn(mean, t, z[j, col[t.group]]), lo, hi))
         try:
-            joint = params_from_dict(data, f"{spread.source}: joint {j} of seed {seed}")
+            joint = params_from_dict(data, f"{spread.source}: joint {first + j} of seed {seed}")
         except ConfigError as e:
             raise ConfigError(f"{e} (every drawn joint must pass the preset's rules: let fields that a rule binds "
                               "share a group)") from None

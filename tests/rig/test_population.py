@@ -134,6 +134,15 @@ def test_draws_reproducible_by_seed_and_joint_j_whatever_n(knee: JointParams) ->
     assert [p for p, _ in a] != [p for p, _ in c]
 
 
+def test_a_chunk_draws_the_joints_of_its_place_in_the_population(knee: JointParams) -> None:
+    """Joints 3..6 of a chunk are joints 3..6 of the whole batch (a Dask chunk draws only its own)."""
+    spread = load_spread(SPREAD)
+    assert draw(knee, spread, 4, seed=3, first=3) == draw(knee, spread, 10, seed=3)[3:7]
+    assert draw(knee, spread, 4, seed=3, first=3) != draw(knee, spread, 4, seed=3)
+    with pytest.raises(ConfigError, match="first joint = -1: must be an integer >= 0"):
+        draw(knee, spread, 4, seed=3, first=-1)
+
+
 def test_sample_spread_matches_the_sd(knee: JointParams) -> None:
     """400 joints: sample sd of relative deviations within 4 standard errors (sd / sqrt(2 (n - 1))) of the file's."""
     n = 400
