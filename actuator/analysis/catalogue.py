@@ -53,12 +53,14 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy.optimize import brentq
 
+from actuator.analysis.identify import excitation_torque
+from actuator.analysis.linear import TwoMass
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.model.electrics import motor_torque
 from actuator.model.mechanics import dahl_virgin, lubricant_factor, spring_torque
 from actuator.params import CatalogueKt, CatalogueStiffness, CatalogueValue, JointParams
-from actuator.simulation import JointModel
+from actuator.simulation import JointModel, simulate
 
 HELD_INERTIA_KG_M2 = 1e6
 FLANGE_INERTIA_KG_M2 = 1e-3
@@ -420,10 +422,6 @@ RESONANCE_SETTLE_S = 2.5  # the 1.5 s ramp to the operating point, then 1 s for 
 
 def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
     """(resonance, mean twist) of ``p`` measured about a sliding state whose flexspline carries ``torque_nm``."""
-    from actuator.analysis.identify import excitation_torque
-    from actuator.analysis.linear import TwoMass
-    from actuator.simulation import simulate
-
     b = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
     r, dt = b.reducer, b.dt_s
     f_band = TwoMass.from_params(b, torque_nm).resonance_hz

@@ -55,7 +55,11 @@ def operating_twist_rad(p: JointParams, torque_nm: float) -> float:
     on zero and the twist on K - D = torque. On the simulated wrist sliding at 0.0105 N·m (its load damping) this
     gives 1.29e-5 rad where 1.26e-5 was measured and the catalogue curve alone 1.05e-6.
     """
-    v = compile_params(p)
+    return _operating_twist(compile_params(p), p, torque_nm)
+
+
+def _operating_twist(v: np.ndarray, p: JointParams, torque_nm: float) -> float:
+    """``operating_twist_rad`` on the compiled parameters ``v`` of ``p``."""
     target = abs(torque_nm)
     if target == 0.0:
         return 0.0
@@ -81,7 +85,7 @@ def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0) ->
     if torque_nm == 0.0:
         return r.k1_nm_per_rad
     v = compile_params(p)
-    a = abs(operating_twist_rad(p, torque_nm))
+    a = abs(_operating_twist(v, p, torque_nm))
     h = 1e-9 * max(a, 1e-6)  # forward (loading) difference: exact on a piecewise-linear curve away from its knees
     slope = (spring_torque(v, a + h) - spring_torque(v, a)) / h
     if r.hysteresis_torque_nm <= 0.0:
