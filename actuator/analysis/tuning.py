@@ -8,7 +8,11 @@ identifies the rigid body on the simulated joint, the ``identify`` protocol of `
 rescales the model's inertia and viscous friction to it):
 * velocity PI by pole placement on the rigid inertia J (output side): J s² + kp s + ki with natural
   frequency w_v = ``velocity_ratio`` 2 pi f_b and damping zeta: kp = 2 zeta J w_v, ki = J w_v²;
-* the velocity estimator's bandwidth at ``estimator_ratio`` w_v (it must not dominate the inner loop);
+* the velocity estimator's bandwidth at ``estimator_ratio`` w_v (it must not dominate the inner loop); where the
+  loop crosses unity a second time above the reducer's resonance (only the motor side's inertia J_m answers
+  there, so the loop gain rises by J / J_m, and crosses at kp / J_m), at ``estimator_ratio`` w_v J / J_m: on a
+  quasi-direct drive, whose load is 4 J_m, an estimator at 10 w_v sat on that crossover and took the phase margin
+  below zero at any request;
 * the position P gain solved (brentq) so that the linear two-mass model of ``actuator.analysis.linear``
   (delays, current loop and estimator included) has its -3 dB point at f_b;
 * verification: a periodic-chirp Bode test and a small step in simulation; if the measured bandwidth is
@@ -90,7 +94,11 @@ def _velocity_design(model: TwoMass, cfg: ControllerConfig, w_v: float, zeta: fl
                      estimator_ratio: float) -> ControllerConfig:
     j = model.total_inertia_kg_m2
     vel = replace(cfg.velocity, kp=2 * zeta * j * w_v, ki=j * w_v * w_v, kd=0.0)
-    est_hz = min(estimator_ratio * w_v / (2 * math.pi), 0.15 * cfg.velocity_loop_rate_hz)
+    # above the resonance only the motor side answers: the loop gain rises by J / J_m there, and crosses unity
+    # again at kp / J_m when that lies above the resonance
+    rises = 2 * zeta * w_v * j / model.motor_inertia_kg_m2 > 2 * math.pi * model.resonance_hz
+    crossover = w_v * j / model.motor_inertia_kg_m2 if rises else w_v
+    est_hz = min(estimator_ratio * crossover / (2 * math.pi), 0.15 * cfg.velocity_loop_rate_hz)
     return replace(cfg, velocity=vel, estimator="observer", estimator_bandwidth_hz=est_hz)
 
 

@@ -32,3 +32,8 @@ def knee() -> JointParams:
 @pytest.fixture(scope="session")
 def wrist() -> JointParams:
     return load_preset("wrist")
+
+
+@pytest.fixture(scope="session")
+def qdd() -> JointParams:
+    return load_preset("qdd")

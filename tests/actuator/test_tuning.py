@@ -284,8 +284,23 @@ def test_design_cascade_velocity_gains_follow_pole_placement(request, name: str,
     assert (cfg.velocity.kd, cfg.position.ki, cfg.position.kd) == (0.0, 0.0, 0.0)
     assert cfg.position.kp > 0.0
     assert cfg.estimator == "observer"
-    assert cfg.estimator_bandwidth_hz == pytest.approx(min(10.0 * w_v / TWO_PI, 0.15 * 10000.0), rel=1e-12)
+    # ten times w_v; times J / J_m where the motor side's inertia J_m alone crosses unity above the resonance
+    motor_side = p.motor_side_inertia_kg_m2 * p.reducer.ratio ** 2
+    rises = 2.0 * w_v * j / motor_side > TWO_PI * TwoMass.from_params(p).resonance_hz
+    crossover = w_v * j / motor_side if rises else w_v
+    assert cfg.estimator_bandwidth_hz == pytest.approx(min(10.0 * crossover / TWO_PI, 0.15 * 10000.0), rel=1e-12)
     assert cfg.gravity_feedforward_nm == pytest.approx(p.load.mass_kg * p.load.gravity_m_s2 * p.load.com_distance_m)
+
+
+def test_a_quasi_direct_drive_is_designed_at_its_default_bandwidth(qdd: JointParams) -> None:
+    """The qdd's load is 4 times its reflected motor side: the velocity loop crosses over at w_v J / J_m = 5 w_v,
+    where an estimator at 10 w_v (the rule before) took the phase margin below zero at every request. Designed at
+    its default (a tenth of the 179 Hz resonance), with the margins design_cascade requires."""
+    res = design_cascade(qdd)
+    assert res.requested_bandwidth_hz == pytest.approx(0.1 * TwoMass.from_params(qdd).resonance_hz, abs=0.05)
+    pr = res.predicted
+    assert pr.bandwidth_hz == pytest.approx(res.requested_bandwidth_hz, rel=0.02)
+    assert pr.gain_margin_db >= 3.0 and pr.phase_margin_deg >= 20.0  # measured 5.3 dB, 26.8 deg
 
 
 def test_design_cascade_explicit_ratio_and_zeta(knee: JointParams) -> None:

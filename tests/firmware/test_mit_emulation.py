@@ -93,5 +93,10 @@ def test_the_quasi_direct_drive_preset_is_an_mit_motor_s_simulated_joint():
     ref = inprocess.step_test(fw.params, gains, "impedance", STEP_RAD)[0].figures
     for name in ("rise_time_s", "peak_torque_nm"):
         assert figures[name] == pytest.approx(ref[name], rel=0.10), name
-    assert abs(figures["steady_state_error_rad"] - ref["steady_state_error_rad"]) < 2e-3
+    # an impedance step stops where the spring's pull meets the gear's static friction: anywhere in a band of
+    # Fs N / kp = 0.026 x 9 / 50 = 4.7e-3 rad, which the set-points' timing on the bus moves the joint within
+    # (measured: 2.8e-3 on the bus, 5.2e-3 in-process, with the tuned 1.5 kHz velocity estimator's dither)
+    r_p = fw.params.reducer
+    stick_band_rad = r_p.static_friction_nm * r_p.ratio / KP
+    assert abs(figures["steady_state_error_rad"] - ref["steady_state_error_rad"]) < stick_band_rad
     assert ref["peak_torque_nm"] <= 18.0  # within the AK80-9's peak, which the MIT profile carries

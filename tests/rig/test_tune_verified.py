@@ -21,7 +21,7 @@ from firmware_iface.experiments.tune import tune_model, tune_relay
 from firmware_iface.virtual_joint.firmware import JointFirmware
 
 TWO_PI = 2.0 * math.pi
-TUNES = {"knee": 5.0, "wrist": 20.0}
+TUNES = {"knee": 5.0, "wrist": 20.0, "qdd": 17.9}  # qdd: its default, a tenth of its resonance
 
 
 def total_inertia(p: JointParams) -> float:
@@ -45,7 +45,13 @@ def test_tune_model_reaches_bandwidth_with_small_overshoot(tuned) -> None:
     m = res.measured
     assert m["bandwidth_hz"] == res.measured_bandwidth_hz
     assert m["overshoot_pct"] <= 10.0
-    assert math.isfinite(m["settling_time_s"]) and math.isfinite(m["rise_time_s"])
+    assert math.isfinite(m["rise_time_s"])
+    band_rad = 0.02 * abs(m["step_amplitude_rad"])
+    if band_rad > 2.0 * math.pi / 2 ** p.encoders.output.bits:
+        assert math.isfinite(m["settling_time_s"])
+    else:  # qdd: its 14-bit output encoder (3.8e-4 rad) cannot see the 1.3e-4 rad band of a 6.3 mrad step
+        assert m["settling_time_s"] is None or not math.isfinite(m["settling_time_s"])
+        assert math.isfinite(m["true_settling_time_s"])  # the simulated joint's true output settles
     # inside the 2 % settling band at the end of the step
     assert abs(m["steady_state_error_rad"]) < 0.02 * abs(m["step_amplitude_rad"])
     assert 1 <= res.iterations <= 6 and res.method == "model"
@@ -74,8 +80,8 @@ def test_tune_model_result_carries_predicted_and_measured_figures(tuned) -> None
 def test_tune_predicts_the_measured_bandwidth_within_20_percent(tuned, relay_tuned) -> None:
     """Issue 16, item 6: the bandwidth ``tune`` predicts is the one its verification measures, within 20 %: the
     prediction takes the gear's Coulomb friction at the chirp's amplitude (its describing function; the linear
-    model alone said 6.6 Hz where the knee's default gains measure 4.4). Measured: knee model 4.83 / 4.88 Hz,
-    relay 39.7 / 38.4; wrist model 16.7 / 18.3, relay 24.0 / 19.7."""
+    model alone said 6.6 Hz where the knee's default gains measure 4.4). Measured: knee model 4.81 / 4.81 Hz,
+    relay 39.7 / 38.4; wrist model 16.7 / 18.2, relay 24.0 / 19.7; qdd model 18.7 / 18.2, relay 28.9 / 29.4."""
     p, res = tuned
     for r in (res, relay_tuned[p.name]):
         assert r.predicted.bandwidth_hz == pytest.approx(r.measured_bandwidth_hz, rel=0.20), r.method
@@ -116,7 +122,7 @@ def test_relay_ultimate_gain_is_the_simulated_joints(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def relay_tuned() -> dict:
-    return {name: tune_relay(load_preset(name)) for name in ("knee", "wrist")}
+    return {name: tune_relay(load_preset(name)) for name in ("knee", "wrist", "qdd")}
 
 
 @pytest.mark.parametrize("name", ["knee", "wrist"])
