@@ -130,6 +130,7 @@ class SequencePanel(QtWidgets.QGroupBox):
         self._timer.timeout.connect(self.poll_progress)
         self._enable_buttons()
         self._show_db_target()
+        ctx.jobs.changed.connect(self._jobs_changed)
         if db is not None:  # the database asked for: its figures at once, or why it cannot be used
             self.refresh_view()
 
@@ -223,7 +224,7 @@ class SequencePanel(QtWidgets.QGroupBox):
         self._timer.start()
         self._enable_buttons()
         try:
-            self.ctx.jobs.run(f"sequence {seq.name}", run_on_session, session_rig, self.request, self.stop_clock,
+            self.ctx.jobs.run(self._job_name(), run_on_session, session_rig, self.request, self.stop_clock,
                               on_done=self.finished, on_error=self._failed)
         except (JointkitError, RuntimeError) as e:  # the session closed meanwhile: its worker takes no job
             self._failed(e)
@@ -231,6 +232,16 @@ class SequencePanel(QtWidgets.QGroupBox):
     @property
     def running(self) -> bool:
         return self._timer.isActive()
+
+    def _job_name(self) -> str:
+        return f"sequence {self.request.sequence.name}" if self.request is not None else ""
+
+    def _jobs_changed(self) -> None:
+        # a job cancelled with its session (disconnect) reports nothing: Run comes back all the same
+        if self.running and self._job_name() not in self.ctx.jobs.busy:
+            self._timer.stop()
+            self.status.setText("the sequence ended without a result (the session closed)")
+            self._enable_buttons()
 
     def stop(self) -> None:
         if self.stop_clock is not None and self.running:
