@@ -17,7 +17,7 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 
 from firmware_iface.rig.results_db import list_runs
-from firmware_iface.rig.runner import write_json  # noqa: F401 - the runner's own writer wrote what is read here
+from gui.calibration import VERDICT_COLORS
 from gui.sequence import VALUE_ROLE
 from gui.sequence_run import read_results
 from gui.session import Connection
@@ -180,6 +180,9 @@ def test_a_failing_limit_fails_in_the_panel_and_the_database(qtbot, tmp_path, ba
         # a check that fails fails its step and the run, and the sequence goes on (a fault or an error stops it)
         assert table_column(panel.steps, 2) == [s["status"] for s in results["steps"]] == [
             "pass", "pass", "fail", "pass"]
+        # coloured as the calibration panel colours its certificates' verdicts
+        assert panel.steps.item(2, 2).background().color().name() == VERDICT_COLORS["fail"]
+        assert panel.steps.item(1, 2).background().color().name() == VERDICT_COLORS["pass"]
         rise = next(c for s in results["steps"] for c in s["checks"] if c["name"] == "step.rise_time_s")
         assert rise["value"] > 0.001 and table_column(panel.checks, 4)[0] == "fail"
         stored = list_runs(db)
@@ -200,6 +203,8 @@ def test_stop_mid_run_stores_it_incomplete_and_disables_the_joint(qtbot, window_
     # in the 600 s hold: results.json says enable passed, and the joint is in closed loop
     qtbot.waitUntil(lambda: panel.status.text().startswith("step 3/4: hold"), timeout=RUN_MS)
     qtbot.waitUntil(lambda: c.state == "closed_loop", timeout=RUN_MS)
+    assert panel.progress.value() == 2 and panel.progress.maximum() == 4
+    assert table_column(panel.steps, 2) == ["pass", "pass", "pending", "pending"]  # as results.json has them
     click(qtbot, w, "seq_stop")
     qtbot.waitUntil(lambda: not panel.running, timeout=RUN_MS)
     results = read_results(out)
@@ -233,11 +238,18 @@ def test_a_bad_sequence_file_is_named_in_a_dialog(qtbot, window_db, tmp_path) ->
 
 @pytest.mark.parametrize("window_db", ["postgresql://jointkit:s3cret@/jointkit?host=/nonexistent-jointkit"],
                          indirect=True)
-def test_an_unusable_database_is_named_and_the_session_goes_on(qtbot, window_db) -> None:
-    w = window_db
-    qtbot.waitUntil(lambda: bool(w.errors), timeout=RUN_MS)
+def test_an_unusable_database_is_named_and_the_session_goes_on(qtbot, window_db, tmp_path) -> None:
+    w, named = window_db, "postgresql://jointkit:***@/jointkit?host=/nonexistent-jointkit"
+    qtbot.waitUntil(lambda: bool(w.errors), timeout=RUN_MS)  # read at once: --db was given
     text = w.dialog.text()
-    assert "postgresql://jointkit:***@/jointkit?host=/nonexistent-jointkit" in text and "s3cret" not in text, text
+    assert named in text and "s3cret" not in text, text
     assert "cannot connect" in text and w.dialog.isVisible()
     assert "not usable" in w.sequence.db_label.text() and w.session.clients[1].alive
+    # a run is refused before anything moves, as jointkit run --db refuses it: no results.json, the joint untouched
+    out = tmp_path / "refused"
+    start(qtbot, w, write_sequence(tmp_path, SEQUENCE.format(rise_max=0.5)), out, "unit-4")
+    qtbot.waitUntil(lambda: not w.sequence.running, timeout=RUN_MS)
+    assert len(w.errors) == 2 and named in w.errors[1] and "s3cret" not in w.errors[1]
+    assert w.dialog.text() == w.errors[1] and w.errors[1].startswith("sequence: ")
+    assert not (out / "results.json").exists() and w.session.clients[1].state == "idle"
     assert button(w, "seq_run").isEnabled()
