@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 PROGRESS_MS = 200  # results.json read this often while a run goes on: a step lasts a second or more
 COLORS = {**VERDICT_COLORS, "error": "#ffe0b2", "incomplete": "#fff9c4"}  # the calibration panel's, and the rig's
 STEP_COLUMNS = ("step", "type", "verdict", "duration (s)")
-CHECK_COLUMNS = ("check", "value", "limits", "unit", "verdict")
-RUN_COLUMNS = ("id", "serial", "started (UTC)", "sequence", "verdict")
+CHECK_COLUMNS = ("check", "value", "verdict", "limits", "unit")  # the verdict where a narrow dock shows it
+RUN_COLUMNS = ("id", "verdict", "serial", "sequence", "started (UTC)")
 OPEN_OTHER = "Open…"
 VALUE_ROLE = QtCore.Qt.ItemDataRole.UserRole  # a check's value as results.json has it (the text is rounded)
 
@@ -70,6 +70,8 @@ def _fill(table: QtWidgets.QTableWidget, rows: list[list[QtWidgets.QTableWidgetI
     for r, row in enumerate(rows):
         for c, item in enumerate(row):
             table.setItem(r, c, item)
+    table.resizeColumnsToContents()  # a narrow dock: names and verdicts whole, the table scrolls sideways
+    table.resizeRowsToContents()
 
 
 def _limits_text(check: dict) -> str:
@@ -300,8 +302,8 @@ class SequencePanel(QtWidgets.QGroupBox):
         _fill(self.steps, rows)
 
     def _show_checks(self, results: dict) -> None:
-        rows = [[_item(c["name"]), _item(format_value(c["value"]), value=c["value"]), _item(_limits_text(c)),
-                 _item(c.get("unit") or ""), _item(c["verdict"], c["verdict"])]
+        rows = [[_item(c["name"]), _item(format_value(c["value"]), value=c["value"]), _item(c["verdict"], c["verdict"]),
+                 _item(_limits_text(c)), _item(c.get("unit") or "")]
                 for s in results["steps"] for c in s["checks"]]
         _fill(self.checks, rows)
 
@@ -349,8 +351,8 @@ class SequencePanel(QtWidgets.QGroupBox):
     def show_view(self, view: dict) -> None:
         self.view = view
         self.db_label.setText(f"database: {view['db']}: {yield_text(view['summary'])}")
-        _fill(self.runs, [[_item(str(r["id"])), _item(r["serial"] or ""), _item(r["started_utc"] or ""),
-                           _item(r["sequence"]), _item(r["verdict"], r["verdict"])] for r in view["runs"]])
+        _fill(self.runs, [[_item(str(r["id"])), _item(r["verdict"], r["verdict"]), _item(r["serial"] or ""),
+                           _item(r["sequence"]), _item((r["started_utc"] or "")[:19])] for r in view["runs"]])
 
     def close_threads(self) -> None:
         self.stop()

@@ -1,5 +1,5 @@
-"""The main window: connection, joints, live plots, control, gains, tests, calibration, faults, recording, status and
-the always-visible E-STOP (also on the Escape key, from anywhere in the application).
+"""The main window: connection, joints, live plots, control, gains, tests, calibration, sequence, faults, recording,
+status and the always-visible E-STOP (also on the Escape key, from anywhere in the application).
 
 The window owns one ``Session`` at a time (opened and closed on a connector thread, never on the GUI thread), the
 ``PlotBoard`` that redraws from the clients' rings at a fixed rate, and a 5 Hz status timer that refreshes the

@@ -18,7 +18,7 @@ from PySide6 import QtCore, QtWidgets
 
 from firmware_iface.rig.results_db import list_runs
 from gui.calibration import VERDICT_COLORS
-from gui.sequence import VALUE_ROLE
+from gui.sequence import STEP_COLUMNS, VALUE_ROLE
 from gui.sequence_run import read_results
 from gui.session import Connection
 from gui.window import MainWindow
@@ -126,8 +126,9 @@ def run_to_end(qtbot, w: MainWindow, sequence: Path, out_dir: Path, serial: str)
     return read_results(out_dir)
 
 
-def table_column(table: QtWidgets.QTableWidget, column: int, role=QtCore.Qt.ItemDataRole.DisplayRole) -> list:
-    return [table.item(r, column).data(role) for r in range(table.rowCount())]
+def table_column(table: QtWidgets.QTableWidget, header: str, role=QtCore.Qt.ItemDataRole.DisplayRole) -> list:
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    return [table.item(r, headers.index(header)).data(role) for r in range(table.rowCount())]
 
 
 def test_a_short_sequence_runs_from_the_panel(qtbot, window_db, tmp_path) -> None:
@@ -139,13 +140,13 @@ def test_a_short_sequence_runs_from_the_panel(qtbot, window_db, tmp_path) -> Non
     # each step's verdict as results.json has it, and every check's value exactly (the item's data: the text is
     # rounded to 4 digits)
     steps = results["steps"]
-    assert table_column(panel.steps, 0) == [s["name"] for s in steps] == ["connect", "enable", "step", "disable"]
-    assert table_column(panel.steps, 2) == [s["status"] for s in steps] == ["pass"] * 4
+    assert table_column(panel.steps, "step") == [s["name"] for s in steps] == ["connect", "enable", "step", "disable"]
+    assert table_column(panel.steps, "verdict") == [s["status"] for s in steps] == ["pass"] * 4
     checks = [c for s in steps for c in s["checks"]]
     assert [c["name"] for c in checks] == ["step.rise_time_s", "step.overshoot_pct"]
-    assert table_column(panel.checks, 0) == [c["name"] for c in checks]
-    assert table_column(panel.checks, 1, VALUE_ROLE) == [c["value"] for c in checks]
-    assert table_column(panel.checks, 4) == [c["verdict"] for c in checks] == ["pass", "pass"]
+    assert table_column(panel.checks, "check") == [c["name"] for c in checks]
+    assert table_column(panel.checks, "value", VALUE_ROLE) == [c["value"] for c in checks]
+    assert table_column(panel.checks, "verdict") == [c["verdict"] for c in checks] == ["pass", "pass"]
     assert panel.progress.value() == panel.progress.maximum() == 4
     # the report, and the URL Open report opens
     report = out / "report.html"
@@ -158,7 +159,7 @@ def test_a_short_sequence_runs_from_the_panel(qtbot, window_db, tmp_path) -> Non
     db = tmp_path / "runs" / "results.db"
     stored = list_runs(db)
     assert [(r["serial"], r["verdict"], r["sequence"]) for r in stored] == [("unit-1", "pass", "gui_short")]
-    assert table_column(panel.runs, 1) == ["unit-1"] and table_column(panel.runs, 4) == ["pass"]
+    assert table_column(panel.runs, "serial") == ["unit-1"] and table_column(panel.runs, "verdict") == ["pass"]
     assert "gui_short: yield 100.0 % over 1 runs" in panel.db_label.text()
     # the joint was left as the sequence left it, idle, and the window goes on: it answers a gain read
     assert w.session.clients[1].state == "idle"
@@ -178,17 +179,18 @@ def test_a_failing_limit_fails_in_the_panel_and_the_database(qtbot, tmp_path, ba
         assert results["verdict"] == "fail" and results["failed_checks"] == ["step.rise_time_s"]
         assert panel.verdict.text() == "FAIL: failed step.rise_time_s"
         # a check that fails fails its step and the run, and the sequence goes on (a fault or an error stops it)
-        assert table_column(panel.steps, 2) == [s["status"] for s in results["steps"]] == [
+        assert table_column(panel.steps, "verdict") == [s["status"] for s in results["steps"]] == [
             "pass", "pass", "fail", "pass"]
         # coloured as the calibration panel colours its certificates' verdicts
-        assert panel.steps.item(2, 2).background().color().name() == VERDICT_COLORS["fail"]
-        assert panel.steps.item(1, 2).background().color().name() == VERDICT_COLORS["pass"]
+        assert panel.steps.item(2, STEP_COLUMNS.index("verdict")).background().color().name() == VERDICT_COLORS["fail"]
+        assert panel.steps.item(1, STEP_COLUMNS.index("verdict")).background().color().name() == VERDICT_COLORS["pass"]
         rise = next(c for s in results["steps"] for c in s["checks"] if c["name"] == "step.rise_time_s")
-        assert rise["value"] > 0.001 and table_column(panel.checks, 4)[0] == "fail"
+        assert rise["value"] > 0.001 and table_column(panel.checks, "verdict")[0] == "fail"
         stored = list_runs(db)
         assert [(r["serial"], r["verdict"], r["failed_checks"]) for r in stored] == [
             ("unit-2", "fail", ["step.rise_time_s"])]
-        assert table_column(panel.runs, 0) == [str(stored[0]["id"])] and table_column(panel.runs, 4) == ["fail"]
+        assert table_column(panel.runs, "id") == [str(stored[0]["id"])]
+        assert table_column(panel.runs, "verdict") == ["fail"]
         assert "gui_short: yield 0.0 % over 1 runs" in panel.db_label.text()
         assert not (tmp_path / "out" / "results.db").exists()  # --db, not the default next to the folder
     finally:
@@ -204,7 +206,7 @@ def test_stop_mid_run_stores_it_incomplete_and_disables_the_joint(qtbot, window_
     qtbot.waitUntil(lambda: panel.status.text().startswith("step 3/4: hold"), timeout=RUN_MS)
     qtbot.waitUntil(lambda: c.state == "closed_loop", timeout=RUN_MS)
     assert panel.progress.value() == 2 and panel.progress.maximum() == 4
-    assert table_column(panel.steps, 2) == ["pass", "pass", "pending", "pending"]  # as results.json has them
+    assert table_column(panel.steps, "verdict") == ["pass", "pass", "pending", "pending"]  # as results.json has them
     click(qtbot, w, "seq_stop")
     qtbot.waitUntil(lambda: not panel.running, timeout=RUN_MS)
     results = read_results(out)
@@ -217,7 +219,7 @@ def test_stop_mid_run_stores_it_incomplete_and_disables_the_joint(qtbot, window_
     qtbot.waitUntil(lambda: c.heartbeat_t > t_stop, timeout=30_000)
     assert c.state == "idle"
     qtbot.waitUntil(lambda: panel.view is not None, timeout=RUN_MS)
-    assert table_column(panel.runs, 4) == ["incomplete"]
+    assert table_column(panel.runs, "verdict") == ["incomplete"]
 
 
 def test_a_bad_sequence_file_is_named_in_a_dialog(qtbot, window_db, tmp_path) -> None:
