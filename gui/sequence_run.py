@@ -131,9 +131,10 @@ def read_results(out_dir: Path) -> dict | None:
     """DIR/results.json as the runner last wrote it (whole: it renames a complete file over the old one); None when
     there is none yet or it cannot be read."""
     try:
-        return json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        data = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) and isinstance(data.get("steps"), list) else None
 
 
 def store(db: str | Path, results: dict | None) -> dict[str, Any]:
