@@ -87,13 +87,14 @@ def save_screenshot(window: Any, path: Path) -> dict[str, Any]:
 
 
 def run(conn: Connection, *, screenshot: Path | None = None, after_step: bool = False,
-        amplitude: float | None = None) -> dict[str, Any] | int:
-    """The GUI until its window closes (exit code), or the scripted screenshot (its figures)."""
+        amplitude: float | None = None, db: str | None = None) -> dict[str, Any] | int:
+    """The GUI until its window closes (exit code), or the scripted screenshot (its figures); ``db``: the sequence
+    panel's results database (``--db``)."""
     app = application(offscreen_ok=screenshot is not None)
     from gui.window import MainWindow
 
     with collect_in_gui_thread():
-        window = MainWindow(conn)
+        window = MainWindow(conn, db=db)
         window.show()
         return _run_window(app, window, screenshot, after_step, amplitude)
 

@@ -1,5 +1,5 @@
-"""The main window: connection, joints, live plots, control, gains, tests, calibration, faults, recording, status and
-the always-visible E-STOP (also on the Escape key, from anywhere in the application).
+"""The main window: connection, joints, live plots, control, gains, tests, calibration, sequence, faults, recording,
+status and the always-visible E-STOP (also on the Escape key, from anywhere in the application).
 
 The window owns one ``Session`` at a time (opened and closed on a connector thread, never on the GUI thread), the
 ``PlotBoard`` that redraws from the clients' rings at a fixed rate, and a 5 Hz status timer that refreshes the
@@ -29,6 +29,7 @@ from gui.jobs import Jobs
 from gui.limb import LimbView
 from gui.panels import ControlPanel, FaultsPanel, JointList
 from gui.plots import PlotBoard
+from gui.sequence import SequencePanel
 from gui.session import Connection, Session
 from gui.signals import PLOT_GROUPS, PLOTS, SignalChooser, signal_traces
 from gui.testing import TestsPanel
@@ -108,8 +109,10 @@ class Actions:
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    def __init__(self, conn: Connection, *, connect: bool = True, redraw_hz: float = 30.0) -> None:
+    def __init__(self, conn: Connection, *, connect: bool = True, redraw_hz: float = 30.0,
+                 db: str | Path | None = None) -> None:
         super().__init__()
+        self.db = db  # the sequence panel's results database (None: results.db next to its output folder)
         self.setWindowTitle("jointkit")
         self.conn, self.preset = conn, conn.preset
         self.session: Session | None = None
@@ -158,13 +161,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tests.gains_applied.connect(lambda values: self.gains.show_values(values, 1))
         tabs = QtWidgets.QTabWidget(objectName="right_tabs")
         self.calibration = CalibrationPanel(ctx)
-        for panel, text in ((self.tests, "Tests"), (self.gains, "Gains"), (self.calibration, "Calibration")):
+        self.sequence = SequencePanel(ctx, lambda: None if self.session is None else self.session.rig, self.db)
+        for panel, text in ((self.tests, "Tests"), (self.gains, "Gains"), (self.calibration, "Calibration"),
+                            (self.sequence, "Sequence")):
             tabs.addTab(_scrolled(panel), text)
         self.setCentralWidget(self.board)
         self.docks = {name: self._dock(name, title, widget, area) for name, title, widget, area in (
             ("joints", "Joints", _scrolled(left), QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
             ("signals", "Signals", self.chooser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("tools", "Tests, gains, calibration", tabs, QtCore.Qt.DockWidgetArea.RightDockWidgetArea))}
+            ("tools", "Tests, gains, calibration, sequence", tabs, QtCore.Qt.DockWidgetArea.RightDockWidgetArea))}
         self._build_statusbar()
         self.resize(*layout.PREFERRED_SIZE)
         self._layout_restored = layout.restore(self, self.board)
@@ -407,6 +412,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._status_timer.stop()
         self.board.stop()
         self.stop_recording()
+        self.sequence.close_threads()  # a sequence still running is stopped as Ctrl-C stops it
         if self.session is not None:
             self.session.close()
             self.session = None

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                     "auto-tune designs on (default knee)")
     p.add_argument("--nodes", default=None, help="node ids, e.g. 1,2 or 1-6 (simulated: default 1; on a bus: "
                                                  "default every joint heard)")
+    p.add_argument("--db", help="the sequence panel's results database: an SQLite file or a postgresql://USER@HOST/DB "
+                                "URL (default, as jointkit run: results.db next to the run's output folder)")
     add_bus_options(p)
     add_profile_options(p)
     p.add_argument("--screenshot", type=Path, metavar="FILE.png",

@@ -6,14 +6,10 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from firmware_iface.cli.common import print_json
 from firmware_iface.cli.common_bus import add_bus_options, add_profile_options, bus_from_args, profile_from_args
 from firmware_iface.cli.common_cluster import add_cluster_options, add_population_options
-
-if TYPE_CHECKING:
-    from firmware_iface.rig.sequence import Sequence
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,11 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
-    if args.out:
-        return args.out
-    from datetime import datetime
+    from firmware_iface.rig.runner import default_out_dir
 
-    return Path("out") / f"run-{args.serial or datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return args.out or default_out_dir(args.serial)
 
 
 _LOCKSTEP: list = []  # the lock-step clock of the running simulated rig, if any
@@ -78,24 +72,16 @@ def _interrupt() -> None:
     raise KeyboardInterrupt
 
 
-def _with_node(seq: Sequence, node: int | None) -> Sequence:
-    if node is None:
-        return seq
-    from dataclasses import replace
-
-    return replace(seq, node=node, steps=tuple(replace(s, node=node) for s in seq.steps))
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from actuator.errors import ConfigError
     from firmware_iface.rig.rig import bus_rig, parse_injection, sim_rig
     from firmware_iface.rig.runner import run_sequence
-    from firmware_iface.rig.sequence import load_sequence
+    from firmware_iface.rig.sequence import load_sequence, with_node
 
     profile = profile_from_args(args)
-    seq = _with_node(load_sequence(args.sequence, profile), args.node)
+    seq = with_node(load_sequence(args.sequence, profile), args.node)
     sim = args.sim or args.interface is None
     injections = [parse_injection(t) for t in args.inject]
     if injections and not sim:

@@ -112,6 +112,11 @@ def default_rig_id() -> str:
     return os.environ.get("JOINTKIT_RIG_ID") or platform.node() or "unknown"
 
 
+def default_out_dir(serial: str | None) -> Path:
+    """A run's output folder when none is given: out/run-SERIAL, or out/run-TIME without a serial number."""
+    return Path("out") / f"run-{serial or datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
 def run_metadata(seq: Sequence, serial: str | None, profile: Profile, *, rig_id: str | None = None,
                  preset: str | None = None) -> dict[str, Any]:
     """What a results file or a recording needs to be traced: tool, profile, preset, unit, sequence, rig, machine.

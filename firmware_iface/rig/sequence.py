@@ -330,6 +330,16 @@ def load_sequence(path: str | Path, profile: Profile | None = None) -> Sequence:
                     str(head.get("preset", "knee")), float(ratio), steps, hashlib.sha256(blob).hexdigest())
 
 
+def with_node(seq: Sequence, node: int | None) -> Sequence:
+    """``seq`` with every step on joint ``node`` (``jointkit run --node``, the GUI's selected joint); None: as
+    written."""
+    if node is None:
+        return seq
+    from dataclasses import replace
+
+    return replace(seq, node=node, steps=tuple(replace(s, node=node) for s in seq.steps))
+
+
 def protocol_config(step: Step, seq: Sequence, params: JointParams | None = None) -> dict[str, Any]:
     """A measuring step's configuration for its protocol: its keys and the sequence's ratio; a calibration's checked
     against the joint type (``params``, default the sequence's preset: position limits, gravity)."""
