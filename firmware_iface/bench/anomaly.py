@@ -54,9 +54,9 @@ def simulate(preset: str, groups: dict[str, tuple[int, int, dict[str, float]]]) 
     (check figures by name, passed every limit)."""
     seq = load_sequence(SEQUENCE)
     nominal = load_preset(preset)
-    spread = load_spread(SEEDS_DIR / "spread.toml")
     measured = [s for s in seq.steps if s.type in PROTOCOL_OF]
     steps = [(PROTOCOL_OF[s.type], protocol_config(s, seq, nominal)) for s in measured]
+    spread = load_spread(SEEDS_DIR / "spread.toml").reaching(name for name, _ in steps)
     params, injections, owner = [], [], []
     for name, (n, seed, extra) in groups.items():
         for p, inj in draw(nominal, spread, n, seed):

@@ -6,7 +6,13 @@ This module owns
   plus model injections drawn per joint (``[injections]``, e.g. the motor encoder's offset);
 * ``draw``: parameter sets and injections for n joints, reproducible by seed (joint j is the same joint whatever n).
   The groups share one seeded stream in the file's order; a group marked ``independent = true`` draws from a stream
-  of its own (a child of the seed keyed by the group's name), so adding one leaves every other draw bit-identical.
+  of its own (a child of the seed keyed by the group's name), so adding one leaves every other draw bit-identical;
+* ``Spread.reaching``: the units as they reach a sequence. An injection marked ``calibrated_by = "STEP"`` (the output
+  encoder's mounting zero, which the ``encoder_calibrate`` step measures and writes to the joint) is what a unit is
+  built with; a line calibrates it before its other tests, so a sequence that does not run that step sees it as
+  calibrated (its residual is within the calibration's bound: 1-2 LSB of the output encoder against the EOL's
+  3e-4 rad encoder-consistency limit) and it is left out of that sequence's draws. Such a group must be independent,
+  so leaving it out changes no other draw.
 
 The batch that runs the drawn joints is ``firmware_iface.experiments.batch`` (``rig.population`` draws and runs them).
 """
@@ -17,7 +23,8 @@ import functools
 import math
 import numbers
 import zlib
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -27,9 +34,10 @@ from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.params import JointParams, load_preset, params_from_dict, params_to_dict, read_toml
 from actuator.simulation import INJECTIONS
+from firmware_iface.experiments.protocols import PROTOCOLS
 
 _TOLERANCE_KEYS = {"parameter": ("sd_pct", "sd", "group", "independent"),
-                   "injection": ("sd", "mean", "group", "independent")}
+                   "injection": ("sd", "mean", "group", "independent", "calibrated_by")}
 
 
 MAX_SD_PCT = 30.0  # 3 sd of 30 % leaves a unit at 10 % of the preset's value at worst: still a physical part
@@ -41,6 +49,7 @@ class Tolerance:
     group: str = ""        # joints draw one standard normal per group
     mean: float | None = None  # injections: the centre (None: the model's healthy value)
     independent: bool = False  # the group draws from a stream of its own (keyed by its name), not the shared one
+    calibrated_by: str = ""  # injections: the protocol step that measures it and writes it to the joint
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,13 @@ class Spread:
     @property
     def independent_groups(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(t.group for t in (*self.parameters, *self.injections) if t.independent))
+
+    def reaching(self, steps: Iterable[str]) -> Spread:
+        """The spread of units as they reach a sequence of the protocol ``steps``: without the injections that a
+        step it does not run calibrates (the line calibrated them first)."""
+        run = set(steps)
+        kept = tuple(t for t in self.injections if not t.calibrated_by or t.calibrated_by in run)
+        return self if len(kept) == len(self.injections) else replace(self, injections=kept)
 
 
 @functools.cache
@@ -112,8 +128,15 @@ def _tolerance(entry: Any, source: str, path: str, kind: str) -> Tolerance:
     if not isinstance(independent, bool):
         raise ConfigError(f"{where}.independent = {independent!r} is not allowed: true (a stream of the group's own) "
                           "or false (the shared stream)")
+    calibrated_by = entry.get("calibrated_by", "")
+    if calibrated_by and calibrated_by not in PROTOCOLS:
+        raise ConfigError(f"{where}.calibrated_by = {calibrated_by!r} is not allowed: the protocol step that "
+                          f"calibrates it, one of {', '.join(sorted(PROTOCOLS))}")
+    if calibrated_by and not independent:
+        raise ConfigError(f"{where}.calibrated_by = {calibrated_by!r} needs independent = true: a sequence without "
+                          "that step leaves the group out, which must not move the other groups' draws")
     return Tolerance(path.removeprefix("injections.") if kind == "injection" else path, sd, sd_pct, group, mean,
-                     independent)
+                     independent, calibrated_by)
 
 
 def _parameter_tolerances(table: dict, prefix: str, cls: Any, source: str) -> list[Tolerance]:

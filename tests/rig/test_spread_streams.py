@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,4 +79,27 @@ def test_a_group_that_mixes_streams_is_refused(tmp_path: Path) -> None:
         load_spread(path)
     path.write_text("[injections]\noutput_encoder_offset = { sd = 0.005, independent = 1 }\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"output_encoder_offset.independent = 1 is not allowed"):
+        load_spread(path)
+
+
+def test_a_calibrated_injection_reaches_a_sequence_without_its_step_calibrated(knee) -> None:
+    """The output encoder's mounting zero (sd 5e-3 rad) is measured and written by encoder_calibrate before a line's
+    other tests: a sequence without that step draws the units without it, every other draw bit-identical; the
+    encoder calibration's own sequence keeps it."""
+    spread = load_spread(SPREAD)
+    eol = spread.reaching(["ft_zero", "friction", "backdrive", "stiffness", "step", "bode", "thermal"])
+    assert [t.path for t in spread.injections if t not in eol.injections] == ["output_encoder_offset"]
+    assert spread.reaching(["friction", "encoder_calibrate"]) is spread
+    for (p, inj), (p0, inj0) in zip(draw(knee, eol, 20, 3), draw(knee, spread, 20, 3), strict=True):
+        assert p == p0 and inj == {k: v for k, v in inj0.items() if k != "output_encoder_offset"}
+
+
+@pytest.mark.parametrize(("entry", "named"), [
+    ('{ sd = 0.005, independent = true, calibrated_by = "encoder_calibrat" }', "calibrated_by = 'encoder_calibrat'"),
+    ('{ sd = 0.005, calibrated_by = "encoder_calibrate" }', "needs independent = true"),
+])
+def test_a_bad_calibrated_by_is_refused(tmp_path: Path, entry: str, named: str) -> None:
+    path = tmp_path / "spread.toml"
+    path.write_text(f"[injections]\noutput_encoder_offset = {entry}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(named)):
         load_spread(path)
