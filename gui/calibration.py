@@ -5,9 +5,10 @@ its result shown as the routine's certificates (judged by its default limits, th
 as ``jointkit calibrate``), its figures and its plot panels; the gains it sets saved to a gains file, and the motor's
 result (which the drive applies at once) kept in the drive's flash. A result the joint keeps (the F/T bias and tool
 load, the F/T compensation matrix, Kt: joint parameters; the friction feed-forwards: gains) is written to the joint
-with Write to joint and kept in its flash with Save to flash, through ``calibrations.write_to_joint``, the function
-``jointkit calibrate --write [--save]`` calls; both offered only where the joint's profile has what they write
-(``write_refusal``).
+with Write to joint (``calibrations.write_to_joint``, what ``jointkit calibrate --write`` calls: each value read back)
+and kept in its flash with Save to flash (the joint's ``save``, what ``--save`` adds); offered only where the
+joint's profile has what they write (``write_refusal``), and Write once a result: the F/T bias is composed with the
+joint's present one, so a second write would add it again.
 
 What a routine needs of the joint is checked here before anything is sent (``refusal``): a joint selected and
 heard, in a state the routine starts from (the drive calibrates its motor from idle; a protocol enables an idle
@@ -105,9 +106,9 @@ def write_refusal(result: Calibrated, profile: Profile) -> str | None:
     return f"the {routine.name} result sets no parameter or gain profile {profile.name} writes"
 
 
-def write_result(client: JointClient, result: Calibrated, save: bool) -> dict[str, float]:
-    """The result's parameters and gains written to the joint, read back (``save``: and kept in its flash)."""
-    return write_to_joint(client, result.routine, result.outcome.figures, client.profile.gain_names, save)
+def write_result(client: JointClient, result: Calibrated) -> dict[str, float]:
+    """The result's parameters and gains written to the joint, what it reports holding (not saved)."""
+    return write_to_joint(client, result.routine, result.outcome.figures, client.profile.gain_names)
 
 
 def calibrate(client: JointClient, routine: Routine, preset: str, cfg: dict, fixture: Any) -> Calibrated:
@@ -317,7 +318,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         if self.running is not None and self.running not in self.ctx.jobs.busy:
             self.running = None
             self.status.setText("calibration ended without a result (the session closed)")
-            self._enable_buttons()
+        self._enable_buttons()  # Write to joint and Save to flash wait for each other's job
 
     def _enable_buttons(self) -> None:
         idle, r = self.running is None, self.result
@@ -328,7 +329,9 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         self.save_gains_btn.setEnabled(idle and r is not None and r.routine.gains is not None)
         profile = self.result_profile
         writable = r is not None and profile is not None and write_refusal(r, profile) is None
-        self.write_btn.setEnabled(idle and writable)
+        # written once only: the F/T bias is composed with the joint's present one, a second write would add it again
+        idle = idle and not {"write to joint", "save to flash"} & set(self.ctx.jobs.busy)
+        self.write_btn.setEnabled(idle and writable and self.written is None)
         kept = writable and self.written is not None and not missing(profile, "flash")
         self.save_flash_btn.setEnabled(idle and r is not None and (r.routine.config is None or kept))
 
@@ -417,7 +420,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         if why is not None:
             self.ctx.show_error("write to joint", JointkitError(why))
             return
-        self.ctx.jobs.run("write to joint", write_result, client, r, False,
+        self.ctx.jobs.run("write to joint", write_result, client, r,
                           on_done=lambda values: self._written(r, values))
 
     def _written(self, result: Calibrated, values: dict[str, float]) -> None:
@@ -432,11 +435,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         r, client = self.result, self._result_client("save to flash")
         if r is None or client is None:
             return
-        if r.routine.config is not None:  # a written result: written again and saved, as --write --save does
-            self.ctx.jobs.run("save to flash", write_result, client, r, True,
-                              on_done=lambda values: self.ctx.status(
-                                  f"node {r.node}: {r.routine.name} result saved to flash ({len(values)} value(s))"))
-            return
+        # the joint's save, as write_to_joint's --save ends: the motor's result the drive applied, or the one written
+        what = "motor calibration" if r.routine.config is None else f"{r.routine.name} result"
         self.ctx.jobs.run("save to flash", client.save,
-                          on_done=lambda n: self.ctx.status(f"node {r.node}: motor calibration saved to flash "
-                                                            f"(save {n})"))
+                          on_done=lambda n: self.ctx.status(f"node {r.node}: {what} saved to flash (save {n})"))

@@ -156,13 +156,14 @@ def write_and_save(qtbot, w: MainWindow, tmp_path) -> dict[str, float]:
     qtbot.waitUntil(lambda: panel.written is not None, timeout=RUN_MS)
     written = panel.written
     assert w.errors == [] and "written to the joint" in w.statusBar().currentMessage()
+    assert not button(w, "calib_write").isEnabled()  # once: the F/T bias composes with the joint's, a rewrite adds it
     assert {n: in_job(w, c.read_param, n, 5.0) for n in written} == written  # what the joint reports holding
     flash = tmp_path / "node1.toml"
     w.session.rig.nodes[1].fw.flash_path = flash  # the GUI's simulated joint has none; a real drive has one
     assert button(w, "calib_save_flash").isEnabled()
     click(qtbot, w, "calib_save_flash")
     qtbot.waitUntil(lambda: "saved to flash" in w.statusBar().currentMessage(), timeout=RUN_MS)
-    assert w.errors == []
+    assert "(save 1)" in w.statusBar().currentMessage() and w.errors == []
     rebooted = JointFirmware(KNEE, flash_path=flash)
     assert {n: rebooted.read_param(n) for n in written} == written
     return written
