@@ -71,6 +71,33 @@ def in_job(w: MainWindow, fn, *args):
     return w.session.submit(fn, *args).result(RUN_MS / 1000)
 
 
+def test_between_jobs_the_joints_advance_the_streamer_feeds_them_and_the_plots_follow(qtbot, window) -> None:
+    """In lock-step with no job running, the driver advances the joints (at most at wall pace): a joint enabled in
+    position mode from the control panel moves to 0.3 rad on the streamer's set-points (an S-curve under 1 s, settled
+    within 0.5 s more, to 0.01 rad), its watchdog (100 ms of joint time) never trips though nothing waits on it, the
+    connection is not judged lost (heartbeat ages on the joints' clock), and the position plot's newest sample is
+    within one redraw of the joints' now (x = receive time - now <= 0, on the joints' clock)."""
+    w, c = window, window.session.clients[1]
+    w.control.mode.setCurrentText("position")
+    click(qtbot, w, "enable")
+    qtbot.waitUntil(lambda: c.state == "closed_loop", timeout=CONNECT_MS)
+    w.control.move_target.setValue(0.3)
+    click(qtbot, w, "move")
+    t_move = w.session.now()
+    qtbot.waitUntil(lambda: abs(c.latest()["telemetry.position_rad"] - 0.3) < 0.01, timeout=CONNECT_MS)
+    assert w.session.now() - t_move < 1.5  # the S-curve and its settling, in joint time
+    fw = w.session.rig.nodes[1].fw
+    assert fw.counters["watchdog_trips"] == 0 and c.state == "closed_loop" and c.faults == []
+    w.refresh_status()
+    assert w.session.lost() == "" and "lock-step" in w.labels["connection"].text()
+    newest = c.rings["joint_state"].since(-math.inf)[-1, 0]
+    w.board.redraw()
+    x = w.board.plot("position").curve("1:telemetry.position_rad").xData
+    assert x.size > 100 and newest - w.session.now() <= x[-1] <= 0.0
+    w.actions.disable()
+    qtbot.waitUntil(lambda: c.state == "idle", timeout=CONNECT_MS)
+
+
 def test_encoders_from_the_panel(qtbot, window) -> None:
     """The kinematic-error map over +-0.4 rad at 0.2 rad/s (10 s of joint time rather than the default's 92 s over
     the travel at 0.1 rad/s), with the bounds of tests/rig/test_encoder_calibration.py at that speed: KE_2 magnified by
