@@ -3,7 +3,12 @@ the session's worker with the options its fields give (the routine's own, from t
 ``experiments.calibration_options`` that ``jointkit calibrate``'s options come from; empty: the routine's default),
 its result shown as the routine's certificates (judged by its default limits, the same judging
 as ``jointkit calibrate``), its figures and its plot panels; the gains it sets saved to a gains file, and the motor's
-result (which the drive applies at once) kept in the drive's flash.
+result (which the drive applies at once) kept in the drive's flash. A result the joint keeps (the F/T bias and tool
+load, the F/T compensation matrix, Kt: joint parameters; the friction feed-forwards: gains) is written to the joint
+with Write to joint (``calibrations.write_to_joint``, what ``jointkit calibrate --write`` calls: each value read back)
+and kept in its flash with Save to flash (the joint's ``save``, what ``--save`` adds); offered only where the
+joint's profile has what they write (``write_refusal``), and Write once a result: the F/T bias is composed with the
+joint's present one, so a second write would add it again.
 
 What a routine needs of the joint is checked here before anything is sent (``refusal``): a joint selected and
 heard, in a state the routine starts from (the drive calibrates its motor from idle; a protocol enables an idle
@@ -26,8 +31,18 @@ from actuator.control.config import GAINS, ControllerConfig
 from actuator.errors import JointkitError
 from actuator.params import load_preset
 from firmware_iface.experiments.calibration_options import options_of, parse
-from firmware_iface.experiments.calibrations import ROUTINES, Routine, config_of, gains_with, judged, run_on_client
+from firmware_iface.experiments.calibrations import (
+    ROUTINES,
+    Routine,
+    config_of,
+    gains_with,
+    joint_gains,
+    judged,
+    run_on_client,
+    write_to_joint,
+)
 from firmware_iface.files import save_gains
+from firmware_iface.protocol.capabilities import missing
 from firmware_iface.rig.report import format_value
 from gui.gains import read_all
 
@@ -35,6 +50,7 @@ if TYPE_CHECKING:
     from firmware_iface.client import JointClient
     from firmware_iface.experiments.panels import Panel
     from firmware_iface.experiments.segments import Outcome
+    from firmware_iface.protocol.profile import Profile
     from gui.context import PanelContext
 
 VERDICT_COLORS = {"pass": "#c8e6c9", "fail": "#ffcdd2"}  # anything else (not checked): no colour
@@ -73,6 +89,26 @@ def refusal(routine: Routine, client: JointClient | None, fixture: Any) -> str |
         return (f"the {routine.name} routine loads the joint's output: this session has no fixture on node "
                 f"{client.node_id} (a rig's load; simulated joints have one, a bus has none)")
     return None
+
+
+def write_refusal(result: Calibrated, profile: Profile) -> str | None:
+    """Why ``result`` cannot be written to a joint of ``profile`` (None: it can): its routine sets joint parameters
+    the profile has all of (read and written with a reply), or gains the profile writes live."""
+    routine = result.routine
+    if routine.joint_params is not None:
+        lacking = [n for n in routine.params if n not in profile.sidecar.params] or missing(profile, "parameters")
+        if lacking:
+            return (f"profile {profile.name} has no {lacking[0]} ({len(lacking)} missing) for the {routine.name} "
+                    "result")
+        return None
+    if joint_gains(routine, result.outcome.figures, profile.gain_names):
+        return None
+    return f"the {routine.name} result sets no parameter or gain profile {profile.name} writes"
+
+
+def write_result(client: JointClient, result: Calibrated) -> dict[str, float]:
+    """The result's parameters and gains written to the joint, what it reports holding (not saved)."""
+    return write_to_joint(client, result.routine, result.outcome.figures, client.profile.gain_names)
 
 
 def calibrate(client: JointClient, routine: Routine, preset: str, cfg: dict, fixture: Any) -> Calibrated:
@@ -153,6 +189,8 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         super().__init__("Calibration")
         self.ctx = ctx
         self.result: Calibrated | None = None
+        self.result_profile: Profile | None = None  # the protocol of the joint the result is of
+        self.written: dict[str, float] | None = None  # what the joint reported holding after Write to joint
         self.running: str | None = None  # the job's name while a routine runs
         layout = QtWidgets.QVBoxLayout(self)
         self.routine_box = QtWidgets.QComboBox(objectName="calib_routine")
@@ -182,9 +220,13 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         layout.addWidget(split, 1)
         row = QtWidgets.QHBoxLayout()
         self.save_gains_btn = self._button(row, "Save gains…", "calib_save_gains", self._ask_save_gains)
+        self.write_btn = self._button(row, "Write to joint", "calib_write", self.write)
         self.save_flash_btn = self._button(row, "Save to flash", "calib_save_flash", self.save_flash)
         self.save_gains_btn.setToolTip("the joint's gains with the sections this result sets, to a gains file")
-        self.save_flash_btn.setToolTip("keep the motor calibration the drive applied in its flash")
+        self.write_btn.setToolTip("the parameters (F/T bias, F/T compensation, Kt) or feed-forward gains this result "
+                                  "sets, written to the joint and read back (jointkit calibrate --write)")
+        self.save_flash_btn.setToolTip("keep the motor calibration the drive applied, or the result written to the "
+                                       "joint, in its flash (--save)")
         layout.addLayout(row)
         self._enable_buttons()
         ctx.jobs.changed.connect(self._jobs_changed)
@@ -245,6 +287,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         client = self.ctx.current_client()
         fixture = self.ctx.fixture(client.node_id) if client is not None else None
         why = refusal(routine, client, fixture)
+        self.result_profile = client.profile if client is not None else None
         try:
             if why is not None:
                 raise JointkitError(why)
@@ -275,7 +318,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         if self.running is not None and self.running not in self.ctx.jobs.busy:
             self.running = None
             self.status.setText("calibration ended without a result (the session closed)")
-            self._enable_buttons()
+        self._enable_buttons()  # Write to joint and Save to flash wait for each other's job
 
     def _enable_buttons(self) -> None:
         idle, r = self.running is None, self.result
@@ -284,11 +327,17 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         for field in self.option_fields.values():
             field.setEnabled(idle)
         self.save_gains_btn.setEnabled(idle and r is not None and r.routine.gains is not None)
-        self.save_flash_btn.setEnabled(idle and r is not None and r.routine.config is None)
+        profile = self.result_profile
+        writable = r is not None and profile is not None and write_refusal(r, profile) is None
+        # written once only: the F/T bias is composed with the joint's present one, a second write would add it again
+        idle = idle and not {"write to joint", "save to flash"} & set(self.ctx.jobs.busy)
+        self.write_btn.setEnabled(idle and writable and self.written is None)
+        kept = writable and self.written is not None and not missing(profile, "flash")
+        self.save_flash_btn.setEnabled(idle and r is not None and (r.routine.config is None or kept))
 
     # --- result ---------------------------------------------------------------------------------------------
     def show_result(self, result: Calibrated) -> None:
-        self.running, self.result = None, result
+        self.running, self.result, self.written = None, result, None
         self._enable_buttons()
         v = result.verdict
         self._fill_certificates(v["certificates"])
@@ -354,12 +403,39 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         if path:
             self.save_gains_file(Path(path))
 
-    def save_flash(self) -> None:
-        r = self.result
-        client = self.ctx.current_client()
+    def _result_client(self, what: str) -> JointClient | None:
+        """The current joint if the result is of it (else None, said in the status bar)."""
+        r, client = self.result, self.ctx.current_client()
         if r is None or client is None or client.node_id != r.node:
-            self.ctx.status("save to flash: select the joint the motor calibration ran on")
+            self.ctx.status(f"{what}: select the joint the calibration ran on")
+            return None
+        return client
+
+    def write(self) -> None:
+        """Write to joint: the result's parameters or gains, read back (a job)."""
+        r, client = self.result, self._result_client("write to joint")
+        if r is None or client is None:
             return
+        why = write_refusal(r, client.profile)
+        if why is not None:
+            self.ctx.show_error("write to joint", JointkitError(why))
+            return
+        self.ctx.jobs.run("write to joint", write_result, client, r,
+                          on_done=lambda values: self._written(r, values))
+
+    def _written(self, result: Calibrated, values: dict[str, float]) -> None:
+        if result is not self.result:
+            return  # a newer result came meanwhile: Save to flash is for that one once written
+        self.written = values
+        self._enable_buttons()
+        self.ctx.status(f"node {result.node}: {result.routine.name} result written to the joint, {len(values)} "
+                        "value(s) read back (not saved: Save to flash keeps them)")
+
+    def save_flash(self) -> None:
+        r, client = self.result, self._result_client("save to flash")
+        if r is None or client is None:
+            return
+        # the joint's save, as write_to_joint's --save ends: the motor's result the drive applied, or the one written
+        what = "motor calibration" if r.routine.config is None else f"{r.routine.name} result"
         self.ctx.jobs.run("save to flash", client.save,
-                          on_done=lambda n: self.ctx.status(f"node {r.node}: motor calibration saved to flash "
-                                                            f"(save {n})"))
+                          on_done=lambda n: self.ctx.status(f"node {r.node}: {what} saved to flash (save {n})"))

@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     nodes = tuple(parse_nodes(args.nodes, profile)) if args.nodes else ((1,) if sim else ())
     conn = Connection(sim=sim, preset=args.preset, nodes=nodes, interface=args.interface, channel=args.channel,
-                      bitrate=args.bitrate, profile=profile, in_process=args.in_process)
+                      bitrate=args.bitrate, profile=profile, in_process=args.in_process,
+                      lockstep=args.lockstep)
     result = run_gui(conn, screenshot=args.screenshot, after_step=args.after_step, amplitude=args.amplitude,
                      db=args.db)
     if isinstance(result, dict):

@@ -6,6 +6,10 @@ port, reached over python-can-remote, stopped with the session), so they never s
 ``Connection.in_process`` keeps them in the GUI's process, paced to wall time (``sim_rig(lockstep=False)``), for what
 needs the simulated node itself: the rig's fixture (a load on the joint's output, which the kt, friction and
 stiffness calibrations apply) and tests that read the simulated firmware's own counters or flash.
+``Connection.lockstep`` keeps them in the GUI's process too, in lock-step with the host (``sim_rig(lockstep=True)``),
+for unattended runs and tests: a job owns the clock while it runs, so its joints advance exactly as its waits say,
+whatever the machine's load, and between jobs ``gui.lockstep.ClockDriver`` advances them at most at wall-clock pace.
+Every age the session judges (a lost joint, the watchdog margin) is then on the joints' clock.
 
 The GUI thread never waits on the bus. Telemetry lands in the clients' rings on the hub's reader thread; set-points
 go out from the set-point streamer's thread (``firmware_iface.client.streamer.Streamer``, the rig's too); requests
@@ -35,6 +39,7 @@ from firmware_iface.client.scan import listen
 from firmware_iface.client.streamer import Streamer
 from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
+from gui.lockstep import ClockDriver
 from gui.served import ServedJoints
 
 if TYPE_CHECKING:
@@ -63,10 +68,14 @@ class Connection:
     profile: Profile | None = None  # the joints' protocol (None: the native profile); simulated joints speak it too
     # simulated joints in the GUI's own process (with a fixture on each output) rather than in a child process
     in_process: bool = False
+    # simulated joints in the GUI's own process in lock-step with the host (implies in_process): jobs' results do
+    # not depend on the wall clock (unattended runs, tests)
+    lockstep: bool = False
 
     def describe(self) -> str:
         if self.sim:
             where = "in this process" if self.in_process else "in their own process"
+            where = "in this process, in lock-step" if self.lockstep else where
             return f"simulated {self.preset} joints {', '.join(map(str, self.nodes))} ({where})"
         return f"{self.interface or '(config)'} {self.channel or ''}".strip()
 
@@ -122,17 +131,21 @@ class Session:
             self.rig.keepalive.stop()  # the commander owns the set-points here
         self.commander = Streamer(self.rig.clients, COMMAND_HZ, name="gui-commander")
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-job")
+        clock = self.rig.clock
+        self.driver = ClockDriver(clock).start() if clock.lockstep else None
         # each joint's own watchdog timeout, for the margin shown: a request, so off the GUI thread
-        self.jobs.submit(self.commander.read_watchdogs)
+        self.submit(self.commander.read_watchdogs)
         self.t0 = time.perf_counter()
+        self.t0_clock = clock.now()
         self._rate_mark = (self.t0, 0, 0)
         self.closed = False
 
     def _open(self, conn: Connection) -> Rig:
         self.served: ServedJoints | None = None
-        if conn.sim and conn.in_process:
-            # paced to wall time: a person watches and commands it live (lock-step is for runs nobody watches)
-            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=False, profile=conn.profile)
+        if conn.sim and (conn.in_process or conn.lockstep):
+            # paced to wall time unless asked: a person watches and commands it live (lock-step: runs nobody watches)
+            rig = sim_rig(list(conn.nodes), conn.preset, capacity=RING_ROWS, lockstep=conn.lockstep,
+                          profile=conn.profile)
         elif conn.sim:
             if not conn.nodes:
                 raise ConfigError("simulated joints need node ids, e.g. 1,2")
@@ -159,8 +172,15 @@ class Session:
         return self.rig.clients
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Run ``fn(*args)`` on the job thread (requests that wait for replies); the GUI polls the future."""
+        """Run ``fn(*args)`` on the job thread (requests that wait for replies); the GUI polls the future. In
+        lock-step the job owns the clock while it runs."""
+        if self.driver is not None:
+            return self.jobs.submit(self.driver.owned, fn, *args)
         return self.jobs.submit(fn, *args)
+
+    def now(self) -> float:
+        """The time on the joints' clock (the rings' receive times): ``perf_counter`` but in lock-step."""
+        return self.rig.clock.now()
 
     # --- joint commands (sent at once: a frame, no reply awaited) -----------------------------------------------
     def enable(self, node: int, mode: str) -> None:
@@ -203,11 +223,11 @@ class Session:
             return f"the simulated joints' process ended (exit code {self.served.proc.returncode})"
         if hub.lost is not None:
             return f"bus lost: {hub.lost}"
-        if not hub.threaded:
+        if not hub.threaded and self.driver is None:  # in lock-step the clock's advances read the bus
             return f"bus reader stopped: {hub.last_error or 'closed'}"
-        now = time.perf_counter()
+        now = self.now()  # the heartbeats' stamps are on the hub's clock
         ages = [now - c.heartbeat_t for c in self.clients.values() if c.heartbeat_t is not None]
-        if len(ages) < len(self.clients) and now - self.t0 < 2.0:
+        if len(ages) < len(self.clients) and now - self.t0_clock < 2.0:
             return ""  # still starting: the first heartbeats are on their way
         if not ages or min(ages) > LOST_AFTER_S:
             return f"no heartbeat from nodes {', '.join(map(str, self.clients))} for more than {LOST_AFTER_S:g} s"
@@ -235,6 +255,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if self.driver is not None:
+            self.driver.stop()  # first: nothing advances the joints while the rest is taken down
         self.commander.stop()
         for n, c in self.clients.items():
             with contextlib.suppress(Exception):

@@ -136,7 +136,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- layout ---------------------------------------------------------------------------------------------
     def _build(self, redraw_hz: float) -> None:
         self._build_toolbar()
-        self.board = PlotBoard(rate_hz=redraw_hz, window_s=10.0)
+        self.board = PlotBoard(rate_hz=redraw_hz, window_s=10.0, clock=self._now)
         for name, (title, unit) in PLOTS.items():
             self.board.add_plot(name, title, unit, PLOT_GROUPS[name])
         self.joints = JointList()
@@ -294,6 +294,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.connect_to(dialog.connection())
 
     # --- joints and plots -----------------------------------------------------------------------------------
+    def _now(self) -> float:
+        # the rings' time base: the session's clock (the joints' in lock-step), perf_counter between sessions
+        return self.session.now() if self.session is not None else time.perf_counter()
+
     def current_node(self) -> int | None:
         return self.joints.current_node() if self.session is not None else None
 

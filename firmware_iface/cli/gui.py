@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="simulated joints in the GUI's own process, each with a fixture on its output (for the "
                         "calibrations that load it); by default they run in a process of their own (jointkit sim "
                         "serve on a free loopback port), stopped with the GUI")
+    p.add_argument("--lockstep", action="store_true",
+                   help="simulated joints in the GUI's process in lock-step with it: a job (a calibration, a test) "
+                        "owns their clock, so its result does not depend on the wall clock or the machine's load; "
+                        "between jobs they run at most at wall-clock pace (unattended runs)")
     p.add_argument("--preset", default="knee", help="joint preset of the simulated joints, and the model "
                                                     "auto-tune designs on (default knee)")
     p.add_argument("--nodes", default=None, help="node ids, e.g. 1,2 or 1-6 (simulated: default 1; on a bus: "

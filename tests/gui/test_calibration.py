@@ -1,4 +1,7 @@
-"""The calibration panel on a simulated knee, driven through its widgets with pytest-qt, offscreen.
+"""The calibration panel on a simulated knee in lock-step with the GUI (``Connection(lockstep=True)``: a routine's job
+owns the joints' clock, so its figures do not depend on the wall clock; with the joint paced to wall time, the
+friction run stopped once on a saturated machine, 'plateau 1 did not move'), driven through its widgets with
+pytest-qt, offscreen.
 
 The motor routine (the drive's own) and the F/T routine run from the panel as jobs and come back as certificates
 in its table, checked against the knee's known values; Save to flash after the motor's; the friction routine's gains
@@ -15,7 +18,8 @@ from PySide6 import QtCore, QtWidgets
 
 from actuator.control.config import load_gains
 from actuator.params import load_preset
-from tests.gui.test_window import button, click, enable_position, window  # noqa: F401 - the fixture
+from tests.gui.test_calibration_lockstep import window  # noqa: F401 - the fixture: the knee in lock-step
+from tests.gui.test_window import button, click, enable_position
 
 RUN_MS = 120_000  # a routine's run on a loaded machine: a safety net, nothing is timed
 
