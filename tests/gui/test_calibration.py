@@ -90,7 +90,7 @@ def test_friction_gains_saved_to_a_file(qtbot, window, tmp_path) -> None:  # noq
     assert cfg.impedance.friction_coulomb_nm == pytest.approx(figures["friction_coulomb_nm"])
     assert cfg.impedance.friction_viscous_nm_s_per_rad == pytest.approx(figures["friction_viscous_nm_s_per_rad"])
     # the rest is the joint's: its position gain as read from it
-    assert cfg.position.kp == pytest.approx(w.session.clients[1].read_gain("position_kp"))
+    assert cfg.position.kp == pytest.approx(w.session.submit(w.session.clients[1].read_gain, "position_kp").result(60))
 
 
 def test_refusals_show_their_message_and_the_window_keeps_working(qtbot, window, monkeypatch) -> None:  # noqa: F811
