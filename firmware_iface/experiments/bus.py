@@ -44,6 +44,7 @@ import numpy as np
 from actuator.errors import CalibrationError, ConfigError, JointkitError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
+from firmware_iface.defaults import STEP_AMPLITUDE, STEP_AT_S, STEP_DURATION_S
 from firmware_iface.experiments.grid import ECHO, BusRun, dejittered, held, joint_times, on_grid, on_joint_clock
 from firmware_iface.experiments.protocols import (
     BODE_PERIODS,
@@ -413,11 +414,18 @@ def move_s(client: JointClient, home_rad: float) -> float:
     return max(0.3, abs(home_rad - here) / MOVE_RAD_S)
 
 
-def step_test(client: JointClient, loop: str = "position", amplitude: float = 0.1, duration_s: float = 1.0,
-              at_s: float = 0.05, start_rad: float | None = None) -> tuple[Outcome, Signals, BusRun, dict]:
+def step_test(client: JointClient, loop: str = "position", amplitude: float = STEP_AMPLITUDE,
+              duration_s: float = STEP_DURATION_S, at_s: float = STEP_AT_S,
+              start_rad: float | None = None) -> tuple[Outcome, Signals, BusRun, dict]:
     """The ``step`` protocol of ``amplitude`` (rad, or rad/s for velocity) ``at_s`` into ``duration_s``: position and
-    impedance steps first move the joint to ``start_rad`` (default: where it is) and hold it still. The outcome
-    (``step_figures``), the signals, the run and the protocol's configuration; the joint is left idle."""
+    impedance steps first move the joint to ``start_rad`` and hold it still. The outcome (``step_figures``), the
+    signals, the run and the protocol's configuration; the joint is left idle.
+
+    By default (the GUI's and ``jointkit step --node``'s) the step starts where the joint is, as the in-process
+    executor's joint starts at rest where it is: a joint enabled at rest and held there starts the step in the same
+    state whatever it did before (knee: rise 66.31-66.44 ms after earlier steps against 66.33 ms never moved), where
+    a move first leaves its PI loop creeping against friction after the 0.3 s settle, and the rise then depends on
+    the joint's history (64.8-67.9 ms by the settle's length after one earlier step)."""
     cfg = step_config(loop, amplitude, duration_s, at_s)  # checked before anything is sent
     _ready(client, PROTOCOLS["step"].segments(cfg), f"{loop} step")  # the home is where the joint then is
     if loop != "velocity":
