@@ -4,7 +4,8 @@ or on joint ``--node N`` over a bus (real or simulated).
 Both run the one step protocol (``experiments.protocols``, analysed by ``analyze_step``) with the one set of defaults
 (``firmware_iface.defaults``: the GUI's tests panel takes the same), the step from where the joint is unless
 ``--start-rad`` says where; the figures carry ``clock``: ``joint`` when they were timed by the joint's own stamps
-(its set-point echo and state, ``experiments.grid``), ``host`` when the profile gives no such stamps."""
+(its set-point echo and state, ``experiments.grid``), ``host`` when the profile gives no such stamps, and
+``config``: the protocol's configuration as run (``protocols.step_config``)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     bits = int(np.bitwise_or.reduce(signals["limits"]))
     # the in-process executor has no clock but the joint's: its samples are the joint's own ticks
     figures = {"preset": params.name, "loop": args.loop, "amplitude": args.amplitude, **_start(cfg),
-               **outcome.figures, "clock": "joint",
+               **outcome.figures, "clock": "joint", "config": cfg,
                "limits_hit": sorted(name for bit, name in LIMIT_NAMES.items() if bits & bit)}
     title = f"{params.name}: {args.loop} step {args.amplitude:g}"
     figures.update(_write(args, signals, cfg, outcome.figures, title))
@@ -88,7 +89,7 @@ def run_bus(args: argparse.Namespace, client) -> dict:
                                            start_rad=args.start_rad)
     figures = {"node": client.node_id, "bus": client.hub.bus.channel_info, "loop": args.loop,
                "amplitude": args.amplitude, **_start(cfg), **outcome.figures,
-               "clock": "joint" if run.echoed else "host", "host_loop": run.loop,
+               "clock": "joint" if run.echoed else "host", "config": cfg, "host_loop": run.loop,
                "telemetry_gaps": dict(client.gaps)}
     title = f"node {client.node_id}: {args.loop} step {args.amplitude:g}"
     figures.update(_write(args, signals, cfg, outcome.figures, title))

@@ -54,6 +54,7 @@ from firmware_iface.experiments.protocols import (
     Segment,
     Signals,
     bode_config,
+    move_duration_s,
     released,
     step_config,
 )
@@ -75,13 +76,11 @@ ECHO_RATE = "rate_setpoint_hz"  # the joint's set-point echo (telemetry.setpoint
 # in a process slowed by a loaded machine has been seen past the client's default 0.5 s; a longer wait only costs time
 # when the joint is really gone, and a test must not fail on the bookkeeping around its measurement
 ECHO_REPLY_S = 2.0
-MOVE_RAD_S = 0.5  # speed of a test's move to its start position
 MAX_GRID_ROWS = 600_000  # ten minutes at 1 kHz: longer steps keep every decim-th tick
 DRAIN_LONGER_THAN_S = 20.0  # steps longer than this put their telemetry on the grid as they go
 DRAIN_S = 5.0  # how often, at most (and within 40 % of the smallest ring's span)
 DRAIN_LAG_ROWS = 200  # rows left for the next drain: their frames may still be on their way
 DISABLE_CONFIRM_S = 0.5  # longest wait after a test for the status that says the drive is off
-TAIL_S = 0.05  # longest wait for the last tick's echo (half the joint's watchdog: the joint holds its set-point)
 
 
 class Fixture(TypingProtocol):
@@ -284,7 +283,7 @@ def _walk(client: JointClient, segments: list[Segment], fixture: Fixture | None,
             walker.mode = first
         figures = HostLoop(RATE_HZ, walker, clock=client.clock).run(walker.ends[-1])
         if walker.joint_clock:
-            _await_last_tick(walker)
+            _hold_to_the_end(walker)
     finally:
         t_end = client.clock.now()
         if fixture is not None:
@@ -311,12 +310,18 @@ def needs(segments: list[Segment]) -> list[str]:
     return caps
 
 
-def _await_last_tick(w: _Walker) -> None:
-    """Wait (at most ``TAIL_S``) for the echo of the joint instant that ran the last tick: the frames of the last
-    ticks are still on their way when the loop ends (a tick or two on a lock-step rig), and a joint-clock grid stops
-    at the last echo received, short of the protocol (a two-sweep chirp then lost the one sweep it measures). The
-    joint holds the last set-point meanwhile, so what it echoes is still the protocol's. A joint further behind
-    gives a shorter grid, as it did."""
+def _hold_to_the_end(w: _Walker) -> None:
+    """Keep sending the last tick's set-point until the joint's own clock has run the whole protocol (the echo of
+    the joint instant that ran the last tick), for at most the protocol's duration more.
+
+    The set-points follow the host's schedule, the protocol's time on the joint is its own clock: a paced joint that
+    stalled with a loaded machine resynchronised to the wall clock without running the time it lost (seen: 1.36 s
+    of joint time for a 1.95 s step in the GUI's process), and a joint-clock grid ends at the last echo, so the
+    joint held the step that much shorter, and the steady-state error (the record's last tenth) moved with the
+    machine's load. The last segment goes on as the joint would hold it (its last set-point: a step's, a bode's
+    last value) until the joint has run the protocol's length, after which the grid stops (``grid.on_grid``: no
+    more rows than the protocol has ticks). On a lock-step rig that is the tick or two of frames still on their
+    way when the loop ends; the joint holds that set-point anyway, so nothing it does changes."""
     c = w.client
     message, clock_signal = c.profile.semantic(JOINT_TIME)
     ring = c.rings.get(message)
@@ -324,10 +329,14 @@ def _await_last_tick(w: _Walker) -> None:
     if len(first) == 0:
         return
     column = ring.index[clock_signal]
-    start_ms, ticks = first[0, column], int(np.flatnonzero(np.isfinite(w.t_cmd))[-1]) * w.decim
-    # the joint's clock in ms modulo 65536: a joint-clock run is shorter than DRAIN_LONGER_THAN_S
-    with contextlib.suppress(TimeoutError):
-        c.wait_for(lambda: (ring.last()[column] - start_ms) % 65536 >= ticks, TAIL_S, "the last tick's echo")
+    last = int(np.flatnonzero(np.isfinite(w.t_cmd))[-1])
+    start_ms, ticks, reference = first[0, column], last * w.decim, float(w.reference[last])
+
+    def behind() -> bool:  # the joint's clock in ms modulo 65536: a joint-clock run is shorter than 65 s
+        return (ring.last()[column] - start_ms) % 65536 < ticks
+
+    if behind():
+        HostLoop(RATE_HZ, lambda k, t: w._send(reference), clock=c.clock).run_while(behind, float(w.ends[-1]))
 
 
 def _echo_on(client: JointClient) -> float | None:
@@ -409,9 +418,8 @@ def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
 
 # --- the one-mode tests of the GUI, the CLI's --node and experiments.tune -------------------------------------------
 def move_s(client: JointClient, home_rad: float) -> float:
-    """How long a test's move to ``home_rad`` takes from where the joint is (at most ``MOVE_RAD_S``)."""
-    here = client.latest().get("telemetry.position_rad", home_rad)
-    return max(0.3, abs(home_rad - here) / MOVE_RAD_S)
+    """How long a test's move to ``home_rad`` takes from where the joint is (``protocols.move_duration_s``)."""
+    return move_duration_s(home_rad - client.latest().get("telemetry.position_rad", home_rad))
 
 
 def step_test(client: JointClient, loop: str = "position", amplitude: float = STEP_AMPLITUDE,

@@ -41,6 +41,7 @@ from firmware_iface.experiments.protocols import (
     bode_config,
     chirp_amplitude,
     identify_config,
+    move_duration_s,
     released,
     step_config,
 )
@@ -136,7 +137,8 @@ def step_test(params: JointParams, gains: ControllerConfig, loop: str = "positio
     """The step protocol (``protocols.step_config``) on a new simulated joint with ``gains``, at rest at 0 and by
     default stepped from there (where the joint is, as ``bus.step_test`` steps a joint on a bus), else first moved
     to ``start_rad``: the outcome, the signals and the configuration."""
-    cfg = step_config(loop, amplitude, duration_s, at_s, home_rad=0.0 if start_rad is None else start_rad)
+    start = 0.0 if start_rad is None else start_rad  # the new joint is at rest at 0
+    cfg = step_config(loop, amplitude, duration_s, at_s, home_rad=start, move_s=move_duration_s(start))
     return (*run_protocol(JointFirmware(params, gains, seed=seed), "step", cfg), cfg)
 
 
