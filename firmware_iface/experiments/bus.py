@@ -365,7 +365,7 @@ def _record(w: _Walker, figures: dict[str, float], t_end: float) -> BusRun:
            and c.profile.semantic(f"telemetry.{s}")[0] == c.state_message else np.full(len(rows), np.nan)
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     run = BusRun(w.t_cmd[ran] - t0, w.reference[ran], t_rows - t0, col["position_rad"], col["velocity_rad_s"],
-                 col["torque_nm"], iq, figures, t0, rx_t_s=rows[:, 0] - t0, tick=np.flatnonzero(ran),
+                 col["torque_nm"], iq, figures, t0, rx_t_s=t_rows - t0, tick=np.flatnonzero(ran),
                  segment=w.segment[ran], load_nm=w.load[ran], decim=w.decim,
                  held={name: v[:last] for name, v in w.held.items()})
     return _timed_by_joint(w, run, rows, ring, (t0, t_end)) if w.joint_clock and len(rows) >= 2 else run

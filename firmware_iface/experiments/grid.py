@@ -71,7 +71,9 @@ class BusRun:
     # put on the host's schedule (no echo in the profile, or a run the joint's clock does not apply to)
     echo_t_s: np.ndarray = field(default_factory=_empty)
     echo_reference: np.ndarray = field(default_factory=_empty)
-    rx_t_s: np.ndarray = field(default_factory=_empty)  # when each state row arrived: maps the host's schedule
+    # when each state row reached the host, by its bus stamp (``dejittered``: a reader stalled by a busy host
+    # delivers a burst whose receive times say nothing of when the joint sent them): maps the host's schedule
+    rx_t_s: np.ndarray = field(default_factory=_empty)
     tick: np.ndarray = field(default_factory=_empty)     # grid row of each send (default: its nearest tick)
     segment: np.ndarray = field(default_factory=_empty)  # segment of each send (default: 0)
     load_nm: np.ndarray = field(default_factory=_empty)  # fixture load at each send (default: 0)
@@ -156,7 +158,10 @@ def on_joint_clock(run: BusRun, host_t: np.ndarray) -> np.ndarray:
     """Times of the host's schedule (from the first command) on the joint's clock as ``run.t_s`` places it: the joint
     time of the telemetry that arrived then. A command sent at host time h takes effect when the joint reads it, at
     the joint time whose frames reach the host at about h; a simulated joint that fell behind a loaded machine's wall
-    clock (and caught up by a jump) does so later on its own clock than the host's schedule says."""
+    clock (and caught up by a jump) does so later on its own clock than the host's schedule says. The arrival is the
+    frames' bus stamp on the host's clock (``dejittered``), not their receive time: a host stalled across a segment's
+    start received the frames of the stall in one burst afterwards, and by receive times a step's 50 ms hold before
+    it was placed after the step (seen with two busy loops beside the GUI: "reference never steps")."""
     if run.rx_t_s.size < 2:
         return host_t + run.echo_t_s[0]
     order = np.argsort(run.rx_t_s, kind="stable")
