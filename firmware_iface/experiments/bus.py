@@ -21,7 +21,8 @@ While it walks, the telemetry the client received is put on the host's schedule 
 step longer than ``DRAIN_LONGER_THAN_S`` as it goes, before the client's rings wrap; a soak longer than
 ``MAX_GRID_ROWS`` ticks keeps every ``decim``-th). Afterwards the run is recorded (``BusRun``) for the joint's clock
 where that applies: every segment in a mode with a set-point echo, no fixture load, no drain (see
-``experiments.grid`` for both alignments and why the rig's idle, torque, fixture and long steps keep the host's).
+``experiments.grid`` for both alignments and why the rig's idle, torque, fixture and long steps keep the host's); such
+a run's last set-point is held until the joint's own clock has run the whole protocol (``_hold_to_the_end``).
 
 The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
 ``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance

@@ -22,9 +22,14 @@ Tolerances (the four figures of ``actuator.analysis.step``, from the reported po
 * the paced clock and a busy host: every set-point before the step is the same hold where the joint rests, so a
   late one only makes that hold longer (0.3 to 1.0 s of it give the same figures to the microsecond on the
   in-process executor); after the step every set-point is the step's; the step's own, if late, moves the step's
-  instant, which the joint's echo times on its own clock, as it times the response. A paced joint that falls behind
-  the wall clock resynchronises its frames' stamps, not its model time nor its ms clock. So the host's lateness
-  moves none of the figures; a stall past the joint's watchdog would fault the run, not shift a figure;
+  instant, which the joint's echo times on its own clock, as it times the response (an echo is placed at the start
+  of the tick that applied it, as the in-process executor pairs set-point and state: ``grid.joint_times``). A paced
+  joint that stalls resynchronises to the wall clock without running the time it lost: the executor holds the last
+  set-point until the joint's clock has run the whole protocol (``bus._hold_to_the_end``), so the hold after the
+  step, over whose last tenth the steady-state error is taken, is the protocol's on the joint's clock. A host that
+  stalls reads the stall's frames in a burst: the segments are placed by the frames' bus stamps, not by when the
+  host read them (``grid.on_joint_clock``). So the host's lateness moves none of the figures; a stall past the
+  joint's watchdog would fault the run, not shift a figure;
 * history: the CLI's run starts after a step and a move back, the reducer's Dahl hysteresis no longer virgin. What it
   keeps is bounded by its hysteresis loss, 3.69 tau_hmax / K1 (``mechanics``; 2.9e-4 rad, the catalogue's arcmin, on
   the knee): within the one-second record the loop's integrator has not removed all of it from the final position,
