@@ -28,3 +28,14 @@ SHIPPED_PROFILES = ("native", "odrive", "odrive-0.6", "mit", "cia402")
 # in 100 sent for review; and the runs per X-bar/R subgroup of the SPC report when runs carry no batch
 ANOMALY_ALPHA = 0.01
 SPC_SUBGROUP = 5
+
+# the step test where a caller gives no value (experiments.protocols.step_config, the bus and in-process executors,
+# `jointkit step`'s options and the GUI's tests panel): its size, rad (position, impedance) or rad/s (velocity), the
+# hold after it, s, and the hold before it, s. Where it starts is where the joint is (experiments.bus.step_test)
+STEP_AMPLITUDE = 0.1
+STEP_DURATION_S = 1.0
+STEP_AT_S = 0.05
+
+# heartbeat periods without a heartbeat before a client counts its joint as lost (JointClient, the CLI's
+# --missed-heartbeats)
+MISSED_HEARTBEATS = 3

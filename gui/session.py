@@ -38,6 +38,7 @@ from firmware_iface.client.joint import SHARED_BUS_RATES_HZ
 from firmware_iface.client.scan import listen
 from firmware_iface.client.streamer import Streamer
 from firmware_iface.defaults import ENABLE_MODES as MODES
+from firmware_iface.defaults import MISSED_HEARTBEATS
 from firmware_iface.rig.rig import Rig, bus_rig, sim_rig
 from gui.lockstep import ClockDriver
 from gui.served import ServedJoints
@@ -64,7 +65,7 @@ class Connection:
     # heartbeat periods without a heartbeat before a joint is declared lost (the client's default: 3). A simulated
     # joint paced in this process stalls with it when the machine is saturated; a caller measuring something else
     # on such a machine may allow more
-    missed_heartbeats: int = 3
+    missed_heartbeats: int = MISSED_HEARTBEATS
     profile: Profile | None = None  # the joints' protocol (None: the native profile); simulated joints speak it too
     # simulated joints in the GUI's own process (with a fixture on each output) rather than in a child process
     in_process: bool = False

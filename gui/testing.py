@@ -3,7 +3,10 @@ results plotted with their figures, a Bode plot, and auto-tune (``firmware_iface
 predicted response of the proposed gains against the joint's measured one, applied only when the user accepts.
 
 A test runs as a job (it streams its own 1 kHz set-points for seconds), the set-point streamer leaves that joint
-alone meanwhile, and the joint is idle afterwards, as the bus tests leave it.
+alone meanwhile, and the joint is idle afterwards, as the bus tests leave it. The step is ``jointkit step --node``'s:
+the same executor and protocol, what the panel has no field for (the hold after the step, the hold before it, where
+it starts: where the joint is) left to the defaults they share (``firmware_iface.defaults``), so the panel and the
+command give one figure on one joint (tests/gui/test_step_parity.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from actuator.params import load_preset
+from firmware_iface.defaults import STEP_AMPLITUDE
 from firmware_iface.experiments import bus
 from firmware_iface.experiments.protocols import PROTOCOLS, Outcome, Signals, chirp_amplitude
 from firmware_iface.experiments.tune import JointTune, tune_joint
@@ -72,6 +76,8 @@ class TestsPanel(QtWidgets.QGroupBox):
         super().__init__("Tests")
         self.ctx = ctx
         self.last_metrics: dict[str, Any] | None = None  # the latest step's figures
+        # the latest step: its signals (on the joint's clock), the run as sent and the protocol's configuration
+        self.last_step: tuple[Signals, bus.BusRun, dict] | None = None
         self.last_bandwidth_hz: float | None = None
         # the latest chirp: its signals (on the joint's clock), the protocol's configuration, the run as sent
         self.last_chirp: tuple[Signals, dict, bus.BusRun] | None = None
@@ -81,7 +87,7 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.loop = QtWidgets.QComboBox(objectName="test_loop")
         self.loop.addItems(("position", "velocity"))
         self.amplitude = QtWidgets.QDoubleSpinBox(objectName="step_amplitude", decimals=3, minimum=-2.0, maximum=2.0,
-                                                  value=0.1, singleStep=0.05)
+                                                  value=STEP_AMPLITUDE, singleStep=0.05)
         self.f0 = QtWidgets.QDoubleSpinBox(objectName="chirp_f0", decimals=2, minimum=0.1, maximum=100, value=1.0,
                                            suffix=" Hz")
         self.f1 = QtWidgets.QDoubleSpinBox(objectName="chirp_f1", decimals=1, minimum=1, maximum=250, value=20.0,
@@ -127,12 +133,12 @@ class TestsPanel(QtWidgets.QGroupBox):
             return
         loop, amplitude = self.loop.currentText(), self.amplitude.value()
         self.metrics.setText(f"step test of {amplitude:g} on node {client.node_id} running…")
-        self.ctx.jobs.run("step test", bus.step_test, client, loop, amplitude, 1.0, 0.05,
-                             on_done=lambda r: self.show_step(r[0], r[1], r[2], r[3], client.node_id))
+        self.ctx.jobs.run("step test", bus.step_test, client, loop, amplitude,
+                          on_done=lambda r: self.show_step(r[0], r[1], r[2], r[3], client.node_id))
 
     def show_step(self, outcome: Outcome, signals: Signals, run: bus.BusRun, cfg: dict, node: int) -> None:
         figures = outcome.figures
-        self.last_metrics = figures
+        self.last_metrics, self.last_step = figures, (signals, run, cfg)
         loop = cfg["loop"]
         unit = "rad/s" if loop == "velocity" else "rad"
         amplitude = cfg["amplitude_rad_s"] if loop == "velocity" else cfg["amplitude_rad"]
@@ -153,7 +159,8 @@ class TestsPanel(QtWidgets.QGroupBox):
         self.step_plot.setXRange(-0.05, max(0.3, 1.5 * figures["settling_time_s"]))
         live_plot = self.ctx.board.plot("velocity" if loop == "velocity" else "position")
         live_plot.set_overlay(f"{node}:test", run.command_t_s + run.start_s, run.reference, f"n{node} test set-point")
-        text = f"step {amplitude:g} {unit}: " + format_metrics(figures, unit)
+        start = "" if loop == "velocity" else f" from {cfg['home_rad']:.3f} rad"
+        text = f"step {amplitude:g} {unit}{start}: " + format_metrics(figures, unit)
         self.metrics.setText(text)
         self.ctx.status(text)
 

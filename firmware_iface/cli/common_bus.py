@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from firmware_iface.defaults import MISSED_HEARTBEATS
+
 if TYPE_CHECKING:
     import can
 
@@ -87,6 +89,9 @@ def add_bus_command_options(parser: argparse.ArgumentParser) -> None:
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", type=int, help="run on joint N over the bus (real or simulated) instead of in-process")
+    p.add_argument("--missed-heartbeats", type=int, default=MISSED_HEARTBEATS, metavar="N",
+                   help=f"heartbeat periods without one before the joint counts as lost (default {MISSED_HEARTBEATS}; "
+                        "more for a simulated joint on a saturated machine, which stalls with it)")
     add_bus_options(p)
     add_profile_options(p)
 
@@ -98,7 +103,12 @@ def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
     from firmware_iface.client import JointClient
 
     with bus_session(args, profile_from_args(args)) as (bus, hub):
-        client = JointClient(bus, args.node, hub.profile)
+        missed = getattr(args, "missed_heartbeats", MISSED_HEARTBEATS)
+        if missed < 1:
+            from actuator.errors import ConfigError
+
+            raise ConfigError(f"--missed-heartbeats {missed} is not allowed: a whole number >= 1")
+        client = JointClient(bus, args.node, hub.profile, missed_heartbeats=missed)
         client.wait_alive(timeout_s=1.0)
         yield client
 

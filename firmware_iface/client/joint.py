@@ -31,6 +31,7 @@ from actuator.errors import ConfigError, FaultError, IdentityError, ProtocolErro
 from firmware_iface.client.clock import Clock
 from firmware_iface.client.hub import BusHub
 from firmware_iface.client.rings import Ring
+from firmware_iface.defaults import MISSED_HEARTBEATS
 from firmware_iface.protocol.capabilities import message_of, provided, replies_only, require, status_message
 from firmware_iface.protocol.profile import Decoded, Profile, allowed_range
 
@@ -50,7 +51,8 @@ class JointClient:
     """One joint on a bus. ``threaded=False`` leaves reception to ``hub.poll()`` in the caller's thread."""
 
     def __init__(self, bus: can.BusABC, node_id: int, profile: Profile | None = None, *, capacity: int = 30000,
-                 missed_heartbeats: int = 3, heartbeat_period_s: float | None = None, threaded: bool = True) -> None:
+                 missed_heartbeats: int = MISSED_HEARTBEATS, heartbeat_period_s: float | None = None,
+                 threaded: bool = True) -> None:
         self.hub = BusHub.of(bus, profile, start=threaded)
         self.profile = self.hub.profile
         self.node_id = self.profile.check_node(node_id)

@@ -76,6 +76,11 @@ class HostLoop:
         self._loop(lambda k: k * self.period_s >= duration_s)
         return self.figures()
 
+    def run_while(self, keep_going: Callable[[], bool], max_s: float) -> dict[str, float]:
+        """Loop in this thread while ``keep_going()`` (asked before each tick), for ``max_s`` at most; the figures."""
+        self._loop(lambda k: k * self.period_s >= max_s or not keep_going())
+        return self.figures()
+
     def start(self) -> HostLoop:
         def target() -> None:
             try:

@@ -21,7 +21,8 @@ While it walks, the telemetry the client received is put on the host's schedule 
 step longer than ``DRAIN_LONGER_THAN_S`` as it goes, before the client's rings wrap; a soak longer than
 ``MAX_GRID_ROWS`` ticks keeps every ``decim``-th). Afterwards the run is recorded (``BusRun``) for the joint's clock
 where that applies: every segment in a mode with a set-point echo, no fixture load, no drain (see
-``experiments.grid`` for both alignments and why the rig's idle, torque, fixture and long steps keep the host's).
+``experiments.grid`` for both alignments and why the rig's idle, torque, fixture and long steps keep the host's); such
+a run's last set-point is held until the joint's own clock has run the whole protocol (``_hold_to_the_end``).
 
 The fixture is the rig's load on the joint's output (a load motor or a brake with a load cell on a real rig).
 ``SimFixture`` loads a simulated joint through its F/T sensor's tool (a force along y at the sensor's distance
@@ -44,6 +45,7 @@ import numpy as np
 from actuator.errors import CalibrationError, ConfigError, JointkitError
 from firmware_iface.client.joint import JointClient
 from firmware_iface.client.loop import HostLoop
+from firmware_iface.defaults import STEP_AMPLITUDE, STEP_AT_S, STEP_DURATION_S
 from firmware_iface.experiments.grid import ECHO, BusRun, dejittered, held, joint_times, on_grid, on_joint_clock
 from firmware_iface.experiments.protocols import (
     BODE_PERIODS,
@@ -53,6 +55,7 @@ from firmware_iface.experiments.protocols import (
     Segment,
     Signals,
     bode_config,
+    move_duration_s,
     released,
     step_config,
 )
@@ -74,13 +77,11 @@ ECHO_RATE = "rate_setpoint_hz"  # the joint's set-point echo (telemetry.setpoint
 # in a process slowed by a loaded machine has been seen past the client's default 0.5 s; a longer wait only costs time
 # when the joint is really gone, and a test must not fail on the bookkeeping around its measurement
 ECHO_REPLY_S = 2.0
-MOVE_RAD_S = 0.5  # speed of a test's move to its start position
 MAX_GRID_ROWS = 600_000  # ten minutes at 1 kHz: longer steps keep every decim-th tick
 DRAIN_LONGER_THAN_S = 20.0  # steps longer than this put their telemetry on the grid as they go
 DRAIN_S = 5.0  # how often, at most (and within 40 % of the smallest ring's span)
 DRAIN_LAG_ROWS = 200  # rows left for the next drain: their frames may still be on their way
 DISABLE_CONFIRM_S = 0.5  # longest wait after a test for the status that says the drive is off
-TAIL_S = 0.05  # longest wait for the last tick's echo (half the joint's watchdog: the joint holds its set-point)
 
 
 class Fixture(TypingProtocol):
@@ -283,7 +284,7 @@ def _walk(client: JointClient, segments: list[Segment], fixture: Fixture | None,
             walker.mode = first
         figures = HostLoop(RATE_HZ, walker, clock=client.clock).run(walker.ends[-1])
         if walker.joint_clock:
-            _await_last_tick(walker)
+            _hold_to_the_end(walker)
     finally:
         t_end = client.clock.now()
         if fixture is not None:
@@ -310,12 +311,18 @@ def needs(segments: list[Segment]) -> list[str]:
     return caps
 
 
-def _await_last_tick(w: _Walker) -> None:
-    """Wait (at most ``TAIL_S``) for the echo of the joint instant that ran the last tick: the frames of the last
-    ticks are still on their way when the loop ends (a tick or two on a lock-step rig), and a joint-clock grid stops
-    at the last echo received, short of the protocol (a two-sweep chirp then lost the one sweep it measures). The
-    joint holds the last set-point meanwhile, so what it echoes is still the protocol's. A joint further behind
-    gives a shorter grid, as it did."""
+def _hold_to_the_end(w: _Walker) -> None:
+    """Keep sending the last tick's set-point until the joint's own clock has run the whole protocol (the echo of
+    the joint instant that ran the last tick), for at most the protocol's duration more.
+
+    The set-points follow the host's schedule, the protocol's time on the joint is its own clock: a paced joint that
+    stalled with a loaded machine resynchronised to the wall clock without running the time it lost (seen: 1.36 s
+    of joint time for a 1.95 s step in the GUI's process), and a joint-clock grid ends at the last echo, so the
+    joint held the step that much shorter, and the steady-state error (the record's last tenth) moved with the
+    machine's load. The last segment goes on as the joint would hold it (its last set-point: a step's, a bode's
+    last value) until the joint has run the protocol's length, after which the grid stops (``grid.on_grid``: no
+    more rows than the protocol has ticks). On a lock-step rig that is the tick or two of frames still on their
+    way when the loop ends; the joint holds that set-point anyway, so nothing it does changes."""
     c = w.client
     message, clock_signal = c.profile.semantic(JOINT_TIME)
     ring = c.rings.get(message)
@@ -323,10 +330,14 @@ def _await_last_tick(w: _Walker) -> None:
     if len(first) == 0:
         return
     column = ring.index[clock_signal]
-    start_ms, ticks = first[0, column], int(np.flatnonzero(np.isfinite(w.t_cmd))[-1]) * w.decim
-    # the joint's clock in ms modulo 65536: a joint-clock run is shorter than DRAIN_LONGER_THAN_S
-    with contextlib.suppress(TimeoutError):
-        c.wait_for(lambda: (ring.last()[column] - start_ms) % 65536 >= ticks, TAIL_S, "the last tick's echo")
+    last = int(np.flatnonzero(np.isfinite(w.t_cmd))[-1])
+    start_ms, ticks, reference = first[0, column], last * w.decim, float(w.reference[last])
+
+    def behind() -> bool:  # the joint's clock in ms modulo 65536: a joint-clock run is shorter than 65 s
+        return (ring.last()[column] - start_ms) % 65536 < ticks
+
+    if behind():
+        HostLoop(RATE_HZ, lambda k, t: w._send(reference), clock=c.clock).run_while(behind, float(w.ends[-1]))
 
 
 def _echo_on(client: JointClient) -> float | None:
@@ -355,7 +366,7 @@ def _record(w: _Walker, figures: dict[str, float], t_end: float) -> BusRun:
            and c.profile.semantic(f"telemetry.{s}")[0] == c.state_message else np.full(len(rows), np.nan)
            for s in ("position_rad", "velocity_rad_s", "torque_nm")}
     run = BusRun(w.t_cmd[ran] - t0, w.reference[ran], t_rows - t0, col["position_rad"], col["velocity_rad_s"],
-                 col["torque_nm"], iq, figures, t0, rx_t_s=rows[:, 0] - t0, tick=np.flatnonzero(ran),
+                 col["torque_nm"], iq, figures, t0, rx_t_s=t_rows - t0, tick=np.flatnonzero(ran),
                  segment=w.segment[ran], load_nm=w.load[ran], decim=w.decim,
                  held={name: v[:last] for name, v in w.held.items()})
     return _timed_by_joint(w, run, rows, ring, (t0, t_end)) if w.joint_clock and len(rows) >= 2 else run
@@ -408,16 +419,22 @@ def _held(client: JointClient, semantic: str, grid: np.ndarray) -> np.ndarray:
 
 # --- the one-mode tests of the GUI, the CLI's --node and experiments.tune -------------------------------------------
 def move_s(client: JointClient, home_rad: float) -> float:
-    """How long a test's move to ``home_rad`` takes from where the joint is (at most ``MOVE_RAD_S``)."""
-    here = client.latest().get("telemetry.position_rad", home_rad)
-    return max(0.3, abs(home_rad - here) / MOVE_RAD_S)
+    """How long a test's move to ``home_rad`` takes from where the joint is (``protocols.move_duration_s``)."""
+    return move_duration_s(home_rad - client.latest().get("telemetry.position_rad", home_rad))
 
 
-def step_test(client: JointClient, loop: str = "position", amplitude: float = 0.1, duration_s: float = 1.0,
-              at_s: float = 0.05, start_rad: float | None = None) -> tuple[Outcome, Signals, BusRun, dict]:
+def step_test(client: JointClient, loop: str = "position", amplitude: float = STEP_AMPLITUDE,
+              duration_s: float = STEP_DURATION_S, at_s: float = STEP_AT_S,
+              start_rad: float | None = None) -> tuple[Outcome, Signals, BusRun, dict]:
     """The ``step`` protocol of ``amplitude`` (rad, or rad/s for velocity) ``at_s`` into ``duration_s``: position and
-    impedance steps first move the joint to ``start_rad`` (default: where it is) and hold it still. The outcome
-    (``step_figures``), the signals, the run and the protocol's configuration; the joint is left idle."""
+    impedance steps first move the joint to ``start_rad`` and hold it still. The outcome (``step_figures``), the
+    signals, the run and the protocol's configuration; the joint is left idle.
+
+    By default (the GUI's and ``jointkit step --node``'s) the step starts where the joint is, as the in-process
+    executor's joint starts at rest where it is: a joint enabled at rest and held there starts the step in the same
+    state whatever it did before (knee: rise 66.31-66.44 ms after earlier steps against 66.33 ms never moved), where
+    a move first leaves its PI loop creeping against friction after the 0.3 s settle, and the rise then depends on
+    the joint's history (64.8-67.9 ms by the settle's length after one earlier step)."""
     cfg = step_config(loop, amplitude, duration_s, at_s)  # checked before anything is sent
     _ready(client, PROTOCOLS["step"].segments(cfg), f"{loop} step")  # the home is where the joint then is
     if loop != "velocity":

@@ -44,6 +44,9 @@ STATE = ("position_rad", "velocity_rad_s", "torque_nm", "iq_a")
 # the set-point the joint reports tracking, per mode (where the profile has the echo): the reference of the analyses
 ECHO = {"position": "telemetry.setpoint_position_rad", "impedance": "telemetry.setpoint_position_rad",
         "velocity": "telemetry.setpoint_velocity_rad_s"}
+# the joint's tick over which an echoed set-point was applied, ending at the echo's stamp: the executor asks for the
+# echo at the grid's rate (``bus._echo_on``), one a tick of a joint whose loop runs at that rate (the simulated one)
+ECHO_TICK_S = 1.0 / RATE_HZ
 
 
 def _empty() -> np.ndarray:
@@ -68,7 +71,9 @@ class BusRun:
     # put on the host's schedule (no echo in the profile, or a run the joint's clock does not apply to)
     echo_t_s: np.ndarray = field(default_factory=_empty)
     echo_reference: np.ndarray = field(default_factory=_empty)
-    rx_t_s: np.ndarray = field(default_factory=_empty)  # when each state row arrived: maps the host's schedule
+    # when each state row reached the host, by its bus stamp (``dejittered``: a reader stalled by a busy host
+    # delivers a burst whose receive times say nothing of when the joint sent them): maps the host's schedule
+    rx_t_s: np.ndarray = field(default_factory=_empty)
     tick: np.ndarray = field(default_factory=_empty)     # grid row of each send (default: its nearest tick)
     segment: np.ndarray = field(default_factory=_empty)  # segment of each send (default: 0)
     load_nm: np.ndarray = field(default_factory=_empty)  # fixture load at each send (default: 0)
@@ -153,7 +158,10 @@ def on_joint_clock(run: BusRun, host_t: np.ndarray) -> np.ndarray:
     """Times of the host's schedule (from the first command) on the joint's clock as ``run.t_s`` places it: the joint
     time of the telemetry that arrived then. A command sent at host time h takes effect when the joint reads it, at
     the joint time whose frames reach the host at about h; a simulated joint that fell behind a loaded machine's wall
-    clock (and caught up by a jump) does so later on its own clock than the host's schedule says."""
+    clock (and caught up by a jump) does so later on its own clock than the host's schedule says. The arrival is the
+    frames' bus stamp on the host's clock (``dejittered``), not their receive time: a host stalled across a segment's
+    start received the frames of the stall in one burst afterwards, and by receive times a step's 50 ms hold before
+    it was placed after the step (seen with two busy loops beside the GUI: "reference never steps")."""
     if run.rx_t_s.size < 2:
         return host_t + run.echo_t_s[0]
     order = np.argsort(run.rx_t_s, kind="stable")
@@ -165,7 +173,13 @@ def joint_times(state_rows: np.ndarray, state_ring: Any, echo_rows: np.ndarray, 
     """The echo rows sorted by their bus stamps, their times and the state rows' times on the joint's own clock
     (``telemetry.joint_time_ms``) placed where the first echo arrived on the host's: the frames' stamps follow the
     host's clock (a simulated joint that falls behind a loaded machine re-aligns its stamps, a jump its own clock
-    does not make), so both the reference and the response are timed by the joint."""
+    does not make), so both the reference and the response are timed by the joint.
+
+    An echo's time is when its set-point took effect, ``ECHO_TICK_S`` before its stamp: the joint reports, with its
+    state at the end of a tick, the set-point it applied over that tick. The state at a time and the set-point
+    applied from it then pair as the in-process and batch executors pair them (the state at the start of a tick
+    and that tick's set-point); timed by the stamp, a bus step's settling came out one tick (1.000 ms) shorter than
+    the same step's in-process (tests/gui/test_step_parity.py)."""
     echo_rows = echo_rows[np.argsort(echo_rows[:, echo_ring.index["bus_t_s"]], kind="stable")]
     echo_bus = echo_rows[:, echo_ring.index["bus_t_s"]]
     joint_s = np.unwrap(echo_rows[:, echo_ring.index[clock_signal]], period=65536) / 1e3
@@ -175,7 +189,7 @@ def joint_times(state_rows: np.ndarray, state_ring: Any, echo_rows: np.ndarray, 
     # the state frame of a joint instant carries the same stamp as its echo: it takes that echo's joint time
     j = np.clip(np.searchsorted(echo_bus, bus_t), 0, echo_bus.size - 1)
     state_joint = np.where(echo_bus[j] == bus_t, joint_s[j], np.interp(bus_t, echo_bus, joint_s))
-    return echo_rows, joint_s + origin, state_joint + origin
+    return echo_rows, joint_s + origin - ECHO_TICK_S, state_joint + origin
 
 
 def held(t: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from actuator.control import cascade as C
 from actuator.control.config import ControllerConfig
 from actuator.model import layout as L
 from actuator.params import JointParams
+from firmware_iface.defaults import STEP_AMPLITUDE, STEP_AT_S, STEP_DURATION_S
 from firmware_iface.experiments.protocols import (
     PROTOCOLS,
     RATE_HZ,
@@ -40,6 +41,7 @@ from firmware_iface.experiments.protocols import (
     bode_config,
     chirp_amplitude,
     identify_config,
+    move_duration_s,
     released,
     step_config,
 )
@@ -129,11 +131,14 @@ def run_protocol(fw: JointFirmware, name: str, cfg: dict) -> tuple[Outcome, Sign
     return proto.analyze(signals, segments, cfg), signals
 
 
-def step_test(params: JointParams, gains: ControllerConfig, loop: str = "position", amplitude: float = 0.1,
-              duration_s: float = 1.0, at_s: float = 0.05, seed: int = 0) -> tuple[Outcome, Signals, dict]:
-    """The step protocol (``protocols.step_config``) on a new simulated joint with ``gains``, at rest at 0: the
-    outcome, the signals and the configuration."""
-    cfg = step_config(loop, amplitude, duration_s, at_s)
+def step_test(params: JointParams, gains: ControllerConfig, loop: str = "position",
+              amplitude: float = STEP_AMPLITUDE, duration_s: float = STEP_DURATION_S, at_s: float = STEP_AT_S,
+              seed: int = 0, start_rad: float | None = None) -> tuple[Outcome, Signals, dict]:
+    """The step protocol (``protocols.step_config``) on a new simulated joint with ``gains``, at rest at 0 and by
+    default stepped from there (where the joint is, as ``bus.step_test`` steps a joint on a bus), else first moved
+    to ``start_rad``: the outcome, the signals and the configuration."""
+    start = 0.0 if start_rad is None else start_rad  # the new joint is at rest at 0
+    cfg = step_config(loop, amplitude, duration_s, at_s, home_rad=start, move_s=move_duration_s(start))
     return (*run_protocol(JointFirmware(params, gains, seed=seed), "step", cfg), cfg)
 
 

@@ -100,6 +100,7 @@ from actuator.analysis.step import step_figures, step_metrics
 from actuator.errors import ConfigError
 from actuator.params import JointParams
 from actuator.signals import chirp_period_s, periodic_chirp
+from firmware_iface.defaults import STEP_AMPLITUDE, STEP_AT_S, STEP_DURATION_S
 from firmware_iface.experiments import cogging_calibration as cog
 from firmware_iface.experiments import encoder_calibration as ecal
 from firmware_iface.experiments import friction_calibration as fcal
@@ -139,8 +140,17 @@ CHIRP_TORQUE_FRACTION = 0.5
 
 
 # --- configurations: what a caller asks of the step and bode protocols, checked once for every executor -----------
-def step_config(loop: str = "position", amplitude: float = 0.1, duration_s: float = 1.0, at_s: float = 0.05,
-                home_rad: float = 0.0, move_s: float = 0.6) -> dict[str, Any]:
+MOVE_RAD_S = 0.5  # speed of a test's move to its start position
+MIN_MOVE_S = 0.3  # and its shortest: what a move of nothing lasts, a hold
+
+
+def move_duration_s(distance_rad: float) -> float:
+    """How long a test's move of ``distance_rad`` to its start takes (at ``MOVE_RAD_S``), on every executor."""
+    return max(MIN_MOVE_S, abs(distance_rad) / MOVE_RAD_S)
+
+
+def step_config(loop: str = "position", amplitude: float = STEP_AMPLITUDE, duration_s: float = STEP_DURATION_S,
+                at_s: float = STEP_AT_S, home_rad: float = 0.0, move_s: float = 0.6) -> dict[str, Any]:
     """A step of ``amplitude`` (rad, or rad/s for velocity) ``at_s`` into the hold, held ``duration_s`` after it;
     position and impedance steps first move to ``home_rad`` over ``move_s``, a velocity step starts from rest."""
     if loop not in STEP_LOOPS:
