@@ -41,8 +41,8 @@ it is the grease's friction drifting with the housing temperature (``actuator.mo
 run). A drift s D(t) of the friction: at output angle r the forward sweep meets it at t_f(r), the back one at
 t_b(r), and what the fit takes for gravity is their common part (D(t_f) - D(t_b)) / 2, a function of r alone that
 no fit of one +v and one -v sweep can tell from gravity. With two sweeps it cancels only where D is even about the
-run's middle; it is not (the housing warms faster as the winding does): -2.2 LSB on the knee, -3.3 at worst over
-20 knees. Hence:
+run's middle; it is not (the housing warms faster as the winding does): -2.3 LSB on the knee at 0.1 rad/s,
+-2.4 .. +1.5 over 20 knees at 0.2 rad/s. Hence:
 * a third sweep, +v again over the same span: the balanced fit is the symmetric combination (fwd1 + 2 bwd + fwd2)
   / 4, in which a drift linear in time cancels at every r (fwd1 and fwd2 straddle bwd in time, and the pairs
   fwd1 + bwd and bwd + fwd2 see it with opposite signs: ``output_zero_drift_rad``, half their difference, is
@@ -63,13 +63,13 @@ through the flexspline is 0.94 % (module's first part). Over 20 knees of seeds/s
 kinematic error, friction, stiffness, output zero, ...: tests/rig/test_encoder_calibration.py) the zero is then
 within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on 19, 1.5 to 1.7 LSB on the 20th (joint 1: its error is
 1.7 LSB with the grease's coefficient at zero too; it moves with the joint's kinematic error's phase and amplitude,
-a ripple effect not identified here), mean +0.1 LSB; two sweeps at 0.2 rad/s gave -3.3 .. +0.9.
+a ripple effect not identified here), mean +0.1 LSB; two sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8.
 The standard uncertainty (k = 1, ``zero_budget``): the fit's covariance is useless here (its residuals are the
 motor-angle ripple, periodic, which the taper rejects; as if white it is 30 LSB), so a budget of type-B terms the
 run gives: half the heating correction applied (``output_zero_heating_rad``: the thermal network is the type's,
 not this unit's), half the difference of the Hann and sine windows' zeros (``output_zero_window_rad``: a smooth
 misfit of the model pulls them apart) and a floor ``ZERO_U_FLOOR_RAD`` of 0.5 LSB (the population's rms error after
-the correction). 0.6 .. 1.5 LSB over the 20 knees, covering each one's error within 2 of it.
+the correction). 0.7 .. 1.5 LSB over the 20 knees, covering each one's error within 3 of it (2.2 at most).
 The motor zero (``motor_zero_rad``: the output angle that r_m / N + KE reads at the true zero, off_m / N) is the
 mismatch's mean baseline at r_o = off_o plus off_o.
 
