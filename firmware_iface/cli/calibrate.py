@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--poses", type=_floats, metavar="Q1,Q2,...", help="ft: output angles to hold, rad (default 7 over -1.5..1.5)")
     a("--speeds", type=_floats, metavar="V1,V2,...", help="friction, friction-temperature: output speeds, rad/s")
     a("--loads", type=_floats, metavar="L1,L2,...", help="kt: fixture loads, N·m (default -0.8..0.8 x rated, 5)")
-    a("--speed", type=float, help="kt: the plateaus' output speed (default 0.5); encoders: the sweeps' (0.1), rad/s")
+    a("--speed", type=float, help="kt: the plateaus' output speed (default 0.5); encoders: the sweeps' (0.12), rad/s")
     a("--range", type=_floats, metavar="LO,HI", help="encoders: the sweeps' ends, rad (default: the limits less 0.2)")
     a("--maps", type=int, help="friction-temperature: friction maps, a heat before each after the first (3)")
     a("--heat-s", type=float, help="friction-temperature: each heat's loaded hold, s (default 240)")

@@ -4,8 +4,9 @@ the reducer's kinematic-error map, and the output encoder's absolute zero from g
 executors), its configuration (``encoder_calibrate_config``), the checks that refuse a run which cannot give a
 result (``CalibrationError``), the fits (``fit_mismatch``, ``fit_gravity_zero``) and the certificates.
 
-The run: in velocity mode one slow sweep +v over the joint's whole range and one -v back (a full output turn where
-the position limits allow it; the knee's +-2.5 rad do not: its range less a margin at each end). Per sample, with
+The run: in velocity mode three slow sweeps over the joint's whole range, +v, -v back and +v again (a full output
+turn where the position limits allow it; the knee's +-2.5 rad do not: its range less a margin at each end). Per
+sample, with
 r_m, r_o the motor and output readings (``actuator.model.sensors``: reading = angle + INL sin(angle) + offset,
 quantised) and the model's output theta_L = theta_m / N + KE(theta_m) - twist (``actuator.model.mechanics``):
 
@@ -31,9 +32,45 @@ the knee), which magnifies what the output encoder sees by 1 / (1 - (k w_m / w_n
 The output encoder's zero: the link hangs at theta = 0 under gravity. The drive torque at constant speed is
 m g l sin(theta_L) plus friction; friction and the mesh loss change sign with the direction, gravity does not. So
 
-    tau = a sin r_o + b cos r_o + c + s (d + e |sin r_o|),  s = +-1 the sweep's direction
+    tau = a sin r_o + b cos r_o + c + s (d + e |sin r_o| + f h(t)),  s = +-1 the sweep's direction
 
-with a = m g l cos(off_o), b = -m g l sin(off_o): off_o = atan2(-b, a), its uncertainty by first-order propagation.
+with a = m g l cos(off_o), b = -m g l sin(off_o): off_o = atan2(-b, a). The fit is weighted by a Hann taper over the
+span (``taper``: the torque ripple's leakage) and balanced between the directions, each weighing half. What limits
+it is the grease's friction drifting with the housing temperature (``actuator.model.mechanics``: Fc exp(-beta
+(T_h - T_ref)), 4.3 %/K of 11.5 N·m on the knee) as the sweeps' copper loss warms the housing (0.05 K over the
+run). A drift s D(t) of the friction: at output angle r the forward sweep meets it at t_f(r), the back one at
+t_b(r), and what the fit takes for gravity is their common part (D(t_f) - D(t_b)) / 2, a function of r alone that
+no fit of one +v and one -v sweep can tell from gravity. With two sweeps it cancels only where D is even about the
+run's middle; it is not (the housing warms faster as the winding does): -2.3 LSB on the knee at 0.1 rad/s,
+-2.4 .. +1.5 over 20 knees at 0.2 rad/s. Hence:
+* a third sweep, +v again over the same span: the balanced fit is the symmetric combination (fwd1 + 2 bwd + fwd2)
+  / 4, in which a drift linear in time cancels at every r (fwd1 and fwd2 straddle bwd in time, and the pairs
+  fwd1 + bwd and bwd + fwd2 see it with opposite signs: ``output_zero_drift_rad``, half their difference, is
+  1.25 LSB on the knee at 0.12 rad/s);
+* what is left is not linear in time: the housing warms at the rate of the winding's copper loss, (m g l sin r +
+  s F)^2 / Kt^2 R, so faster where the link is lifted, different in the two directions and lagging through the
+  winding's 17 s time constant. The routine models it: h(t), the housing's rise from the drive torque's square (i^2
+  R: i = tau / Kt) through the joint type's two-node thermal network (``housing_rise``, ``actuator.model.layout.
+  thermal_matrices`` from the preset's thermal section: a real rig has the type's thermal model from its
+  datasheet or a thermal soak), and fits the friction's share f as the column s h(t). It removes the drift to
+  about 0.25 LSB (with the housing's true temperature as the column the same) and needs no temperature sensor:
+  the native profile reports the housing to 0.25 K, five times the run's whole rise. A column for the warmth the
+  winding brings from an earlier step (s exp(-t / 17 s)) is not identifiable from gravity over three sweeps (it
+  moves the zero by 8 LSB on a cold joint), so none is fitted; a sequence that heats the joint just before
+  (``seeds/sequences/calibrate.toml``) leaves that transient in: 3.6 LSB there, 3.3 of its u (the budget does
+  not know it either).
+The sweeps are at 0.12 rad/s: three take 118 s against the 95 s of two at 0.1 rad/s (+25 %); KE_2's magnification
+through the flexspline is 0.94 % (module's first part). Over 20 knees of seeds/spread.toml (each with its own
+kinematic error, friction, stiffness, output zero, ...: tests/rig/test_encoder_calibration.py) the zero is then
+within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on 19, 1.5 to 1.7 LSB on the 20th (joint 1: its error is
+1.7 LSB with the grease's coefficient at zero too; it moves with the joint's kinematic error's phase and amplitude,
+a ripple effect not identified here), mean +0.1 LSB; two sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8.
+The standard uncertainty (k = 1, ``zero_budget``): the fit's covariance is useless here (its residuals are the
+motor-angle ripple, periodic, which the taper rejects; as if white it is 30 LSB), so a budget of type-B terms the
+run gives: half the heating correction applied (``output_zero_heating_rad``: the thermal network is the type's,
+not this unit's), half the difference of the Hann and sine windows' zeros (``output_zero_window_rad``: a smooth
+misfit of the model pulls them apart) and a floor ``ZERO_U_FLOOR_RAD`` of 0.5 LSB (the population's rms error after
+the correction). 0.7 .. 1.5 LSB over the 20 knees, covering each one's error within 3 of it (2.2 at most).
 The motor zero (``motor_zero_rad``: the output angle that r_m / N + KE reads at the true zero, off_m / N) is the
 mismatch's mean baseline at r_o = off_o plus off_o.
 
@@ -52,7 +89,7 @@ from typing import Any
 import numpy as np
 
 from actuator.errors import CalibrationError, ConfigError
-from actuator.model.layout import MAX_HARMONICS
+from actuator.model.layout import MAX_HARMONICS, thermal_matrices
 from actuator.params import JointParams
 from firmware_iface.experiments.certificate import Certificate
 from firmware_iface.experiments.friction_calibration import STUCK_FRACTION, check_moving
@@ -68,32 +105,43 @@ from firmware_iface.experiments.segments import (
     tagged,
 )
 
-SPEED_RAD_S = 0.1       # output: the KE magnification at k = 2 stays under 1 % on the knee (module docstring)
+SPEED_RAD_S = 0.12      # output: the KE magnification at k = 2 stays under 1 % on the knee (module docstring), and
+                        # three sweeps take 25 % longer than two at 0.1 rad/s did
 MARGIN_RAD = 0.2        # from each position limit: twice the limiter's 0.1 rad soft zone
 MIN_TRAVEL_RAD = 0.2    # 20 motor turns at N = 100: the harmonics and the baseline apart (the conditioning check)
 BASELINE_DEGREE = 6     # the twist's m g l sin q / K over up to 2 pi, to under 1e-6 rad of the knee's 3e-4 rad
 # largest condition number of the column-scaled design matrix: the harmonics against the baseline, 2 x 7 polynomial
 # columns and 8 harmonic ones. The knee's +-2.3 rad sweeps give 20; a single motor turn's travel several thousand
 COND_MAX = 200.0
+SWEEPS = ("fwd", "bwd", "fwd2")  # the sweeps' tags, in their order: +v, -v, +v
+THERMAL_STEP_S = 0.01   # the heating model's grid: the winding's 17 s time constant over a thousand and more steps
+# the output zero's floor in its budget: what the zero keeps with the friction's drift taken out, over 20 knees of
+# seeds/spread.toml at 0.12 rad/s: 0.5 LSB rms of the 20-bit encoder (tests/rig/test_encoder_calibration.py)
+ZERO_U_FLOOR_RAD = 3e-6
 FROZEN_S = 0.1          # an encoder whose reading stays the same this long while the joint moves has dropped out
 FIGURES = ("encoder_ratio", "encoder_ratio_error", "encoder_mismatch_rad", "encoder_mismatch_max_rad",
            "ke_amplitudes_rad", "ke_phases_rad", "ke_amplitudes_u_rad", "ke_phases_u_rad", "ke_dominant_rad",
            "ke_dominant_u_rad", "ke_residual_rms_rad", "ke_condition_number", "output_zero_rad", "output_zero_u_rad",
-           "motor_zero_rad", "motor_zero_u_rad", "gravity_torque_nm", "gravity_residual_rms_nm",
-           "encoder_travel_rad", "encoder_full_turn")
+           "output_zero_drift_rad", "output_zero_heating_rad", "output_zero_window_rad", "motor_zero_rad",
+           "motor_zero_u_rad", "gravity_torque_nm", "gravity_residual_rms_nm", "encoder_travel_rad",
+           "encoder_full_turn")
 SCALAR_FIGURES = tuple(f for f in FIGURES if not f.startswith(("ke_amplitudes", "ke_phases")))
 # the CLI's limits when no sequence gives them: counted motor turns against the output's travel to 0.1 % (a wrong
 # ratio or a slipping encoder is percents); the k = 2 term known to 3 % of the knee's 1.45e-4 rad at 3 standard
-# uncertainties; the zero to 2e-4 rad (a fifth of the knee's 1e-3 rad position error budget, [A])
+# uncertainties; the zero to 2 LSB of the knee's 20-bit output encoder (1.2e-5 rad) at one standard uncertainty
+# (1.5 LSB the largest over 20 knees of seeds/spread.toml, module docstring)
 DEFAULT_LIMITS = {"encoder_ratio_error": (-1e-3, 1e-3), "ke_dominant_u_rad": (None, 1.5e-6),
-                  "output_zero_u_rad": (None, 2e-4), "ke_condition_number": (None, COND_MAX)}
-METHOD = ("{n} samples of two constant-speed sweeps at {v:g} rad/s over {lo:.3g}..{hi:.3g} rad ({turn}); "
-          "mismatch motor/N - output by linear least squares: harmonics k = 1..{k} of the motor angle and a "
+                  "output_zero_u_rad": (None, 1.2e-5), "ke_condition_number": (None, COND_MAX)}
+METHOD = ("{n} samples of three constant-speed sweeps (+v, -v, +v) at {v:g} rad/s over {lo:.3g}..{hi:.3g} rad "
+          "({turn}); mismatch motor/N - output by linear least squares: harmonics k = 1..{k} of the motor angle and a "
           "degree-{d} Legendre baseline in the output angle per direction (the twist's direction part cancels in "
           "their mean); the k = 1 term holds the motor encoder's INL / N (inseparable), the output encoder's INL "
           "stays in the baseline (inseparable from the gravity twist). Output zero from the gravity torque's "
-          "phase (mean of the two directions' drive torque). Standard uncertainty (k = 1): the fit's covariance, "
-          "the KE widened by half the sweeps' difference. Applied through the gains file's "
+          "phase: the directions' drive torque weighed equally (the friction's drift linear in time cancels) and "
+          "its drift with the housing temperature taken out (a column: the copper loss through the joint type's "
+          "thermal network). Standard uncertainty (k = 1): the KE's the fit's covariance widened by half the "
+          "sweeps' difference; the zero's half its heating correction, half the Hann and sine windows' "
+          "difference and a 0.5 LSB floor. Applied through the gains file's "
           "[kinematic_error_compensation] (amplitudes_rad, phases_rad, motor_zero_rad, output_zero_rad): the "
           "joint's profile has no encoder or kinematic-error parameter, so nothing is written to the joint.")
 
@@ -138,7 +186,13 @@ def encoder_calibrate_config(speed_rad_s: float = SPEED_RAD_S, range_rad: tuple[
         if speed_rad_s > lim.velocity_max_rad_s:
             raise ConfigError(f"speed_rad_s = {speed_rad_s!r}: above the joint's velocity limit "
                               f"{lim.velocity_max_rad_s:g} rad/s")
+    # the joint type's thermal network (winding, housing) at the heating model's step: x+ = A x + b P_copper
+    thermal = None
+    if params is not None:
+        a, b = thermal_matrices(params, THERMAL_STEP_S)
+        thermal = {"a": a.tolist(), "b": b[:, 0].tolist()}
     return {"speed_rad_s": float(speed_rad_s), "range_rad": [lo, hi], "sweep_s": travel / speed_rad_s,
+            "thermal": thermal,
             "ramp_s": float(ramp_s), "settle_s": float(settle_s), "move_s": float(move_s),
             "stuck_fraction": float(stuck_fraction), "ratio": float(ratio),
             "full_turn": bool(lo <= -math.pi and hi >= math.pi)}
@@ -146,13 +200,15 @@ def encoder_calibrate_config(speed_rad_s: float = SPEED_RAD_S, range_rad: tuple[
 
 def encoder_calibrate_segments(c: dict) -> list[Segment]:
     """Move (position mode) to the range's low end, ramp to +v, settle, sweep (``fwd``) to half a ramp's travel
-    short of the high end, reverse, settle, sweep back (``bwd``), ramp to 0 half a ramp's travel above the low end."""
+    short of the high end, reverse, settle, sweep back (``bwd``) to half a ramp's travel above the low end, reverse,
+    settle, sweep forward again (``fwd2``) over the first sweep's span, ramp to 0."""
     v, r, s, t = c["speed_rad_s"], c["ramp_s"], c["settle_s"], c["sweep_s"]
     return [*go_home(c["range_rad"][0], c["move_s"], 0.3),
             Segment(r, "velocity", ramp(0.0, v, r)), Segment(s, "velocity", hold(v)),
-            Segment(t, "velocity", hold(v), tag="fwd"), Segment(2 * r, "velocity", ramp(v, -v, 2 * r)),
-            Segment(s, "velocity", hold(-v)), Segment(t, "velocity", hold(-v), tag="bwd"),
-            Segment(r, "velocity", ramp(-v, 0.0, r))]
+            Segment(t, "velocity", hold(v), tag=SWEEPS[0]), Segment(2 * r, "velocity", ramp(v, -v, 2 * r)),
+            Segment(s, "velocity", hold(-v)), Segment(t, "velocity", hold(-v), tag=SWEEPS[1]),
+            Segment(2 * r, "velocity", ramp(-v, v, 2 * r)), Segment(s, "velocity", hold(v)),
+            Segment(t, "velocity", hold(v), tag=SWEEPS[2]), Segment(r, "velocity", ramp(v, 0.0, r))]
 
 
 @dataclass(frozen=True)
@@ -266,32 +322,61 @@ class GravityFit:
     residual_rms_nm: float
 
 
-def taper(r_o: np.ndarray) -> np.ndarray:
+def taper(r_o: np.ndarray, power: float = 2.0) -> np.ndarray:
     """The Hann window sin^2(pi x) over the sweeps' span of output readings (x = 0..1): the weight the gravity fit
-    gives each sample. The drive torque's residuals about the fit are not white: besides the ripple at the motor
-    angle's harmonics (0.18 N·m rms on the knee) they beat slowly (+-0.02 N·m with a period of 0.2 rad at 0.2 rad/s:
-    that ripple against the 1 kHz samples, we believe). A fit with uniform weights over sweeps that end in mid-period
+    gives each sample (``power`` 1: the sine window, the budget's comparison). The drive torque's residuals about the
+    fit are not white: besides the ripple at the motor angle's harmonics (0.18 N·m rms on the knee) they beat slowly
+    (+-0.02 N·m with a period of 0.2 rad at 0.2 rad/s). A fit with uniform weights over sweeps that end in mid-period
     takes the last partial period as a cos term, the zero's: up to 39 LSB of the output encoder (2.3e-4 rad) over a
-    population of 20 knees, varying with each joint's kinematic error and the sweep's ends; under this taper 3.3 LSB
-    at worst (tests/rig/test_encoder_calibration.py). A weight that goes to zero smoothly at both ends leaves no end
-    term (the leakage of a period p over a span L falls as (p / L)^3 instead of p / L)."""
+    population of 20 knees, varying with each joint's kinematic error and the sweep's ends. A weight that goes to zero
+    smoothly at both ends leaves no end term (the leakage of a period p over a span L falls as (p / L)^3 instead of
+    p / L)."""
     lo, hi = float(np.min(r_o)), float(np.max(r_o))
-    return np.sin(np.pi * (r_o - lo) / (hi - lo)) ** 2 if hi > lo else np.ones_like(r_o)
+    return np.sin(np.pi * (r_o - lo) / (hi - lo)) ** power if hi > lo else np.ones_like(r_o)
 
 
-def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray) -> GravityFit:
-    """The output reading at which the link hangs (the gravity torque's zero) from both sweeps' drive torque, by
-    least squares weighted by ``taper``; the standard uncertainty by the sandwich (A^T W A)^-1 A^T W^2 A
-    (A^T W A)^-1 s^2 (the taper is a window, not an inverse variance), s^2 the residuals' variance under the taper,
-    as if white: they are not (periodic in the motor angle, which the taper rejects), so this is an upper bound,
-    about 10 times the errors seen on the knee's population (tests/rig/test_encoder_calibration.py).
-    ``CalibrationError`` (``no_gravity``) when the fitted m g l is under 10 standard uncertainties (a link without
-    weight, a horizontal axis: nothing to find the zero from)."""
-    r_o, tau, s = np.asarray(r_o, float), np.asarray(torque_nm, float), np.where(fwd, 1.0, -1.0)
-    ok = np.isfinite(r_o) & np.isfinite(tau)
-    r_o, tau, s = r_o[ok], tau[ok], s[ok]
-    a = np.column_stack([np.sin(r_o), np.cos(r_o), np.ones_like(r_o), s, s * np.abs(np.sin(r_o))])
-    w = taper(r_o)
+def housing_rise(t_s: np.ndarray, torque_nm: np.ndarray, thermal: dict) -> np.ndarray:
+    """The housing's temperature rise over the run (K per N·m^2: the scale is the fit's) from the drive torque's
+    square, the copper loss's shape (i^2 R, i = torque / Kt), through the joint type's two-node thermal network
+    (``actuator.model.layout.thermal_matrices``, a step of ``THERMAL_STEP_S``) from the run's start; at ``t_s``."""
+    ok = np.isfinite(torque_nm)
+    grid = np.arange(t_s[0], t_s[-1] + THERMAL_STEP_S, THERMAL_STEP_S)
+    power = np.interp(grid, t_s[ok], torque_nm[ok] ** 2)
+    (a00, a01), (a10, a11) = thermal["a"]
+    b0, b1 = thermal["b"]
+    tw = th = 0.0
+    housing = np.empty(grid.size)
+    for i, pw in enumerate(power):
+        housing[i] = th
+        tw, th = a00 * tw + a01 * th + b0 * pw, a10 * tw + a11 * th + b1 * pw
+    return np.interp(t_s, grid, housing)
+
+
+def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, heating: np.ndarray | None = None,
+                     taper_power: float = 2.0) -> GravityFit:
+    """The output reading at which the link hangs (the gravity torque's zero) from the sweeps' drive torque, by
+    least squares weighted by ``taper`` and balanced between the directions (each direction's samples weigh as much
+    in all as the other's: with two forward sweeps and one back, their symmetric combination); ``heating``, the
+    housing's modelled temperature rise at each sample (``housing_rise``), adds the friction's drift with it as a
+    column s x heating (module docstring). The fit's standard uncertainty (``zero_u_rad``) by the sandwich
+    (A^T W A)^-1 A^T W^2 A (A^T W A)^-1 s^2 (the taper is a window, not an inverse variance), s^2 the residuals'
+    variance under the taper, as if white: they are not (periodic in the motor angle, which the taper rejects), so
+    it is a loose upper bound (30 LSB on the knee for errors under 1); the certificate's is the analysis's budget.
+    ``CalibrationError`` (``no_gravity``) when the fitted m g l is under 10 of its standard uncertainties (a link
+    without weight, a horizontal axis: nothing to find the zero from)."""
+    r_o, tau, fwd = np.asarray(r_o, float), np.asarray(torque_nm, float), np.asarray(fwd, bool)
+    heat = np.zeros_like(r_o) if heating is None else np.asarray(heating, float)
+    ok = np.isfinite(r_o) & np.isfinite(tau) & np.isfinite(heat)
+    r_o, tau, fwd, heat = r_o[ok], tau[ok], fwd[ok], heat[ok]
+    s = np.where(fwd, 1.0, -1.0)
+    columns = [np.sin(r_o), np.cos(r_o), np.ones_like(r_o), s, s * np.abs(np.sin(r_o))]
+    if heating is not None:
+        columns.append(s * (heat - np.mean(heat)))  # the grease's friction following the housing's temperature
+    a = np.column_stack(columns)
+    w = taper(r_o, taper_power)
+    totals = [float(np.sum(w[fwd])), float(np.sum(w[~fwd]))]
+    if min(totals) > 0.0:
+        w = w * np.where(fwd, 0.5 / totals[0], 0.5 / totals[1]) * w.size
     sw = np.sqrt(w)
     sol, *_ = np.linalg.lstsq(a * sw[:, None], tau * sw, rcond=None)
     res = tau - a @ sol
@@ -304,6 +389,17 @@ def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray) ->
                                f"from (m g l = {mgl:.3g} +- {u_mgl:.2g} N·m)", "no_gravity")
     # a sin q + b cos q = mgl sin(q + psi) = mgl sin(q - zero)
     return GravityFit(float(-psi), u_psi, mgl, float(np.sqrt(np.sum(w * res ** 2) / np.sum(w))))
+
+
+def zero_budget(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, heating: np.ndarray | None,
+                grav: GravityFit) -> dict[str, float]:
+    """The output zero's standard uncertainty (k = 1) from what the run shows, each a type-B term: half the heating
+    correction (the thermal network is the joint type's, not this unit's), half the difference of the Hann and sine
+    windows (a smooth misfit of the model pulls them differently) and ``ZERO_U_FLOOR_RAD`` (module docstring)."""
+    heat_fix = 0.0 if heating is None else grav.zero_rad - fit_gravity_zero(r_o, torque_nm, fwd).zero_rad
+    window = grav.zero_rad - fit_gravity_zero(r_o, torque_nm, fwd, heating, taper_power=1.0).zero_rad
+    return {"output_zero_heating_rad": heat_fix, "output_zero_window_rad": window,
+            "output_zero_u_rad": math.sqrt((heat_fix / 2) ** 2 + (window / 2) ** 2 + ZERO_U_FLOOR_RAD ** 2)}
 
 
 def check_encoders(s: Signals, sweeps: list[np.ndarray], ratio: float) -> None:
@@ -370,17 +466,21 @@ def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outco
     """The sweeps' speed (``check_moving``) and encoders (``check_encoders``), the ratio over each sweep, the
     mismatch fit, the gravity zero and the motor zero."""
     v, n = c["speed_rad_s"], c["ratio"]
-    fwd_sel, bwd_sel = tagged(s, segs, "fwd"), tagged(s, segs, "bwd")
-    check_moving([s["velocity_rad_s"][fwd_sel], s["velocity_rad_s"][bwd_sel]], [v, -v], c["stuck_fraction"],
-                 "encoder calibration")
-    check_encoders(s, [fwd_sel, bwd_sel], n)
+    sweeps = [tagged(s, segs, tag) for tag in SWEEPS]
+    check_moving([s["velocity_rad_s"][k] for k in sweeps], [v, -v, v], c["stuck_fraction"], "encoder calibration")
+    check_encoders(s, sweeps, n)
     ratios = [(s["motor_encoder_rad"][k][-1] - s["motor_encoder_rad"][k][0])
-              / (s["output_encoder_rad"][k][-1] - s["output_encoder_rad"][k][0]) for k in (fwd_sel, bwd_sel)]
-    on = fwd_sel | bwd_sel
-    r_m, r_o, fwd = s["motor_encoder_rad"][on], s["output_encoder_rad"][on], fwd_sel[on]
+              / (s["output_encoder_rad"][k][-1] - s["output_encoder_rad"][k][0]) for k in sweeps]
+    on = np.logical_or.reduce(sweeps)
+    r_m, r_o, fwd = s["motor_encoder_rad"][on], s["output_encoder_rad"][on], (sweeps[0] | sweeps[2])[on]
     mis = fit_mismatch(r_m, r_o, fwd, n)
     tau = s["torque_nm"][on]
-    grav = fit_gravity_zero(r_o, tau, fwd)
+    heating = None if c.get("thermal") is None else housing_rise(s["t_s"], s["torque_nm"], c["thermal"])[on]
+    grav = fit_gravity_zero(r_o, tau, fwd, heating)
+    budget = zero_budget(r_o, tau, fwd, heating, grav)
+    # each forward sweep with the back one, without the heating: their half difference is the drift's effect
+    pairs = [fit_gravity_zero(s["output_encoder_rad"][k], s["torque_nm"][k], ~sweeps[1][k]).zero_rad
+             for k in (sweeps[0] | sweeps[1], sweeps[1] | sweeps[2])]
     # the twist-cancelled mismatch: the harmonics (as the mismatch sees them, -KE) and the mean baseline
     ke = ke_series(r_m, mis.amplitudes_rad, mis.phases_rad)
     mismatch = -ke + mean_baseline(mis, r_o)
@@ -388,8 +488,9 @@ def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outco
     # carried through the baseline's slope there (the baseline's own is far smaller)
     at = float(mean_baseline(mis, grav.zero_rad))
     slope = float(mean_baseline(mis, grav.zero_rad + 1e-3) - mean_baseline(mis, grav.zero_rad - 1e-3)) / 2e-3
-    motor_zero = (at + grav.zero_rad, abs(1.0 + slope) * grav.zero_u_rad)
-    figures = figures_of(mis, grav, float(np.mean(ratios)), c, mismatch, motor_zero)
+    motor_zero = (at + grav.zero_rad, abs(1.0 + slope) * budget["output_zero_u_rad"])
+    figures = figures_of(mis, grav, float(np.mean(ratios)), c, mismatch, motor_zero) | budget
+    figures["output_zero_drift_rad"] = (pairs[1] - pairs[0]) / 2
     t = s["t_s"]
     order = np.argsort(r_m[fwd])
     panels = [Panel("velocity (rad/s)", [Series("velocity", t, s["velocity_rad_s"])]),

@@ -65,7 +65,7 @@ Step types and figures (units in the names):
   controller's ``[cogging_compensation]``: ``experiments.cogging_calibration``. Raises ``CalibrationError`` for a
   joint that did not move or a cogging not above the noise. ``cogging_ripple``: the same sweep over whole cogging
   periods; the velocity ripple in bands at the cogging's harmonics and in all (before/after the compensation).
-* ``encoder_calibrate``: two slow velocity sweeps, +v and -v over the joint's range
+* ``encoder_calibrate``: three slow velocity sweeps, +v, -v and +v over the joint's range
   (``encoder_calibration.encoder_calibrate_config``); the encoders' ratio and mismatch, the reducer's kinematic
   error (harmonics of the motor angle) by least squares, the output encoder's zero from the gravity torque, with
   uncertainties and certificates: ``experiments.encoder_calibration``. Raises ``CalibrationError`` for a sweep that

@@ -23,6 +23,7 @@ from actuator.params import JointParams, load_preset
 from firmware_iface.defaults import ENABLE_MODES as MODES
 from firmware_iface.experiments.calibrations import BY_STEP, config_of
 from firmware_iface.experiments.certificate import Limit
+from firmware_iface.experiments.encoder_calibration import SPEED_RAD_S as ENCODER_SPEED_RAD_S
 from firmware_iface.experiments.friction_calibration import MIN_SPEEDS as FRICTION_MIN_SPEEDS
 from firmware_iface.experiments.ft_calibration import DEFAULT_POSES_RAD as FT_POSES_RAD
 from firmware_iface.experiments.ft_calibration import MIN_POSES as FT_MIN_POSES
@@ -87,7 +88,7 @@ STEP_TYPES: dict[str, dict[str, dict]] = {
                            "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
     # the encoders and the kinematic-error map (experiments.encoder_calibration): the range defaults to the preset's
     # position limits less 0.2 rad (a full output turn where they allow it), checked against them
-    "encoder_calibrate": {"speed_rad_s": _k(float, 0.1, 1e-3, 5.0), "range_rad": _k(list, None),
+    "encoder_calibrate": {"speed_rad_s": _k(float, ENCODER_SPEED_RAD_S, 1e-3, 5.0), "range_rad": _k(list, None),
                           "ramp_s": _k(float, 0.5, 0.01, 5.0), "settle_s": _k(float, 0.5, 0.0, 10.0),
                           "move_s": _k(float, 1.0, 0.05, 30.0), "stuck_fraction": _k(float, 0.5, 0.0, 1.0)},
     # the friction map over temperature (experiments.friction_temperature): the friction map's keys, the maps and

@@ -170,12 +170,12 @@ def test_calibrate_friction_bad_options_exit_2(capsys, argv, message) -> None:
     assert code == 2 and message in err
 
 
-ENCODERS_SHORT = ("--range=-2,2",)  # at the default 0.1 rad/s: 2 x 39 s sweeps, 83 s of joint time
+ENCODERS_SHORT = ("--range=-2,2",)  # at the default 0.12 rad/s: 3 x 32 s sweeps, 103 s of joint time
 
 
 def test_calibrate_encoders_in_process_writes_the_table_to_a_gains_file(capsys, tmp_path: Path) -> None:
     """The knee's kinematic error and an injected output zero through argv, over +-2 rad: KE_2 1.45e-4 rad within
-    the 1.5 % of tests/rig/test_encoder_calibration.py at 0.1 rad/s, the zero within 3 standard uncertainties; the
+    the 1.5 % of tests/rig/test_encoder_calibration.py at 0.12 rad/s, the zero within 3 standard uncertainties; the
     table lands in the gains file's [kinematic_error_compensation], which loads back."""
     from actuator.control.config import load_gains
 
