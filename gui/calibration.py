@@ -54,6 +54,15 @@ if TYPE_CHECKING:
     from gui.context import PanelContext
 
 VERDICT_COLORS = {"pass": "#c8e6c9", "fail": "#ffcdd2"}  # anything else (not checked): no colour
+
+
+def results_table(name: str, columns: tuple[str, ...]) -> QtWidgets.QTableWidget:
+    """A read-only table of results (the calibration's certificates and figures, a sequence's steps and runs)."""
+    t = QtWidgets.QTableWidget(0, len(columns), objectName=name)
+    t.setHorizontalHeaderLabels(list(columns))
+    t.verticalHeader().setVisible(False)
+    t.horizontalHeader().setStretchLastSection(True)
+    return t
 CERT_COLUMNS = ("quantity", "value", "uncertainty (k = 1)", "unit", "verdict")
 FIGURE_COLUMNS = ("figure", "value", "limits", "verdict")
 PLOT_COLORS = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f")
@@ -210,8 +219,8 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         self.verdict = QtWidgets.QLabel("", objectName="calib_verdict")
         layout.addWidget(self.status)
         layout.addWidget(self.verdict)
-        self.certificates = self._table("calib_certificates", CERT_COLUMNS)
-        self.figures = self._table("calib_figures", FIGURE_COLUMNS)
+        self.certificates = results_table("calib_certificates", CERT_COLUMNS)
+        self.figures = results_table("calib_figures", FIGURE_COLUMNS)
         self.plots = CalibrationPlots()
         self.plots.setObjectName("calib_plots")
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -237,14 +246,6 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         b.clicked.connect(slot)
         row.addWidget(b)
         return b
-
-    @staticmethod
-    def _table(name: str, columns: tuple[str, ...]) -> QtWidgets.QTableWidget:
-        t = QtWidgets.QTableWidget(0, len(columns), objectName=name)
-        t.setHorizontalHeaderLabels(list(columns))
-        t.verticalHeader().setVisible(False)
-        t.horizontalHeader().setStretchLastSection(True)
-        return t
 
     def routine(self) -> Routine:
         return ROUTINES[self.routine_box.currentData()]

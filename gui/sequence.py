@@ -27,7 +27,7 @@ from firmware_iface.rig.report import format_value
 from firmware_iface.rig.results_db import display
 from firmware_iface.rig.runner import default_out_dir
 from firmware_iface.rig.sequence import Sequence, load_sequence
-from gui.calibration import VERDICT_COLORS
+from gui.calibration import VERDICT_COLORS, results_table
 from gui.sequence_run import RunRequest, StopClock, read_results, run_on_session, store
 
 if TYPE_CHECKING:
@@ -55,14 +55,6 @@ def _item(text: str, verdict: str | None = None, value: Any = None) -> QtWidgets
     if value is not None:
         item.setData(VALUE_ROLE, value)
     return item
-
-
-def _table(name: str, columns: tuple[str, ...]) -> QtWidgets.QTableWidget:
-    t = QtWidgets.QTableWidget(0, len(columns), objectName=name)
-    t.setHorizontalHeaderLabels(list(columns))
-    t.verticalHeader().setVisible(False)
-    t.horizontalHeader().setStretchLastSection(True)
-    return t
 
 
 def _fill(table: QtWidgets.QTableWidget, rows: list[list[QtWidgets.QTableWidgetItem]]) -> None:
@@ -118,11 +110,11 @@ class SequencePanel(QtWidgets.QGroupBox):
         self.verdict = QtWidgets.QLabel("", objectName="seq_verdict")
         for w in (self.status, self.progress, self.verdict):
             layout.addWidget(w)
-        self.steps = _table("seq_steps", STEP_COLUMNS)
-        self.checks = _table("seq_checks", CHECK_COLUMNS)
+        self.steps = results_table("seq_steps", STEP_COLUMNS)
+        self.checks = results_table("seq_checks", CHECK_COLUMNS)
         self.db_label = QtWidgets.QLabel("", objectName="seq_db")
         self.db_label.setWordWrap(True)
-        self.runs = _table("seq_runs", RUN_COLUMNS)
+        self.runs = results_table("seq_runs", RUN_COLUMNS)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         for w in (self.steps, self.checks, self.db_label, self.runs):
             split.addWidget(w)
