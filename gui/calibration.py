@@ -56,6 +56,14 @@ if TYPE_CHECKING:
 VERDICT_COLORS = {"pass": "#c8e6c9", "fail": "#ffcdd2"}  # anything else (not checked): no colour
 
 
+def row_button(row: QtWidgets.QHBoxLayout, text: str, name: str, slot: Any) -> QtWidgets.QPushButton:
+    """A push button named ``name`` (what the tests find it by) at the end of ``row``, calling ``slot``."""
+    b = QtWidgets.QPushButton(text, objectName=name)
+    b.clicked.connect(slot)
+    row.addWidget(b)
+    return b
+
+
 def results_table(name: str, columns: tuple[str, ...]) -> QtWidgets.QTableWidget:
     """A read-only table of results (the calibration's certificates and figures, a sequence's steps and runs)."""
     t = QtWidgets.QTableWidget(0, len(columns), objectName=name)
@@ -207,7 +215,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
             self.routine_box.addItem(r.title, r.name)
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.routine_box, 1)
-        self.run_btn = self._button(row, "Run", "calib_run", self.run)
+        self.run_btn = row_button(row, "Run", "calib_run", self.run)
         layout.addLayout(row)
         self.options_form = QtWidgets.QFormLayout()
         self.option_fields: dict[str, QtWidgets.QLineEdit] = {}
@@ -228,9 +236,9 @@ class CalibrationPanel(QtWidgets.QGroupBox):
             split.addWidget(w)
         layout.addWidget(split, 1)
         row = QtWidgets.QHBoxLayout()
-        self.save_gains_btn = self._button(row, "Save gains…", "calib_save_gains", self._ask_save_gains)
-        self.write_btn = self._button(row, "Write to joint", "calib_write", self.write)
-        self.save_flash_btn = self._button(row, "Save to flash", "calib_save_flash", self.save_flash)
+        self.save_gains_btn = row_button(row, "Save gains…", "calib_save_gains", self._ask_save_gains)
+        self.write_btn = row_button(row, "Write to joint", "calib_write", self.write)
+        self.save_flash_btn = row_button(row, "Save to flash", "calib_save_flash", self.save_flash)
         self.save_gains_btn.setToolTip("the joint's gains with the sections this result sets, to a gains file")
         self.write_btn.setToolTip("the parameters (F/T bias, F/T compensation, Kt) or feed-forward gains this result "
                                   "sets, written to the joint and read back (jointkit calibrate --write)")
@@ -239,13 +247,6 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         layout.addLayout(row)
         self._enable_buttons()
         ctx.jobs.changed.connect(self._jobs_changed)
-
-    @staticmethod
-    def _button(row: QtWidgets.QHBoxLayout, text: str, name: str, slot: Any) -> QtWidgets.QPushButton:
-        b = QtWidgets.QPushButton(text, objectName=name)
-        b.clicked.connect(slot)
-        row.addWidget(b)
-        return b
 
     def routine(self) -> Routine:
         return ROUTINES[self.routine_box.currentData()]

@@ -27,7 +27,7 @@ from firmware_iface.rig.report import format_value
 from firmware_iface.rig.results_db import display
 from firmware_iface.rig.runner import default_out_dir
 from firmware_iface.rig.sequence import Sequence, load_sequence
-from gui.calibration import VERDICT_COLORS, results_table
+from gui.calibration import VERDICT_COLORS, results_table, row_button
 from gui.sequence_run import RunRequest, StopClock, read_results, run_on_session, store
 
 if TYPE_CHECKING:
@@ -100,9 +100,9 @@ class SequencePanel(QtWidgets.QGroupBox):
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(self._build_form())
         row = QtWidgets.QHBoxLayout()
-        self.run_btn = self._button(row, "Run", "seq_run", self.run)
-        self.stop_btn = self._button(row, "Stop", "seq_stop", self.stop)
-        self.report_btn = self._button(row, "Open report", "seq_report", self.open_report)
+        self.run_btn = row_button(row, "Run", "seq_run", self.run)
+        self.stop_btn = row_button(row, "Stop", "seq_stop", self.stop)
+        self.report_btn = row_button(row, "Open report", "seq_report", self.open_report)
         layout.addLayout(row)
         self.status = QtWidgets.QLabel("no run yet", objectName="seq_status")
         self.status.setWordWrap(True)
@@ -143,13 +143,6 @@ class SequencePanel(QtWidgets.QGroupBox):
         form.addRow("serial number", self.serial)
         form.addRow("output folder", self.out_dir)
         return form
-
-    @staticmethod
-    def _button(row: QtWidgets.QHBoxLayout, text: str, name: str, slot: Any) -> QtWidgets.QPushButton:
-        b = QtWidgets.QPushButton(text, objectName=name)
-        b.clicked.connect(slot)
-        row.addWidget(b)
-        return b
 
     # --- choices --------------------------------------------------------------------------------------------
     def set_sequence_file(self, path: str | Path) -> None:
