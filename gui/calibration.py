@@ -53,7 +53,10 @@ if TYPE_CHECKING:
     from firmware_iface.protocol.profile import Profile
     from gui.context import PanelContext
 
-VERDICT_COLORS = {"pass": "#c8e6c9", "fail": "#ffcdd2"}  # anything else (not checked): no colour
+# a certificate's or a run's verdict; anything else (not checked): no colour. Calibrations give pass and fail, the
+# rig's runs also error and incomplete (the sequence panel)
+VERDICT_COLORS = {"pass": "#c8e6c9", "fail": "#ffcdd2", "error": "#ffe0b2", "incomplete": "#fff9c4"}
+VALUE_ROLE = QtCore.Qt.ItemDataRole.UserRole  # a cell's number as its source has it (the text is rounded)
 
 
 def row_button(row: QtWidgets.QHBoxLayout, text: str, name: str, slot: Any) -> QtWidgets.QPushButton:
@@ -154,13 +157,17 @@ def write_gains_file(client: JointClient | None, preset: str, result: Calibrated
     return path
 
 
-def _item(text: str, tooltip: str = "", verdict: str | None = None) -> QtWidgets.QTableWidgetItem:
+def result_item(text: str, verdict: str | None = None, *, tooltip: str = "", value: Any = None
+                ) -> QtWidgets.QTableWidgetItem:
+    """A read-only cell of a results table, coloured by ``verdict``, with the exact ``value`` behind rounded text."""
     item = QtWidgets.QTableWidgetItem(text)
     item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsEditable)
     if tooltip:
         item.setToolTip(tooltip)
     if verdict in VERDICT_COLORS:
         item.setBackground(QtGui.QBrush(QtGui.QColor(VERDICT_COLORS[verdict])))
+    if value is not None:
+        item.setData(VALUE_ROLE, value)
     return item
 
 
@@ -361,7 +368,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
             tip = c["method"] + (f"\nlimits: {limits}" if limits else "")
             cells = (c["quantity"], format_value(c["value"]), format_value(c["uncertainty"]), c["unit"], c["verdict"])
             for j, text in enumerate(cells):
-                t.setItem(i, j, _item(text, tip, c["verdict"] if j == len(cells) - 1 else None))
+                t.setItem(i, j, result_item(text, c["verdict"] if j == len(cells) - 1 else None, tooltip=tip))
         t.resizeColumnsToContents()
 
     def _fill_figures(self, figures: dict[str, Any], checks: dict[str, dict[str, Any]]) -> None:
@@ -372,7 +379,7 @@ class CalibrationPanel(QtWidgets.QGroupBox):
         t.setRowCount(len(rows))
         for i, (name, value, limits, verdict) in enumerate(rows):
             for j, text in enumerate((name, format_value(value), limits, verdict)):
-                t.setItem(i, j, _item(text, verdict=verdict if j == 3 else None))
+                t.setItem(i, j, result_item(text, verdict if j == 3 else None))
         t.resizeColumnsToContents()
 
     def certificate_values(self) -> dict[str, tuple[str, str, str, str]]:

@@ -27,7 +27,7 @@ from firmware_iface.rig.report import format_value
 from firmware_iface.rig.results_db import display
 from firmware_iface.rig.runner import default_out_dir
 from firmware_iface.rig.sequence import Sequence, load_sequence
-from gui.calibration import VERDICT_COLORS, results_table, row_button
+from gui.calibration import VERDICT_COLORS, result_item, results_table, row_button
 from gui.sequence_run import RunRequest, StopClock, read_results, run_on_session, store
 
 if TYPE_CHECKING:
@@ -35,26 +35,14 @@ if TYPE_CHECKING:
     from gui.context import PanelContext
 
 PROGRESS_MS = 200  # results.json read this often while a run goes on: a step lasts a second or more
-COLORS = {**VERDICT_COLORS, "error": "#ffe0b2", "incomplete": "#fff9c4"}  # the calibration panel's, and the rig's
 STEP_COLUMNS = ("step", "type", "verdict", "duration (s)")
 CHECK_COLUMNS = ("check", "value", "verdict", "limits", "unit")  # the verdict where a narrow dock shows it
 RUN_COLUMNS = ("id", "verdict", "serial", "sequence", "started (UTC)")
 OPEN_OTHER = "Open…"
-VALUE_ROLE = QtCore.Qt.ItemDataRole.UserRole  # a check's value as results.json has it (the text is rounded)
 
 
 def shipped_sequences() -> list[Path]:
     return sorted((SEEDS_DIR / "sequences").glob("*.toml"))
-
-
-def _item(text: str, verdict: str | None = None, value: Any = None) -> QtWidgets.QTableWidgetItem:
-    item = QtWidgets.QTableWidgetItem(text)
-    item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsEditable)
-    if verdict in COLORS:
-        item.setBackground(QtGui.QBrush(QtGui.QColor(COLORS[verdict])))
-    if value is not None:
-        item.setData(VALUE_ROLE, value)
-    return item
 
 
 def _fill(table: QtWidgets.QTableWidget, rows: list[list[QtWidgets.QTableWidgetItem]]) -> None:
@@ -267,7 +255,7 @@ class SequencePanel(QtWidgets.QGroupBox):
         v = shown["verdict"]
         failed = f": failed {', '.join(shown['failed_checks'])}" if shown["failed_checks"] else ""
         self.verdict.setText(f"{v.upper()}{failed}")
-        self.verdict.setStyleSheet(f"background: {COLORS.get(v, '#eeeeee')}; font-weight: bold; padding: 2px")
+        self.verdict.setStyleSheet(f"background: {VERDICT_COLORS.get(v, '#eeeeee')}; font-weight: bold; padding: 2px")
         error = f" ({shown['error']})" if shown.get("error") else ""
         self.status.setText(f"{shown['sequence']['name']} on node {self.request.node}: {v}{error}; "
                             f"report in {self.request.out_dir}")
@@ -280,15 +268,16 @@ class SequencePanel(QtWidgets.QGroupBox):
         for s in steps:
             status = s["status"]
             duration = "" if s.get("duration_s") is None else f"{s['duration_s']:.2f}"
-            name = _item(s["name"], status)
+            name = result_item(s["name"], status)
             if s.get("error"):
                 name.setToolTip(s["error"])
-            rows.append([name, _item(s["type"]), _item(status, status), _item(duration)])
+            rows.append([name, result_item(s["type"]), result_item(status, status), result_item(duration)])
         _fill(self.steps, rows)
 
     def _show_checks(self, results: dict) -> None:
-        rows = [[_item(c["name"]), _item(format_value(c["value"]), value=c["value"]), _item(c["verdict"], c["verdict"]),
-                 _item(_limits_text(c)), _item(c.get("unit") or "")]
+        rows = [[result_item(c["name"]), result_item(format_value(c["value"]), value=c["value"]),
+                 result_item(c["verdict"], c["verdict"]), result_item(_limits_text(c)),
+                 result_item(c.get("unit") or "")]
                 for s in results["steps"] for c in s["checks"]]
         _fill(self.checks, rows)
 
@@ -336,8 +325,9 @@ class SequencePanel(QtWidgets.QGroupBox):
     def show_view(self, view: dict) -> None:
         self.view = view
         self.db_label.setText(f"database: {view['db']}: {yield_text(view['summary'])}")
-        _fill(self.runs, [[_item(str(r["id"])), _item(r["verdict"], r["verdict"]), _item(r["serial"] or ""),
-                           _item(r["sequence"]), _item((r["started_utc"] or "")[:19])] for r in view["runs"]])
+        _fill(self.runs, [[result_item(str(r["id"])), result_item(r["verdict"], r["verdict"]),
+                           result_item(r["serial"] or ""), result_item(r["sequence"]),
+                           result_item((r["started_utc"] or "")[:19])] for r in view["runs"]])
 
     def close_threads(self) -> None:
         self.stop()

@@ -52,6 +52,10 @@ class BatchSpec:
     firmware: JointParams | None = None
     injections: tuple[tuple[str, float], ...] = ()
 
+    def __post_init__(self) -> None:
+        # the units as they reach these steps: what a step they do not run calibrates is calibrated (spread.reaching)
+        object.__setattr__(self, "spread", self.spread.reaching(name for name, _ in self.steps))
+
 
 @dataclass
 class ChunkResult:
@@ -68,7 +72,7 @@ class ChunkResult:
 def run_chunk(spec: BatchSpec, first: int, count: int, threads: int | None = None) -> ChunkResult:
     """Joints ``first .. first + count - 1`` of ``spec``'s population. ``threads``: Numba threads for the batch
     kernel (a Dask worker's task: 1, its thread is one core; None: all cores, the local run)."""
-    drawn = draw(spec.params, spec.spread.reaching(name for name, _ in spec.steps), count, spec.seed, first)
+    drawn = draw(spec.params, spec.spread, count, spec.seed, first)
     extra = dict(spec.injections)
     cpu0 = time.process_time()
     with _numba_threads(threads):
@@ -225,10 +229,11 @@ def population_eol(steps: list[tuple[str, dict]], n: int, spread: Spread | str |
     t0 = time.perf_counter()
     spread = spread if isinstance(spread, Spread) else load_spread(spread)
     nominal = params if isinstance(params, JointParams) else load_preset(params or spread.preset or "knee")
-    spread = spread.reaching(name for name, _ in steps)
+    spec = BatchSpec(nominal, spread, tuple(steps), n, seed, nominal)
+    spread = spec.spread
     drawn = draw(nominal, spread, n, seed)  # what each joint is (the chunks draw the same joints again)
     t_draw = time.perf_counter() - t0
-    result = run_population(BatchSpec(nominal, spread, tuple(steps), n, seed, nominal), client)
+    result = run_population(spec, client)
     keys = _step_keys(steps)
     joints = []
     for j, ((p, inj), figures) in enumerate(zip(drawn, result.figures, strict=True)):

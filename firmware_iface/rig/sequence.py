@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -336,8 +336,6 @@ def with_node(seq: Sequence, node: int | None) -> Sequence:
     written."""
     if node is None:
         return seq
-    from dataclasses import replace
-
     return replace(seq, node=node, steps=tuple(replace(s, node=node) for s in seq.steps))
 
 

@@ -17,8 +17,8 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 
 from firmware_iface.rig.results_db import list_runs
-from gui.calibration import VERDICT_COLORS
-from gui.sequence import STEP_COLUMNS, VALUE_ROLE
+from gui.calibration import VALUE_ROLE, VERDICT_COLORS
+from gui.sequence import STEP_COLUMNS
 from gui.sequence_run import read_results
 from gui.session import Connection
 from gui.window import MainWindow
