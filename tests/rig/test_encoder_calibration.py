@@ -15,16 +15,16 @@ offset 0.01 rad, motor encoder offset 0.004 rad (a motor zero of 4e-5 rad at the
 * the ratio: motor turns over output travel differ from N by the gravity twist's change over the range,
   2 m g l sin(2.3) / K1 / 4.6 rad = 1.0e-4 (1.4e-4 seen, the mean of three sweeps, two of them forward; 9.7e-5 with
   two sweeps): bound 2e-4;
-* the output zero, in LSB of the 20-bit output encoder (q = 2 pi / 2^20 = 6.0e-6 rad), against the reading's zero off
-  - q / 2 (the quantiser floors: the mean reading at the hanging angle is half an LSB under the offset, and that is
-  the zero a loop subtracting it needs). Three sweeps at 0.12 rad/s, the friction's drift with the housing's
-  temperature taken out, the taper notched about the zero against the mesh loss's kink (``encoder_calibration``'s
-  docstring). Seen on the knee +0.3 (the heating correction +0.4); over the population of 20 knees within 1 LSB on all, -0.49 .. +0.75
-  (joint 1 at +0.75: 1.72 before the notch, its kinematic error moving the mesh loss's kink), mean |error| 0.22:
-  bound 1 LSB each (the issue's) and 0.35 LSB on the mean of |error|. Before (two sweeps at 0.2 rad/s, no drift
-  model): -2.4 .. +1.5, mean -0.8, 10 of 20 within 1; -2.3 on the knee at 0.1 rad/s. The standard uncertainty (the
-  budget: half the heating correction, half the two windows' difference, a 0.5 LSB floor) must cover each joint's
-  error within 3 of it (1.1 at most seen) and stay under the sequence's 1.2e-5 rad limit (1.65 LSB at most seen);
+* the output zero, in LSB of the 20-bit output encoder (q = 2 pi / 2^20 = 6.0e-6 rad), against the reading's zero off -
+  q / 2 (the quantiser floors: the mean reading at the hanging angle is half an LSB under the offset, and that is the
+  zero a loop subtracting it needs). Three sweeps at 0.12 rad/s, the friction's drift with the housing's temperature
+  taken out, the taper notched about the zero against the mesh loss's kink (``encoder_calibration``'s docstring). Seen
+  on the knee +0.3 (the heating correction +0.4); over the population of 20 knees within 1 LSB on all, -0.49 .. +0.75
+  (joint 1 at +0.75: 1.72 before the notch, its kinematic error moving the mesh loss's kink), mean |error| 0.22: bound 1
+  LSB each (the issue's) and 0.35 LSB on the mean of |error|. Before (two sweeps at 0.2 rad/s, no drift model): -2.4 ..
+  +1.5, mean -0.8, 10 of 20 within 1; -2.3 on the knee at 0.1 rad/s. The standard uncertainty (the budget: half the
+  heating correction, half the two windows' difference, a 0.5 LSB floor) must cover each joint's error within 3 of it
+  (1.1 at most seen) and stay under the sequence's 1.2e-5 rad limit (1.65 LSB at most seen);
 * the motor zero follows the output zero's error (it is the baseline there plus the zero): within its 3 u.
 """
 
