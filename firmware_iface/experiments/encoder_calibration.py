@@ -56,32 +56,33 @@ at 0.1 rad/s, -2.4 .. +1.5 over 20 knees at 0.2 rad/s. Hence:
   about 0.25 LSB (with the housing's true temperature as the column the same) and needs no temperature sensor:
   the native profile reports the housing to 0.25 K, five times the run's whole rise. A column for the warmth the
   winding brings from an earlier step (s exp(-t / 17 s)) is not identifiable from gravity over three sweeps (it
-  moves the zero by 8 LSB on a cold joint), so none is fitted; a sequence that heats the joint just before
-  (``seeds/sequences/calibrate.toml``) leaves that transient in: 3.6 LSB there, 3.3 of its u (the budget does
-  not know it either).
+  moves the zero by 8 LSB on a cold joint), so none is fitted; a sequence that heats the joint just before leaves
+  that transient in (the budget does not know it either): 3.6 LSB after the Kt and friction steps, 25.6 (before the
+  notch) straight after the drive's own calibration, so ``seeds/sequences/calibrate.toml`` runs the routine first after
+  enabling and a 90 s wait (five of the winding's time constants): -0.3 LSB there.
 The sweeps are at 0.12 rad/s: three take 118 s against the 95 s of two at 0.1 rad/s (+25 %); KE_2's magnification
 through the flexspline is 0.94 % (module's first part).
 The notch: the mesh loss, (1/eta - 1)|tau_fs (1/N + KE')| at the input (``actuator.model.mechanics``), follows the
-flexspline torque's magnitude, whose kink is where tau_fs crosses zero; two things put a step there that is common
-to both directions and so reaches the gravity columns: the load's damping b_L w_L = s D (s|G + s D| = s|G| +
-D sign G: (1/eta - 1) D = 6.6e-3 N·m on joint 1 of the population at 0.12 rad/s), a step odd about the crossing,
-which the Hann taper (symmetric about the span's middle, not the zero) turns into a cos term in proportion to the
-zero's distance from the middle; and the link's inertial ripple J_L KE'' w_m^2 (0.043 N·m on the knee at 0.12 rad/s),
-which moves the crossing by up to its amplitude over m g l, 4e-3 rad, as KE's phase there. Found on the population's
-joint 1 (1.7 LSB, with the motor encoder at 24 bits 1.44; each effect switched off in turn): 0.6 with KE off; KE's
-share +0.83 LSB at its own phase, -0.88 at phase + pi, -0.21 and +0.24 at +-pi/2 (linear in KE), 0.49 at
-0.1 rad/s, 1.38 at 0.15 (the inertial ripple's w^2); with the mesh's efficiency at 1, -0.36 with KE and -0.34
-without; cogging, torque ripple, the encoders' INL, hysteresis, the flexspline's damping and the grease's
-coefficient move it by 0.1 or less, the motor encoder's 14-bit quantisation by +-0.3 (its velocity estimate).
-Columns for the ripple, the torque divided by the measured transmission 1 + N KE' or weights by the output's
-sample spacing change nothing (the ripple does not leak: its product with the kink does). Hence the notch
-(``taper``, ``NOTCH_RAD``): the samples within about 0.4 rad of the zero weigh nothing, so the step is odd about
-the weight and leaves no cos term (re-centred on the zero found: the first pass, notched at the reading's 0, is
-within the output zero's spread of 0.015 rad, far inside the notch). Joint 1 is then 0.75 LSB (0.38 at 24 bits,
-0.33 .. 0.45 over KE's phase and amplitude) and over 20 knees of seeds/spread.toml (each with its own kinematic
-error, friction, stiffness, output zero, ...: tests/rig/test_encoder_calibration.py) the zero is within 1 LSB of the
-20-bit output encoder (6.0e-6 rad) on all: -0.49 .. +0.75, mean +0.02, mean |error| 0.22, rms 0.28 (before the
-notch 19 within 1, joint 1 at 1.72, mean |error| 0.40; two sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8).
+flexspline torque's magnitude, whose kink is where tau_fs crosses zero; two things put a step there that is common to
+both directions and so reaches the gravity columns: the load's damping b_L w_L = s D (s|G + s D| = s|G| + D sign G:
+(1/eta - 1) D = 6.6e-3 N·m on joint 1 of the population at 0.12 rad/s), a step odd about the crossing, which the Hann
+taper (symmetric about the span's middle, not the zero) turns into a cos term in proportion to the zero's distance from
+the middle; and the link's inertial ripple J_L KE'' w_m^2 (0.042 N·m on the knee at 0.12 rad/s), which moves the
+crossing by up to its amplitude over m g l, 4e-3 rad, as KE's phase there. Found on the population's joint 1 (1.7 LSB,
+with the motor encoder at 24 bits 1.44; each effect switched off in turn): 0.6 with KE off; KE's share +0.83 LSB at its
+own phase, -0.88 at phase + pi, -0.21 and +0.24 at +-pi/2 (linear in KE), 0.49 at 0.1 rad/s, 1.38 at 0.15 (the inertial
+ripple's w^2); with the mesh's efficiency at 1, -0.36 with KE and -0.34 without; cogging, torque ripple, the motor
+encoder's INL, hysteresis, the flexspline's damping and the grease's coefficient move it by 0.1 or less, the output
+encoder's INL by +0.35, the motor encoder's 14-bit quantisation by +-0.3 (its velocity estimate). Columns for the
+ripple, the torque divided by the measured transmission 1 + N KE' or weights by the output's sample spacing change it by
+0.2 at most (the ripple does not leak: its product with the kink does). Hence the notch (``taper``, ``NOTCH_RAD``): the
+samples within about 0.4 rad of the zero weigh nothing, so the step is odd about the weight and leaves no cos term
+(re-centred on the zero found: the first pass, notched at the reading's 0, is within the output zero's spread of 0.015
+rad, far inside the notch). Joint 1 is then 0.75 LSB (0.38 at 24 bits, 0.33 .. 0.42 over KE's phase and amplitude) and
+over 20 knees of seeds/spread.toml (each with its own kinematic error, friction, stiffness, output zero, ...:
+tests/rig/test_encoder_calibration.py) the zero is within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on all: -0.49
+.. +0.75, mean +0.02, mean |error| 0.22, rms 0.28 (before the notch 19 within 1, joint 1 at 1.72, mean |error| 0.40; two
+sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8).
 The standard uncertainty (k = 1, ``zero_budget``): the fit's covariance is useless here (its residuals are the
 motor-angle ripple, periodic, which the taper rejects; as if white it is 30 LSB), so a budget of type-B terms the
 run gives: half the heating correction applied (``output_zero_heating_rad``: the thermal network is the type's,
