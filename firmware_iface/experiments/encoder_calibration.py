@@ -77,10 +77,10 @@ encoder's INL by +0.35, the motor encoder's 14-bit quantisation by +-0.3 (its ve
 ripple, the torque divided by the measured transmission 1 + N KE' or weights by the output's sample spacing change it by
 0.2 at most (the ripple does not leak: its product with the kink does). Hence the notch (``taper``, ``NOTCH_RAD``): the
 samples within about 0.4 rad of the zero weigh nothing, so the step is odd about the weight and leaves no cos term
-(re-centred on the zero found: the first pass, notched at the reading's 0, is within the output zero's spread of 0.015
-rad, far inside the notch). Joint 1 is then 0.75 LSB (0.38 at 24 bits, 0.33 .. 0.42 over KE's phase and amplitude) and
+(centred on the zero: a first pass notched at the reading's 0 is up to 1.25 LSB off, one re-centred on its zero within
+0.003 LSB of a further pass). Joint 1 is then 0.75 LSB (0.38 at 24 bits, 0.33 .. 0.42 over KE's phase and amplitude) and
 over 20 knees of seeds/spread.toml (each with its own kinematic error, friction, stiffness, output zero, ...:
-tests/rig/test_encoder_calibration.py) the zero is within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on all: -0.49
+tests/rig/test_encoder_calibration.py) the zero is within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on all: -0.48
 .. +0.75, mean +0.02, mean |error| 0.22, rms 0.28 (before the notch 19 within 1, joint 1 at 1.72, mean |error| 0.40; two
 sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8).
 The standard uncertainty (k = 1, ``zero_budget``): the fit's covariance is useless here (its residuals are the
@@ -137,7 +137,9 @@ THERMAL_STEP_S = 0.01   # the heating model's grid: the winding's 17 s time cons
 # kink sits (the zero less the link's KE-driven inertial ripple over m g l: 4e-3 rad on the knee at 0.12 rad/s) and
 # the output zero's 3 sd of 0.015 rad, smooth against the ripple's 0.031 rad period (module docstring)
 NOTCH_RAD = 0.4
-NOTCH_PASSES = 2        # the notch re-centred on the zero found: the first pass is within 1e-4 rad, the second exact
+# passes re-centring the notch on the zero found after a first notched at the reading's 0: that one is up to 1.25 LSB
+# off over the population (the notch must sit on the step), one re-centred within 0.003 LSB of a second
+NOTCH_PASSES = 1
 # the output zero's floor in its budget, 0.5 LSB of the 20-bit encoder: above what the zero keeps with the friction's
 # drift and the mesh loss's step taken out, over 20 knees of seeds/spread.toml at 0.12 rad/s, 0.28 LSB rms
 # (tests/rig/test_encoder_calibration.py)
@@ -263,10 +265,9 @@ def _ls(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     scale = np.sqrt(np.sum(a * a, axis=0))
     scale[scale == 0.0] = 1.0
     a_s = a / scale
-    sol, *_ = np.linalg.lstsq(a_s, y, rcond=None)
+    sol, _, _, sv = np.linalg.lstsq(a_s, y, rcond=None)  # and the scaled matrix's singular values
     res = y - a_s @ sol
     s2 = float(res @ res) / max(y.size - a.shape[1], 1)
-    sv = np.linalg.svd(a_s, compute_uv=False)
     cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
     cov = s2 * np.linalg.pinv(a_s.T @ a_s) / np.outer(scale, scale)
     return sol / scale, cov, res, cond
@@ -382,10 +383,11 @@ def housing_rise(t_s: np.ndarray, torque_nm: np.ndarray, thermal: dict) -> np.nd
 
 
 def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, heating: np.ndarray | None = None,
-                     taper_power: float = 2.0) -> GravityFit:
+                     taper_power: float = 2.0, notch_at_rad: float | None = None) -> GravityFit:
     """The output reading at which the link hangs (the gravity torque's zero) from the sweeps' drive torque, by
-    least squares weighted by ``taper`` with its notch about the zero (a first pass notched at the reading's 0, then
-    ``NOTCH_PASSES`` re-centred on the zero found) and balanced between the directions (each direction's samples
+    least squares weighted by ``taper`` with its notch about the zero (at ``notch_at_rad`` when given, a zero already
+    found; else a first pass notched at the reading's 0, then ``NOTCH_PASSES`` re-centred on the zero found) and
+    balanced between the directions (each direction's samples
     weigh as much in all as the other's: with two forward sweeps and one back, their symmetric combination);
     ``heating``, the housing's modelled temperature rise at each sample (``housing_rise``), adds the friction's drift
     with it as a column s x heating (module docstring). The fit's standard uncertainty (``zero_u_rad``) by the
@@ -403,8 +405,8 @@ def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, he
     if heating is not None:
         columns.append(s * (heat - np.mean(heat)))  # the grease's friction following the housing's temperature
     a = np.column_stack(columns)
-    zero = 0.0
-    for _ in range(1 + NOTCH_PASSES):
+    zero = 0.0 if notch_at_rad is None else notch_at_rad
+    for _ in range(1 + (NOTCH_PASSES if notch_at_rad is None else 0)):
         sol, res, w = _weighted_fit(a, tau, fwd, taper(r_o, taper_power, zero))
         zero = math.atan2(-sol[1], sol[0])
     s2 = float(np.sum(w * res ** 2) / np.sum(w)) * res.size / max(res.size - a.shape[1], 1)  # where it weighs
@@ -435,8 +437,9 @@ def zero_budget(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, heating
     """The output zero's standard uncertainty (k = 1) from what the run shows, each a type-B term: half the heating
     correction (the thermal network is the joint type's, not this unit's), half the difference of the Hann and sine
     windows (a smooth misfit of the model pulls them differently) and ``ZERO_U_FLOOR_RAD`` (module docstring)."""
-    heat_fix = 0.0 if heating is None else grav.zero_rad - fit_gravity_zero(r_o, torque_nm, fwd).zero_rad
-    window = grav.zero_rad - fit_gravity_zero(r_o, torque_nm, fwd, heating, taper_power=1.0).zero_rad
+    z = grav.zero_rad  # the others notched where this one found the zero
+    heat_fix = 0.0 if heating is None else z - fit_gravity_zero(r_o, torque_nm, fwd, notch_at_rad=z).zero_rad
+    window = z - fit_gravity_zero(r_o, torque_nm, fwd, heating, taper_power=1.0, notch_at_rad=z).zero_rad
     return {"output_zero_heating_rad": heat_fix, "output_zero_window_rad": window,
             "output_zero_u_rad": math.sqrt((heat_fix / 2) ** 2 + (window / 2) ** 2 + ZERO_U_FLOOR_RAD ** 2)}
 
@@ -518,7 +521,8 @@ def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outco
     grav = fit_gravity_zero(r_o, tau, fwd, heating)
     budget = zero_budget(r_o, tau, fwd, heating, grav)
     # each forward sweep with the back one, without the heating: their half difference is the drift's effect
-    pairs = [fit_gravity_zero(s["output_encoder_rad"][k], s["torque_nm"][k], ~sweeps[1][k]).zero_rad
+    pairs = [fit_gravity_zero(s["output_encoder_rad"][k], s["torque_nm"][k], ~sweeps[1][k],
+                              notch_at_rad=grav.zero_rad).zero_rad
              for k in (sweeps[0] | sweeps[1], sweeps[1] | sweeps[2])]
     # the twist-cancelled mismatch: the harmonics (as the mismatch sees them, -KE) and the mean baseline
     ke = ke_series(r_m, mis.amplitudes_rad, mis.phases_rad)

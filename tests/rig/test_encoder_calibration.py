@@ -19,7 +19,7 @@ offset 0.01 rad, motor encoder offset 0.004 rad (a motor zero of 4e-5 rad at the
   q / 2 (the quantiser floors: the mean reading at the hanging angle is half an LSB under the offset, and that is the
   zero a loop subtracting it needs). Three sweeps at 0.12 rad/s, the friction's drift with the housing's temperature
   taken out, the taper notched about the zero against the mesh loss's kink (``encoder_calibration``'s docstring). Seen
-  on the knee +0.3 (the heating correction +0.4); over the population of 20 knees within 1 LSB on all, -0.49 .. +0.75
+  on the knee +0.3 (the heating correction +0.4); over the population of 20 knees within 1 LSB on all, -0.48 .. +0.75
   (joint 1 at +0.75: 1.72 before the notch, its kinematic error moving the mesh loss's kink), mean |error| 0.22: bound 1
   LSB each (the issue's) and 0.35 LSB on the mean of |error|. Before (two sweeps at 0.2 rad/s, no drift model): -2.4 ..
   +1.5, mean -0.8, 10 of 20 within 1; -2.3 on the knee at 0.1 rad/s. The standard uncertainty (the budget: half the
