@@ -119,7 +119,7 @@ def test_recovers_the_knees_kinematic_error_and_zeros(knee, nominal) -> None:
     assert 0.0 < f["encoder_ratio_error"] < 2e-4 and f["encoder_ratio"] == pytest.approx(100.0, rel=2e-4)
     _assert_zeros(f, OUTPUT_OFFSET_RAD, MOTOR_OFFSET_RAD, 100.0)
     # the drift the third sweep cancels (the two pairs' half difference, 1.26 LSB seen) and the heating column's
-    # correction (0.42 LSB seen): both there, both small against the bound's scale
+    # correction (0.41 LSB seen): both there, both small against the bound's scale
     assert 0.5 < f["output_zero_drift_rad"] / LSB_RAD < 3.0 and 0.2 < f["output_zero_heating_rad"] / LSB_RAD < 1.5
     # the mean mismatch is the offsets' (4e-5 - 0.01 rad); its largest excursion KE + INL / N + the gravity twist
     assert f["encoder_mismatch_rad"] == pytest.approx(MOTOR_OFFSET_RAD / 100 - OUTPUT_OFFSET_RAD, abs=1e-4)
