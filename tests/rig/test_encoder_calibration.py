@@ -186,8 +186,8 @@ def test_the_taper_removes_the_ripples_end_effect() -> None:
     """Synthetic sweeps of the knee's drive torque at 0.2 rad/s (1 kHz samples): gravity about a zero of 0.01 rad,
     friction +-11.5 N·m with the mesh loss, and a slow ripple of 0.02 N·m with a period of 0.2 rad (the beat seen in
     the simulated knee's residuals at this speed) over sweeps that end in mid-period. Uniform weights take its last
-    partial period as a cos term: 6.8 LSB at the worst of eight phases (more than 5 asserted); the taper leaves
-    0.05 LSB at worst (under 0.2 asserted: its leakage falls as the cube of the period over the span)."""
+    partial period as a cos term: 6.8 LSB at the worst of eight phases (more than 5 asserted); the notched taper
+    leaves 0.06 LSB at worst (under 0.2 asserted: its leakage falls as the cube of the period over the span)."""
     q = np.linspace(-2.3, 2.27, 23_000)
     r_o = np.concatenate([q, q[::-1]])
     fwd = np.arange(r_o.size) < q.size
