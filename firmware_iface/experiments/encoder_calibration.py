@@ -35,14 +35,14 @@ m g l sin(theta_L) plus friction; friction and the mesh loss change sign with th
     tau = a sin r_o + b cos r_o + c + s (d + e |sin r_o| + f h(t)),  s = +-1 the sweep's direction
 
 with a = m g l cos(off_o), b = -m g l sin(off_o): off_o = atan2(-b, a). The fit is weighted by a Hann taper over the
-span (``taper``: the torque ripple's leakage) and balanced between the directions, each weighing half. What limits
-it is the grease's friction drifting with the housing temperature (``actuator.model.mechanics``: Fc exp(-beta
-(T_h - T_ref)), 4.3 %/K of 11.5 N·m on the knee) as the sweeps' copper loss warms the housing (0.05 K over the
-run). A drift s D(t) of the friction: at output angle r the forward sweep meets it at t_f(r), the back one at
-t_b(r), and what the fit takes for gravity is their common part (D(t_f) - D(t_b)) / 2, a function of r alone that
-no fit of one +v and one -v sweep can tell from gravity. With two sweeps it cancels only where D is even about the
-run's middle; it is not (the housing warms faster as the winding does): -2.3 LSB on the knee at 0.1 rad/s,
--2.4 .. +1.5 over 20 knees at 0.2 rad/s. Hence:
+span (``taper``: the torque ripple's leakage), notched about the zero (the mesh loss's kink: below), and balanced
+between the directions, each weighing half. What limits it is the grease's friction drifting with the housing
+temperature (``actuator.model.mechanics``: Fc exp(-beta (T_h - T_ref)), 4.3 %/K of 11.5 N·m on the knee) as the sweeps'
+copper loss warms the housing (0.05 K over the run). A drift s D(t) of the friction: at output angle r the forward sweep
+meets it at t_f(r), the back one at t_b(r), and what the fit takes for gravity is their common part (D(t_f) - D(t_b)) /
+2, a function of r alone that no fit of one +v and one -v sweep can tell from gravity. With two sweeps it cancels only
+where D is even about the run's middle; it is not (the housing warms faster as the winding does): -2.3 LSB on the knee
+at 0.1 rad/s, -2.4 .. +1.5 over 20 knees at 0.2 rad/s. Hence:
 * a third sweep, +v again over the same span: the balanced fit is the symmetric combination (fwd1 + 2 bwd + fwd2)
   / 4, in which a drift linear in time cancels at every r (fwd1 and fwd2 straddle bwd in time, and the pairs
   fwd1 + bwd and bwd + fwd2 see it with opposite signs: ``output_zero_drift_rad``, half their difference, is
@@ -56,21 +56,39 @@ run's middle; it is not (the housing warms faster as the winding does): -2.3 LSB
   about 0.25 LSB (with the housing's true temperature as the column the same) and needs no temperature sensor:
   the native profile reports the housing to 0.25 K, five times the run's whole rise. A column for the warmth the
   winding brings from an earlier step (s exp(-t / 17 s)) is not identifiable from gravity over three sweeps (it
-  moves the zero by 8 LSB on a cold joint), so none is fitted; a sequence that heats the joint just before
-  (``seeds/sequences/calibrate.toml``) leaves that transient in: 3.6 LSB there, 3.3 of its u (the budget does
-  not know it either).
+  moves the zero by 8 LSB on a cold joint), so none is fitted; a sequence that heats the joint just before leaves
+  that transient in (the budget does not know it either): 3.6 LSB after the Kt and friction steps, 25.6 (before the
+  notch) straight after the drive's own calibration, so ``seeds/sequences/calibrate.toml`` runs the routine first after
+  enabling and a 90 s wait (five of the winding's time constants): -0.3 LSB there.
 The sweeps are at 0.12 rad/s: three take 118 s against the 95 s of two at 0.1 rad/s (+25 %); KE_2's magnification
-through the flexspline is 0.94 % (module's first part). Over 20 knees of seeds/spread.toml (each with its own
-kinematic error, friction, stiffness, output zero, ...: tests/rig/test_encoder_calibration.py) the zero is then
-within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on 19, 1.5 to 1.7 LSB on the 20th (joint 1: its error is
-1.7 LSB with the grease's coefficient at zero too; it moves with the joint's kinematic error's phase and amplitude,
-a ripple effect not identified here), mean +0.1 LSB; two sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8.
+through the flexspline is 0.94 % (module's first part).
+The notch: the mesh loss, (1/eta - 1)|tau_fs (1/N + KE')| at the input (``actuator.model.mechanics``), follows the
+flexspline torque's magnitude, whose kink is where tau_fs crosses zero; two things put a step there that is common to
+both directions and so reaches the gravity columns: the load's damping b_L w_L = s D (s|G + s D| = s|G| + D sign G:
+(1/eta - 1) D = 6.6e-3 N·m on joint 1 of the population at 0.12 rad/s), a step odd about the crossing, which the Hann
+taper (symmetric about the span's middle, not the zero) turns into a cos term in proportion to the zero's distance from
+the middle; and the link's inertial ripple J_L KE'' w_m^2 (0.042 N·m on the knee at 0.12 rad/s), which moves the
+crossing by up to its amplitude over m g l, 4e-3 rad, as KE's phase there. Found on the population's joint 1 (1.7 LSB,
+with the motor encoder at 24 bits 1.44; each effect switched off in turn): 0.6 with KE off; KE's share +0.83 LSB at its
+own phase, -0.88 at phase + pi, -0.21 and +0.24 at +-pi/2 (linear in KE), 0.49 at 0.1 rad/s, 1.38 at 0.15 (the inertial
+ripple's w^2); with the mesh's efficiency at 1, -0.36 with KE and -0.34 without; cogging, torque ripple, the motor
+encoder's INL, hysteresis, the flexspline's damping and the grease's coefficient move it by 0.1 or less, the output
+encoder's INL by +0.35, the motor encoder's 14-bit quantisation by +-0.3 (its velocity estimate). Columns for the
+ripple, the torque divided by the measured transmission 1 + N KE' or weights by the output's sample spacing change it by
+0.2 at most (the ripple does not leak: its product with the kink does). Hence the notch (``taper``, ``NOTCH_RAD``): the
+samples within about 0.4 rad of the zero weigh nothing, so the step is odd about the weight and leaves no cos term
+(centred on the zero: a first pass notched at the reading's 0 is up to 1.25 LSB off, one re-centred on its zero within
+0.003 LSB of a further pass). Joint 1 is then 0.75 LSB (0.38 at 24 bits, 0.33 .. 0.42 over KE's phase and amplitude) and
+over 20 knees of seeds/spread.toml (each with its own kinematic error, friction, stiffness, output zero, ...:
+tests/rig/test_encoder_calibration.py) the zero is within 1 LSB of the 20-bit output encoder (6.0e-6 rad) on all: -0.48
+.. +0.75, mean +0.02, mean |error| 0.22, rms 0.28 (before the notch 19 within 1, joint 1 at 1.72, mean |error| 0.40; two
+sweeps at 0.2 rad/s gave -2.4 .. +1.5, mean -0.8).
 The standard uncertainty (k = 1, ``zero_budget``): the fit's covariance is useless here (its residuals are the
 motor-angle ripple, periodic, which the taper rejects; as if white it is 30 LSB), so a budget of type-B terms the
 run gives: half the heating correction applied (``output_zero_heating_rad``: the thermal network is the type's,
 not this unit's), half the difference of the Hann and sine windows' zeros (``output_zero_window_rad``: a smooth
-misfit of the model pulls them apart) and a floor ``ZERO_U_FLOOR_RAD`` of 0.5 LSB (the population's rms error after
-the correction). 0.7 .. 1.5 LSB over the 20 knees, covering each one's error within 3 of it (2.2 at most).
+misfit of the model pulls them apart) and a floor ``ZERO_U_FLOOR_RAD`` of 0.5 LSB (above the population's rms error
+of 0.28). 0.70 .. 1.65 LSB over the 20 knees, covering each one's error within 1.1 of it.
 The motor zero (``motor_zero_rad``: the output angle that r_m / N + KE reads at the true zero, off_m / N) is the
 mismatch's mean baseline at r_o = off_o plus off_o.
 
@@ -115,8 +133,16 @@ BASELINE_DEGREE = 6     # the twist's m g l sin q / K over up to 2 pi, to under 
 COND_MAX = 200.0
 SWEEPS = ("fwd", "bwd", "fwd2")  # the sweeps' tags, in their order: +v, -v, +v
 THERMAL_STEP_S = 0.01   # the heating model's grid: the winding's 17 s time constant over a thousand and more steps
-# the output zero's floor in its budget: what the zero keeps with the friction's drift taken out, over 20 knees of
-# seeds/spread.toml at 0.12 rad/s: 0.5 LSB rms of the 20-bit encoder (tests/rig/test_encoder_calibration.py)
+# the gravity fit's notch about the zero (``taper``): a Gaussian of this width, wide against where the mesh loss's
+# kink sits (the zero less the link's KE-driven inertial ripple over m g l: 4e-3 rad on the knee at 0.12 rad/s) and
+# the output zero's 3 sd of 0.015 rad, smooth against the ripple's 0.031 rad period (module docstring)
+NOTCH_RAD = 0.4
+# passes re-centring the notch on the zero found after a first notched at the reading's 0: that one is up to 1.25 LSB
+# off over the population (the notch must sit on the step), one re-centred within 0.003 LSB of a second
+NOTCH_PASSES = 1
+# the output zero's floor in its budget, 0.5 LSB of the 20-bit encoder: above what the zero keeps with the friction's
+# drift and the mesh loss's step taken out, over 20 knees of seeds/spread.toml at 0.12 rad/s, 0.28 LSB rms
+# (tests/rig/test_encoder_calibration.py)
 ZERO_U_FLOOR_RAD = 3e-6
 FROZEN_S = 0.1          # an encoder whose reading stays the same this long while the joint moves has dropped out
 FIGURES = ("encoder_ratio", "encoder_ratio_error", "encoder_mismatch_rad", "encoder_mismatch_max_rad",
@@ -129,7 +155,7 @@ SCALAR_FIGURES = tuple(f for f in FIGURES if not f.startswith(("ke_amplitudes", 
 # the CLI's limits when no sequence gives them: counted motor turns against the output's travel to 0.1 % (a wrong
 # ratio or a slipping encoder is percents); the k = 2 term known to 3 % of the knee's 1.45e-4 rad at 3 standard
 # uncertainties; the zero to 2 LSB of the knee's 20-bit output encoder (1.2e-5 rad) at one standard uncertainty
-# (1.5 LSB the largest over 20 knees of seeds/spread.toml, module docstring)
+# (1.65 LSB the largest over 20 knees of seeds/spread.toml, module docstring)
 DEFAULT_LIMITS = {"encoder_ratio_error": (-1e-3, 1e-3), "ke_dominant_u_rad": (None, 1.5e-6),
                   "output_zero_u_rad": (None, 1.2e-5), "ke_condition_number": (None, COND_MAX)}
 METHOD = ("{n} samples of three constant-speed sweeps (+v, -v, +v) at {v:g} rad/s over {lo:.3g}..{hi:.3g} rad "
@@ -137,7 +163,8 @@ METHOD = ("{n} samples of three constant-speed sweeps (+v, -v, +v) at {v:g} rad/
           "degree-{d} Legendre baseline in the output angle per direction (the twist's direction part cancels in "
           "their mean); the k = 1 term holds the motor encoder's INL / N (inseparable), the output encoder's INL "
           "stays in the baseline (inseparable from the gravity twist). Output zero from the gravity torque's "
-          "phase: the directions' drive torque weighed equally (the friction's drift linear in time cancels) and "
+          "phase under a Hann taper notched about the zero (the mesh loss's kink): the directions' drive torque "
+          "weighed equally (the friction's drift linear in time cancels) and "
           "its drift with the housing temperature taken out (a column: the copper loss through the joint type's "
           "thermal network). Standard uncertainty (k = 1): the KE's the fit's covariance widened by half the "
           "sweeps' difference; the zero's half its heating correction, half the Hann and sine windows' "
@@ -238,10 +265,9 @@ def _ls(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     scale = np.sqrt(np.sum(a * a, axis=0))
     scale[scale == 0.0] = 1.0
     a_s = a / scale
-    sol, *_ = np.linalg.lstsq(a_s, y, rcond=None)
+    sol, _, _, sv = np.linalg.lstsq(a_s, y, rcond=None)  # and the scaled matrix's singular values
     res = y - a_s @ sol
     s2 = float(res @ res) / max(y.size - a.shape[1], 1)
-    sv = np.linalg.svd(a_s, compute_uv=False)
     cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
     cov = s2 * np.linalg.pinv(a_s.T @ a_s) / np.outer(scale, scale)
     return sol / scale, cov, res, cond
@@ -322,17 +348,21 @@ class GravityFit:
     residual_rms_nm: float
 
 
-def taper(r_o: np.ndarray, power: float = 2.0) -> np.ndarray:
+def taper(r_o: np.ndarray, power: float = 2.0, notch_at_rad: float | None = None) -> np.ndarray:
     """The Hann window sin^2(pi x) over the sweeps' span of output readings (x = 0..1): the weight the gravity fit
-    gives each sample (``power`` 1: the sine window, the budget's comparison). The drive torque's residuals about the
-    fit are not white: besides the ripple at the motor angle's harmonics (0.18 N·m rms on the knee) they beat slowly
-    (+-0.02 N·m with a period of 0.2 rad at 0.2 rad/s). A fit with uniform weights over sweeps that end in mid-period
-    takes the last partial period as a cos term, the zero's: up to 39 LSB of the output encoder (2.3e-4 rad) over a
-    population of 20 knees, varying with each joint's kinematic error and the sweep's ends. A weight that goes to zero
-    smoothly at both ends leaves no end term (the leakage of a period p over a span L falls as (p / L)^3 instead of
-    p / L)."""
+    gives each sample (``power`` 1: the sine window, the budget's comparison), times a notch 1 - exp(-((r - z) /
+    ``NOTCH_RAD``)^2) about ``notch_at_rad`` (z) when given. The drive torque's residuals about the fit are not white:
+    besides the ripple at the motor angle's harmonics (0.18 N·m rms on the knee) they beat slowly (+-0.02 N·m with a
+    period of 0.2 rad at 0.2 rad/s). A fit with uniform weights over sweeps that end in mid-period takes the last
+    partial period as a cos term, the zero's: up to 39 LSB of the output encoder (2.3e-4 rad) over a population of 20
+    knees, varying with each joint's kinematic error and the sweep's ends. A weight that goes to zero smoothly at both
+    ends leaves no end term (the leakage of a period p over a span L falls as (p / L)^3 instead of p / L). The notch
+    takes out the mesh loss's kink where the load torque crosses zero (module docstring)."""
     lo, hi = float(np.min(r_o)), float(np.max(r_o))
-    return np.sin(np.pi * (r_o - lo) / (hi - lo)) ** power if hi > lo else np.ones_like(r_o)
+    w = np.sin(np.pi * (r_o - lo) / (hi - lo)) ** power if hi > lo else np.ones_like(r_o)
+    if notch_at_rad is not None:
+        w = w * -np.expm1(-(((r_o - notch_at_rad) / NOTCH_RAD) ** 2))
+    return w
 
 
 def housing_rise(t_s: np.ndarray, torque_nm: np.ndarray, thermal: dict) -> np.ndarray:
@@ -353,17 +383,19 @@ def housing_rise(t_s: np.ndarray, torque_nm: np.ndarray, thermal: dict) -> np.nd
 
 
 def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, heating: np.ndarray | None = None,
-                     taper_power: float = 2.0) -> GravityFit:
+                     taper_power: float = 2.0, notch_at_rad: float | None = None) -> GravityFit:
     """The output reading at which the link hangs (the gravity torque's zero) from the sweeps' drive torque, by
-    least squares weighted by ``taper`` and balanced between the directions (each direction's samples weigh as much
-    in all as the other's: with two forward sweeps and one back, their symmetric combination); ``heating``, the
-    housing's modelled temperature rise at each sample (``housing_rise``), adds the friction's drift with it as a
-    column s x heating (module docstring). The fit's standard uncertainty (``zero_u_rad``) by the sandwich
-    (A^T W A)^-1 A^T W^2 A (A^T W A)^-1 s^2 (the taper is a window, not an inverse variance), s^2 the residuals'
-    variance under the taper, as if white: they are not (periodic in the motor angle, which the taper rejects), so
-    it is a loose upper bound (30 LSB on the knee for errors under 1); the certificate's is the analysis's budget.
-    ``CalibrationError`` (``no_gravity``) when the fitted m g l is under 10 of its standard uncertainties (a link
-    without weight, a horizontal axis: nothing to find the zero from)."""
+    least squares weighted by ``taper`` with its notch about the zero (at ``notch_at_rad`` when given, a zero already
+    found; else a first pass notched at the reading's 0, then ``NOTCH_PASSES`` re-centred on the zero found) and
+    balanced between the directions (each direction's samples
+    weigh as much in all as the other's: with two forward sweeps and one back, their symmetric combination);
+    ``heating``, the housing's modelled temperature rise at each sample (``housing_rise``), adds the friction's drift
+    with it as a column s x heating (module docstring). The fit's standard uncertainty (``zero_u_rad``) by the
+    sandwich (A^T W A)^-1 A^T W^2 A (A^T W A)^-1 s^2 (the taper is a window, not an inverse variance), s^2 the
+    residuals' variance under the taper, as if white: they are not (periodic in the motor angle, which the taper
+    rejects), so it is a loose upper bound (30 LSB on the knee for errors under 1); the certificate's is the
+    analysis's budget. ``CalibrationError`` (``no_gravity``) when the fitted m g l is under 10 of its standard
+    uncertainties (a link without weight, a horizontal axis: nothing to find the zero from)."""
     r_o, tau, fwd = np.asarray(r_o, float), np.asarray(torque_nm, float), np.asarray(fwd, bool)
     heat = np.zeros_like(r_o) if heating is None else np.asarray(heating, float)
     ok = np.isfinite(r_o) & np.isfinite(tau) & np.isfinite(heat)
@@ -373,13 +405,10 @@ def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, he
     if heating is not None:
         columns.append(s * (heat - np.mean(heat)))  # the grease's friction following the housing's temperature
     a = np.column_stack(columns)
-    w = taper(r_o, taper_power)
-    totals = [float(np.sum(w[fwd])), float(np.sum(w[~fwd]))]
-    if min(totals) > 0.0:
-        w = w * np.where(fwd, 0.5 / totals[0], 0.5 / totals[1]) * w.size
-    sw = np.sqrt(w)
-    sol, *_ = np.linalg.lstsq(a * sw[:, None], tau * sw, rcond=None)
-    res = tau - a @ sol
+    zero = 0.0 if notch_at_rad is None else notch_at_rad
+    for _ in range(1 + (NOTCH_PASSES if notch_at_rad is None else 0)):
+        sol, res, w = _weighted_fit(a, tau, fwd, taper(r_o, taper_power, zero))
+        zero = math.atan2(-sol[1], sol[0])
     s2 = float(np.sum(w * res ** 2) / np.sum(w)) * res.size / max(res.size - a.shape[1], 1)  # where it weighs
     bread = np.linalg.pinv(a.T @ (a * w[:, None]))
     cov = bread @ (a.T @ (a * (w ** 2)[:, None])) @ bread * s2
@@ -391,13 +420,26 @@ def fit_gravity_zero(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, he
     return GravityFit(float(-psi), u_psi, mgl, float(np.sqrt(np.sum(w * res ** 2) / np.sum(w))))
 
 
+def _weighted_fit(a: np.ndarray, tau: np.ndarray, fwd: np.ndarray,
+                  w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares of ``tau`` on the columns ``a`` under the weights ``w`` balanced between the directions: the
+    solution, the residuals and the balanced weights."""
+    totals = [float(np.sum(w[fwd])), float(np.sum(w[~fwd]))]
+    if min(totals) > 0.0:
+        w = w * np.where(fwd, 0.5 / totals[0], 0.5 / totals[1]) * w.size
+    sw = np.sqrt(w)
+    sol, *_ = np.linalg.lstsq(a * sw[:, None], tau * sw, rcond=None)
+    return sol, tau - a @ sol, w
+
+
 def zero_budget(r_o: np.ndarray, torque_nm: np.ndarray, fwd: np.ndarray, heating: np.ndarray | None,
                 grav: GravityFit) -> dict[str, float]:
     """The output zero's standard uncertainty (k = 1) from what the run shows, each a type-B term: half the heating
     correction (the thermal network is the joint type's, not this unit's), half the difference of the Hann and sine
     windows (a smooth misfit of the model pulls them differently) and ``ZERO_U_FLOOR_RAD`` (module docstring)."""
-    heat_fix = 0.0 if heating is None else grav.zero_rad - fit_gravity_zero(r_o, torque_nm, fwd).zero_rad
-    window = grav.zero_rad - fit_gravity_zero(r_o, torque_nm, fwd, heating, taper_power=1.0).zero_rad
+    z = grav.zero_rad  # the others notched where this one found the zero
+    heat_fix = 0.0 if heating is None else z - fit_gravity_zero(r_o, torque_nm, fwd, notch_at_rad=z).zero_rad
+    window = z - fit_gravity_zero(r_o, torque_nm, fwd, heating, taper_power=1.0, notch_at_rad=z).zero_rad
     return {"output_zero_heating_rad": heat_fix, "output_zero_window_rad": window,
             "output_zero_u_rad": math.sqrt((heat_fix / 2) ** 2 + (window / 2) ** 2 + ZERO_U_FLOOR_RAD ** 2)}
 
@@ -479,7 +521,8 @@ def analyze_encoder_calibrate(s: Signals, segs: list[Segment], c: dict) -> Outco
     grav = fit_gravity_zero(r_o, tau, fwd, heating)
     budget = zero_budget(r_o, tau, fwd, heating, grav)
     # each forward sweep with the back one, without the heating: their half difference is the drift's effect
-    pairs = [fit_gravity_zero(s["output_encoder_rad"][k], s["torque_nm"][k], ~sweeps[1][k]).zero_rad
+    pairs = [fit_gravity_zero(s["output_encoder_rad"][k], s["torque_nm"][k], ~sweeps[1][k],
+                              notch_at_rad=grav.zero_rad).zero_rad
              for k in (sweeps[0] | sweeps[1], sweeps[1] | sweeps[2])]
     # the twist-cancelled mismatch: the harmonics (as the mismatch sees them, -KE) and the mean baseline
     ke = ke_series(r_m, mis.amplitudes_rad, mis.phases_rad)
