@@ -92,6 +92,10 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--missed-heartbeats", type=int, default=MISSED_HEARTBEATS, metavar="N",
                    help=f"heartbeat periods without one before the joint counts as lost (default {MISSED_HEARTBEATS}; "
                         "more for a simulated joint on a saturated machine, which stalls with it)")
+    p.add_argument("--sim", action="store_true",
+                   help="with --node: joint N simulated (the --preset) on an in-process virtual bus in lock-step with "
+                        "this command: the routine over the protocol as on a rig, its figures independent of the "
+                        "machine's load")
     add_bus_options(p)
     add_profile_options(p)
 
@@ -100,22 +104,48 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
 def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
     """A client of ``--node`` (the ``--profile``, default native) on the bus of the options, closed with its bus
     afterwards."""
+    from actuator.errors import ConfigError
     from firmware_iface.client import JointClient
 
+    missed = getattr(args, "missed_heartbeats", MISSED_HEARTBEATS)
+    if missed < 1:
+        raise ConfigError(f"--missed-heartbeats {missed} is not allowed: a whole number >= 1")
+    if getattr(args, "sim", False):
+        yield from _simulated_node(args, missed)
+        return
     with bus_session(args, profile_from_args(args)) as (bus, hub):
-        missed = getattr(args, "missed_heartbeats", MISSED_HEARTBEATS)
-        if missed < 1:
-            from actuator.errors import ConfigError
-
-            raise ConfigError(f"--missed-heartbeats {missed} is not allowed: a whole number >= 1")
         client = JointClient(bus, args.node, hub.profile, missed_heartbeats=missed)
         client.wait_alive(timeout_s=1.0)
         yield client
 
 
+def _simulated_node(args: argparse.Namespace, missed: int) -> Iterator[JointClient]:
+    """``--sim``: the client of joint ``--node`` on a one-joint lock-step rig (``rig.sim_rig``), closed afterwards."""
+    from actuator.errors import ConfigError
+    from firmware_iface.rig.rig import sim_rig
+
+    if args.interface is not None or args.channel is not None:
+        raise ConfigError(f"--sim simulates the joint on its own bus: not with --interface {args.interface} "
+                          f"--channel {args.channel}")
+    rig = sim_rig([args.node], getattr(args, "preset", None) or "knee", profile=profile_from_args(args),
+                  seed=getattr(args, "seed", 0) or 0)
+    try:
+        client = rig.client(args.node)
+        client.missed_heartbeats = missed
+        client.wait_alive(timeout_s=1.0)
+        yield client
+    finally:
+        rig.close()
+
+
 def on_node(args: argparse.Namespace, run_bus: Callable[[argparse.Namespace, JointClient], Any]) -> Any | None:
     """``run_bus(args, client)`` if ``--node`` was given, else None (the command runs in-process)."""
     if args.node is None:
+        if getattr(args, "sim", False):
+            from actuator.errors import ConfigError
+
+            raise ConfigError("--sim simulates joint --node N on a bus: it needs --node (without both, the command "
+                              "runs on an in-process simulated joint)")
         if args.profile is not None or args.sidecar is not None:
             from actuator.errors import ConfigError
 

@@ -8,11 +8,8 @@ import contextlib
 import io
 import json
 import math
-import time
-import uuid
 from pathlib import Path
 
-import can
 import numpy as np
 import pytest
 from cliutil import run_cli, run_json
@@ -20,7 +17,6 @@ from cliutil import run_cli, run_json
 from actuator.params import SEEDS_DIR
 from firmware_iface.cli import main
 from firmware_iface.rig.runner import certificate_id
-from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 
 BIAS = [3.0, -2.0, 5.0, 0.2, -0.1, 0.05]
 SHORT = ("--poses=-1,0,1", "--settle-s", "0.2", "--average-s", "0.3")  # 4.7 s of joint time
@@ -62,29 +58,24 @@ def test_calibrate_ft_bad_options_exit_2(capsys, argv, message) -> None:
 
 
 def test_calibrate_ft_on_a_node(capsys) -> None:
-    """The same routine over a virtual bus on a knee node paced to wall time (about 5 s)."""
-    channel = f"jointkit-test-{uuid.uuid4().hex}"
-    bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
-    node = VirtualJointNode(bus, 1)
-    runner = NodeRunner(bus, [node], paced=True).start()
-    try:
-        deadline = time.monotonic() + 10.0
-        while not node.counters["tx"]:
-            assert time.monotonic() < deadline, "virtual joint silent"
-            time.sleep(0.01)
-        # 30 missed heartbeats: a saturated machine stalls this process, the joint's thread with it, for 300 ms
-        # and more (CI did); the loss of a joint is tested on the lock-step clock (tests/firmware/test_node_client.py::
-        # test_bus_silence_loses_the_joint)
-        out = run_json(capsys, "calibrate", "ft", "--node", "1", "--interface", "virtual", "--channel", channel,
-                       "--missed-heartbeats", "30", *SHORT)
-    finally:
-        runner.stop()
-        bus.shutdown()
-    assert out["node"] == 1 and out["verdict"] == "pass"
+    """The same routine over the protocol on joint 1 (``--node 1 --sim``: a simulated knee on a virtual bus in
+    lock-step with the command, 4.7 s of its time). Paced to the wall clock instead, a saturated machine stalled the
+    joint's thread with the command's and failed it twice: on a lost heartbeat, then on the tool's mass."""
+    out = run_json(capsys, "calibrate", "ft", "--node", "1", "--sim", *SHORT)
+    assert out["node"] == 1 and out["verdict"] == "pass" and out["bus"].startswith("Virtual bus channel")
     # the knee's own sensor (no bias injected: its walk only) and tool; force telemetry quantised to 0.05 N
     np.testing.assert_allclose(out["figures"]["ft_bias_force_n"], [0.0, 0.0, 0.0], atol=0.17)
     assert out["figures"]["tool_mass_kg"] == pytest.approx(1.0, rel=0.02)
-    assert node.fw.state == "idle"  # left idle, as an engineer expects after a test
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--sim",), "--sim simulates joint --node N on a bus: it needs --node"),
+    (("--sim", "--node", "1", "--interface", "virtual", "--channel", "x"),
+     "--sim simulates the joint on its own bus: not with --interface virtual --channel x"),
+])
+def test_calibrate_sim_without_a_node_or_with_a_bus_is_refused(capsys, argv, message) -> None:
+    code, _, err = run_cli(capsys, "calibrate", "ft", *argv)
+    assert code == 2 and message in err
 
 
 def test_calibrate_sequence_passes_with_its_certificate(tmp_path: Path) -> None:
