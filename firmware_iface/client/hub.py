@@ -43,6 +43,7 @@ from actuator.errors import BusError, ProtocolError
 from firmware_iface.client.clock import WALL, Clock
 from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
 from firmware_iface.protocol.check import signal_bits
+from firmware_iface.protocol.frame import Frame
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
 
@@ -304,8 +305,8 @@ class BusHub:
                 raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {self.bus.channel_info}: {e}") from e
             self.counters["tx"] += 1
         if self.listeners:
-            sent = can.Message(timestamp=self.clock.wall(), arbitration_id=msg.arbitration_id, data=msg.data,
-                               is_extended_id=msg.is_extended_id, is_fd=msg.is_fd, is_rx=False, dlc=msg.dlc)
+            sent = Frame(timestamp=self.clock.wall(), arbitration_id=msg.arbitration_id, data=msg.data,
+                         is_extended_id=msg.is_extended_id, is_fd=msg.is_fd, is_rx=False, dlc=msg.dlc)
             self._notify(sent, self._decoded_or_none(sent))
         return t
 

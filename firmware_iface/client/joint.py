@@ -91,6 +91,7 @@ class JointClient:
         # so two threads asking at once (a GUI job and the GUI thread) could take or drop each other's answer
         self._request_lock = threading.Lock()
         self._warned: set[str] = set()
+        self._ranges: dict[str, tuple[float, float]] = {}  # semantic name -> the range set-points are clamped to
         self._mode_sent: str | None = None
         # replies only: the state the host last set, and the one waiting for a reply sent after it (state, time)
         self._state_set: str = "idle"
@@ -368,8 +369,12 @@ class JointClient:
 
     # --- set-points --------------------------------------------------------------------------------------------
     def _clamp(self, semantic: str, value: float) -> float:
-        info = self.profile.semantic_info(semantic)
-        lo, hi = info.range_ or allowed_range(self.profile.signal(info.message, info.signal))
+        bounds = self._ranges.get(semantic)
+        if bounds is None:  # looked up once per name: set-points ask at 1 kHz
+            info = self.profile.semantic_info(semantic)
+            bounds = self._ranges[semantic] = info.range_ or allowed_range(self.profile.signal(info.message,
+                                                                                              info.signal))
+        lo, hi = bounds
         if not math.isfinite(value):
             raise ConfigError(f"{semantic} = {value!r} is not a finite number")
         if lo <= value <= hi:

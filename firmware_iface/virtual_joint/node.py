@@ -41,6 +41,7 @@ from actuator.errors import ConfigError, FaultError, ProtocolError
 from actuator.model import layout as L
 from actuator.simulation import INJECTIONS
 from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
+from firmware_iface.protocol.frame import Frame
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.firmware import RATES, JointFirmware, ParamError
@@ -381,8 +382,7 @@ class VirtualJointNode:
             data[sig.name] = min(max(value, sig.lo), sig.hi)  # a real firmware saturates what its field cannot carry
         self._seq[tm.name] += 1
         payload = tm.message.encode(data, scaling=True, padding=False, strict=False)
-        return can.Message(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False,
-                           is_fd=self.profile.sidecar.fd)
+        return Frame(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False, is_fd=self.profile.sidecar.fd)
 
     def semantic_values(self) -> dict[str, float | str]:
         """The joint's telemetry under the profile's semantic names."""
