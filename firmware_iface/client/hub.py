@@ -80,6 +80,7 @@ class BusHub:
         self.last_error = ""
         self._send_lock = threading.Lock()
         self.listeners: list[can.Listener] = []
+        self._callbacks: tuple[tuple[can.Listener, Callable, Callable | None], ...] = ()
         self._listen_lock = threading.RLock()  # re-entered: a failing listener is removed from inside _notify
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,12 +110,19 @@ class BusHub:
     def add_listener(self, listener: can.Listener) -> None:
         with self._listen_lock:
             self.listeners.append(listener)
+            self._bind_listeners()
 
     def remove_listener(self, listener: can.Listener) -> None:
         """Stop passing frames to ``listener``; a frame already counted is handed to it first (the lock)."""
         with self._listen_lock:
             if listener in self.listeners:
                 self.listeners.remove(listener)
+                self._bind_listeners()
+
+    def _bind_listeners(self) -> None:
+        """Each listener with its two methods, looked up when it is added, not per frame."""
+        self._callbacks = tuple((listener, listener.on_message_received, getattr(listener, "on_decoded", None))
+                                for listener in self.listeners)
 
     def _received(self, counter: str, msg: can.Message, decoded: Decoded | None) -> None:
         """Count a received frame and hand it to the listeners, as one step against adding or removing one: a
@@ -126,10 +134,9 @@ class BusHub:
                 self._notify(msg, decoded)
 
     def _notify(self, msg: can.Message, decoded: Decoded | None) -> None:
-        for listener in list(self.listeners):
+        for listener, on_message_received, on_decoded in self._callbacks:
             try:
-                listener.on_message_received(msg)
-                on_decoded = getattr(listener, "on_decoded", None)
+                on_message_received(msg)
                 if on_decoded is not None and decoded is not None:
                     on_decoded(decoded, msg.timestamp)
             except Exception as e:  # a failing recorder is dropped; the bus and the other listeners go on

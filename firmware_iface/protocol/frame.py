@@ -27,19 +27,24 @@ class Frame(can.Message):
     __slots__ = ()
 
     def __deepcopy__(self, memo: dict[int, Any] | None) -> Frame:
-        new = Frame.__new__(Frame)
-        new.timestamp = self.timestamp
-        new.arbitration_id = self.arbitration_id
-        new.is_extended_id = self.is_extended_id
-        new.is_remote_frame = self.is_remote_frame
-        new.is_error_frame = self.is_error_frame
-        channel = self.channel
-        new.channel = channel if isinstance(channel, _IMMUTABLE_CHANNELS) else deepcopy(channel, memo)
-        new.dlc = self.dlc
-        data = self.data
-        new.data = data[:] if isinstance(data, bytearray | bytes) else deepcopy(data, memo)
-        new.is_fd = self.is_fd
-        new.is_rx = self.is_rx
-        new.bitrate_switch = self.bitrate_switch
-        new.error_state_indicator = self.error_state_indicator
-        return new
+        return copy_frame(self, memo)
+
+
+def copy_frame(msg: can.Message, memo: dict[int, Any] | None = None) -> Frame:
+    """A ``Frame`` with the fields of ``msg`` (any ``can.Message``) and a copy of its data: what ``deepcopy`` makes."""
+    new = Frame.__new__(Frame)
+    new.timestamp = msg.timestamp
+    new.arbitration_id = msg.arbitration_id
+    new.is_extended_id = msg.is_extended_id
+    new.is_remote_frame = msg.is_remote_frame
+    new.is_error_frame = msg.is_error_frame
+    channel = msg.channel
+    new.channel = channel if isinstance(channel, _IMMUTABLE_CHANNELS) else deepcopy(channel, memo)
+    new.dlc = msg.dlc
+    data = msg.data
+    new.data = data[:] if isinstance(data, bytearray | bytes) else deepcopy(data, memo)
+    new.is_fd = msg.is_fd
+    new.is_rx = msg.is_rx
+    new.bitrate_switch = msg.bitrate_switch
+    new.error_state_indicator = msg.error_state_indicator
+    return new

@@ -155,6 +155,7 @@ class Profile:
                        for m in db.messages for sig in m.signals}
         # per message, its signals with (lo, hi widened, convert) for a number signal (no table, no masks), else None
         self._decoders = {id(m): tuple((sig, _plain(self._plans[id(sig)])) for sig in m.signals) for m in db.messages}
+        self._signal_names = {id(m): frozenset(s.name for s in m.signals) for m in db.messages}
         self._raw: dict[tuple[str, bytes], str] = {}
         self._arbitration_ids: dict[tuple[str, int], int] = {}
         for f in sidecar.raw_frames.values():  # two roles of one frame (MIT's query is its disable): the first
@@ -237,12 +238,13 @@ class Profile:
         node_signal = self.sidecar.node_in_payload.get(name)
         if node_signal is not None:
             signals.setdefault(node_signal, node_id)
-        unknown = sorted(set(signals) - {s.name for s in message.signals})
-        if unknown:
-            raise ProtocolError(f"{name}: unknown signal(s) {', '.join(unknown)}; the message has "
-                                f"{', '.join(s.name for s in message.signals) or 'no signals'}")
-        missing = [s.name for s in message.signals if s.name not in signals]
-        if missing:
+        names = self._signal_names[id(message)]
+        if len(signals) != len(names) or not names.issuperset(signals):  # else each signal is given, once
+            unknown = sorted(set(signals) - names)
+            if unknown:
+                raise ProtocolError(f"{name}: unknown signal(s) {', '.join(unknown)}; the message has "
+                                    f"{', '.join(s.name for s in message.signals) or 'no signals'}")
+            missing = [s.name for s in message.signals if s.name not in signals]
             raise ProtocolError(f"{name}: missing signal(s) {', '.join(missing)}")
         wire = {s.name: self._wire_value(name, s, signals[s.name]) for s in message.signals}
         try:
@@ -273,6 +275,10 @@ class Profile:
         return value
 
     def _check_encode_value(self, name: str, signal: Signal, value: SignalValue) -> None:
+        if type(value) is float:  # a set-point: a finite number in range needs nothing more
+            lo_tol, hi_tol = self._plans[id(signal)].bounds[2:]
+            if lo_tol <= value <= hi_tol and math.isfinite(value):
+                return
         where = f"{name}: signal {signal.name}"
         if isinstance(value, str):
             if not signal.choices or value not in {str(v) for v in signal.choices.values()}:
