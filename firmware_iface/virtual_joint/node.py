@@ -51,6 +51,12 @@ MAX_LAG_S = 0.05
 STATE_VALUES = {"idle": "idle", "calibrating": "calibrate", "closed_loop": "closed_loop", "fault": "fault"}
 REQUESTS = {"idle": "idle", "closed_loop": "closed_loop", "calibrate": "calibrating"}
 PARAM_STATUS = ("ok", "unknown_param", "read_only", "out_of_range")
+# the firmware's telemetry under the profile's semantic names (named once: the node reads them at every tick)
+TELEMETRY_KEYS = tuple((f"telemetry.{key}", key) for key in (
+    "position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v", "winding_temp_c", "housing_temp_c",
+    "motor_encoder_rad", "output_encoder_rad", "setpoint_position_rad", "setpoint_velocity_rad_s", "joint_time_ms"))
+WRENCH_KEYS = tuple(f"telemetry.{key}" for key in ("force_x_n", "force_y_n", "force_z_n", "torque_x_nm", "torque_y_nm",
+                                                   "torque_z_nm"))
 NODE_INJECTIONS = {
     "over_temperature": (0.0, 200.0, 5.0, "winding temperature this many °C above its limit"),
     "encoder_loss": (0.0, 1.0, 1.0, "1: both encoders stop updating, 0: restored"),
@@ -409,12 +415,10 @@ class VirtualJointNode:
                "diagnostics.tx_errors": min(self.counters["tx_errors"], 255),
                "diagnostics.watchdog_misses": self.fw.counter("watchdog_trips"),
                "diagnostics.loop_time_us": total / n if n else 0.0, "diagnostics.loop_time_max_us": worst}
-        for key in ("position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v",
-                    "winding_temp_c", "housing_temp_c", "motor_encoder_rad", "output_encoder_rad",
-                    "setpoint_position_rad", "setpoint_velocity_rad_s", "joint_time_ms"):
-            out[f"telemetry.{key}"] = tel[key]
-        for i, key in enumerate(("force_x_n", "force_y_n", "force_z_n", "torque_x_nm", "torque_y_nm", "torque_z_nm")):
-            out[f"telemetry.{key}"] = wrench[i]
+        for semantic, key in TELEMETRY_KEYS:
+            out[semantic] = tel[key]
+        for i, semantic in enumerate(WRENCH_KEYS):
+            out[semantic] = wrench[i]
         return out
 
     # --- fault injection -----------------------------------------------------------------------------------------
