@@ -43,6 +43,7 @@ from actuator.errors import BusError, ProtocolError
 from firmware_iface.client.clock import WALL, Clock
 from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
 from firmware_iface.protocol.check import signal_bits
+from firmware_iface.protocol.frame import Frame
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
 
@@ -79,6 +80,7 @@ class BusHub:
         self.last_error = ""
         self._send_lock = threading.Lock()
         self.listeners: list[can.Listener] = []
+        self._callbacks: tuple[tuple[can.Listener, Callable, Callable | None], ...] = ()
         self._listen_lock = threading.RLock()  # re-entered: a failing listener is removed from inside _notify
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,12 +110,19 @@ class BusHub:
     def add_listener(self, listener: can.Listener) -> None:
         with self._listen_lock:
             self.listeners.append(listener)
+            self._bind_listeners()
 
     def remove_listener(self, listener: can.Listener) -> None:
         """Stop passing frames to ``listener``; a frame already counted is handed to it first (the lock)."""
         with self._listen_lock:
             if listener in self.listeners:
                 self.listeners.remove(listener)
+                self._bind_listeners()
+
+    def _bind_listeners(self) -> None:
+        """Each listener with its two methods, looked up when it is added, not per frame."""
+        self._callbacks = tuple((listener, listener.on_message_received, getattr(listener, "on_decoded", None))
+                                for listener in self.listeners)
 
     def _received(self, counter: str, msg: can.Message, decoded: Decoded | None) -> None:
         """Count a received frame and hand it to the listeners, as one step against adding or removing one: a
@@ -125,10 +134,9 @@ class BusHub:
                 self._notify(msg, decoded)
 
     def _notify(self, msg: can.Message, decoded: Decoded | None) -> None:
-        for listener in list(self.listeners):
+        for listener, on_message_received, on_decoded in self._callbacks:
             try:
-                listener.on_message_received(msg)
-                on_decoded = getattr(listener, "on_decoded", None)
+                on_message_received(msg)
                 if on_decoded is not None and decoded is not None:
                     on_decoded(decoded, msg.timestamp)
             except Exception as e:  # a failing recorder is dropped; the bus and the other listeners go on
@@ -304,8 +312,8 @@ class BusHub:
                 raise BusError(f"cannot send 0x{msg.arbitration_id:03x} on {self.bus.channel_info}: {e}") from e
             self.counters["tx"] += 1
         if self.listeners:
-            sent = can.Message(timestamp=self.clock.wall(), arbitration_id=msg.arbitration_id, data=msg.data,
-                               is_extended_id=msg.is_extended_id, is_fd=msg.is_fd, is_rx=False, dlc=msg.dlc)
+            sent = Frame(timestamp=self.clock.wall(), arbitration_id=msg.arbitration_id, data=msg.data,
+                         is_extended_id=msg.is_extended_id, is_fd=msg.is_fd, is_rx=False, dlc=msg.dlc)
             self._notify(sent, self._decoded_or_none(sent))
         return t
 

@@ -66,6 +66,7 @@ class JointClient:
         self.heartbeat_period_s = heartbeat_period_s or (math.inf if self._replies_only or rate <= 0 else 1.0 / rate)
         self.missed_heartbeats = missed_heartbeats
         self.rings = self._make_rings(capacity)
+        self._ring_signals = {name: (ring, ring.fields[2:]) for name, ring in self.rings.items()}  # (ring, signals)
         self._by_semantic = {k: (v.message, v.signal) for k, v in self.profile.sidecar.semantic.items()}
         # every semantic name is optional (``protocol.capabilities``): what the profile lacks is None here
         self.state_message = self._by_semantic.get("telemetry.position_rad", (None,))[0]
@@ -91,6 +92,7 @@ class JointClient:
         # so two threads asking at once (a GUI job and the GUI thread) could take or drop each other's answer
         self._request_lock = threading.Lock()
         self._warned: set[str] = set()
+        self._ranges: dict[str, tuple[float, float]] = {}  # semantic name -> the range set-points are clamped to
         self._mode_sent: str | None = None
         # replies only: the state the host last set, and the one waiting for a reply sent after it (state, time)
         self._state_set: str = "idle"
@@ -146,9 +148,9 @@ class JointClient:
             self.status = status
         elif d.name == self._reply_message:
             self._replies.put(sig)
-        ring = self.rings.get(d.name)
+        ring = self._ring_signals.get(d.name)
         if ring is not None:
-            ring.append(t, [bus_t, *(float(sig[f]) for f in ring.fields[2:])])
+            ring[0].append(t, [bus_t, *[float(sig[f]) for f in ring[1]]])
         if d.name == self.state_message and self._pending_command_t is not None:
             sent, sent_wall = self._pending_command_t
             wall_clocked = abs(bus_t - sent_wall) < 1.0
@@ -368,8 +370,12 @@ class JointClient:
 
     # --- set-points --------------------------------------------------------------------------------------------
     def _clamp(self, semantic: str, value: float) -> float:
-        info = self.profile.semantic_info(semantic)
-        lo, hi = info.range_ or allowed_range(self.profile.signal(info.message, info.signal))
+        bounds = self._ranges.get(semantic)
+        if bounds is None:  # looked up once per name: set-points ask at 1 kHz
+            info = self.profile.semantic_info(semantic)
+            bounds = self._ranges[semantic] = info.range_ or allowed_range(self.profile.signal(info.message,
+                                                                                              info.signal))
+        lo, hi = bounds
         if not math.isfinite(value):
             raise ConfigError(f"{semantic} = {value!r} is not a finite number")
         if lo <= value <= hi:

@@ -34,6 +34,7 @@ rig without one is refused before anything is sent (``CalibrationError`` ``no_fi
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import math
@@ -135,6 +136,7 @@ class _Walker:
         self.impedance_gains = impedance_gains
         ends = np.cumsum([s.duration_s for s in segments])
         self.ends = ends
+        self._ends = ends.tolist()  # searched per tick: bisect on floats, without numpy's per-call cost
         n = math.ceil(ends[-1] * RATE_HZ) + 1
         self.n = n
         self.decim = max(1, math.ceil(n / MAX_GRID_ROWS))
@@ -195,7 +197,7 @@ class _Walker:
         if k >= self.n:
             return
         ts = k / RATE_HZ
-        i = min(int(np.searchsorted(self.ends, ts, side="right")), len(self.segments) - 1)
+        i = min(bisect.bisect_right(self._ends, ts), len(self.segments) - 1)
         if i != self.current:
             self._enter(i)
         seg = self.segments[i]

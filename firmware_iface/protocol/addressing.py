@@ -25,6 +25,7 @@ from firmware_iface.protocol.sidecar import Sidecar
 
 MAX_STANDARD_ID = 0x7FF
 MAX_EXTENDED_ID = 0x1FFFFFFF
+LOCATED_MAX = 4096  # bus ids remembered by ``locate`` (a 63-node native bus uses 63 * 32)
 
 
 class Located(NamedTuple):
@@ -44,6 +45,7 @@ class Addressing:
         self.profile_names: dict[str, str] = {m.name: m.name for m in db.messages}  # DBC name -> the profile's
         self._by_id: dict[tuple[int, bool], Located] = {}  # exact bus ids: per-axis, broadcast, node-in-payload
         self._axis_names: set[str] = set()  # per_axis: the names with a copy per node
+        self._located: dict[tuple[int, bool], Located] = {}  # ``locate``'s answers that do not depend on the data
         if self.per_axis:
             self.templates = self._per_axis_tables(db)
         else:
@@ -112,6 +114,18 @@ class Addressing:
     def locate(self, arbitration_id: int, is_extended: bool, data: bytes = b"") -> Located | None:
         """The node and message of a bus frame, None when the profile has no such id. A node-in-payload message's
         node is read from its data (``data`` too short: node -1)."""
+        key = (arbitration_id, is_extended)
+        located = self._located.get(key)
+        if located is not None:
+            return located
+        located = self._locate(arbitration_id, is_extended, data)
+        # every frame is located two or three times (runner, node, hub): remember the ids that do not depend on the
+        # data; the dict is bounded, as garbage ids must not grow it without end
+        if located is not None and located.name not in self.sc.node_in_payload and len(self._located) < LOCATED_MAX:
+            self._located[key] = located
+        return located
+
+    def _locate(self, arbitration_id: int, is_extended: bool, data: bytes) -> Located | None:
         exact = self._by_id.get((arbitration_id, is_extended)) if self._by_id else None
         if exact is not None:
             if exact.name in self.sc.node_in_payload:

@@ -29,6 +29,7 @@ from cantools.database.namedsignalvalue import NamedSignalValue
 from actuator.errors import ConfigError, ProtocolError
 from actuator.paths import DBC_DIR
 from firmware_iface.protocol.addressing import MAX_EXTENDED_ID, MAX_STANDARD_ID, Addressing
+from firmware_iface.protocol.frame import Frame
 from firmware_iface.protocol.sidecar import RawFrame, SemanticSignal, Sidecar, read_sidecar
 
 __all__ = ["MAX_EXTENDED_ID", "MAX_STANDARD_ID", "Decoded", "Profile", "RawFrame", "SemanticSignal", "Sidecar",
@@ -133,6 +134,12 @@ def _plan(signal: Signal, sem: SemanticSignal | None) -> _SignalPlan:
                        sem.masks if sem is not None else (), (sem.scale, sem.offset) if sem and sem.converted else None)
 
 
+def _plain(plan: _SignalPlan) -> tuple[float, float, tuple[float, float] | None] | None:
+    """What a number signal's decode needs (its range widened by the tolerance, and its conversion); None for a
+    signal decoded through a value table or masks."""
+    return None if plan.table or plan.masks else (plan.bounds[2], plan.bounds[3], plan.convert)
+
+
 class Profile:
     """A loaded protocol profile: the cantools database, its sidecar, and the codec of single frames."""
 
@@ -146,7 +153,11 @@ class Profile:
         by_signal = {(s.message, s.signal): s for s in sidecar.semantic.values()}
         self._plans = {id(sig): _plan(sig, by_signal.get((self.addressing.profile_names[m.name], sig.name)))
                        for m in db.messages for sig in m.signals}
+        # per message, its signals with (lo, hi widened, convert) for a number signal (no table, no masks), else None
+        self._decoders = {id(m): tuple((sig, _plain(self._plans[id(sig)])) for sig in m.signals) for m in db.messages}
+        self._signal_names = {id(m): frozenset(s.name for s in m.signals) for m in db.messages}
         self._raw: dict[tuple[str, bytes], str] = {}
+        self._arbitration_ids: dict[tuple[str, int], int] = {}
         for f in sidecar.raw_frames.values():  # two roles of one frame (MIT's query is its disable): the first
             self._raw.setdefault((f.message, f.data), f.role)
 
@@ -198,9 +209,13 @@ class Profile:
 
     def arbitration_id(self, name: str, node_id: int) -> int:
         """The bus identifier of message ``name`` sent to or from ``node_id``."""
-        node_id = self.check_node(node_id)
-        self.message(name)
-        return self.addressing.arbitration_id(name, node_id)
+        # remembered per (message, node) once checked: every command asks; only a plain int is looked up (True == 1)
+        arb = self._arbitration_ids.get((name, node_id)) if type(node_id) is int else None
+        if arb is None:
+            node_id = self.check_node(node_id)
+            self.message(name)
+            arb = self._arbitration_ids[name, node_id] = self.addressing.arbitration_id(name, node_id)
+        return arb
 
     def split_id(self, arbitration_id: int) -> tuple[int, int]:
         """(node id, command id) of a bus identifier under shift addressing (``node_of`` for any scheme)."""
@@ -223,20 +238,20 @@ class Profile:
         node_signal = self.sidecar.node_in_payload.get(name)
         if node_signal is not None:
             signals.setdefault(node_signal, node_id)
-        unknown = sorted(set(signals) - {s.name for s in message.signals})
-        if unknown:
-            raise ProtocolError(f"{name}: unknown signal(s) {', '.join(unknown)}; the message has "
-                                f"{', '.join(s.name for s in message.signals) or 'no signals'}")
-        missing = [s.name for s in message.signals if s.name not in signals]
-        if missing:
+        names = self._signal_names[id(message)]
+        if len(signals) != len(names) or not names.issuperset(signals):  # else each signal is given, once
+            unknown = sorted(set(signals) - names)
+            if unknown:
+                raise ProtocolError(f"{name}: unknown signal(s) {', '.join(unknown)}; the message has "
+                                    f"{', '.join(s.name for s in message.signals) or 'no signals'}")
+            missing = [s.name for s in message.signals if s.name not in signals]
             raise ProtocolError(f"{name}: missing signal(s) {', '.join(missing)}")
         wire = {s.name: self._wire_value(name, s, signals[s.name]) for s in message.signals}
         try:
             data = message.encode(wire, scaling=True, padding=False, strict=True)
         except Exception as e:  # cantools raises EncodeError, ValueError, TypeError, KeyError
             raise ProtocolError(f"{name}: cannot encode {signals}: {e}") from e
-        return can.Message(arbitration_id=arb, data=data, is_extended_id=message.is_extended_frame,
-                           is_fd=self.sidecar.fd)
+        return Frame(arbitration_id=arb, data=data, is_extended_id=message.is_extended_frame, is_fd=self.sidecar.fd)
 
     def encode_raw(self, role: str, node_id: int) -> can.Message:
         """The special frame ``role`` of ``[raw_frames]`` for ``node_id`` (MIT mode's enter, exit, zero)."""
@@ -244,8 +259,8 @@ class Profile:
         if frame is None:
             raise ProtocolError(f"profile {self.name}: no raw frame {role!r}; raw frames: "
                                 f"{', '.join(self.sidecar.raw_frames) or 'none'}")
-        return can.Message(arbitration_id=self.arbitration_id(frame.message, node_id), data=frame.data,
-                           is_extended_id=self.message(frame.message).is_extended_frame, is_fd=self.sidecar.fd)
+        return Frame(arbitration_id=self.arbitration_id(frame.message, node_id), data=frame.data,
+                     is_extended_id=self.message(frame.message).is_extended_frame, is_fd=self.sidecar.fd)
 
     def _wire_value(self, name: str, signal: Signal, value: SignalValue) -> SignalValue:
         """The DBC's value of a toolkit value, checked against the signal's range or value table."""
@@ -260,6 +275,10 @@ class Profile:
         return value
 
     def _check_encode_value(self, name: str, signal: Signal, value: SignalValue) -> None:
+        if type(value) is float:  # a set-point: a finite number in range needs nothing more
+            lo_tol, hi_tol = self._plans[id(signal)].bounds[2:]
+            if lo_tol <= value <= hi_tol and math.isfinite(value):
+                return
         where = f"{name}: signal {signal.name}"
         if isinstance(value, str):
             if not signal.choices or value not in {str(v) for v in signal.choices.values()}:
@@ -309,7 +328,14 @@ class Profile:
         except Exception as e:  # cantools raises DecodeError, ValueError
             raise ProtocolError(f"frame 0x{arb:03x} ({name}, node {node_id}): cannot decode "
                                 f"{data.hex()}: {e}") from e
-        values = {s.name: self._checked_value(name, s, raw[s.name], choices) for s in message.signals}
+        values = {}
+        for signal, plain in self._decoders[id(message)]:
+            value = raw[signal.name]
+            # a number in its range needs no more (NaN fails the test too): the rest is _checked_value's
+            if plain is not None and plain[0] <= value <= plain[1]:
+                values[signal.name] = value if plain[2] is None else value * plain[2][0] + plain[2][1]
+            else:
+                values[signal.name] = self._checked_value(name, signal, value, choices)
         return Decoded(node_id, name, values)
 
     def _checked_value(self, name: str, signal: Signal, value: int | float, choices: bool) -> SignalValue:

@@ -69,6 +69,7 @@ from can.io.blf import BLFParseError
 
 from actuator.errors import ConfigError
 from firmware_iface.defaults import FRAME_FORMATS
+from firmware_iface.protocol.frame import copy_frame
 from firmware_iface.protocol.profile import Decoded, Profile
 from firmware_iface.rig.mf4_append import ChannelSpec, Mf4Appender
 
@@ -257,10 +258,9 @@ class FrameRecorder(can.Listener):
 
 def _copy(msg: can.Message, timestamp: float, channel: Any) -> can.Message:
     """``msg`` with another timestamp and channel (the hub hands the same object to every listener: never edit it)."""
-    return can.Message(timestamp=timestamp, arbitration_id=msg.arbitration_id, data=msg.data, dlc=msg.dlc,
-                       is_extended_id=msg.is_extended_id, is_remote_frame=msg.is_remote_frame,
-                       is_error_frame=msg.is_error_frame, is_fd=msg.is_fd, is_rx=msg.is_rx, channel=channel,
-                       bitrate_switch=msg.bitrate_switch, error_state_indicator=msg.error_state_indicator)
+    copy = copy_frame(msg)  # its slots, without Message.__init__: one a frame
+    copy.timestamp, copy.channel = timestamp, channel
+    return copy
 
 
 def _flush_blf(writer: can.BLFWriter) -> None:

@@ -155,6 +155,11 @@ class JointFirmware:
     def counters(self) -> dict[str, int]:
         return {**{name: int(v[0]) for name, v in self.sup.counters.items()}, **self._own_counters}
 
+    def counter(self, name: str) -> int:
+        """One of ``counters`` (read at each telemetry tick: without building them all)."""
+        own = self._own_counters.get(name)
+        return own if own is not None else int(self.sup.counters[name][0])
+
     # --- time -------------------------------------------------------------------------------------------
     @property
     def t_s(self) -> float:
@@ -372,17 +377,20 @@ class JointFirmware:
     # --- telemetry -------------------------------------------------------------------------------------------
     def telemetry(self) -> dict[str, float | str | list[str]]:
         x, k = self.model.x, self.model.k
+        # the state as Python floats once (exactly the array's values): the node asks at every 1 ms tick
+        xs, ref = x.tolist(), self.sup.ref[0].tolist()
         kt_n = self.sensor.kt_nm_per_a * self.params.reducer.ratio  # the drive's Kt parameter
+        t_s, state, faults = xs[L.X_TIME], self.state, self.faults
         return {
-            "t_s": self.t_s, "state": self.state, "mode": self.mode, "faults": fault_names(self.faults),
-            "fault_bits": self.faults, "position_rad": float(x[L.X_ENC_O]), "velocity_rad_s": float(k[C.K_VEL]),
-            "torque_nm": float(x[L.X_IQ] * kt_n), "iq_a": float(x[L.X_IQ]), "id_a": float(x[L.X_ID]),
-            "bus_voltage_v": float(self.model.env[L.E_BUS_V]), "winding_temp_c": float(x[L.X_TW]),
-            "motor_encoder_rad": float(x[L.X_ENC_M]), "output_encoder_rad": float(x[L.X_ENC_O]),
-            "housing_temp_c": float(x[L.X_TH]),
-            "wrench": [float(v) for v in self.sensor.wrench(x[L.X_FT_MEAS:L.X_FT_MEAS + 6])],
-            "ft_saturated": int(x[L.X_FT_SAT]),
-            "limits_active": int(k[C.K_LIMITS]) if self.state == "closed_loop" else 0,
-            "setpoint_position_rad": float(self.ref[C.R_POS]), "setpoint_velocity_rad_s": float(self.ref[C.R_VEL]),
-            "joint_time_ms": round(self.t_s * 1e3) % 65536,
+            "t_s": t_s, "state": state, "mode": self.mode, "faults": fault_names(faults),
+            "fault_bits": faults, "position_rad": xs[L.X_ENC_O], "velocity_rad_s": float(k[C.K_VEL]),
+            "torque_nm": xs[L.X_IQ] * kt_n, "iq_a": xs[L.X_IQ], "id_a": xs[L.X_ID],
+            "bus_voltage_v": float(self.model.env[L.E_BUS_V]), "winding_temp_c": xs[L.X_TW],
+            "motor_encoder_rad": xs[L.X_ENC_M], "output_encoder_rad": xs[L.X_ENC_O],
+            "housing_temp_c": xs[L.X_TH],
+            "wrench": self.sensor.wrench(x[L.X_FT_MEAS:L.X_FT_MEAS + 6]).tolist(),
+            "ft_saturated": int(xs[L.X_FT_SAT]),
+            "limits_active": int(k[C.K_LIMITS]) if state == "closed_loop" else 0,
+            "setpoint_position_rad": ref[C.R_POS], "setpoint_velocity_rad_s": ref[C.R_VEL],
+            "joint_time_ms": round(t_s * 1e3) % 65536,
         }

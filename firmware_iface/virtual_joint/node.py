@@ -41,6 +41,7 @@ from actuator.errors import ConfigError, FaultError, ProtocolError
 from actuator.model import layout as L
 from actuator.simulation import INJECTIONS
 from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
+from firmware_iface.protocol.frame import Frame
 from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Profile
 from firmware_iface.virtual_joint.firmware import RATES, JointFirmware, ParamError
@@ -50,6 +51,12 @@ MAX_LAG_S = 0.05
 STATE_VALUES = {"idle": "idle", "calibrating": "calibrate", "closed_loop": "closed_loop", "fault": "fault"}
 REQUESTS = {"idle": "idle", "closed_loop": "closed_loop", "calibrate": "calibrating"}
 PARAM_STATUS = ("ok", "unknown_param", "read_only", "out_of_range")
+# the firmware's telemetry under the profile's semantic names (named once: the node reads them at every tick)
+TELEMETRY_KEYS = tuple((f"telemetry.{key}", key) for key in (
+    "position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v", "winding_temp_c", "housing_temp_c",
+    "motor_encoder_rad", "output_encoder_rad", "setpoint_position_rad", "setpoint_velocity_rad_s", "joint_time_ms"))
+WRENCH_KEYS = tuple(f"telemetry.{key}" for key in ("force_x_n", "force_y_n", "force_z_n", "torque_x_nm", "torque_y_nm",
+                                                   "torque_z_nm"))
 NODE_INJECTIONS = {
     "over_temperature": (0.0, 200.0, 5.0, "winding temperature this many °C above its limit"),
     "encoder_loss": (0.0, 1.0, 1.0, "1: both encoders stop updating, 0: restored"),
@@ -116,6 +123,7 @@ class VirtualJointNode:
         self._rx_names = set(self.profile.sidecar.always).union(*self.profile.sidecar.modes.values(),
                                                                 self.profile.sidecar.raw_frames)
         self._commands = self._command_semantics()
+        self._fd = self.profile.sidecar.fd
         self._telemetry = self._compile_telemetry()
         self._rate_params = {m: param for param, messages in RATES.items() for m in messages}
         sems = self.profile.sidecar.semantic
@@ -364,25 +372,25 @@ class VirtualJointNode:
 
     def _encode(self, tm: _Telemetry, values: dict) -> can.Message:
         data = {}
-        for sig in tm.signals:
-            if sig.modulus:
-                data[sig.name] = self._seq[tm.name] % sig.modulus
+        seq = self._seq[tm.name]
+        for name, semantic, lo, hi, choices, modulus, scale, offset, constant in tm.signals:  # unpacked: per frame
+            if modulus:
+                data[name] = seq % modulus
                 continue
-            if sig.constant is not None:
-                data[sig.name] = sig.constant
+            if constant is not None:
+                data[name] = constant
                 continue
-            value = values.get(sig.semantic, 0.0)
-            if sig.choices:
-                value = sig.choices.get(str(value), 0)
-            value = (float(value) - sig.offset) / sig.scale
+            value = values.get(semantic, 0.0)
+            if choices:
+                value = choices.get(str(value), 0)
+            value = (float(value) - offset) / scale
             if value != value:  # NaN has no encoding: send 0 and count it rather than stop transmitting
                 self.counters["nonfinite"] += 1
                 value = 0.0
-            data[sig.name] = min(max(value, sig.lo), sig.hi)  # a real firmware saturates what its field cannot carry
-        self._seq[tm.name] += 1
+            data[name] = min(max(value, lo), hi)  # a real firmware saturates what its field cannot carry
+        self._seq[tm.name] = seq + 1
         payload = tm.message.encode(data, scaling=True, padding=False, strict=False)
-        return can.Message(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False,
-                           is_fd=self.profile.sidecar.fd)
+        return Frame(arbitration_id=tm.arbitration_id, data=payload, is_extended_id=False, is_fd=self._fd)
 
     def semantic_values(self) -> dict[str, float | str]:
         """The joint's telemetry under the profile's semantic names."""
@@ -405,14 +413,12 @@ class VirtualJointNode:
                "telemetry.ft_temp_c": tel["housing_temp_c"],
                "diagnostics.rx_errors": min(self.counters["rx_errors"], 255),
                "diagnostics.tx_errors": min(self.counters["tx_errors"], 255),
-               "diagnostics.watchdog_misses": self.fw.counters["watchdog_trips"],
+               "diagnostics.watchdog_misses": self.fw.counter("watchdog_trips"),
                "diagnostics.loop_time_us": total / n if n else 0.0, "diagnostics.loop_time_max_us": worst}
-        for key in ("position_rad", "velocity_rad_s", "torque_nm", "iq_a", "id_a", "bus_voltage_v",
-                    "winding_temp_c", "housing_temp_c", "motor_encoder_rad", "output_encoder_rad",
-                    "setpoint_position_rad", "setpoint_velocity_rad_s", "joint_time_ms"):
-            out[f"telemetry.{key}"] = tel[key]
-        for i, key in enumerate(("force_x_n", "force_y_n", "force_z_n", "torque_x_nm", "torque_y_nm", "torque_z_nm")):
-            out[f"telemetry.{key}"] = wrench[i]
+        for semantic, key in TELEMETRY_KEYS:
+            out[semantic] = tel[key]
+        for i, semantic in enumerate(WRENCH_KEYS):
+            out[semantic] = wrench[i]
         return out
 
     # --- fault injection -----------------------------------------------------------------------------------------
