@@ -275,6 +275,11 @@ class PostgresStore(Store):
         # PostgreSQL support began at version 2: a database without schema_version is new, unless it holds tables
         # of the same names (someone else's: not to be written into); other tables are the server's business
         if any(self._has_table(conn, t) for t in sql.TABLES):
+            # a write's statements each see the newest commit (READ COMMITTED): a rig that built the schema after
+            # the look for schema_version committed it with the tables, so a second look finds it (eight rigs
+            # appending to a new database at once saw the tables without it)
+            if self._has_table(conn, "schema_version"):
+                return self._version(conn)
             raise self.error("not a jointkit results database (it has a runs, checks or certificates table "
                              "but no schema_version)")
         return 0

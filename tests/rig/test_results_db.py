@@ -385,3 +385,26 @@ def test_files_that_are_not_results_databases(tmp_path):
 def test_last_must_be_positive(known_db):
     with pytest.raises(ConfigError, match="last = 0: allowed an integer >= 1"):
         results_db.summary(known_db, last=0)
+
+
+def test_a_schema_built_between_two_looks_is_found_not_refused(pg_url):
+    """The race the eight processes hit on PostgreSQL, made to happen every time: between this rig's look for
+    schema_version (absent) and its look for the other tables, another rig builds the schema and commits. The
+    second look sees the tables; a third finds schema_version, committed with them: the append goes on."""
+    from firmware_iface.rig.results_store import PostgresStore
+
+    class LateLooker(PostgresStore):
+        looks = 0
+
+        def _has_table(self, conn, name):
+            found = super()._has_table(conn, name)
+            LateLooker.looks += 1
+            if LateLooker.looks == 1:  # the first look saw no schema_version: another rig builds it now
+                assert not found
+                results_db.append(pg_url, make_results({"s.a": 1.0}, serial="OTHER"))
+            return found
+
+    with LateLooker(pg_url).transaction(write=True):
+        pass
+    assert LateLooker.looks >= 3  # schema_version absent, a table present, schema_version present
+    assert [r["serial"] for r in results_db.list_runs(pg_url)] == ["OTHER"]
