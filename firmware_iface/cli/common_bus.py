@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from actuator.errors import ConfigError
 from firmware_iface.defaults import MISSED_HEARTBEATS
 
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ def add_profile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile:
-    from actuator.errors import ConfigError
     from firmware_iface.protocol.load import load_named, load_native
 
     if args.profile is None:
@@ -104,7 +104,6 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
 def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
     """A client of ``--node`` (the ``--profile``, default native) on the bus of the options, closed with its bus
     afterwards."""
-    from actuator.errors import ConfigError
     from firmware_iface.client import JointClient
 
     missed = getattr(args, "missed_heartbeats", MISSED_HEARTBEATS)
@@ -121,7 +120,6 @@ def joint_on_bus(args: argparse.Namespace) -> Iterator[JointClient]:
 
 def _simulated_node(args: argparse.Namespace, missed: int) -> Iterator[JointClient]:
     """``--sim``: the client of joint ``--node`` on a one-joint lock-step rig (``rig.sim_rig``), closed afterwards."""
-    from actuator.errors import ConfigError
     from firmware_iface.rig.rig import sim_rig
 
     if args.interface is not None or args.channel is not None:
@@ -142,13 +140,9 @@ def on_node(args: argparse.Namespace, run_bus: Callable[[argparse.Namespace, Joi
     """``run_bus(args, client)`` if ``--node`` was given, else None (the command runs in-process)."""
     if args.node is None:
         if getattr(args, "sim", False):
-            from actuator.errors import ConfigError
-
             raise ConfigError("--sim simulates joint --node N on a bus: it needs --node (without both, the command "
                               "runs on an in-process simulated joint)")
         if args.profile is not None or args.sidecar is not None:
-            from actuator.errors import ConfigError
-
             raise ConfigError("--profile and --sidecar describe a joint on a bus: they need --node")
         return None
     with joint_on_bus(args) as client:

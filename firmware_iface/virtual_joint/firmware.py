@@ -378,7 +378,7 @@ class JointFirmware:
     def telemetry(self) -> dict[str, float | str | list[str]]:
         x, k = self.model.x, self.model.k
         # the state as Python floats once (exactly the array's values): the node asks at every 1 ms tick
-        xs, ref = x.tolist(), self.sup.ref[0].tolist()
+        xs, ref = x.tolist(), self.ref.tolist()
         kt_n = self.sensor.kt_nm_per_a * self.params.reducer.ratio  # the drive's Kt parameter
         t_s, state, faults = xs[L.X_TIME], self.state, self.faults
         return {
