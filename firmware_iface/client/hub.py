@@ -23,6 +23,11 @@ has that method. A listener that raises is removed and its error kept in ``last_
 the bus. A handler (a client) that raises is counted (``counters["handler_errors"]``, ``last_error``) and the reader
 goes on: one bad frame or one client's bug must not silence every joint on the bus.
 
+Deafness: the reader may be kept from the bus (a process stopped, a loaded machine that does not schedule it, the
+GIL held elsewhere) while frames wait in the bus's queue. ``deaf_s()`` adds up the time it was away beyond its receive
+timeout, so a client counts a missed heartbeat only over time the host was listening: a stalled host does not blame
+its joints (whose own watchdogs keep them safe meanwhile).
+
 A bus that fails under the reader (a remote server gone: python-can-remote's ``WebsocketClosed``; an adapter
 unplugged; a bus shut down) is *lost*: ``lost`` holds the cause, reading stops, and every later ``send`` (so every
 command, request and wait of the clients on it) raises ``BusError`` naming the bus and the cause. Where the caller
@@ -48,6 +53,7 @@ from firmware_iface.protocol.load import load_native
 from firmware_iface.protocol.profile import Decoded, Profile
 
 UNCOUNTED_BEATS = 3  # heartbeats that confirm a node whose profile's heartbeat has no counter
+READ_TIMEOUT_S = 0.05  # the reader's wait on the bus: longer away from it is deafness (a host stall)
 Handler = Callable[[Decoded, float, float], None]  # (frame, receive time on the hub's clock, bus timestamp)
 _HUBS: dict[int, BusHub] = {}
 _HUBS_LOCK = threading.Lock()
@@ -89,6 +95,9 @@ class BusHub:
         self._reopen: Callable[[], can.BusABC] | None = None
         self._reopen_interval_s = 2.0
         self.clock: Clock = WALL  # receive and send times; a simulated rig's lock-step clock reads for the hub
+        # (seconds deaf before the last return from the bus, the time of that return): one tuple, assigned at once,
+        # because other threads read it
+        self._deaf: tuple[float, float | None] = (0.0, None)
 
     @classmethod
     def of(cls, bus: can.BusABC, profile: Profile | None = None, *, start: bool = True) -> BusHub:
@@ -169,12 +178,28 @@ class BusHub:
     def threaded(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def deaf_s(self) -> float:
+        """Seconds, since the reader started, it was kept from the bus beyond its receive timeout, up to now (0 in
+        lock-step and without a reader thread: there the caller's own waits receive)."""
+        deaf_s, back_t = self._deaf
+        if back_t is None or not self.threaded:
+            return deaf_s
+        return deaf_s + max(0.0, self.clock.now() - back_t - READ_TIMEOUT_S)
+
     def _run(self) -> None:
+        self._deaf = (self._deaf[0], self.clock.now())
         while not self._stop.is_set():
             if self.lost is None:
-                self._receive_one(0.05)
+                self._receive_one(READ_TIMEOUT_S)
+                self._came_back()
             elif self._reopen is None or not self._try_reopen():
                 self._stop.wait(self._reopen_interval_s if self._reopen is not None else 0.05)
+
+    def _came_back(self) -> None:
+        """The reader is back from the bus: time since its last return beyond one receive timeout it was deaf."""
+        deaf_s, back_t = self._deaf
+        now = self.clock.now()
+        self._deaf = (deaf_s + max(0.0, now - back_t - READ_TIMEOUT_S) if back_t is not None else deaf_s, now)
 
     def reconnect_with(self, open_bus_fn: Callable[[], can.BusABC], interval_s: float = 2.0) -> None:
         """When the bus is lost, re-open it with ``open_bus_fn`` every ``interval_s`` until that succeeds."""

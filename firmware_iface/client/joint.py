@@ -4,7 +4,8 @@ Commands are built from the profile's semantic names and clamped to the ranges t
 ``ClampWarning`` once per signal, and a count). Telemetry lands in preallocated ring buffers with receive times (on
 the hub's clock: ``time.perf_counter``, or a simulated rig's lock-step time) and the bus's own timestamps
 (``bus_t_s``: the adapter's, or the sender's clock on virtual and remote buses); counters in frames give sequence-
-gap counts. Heartbeats are supervised: the joint is lost after ``missed_heartbeats`` periods without one. A joint
+gap counts. Heartbeats are supervised: the joint is lost after ``missed_heartbeats`` periods without one, counted
+over the time the hub was listening (``BusHub.deaf_s``: a stalled host does not blame the joint). A joint
 reporting faults makes the motion commands and ``check`` raise ``FaultError`` with the fault names; an unanswered
 request raises ``TimeoutError``; a parameter the joint refuses raises ``ConfigError`` with its reply status.
 
@@ -79,6 +80,7 @@ class JointClient:
                               if k.startswith(("telemetry.", "diagnostics.")) and v[0] in self.rings]
         self.status: dict[str, Any] = {}
         self.heartbeat_t: float | None = None
+        self._deaf_at_heartbeat_s = 0.0  # the hub's deafness when the last heartbeat came
         self.heartbeat_bus_t: float | None = None  # the newest heartbeat's bus timestamp
         self.last_bus_t: float | None = None  # the bus timestamp of the newest frame (the adapter's or sender's clock)
         self.gaps: Counter[str] = Counter()
@@ -135,6 +137,7 @@ class JointClient:
         if "counter" in sig:
             self._count_gap(d.name, int(sig["counter"]))
         if d.name == self._alive_message:
+            self._deaf_at_heartbeat_s = self.hub.deaf_s()
             self.heartbeat_t, self.heartbeat_bus_t = t, bus_t
         if d.name == self._faults_message and d.name != self._status_message:
             self._reported_faults = self.profile.faults_of(sig[self._faults_signal])
@@ -171,11 +174,16 @@ class JointClient:
         return self.hub.clock
 
     # --- supervision ---------------------------------------------------------------------------------------------
+    def heartbeat_age_s(self) -> float:
+        """Seconds the hub has listened since the last heartbeat (inf before the first): the wall time since it, less
+        the time the host was kept from the bus."""
+        if self.heartbeat_t is None:
+            return math.inf
+        return self.clock.now() - self.heartbeat_t - (self.hub.deaf_s() - self._deaf_at_heartbeat_s)
+
     @property
     def alive(self) -> bool:
-        if self.heartbeat_t is None:
-            return False
-        return self.clock.now() - self.heartbeat_t <= self.missed_heartbeats * self.heartbeat_period_s
+        return self.heartbeat_age_s() <= self.missed_heartbeats * self.heartbeat_period_s
 
     @property
     def state(self) -> str | None:
@@ -204,8 +212,8 @@ class JointClient:
     def check(self) -> None:
         """Raise ``FaultError`` if the joint reports faults, ``TimeoutError`` if its heartbeat was lost."""
         if self.heartbeat_t is not None and not self.alive:
-            age = self.clock.now() - self.heartbeat_t
-            raise TimeoutError(f"node {self.node_id}: joint lost, no heartbeat for {age * 1e3:.0f} ms "
+            age = self.heartbeat_age_s()
+            raise TimeoutError(f"node {self.node_id}: joint lost, no heartbeat for {age * 1e3:.0f} ms of listening "
                                f"(limit {self.missed_heartbeats} x {self.heartbeat_period_s * 1e3:.0f} ms)")
         if self.state in FAULT_STATES or self.faults:
             names = self.faults or [str(self.state)]
