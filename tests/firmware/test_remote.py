@@ -70,10 +70,18 @@ def test_both_nodes_answer_across_processes(remote):
 
 def test_remote_step_matches_in_process(capsys, served):
     # the served joint is paced to wall time: a saturated machine stalls it (300 ms seen), which is a lost joint by
-    # the default 3 heartbeats; the figures are on the joint's clock and loss is tested on its own (test_bus_loss)
-    code = main(["step", "--interface", "remote", "--channel", served[0], "--node", "1", "--loop", "position",
-                 "--amplitude", "0.1", "--missed-heartbeats", "30", "--json"])
-    out, err = capsys.readouterr()
+    # the default 3 heartbeats; and a stall of this process's set-point stream past the joint's 100 ms watchdog
+    # faults it (seen with this process stopped 0.1-0.4 s at random). The figures are on the joint's clock; loss
+    # and the watchdog are tested on their own (test_bus_loss, test_watchdog_trips_across_processes)
+    bus_args = ["--interface", "remote", "--channel", served[0], "--node", "1"]
+    assert main(["param", "set", "watchdog_timeout_s", "2", *bus_args, "--json"]) == 0
+    capsys.readouterr()
+    try:
+        code = main(["step", *bus_args, "--loop", "position", "--amplitude", "0.1", "--missed-heartbeats", "30",
+                     "--json"])
+        out, err = capsys.readouterr()
+    finally:
+        assert main(["param", "set", "watchdog_timeout_s", "0.1", *bus_args, "--json"]) == 0
     assert code == 0, err
     bus = json.loads(out)
     params = load_preset("knee")
