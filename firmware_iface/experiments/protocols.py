@@ -364,8 +364,26 @@ def _output(s: Signals, c: dict, prefix: str = "") -> np.ndarray:
     return s[f"{prefix}velocity_rad_s"] if c.get("loop", "position") == "velocity" else s[f"{prefix}position_rad"]
 
 
-def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+def step_window(s: Signals, segs: list[Segment], c: dict) -> np.ndarray:
+    """The step's samples: its hold and the step. A host stalled across the hold (50 ms; a loaded machine stops a
+    process for longer) sent none of the hold's set-points, and the joint's echo of them then starts at the stepped
+    value ("reference never steps", seen in the GUI beside two busy loops); the joint held the hold's value all the
+    while (where the move home left it, or rest), so the last sample before the window that shows it opens it."""
     sel = _tagged(s, segs, "step")
+    idx = np.flatnonzero(sel)
+    r = s["reference"]
+    if idx.size < 2 or idx[0] == 0 or r[idx[0]] != r[idx[-1]]:
+        return sel
+    before = idx[0] - 1
+    held = 0.0 if c.get("loop", "position") == "velocity" else c["home_rad"]
+    if np.isfinite(r[before]) and abs(r[before] - held) <= 1e-6 * max(1.0, abs(held)):  # float32 on the wire
+        sel = sel.copy()
+        sel[before] = True
+    return sel
+
+
+def analyze_step(s: Signals, segs: list[Segment], c: dict) -> Outcome:
+    sel = step_window(s, segs, c)
     t, y, r = s["t_s"][sel], _output(s, c)[sel], s["reference"][sel]
     if t.size < 10:
         return Outcome({"rise_time_s": math.nan}, _motion_panels(s))

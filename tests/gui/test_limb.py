@@ -71,7 +71,8 @@ def test_the_window_runs_served_joints_and_lists_their_state_through_a_step(qtbo
     qtbot.waitUntil(lambda: item.text(1) == "idle", timeout=10_000)
     # the served joint is paced to wall time and its set-points streamed from this process: a saturated machine
     # stalled them past the 100 ms watchdog (a trip, not what this test is about: the watchdog has its own tests)
-    session.submit(c.write_param, "watchdog_timeout_s", 1.0, 30.0).result(60)
+    for client in session.clients.values():  # node 2 too: the GUI streams it below
+        session.submit(client.write_param, "watchdog_timeout_s", 1.0, 30.0).result(60)
     # a step from the Tests panel on the idle joint: the test enables it (closed loop for its 1 s of the joint's
     # time), and disables it at its end, before the job returns
     w.tests.amplitude.setValue(0.1)

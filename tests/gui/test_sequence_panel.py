@@ -135,7 +135,8 @@ def test_a_short_sequence_runs_from_the_panel(qtbot, window_db, tmp_path) -> Non
     w, panel = window_db, window_db.sequence
     out = tmp_path / "runs" / "unit-1"
     results = run_to_end(qtbot, w, write_sequence(tmp_path, SEQUENCE.format(rise_max=0.5)), out, "unit-1")
-    assert results["verdict"] == "pass" and results["serial"] == "unit-1"
+    assert results["verdict"] == "pass" and results["serial"] == "unit-1", [
+        (s["name"], s["status"], s.get("error")) for s in results["steps"]]
     assert panel.verdict.text() == "PASS"
     # each step's verdict as results.json has it, and every check's value exactly (the item's data: the text is
     # rounded to 4 digits)

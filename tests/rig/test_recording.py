@@ -276,8 +276,8 @@ CHILD = """
 import sys, can
 from firmware_iface.cli import main
 from firmware_iface.client.hub import BusHub
-from firmware_iface.rig.rig import Rig, sim_rig
 from firmware_iface.rig.recording import FrameRecorder
+from firmware_iface.virtual_joint.node import NodeRunner, VirtualJointNode
 channel, out = sys.argv[1], sys.argv[2]
 joint = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
 NodeRunner(joint, [VirtualJointNode(joint, 1)], paced=True).start()
@@ -317,7 +317,12 @@ def test_a_recording_killed_mid_way_is_readable_up_to_its_last_flush(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, f"jointkit-kill-{uuid.uuid4().hex}", out], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert any("recording" in line for line in child.stderr), "the child never started recording"
+        said = []
+        for line in child.stderr:
+            said.append(line)
+            if "recording" in line:
+                break
+        assert said and "recording" in said[-1], f"the child never started recording: {''.join(said)}"
         deadline = time.monotonic() + 20.0
         while not (os.path.exists(out + ".log") and os.path.getsize(out + ".log") > 0):  # the joint is sending
             assert time.monotonic() < deadline and child.poll() is None, "no traffic recorded"

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from actuator.analysis.step import step_figures, step_metrics
+from actuator.errors import ConfigError
 from actuator.model import layout as L
 from firmware_iface.experiments import inprocess
 from firmware_iface.experiments.batch import run_batch
@@ -118,3 +119,26 @@ def test_a_velocity_step_reports_the_true_speeds_figures() -> None:
     assert {k.removeprefix("true_"): v for k, v in outcome.figures.items() if k.startswith("true_")} == \
         step_figures(true, "velocity")
     assert "true_steady_state_error_rad_s" in outcome.figures
+
+
+def test_a_step_whose_hold_the_host_lost_is_measured_from_the_set_point_before_it(position_step) -> None:
+    """A host stalled across the 50 ms hold before the step sent none of it: the joint's echo shows the stepped value
+    from the window's first sample. The window then opens at the sample before it, the home the joint held; the
+    figures measured from the step are those of the whole run; the steady-state tail, a tenth of the window, is 5 ms
+    shorter, over which the joint is still: its mean moves by less than an LSB of the encoder (0.0 seen)."""
+    _, outcome, s, cfg = position_step
+    segs = PROTOCOLS["step"].segments(cfg)
+    hold = next(i for i, seg in enumerate(segs) if seg.tag == "step")
+    kept = s["segment"] != hold
+    lost = {k: v[kept] for k, v in s.items()}
+    with pytest.raises(ConfigError, match="reference never steps"):
+        step_metrics(*(window(lost, segs, "step")[k] for k in ("t_s", "position_rad", "reference")))
+    figures = analyze_step(lost, segs, cfg).figures
+    for key in ("rise_time_s", "overshoot_pct", "settling_time_s"):
+        assert figures[key] == outcome.figures[key], key
+    assert figures["steady_state_error_rad"] == pytest.approx(outcome.figures["steady_state_error_rad"], abs=2 * math.pi / 2**20)
+    # a sample before the window that is not the hold's value (a move cut short) is not taken for it
+    before_step = lost["segment"] < hold + 1
+    moved = dict(lost, reference=np.where(before_step, lost["reference"] + 1e-3, lost["reference"]))
+    with pytest.raises(ConfigError, match="reference never steps"):
+        analyze_step(moved, segs, cfg)
