@@ -367,18 +367,24 @@ def _output(s: Signals, c: dict, prefix: str = "") -> np.ndarray:
 def step_window(s: Signals, segs: list[Segment], c: dict) -> np.ndarray:
     """The step's samples: its hold and the step. A host stalled across the hold (50 ms; a loaded machine stops a
     process for longer) sent none of the hold's set-points, and the joint's echo of them then starts at the stepped
-    value ("reference never steps", seen in the GUI beside two busy loops); the joint held the hold's value all the
-    while (where the move home left it, or rest), so the last sample before the window that shows it opens it."""
+    value ("reference never steps", seen in the GUI beside two busy loops; the host's schedule placed on the joint's
+    clock may also put the echoed step a sample or two before the window). The joint held the hold's value all the
+    while (where the move home left it, or rest): the window then opens at the last sample that shows it, at most a
+    hold's length before."""
     sel = _tagged(s, segs, "step")
     idx = np.flatnonzero(sel)
     r = s["reference"]
     if idx.size < 2 or idx[0] == 0 or r[idx[0]] != r[idx[-1]]:
         return sel
-    before = idx[0] - 1
+    dt = float(np.median(np.diff(s["t_s"][idx])))  # the grid's step
+    earliest = max(0, idx[0] - 1 - math.ceil(c["pre_s"] / dt))
+    j = idx[0] - 1
+    while j > earliest and r[j] == r[idx[0]]:
+        j -= 1
     held = 0.0 if c.get("loop", "position") == "velocity" else c["home_rad"]
-    if np.isfinite(r[before]) and abs(r[before] - held) <= 1e-6 * max(1.0, abs(held)):  # float32 on the wire
+    if np.isfinite(r[j]) and abs(r[j] - held) <= 1e-6 * max(1.0, abs(held)):  # float32 on the wire
         sel = sel.copy()
-        sel[before] = True
+        sel[j:idx[0]] = True
     return sel
 
 

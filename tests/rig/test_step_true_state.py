@@ -136,7 +136,14 @@ def test_a_step_whose_hold_the_host_lost_is_measured_from_the_set_point_before_i
     figures = analyze_step(lost, segs, cfg).figures
     for key in ("rise_time_s", "overshoot_pct", "settling_time_s"):
         assert figures[key] == outcome.figures[key], key
-    assert figures["steady_state_error_rad"] == pytest.approx(outcome.figures["steady_state_error_rad"], abs=2 * math.pi / 2**20)
+    lsb = 2 * math.pi / 2**20
+    assert figures["steady_state_error_rad"] == pytest.approx(outcome.figures["steady_state_error_rad"], abs=lsb)
+    # nor when the joint's echo of the step comes two samples before the window (seen: the host's schedule placed on
+    # the joint's clock), where rise, overshoot and settling are measured from the first stepped sample
+    first = np.argmax(lost["segment"] == hold + 1)
+    early = dict(lost, reference=np.where(np.arange(kept.sum()) >= first - 2, lost["reference"][first],
+                                          lost["reference"]))
+    assert analyze_step(early, segs, cfg).figures["overshoot_pct"] == outcome.figures["overshoot_pct"]
     # a sample before the window that is not the hold's value (a move cut short) is not taken for it
     before_step = lost["segment"] < hold + 1
     moved = dict(lost, reference=np.where(before_step, lost["reference"] + 1e-3, lost["reference"]))
