@@ -186,6 +186,13 @@ class BusHub:
             return deaf_s
         return deaf_s + max(0.0, self.clock.now() - back_t - READ_TIMEOUT_S)
 
+    def listen(self, duration_s: float) -> None:
+        """Return once the reader has listened ``duration_s``: the time on the hub's clock, lengthened by what of it
+        the reader was kept from the bus (a stalled host heard nothing meanwhile)."""
+        t0, deaf0 = self.clock.now(), self.deaf_s()
+        while (left := duration_s - (self.clock.now() - t0) + (self.deaf_s() - deaf0)) > 0:
+            self.clock.sleep(left)
+
     def _run(self) -> None:
         self._deaf = (self._deaf[0], self.clock.now())
         while not self._stop.is_set():

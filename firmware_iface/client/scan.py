@@ -44,12 +44,12 @@ def wire_value(profile: Profile, value: float) -> float:
 
 
 def listen(bus: can.BusABC, profile: Profile | None = None, listen_s: float = LISTEN_S) -> dict[int, dict[str, Any]]:
-    """The nodes whose heartbeat arrived during the next ``listen_s`` seconds: node id -> its last heartbeat's
-    signals (sorted by node id). ``profile`` is used only if the bus has no hub yet."""
+    """The nodes whose heartbeat arrived during the next ``listen_s`` seconds of listening (``BusHub.listen``): node
+    id -> its last heartbeat's signals (sorted by node id). ``profile`` is used only if the bus has no hub yet."""
     _check_listen(listen_s)
     hub = BusHub.of(bus, profile)
     t0 = time.perf_counter()
-    time.sleep(listen_s)
+    hub.listen(listen_s)
     return hub.nodes(time.perf_counter() - t0)
 
 
@@ -146,7 +146,7 @@ def detect(bus: can.BusABC, profiles: dict[str, Profile], listen_s: float = LIST
     heard = can.BufferedReader()  # every frame the hub receives, in order
     hub.add_listener(heard)
     try:
-        time.sleep(listen_s)
+        hub.listen(listen_s)
     finally:
         hub.remove_listener(heard)
     frames = list(iter(lambda: heard.get_message(0.0), None))

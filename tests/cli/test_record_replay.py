@@ -133,9 +133,14 @@ def test_replay_plays_the_frames_onto_a_bus_at_the_rate(capsys, tmp_path, rx_onl
     assert report["frames"] == len(expected) and report["recorded_frames"] == 30
     assert [bytes(m.data) for m in got] == [bytes(m.data) for m in expected]
     assert {m.arbitration_id for m in got} == {0x29}
-    played = got[-1].timestamp - got[0].timestamp  # the virtual bus stamps frames as they are sent
-    recorded = expected[-1].timestamp - expected[0].timestamp
-    assert played == pytest.approx(recorded / 4, abs=0.03)
+    # the virtual bus stamps frames as they are sent. python-can's MessageSync sends each frame at its own time from
+    # the start, so the playback is never early, and a host stalled on the way (0.3 s seen under a stop-the-process
+    # stress) sends the frames it owes at once and is back on time: the pace is the median gap (5.2 ms at rate 4,
+    # 10.3 ms at rate 2), within the 1 ms a loaded machine's wake-ups add to a sleep
+    played = np.diff([m.timestamp for m in got])
+    recorded = np.diff([m.timestamp for m in expected])
+    assert np.sum(played) >= np.sum(recorded) / 4 - 1e-3
+    assert np.median(recorded) / 4 - 5e-4 <= np.median(played) <= np.median(recorded) / 4 + 1e-3
 
 
 def test_replay_needs_a_bus_or_an_analysis(capsys, tmp_path):

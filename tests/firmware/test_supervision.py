@@ -82,3 +82,17 @@ def test_a_joint_silent_while_the_host_listens_is_lost(joint) -> None:
     assert client.heartbeat_age_s() > MISSED * HEARTBEAT_PERIOD_S
     with pytest.raises(JointTimeoutError, match=r"no heartbeat for \d+ ms of listening \(limit 3 x 100 ms\)"):
         client.check()
+
+
+def test_listening_is_lengthened_by_the_time_the_host_was_kept_from_the_bus(joint) -> None:
+    """``BusHub.listen`` (what ``scan`` listens with): 0.3 s of listening with the reader held 0.5 s of it lasts at
+    least the two less one receive timeout, and hears heartbeats (a scan on a stalled host found no joint before)."""
+    client, _ = joint
+    stall = Stall()
+    client.hub.add_listener(stall)
+    stall.armed.set()
+    beats = client.hub.beats[1]
+    t0 = time.perf_counter()
+    client.hub.listen(0.3)
+    assert time.perf_counter() - t0 >= 0.3 + STALL_S - READ_TIMEOUT_S - 1e-6
+    assert stall.done.is_set() and client.hub.beats[1] > beats

@@ -14,7 +14,9 @@ from firmware_iface.rig.rig import sim_rig
 from firmware_iface.rig.runner import EXIT_CODES, run_sequence
 from firmware_iface.rig.sequence import load_sequence
 
-# about 1.5 s of joint time: the frame recorder flushes every 0.5 s, so at least once while the joint is commanded
+# about 3.3 s of joint time, at least as long on the wall clock beside the lock-step joint's arithmetic: the frame
+# recorder's timer flushes every 0.5 s of wall time, so during the steps, and a failed flush is noticed after one
+# (with a 1.2 s hold, a run stalled by a loaded machine saw the timer's first flush only at its close)
 SEQUENCE = """
 [sequence]
 name = "short"
@@ -28,7 +30,7 @@ type = "enable"
 
 [[steps]]
 type = "hold"
-duration_s = 1.2
+duration_s = 3.0
 
 [[steps]]
 type = "disable"
