@@ -182,7 +182,7 @@ class BusHub:
         """Seconds, since the reader started, it was kept from the bus beyond its receive timeout, up to now (0 in
         lock-step and without a reader thread: there the caller's own waits receive)."""
         deaf_s, back_t = self._deaf
-        if back_t is None or not self.threaded:
+        if back_t is None or not self.threaded or self.lost is not None:  # a lost bus: the reader hears silence
             return deaf_s
         return deaf_s + max(0.0, self.clock.now() - back_t - READ_TIMEOUT_S)
 
@@ -199,8 +199,10 @@ class BusHub:
             if self.lost is None:
                 self._receive_one(READ_TIMEOUT_S)
                 self._came_back()
-            elif self._reopen is None or not self._try_reopen():
-                self._stop.wait(self._reopen_interval_s if self._reopen is not None else 0.05)
+            else:
+                if self._reopen is None or not self._try_reopen():
+                    self._stop.wait(self._reopen_interval_s if self._reopen is not None else 0.05)
+                self._deaf = (self._deaf[0], self.clock.now())  # a lost bus is silence heard, not a stalled host
 
     def _came_back(self) -> None:
         """The reader is back from the bus: time since its last return beyond one receive timeout it was deaf."""

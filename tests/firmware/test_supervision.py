@@ -96,3 +96,20 @@ def test_listening_is_lengthened_by_the_time_the_host_was_kept_from_the_bus(join
     client.hub.listen(0.3)
     assert time.perf_counter() - t0 >= 0.3 + STALL_S - READ_TIMEOUT_S - 1e-6
     assert stall.done.is_set() and client.hub.beats[1] > beats
+
+
+def test_a_joint_behind_a_lost_bus_is_lost_while_the_hub_tries_to_reopen_it(joint) -> None:
+    """A lost bus is silence heard, not a stalled host: while the reader retries the bus (``reconnect_with``), the
+    time counts against the joint's heartbeat, and the joint is lost after its three periods."""
+    client, _ = joint
+    hub = client.hub
+
+    def unplugged() -> can.BusABC:
+        raise can.CanError("adapter unplugged")
+    hub.reconnect_with(unplugged, interval_s=1.0)
+    hub.bus.shutdown()  # the reader's next receive fails: the bus is lost
+    deadline = time.monotonic() + 30.0  # a safety net: the verdicts below do not depend on it
+    while hub.lost is None or client.alive:  # the client's own waits raise BusError on a lost bus: polled here
+        assert time.monotonic() < deadline, (hub.lost, client.heartbeat_age_s())
+        time.sleep(0.01)
+    assert hub.threaded and client.heartbeat_age_s() > MISSED * HEARTBEAT_PERIOD_S  # still trying to reopen it
