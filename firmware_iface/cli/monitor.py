@@ -67,7 +67,7 @@ class JointView:
         force = [values.get(k, math.nan) for k in FORCE]
         values.update(state=c.state, mode=c.mode, faults=c.faults, force_magnitude_n=math.hypot(*force),
                       frames_per_s=self.frames_per_s, gaps=sum(c.gaps.values()),
-                      heartbeat_age_s=None if c.heartbeat_t is None else time.perf_counter() - c.heartbeat_t)
+                      heartbeat_age_s=None if c.heartbeat_t is None else c.heartbeat_age_s())
         return values
 
 

@@ -175,8 +175,8 @@ def test_monitor_json_snapshot(capsys, joints, monkeypatch):
     for snap in report["nodes"].values():
         assert math.isfinite(snap["telemetry.position_rad"]) and math.isfinite(snap["telemetry.winding_temp_c"])
         assert snap["state"] == "idle" and snap["faults"] == [] and snap["gaps"] == 0
-        # the heartbeat's age is wall time (how long ago this host heard it): within the client's loss limit of 3
-        # periods, past which the monitor would show the joint lost
+        # the heartbeat's age is the client's (how long this host has listened since it heard it, a stall of the
+        # host left out): within the client's loss limit of 3 periods, past which the monitor shows it lost
         assert 0 <= snap["heartbeat_age_s"] < 3 * 0.1
         # frames per second of the frames' own stamps, over the window between the monitor's first and last sample
         # (at least a few tenths of a second: ~1000 frames): each of the 6 messages may be counted one frame more

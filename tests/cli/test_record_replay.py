@@ -134,13 +134,14 @@ def test_replay_plays_the_frames_onto_a_bus_at_the_rate(capsys, tmp_path, rx_onl
     assert [bytes(m.data) for m in got] == [bytes(m.data) for m in expected]
     assert {m.arbitration_id for m in got} == {0x29}
     # the virtual bus stamps frames as they are sent. python-can's MessageSync sends each frame at its own time from
-    # the start, so the playback is never early, and a host stalled on the way (0.3 s seen under a stop-the-process
-    # stress) sends the frames it owes at once and is back on time: the pace is the median gap (5.2 ms at rate 4,
-    # 10.3 ms at rate 2), within the 1 ms a loaded machine's wake-ups add to a sleep
-    played = np.diff([m.timestamp for m in got])
-    recorded = np.diff([m.timestamp for m in expected])
-    assert np.sum(played) >= np.sum(recorded) / 4 - 1e-3
-    assert np.median(recorded) / 4 - 5e-4 <= np.median(played) <= np.median(recorded) / 4 + 1e-3
+    # the start, so no frame is early, and a host stalled on the way (0.3 s seen under a stop-the-process stress,
+    # longer than the playback) sends the frames it owes at once: a gap or two long, the next ones near 0. At rate 1
+    # or 2 every gap would be 4 or 2 times the 5.2 ms of rate 4; here at most a third exceed 1.5 times it
+    sent = np.array([m.timestamp for m in got]) - got[0].timestamp
+    due = (np.array([m.timestamp for m in expected]) - expected[0].timestamp) / 4
+    assert np.all(sent >= due - 1e-3)
+    nominal = np.median(np.diff(due))
+    assert np.count_nonzero(np.diff(sent) > 1.5 * nominal) <= len(due) // 3
 
 
 def test_replay_needs_a_bus_or_an_analysis(capsys, tmp_path):
