@@ -428,8 +428,14 @@ def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
     # the kinematic error (twice per wave-generator turn) at a quarter of the unloaded resonance: below the band
     speed = 0.25 * TwoMass.from_params(b).resonance_hz * math.pi / r.ratio
     mesh = 1.0 / r.efficiency if torque_nm >= 0.0 else 2.0 - 1.0 / r.efficiency  # driving, or driven by the load
-    bias = torque_nm * mesh + r.ratio * (r.static_friction_nm + r.viscous_friction_nm_s_per_rad * r.ratio * speed)
+    w_m, fs, fc = r.ratio * speed, r.static_friction_nm, r.coulomb_friction_nm
+    # the static friction breaks the joint free (the ramp, then 0.5 s); after that the friction at that speed: an
+    # excess would accelerate a joint with little viscous friction (the quasi-direct drive) all through the record,
+    # and its flexspline would carry a share of it
+    stribeck = fc + (fs - fc) * math.exp(-(w_m / r.stribeck_velocity_rad_s) ** r.stribeck_exponent)
     settle, n = round(RESONANCE_SETTLE_S / dt), round(RESONANCE_PERIOD_S / dt)
+    friction = np.where(np.arange(settle + n) < round(2.0 / dt), fs, stribeck)
+    bias = torque_nm * mesh + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
     ramp = np.ones(settle + n)
     ramp[: round(1.5 / dt)] = _smooth(round(1.5 / dt))
     amplitude = 0.3 * max(r.hysteresis_torque_nm, 0.1 * r.t1_nm)  # small against the Dahl's saturation

@@ -148,10 +148,15 @@ def margins(fr_loop: FrequencyResponse, min_coherence: float = 0.9) -> tuple[flo
     return gm, pm, wc, wpc
 
 
-def _sub(fr: FrequencyResponse, start: int) -> FrequencyResponse:
-    keep = slice(start, None)
+def _sub(fr: FrequencyResponse, keep: slice | np.ndarray) -> FrequencyResponse:
     return FrequencyResponse(fr.freq_hz[keep], fr.h[keep], fr.magnitude_db[keep], fr.phase_deg[keep],
                              fr.coherence[keep])
+
+
+def in_band(fr: FrequencyResponse, f0_hz: float, f1_hz: float) -> FrequencyResponse:
+    """The bins of ``fr`` from ``f0_hz`` to ``f1_hz``: those an excitation over that band reached. Outside it the
+    estimate is noise that can pass for a crossing, however coherent it looks."""
+    return _sub(fr, (fr.freq_hz >= f0_hz) & (fr.freq_hz <= f1_hz))
 
 
 def margins_above_crossover(fr_loop: FrequencyResponse, min_coherence: float = 0.9) -> tuple[float, float]:
@@ -163,8 +168,8 @@ def margins_above_crossover(fr_loop: FrequencyResponse, min_coherence: float = 0
     above = np.flatnonzero(ok & (fr_loop.magnitude_db >= 0.0))
     if above.size == 0:
         return math.nan, math.nan
-    _, pm, _, _ = margins(_sub(fr_loop, int(above[-1])), min_coherence)
+    _, pm, _, _ = margins(_sub(fr_loop, slice(int(above[-1]), None)), min_coherence)
     crossover = int(above[-1]) + 1
-    gm, _, _, _ = margins(_sub(fr_loop, crossover), min_coherence) if crossover < fr_loop.freq_hz.size else (
-        math.nan, 0, 0, 0)
+    above_crossover = _sub(fr_loop, slice(crossover, None))
+    gm, _, _, _ = margins(above_crossover, min_coherence) if crossover < fr_loop.freq_hz.size else (math.nan, 0, 0, 0)
     return gm, pm

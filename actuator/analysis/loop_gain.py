@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from actuator.analysis.frequency import FrequencyResponse, frequency_response, margins_above_crossover
+from actuator.analysis.frequency import FrequencyResponse, frequency_response, in_band, margins_above_crossover
 from actuator.control.config import ControllerConfig
 from actuator.control.reference import Chirp, reference_rows
 from actuator.errors import ConfigError
@@ -30,8 +30,9 @@ DISTURBANCE_FRACTION = 0.1  # the chirp torque added at the drive's input, of th
 
 def loop_gain_test(params: JointParams, cfg: ControllerConfig, f0_hz: float, f1_hz: float,
                    seed: int = 0) -> tuple[FrequencyResponse, float, float]:
-    """The position cascade's loop gain over f0..f1 and its (gain margin dB, phase margin deg) above crossover;
-    the margins are NaN where static friction held the joint (``_loop_gain_measurable``)."""
+    """The position cascade's loop gain over f0..f1 (the chirp's band: the bins past it are noise, which gave the
+    quasi-direct drive a crossing at 83 Hz and a 0.07 deg phase margin) and its (gain margin dB, phase margin deg)
+    above crossover; the margins are NaN where static friction held the joint (``_loop_gain_measurable``)."""
     if not 0 < f0_hz < f1_hz:
         raise ConfigError(f"f0_hz = {f0_hz!r}, f1_hz = {f1_hz!r}: need 0 < f0_hz < f1_hz")
     cfg = cfg.with_mode("position")
@@ -47,7 +48,8 @@ def loop_gain_test(params: JointParams, cfg: ControllerConfig, f0_hz: float, f1_
     tau_c = tau_c[: d_rows.size]
     dt_row = params.dt_s * RECORD_EVERY
     seg = round(period_s / dt_row)
-    fr = frequency_response(tau_c[seg:] + d_rows[seg:], -tau_c[seg:], 1.0 / dt_row, nperseg=seg)
+    fr = in_band(frequency_response(tau_c[seg:] + d_rows[seg:], -tau_c[seg:], 1.0 / dt_row, nperseg=seg),
+                 f0_hz, f1_hz)
     gm, pm = margins_above_crossover(fr) if _loop_gain_measurable(fr) else (math.nan, math.nan)
     return fr, gm, pm
 

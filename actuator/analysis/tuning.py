@@ -6,7 +6,8 @@ the step and bode protocols on the simulated joint (``tune_model``, ``tune_relay
 Model-based design for a requested position bandwidth f_b and damping zeta (``tune_model`` first
 identifies the rigid body on the simulated joint, the ``identify`` protocol of ``firmware_iface.experiments``, and
 rescales the model's inertia and viscous friction to it):
-* velocity PI by pole placement on the rigid inertia J (output side): J s² + kp s + ki with natural
+* velocity PI by pole placement on the inertia J a torque command moves (output side: the rigid body and the
+  back-EMF's inertia, ``TwoMass.apparent_inertia_kg_m2``): J s² + kp s + ki with natural
   frequency w_v = ``velocity_ratio`` 2 pi f_b and damping zeta: kp = 2 zeta J w_v, ki = J w_v²;
 * the velocity estimator's bandwidth at ``estimator_ratio`` w_v (it must not dominate the inner loop); where the
   loop crosses unity a second time above the reducer's resonance (only the motor side's inertia J_m answers
@@ -92,10 +93,10 @@ def _check(name: str, value: float, lo: float, hi: float) -> float:
 
 def _velocity_design(model: TwoMass, cfg: ControllerConfig, w_v: float, zeta: float,
                      estimator_ratio: float) -> ControllerConfig:
-    j = model.total_inertia_kg_m2
+    j = model.apparent_inertia_kg_m2
     vel = replace(cfg.velocity, kp=2 * zeta * j * w_v, ki=j * w_v * w_v, kd=0.0)
     # above the resonance only the motor side answers: the loop gain rises by J / J_m there, and crosses unity
-    # again at kp / J_m when that lies above the resonance
+    # again at kp / J_m when that lies above the resonance (J_m without the back-EMF's, faded by then)
     rises = 2 * zeta * w_v * j / model.motor_inertia_kg_m2 > 2 * math.pi * model.resonance_hz
     crossover = w_v * j / model.motor_inertia_kg_m2 if rises else w_v
     est_hz = min(estimator_ratio * crossover / (2 * math.pi), 0.15 * cfg.velocity_loop_rate_hz)

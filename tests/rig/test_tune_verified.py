@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from actuator.analysis.linear import TwoMass
 from actuator.analysis.step import friction_hold_rad
 from actuator.analysis.tuning import default_controller, design_cascade, relay_test
 from actuator.params import JointParams, load_preset
@@ -95,10 +96,12 @@ def test_tune_model_identifies_the_inertia_and_designs_on_it(tuned) -> None:
     # wrist 0.22992 +- 0.0007 (-0.03 %); bound 5 %
     assert j_id == pytest.approx(j_true, rel=0.05)
     assert res.notes[0].startswith("identified in simulation")
-    # the velocity PI is placed on the identified inertia, not the nominal one: with zeta = 1, kp = 2 J w_v and
-    # ki = J w_v², so kp² / (4 ki) = J whatever the velocity loop's ratio
+    # the velocity PI is placed on the identified inertia, not the nominal one, with the back-EMF's inertia the
+    # measured current cannot see: with zeta = 1, kp = 2 J w_v and ki = J w_v², so kp² / (4 ki) = J whatever the
+    # velocity loop's ratio
     v = res.config.velocity
-    assert v.kp ** 2 / (4.0 * v.ki) == pytest.approx(j_id, rel=1e-9)
+    j_emf = TwoMass.from_params(p).emf_inertia_kg_m2
+    assert v.kp ** 2 / (4.0 * v.ki) == pytest.approx(j_id + j_emf, rel=1e-9)
 
 
 # --- relay --------------------------------------------------------------------------------------------------------
