@@ -36,13 +36,14 @@ How each quantity is measured:
   power / mean input power over 8 whole wave-generator revolutions after 0.1 s (about 0.5 point), with the
   housing (the gear's grease) soaked at the point's temperature;
 - cogging periods: the model's motor torque at zero current over one revolution, the dominant FFT bin;
-- small-signal resonance (item 6 of the fidelity review; its reference is jointkit's own linear model, not the
-  catalogue, so it is not a row of ``run_checks``; ``tests/actuator/test_small_signal.py`` compares them): the load the
-  preset's link inertia without gravity or damping, an external torque ramped (smooth, 1.5 s) to the operating
-  torque while the motor, driven open loop, slides at a speed whose kinematic error lies below the band; then a
-  multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s) and the twist's response on
-  its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural frequency of a
-  two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque).resonance_hz``.
+- small-signal resonance (item 6 of the fidelity review; its reference is jointkit's own linear model, the one
+  ``tune`` designs on and ``bode`` predicts with, not the catalogue; two rows of every report, driving at T1 / 2 and
+  driven at -T1, within 5 %): the load the preset's link inertia without gravity or damping, an external torque
+  ramped (smooth, 1.5 s) to the operating torque while the motor, driven open loop, slides at a speed whose
+  kinematic error lies below the band (the static friction breaks it free, then the sliding friction at that speed
+  is driven); then a multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s) and the
+  twist's response on its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural
+  frequency of a two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque).resonance_hz``.
 """
 
 from __future__ import annotations
@@ -455,6 +456,24 @@ def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
     return math.sqrt(a / bw) / (2.0 * math.pi), float(twist.mean())
 
 
+RESONANCE_POINTS = ((0.5, "+T1/2", "driving the load"), (-1.0, "-T1", "driven by the load"))
+LINEAR_MODEL_SOURCE = "jointkit's linear model (actuator.analysis.linear.TwoMass), what tune designs on"
+
+
+def check_resonance(p: JointParams, tolerance: float = 0.05) -> list[CheckRow]:
+    """The resonance measured in motion against the linear model's, driving at T1 / 2 and driven at -T1."""
+    bench = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
+    rows = []
+    for fraction, label, flow in RESONANCE_POINTS:
+        torque = fraction * p.reducer.t1_nm
+        measured, _ = plant_resonance_hz(p, torque)
+        rows.append(replace(_relative_row(
+            f"resonance in motion at {label} ({torque:.3g} N·m)", "Hz", TwoMass.from_params(bench, torque).resonance_hz,
+            LINEAR_MODEL_SOURCE, measured, tolerance, f"{flow}; the multisine's twist response about a sliding state"),
+            at_nm=torque))
+    return rows
+
+
 # --- all checks -----------------------------------------------------------------------------------------
 
 def run_checks(p: JointParams) -> CatalogueReport:
@@ -489,4 +508,5 @@ def run_checks(p: JointParams) -> CatalogueReport:
         rows += check_efficiency(p)
     if given("cogging_periods_per_rev"):
         rows.append(check_cogging(p, c.cogging_periods_per_rev))
+    rows += check_resonance(p)  # against the linear model, which every preset has
     return CatalogueReport(p.name, tuple(rows), tuple(skipped))
