@@ -120,12 +120,12 @@ def test_step_impedance_with_zero_gains_runs_and_holds(capsys, tmp_path) -> None
 def test_bode_position_json_csv_and_png(capsys, tmp_path) -> None:
     out = tmp_path / "bode.csv"
     b = run_json(capsys, "bode", "--preset", "knee", "--loop", "position", "--out", str(out))
-    # measured 4.39 Hz: the default gains were tuned for 5 Hz (4.83 Hz measured with the tuner's larger chirp;
-    # this chirp is sized for 3 x the linear model's 6.56 Hz, so smaller, and friction weighs more)
+    # measured 3.85 Hz: the default gains were tuned for 5 Hz with the tuner's larger chirp; this chirp is sized for
+    # 3 x the linear model's 7.28 Hz, so smaller, and friction weighs more
     assert finite(b["bandwidth_hz"])
     assert b["bandwidth_hz"] == pytest.approx(5.0, rel=0.3)
     # the predicted block: the bandwidth at the chirp's amplitude (Coulomb friction by its describing function:
-    # 4.64 Hz, within 20 % of the measured), the linear model's beside it (6.56 Hz), and the linear margins
+    # 4.40 Hz, within 20 % of the measured), the linear model's beside it (7.28 Hz), and the linear margins
     knee = load_preset("knee")
     model = predict(TwoMass.from_params(knee), default_controller(knee))
     pred = b["predicted"]
