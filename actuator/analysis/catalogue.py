@@ -59,7 +59,7 @@ from actuator.analysis.linear import TwoMass
 from actuator.errors import ConfigError
 from actuator.model import layout as L
 from actuator.model.electrics import motor_torque
-from actuator.model.mechanics import dahl_virgin, lubricant_factor, spring_torque
+from actuator.model.mechanics import dahl_virgin, lubricant_factor, spring_torque, stribeck_level
 from actuator.params import CatalogueKt, CatalogueStiffness, CatalogueValue, JointParams
 from actuator.simulation import JointModel, simulate
 
@@ -425,18 +425,19 @@ def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
     """(resonance, mean twist) of ``p`` measured about a sliding state whose flexspline carries ``torque_nm``."""
     b = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
     r, dt = b.reducer, b.dt_s
-    f_band = TwoMass.from_params(b, torque_nm).resonance_hz
+    model = TwoMass.from_params(b, torque_nm)
+    f_band = model.resonance_hz
     # the kinematic error (twice per wave-generator turn) at a quarter of the unloaded resonance: below the band
     speed = 0.25 * TwoMass.from_params(b).resonance_hz * math.pi / r.ratio
-    mesh = 1.0 / r.efficiency if torque_nm >= 0.0 else 2.0 - 1.0 / r.efficiency  # driving, or driven by the load
-    w_m, fs, fc = r.ratio * speed, r.static_friction_nm, r.coulomb_friction_nm
+    w_m = r.ratio * speed
     # the static friction breaks the joint free (the ramp, then 0.5 s); after that the friction at that speed: an
     # excess would accelerate a joint with little viscous friction (the quasi-direct drive) all through the record,
     # and its flexspline would carry a share of it
-    stribeck = fc + (fs - fc) * math.exp(-(w_m / r.stribeck_velocity_rad_s) ** r.stribeck_exponent)
+    sliding, _ = stribeck_level(L.compile_params(b), w_m, 1.0)
     settle, n = round(RESONANCE_SETTLE_S / dt), round(RESONANCE_PERIOD_S / dt)
-    friction = np.where(np.arange(settle + n) < round(2.0 / dt), fs, stribeck)
-    bias = torque_nm * mesh + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
+    friction = np.where(np.arange(settle + n) < round(2.0 / dt), r.static_friction_nm, sliding)
+    # the mesh loss: the motor carries the flexspline's torque by 1 / eta driving, 2 - 1 / eta driven
+    bias = torque_nm * model.mesh_coupling + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
     ramp = np.ones(settle + n)
     ramp[: round(1.5 / dt)] = _smooth(round(1.5 / dt))
     amplitude = 0.3 * max(r.hysteresis_torque_nm, 0.1 * r.t1_nm)  # small against the Dahl's saturation

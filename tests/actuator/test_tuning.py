@@ -16,7 +16,7 @@ from conftest import ideal_reducer, variant
 from scipy import signal
 from scipy.optimize import brentq
 
-from actuator.analysis.linear import TwoMass, loop_response, predict, predicted_step
+from actuator.analysis.linear import TwoMass, back_emf_inertia, loop_response, predict, predicted_step
 from actuator.analysis.step import step_metrics
 from actuator.analysis.tuning import (
     VELOCITY_RATIOS,
@@ -26,7 +26,6 @@ from actuator.analysis.tuning import (
 )
 from actuator.control.config import ControllerConfig, LoopGains
 from actuator.errors import ConfigError
-from actuator.model.layout import current_loop_design
 from actuator.params import JointParams
 
 TWO_PI = 2.0 * math.pi
@@ -38,10 +37,8 @@ def total_inertia(p: JointParams) -> float:
 
 
 def emf_inertia(p: JointParams) -> float:
-    """The back-EMF's output-side inertia, 1.5 (p lambda)² N² / (R w_c) (tests/actuator/test_small_signal.py)."""
-    m = p.motor
-    wc = current_loop_design(m.phase_resistance_ohm, m.q_inductance_h, p.dt_s, p.drive.current_loop_bandwidth_hz)
-    return 1.5 * (m.pole_pairs * m.flux_linkage_wb) ** 2 / (m.phase_resistance_ohm * wc) * p.reducer.ratio ** 2
+    """The back-EMF's output-side inertia: J_e N² (J_e's closed form is tests/actuator/test_small_signal.py's)."""
+    return back_emf_inertia(p)[0] * p.reducer.ratio ** 2
 
 
 def apparent_inertia(p: JointParams) -> float:
