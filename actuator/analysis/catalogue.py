@@ -37,19 +37,22 @@ How each quantity is measured:
   housing (the gear's grease) soaked at the point's temperature;
 - cogging periods: the model's motor torque at zero current over one revolution, the dominant FFT bin;
 - small-signal resonance (item 6 of the fidelity review; its reference is jointkit's own linear model, the one
-  ``tune`` designs on and ``bode`` predicts with, not the catalogue; two rows of every report, driving at T1 / 2 and
-  driven at -T1, within 5 %): the load the preset's link inertia without gravity or damping, an external torque
-  ramped (smooth, 1.5 s) to the operating torque while the motor, driven open loop, slides at a speed whose
-  kinematic error lies below the band (the static friction breaks it free, then the sliding friction at that speed
-  is driven); then a multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s) and the
-  twist's response on its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural
-  frequency of a two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque).resonance_hz``.
+  ``tune`` designs on and ``bode`` predicts with, not the catalogue; three rows of every report, driving at T1 / 2,
+  driven at -T1 and at no load, within 5 %): the load the preset's link inertia without gravity or damping, an
+  external torque ramped (smooth, 1.5 s) to the operating torque while the motor, driven open loop, slides at a speed
+  whose kinematic error lies below the band (the static friction breaks it free, then the sliding friction at that
+  speed is driven); then a multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s) and
+  the twist's response on its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural
+  frequency of a two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque,
+  twist_rms).resonance_hz``, the model at the twist's travel measured there (the kinematic error sweeps the twist,
+  and about zero twist the hysteretic flexspline stiffens with the travel: 7 % on the knee's resonance).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import brentq
@@ -421,14 +424,23 @@ RESONANCE_PERIOD_S = 4.0  # the multisine's period: lines 0.25 Hz apart
 RESONANCE_SETTLE_S = 2.5  # the 1.5 s ramp to the operating point, then 1 s for the Dahl state to settle
 
 
-def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
-    """(resonance, mean twist) of ``p`` measured about a sliding state whose flexspline carries ``torque_nm``."""
+class PlantResonance(NamedTuple):
+    """The resonance measured about a sliding state, and the twist there: its mean and its travel (rms about it)."""
+
+    resonance_hz: float
+    twist_mean_rad: float
+    twist_rms_rad: float
+
+
+def plant_resonance(p: JointParams, torque_nm: float, ke_fraction: float = 0.25) -> PlantResonance:
+    """The resonance of ``p`` measured about a sliding state whose flexspline carries ``torque_nm``, sliding at a
+    speed whose kinematic error runs at ``ke_fraction`` of the unloaded model's resonance."""
     b = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
     r, dt = b.reducer, b.dt_s
     model = TwoMass.from_params(b, torque_nm)
     f_band = model.resonance_hz
-    # the kinematic error (twice per wave-generator turn) at a quarter of the unloaded resonance: below the band
-    speed = 0.25 * TwoMass.from_params(b).resonance_hz * math.pi / r.ratio
+    # the kinematic error (twice per wave-generator turn) below the band
+    speed = ke_fraction * TwoMass.from_params(b).resonance_hz * math.pi / r.ratio
     w_m = r.ratio * speed
     # the static friction breaks the joint free (the ramp, then 0.5 s); after that the friction at that speed: an
     # excess would accelerate a joint with little viscous friction (the quasi-direct drive) all through the record,
@@ -454,24 +466,27 @@ def plant_resonance_hz(p: JointParams, torque_nm: float) -> tuple[float, float]:
     w = 2.0 * math.pi * np.fft.rfftfreq(n, dt)[lines]
     (a, bw), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(w), -w * w]), (u_f[lines] / y_f[lines]).real,
                                   rcond=None)
-    return math.sqrt(a / bw) / (2.0 * math.pi), float(twist.mean())
+    return PlantResonance(math.sqrt(a / bw) / (2.0 * math.pi), float(twist.mean()), float(twist.std()))
 
 
-RESONANCE_POINTS = ((0.5, "+T1/2", "driving the load"), (-1.0, "-T1", "driven by the load"))
+RESONANCE_POINTS = ((0.5, "+T1/2", "driving the load"), (-1.0, "-T1", "driven by the load"),
+                    (0.0, "no load", "no torque carried"))
 LINEAR_MODEL_SOURCE = "jointkit's linear model (actuator.analysis.linear.TwoMass), what tune designs on"
 
 
 def check_resonance(p: JointParams, tolerance: float = 0.05) -> list[CheckRow]:
-    """The resonance measured in motion against the linear model's, driving at T1 / 2 and driven at -T1."""
+    """The resonance measured in motion against the linear model's, driving at T1 / 2, driven at -T1 and at no load;
+    the model at the twist's travel the bench measured (the kinematic error sweeps it)."""
     bench = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
     rows = []
     for fraction, label, flow in RESONANCE_POINTS:
         torque = fraction * p.reducer.t1_nm
-        measured, _ = plant_resonance_hz(p, torque)
+        measured = plant_resonance(p, torque)
+        model = TwoMass.from_params(bench, torque, measured.twist_rms_rad)
         rows.append(replace(_relative_row(
-            f"resonance in motion at {label} ({torque:.3g} N·m)", "Hz", TwoMass.from_params(bench, torque).resonance_hz,
-            LINEAR_MODEL_SOURCE, measured, tolerance, f"{flow}; the multisine's twist response about a sliding state"),
-            at_nm=torque))
+            f"resonance in motion at {label} ({torque:.3g} N·m)", "Hz", model.resonance_hz, LINEAR_MODEL_SOURCE,
+            measured.resonance_hz, tolerance, f"{flow}; the multisine's twist response about a sliding state, the "
+            f"model at its twist travel ({measured.twist_rms_rad:.2g} rad rms)"), at_nm=torque))
     return rows
 
 

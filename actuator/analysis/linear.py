@@ -5,7 +5,9 @@ Plant: two inertias, output-referred (motor side J1 = J_m N², load J2), joined 
 small-signal stiffness and damping c, with input viscous friction (b_in N²) and load damping. Gravity
 (cancelled by the feedforward) is left out. The stiffness is k1 at no load; at an operating torque it is the
 small-signal stiffness there (``small_signal_stiffness_nm_per_rad``): the catalogue curve's slope plus what the
-Dahl hysteresis adds to small motions about a loaded twist, up to k1 more. Coulomb friction (F_c N at the
+Dahl hysteresis adds to small motions about a loaded twist, up to k1 more. Where the twist travels (in motion the
+kinematic error sweeps it) that stiffness is averaged over the travel: at no load the knee's 1.3e-5 rad rms raises its
+resonance 7 %. Coulomb friction (F_c N at the
 output) is left out too, unless the response is asked at a reference amplitude A: then it enters as its
 describing function, an equivalent damping 4 F_c N / (pi V) on the motor side, V the motor side's velocity
 amplitude at that frequency in the closed loop (Gelb & Vander Velde's sinusoidal-input describing function of
@@ -47,9 +49,10 @@ from scipy.optimize import brentq
 from actuator.analysis.frequency import FrequencyResponse, bandwidth_hz, margins_above_crossover
 from actuator.analysis.step import StepMetrics, step_metrics
 from actuator.control.config import ControllerConfig, LoopGains
+from actuator.errors import ConfigError
 from actuator.model.layout import compile_params, current_loop_design
 from actuator.model.mechanics import dahl_virgin, spring_torque
-from actuator.params import JointParams
+from actuator.params import JointParams, ReducerParams
 
 
 def operating_twist_rad(p: JointParams, torque_nm: float) -> float:
@@ -79,19 +82,41 @@ def _operating_twist(v: np.ndarray, p: JointParams, torque_nm: float) -> float:
     return math.copysign(brentq(excess, 0.0, hi, xtol=1e-15, rtol=1e-12), torque_nm)
 
 
-def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0) -> float:
+TRAVEL_POINTS = 256  # phases of the twist's travel averaged over: a knee of the curve costs O(1 / n), 0.02 %
+
+
+def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0, twist_rms_rad: float = 0.0) -> float:
     """The flexspline's stiffness to small motions about the twist carrying ``torque_nm`` in motion.
 
     d/dphi of K - D + tau_h, with tau_h's slope averaged over a small symmetric cycle: sigma (1 - tau_h / tau_hmax)
     one way, sigma (1 + tau_h / tau_hmax) back, so sigma whatever tau_h is. That is K'(phi0) + sigma - D'(phi0) =
     K'(phi0) + sigma (1 - exp(-sigma |phi0| / tau_hmax)): k1 at no load, and the catalogue slope plus sigma once the
     twist is well past tau_hmax / sigma (8e-5 rad on the shipped presets). No load gives exactly the preset's k1.
+
+    ``twist_rms_rad``: the twist's travel about phi0 (in motion the kinematic error and the torque ripple sweep it),
+    taken as a sinusoid of that rms. Small motions about each point of the travel see the slope above at that point,
+    so the stiffness is its mean over the travel. Near zero twist the slope climbs from k1 to k1 + sigma within
+    tau_hmax / sigma, so a travel of a fraction of that width stiffens the joint: the resonance about a sliding state
+    follows this within 2 points where k1 alone is 7 % low on the knee (tests/actuator/test_small_signal.py). It
+    assumes small motions reverse the Dahl state faster than the travel sweeps it, which holds while the travel is a
+    fraction of that width (knee and wrist: a fifth). A travel of half the width saturates the Dahl state along its
+    sweep and the slope added falls short of sigma: a 0.1 N·m Dahl term on the quasi-direct drive (width 2e-5 rad) is
+    7-9 % less stiff in motion than this says, and its model check fails (tests/actuator/test_catalogue.py).
     """
     r = p.reducer
-    if torque_nm == 0.0:
+    if not (math.isfinite(twist_rms_rad) and twist_rms_rad >= 0.0):
+        raise ConfigError(f"twist_rms_rad = {twist_rms_rad!r}: the twist's travel must be finite and >= 0 rad")
+    if torque_nm == 0.0 and twist_rms_rad == 0.0:
         return r.k1_nm_per_rad
     v = compile_params(p)
-    a = abs(_operating_twist(v, p, torque_nm))
+    phi0 = _operating_twist(v, p, torque_nm)
+    phase = np.linspace(0.0, 2.0 * math.pi, TRAVEL_POINTS, endpoint=False)
+    travel = phi0 + math.sqrt(2.0) * twist_rms_rad * np.sin(phase)
+    return float(np.mean([_point_stiffness(v, r, abs(phi)) for phi in travel]))
+
+
+def _point_stiffness(v: np.ndarray, r: ReducerParams, a: float) -> float:
+    """K'(a) + sigma (1 - exp(-sigma a / tau_hmax)) at the twist magnitude ``a`` (the law is odd in the twist)."""
     h = 1e-9 * max(a, 1e-6)  # forward (loading) difference: exact on a piecewise-linear curve away from its knees
     slope = (spring_torque(v, a + h) - spring_torque(v, a)) / h
     if r.hysteresis_torque_nm <= 0.0:
@@ -119,9 +144,10 @@ class TwoMass:
     mesh_coupling: float = 1.0  # the motor's share of the flexspline torque: 1 / eta driving, 2 - 1 / eta driven
 
     @classmethod
-    def from_params(cls, p: JointParams, operating_torque_nm: float = 0.0) -> TwoMass:
+    def from_params(cls, p: JointParams, operating_torque_nm: float = 0.0, twist_rms_rad: float = 0.0) -> TwoMass:
         """The plant of ``p`` about the twist carrying ``operating_torque_nm`` in motion (0: its k1): > 0 the motor
-        drives the load, < 0 the load drives the motor (the mesh loss then couples them differently)."""
+        drives the load, < 0 the load drives the motor (the mesh loss then couples them differently); the stiffness
+        averaged over a twist travelling ``twist_rms_rad`` about it (``small_signal_stiffness_nm_per_rad``)."""
         r = p.reducer
         n2 = r.ratio ** 2
         emf_j, corners = back_emf_inertia(p)
@@ -132,7 +158,7 @@ class TwoMass:
         else:  # at rest, or loaded by nothing: the mesh loss has no torque to scale
             mesh = 1.0
         return cls(p.motor_side_inertia_kg_m2 * n2, p.load.inertia_kg_m2,
-                   small_signal_stiffness_nm_per_rad(p, operating_torque_nm),
+                   small_signal_stiffness_nm_per_rad(p, operating_torque_nm, twist_rms_rad),
                    r.flexspline_damping_nm_s_per_rad, r.viscous_friction_nm_s_per_rad * n2,
                    p.load.damping_nm_s_per_rad, p.drive.current_loop_bandwidth_hz, p.dt_s,
                    r.coulomb_friction_nm * r.ratio, emf_j * n2, corners, mesh)

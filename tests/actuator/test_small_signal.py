@@ -4,7 +4,8 @@ item 6).
 
 The reference for the stiffness is the model's own flexspline law written out here (actuator/model/mechanics.py):
 tau_fs = K(phi) - D(phi) + tau_h, K the catalogue's piecewise curve, D(phi) = tau_hmax (1 - exp(-sigma |phi| /
-tau_hmax)) sgn(phi), the Dahl state centred on zero in motion; small motions see K'(phi0) + sigma - D'(phi0).
+tau_hmax)) sgn(phi), the Dahl state centred on zero in motion; small motions see K'(phi0) + sigma - D'(phi0), and
+where the twist travels about phi0, that slope's mean over the travel.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import pytest
 from conftest import ideal_reducer, variant
 from scipy.optimize import brentq
 
-from actuator.analysis.catalogue import bench_params, plant_resonance_hz
+from actuator.analysis.catalogue import bench_params, plant_resonance
 from actuator.analysis.linear import (
     TwoMass,
     back_emf_inertia,
     operating_twist_rad,
     small_signal_stiffness_nm_per_rad,
 )
+from actuator.errors import ConfigError
 from actuator.model.layout import current_loop_design
 from actuator.params import JointParams
 from actuator.simulation import simulate
@@ -67,32 +69,73 @@ def test_no_load_is_k1_and_a_load_past_the_dahl_width_adds_sigma(knee: JointPara
     assert k == pytest.approx(r.k1_nm_per_rad + r.hysteresis_stiffness_nm_per_rad, rel=0.03)
 
 
+def travel_reference(p: JointParams, torque: float, rms: float, n: int = 20000) -> float:
+    """The stiffness's mean over a sinusoidal travel of rms ``rms`` about the operating twist, by a fine rule."""
+    phi0 = brentq(lambda x: reference_curve(p, x)[0] - abs(torque), 0.0, 1e-2, xtol=1e-16) if torque else 0.0
+    phases = (np.arange(n) + 0.5) * 2.0 * math.pi / n
+    sigma = p.reducer.hysteresis_stiffness_nm_per_rad
+    return float(np.mean([reference_curve(p, abs(x))[1] + sigma for x in phi0 + math.sqrt(2) * rms * np.sin(phases)]))
+
+
+@pytest.mark.parametrize("torque_t1, rms", [(0.0, 2e-6), (0.0, 1.3e-5), (0.0, 6e-5), (0.5, 6e-6), (0.5, 3e-4)])
+def test_a_travelling_twist_averages_the_slope_over_its_travel(knee: JointParams, torque_t1: float, rms: float) -> None:
+    """Within 0.05 % of the fine rule (256 phases against 20000; a knee of the curve in the travel converges as 1 / n,
+    the last case crosses T1's), and the closed form near zero: k1 + sigma (2 / pi) a / w for a travel of amplitude a
+    well inside the Dahl width w."""
+    torque = torque_t1 * knee.reducer.t1_nm
+    k = small_signal_stiffness_nm_per_rad(knee, torque, rms)
+    assert k == pytest.approx(travel_reference(knee, torque, rms), rel=5e-4)
+    r = knee.reducer
+    if torque == 0.0 and rms < 5e-6:  # a / w = 0.036: the exponential's second term is 1.2 % of the first
+        w = r.hysteresis_torque_nm / r.hysteresis_stiffness_nm_per_rad
+        a = math.sqrt(2) * rms
+        assert k - r.k1_nm_per_rad == pytest.approx(r.hysteresis_stiffness_nm_per_rad * 2 / math.pi * a / w, rel=0.02)
+    assert TwoMass.from_params(knee, torque, rms).stiffness_nm_per_rad == k
+
+
+@pytest.mark.parametrize("rms", [-1e-6, math.nan, math.inf])
+def test_a_travel_that_is_no_length_is_refused_by_name(knee: JointParams, rms: float) -> None:
+    with pytest.raises(ConfigError, match="twist_rms_rad"):
+        small_signal_stiffness_nm_per_rad(knee, 0.0, rms)
+
+
 @pytest.mark.parametrize("name", ["knee", "wrist", "qdd"])
-@pytest.mark.parametrize("t1_fraction", [0.5, -1.0])  # driving the load, and driven by it
+@pytest.mark.parametrize("t1_fraction", [0.5, -1.0, 0.0])  # driving the load, driven by it, and no load
 def test_resonance_in_motion_is_the_linear_models_within_5_percent(request, name: str, t1_fraction: float) -> None:
-    """The issue's 5 %. Measured: knee -0.0 % at T1 / 2 and +0.1 % at -T1, wrist -0.2 % and -0.4 %, quasi-direct
-    drive -1.9 % and -1.1 %. Before the model took the back-EMF's inertia and the mesh coupling: -1.4 / -4.2,
-    -1.5 / -1.2 and -4.0 / -12.0 % (the quasi-direct drive then with a Dahl hysteresis). Not the knee and wrist at no
-    load: there the stiffness rises from k1 to 1.15 k1 within 1.3e-5 rad of twist, so the twist the kinematic error
-    cycles moves it, by how much depends on the speed (+4.3 to +6.9 % and +3.2 % measured at the bench's)."""
+    """The issue's 5 %, the model at the twist's travel measured there. Measured: knee -0.0 % at T1 / 2, +0.1 % at
+    -T1 and +0.2 % at no load; wrist -0.3, -0.4 and -1.8 %; quasi-direct drive -1.9, -1.1 and -0.8 %. Before the
+    model took the back-EMF's inertia and the mesh coupling: -1.4 / -4.2, -1.5 / -1.2 and -4.0 / -12.0 % (the quasi-
+    direct drive then with a Dahl hysteresis); before it took the travel, +6.9 % and +3.2 % at no load."""
     p = request.getfixturevalue(name)
     torque = t1_fraction * p.reducer.t1_nm
-    bench = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)  # what plant_resonance_hz measures
-    measured_hz, twist = plant_resonance_hz(p, torque)
-    model = TwoMass.from_params(bench, torque)
-    assert measured_hz == pytest.approx(model.resonance_hz, rel=0.05)
+    bench = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)  # what plant_resonance measures
+    measured = plant_resonance(p, torque)
+    model = TwoMass.from_params(bench, torque, measured.twist_rms_rad)
+    assert measured.resonance_hz == pytest.approx(model.resonance_hz, rel=0.05)
+    if torque == 0.0:
+        return
     # the twist measured in motion is where the model puts the operating point (the Dahl state centred on zero)
-    assert twist == pytest.approx(operating_twist_rad(bench, torque), rel=0.03)
+    assert measured.twist_mean_rad == pytest.approx(operating_twist_rad(bench, torque), rel=0.03)
     if p.reducer.hysteresis_torque_nm > 0.0:  # loaded, far above the no-load model: the stiffening the model takes
         assert model.resonance_hz > 1.3 * TwoMass.from_params(bench).resonance_hz
 
 
-def test_quasi_direct_drive_resonance_at_no_load(qdd: JointParams) -> None:
-    """A planetary has no flexspline hysteresis to stiffen it about zero twist: the model holds at no load too
-    (measured -0.8 %; +20 % while the preset carried the harmonic drive's Dahl term)."""
-    bench = bench_params(qdd, load_inertia_kg_m2=qdd.load.inertia_kg_m2)
-    measured_hz, _ = plant_resonance_hz(qdd, 0.0)
-    assert measured_hz == pytest.approx(TwoMass.from_params(bench).resonance_hz, rel=0.05)
+@pytest.mark.parametrize("name, ke_fraction, ke_scale", [
+    ("knee", 0.25, 1.0), ("knee", 0.05, 1.0), ("knee", 0.25, 0.0), ("wrist", 0.05, 1.0), ("wrist", 0.25, 0.0)])
+def test_no_load_resonance_follows_the_twists_travel(request, name: str, ke_fraction: float, ke_scale: float) -> None:
+    """About zero twist the hysteretic flexspline stiffens with the twist's travel (from k1 towards k1 + sigma within
+    tau_hmax / sigma), so the no-load resonance depends on how fast the joint slides and on its kinematic error. The
+    model at the measured travel holds within 5 % at a fifth of the bench's speed and without the kinematic error
+    (measured: knee +0.2, -0.1, -0.3 %; wrist -1.2, +0.5 %). At k1 alone the knee's default is 6.9 % high."""
+    p = request.getfixturevalue(name)
+    ke = tuple(ke_scale * a for a in p.reducer.kinematic_error_amplitudes_rad)
+    p = variant(p, reducer={"kinematic_error_amplitudes_rad": ke})
+    bench = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
+    measured = plant_resonance(p, 0.0, ke_fraction)
+    model = TwoMass.from_params(bench, 0.0, measured.twist_rms_rad)
+    assert measured.resonance_hz == pytest.approx(model.resonance_hz, rel=0.05)
+    if (name, ke_fraction, ke_scale) == ("knee", 0.25, 1.0):  # the check above can fail: k1 alone is off
+        assert measured.resonance_hz > 1.05 * TwoMass.from_params(bench).resonance_hz
 
 
 @pytest.mark.parametrize("name", ["knee", "wrist", "qdd"])

@@ -31,7 +31,7 @@ def test_shipped_presets_pass_their_catalogue(capsys: pytest.CaptureFixture[str]
     assert all(r["verdict"] == "pass" for r in rows.values())
     # every catalogue row carries its source tag; the resonance rows are checked against the linear model
     resonance = [q for q in rows if q.startswith("resonance in motion at ")]
-    assert len(resonance) == 2 and all("linear model" in rows[q]["source"] for q in resonance)
+    assert len(resonance) == 3 and all("linear model" in rows[q]["source"] for q in resonance)
     assert all(r["source"].startswith("[") for q, r in rows.items() if q not in resonance)
     assert sum(q.startswith("twist at ") for q in rows) == 10
     assert sum(q.startswith("efficiency at ") for q in rows) == 7
