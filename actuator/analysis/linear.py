@@ -1,19 +1,18 @@
 """The linear model of a joint under the cascade, in the frequency domain: what model-based tuning designs
 on and what it predicts.
 
-Plant: two inertias, output-referred (motor side J1 = J_m N², load J2), joined by the flexspline's
-small-signal stiffness and damping c, with input viscous friction (b_in N²) and load damping. Gravity
-(cancelled by the feedforward) is left out. The stiffness is k1 at no load; at an operating torque it is the
-small-signal stiffness there (``small_signal_stiffness_nm_per_rad``): the catalogue curve's slope plus what the
-Dahl hysteresis adds to small motions about a loaded twist, up to k1 more. Where the twist travels (in motion the
-kinematic error sweeps it) that stiffness is averaged over the travel: at no load the knee's 1.3e-5 rad rms raises its
-resonance 7 %. Coulomb friction (F_c N at the
-output) is left out too, unless the response is asked at a reference amplitude A: then it enters as its
-describing function, an equivalent damping 4 F_c N / (pi V) on the motor side, V the motor side's velocity
-amplitude at that frequency in the closed loop (Gelb & Vander Velde's sinusoidal-input describing function of
-an ideal relay), solved per frequency (V depends on the damping it sets). At a chirp's small amplitude this is
-what makes the measured bandwidth fall short of the linear one; where the loop's torque cannot reach
-4 F_c N / pi the joint sticks and the response is taken as nil.
+Plant: two inertias, output-referred (motor side J1 = J_m N², load J2), joined by the flexspline's small-signal
+stiffness and damping c, with input viscous friction (b_in N²) and load damping. Gravity (cancelled by the
+feedforward) is left out. The stiffness is k1 at no load; at an operating torque it is the small-signal stiffness
+there (``small_signal_stiffness_nm_per_rad``): the catalogue curve's slope plus what the Dahl hysteresis adds to
+small motions about a loaded twist, up to k1 more; where the twist travels (in motion the kinematic error sweeps
+it), that stiffness averaged over the travel (the knee's 1.3e-5 rad rms at no load: +7 % on its resonance). Coulomb
+friction (F_c N at the output) is left out too, unless the response is asked at a reference amplitude A: then it
+enters as its describing function, an equivalent damping 4 F_c N / (pi V) on the motor side, V the motor side's
+velocity amplitude at that frequency in the closed loop (Gelb & Vander Velde's sinusoidal-input describing function
+of an ideal relay), solved per frequency (V depends on the damping it sets). At a chirp's small amplitude this is
+what makes the measured bandwidth fall short of the linear one; where the loop's torque cannot reach 4 F_c N / pi
+the joint sticks and the response is taken as nil.
 
 Two drive effects complete the plant (without them the simulated resonance was 4-12 % off the quasi-direct
 drive's): the current loop fighting the back-EMF weighs on the motor side as an inertia J_e(s) (``back_emf_inertia``,
@@ -100,8 +99,8 @@ def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0, tw
     follows this within 2 points where k1 alone is 7 % low on the knee (tests/actuator/test_small_signal.py). It
     assumes small motions reverse the Dahl state faster than the travel sweeps it, which holds while the travel is a
     fraction of that width (knee and wrist: a fifth). A travel of half the width saturates the Dahl state along its
-    sweep and the slope added falls short of sigma: a 0.1 N·m Dahl term on the quasi-direct drive (width 2e-5 rad) is
-    7-9 % less stiff in motion than this says, and its model check fails (tests/actuator/test_catalogue.py).
+    sweep and the slope added falls short of sigma: with a 0.1 N·m Dahl term (width 2e-5 rad) the quasi-direct
+    drive's resonance in motion is 7-9 % below this model's, and its model check fails (test_catalogue.py).
     """
     r = p.reducer
     if not (math.isfinite(twist_rms_rad) and twist_rms_rad >= 0.0):
