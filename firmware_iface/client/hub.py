@@ -37,7 +37,6 @@ until it succeeds and goes on reading; clients, their rings and registrations ar
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from collections.abc import Callable
 import can
 
 from actuator.errors import BusError, ProtocolError
+from firmware_iface.client.bus import close_bus
 from firmware_iface.client.clock import WALL, Clock
 from firmware_iface.protocol.capabilities import message_of, replies_only, status_message
 from firmware_iface.protocol.check import signal_bits
@@ -234,8 +234,7 @@ class BusHub:
             _HUBS[id(bus)] = self
         self.bus, self.lost = bus, None
         self.reconnects += 1
-        with contextlib.suppress(Exception):
-            old.shutdown()
+        close_bus(old)  # its server is gone: marked shut even where the adapter's own close fails half way
         return True
 
     def check_lost(self) -> None:
