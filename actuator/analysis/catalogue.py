@@ -45,7 +45,7 @@ How each quantity is measured:
   the twist's response on its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural
   frequency of a two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque,
   twist_rms).resonance_hz``, the model at the twist's travel measured there (the kinematic error sweeps the twist,
-  and about zero twist the hysteretic flexspline stiffens with the travel: 7 % on the knee's resonance).
+  and about zero twist the hysteretic flexspline stiffens with the travel: 6 % on the knee's resonance).
 """
 
 from __future__ import annotations
@@ -432,41 +432,57 @@ class PlantResonance(NamedTuple):
     twist_rms_rad: float
 
 
-def plant_resonance(p: JointParams, torque_nm: float, ke_fraction: float = 0.25) -> PlantResonance:
+def plant_resonance(p: JointParams, torque_nm: float, ke_fraction: float = 0.25,
+                    excitation_scale: float = 1.0) -> PlantResonance:
     """The resonance of ``p`` measured about a sliding state whose flexspline carries ``torque_nm``, sliding at a
-    speed whose kinematic error runs at ``ke_fraction`` of the unloaded model's resonance."""
+    speed whose kinematic error runs at ``ke_fraction`` of the unloaded model's resonance, with the bench's multisine
+    scaled by ``excitation_scale``; NaN where Re(torque / twist) does not cross zero in the band.
+
+    The multisine runs twice, with opposite signs, and the twist's response to it is half the difference: the
+    kinematic error's own twist, whose harmonics fall on the multisine's lines, cancels (one run read the knee 60 %
+    high at a tenth of the excitation, and found no crossing on the wrist).
+    """
     b = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
+    dt = b.dt_s
+    f_band = TwoMass.from_params(b, torque_nm).resonance_hz
+    amplitude = excitation_scale * 0.3 * max(b.reducer.hysteresis_torque_nm, 0.1 * b.reducer.t1_nm)
+    d = excitation_torque(RESONANCE_PERIOD_S, dt, amplitude, 0.5 * f_band, 2.0 * f_band)
+    twists = [_sliding_twist(p, b, torque_nm, ke_fraction, sign * d) for sign in (1.0, -1.0)]
+    response = 0.5 * (twists[0] - twists[1])
+    u_f, y_f = np.fft.rfft(d), np.fft.rfft(response - response.mean())
+    lines = np.abs(u_f) > 0.1 * np.abs(u_f).max()
+    w = 2.0 * math.pi * np.fft.rfftfreq(len(d), dt)[lines]
+    (a, bw), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(w), -w * w]), (u_f[lines] / y_f[lines]).real,
+                                  rcond=None)
+    resonance = math.sqrt(a / bw) / (2.0 * math.pi) if a > 0.0 and bw > 0.0 else math.nan
+    return PlantResonance(resonance, float(np.mean([t.mean() for t in twists])),
+                          float(np.mean([t.std() for t in twists])))
+
+
+def _sliding_twist(p: JointParams, b: JointParams, torque_nm: float, ke_fraction: float,
+                   d: np.ndarray) -> np.ndarray:
+    """The bench ``b``'s twist over the excitation ``d``, added to the motor's torque once it slides and settles."""
     r, dt = b.reducer, b.dt_s
-    model = TwoMass.from_params(b, torque_nm)
-    f_band = model.resonance_hz
     # the kinematic error (twice per wave-generator turn) below the band
-    speed = ke_fraction * TwoMass.from_params(b).resonance_hz * math.pi / r.ratio
-    w_m = r.ratio * speed
+    w_m = ke_fraction * TwoMass.from_params(b).resonance_hz * math.pi
     # the static friction breaks the joint free (the ramp, then 0.5 s); after that the friction at that speed: an
     # excess would accelerate a joint with little viscous friction (the quasi-direct drive) all through the record,
     # and its flexspline would carry a share of it
     sliding, _ = stribeck_level(L.compile_params(b), w_m, 1.0)
-    settle, n = round(RESONANCE_SETTLE_S / dt), round(RESONANCE_PERIOD_S / dt)
+    settle, n = round(RESONANCE_SETTLE_S / dt), len(d)
     friction = np.where(np.arange(settle + n) < round(2.0 / dt), r.static_friction_nm, sliding)
     # the mesh loss: the motor carries the flexspline's torque by 1 / eta driving, 2 - 1 / eta driven
-    bias = torque_nm * model.mesh_coupling + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
+    mesh = TwoMass.from_params(b, torque_nm).mesh_coupling
+    bias = torque_nm * mesh + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
     ramp = np.ones(settle + n)
     ramp[: round(1.5 / dt)] = _smooth(round(1.5 / dt))
-    amplitude = 0.3 * max(r.hysteresis_torque_nm, 0.1 * r.t1_nm)  # small against the Dahl's saturation
-    d = excitation_torque(RESONANCE_PERIOD_S, dt, amplitude, 0.5 * f_band, 2.0 * f_band)
     tr = simulate(b, duration_s=(settle + n) * dt, torque_nm=bias * ramp + np.concatenate([np.zeros(settle), d]),
                   external_torque_nm=-torque_nm * ramp)
     v = tr["velocity_rad_s"][settle:]
     if not np.all(v > 0.0):
         raise ConfigError(f"preset {p.name!r}: the joint did not slide at {torque_nm:g} N·m (output speed "
                           f"{v.min():.3g}..{v.max():.3g} rad/s): no resonance about a sliding state to measure")
-    twist = tr["twist_rad"][settle:settle + n]
-    u_f, y_f = np.fft.rfft(d), np.fft.rfft(twist - twist.mean())
-    lines = np.abs(u_f) > 0.1 * np.abs(u_f).max()
-    w = 2.0 * math.pi * np.fft.rfftfreq(n, dt)[lines]
-    (a, bw), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(w), -w * w]), (u_f[lines] / y_f[lines]).real,
-                                  rcond=None)
-    return PlantResonance(math.sqrt(a / bw) / (2.0 * math.pi), float(twist.mean()), float(twist.std()))
+    return np.asarray(tr["twist_rad"][settle:settle + n])
 
 
 RESONANCE_POINTS = ((0.5, "+T1/2", "driving the load"), (-1.0, "-T1", "driven by the load"),
@@ -486,7 +502,9 @@ def check_resonance(p: JointParams, tolerance: float = 0.05) -> list[CheckRow]:
         rows.append(replace(_relative_row(
             f"resonance in motion at {label} ({torque:.3g} N·m)", "Hz", model.resonance_hz, LINEAR_MODEL_SOURCE,
             measured.resonance_hz, tolerance, f"{flow}; the multisine's twist response about a sliding state, the "
-            f"model at its twist travel ({measured.twist_rms_rad:.2g} rad rms)"), at_nm=torque))
+            f"model at its twist travel ({measured.twist_rms_rad:.2g} rad rms)" + (
+                "" if math.isfinite(measured.resonance_hz) else "; no resonance in the band: Re(torque / twist) "
+                "does not cross zero")), at_nm=torque))
     return rows
 
 

@@ -6,7 +6,7 @@ stiffness and damping c, with input viscous friction (b_in N²) and load damping
 feedforward) is left out. The stiffness is k1 at no load; at an operating torque it is the small-signal stiffness
 there (``small_signal_stiffness_nm_per_rad``): the catalogue curve's slope plus what the Dahl hysteresis adds to
 small motions about a loaded twist, up to k1 more; where the twist travels (in motion the kinematic error sweeps
-it), that stiffness averaged over the travel (the knee's 1.3e-5 rad rms at no load: +7 % on its resonance). Coulomb
+it), that stiffness averaged over the travel (the knee's 1.3e-5 rad rms at no load: +6 % on its resonance). Coulomb
 friction (F_c N at the output) is left out too, unless the response is asked at a reference amplitude A: then it
 enters as its describing function, an equivalent damping 4 F_c N / (pi V) on the motor side, V the motor side's
 velocity amplitude at that frequency in the closed loop (Gelb & Vander Velde's sinusoidal-input describing function
@@ -96,7 +96,8 @@ def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0, tw
     taken as a sinusoid of that rms. Small motions about each point of the travel see the slope above at that point,
     so the stiffness is its mean over the travel. Near zero twist the slope climbs from k1 to k1 + sigma within
     tau_hmax / sigma, so a travel of a fraction of that width stiffens the joint: the resonance about a sliding state
-    follows this within 2 points where k1 alone is 7 % low on the knee (tests/actuator/test_small_signal.py). It
+    follows this within 1.3 % at the model check's excitation and 4.2 % from a tenth to three times it, where k1
+    alone is 6 % low on the knee (tests/actuator/test_small_signal.py). It
     assumes small motions reverse the Dahl state faster than the travel sweeps it, which holds while the travel is a
     fraction of that width (knee and wrist: a fifth). A travel of half the width saturates the Dahl state along its
     sweep and the slope added falls short of sigma: with a 0.1 N·m Dahl term (width 2e-5 rad) the quasi-direct
