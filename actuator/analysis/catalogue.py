@@ -41,8 +41,9 @@ How each quantity is measured:
   driven at -T1 and at no load, within 5 %): the load the preset's link inertia without gravity or damping, an
   external torque ramped (smooth, 1.5 s) to the operating torque while the motor, driven open loop, slides at a speed
   whose kinematic error lies below the band (the static friction breaks it free, then the sliding friction at that
-  speed is driven); then a multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s) and
-  the twist's response on its lines; the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural
+  speed is driven); then a multisine of motor torque over [0.5, 2] x the predicted resonance (one period, 4 s),
+  run twice with opposite signs, and the twist's response on its lines, half the two runs' difference (the kinematic
+  error's own twist cancels); the resonance is where Re(torque / twist) = a - b w^2 crosses zero (the natural
   frequency of a two-mass plant, unaffected by its damping), against ``TwoMass.from_params(p, torque,
   twist_rms).resonance_hz``, the model at the twist's travel measured there (the kinematic error sweeps the twist,
   and about zero twist the hysteretic flexspline stiffens with the travel: 6 % on the knee's resonance).
