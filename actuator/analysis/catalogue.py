@@ -444,15 +444,28 @@ def plant_resonance(p: JointParams, torque_nm: float, ke_fraction: float = 0.25,
     high at a tenth of the excitation, and found no crossing on the wrist).
     """
     b = bench_params(p, load_inertia_kg_m2=p.load.inertia_kg_m2)
-    dt = b.dt_s
-    f_band = TwoMass.from_params(b, torque_nm).resonance_hz
-    amplitude = excitation_scale * 0.3 * max(b.reducer.hysteresis_torque_nm, 0.1 * b.reducer.t1_nm)
+    r, dt = b.reducer, b.dt_s
+    model = TwoMass.from_params(b, torque_nm)
+    f_band = model.resonance_hz
+    amplitude = excitation_scale * 0.3 * max(r.hysteresis_torque_nm, 0.1 * r.t1_nm)
     d = excitation_torque(RESONANCE_PERIOD_S, dt, amplitude, 0.5 * f_band, 2.0 * f_band)
-    twists = [_sliding_twist(p, b, torque_nm, ke_fraction, sign * d) for sign in (1.0, -1.0)]
+    settle, n = round(RESONANCE_SETTLE_S / dt), d.size
+    # the kinematic error (twice per wave-generator turn) below the band
+    w_m = ke_fraction * TwoMass.from_params(b).resonance_hz * math.pi
+    # the static friction breaks the joint free (the ramp, then 0.5 s); after that the friction at that speed: an
+    # excess would accelerate a joint with little viscous friction (the quasi-direct drive) all through the record,
+    # and its flexspline would carry a share of it
+    sliding, _ = stribeck_level(L.compile_params(b), w_m, 1.0)
+    friction = np.where(np.arange(settle + n) < round(2.0 / dt), r.static_friction_nm, sliding)
+    # the mesh loss: the motor carries the flexspline's torque by 1 / eta driving, 2 - 1 / eta driven
+    bias = torque_nm * model.mesh_coupling + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
+    ramp = np.ones(settle + n)
+    ramp[: round(1.5 / dt)] = _smooth(round(1.5 / dt))
+    twists = [_sliding_twist(p, b, torque_nm, bias * ramp, -torque_nm * ramp, settle, sign * d) for sign in (1.0, -1.0)]
     response = 0.5 * (twists[0] - twists[1])
     u_f, y_f = np.fft.rfft(d), np.fft.rfft(response - response.mean())
     lines = np.abs(u_f) > 0.1 * np.abs(u_f).max()
-    w = 2.0 * math.pi * np.fft.rfftfreq(len(d), dt)[lines]
+    w = 2.0 * math.pi * np.fft.rfftfreq(n, dt)[lines]
     (a, bw), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(w), -w * w]), (u_f[lines] / y_f[lines]).real,
                                   rcond=None)
     resonance = math.sqrt(a / bw) / (2.0 * math.pi) if a > 0.0 and bw > 0.0 else math.nan
@@ -460,30 +473,17 @@ def plant_resonance(p: JointParams, torque_nm: float, ke_fraction: float = 0.25,
                           float(np.mean([t.std() for t in twists])))
 
 
-def _sliding_twist(p: JointParams, b: JointParams, torque_nm: float, ke_fraction: float,
-                   d: np.ndarray) -> np.ndarray:
-    """The bench ``b``'s twist over the excitation ``d``, added to the motor's torque once it slides and settles."""
-    r, dt = b.reducer, b.dt_s
-    # the kinematic error (twice per wave-generator turn) below the band
-    w_m = ke_fraction * TwoMass.from_params(b).resonance_hz * math.pi
-    # the static friction breaks the joint free (the ramp, then 0.5 s); after that the friction at that speed: an
-    # excess would accelerate a joint with little viscous friction (the quasi-direct drive) all through the record,
-    # and its flexspline would carry a share of it
-    sliding, _ = stribeck_level(L.compile_params(b), w_m, 1.0)
-    settle, n = round(RESONANCE_SETTLE_S / dt), len(d)
-    friction = np.where(np.arange(settle + n) < round(2.0 / dt), r.static_friction_nm, sliding)
-    # the mesh loss: the motor carries the flexspline's torque by 1 / eta driving, 2 - 1 / eta driven
-    mesh = TwoMass.from_params(b, torque_nm).mesh_coupling
-    bias = torque_nm * mesh + r.ratio * (friction + r.viscous_friction_nm_s_per_rad * w_m)
-    ramp = np.ones(settle + n)
-    ramp[: round(1.5 / dt)] = _smooth(round(1.5 / dt))
-    tr = simulate(b, duration_s=(settle + n) * dt, torque_nm=bias * ramp + np.concatenate([np.zeros(settle), d]),
-                  external_torque_nm=-torque_nm * ramp)
+def _sliding_twist(p: JointParams, b: JointParams, torque_nm: float, drive_nm: np.ndarray, external_nm: np.ndarray,
+                   settle: int, d: np.ndarray) -> np.ndarray:
+    """The bench ``b``'s twist over the excitation ``d``, added to the motor's torque ``drive_nm`` once it slides and
+    has settled (``settle`` steps)."""
+    tr = simulate(b, duration_s=drive_nm.size * b.dt_s, torque_nm=drive_nm + np.concatenate([np.zeros(settle), d]),
+                  external_torque_nm=external_nm)
     v = tr["velocity_rad_s"][settle:]
     if not np.all(v > 0.0):
         raise ConfigError(f"preset {p.name!r}: the joint did not slide at {torque_nm:g} N·m (output speed "
                           f"{v.min():.3g}..{v.max():.3g} rad/s): no resonance about a sliding state to measure")
-    return np.asarray(tr["twist_rad"][settle:settle + n])
+    return np.asarray(tr["twist_rad"][settle:settle + d.size])
 
 
 RESONANCE_POINTS = ((0.5, "+T1/2", "driving the load"), (-1.0, "-T1", "driven by the load"),

@@ -97,11 +97,11 @@ def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0, tw
     so the stiffness is its mean over the travel. Near zero twist the slope climbs from k1 to k1 + sigma within
     tau_hmax / sigma, so a travel of a fraction of that width stiffens the joint: the resonance about a sliding state
     follows this within 1.3 % at the model check's excitation and 4.2 % from a tenth to three times it, where k1
-    alone is 6 % low on the knee (tests/actuator/test_small_signal.py). It
-    assumes small motions reverse the Dahl state faster than the travel sweeps it, which holds while the travel is a
-    fraction of that width (knee and wrist: a fifth). A travel of half the width saturates the Dahl state along its
-    sweep and the slope added falls short of sigma: with a 0.1 N·m Dahl term (width 2e-5 rad) the quasi-direct
-    drive's resonance in motion is 7-9 % below this model's, and its model check fails (test_catalogue.py).
+    alone is 6 % low on the knee (tests/actuator/test_small_signal.py). It assumes small motions reverse the Dahl
+    state faster than the travel sweeps it, which holds while the travel is a fraction of that width (knee and wrist:
+    a fifth). A travel of half the width saturates the Dahl state along its sweep and the slope added falls short of
+    sigma: with a 0.1 N·m Dahl term (width 2e-5 rad) the quasi-direct drive's resonance in motion is 7-9 % below this
+    model's, and its model check fails (test_catalogue.py).
     """
     r = p.reducer
     if not (math.isfinite(twist_rms_rad) and twist_rms_rad >= 0.0):
@@ -110,6 +110,8 @@ def small_signal_stiffness_nm_per_rad(p: JointParams, torque_nm: float = 0.0, tw
         return r.k1_nm_per_rad
     v = compile_params(p)
     phi0 = _operating_twist(v, p, torque_nm)
+    if twist_rms_rad == 0.0:
+        return _point_stiffness(v, r, abs(phi0))
     phase = np.linspace(0.0, 2.0 * math.pi, TRAVEL_POINTS, endpoint=False)
     travel = phi0 + math.sqrt(2.0) * twist_rms_rad * np.sin(phase)
     return float(np.mean([_point_stiffness(v, r, abs(phi)) for phi in travel]))
